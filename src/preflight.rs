@@ -1,0 +1,343 @@
+//! Preflight: everything that is read and checked before the first write.
+//!
+//! It describes the Connect instance (its identity-management type decides the username
+//! and password rules), discovers or verifies the Identity Center instance, identity store
+//! and Amazon Connect application, lists the routing profiles, security profiles and
+//! hierarchy groups, and resolves each agent's profile *names or ids* to ids. Any problem
+//! here is an input or configuration error (exit 2) and nothing has been written.
+
+use crate::agent::{AgentSpec, FieldError, IdentityMode};
+use crate::aws::{AwsError, ConnectApi, Named, SsoAdminApi};
+use crate::config::{AssignmentMode, Config};
+use crate::steps::Subject;
+
+/// Where onboarding happens, fully resolved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    /// Connect instance id.
+    pub instance_id: String,
+    /// The instance's identity management.
+    pub identity_mode: IdentityMode,
+    /// Identity store id.
+    pub identity_store_id: String,
+    /// Identity Center instance ARN.
+    pub sso_instance_arn: String,
+    /// The Amazon Connect application's ARN.
+    pub application_arn: String,
+    /// The agents' group.
+    pub group: String,
+    /// Group or user assignment.
+    pub assignment: AssignmentMode,
+    /// The AWS access portal agents sign in through.
+    pub portal_url: String,
+}
+
+/// The instance's profiles and groups, for name resolution.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Routing profiles.
+    pub routing_profiles: Vec<Named>,
+    /// Security profiles.
+    pub security_profiles: Vec<Named>,
+    /// Hierarchy groups.
+    pub hierarchy_groups: Vec<Named>,
+}
+
+/// A preflight failure; always before any write.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration does not match what AWS has.
+    #[error("{0}")]
+    Config(String),
+    /// An AWS read failed.
+    #[error("{context}: {source}")]
+    Aws {
+        /// What was being read.
+        context: String,
+        /// The error.
+        source: AwsError,
+    },
+}
+
+fn aws(context: impl Into<String>) -> impl FnOnce(AwsError) -> Error {
+    let context = context.into();
+    move |source| Error::Aws { context, source }
+}
+
+/// Describes the instance and discovers or verifies the Identity Center side.
+pub async fn discover(
+    cfg: &Config,
+    connect: &dyn ConnectApi,
+    sso: &dyn SsoAdminApi,
+) -> Result<(Target, Catalog), Error> {
+    let instance_id = cfg.connect.instance_id().to_string();
+    let inst = match connect.describe_instance(&instance_id).await {
+        Ok(i) => i,
+        Err(e) if e.is("ResourceNotFoundException") => {
+            return Err(Error::Config(format!(
+                "connect.instance_id {instance_id:?}: no such Amazon Connect instance in this account and region ({e})"
+            )))
+        }
+        Err(e) => return Err(aws(format!("describing Connect instance {instance_id}"))(e)),
+    };
+    let identity_mode: IdentityMode = inst.identity_management_type.parse().map_err(|_| {
+        Error::Config(format!(
+            "Connect instance {instance_id} reports identity management type {:?}, which connect-onboard does not know",
+            inst.identity_management_type
+        ))
+    })?;
+
+    let ic = &cfg.identity_center;
+    let instances = sso
+        .instances()
+        .await
+        .map_err(aws("listing IAM Identity Center instances"))?;
+    let chosen = match (&ic.instance_arn, &ic.identity_store_id) {
+        (Some(arn), store) => {
+            let Some(i) = instances.iter().find(|i| &i.arn == arn) else {
+                return Err(Error::Config(format!(
+                    "identity_center.instance_arn {arn:?}: no such IAM Identity Center instance in this region (found: {})",
+                    list(instances.iter().map(|i| i.arn.as_str()))
+                )));
+            };
+            if let Some(s) = store {
+                if &i.identity_store_id != s {
+                    return Err(Error::Config(format!(
+                        "identity_center.identity_store_id {s:?} does not belong to instance {arn} (its identity store is {:?})",
+                        i.identity_store_id
+                    )));
+                }
+            }
+            i.clone()
+        }
+        (None, Some(s)) => instances.iter().find(|i| &i.identity_store_id == s).cloned().ok_or_else(|| {
+            Error::Config(format!(
+                "identity_center.identity_store_id {s:?}: no IAM Identity Center instance in this region uses it (found: {})",
+                list(instances.iter().map(|i| i.identity_store_id.as_str()))
+            ))
+        })?,
+        (None, None) => match instances.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Error::Config(
+                    "no IAM Identity Center instance found in this region: set identity_center.region to its home region".into(),
+                ))
+            }
+            many => {
+                return Err(Error::Config(format!(
+                    "several IAM Identity Center instances found; set identity_center.instance_arn to one of: {}",
+                    list(many.iter().map(|i| i.arn.as_str()))
+                )))
+            }
+        },
+    };
+
+    let application_arn = match &ic.application_arn {
+        Some(arn) => {
+            let app = sso
+                .describe_application(arn)
+                .await
+                .map_err(aws(format!("describing application {arn}")))?;
+            match app {
+                None => {
+                    return Err(Error::Config(format!(
+                        "identity_center.application_arn {arn:?}: no such application"
+                    )))
+                }
+                Some(a) if !a.instance_arn.is_empty() && a.instance_arn != chosen.arn => {
+                    return Err(Error::Config(format!(
+                        "identity_center.application_arn {arn:?} belongs to instance {}, not {}",
+                        a.instance_arn, chosen.arn
+                    )))
+                }
+                Some(a) => a.arn,
+            }
+        }
+        None => {
+            let apps = sso
+                .applications(&chosen.arn)
+                .await
+                .map_err(aws("listing IAM Identity Center applications"))?;
+            let connect_apps: Vec<_> = apps
+                .iter()
+                .filter(|a| a.name.to_lowercase().contains("connect"))
+                .collect();
+            match connect_apps.as_slice() {
+                [one] => one.arn.clone(),
+                [] => {
+                    return Err(Error::Config(format!(
+                        "no Amazon Connect application found in {}; add it in the IAM Identity Center console and set identity_center.application_arn (applications found: {})",
+                        chosen.arn,
+                        list(apps.iter().map(|a| format!("{} ({})", a.name, a.arn)))
+                    )))
+                }
+                many => {
+                    return Err(Error::Config(format!(
+                        "several applications look like Amazon Connect; set identity_center.application_arn to one of: {}",
+                        list(many.iter().map(|a| format!("{} ({})", a.name, a.arn)))
+                    )))
+                }
+            }
+        }
+    };
+
+    let ctx = |what: &str| format!("listing {what} of Connect instance {instance_id}");
+    let catalog = Catalog {
+        routing_profiles: connect
+            .routing_profiles(&instance_id)
+            .await
+            .map_err(aws(ctx("routing profiles")))?,
+        security_profiles: connect
+            .security_profiles(&instance_id)
+            .await
+            .map_err(aws(ctx("security profiles")))?,
+        hierarchy_groups: connect
+            .hierarchy_groups(&instance_id)
+            .await
+            .map_err(aws(ctx("hierarchy groups")))?,
+    };
+    let portal_url = ic
+        .portal_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}.awsapps.com/start", chosen.identity_store_id));
+    Ok((
+        Target {
+            instance_id,
+            identity_mode,
+            identity_store_id: chosen.identity_store_id.clone(),
+            sso_instance_arn: chosen.arn.clone(),
+            application_arn,
+            group: ic.group.clone(),
+            assignment: ic.assignment,
+            portal_url,
+        },
+        catalog,
+    ))
+}
+
+fn list<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let v: Vec<String> = items.map(|s| s.as_ref().to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Resolves one name-or-id against a catalog list: an exact id, else an exact name.
+fn resolve_one(
+    field: &str,
+    what: &str,
+    value: &str,
+    items: &[Named],
+) -> Result<String, FieldError> {
+    if let Some(n) = items.iter().find(|n| n.id == value) {
+        return Ok(n.id.clone());
+    }
+    let by_name: Vec<&Named> = items.iter().filter(|n| n.name == value).collect();
+    match by_name.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(FieldError {
+            field: field.into(),
+            value: format!("{value:?}"),
+            rule: format!(
+                "no {what} has this name or id; existing: {}",
+                list(items.iter().map(|n| n.name.as_str()))
+            ),
+        }),
+        many => Err(FieldError {
+            field: field.into(),
+            value: format!("{value:?}"),
+            rule: format!(
+                "{} {what}s have this name; give the id instead: {}",
+                many.len(),
+                list(many.iter().map(|n| n.id.as_str()))
+            ),
+        }),
+    }
+}
+
+/// Resolves an agent's profile names or ids to ids.
+pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let routing = resolve_one(
+        "routing_profile",
+        "routing profile",
+        &agent.routing_profile,
+        &catalog.routing_profiles,
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let mut security = Vec::new();
+    for sp in &agent.security_profiles {
+        match resolve_one(
+            "security_profiles",
+            "security profile",
+            sp,
+            &catalog.security_profiles,
+        ) {
+            Ok(id) if !security.contains(&id) => security.push(id),
+            Ok(id) => errors.push(FieldError {
+                field: "security_profiles".into(),
+                value: format!("{sp:?}"),
+                rule: format!("names the same security profile ({id}) as another entry"),
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    let hierarchy = match &agent.hierarchy_group {
+        Some(h) => resolve_one(
+            "hierarchy_group",
+            "hierarchy group",
+            h,
+            &catalog.hierarchy_groups,
+        )
+        .map_err(|e| errors.push(e))
+        .ok(),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Subject {
+        agent,
+        routing_profile_id: routing.unwrap_or_default(),
+        security_profile_ids: security,
+        hierarchy_group_id: hierarchy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(id: &str, name: &str) -> Named {
+        Named {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn resolves_ids_then_names_and_lists_what_exists() {
+        let items = vec![
+            named("id-1", "Agent"),
+            named("id-2", "Admin"),
+            named("id-3", "Twin"),
+            named("id-4", "Twin"),
+        ];
+        assert_eq!(resolve_one("f", "x", "id-2", &items).unwrap(), "id-2");
+        assert_eq!(resolve_one("f", "x", "Agent", &items).unwrap(), "id-1");
+        let e = resolve_one("security_profiles", "security profile", "Agnet", &items).unwrap_err();
+        assert_eq!(e.field, "security_profiles");
+        assert!(e.rule.contains("Agent, Admin"), "{}", e.rule);
+        let e = resolve_one("f", "x", "Twin", &items).unwrap_err();
+        assert!(
+            e.rule.contains("id-3") && e.rule.contains("id-4"),
+            "{}",
+            e.rule
+        );
+        // Names are case-sensitive, as in Connect.
+        assert!(resolve_one("f", "x", "agent", &items).is_err());
+    }
+}

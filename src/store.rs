@@ -1,0 +1,889 @@
+//! The embedded checkpoint store: one SQLite file (WAL, mode 0600) holding runs, agents,
+//! steps, an append-only event journal and the per-agent leases.
+//!
+//! Why here: the engine's durability rests on three properties this module guarantees, and
+//! nothing else touches SQL.
+//! - **One transaction per transition.** Every state change of a step or agent is one
+//!   `IMMEDIATE` transaction that also appends to `events`, so a crash leaves either the old
+//!   state or the new one, never half.
+//! - **Lease-checked writes.** Every checkpoint of an agent is conditioned on the caller still
+//!   holding that agent's lease (checked in the same transaction), so a driver that lost its
+//!   lease cannot overwrite the new holder's progress.
+//! - **Append-only migrations** keyed by `PRAGMA user_version` (cargo's pattern): entries are
+//!   never edited or removed, so old state files can always be resumed.
+//!
+//! The store knows nothing about AWS: subjects and outputs are opaque JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+/// Schema migrations, applied in order. Never edit or remove an entry; append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        workflow_name TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        meta TEXT NOT NULL
+     );
+     CREATE TABLE agents (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        agent_key TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
+        on_failure TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        lease_token TEXT,
+        lease_holder TEXT,
+        lease_expires_ms INTEGER,
+        PRIMARY KEY (run_id, agent_key)
+     );
+     CREATE INDEX agents_by_key ON agents(agent_key);
+     CREATE TABLE steps (
+        run_id TEXT NOT NULL,
+        agent_key TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        owned INTEGER NOT NULL DEFAULT 0,
+        unresolved INTEGER NOT NULL DEFAULT 0,
+        outputs TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        first_write_ms INTEGER,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, agent_key, step_id),
+        FOREIGN KEY (run_id, agent_key) REFERENCES agents(run_id, agent_key)
+     );
+     CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        agent_key TEXT NOT NULL,
+        step_id TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT
+     );",
+];
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite failed (I/O, corruption, locking past the busy timeout).
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The state file could not be created or its permissions set.
+    #[error("state store {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The state file was written by a newer connect-onboard.
+    #[error("state store schema version {found} is newer than this build understands ({known})")]
+    TooNew {
+        /// Version in the file.
+        found: usize,
+        /// Newest version this build knows.
+        known: usize,
+    },
+    /// Another live process holds the agent's lease.
+    #[error("agent {agent} of run {run} is being worked on by {holder} (lease until {expires}); wait for it or stop that process")]
+    Leased {
+        /// Run id.
+        run: String,
+        /// Agent key.
+        agent: String,
+        /// Who holds it (host, pid).
+        holder: String,
+        /// When the lease expires (RFC 3339).
+        expires: String,
+    },
+    /// This process no longer holds the lease it is writing under.
+    #[error("lost the lease on agent {agent} of run {run}: another process took it over")]
+    LeaseLost {
+        /// Run id.
+        run: String,
+        /// Agent key.
+        agent: String,
+    },
+    /// A stored JSON column did not parse.
+    #[error("state store holds malformed {what}: {source}")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// No such run or agent.
+    #[error("no {0} in the state store")]
+    NotFound(String),
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Milliseconds since the Unix epoch (wall clock: these times outlive the process).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC timestamp for humans and the status JSON.
+pub fn now_rfc3339() -> String {
+    fmt_ms(now_ms())
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A step's checkpointed row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRow {
+    /// Step id from the workflow.
+    pub step_id: String,
+    /// Position in the workflow.
+    pub seq: i64,
+    /// State name (see `workflow::StepState`).
+    pub state: String,
+    /// Created by this run (so compensation may delete it).
+    pub owned: bool,
+    /// A write was sent whose outcome is unknown: if the resource exists, it is ours.
+    pub unresolved: bool,
+    /// Resource ids recorded after the write (or the adoption).
+    pub outputs: BTreeMap<String, String>,
+    /// Write attempts made.
+    pub attempts: i64,
+    /// When the first write was sent (ms), for eventual-consistency settle windows.
+    pub first_write_ms: Option<i64>,
+    /// Last error, `CODE: message`.
+    pub last_error: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// An agent's checkpointed row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentRow {
+    /// Run id.
+    pub run_id: String,
+    /// Agent key (the normalised email).
+    pub agent_key: String,
+    /// The validated, secret-free subject (JSON).
+    pub subject: serde_json::Value,
+    /// Agent state name (see `workflow::AgentState`).
+    pub state: String,
+    /// `rollback` or `keep`.
+    pub on_failure: String,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A run's row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Workflow name.
+    pub workflow_name: String,
+    /// The workflow definition (TOML) the run was started with.
+    pub workflow: String,
+    /// Free-form run metadata (JSON), e.g. the resolved configuration.
+    pub meta: serde_json::Value,
+}
+
+/// A change to one step, applied in one transaction with its journal event.
+#[derive(Debug, Clone, Default)]
+pub struct StepUpdate {
+    /// New state.
+    pub state: Option<String>,
+    /// New owned flag.
+    pub owned: Option<bool>,
+    /// New unresolved flag.
+    pub unresolved: Option<bool>,
+    /// Replace outputs.
+    pub outputs: Option<BTreeMap<String, String>>,
+    /// Add one to attempts.
+    pub bump_attempts: bool,
+    /// Set first_write_ms if not yet set.
+    pub mark_first_write: bool,
+    /// Set (Some(Some)) or clear (Some(None)) the last error.
+    pub last_error: Option<Option<String>>,
+}
+
+/// Who holds a lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Linux boot id (tells a reboot from a live process with a reused pid).
+    pub boot_id: String,
+}
+
+impl Holder {
+    /// The current process.
+    pub fn current() -> Holder {
+        Holder {
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// True when the holder is known to be gone: same host and boot, and no such pid.
+    fn is_dead(&self) -> bool {
+        let me = Holder::current();
+        if self.host != me.host || self.boot_id != me.boot_id || self.boot_id.is_empty() {
+            return false;
+        }
+        if self.pid == me.pid {
+            return false;
+        }
+        // kill(pid, 0): ESRCH means no such process.
+        let r = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+        r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+}
+
+/// The SQLite checkpoint store. Cheap to share behind an `Arc`.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`: parent directory created, file mode
+    /// 0600, WAL journal, busy timeout, migrations applied.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let existed = path.exists();
+        if !existed {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for unit tests of the engine.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Creates a run with its agents and their pending steps, in one transaction.
+    pub fn create_run(
+        &self,
+        run: &RunRow,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: &str,
+    ) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run.id, run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
+            )?;
+            let now = now_rfc3339();
+            for (key, subject) in agents {
+                tx.execute(
+                    "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+                    params![run.id, key, subject.to_string(), on_failure, now],
+                )?;
+                for (seq, step) in steps.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO steps (run_id, agent_key, step_id, seq, state, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                        params![run.id, key, step, seq as i64, now],
+                    )?;
+                }
+                journal(tx, &run.id, key, None, "agent_created", None)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes the agent's lease for `ttl_ms` under `token`, unless a live process holds it.
+    /// An expired lease, or one whose holder is a dead process on this host, is taken over.
+    pub fn acquire_lease(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> Result<()> {
+        self.with_tx(|tx| {
+            let row: Option<(Option<String>, Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT lease_token, lease_holder, lease_expires_ms FROM agents WHERE run_id = ?1 AND agent_key = ?2",
+                    params![run, agent],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((cur_token, holder, expires)) = row else {
+                return Err(Error::NotFound(format!("agent {agent} in run {run}")));
+            };
+            let now = now_ms();
+            if let (Some(cur), Some(exp)) = (cur_token, expires) {
+                if cur != token && exp > now {
+                    let h: Option<Holder> = holder.as_deref().and_then(|h| serde_json::from_str(h).ok());
+                    let dead = h.as_ref().is_some_and(Holder::is_dead);
+                    if !dead {
+                        let who = h
+                            .map(|h| format!("pid {} on host {}", h.pid, h.host))
+                            .unwrap_or_else(|| "another process".into());
+                        return Err(Error::Leased {
+                            run: run.into(),
+                            agent: agent.into(),
+                            holder: who,
+                            expires: fmt_ms(exp),
+                        });
+                    }
+                }
+            }
+            let holder = serde_json::to_string(&Holder::current()).unwrap_or_default();
+            tx.execute(
+                "UPDATE agents SET lease_token = ?3, lease_holder = ?4, lease_expires_ms = ?5 WHERE run_id = ?1 AND agent_key = ?2",
+                params![run, agent, token, holder, now + ttl_ms],
+            )?;
+            journal(tx, run, agent, None, "lease_acquired", Some(&holder))?;
+            Ok(())
+        })
+    }
+
+    /// Extends the lease; fails with `LeaseLost` if `token` no longer holds it.
+    pub fn renew_lease(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> Result<()> {
+        self.with_tx(|tx| {
+            let n = tx.execute(
+                "UPDATE agents SET lease_expires_ms = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND lease_token = ?3",
+                params![run, agent, token, now_ms() + ttl_ms],
+            )?;
+            if n == 0 {
+                return Err(Error::LeaseLost {
+                    run: run.into(),
+                    agent: agent.into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Releases the lease if `token` holds it.
+    pub fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE agents SET lease_token = NULL, lease_holder = NULL, lease_expires_ms = NULL
+                 WHERE run_id = ?1 AND agent_key = ?2 AND lease_token = ?3",
+                params![run, agent, token],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Applies `update` to a step, checked against the lease, with a journal event `kind`.
+    pub fn update_step(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        step: &str,
+        update: &StepUpdate,
+        kind: &str,
+    ) -> Result<()> {
+        self.with_tx(|tx| {
+            check_lease(tx, run, agent, token)?;
+            let now = now_rfc3339();
+            if let Some(s) = &update.state {
+                tx.execute(
+                    "UPDATE steps SET state = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, s],
+                )?;
+            }
+            if let Some(o) = update.owned {
+                tx.execute(
+                    "UPDATE steps SET owned = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, o],
+                )?;
+            }
+            if let Some(u) = update.unresolved {
+                tx.execute(
+                    "UPDATE steps SET unresolved = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, u],
+                )?;
+            }
+            if let Some(out) = &update.outputs {
+                let json = serde_json::to_string(out).unwrap_or_default();
+                tx.execute(
+                    "UPDATE steps SET outputs = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, json],
+                )?;
+            }
+            if update.bump_attempts {
+                tx.execute(
+                    "UPDATE steps SET attempts = attempts + 1 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step],
+                )?;
+            }
+            if update.mark_first_write {
+                tx.execute(
+                    "UPDATE steps SET first_write_ms = COALESCE(first_write_ms, ?4) WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, now_ms()],
+                )?;
+            }
+            if let Some(e) = &update.last_error {
+                tx.execute(
+                    "UPDATE steps SET last_error = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    params![run, agent, step, e],
+                )?;
+            }
+            tx.execute(
+                "UPDATE steps SET updated_at = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                params![run, agent, step, now],
+            )?;
+            let detail = update
+                .last_error
+                .clone()
+                .flatten()
+                .or_else(|| update.outputs.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()));
+            journal(tx, run, agent, Some(step), kind, detail.as_deref())?;
+            Ok(())
+        })
+    }
+
+    /// Sets the agent's state (and last error), checked against the lease.
+    pub fn set_agent_state(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        state: &str,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        self.with_tx(|tx| {
+            check_lease(tx, run, agent, token)?;
+            tx.execute(
+                "UPDATE agents SET state = ?3, last_error = ?4, updated_at = ?5 WHERE run_id = ?1 AND agent_key = ?2",
+                params![run, agent, state, last_error, now_rfc3339()],
+            )?;
+            journal(tx, run, agent, None, &format!("agent_{state}"), last_error)?;
+            Ok(())
+        })
+    }
+
+    /// One run.
+    pub fn run(&self, run: &str) -> Result<RunRow> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT id, created_at, workflow_name, workflow, meta FROM runs WHERE id = ?1",
+                params![run],
+                run_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("run {run}")))?
+        })
+    }
+
+    /// All runs, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT id, created_at, workflow_name, workflow, meta FROM runs ORDER BY created_at, id",
+            )?;
+            let rows = st.query_map([], run_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The agents of a run, in insertion order.
+    pub fn agents(&self, run: &str) -> Result<Vec<AgentRow>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT run_id, agent_key, subject, state, on_failure, last_error, created_at, updated_at
+                 FROM agents WHERE run_id = ?1 ORDER BY rowid",
+            )?;
+            let rows = st.query_map(params![run], agent_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every agent row with this key, across runs, oldest first.
+    pub fn agents_by_key(&self, key: &str) -> Result<Vec<AgentRow>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT run_id, agent_key, subject, state, on_failure, last_error, created_at, updated_at
+                 FROM agents WHERE agent_key = ?1 ORDER BY created_at",
+            )?;
+            let rows = st.query_map(params![key], agent_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One agent.
+    pub fn agent(&self, run: &str, agent: &str) -> Result<AgentRow> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT run_id, agent_key, subject, state, on_failure, last_error, created_at, updated_at
+                 FROM agents WHERE run_id = ?1 AND agent_key = ?2",
+                params![run, agent],
+                agent_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("agent {agent} in run {run}")))?
+        })
+    }
+
+    /// The steps of one agent, in workflow order.
+    pub fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT step_id, seq, state, owned, unresolved, outputs, attempts, first_write_ms, last_error, updated_at
+                 FROM steps WHERE run_id = ?1 AND agent_key = ?2 ORDER BY seq",
+            )?;
+            let rows = st.query_map(params![run, agent], |r| {
+                let outputs: Option<String> = r.get(5)?;
+                Ok((
+                    StepRow {
+                        step_id: r.get(0)?,
+                        seq: r.get(1)?,
+                        state: r.get(2)?,
+                        owned: r.get(3)?,
+                        unresolved: r.get(4)?,
+                        outputs: BTreeMap::new(),
+                        attempts: r.get(6)?,
+                        first_write_ms: r.get(7)?,
+                        last_error: r.get(8)?,
+                        updated_at: r.get(9)?,
+                    },
+                    outputs,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (mut row, outputs) = r?;
+                if let Some(o) = outputs {
+                    row.outputs = serde_json::from_str(&o).map_err(|source| Error::Corrupt {
+                        what: "step outputs",
+                        source,
+                    })?;
+                }
+                out.push(row);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Number of journal events (for tests and benchmarks).
+    pub fn event_count(&self) -> Result<i64> {
+        self.with_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?))
+    }
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRow>> {
+    let meta: String = r.get(4)?;
+    Ok(Ok(RunRow {
+        id: r.get(0)?,
+        created_at: r.get(1)?,
+        workflow_name: r.get(2)?,
+        workflow: r.get(3)?,
+        meta: match serde_json::from_str(&meta) {
+            Ok(m) => m,
+            Err(source) => {
+                return Ok(Err(Error::Corrupt {
+                    what: "run meta",
+                    source,
+                }))
+            }
+        },
+    }))
+}
+
+fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
+    let subject: String = r.get(2)?;
+    Ok(Ok(AgentRow {
+        run_id: r.get(0)?,
+        agent_key: r.get(1)?,
+        subject: match serde_json::from_str(&subject) {
+            Ok(s) => s,
+            Err(source) => {
+                return Ok(Err(Error::Corrupt {
+                    what: "agent subject",
+                    source,
+                }))
+            }
+        },
+        state: r.get(3)?,
+        on_failure: r.get(4)?,
+        last_error: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    }))
+}
+
+fn check_lease(tx: &rusqlite::Transaction<'_>, run: &str, agent: &str, token: &str) -> Result<()> {
+    let cur: Option<Option<String>> = tx
+        .query_row(
+            "SELECT lease_token FROM agents WHERE run_id = ?1 AND agent_key = ?2",
+            params![run, agent],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match cur {
+        None => Err(Error::NotFound(format!("agent {agent} in run {run}"))),
+        Some(Some(t)) if t == token => Ok(()),
+        Some(_) => Err(Error::LeaseLost {
+            run: run.into(),
+            agent: agent.into(),
+        }),
+    }
+}
+
+fn journal(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    agent: &str,
+    step: Option<&str>,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO events (at, run_id, agent_key, step_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![now_rfc3339(), run, agent, step, kind, detail],
+    )?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(Error::TooNew {
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for m in &MIGRATIONS[version..] {
+        tx.execute_batch(m)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeded() -> Store {
+        let s = Store::open_in_memory().unwrap();
+        let run = RunRow {
+            id: "r1".into(),
+            created_at: now_rfc3339(),
+            workflow_name: "wf".into(),
+            workflow: "".into(),
+            meta: serde_json::json!({}),
+        };
+        s.create_run(
+            &run,
+            &[("a@x.io".into(), serde_json::json!({"k": 1}))],
+            &["s1".into(), "s2".into()],
+            "rollback",
+        )
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_versioned() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        c.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(
+            migrate(&mut c),
+            Err(Error::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn file_is_private_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/state.db");
+        let s = Store::open(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let jm: String = s
+            .with_conn(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(jm, "wal");
+    }
+
+    #[test]
+    fn lease_excludes_a_second_live_holder_and_checks_writes() {
+        let s = seeded();
+        s.acquire_lease("r1", "a@x.io", "t1", 60_000).unwrap();
+        // Same process, other token: the holder is alive (it is us), so refused.
+        let err = s.acquire_lease("r1", "a@x.io", "t2", 60_000).unwrap_err();
+        assert!(matches!(err, Error::Leased { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())));
+        // Writes under a token that does not hold the lease are refused.
+        let up = StepUpdate {
+            state: Some("running".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.update_step("r1", "a@x.io", "t2", "s1", &up, "x"),
+            Err(Error::LeaseLost { .. })
+        ));
+        s.update_step("r1", "a@x.io", "t1", "s1", &up, "x").unwrap();
+        assert_eq!(s.steps("r1", "a@x.io").unwrap()[0].state, "running");
+        s.renew_lease("r1", "a@x.io", "t1", 60_000).unwrap();
+        assert!(s.renew_lease("r1", "a@x.io", "t2", 60_000).is_err());
+    }
+
+    #[test]
+    fn expired_lease_is_taken_over_and_old_holder_is_fenced() {
+        let s = seeded();
+        s.acquire_lease("r1", "a@x.io", "t1", -1).unwrap();
+        s.acquire_lease("r1", "a@x.io", "t2", 60_000).unwrap();
+        assert!(matches!(
+            s.set_agent_state("r1", "a@x.io", "t1", "done", None),
+            Err(Error::LeaseLost { .. })
+        ));
+    }
+
+    #[test]
+    fn dead_holder_on_this_host_is_taken_over() {
+        let s = seeded();
+        // Spawn and reap a child so its pid is certainly dead.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = Holder {
+            pid,
+            ..Holder::current()
+        };
+        s.with_conn(|c| {
+            c.execute(
+                "UPDATE agents SET lease_token = 'old', lease_holder = ?1, lease_expires_ms = ?2",
+                params![serde_json::to_string(&dead).unwrap(), now_ms() + 60_000],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        s.acquire_lease("r1", "a@x.io", "new", 60_000).unwrap();
+    }
+
+    #[test]
+    fn step_update_is_journaled_and_outputs_round_trip() {
+        let s = seeded();
+        s.acquire_lease("r1", "a@x.io", "t", 60_000).unwrap();
+        let before = s.event_count().unwrap();
+        let mut out = BTreeMap::new();
+        out.insert("user_id".to_string(), "u-1".to_string());
+        s.update_step(
+            "r1",
+            "a@x.io",
+            "t",
+            "s2",
+            &StepUpdate {
+                state: Some("done".into()),
+                owned: Some(true),
+                outputs: Some(out.clone()),
+                bump_attempts: true,
+                mark_first_write: true,
+                ..Default::default()
+            },
+            "step_done",
+        )
+        .unwrap();
+        assert_eq!(s.event_count().unwrap(), before + 1);
+        let st = &s.steps("r1", "a@x.io").unwrap()[1];
+        assert_eq!(st.outputs, out);
+        assert!(st.owned);
+        assert_eq!(st.attempts, 1);
+        assert!(st.first_write_ms.is_some());
+    }
+}
