@@ -1,1 +1,14 @@
-fn main() {}
+//! The integration tier: the real `connect-onboard` binary and the real AWS SDK clients over
+//! HTTP against the in-process sandbox (and moto for Identity Store), one binary with modules.
+
+mod harness;
+
+mod crash;
+mod failures;
+mod input;
+mod lease;
+mod moto;
+mod onboard;
+mod secrets;
+mod sandbox_cli;
+mod tidy;

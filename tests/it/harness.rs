@@ -1,0 +1,270 @@
+//! Test harness: an in-process sandbox per test, a temp dir with a config and a fast copy of
+//! the built-in workflow, and the real `connect-onboard` binary run against it through the
+//! standard `AWS_ENDPOINT_URL*` variables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxHandle, SandboxOptions, Seed};
+use serde_json::Value;
+
+pub const INSTANCE: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+pub const STORE: &str = "d-1234567890";
+pub const BIN: &str = env!("CARGO_BIN_EXE_connect-onboard");
+
+/// The built-in workflow with millisecond backoffs and a short settle window, so failure
+/// tests finish quickly. Same steps, same actions.
+pub fn fast_workflow() -> String {
+    connect_onboard::app::BUILTIN_WORKFLOW
+        .replace(
+            "retry = { max_attempts = 6, initial_backoff_ms = 500, max_backoff_ms = 20000, multiplier = 2.0 }",
+            "retry = { max_attempts = 4, initial_backoff_ms = 5, max_backoff_ms = 40, multiplier = 2.0 }",
+        )
+        .replace("settle_ms = 60000", "settle_ms = 300")
+        .replace("settle_ms = 30000", "settle_ms = 300")
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub struct Env {
+    pub sb: SandboxHandle,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub workflow: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        Env::with(Seed::default(), "").await
+    }
+
+    /// A sandbox with `seed`, and a config for its default instance plus `extra_toml`
+    /// appended (e.g. an `[identity_center]` table).
+    pub async fn with(seed: Seed, extra_toml: &str) -> Env {
+        let sb = Sandbox::start(SandboxOptions {
+            port: 0,
+            seed,
+            faults: FaultConfig::default(),
+        })
+        .await
+        .expect("sandbox starts");
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state/state.db");
+        let config = dir.path().join("connect-onboard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n{extra_toml}\n[state]\npath = \"{}\"\n",
+                state.display()
+            ),
+        )
+        .unwrap();
+        let workflow = dir.path().join("workflow.toml");
+        std::fs::write(&workflow, fast_workflow()).unwrap();
+        Env {
+            sb,
+            dir,
+            config,
+            state,
+            workflow,
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn faults(&self, rules: Value) {
+        let f: FaultConfig = serde_json::from_value(rules).expect("fault config");
+        self.sb.set_faults(f);
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(BIN);
+        c.args(["--config", self.config.to_str().unwrap(), "--workflow", self.workflow.to_str().unwrap()]);
+        c.args(args);
+        c.current_dir(self.dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") || k.starts_with("CONNECT_ONBOARD_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        for (k, v) in self.sb.env_lines() {
+            c.env(k, v);
+        }
+        let none = self.dir.path().join("no-aws-config");
+        c.env("HOME", self.dir.path())
+            .env("AWS_CONFIG_FILE", &none)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.kill_on_drop(true);
+        c
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Out {
+        self.run_with(args, &[]).await
+    }
+
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+            .await
+            .expect("connect-onboard finished within 60 s")
+            .expect("connect-onboard runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub async fn onboard(&self, email: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["onboard", "--email", email, "--first-name", "Ana", "--last-name", "Silva"];
+        args.extend_from_slice(extra);
+        self.run(&args).await
+    }
+
+    pub async fn status_json(&self) -> Value {
+        let out = self.run(&["status", "--json"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()
+    }
+
+    pub fn calls(&self, op: &str) -> u64 {
+        self.sb.calls().get(op).map(|c| c.calls).unwrap_or(0)
+    }
+
+    pub fn applied(&self, op: &str) -> u64 {
+        self.sb.calls().get(op).map(|c| c.applied).unwrap_or(0)
+    }
+
+    /// What exists in the sandbox, independently of connect-onboard's own view.
+    pub fn world(&self) -> WorldView {
+        self.sb.seed_world(|w| {
+            let inst = &w.connect_instances[INSTANCE];
+            let store = &w.identity_stores[STORE];
+            WorldView {
+                connect_users: inst.users.values().map(|u| u.username.clone()).collect(),
+                identity_users: store
+                    .users
+                    .values()
+                    .map(|u| (u.user_name.clone(), u.email_values().map(str::to_string).collect()))
+                    .collect(),
+                memberships: store
+                    .memberships
+                    .values()
+                    .map(|m| {
+                        let user = store.users.get(&m.user_id).map(|u| u.user_name.clone()).unwrap_or_default();
+                        let group = store.groups.get(&m.group_id).map(|g| g.display_name.clone()).unwrap_or_default();
+                        (group, user)
+                    })
+                    .collect(),
+                groups: store.groups.values().map(|g| g.display_name.clone()).collect(),
+                assignments: w
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        let name = if a.principal_type == "USER" {
+                            store.users.get(&a.principal_id).map(|u| u.user_name.clone())
+                        } else {
+                            store.groups.get(&a.principal_id).map(|g| g.display_name.clone())
+                        };
+                        (a.principal_type.clone(), name.unwrap_or_else(|| a.principal_id.clone()))
+                    })
+                    .collect(),
+            }
+        })
+    }
+
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", self.state.display()));
+            if let Ok(b) = std::fs::read(&p) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct WorldView {
+    pub connect_users: Vec<String>,
+    pub identity_users: BTreeMap<String, Vec<String>>,
+    pub memberships: Vec<(String, String)>,
+    pub groups: Vec<String>,
+    pub assignments: Vec<(String, String)>,
+}
+
+impl WorldView {
+    /// Exactly one of each resource for `email`, in group mode.
+    pub fn assert_onboarded_once(&self, email: &str) {
+        assert_eq!(self.connect_users.iter().filter(|u| *u == email).count(), 1, "one Connect user: {self:#?}");
+        assert_eq!(self.identity_users.get(email), Some(&vec![email.to_string()]), "one Identity Store user: {self:#?}");
+        assert_eq!(
+            self.memberships.iter().filter(|(g, u)| g == "ConnectAgents" && u == email).count(),
+            1,
+            "one membership: {self:#?}"
+        );
+        assert_eq!(
+            self.assignments.iter().filter(|a| a.0 == "GROUP" && a.1 == "ConnectAgents").count(),
+            1,
+            "group assigned once: {self:#?}"
+        );
+    }
+
+    /// Nothing of `email` is left.
+    pub fn assert_gone(&self, email: &str) {
+        assert!(!self.connect_users.iter().any(|u| u == email), "{self:#?}");
+        assert!(!self.identity_users.contains_key(email), "{self:#?}");
+        assert!(!self.memberships.iter().any(|(_, u)| u == email), "{self:#?}");
+    }
+}
+
+/// Total write calls (Create*/Delete*/Update*) the sandbox received.
+pub fn writes(env: &Env) -> u64 {
+    env.sb.write_calls()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The ids of the first run in a status JSON.
+pub fn first_run_id(status: &Value) -> String {
+    status["runs"][0]["run_id"].as_str().expect("a run").to_string()
+}
+
+pub fn step<'a>(status: &'a Value, agent: usize, id: &str) -> &'a Value {
+    status["runs"][0]["agents"][agent]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("step {id} in {status:#}"))
+}

@@ -1,0 +1,79 @@
+//! Passwords (CONNECT_MANAGED instances) never reach the state store, the logs or the JSON
+//! output; a resume that needs one asks for it again.
+
+use serde_json::json;
+
+use connect_onboard_sandbox::Seed;
+
+use crate::harness::*;
+
+const PASSWORD: &str = "Zq7Kx9Vw2PlmNn4R";
+
+fn managed_seed() -> Seed {
+    let mut seed = Seed::default();
+    seed.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
+    seed
+}
+
+fn args() -> Vec<&'static str> {
+    vec![
+        "onboard", "--email", "ana.silva@example.com", "--username", "asilva", "--first-name", "Ana", "--last-name",
+        "Silva",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_is_sent_to_connect_and_nowhere_else() {
+    let env = Env::with(managed_seed(), "").await;
+    let mut a = args();
+    a.extend(["--json", "-vvv"]);
+    let out = env.run_with(&a, &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // It reached Connect (the sandbox enforces the password rules on CONNECT_MANAGED).
+    let (username, email) = env.sb.seed_world(|w| {
+        let u = w.connect_instances[INSTANCE].users.values().next().unwrap().clone();
+        (u.username, u.identity_info.email)
+    });
+    assert_eq!(username, "asilva");
+    assert_eq!(email.as_deref(), Some("ana.silva@example.com"), "CONNECT_MANAGED users get IdentityInfo.Email");
+    // Trace logging was on (and went to stderr only: stdout parses as one JSON document).
+    assert!(out.stderr.len() > 1000, "trace logs present");
+    let _ = out.json();
+    assert!(!out.stdout.contains(PASSWORD), "JSON output");
+    assert!(!out.stderr.contains(PASSWORD), "logs");
+    let db = env.db_bytes();
+    assert!(!db.is_empty());
+    assert!(!db.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "state store");
+    let status = env.run(&["status", "--json"]).await;
+    assert!(!status.stdout.contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_or_invalid_password_is_an_input_error() {
+    let env = Env::with(managed_seed(), "").await;
+    let out = env.run(&args()).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("password") && out.stderr.contains("CONNECT_ONBOARD_PASSWORD"), "{out:?}");
+    let out = env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", "alllowercase1")]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("invalid password <redacted>"), "{out:?}");
+    assert!(!out.stderr.contains("alllowercase1"));
+    assert_eq!(writes(&env), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_asks_for_the_password_again() {
+    let env = Env::with(managed_seed(), "").await;
+    env.faults(json!({"rules": [{"op": "connect:CreateUser", "action": "throttle"}]}));
+    let out = env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    assert_eq!(out.code, 1, "interrupted: {out:?}");
+    env.faults(json!({}));
+    let out = env.run(&["resume"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("needs its password again"), "{out:?}");
+    assert_eq!(env.applied("connect:CreateUser"), 0);
+    let out = env.run_with(&["resume"], &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(env.applied("connect:CreateUser"), 1);
+    assert!(!env.db_bytes().windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()));
+}
