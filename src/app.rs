@@ -246,6 +246,13 @@ pub async fn onboard(
     )?;
     let (target, catalog) =
         preflight::discover(&ctx.config, &clients.connect, &clients.sso_admin).await?;
+    // The password may arrive as a secret (environment, stdin): validate it like a field.
+    let mut input = input;
+    if input.password.is_none() {
+        input.password = secrets
+            .get(steps::PASSWORD)
+            .map(|p| agent::Secret::new(p.to_string()));
+    }
     let spec = agent::validate(&input, &ctx.config.defaults, target.identity_mode)
         .map_err(|e| Error::Fields(e.0))?;
     let subject = preflight::resolve(spec, &catalog).map_err(Error::Fields)?;
@@ -404,11 +411,21 @@ pub async fn resume(
     };
     for run in runs {
         let agents = store.agents(&run.id)?;
+        let attention: Vec<_> = agents
+            .iter()
+            .filter(|a| a.state == AgentState::NeedsAttention.as_str())
+            .collect();
+        for a in &attention {
+            report.skipped.push(format!(
+                "{} (run {}): needs attention after a failed compensation; fix the cause, then `connect-onboard rollback {} --email {}`",
+                a.agent_key, run.id, run.id, a.agent_key
+            ));
+        }
         if !agents
             .iter()
             .any(|a| AgentState::parse(&a.state).resumable())
         {
-            if run_id.is_some() {
+            if run_id.is_some() || !attention.is_empty() {
                 report.runs.push(run_status(&store, &run.id)?);
             }
             continue;

@@ -187,7 +187,10 @@ pub async fn run(cli: Cli) -> u8 {
         Err(e) => {
             let code = if e.is_input() { 2 } else { 1 };
             if json {
-                println!("{}", serde_json::json!({ "error": e.to_string(), "exit_code": code }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string(), "exit_code": code })
+                );
             }
             for line in e.to_string().lines() {
                 eprintln!("connect-onboard: error: {line}");
@@ -246,7 +249,8 @@ fn progress_printer(json: bool) -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> 
     }
     Some(Arc::new(|p: &Progress| {
         let mark = match p.event {
-            "created" | "adopted" | "exists" | "rolled_back" | "nothing_to_undo" | "kept_shared" => "ok",
+            "created" | "adopted" | "exists" | "rolled_back" | "nothing_to_undo"
+            | "kept_shared" => "ok",
             "retrying" => "..",
             _ => "!!",
         };
@@ -255,7 +259,12 @@ fn progress_printer(json: bool) -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> 
         } else {
             format!(" ({})", p.detail)
         };
-        eprintln!("[{mark}] {} {}: {}{detail}", p.agent, p.step, p.event.replace('_', " "));
+        eprintln!(
+            "[{mark}] {} {}: {}{detail}",
+            p.agent,
+            p.step,
+            p.event.replace('_', " ")
+        );
     }))
 }
 
@@ -291,15 +300,26 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
                 OnboardReport::Plan { agent, steps } => {
                     if json {
-                        println!("{}", serde_json::json!({ "dry_run": true, "agent": agent, "plan": steps }));
+                        println!(
+                            "{}",
+                            serde_json::json!({ "dry_run": true, "agent": agent, "plan": steps })
+                        );
                     } else {
                         println!("plan for {agent} (dry run, nothing written):");
                         for s in &steps {
-                            let d = if s.detail.is_empty() { String::new() } else { format!("  {}", s.detail) };
+                            let d = if s.detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  {}", s.detail)
+                            };
                             println!("  {:<18} {:<8}{d}", s.step, s.action);
                         }
                     }
-                    Ok(if steps.iter().any(|s| s.action == "conflict") { 1 } else { 0 })
+                    Ok(if steps.iter().any(|s| s.action == "conflict") {
+                        1
+                    } else {
+                        0
+                    })
                 }
                 OnboardReport::Run(status) => {
                     let runs = vec![status];
@@ -311,19 +331,36 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         Command::Resume { run_id } => {
             let ctx = Context::load(&globals(g))?;
             let secrets = read_secrets(g)?;
-            let report = app::resume(&ctx, run_id.as_deref(), secrets, &settings(OnFailure::Rollback)).await?;
+            let report = app::resume(
+                &ctx,
+                run_id.as_deref(),
+                secrets,
+                &settings(OnFailure::Rollback),
+            )
+            .await?;
             finish_batch(report, json)
         }
         Command::Rollback { run_id, email } => {
             let ctx = Context::load(&globals(g))?;
             let secrets = read_secrets(g)?;
-            let report = app::rollback(&ctx, &run_id, email.as_deref(), secrets, &settings(OnFailure::Rollback)).await?;
+            let report = app::rollback(
+                &ctx,
+                &run_id,
+                email.as_deref(),
+                secrets,
+                &settings(OnFailure::Rollback),
+            )
+            .await?;
             // A rollback that finished is a success.
             for s in &report.skipped {
                 eprintln!("skipped: {s}");
             }
             print_runs(&report.runs, json);
-            let states: Vec<&str> = report.runs.iter().flat_map(|r| r.agents.iter().map(|a| a.state.as_str())).collect();
+            let states: Vec<&str> = report
+                .runs
+                .iter()
+                .flat_map(|r| r.agents.iter().map(|a| a.state.as_str()))
+                .collect();
             Ok(if states.contains(&"needs_attention") {
                 3
             } else if report.skipped.is_empty() {
@@ -358,7 +395,11 @@ fn finish_batch(report: app::BatchReport, json: bool) -> Result<u8, app::Error> 
     }
     print_runs(&report.runs, json);
     let code = app::exit_code(&report.runs);
-    Ok(if code == 0 && !report.skipped.is_empty() { 1 } else { code })
+    Ok(if code == 0 && !report.skipped.is_empty() {
+        1
+    } else {
+        code
+    })
 }
 
 fn onboard_input(a: OnboardArgs) -> AgentInput {
@@ -402,7 +443,9 @@ fn print_runs(runs: &[RunStatus], json: bool) {
     }
     for r in runs {
         let _ = writeln!(out, "run {} ({}, {})", r.run_id, r.workflow, r.created_at);
-        let Some(first) = r.agents.first() else { continue };
+        let Some(first) = r.agents.first() else {
+            continue;
+        };
         let mut header = format!("  {:<32} {:<16}", "AGENT", "STATE");
         for s in &first.steps {
             header.push_str(&format!(" {:<18}", s.id.to_uppercase()));
@@ -430,26 +473,38 @@ fn print_runs(runs: &[RunStatus], json: bool) {
     }
 }
 
-async fn sandbox(port: u16, seed: Option<PathBuf>, faults: Option<PathBuf>, json: bool) -> Result<u8, app::Error> {
+async fn sandbox(
+    port: u16,
+    seed: Option<PathBuf>,
+    faults: Option<PathBuf>,
+    json: bool,
+) -> Result<u8, app::Error> {
     use connect_onboard_sandbox as sb;
     let seed = match seed {
-        Some(p) => sb::Seed::from_path(&p).map_err(|e| app::Error::Input(format!("seed {}: {e}", p.display())))?,
+        Some(p) => sb::Seed::from_path(&p)
+            .map_err(|e| app::Error::Input(format!("seed {}: {e}", p.display())))?,
         None => sb::Seed::default(),
     };
     let faults = match faults {
-        Some(p) => sb::FaultConfig::from_path(&p).map_err(|e| app::Error::Input(format!("faults {}: {e}", p.display())))?,
+        Some(p) => sb::FaultConfig::from_path(&p)
+            .map_err(|e| app::Error::Input(format!("faults {}: {e}", p.display())))?,
         None => sb::FaultConfig::default(),
     };
     let handle = sb::Sandbox::start(sb::SandboxOptions { port, seed, faults })
         .await
-        .map_err(|e| app::Error::Input(format!("cannot start the sandbox on 127.0.0.1:{port}: {e}")))?;
+        .map_err(|e| {
+            app::Error::Input(format!("cannot start the sandbox on 127.0.0.1:{port}: {e}"))
+        })?;
     if json {
         println!(
             "{}",
             serde_json::json!({ "endpoint": handle.endpoint(), "env": handle.env_lines().into_iter().collect::<std::collections::BTreeMap<_, _>>(), "ids": handle.ids() })
         );
     } else {
-        println!("# connect-onboard sandbox listening on {}", handle.endpoint());
+        println!(
+            "# connect-onboard sandbox listening on {}",
+            handle.endpoint()
+        );
         println!("# paste these lines into a shell to point the AWS CLI or connect-onboard at it:");
         for (k, v) in handle.env_lines() {
             println!("export {k}={v}");
@@ -457,10 +512,18 @@ async fn sandbox(port: u16, seed: Option<PathBuf>, faults: Option<PathBuf>, json
         let ids = serde_json::to_value(handle.ids()).unwrap_or_default();
         if let Some(m) = ids.as_object() {
             for (k, v) in m {
-                println!("# {k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                println!(
+                    "# {k}: {}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                );
             }
         }
-        println!("# control endpoint: {}/_sandbox/state | /_sandbox/calls | /_sandbox/faults", handle.endpoint());
+        println!(
+            "# control endpoint: {}/_sandbox/state | /_sandbox/calls | /_sandbox/faults",
+            handle.endpoint()
+        );
         println!("# Ctrl-C stops it.");
     }
     let _ = std::io::stdout().flush();
@@ -495,8 +558,15 @@ async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
     let mut globals = globals(g);
     globals.state = Some(state.clone());
     let ctx = Context::from_config(config::sandbox(), &globals);
-    eprintln!("demo: sandbox at {} (Connect, Identity Store, SSO Admin); state in {}", handle.endpoint(), state.display());
-    let agents = [("ana.silva@example.com", "Ana", "Silva"), ("ben.okafor@example.com", "Ben", "Okafor")];
+    eprintln!(
+        "demo: sandbox at {} (Connect, Identity Store, SSO Admin); state in {}",
+        handle.endpoint(),
+        state.display()
+    );
+    let agents = [
+        ("ana.silva@example.com", "Ana", "Silva"),
+        ("ben.okafor@example.com", "Ben", "Okafor"),
+    ];
     let mut runs = Vec::new();
     for (email, first, last) in agents {
         eprintln!("demo: onboarding {email}");

@@ -1337,14 +1337,17 @@ where
             )?;
             return Ok(Some(Stop::Permanent(format!("{id}: {e}"))));
         }
-        if attempt >= policy.max_attempts {
+        // "Exists but not visible yet" waits out the step's settle window: the service has
+        // promised visibility within it, and writing again would only answer "exists".
+        let settling = e.code == "NotVisibleYet" && self.within_settle(idx);
+        if attempt >= policy.max_attempts && !settling {
             self.note_error(idx, e)?;
             return Ok(Some(Stop::Interrupted(format!(
                 "{id}: still failing after {attempt} attempts: {e}"
             ))));
         }
         self.progress(&id, "retrying", e.to_string());
-        tokio::time::sleep(policy.backoff(attempt)).await;
+        tokio::time::sleep(policy.backoff(attempt.min(policy.max_attempts))).await;
         Ok(None)
     }
 

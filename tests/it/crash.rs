@@ -9,14 +9,27 @@ use serde_json::json;
 use crate::harness::*;
 
 const EMAIL: &str = "ana.silva@example.com";
-const STEPS: [&str; 4] = ["connect_user", "identity_user", "group_membership", "app_assignment"];
+const STEPS: [&str; 4] = [
+    "connect_user",
+    "identity_user",
+    "group_membership",
+    "app_assignment",
+];
 
 async fn crash_then_resume(point: &str, step_id: &str) {
     let env = Env::new().await;
     let hook = format!("{point}:{step_id}");
     let out = env
         .run_with(
-            &["onboard", "--email", EMAIL, "--first-name", "Ana", "--last-name", "Silva"],
+            &[
+                "onboard",
+                "--email",
+                EMAIL,
+                "--first-name",
+                "Ana",
+                "--last-name",
+                "Silva",
+            ],
             &[("CONNECT_ONBOARD_CRASH_AT", &hook)],
         )
         .await;
@@ -24,13 +37,21 @@ async fn crash_then_resume(point: &str, step_id: &str) {
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 0, "{hook}: {out:?}");
     env.world().assert_onboarded_once(EMAIL);
-    for op in ["connect:CreateUser", "identitystore:CreateUser", "identitystore:CreateGroupMembership"] {
+    for op in [
+        "connect:CreateUser",
+        "identitystore:CreateUser",
+        "identitystore:CreateGroupMembership",
+    ] {
         assert_eq!(env.applied(op), 1, "{hook}: {op} applied once");
     }
     let st = env.status_json().await;
     for id in STEPS {
         assert_eq!(step(&st, 0, id)["state"], "done", "{hook}: {id}");
-        assert_eq!(step(&st, 0, id)["owned"], true, "{hook}: {id} is ours, so rollback may remove it");
+        assert_eq!(
+            step(&st, 0, id)["owned"],
+            true,
+            "{hook}: {id} is ours, so rollback may remove it"
+        );
     }
     // And rollback removes exactly what the interrupted run created.
     let out = env.run(&["rollback", &first_run_id(&st)]).await;
@@ -66,7 +87,9 @@ async fn crash_between_a_delete_and_its_checkpoint_then_rollback_finishes() {
         assert_eq!(env.onboard(EMAIL, &[]).await.code, 0);
         let run = first_run_id(&env.status_json().await);
         let hook = format!("after_delete:{s}");
-        let out = env.run_with(&["rollback", &run], &[("CONNECT_ONBOARD_CRASH_AT", &hook)]).await;
+        let out = env
+            .run_with(&["rollback", &run], &[("CONNECT_ONBOARD_CRASH_AT", &hook)])
+            .await;
         assert_ne!(out.code, 0, "{hook}: {out:?}");
         let out = env.run(&["rollback", &run]).await;
         assert_eq!(out.code, 0, "{hook}: {out:?}");
@@ -82,12 +105,23 @@ async fn sigkill_while_a_landed_write_is_unanswered_then_resume() {
     // The Identity Store user is created but the answer never comes; we kill -9 the process.
     env.faults(json!({"rules": [{"op": "identitystore:CreateUser", "action": "apply_then_hang", "times": 1}]}));
     let mut child = env
-        .command(&["onboard", "--email", EMAIL, "--first-name", "Ana", "--last-name", "Silva"])
+        .command(&[
+            "onboard",
+            "--email",
+            EMAIL,
+            "--first-name",
+            "Ana",
+            "--last-name",
+            "Silva",
+        ])
         .spawn()
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while env.applied("identitystore:CreateUser") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the write never landed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write never landed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = child.id().unwrap() as i32;

@@ -23,7 +23,10 @@ async fn throttling_is_retried_within_the_budget() {
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_onboarded_once(EMAIL);
     assert_eq!(env.calls("connect:CreateUser"), 3);
-    assert!(out.stderr.contains("retrying (ThrottlingException"), "{out:?}");
+    assert!(
+        out.stderr.contains("retrying (ThrottlingException"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,7 +44,11 @@ async fn a_write_that_applied_then_failed_is_owned_not_repeated() {
     assert_eq!(env.applied("identitystore:CreateUser"), 1);
     let st = env.status_json().await;
     for id in ["connect_user", "identity_user", "group_membership"] {
-        assert_eq!(step(&st, 0, id)["owned"], true, "{id}: found after an unknown outcome is ours");
+        assert_eq!(
+            step(&st, 0, id)["owned"],
+            true,
+            "{id}: found after an unknown outcome is ours"
+        );
     }
     // And so a rollback removes them.
     let out = env.run(&["rollback", &first_run_id(&st)]).await;
@@ -71,7 +78,11 @@ async fn users_per_instance_quota_is_permanent_and_sent_once() {
     let env = Env::with(seed, "").await;
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert_eq!(env.calls("connect:CreateUser"), 1, "LimitExceededException is not retried");
+    assert_eq!(
+        env.calls("connect:CreateUser"),
+        1,
+        "LimitExceededException is not retried"
+    );
     assert!(out.stdout.contains("LimitExceededException"), "{out:?}");
     assert_eq!(writes(&env), 1);
 }
@@ -89,7 +100,10 @@ async fn permanent_failure_rolls_back_exactly_what_was_created() {
     assert_eq!(st["runs"][0]["agents"][0]["state"], "rolled_back");
     assert_eq!(step(&st, 0, "connect_user")["state"], "rolled_back");
     assert_eq!(step(&st, 0, "identity_user")["state"], "rolled_back");
-    assert!(step(&st, 0, "group_membership")["last_error"].as_str().unwrap().contains("AccessDenied"));
+    assert!(step(&st, 0, "group_membership")["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
     // Reverse order: Identity Store user deleted before the Connect user.
     let order: Vec<String> = env
         .sb
@@ -112,7 +126,9 @@ async fn keep_on_failure_keeps_then_rollback_removes() {
     assert_eq!(env.world().connect_users, vec![EMAIL.to_string()], "kept");
     let st = env.status_json().await;
     assert_eq!(st["runs"][0]["agents"][0]["state"], "failed");
-    let out = env.run(&["rollback", &first_run_id(&st), "--email", EMAIL]).await;
+    let out = env
+        .run(&["rollback", &first_run_id(&st), "--email", EMAIL])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(EMAIL);
 }
@@ -120,13 +136,22 @@ async fn keep_on_failure_keeps_then_rollback_removes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_errors_past_the_budget_interrupt_and_resume_finishes() {
     let env = Env::new().await;
-    env.faults(json!({"rules": [{"op": "identitystore:CreateGroupMembership", "action": "error"}]}));
+    env.faults(
+        json!({"rules": [{"op": "identitystore:CreateGroupMembership", "action": "error"}]}),
+    );
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
     let st = env.status_json().await;
     assert_eq!(st["runs"][0]["agents"][0]["state"], "interrupted");
-    assert_eq!(step(&st, 0, "group_membership")["attempts"], 4, "the workflow's budget");
-    assert!(env.world().connect_users.contains(&EMAIL.to_string()), "interrupted agents keep their progress");
+    assert_eq!(
+        step(&st, 0, "group_membership")["attempts"],
+        4,
+        "the workflow's budget"
+    );
+    assert!(
+        env.world().connect_users.contains(&EMAIL.to_string()),
+        "interrupted agents keep their progress"
+    );
     env.faults(json!({}));
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -181,7 +206,11 @@ async fn release_closes_an_agent_and_keeps_its_leftovers() {
     env.faults(json!({}));
     let out = env.run(&["rollback", &run]).await;
     assert_eq!(out.code, 1, "a released agent is skipped: {out:?}");
-    assert_eq!(env.world().connect_users, vec![EMAIL.to_string()], "leftover kept");
+    assert_eq!(
+        env.world().connect_users,
+        vec![EMAIL.to_string()],
+        "leftover kept"
+    );
     // The agent can be onboarded again (its leftover Connect user is adopted).
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");

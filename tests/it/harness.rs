@@ -34,13 +34,22 @@ pub struct Out {
 
 impl Out {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -98,7 +107,10 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(BIN);
-        c.args(["--config", self.config.to_str().unwrap(), "--workflow", self.workflow.to_str().unwrap()]);
+        if !args.contains(&"--config") {
+            c.args(["--config", self.config.to_str().unwrap()]);
+        }
+        c.args(["--workflow", self.workflow.to_str().unwrap()]);
         c.args(args);
         c.current_dir(self.dir.path());
         for (k, _) in std::env::vars() {
@@ -117,7 +129,9 @@ impl Env {
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c.kill_on_drop(true);
         c
     }
@@ -143,7 +157,15 @@ impl Env {
     }
 
     pub async fn onboard(&self, email: &str, extra: &[&str]) -> Out {
-        let mut args = vec!["onboard", "--email", email, "--first-name", "Ana", "--last-name", "Silva"];
+        let mut args = vec![
+            "onboard",
+            "--email",
+            email,
+            "--first-name",
+            "Ana",
+            "--last-name",
+            "Silva",
+        ];
         args.extend_from_slice(extra);
         self.run(&args).await
     }
@@ -172,28 +194,54 @@ impl Env {
                 identity_users: store
                     .users
                     .values()
-                    .map(|u| (u.user_name.clone(), u.email_values().map(str::to_string).collect()))
+                    .map(|u| {
+                        (
+                            u.user_name.clone(),
+                            u.email_values().map(str::to_string).collect(),
+                        )
+                    })
                     .collect(),
                 memberships: store
                     .memberships
                     .values()
                     .map(|m| {
-                        let user = store.users.get(&m.user_id).map(|u| u.user_name.clone()).unwrap_or_default();
-                        let group = store.groups.get(&m.group_id).map(|g| g.display_name.clone()).unwrap_or_default();
+                        let user = store
+                            .users
+                            .get(&m.user_id)
+                            .map(|u| u.user_name.clone())
+                            .unwrap_or_default();
+                        let group = store
+                            .groups
+                            .get(&m.group_id)
+                            .map(|g| g.display_name.clone())
+                            .unwrap_or_default();
                         (group, user)
                     })
                     .collect(),
-                groups: store.groups.values().map(|g| g.display_name.clone()).collect(),
+                groups: store
+                    .groups
+                    .values()
+                    .map(|g| g.display_name.clone())
+                    .collect(),
                 assignments: w
                     .assignments
                     .iter()
                     .map(|a| {
                         let name = if a.principal_type == "USER" {
-                            store.users.get(&a.principal_id).map(|u| u.user_name.clone())
+                            store
+                                .users
+                                .get(&a.principal_id)
+                                .map(|u| u.user_name.clone())
                         } else {
-                            store.groups.get(&a.principal_id).map(|g| g.display_name.clone())
+                            store
+                                .groups
+                                .get(&a.principal_id)
+                                .map(|g| g.display_name.clone())
                         };
-                        (a.principal_type.clone(), name.unwrap_or_else(|| a.principal_id.clone()))
+                        (
+                            a.principal_type.clone(),
+                            name.unwrap_or_else(|| a.principal_id.clone()),
+                        )
                     })
                     .collect(),
             }
@@ -224,15 +272,29 @@ pub struct WorldView {
 impl WorldView {
     /// Exactly one of each resource for `email`, in group mode.
     pub fn assert_onboarded_once(&self, email: &str) {
-        assert_eq!(self.connect_users.iter().filter(|u| *u == email).count(), 1, "one Connect user: {self:#?}");
-        assert_eq!(self.identity_users.get(email), Some(&vec![email.to_string()]), "one Identity Store user: {self:#?}");
         assert_eq!(
-            self.memberships.iter().filter(|(g, u)| g == "ConnectAgents" && u == email).count(),
+            self.connect_users.iter().filter(|u| *u == email).count(),
+            1,
+            "one Connect user: {self:#?}"
+        );
+        assert_eq!(
+            self.identity_users.get(email),
+            Some(&vec![email.to_string()]),
+            "one Identity Store user: {self:#?}"
+        );
+        assert_eq!(
+            self.memberships
+                .iter()
+                .filter(|(g, u)| g == "ConnectAgents" && u == email)
+                .count(),
             1,
             "one membership: {self:#?}"
         );
         assert_eq!(
-            self.assignments.iter().filter(|a| a.0 == "GROUP" && a.1 == "ConnectAgents").count(),
+            self.assignments
+                .iter()
+                .filter(|a| a.0 == "GROUP" && a.1 == "ConnectAgents")
+                .count(),
             1,
             "group assigned once: {self:#?}"
         );
@@ -242,7 +304,10 @@ impl WorldView {
     pub fn assert_gone(&self, email: &str) {
         assert!(!self.connect_users.iter().any(|u| u == email), "{self:#?}");
         assert!(!self.identity_users.contains_key(email), "{self:#?}");
-        assert!(!self.memberships.iter().any(|(_, u)| u == email), "{self:#?}");
+        assert!(
+            !self.memberships.iter().any(|(_, u)| u == email),
+            "{self:#?}"
+        );
     }
 }
 
@@ -257,7 +322,10 @@ pub fn path_str(p: &Path) -> &str {
 
 /// The ids of the first run in a status JSON.
 pub fn first_run_id(status: &Value) -> String {
-    status["runs"][0]["run_id"].as_str().expect("a run").to_string()
+    status["runs"][0]["run_id"]
+        .as_str()
+        .expect("a run")
+        .to_string()
 }
 
 pub fn step<'a>(status: &'a Value, agent: usize, id: &str) -> &'a Value {

@@ -9,7 +9,10 @@ async fn rejected(env: &Env, args: &[&str], needles: &[&str]) {
     let out = env.run(args).await;
     assert_eq!(out.code, 2, "{args:?}: {out:?}");
     for n in needles {
-        assert!(out.stderr.contains(n), "{args:?}: expected {n:?} in: {out:?}");
+        assert!(
+            out.stderr.contains(n),
+            "{args:?}: expected {n:?} in: {out:?}"
+        );
     }
     assert_eq!(writes(env), 0, "{args:?}: {:?}", env.sb.calls());
     assert!(!env.state.exists(), "{args:?}: no state file for bad input");
@@ -24,8 +27,18 @@ fn onboard<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_agent_fields_are_named_with_value_and_rule() {
     let env = Env::new().await;
-    rejected(&env, &onboard(&["--email", "not-an-email"]), &["invalid email \"not-an-email\""]).await;
-    rejected(&env, &onboard(&["--email", "a+b@example.com"]), &["email", "+"]).await;
+    rejected(
+        &env,
+        &onboard(&["--email", "not-an-email"]),
+        &["invalid email \"not-an-email\""],
+    )
+    .await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a+b@example.com"]),
+        &["email", "+"],
+    )
+    .await;
     rejected(
         &env,
         &onboard(&["--email", "a@example.com", "--phone-type", "desk"]),
@@ -34,12 +47,29 @@ async fn invalid_agent_fields_are_named_with_value_and_rule() {
     .await;
     rejected(
         &env,
-        &onboard(&["--email", "a@example.com", "--phone-type", "desk", "--desk-phone-number", "555-1234"]),
+        &onboard(&[
+            "--email",
+            "a@example.com",
+            "--phone-type",
+            "desk",
+            "--desk-phone-number",
+            "555-1234",
+        ]),
         &["invalid desk_phone_number \"555-1234\"", "E.164"],
     )
     .await;
-    rejected(&env, &onboard(&["--email", "a@example.com", "--acw-timeout", "2000001"]), &["acw_timeout", "2000000"]).await;
-    rejected(&env, &onboard(&["--email", "a@example.com", "--tag", "aws:x=1"]), &["aws:"]).await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com", "--acw-timeout", "2000001"]),
+        &["acw_timeout", "2000000"],
+    )
+    .await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com", "--tag", "aws:x=1"]),
+        &["aws:"],
+    )
+    .await;
     rejected(
         &env,
         &onboard(&["--email", "a@example.com", "--secondary-email", "nope@"]),
@@ -48,16 +78,33 @@ async fn invalid_agent_fields_are_named_with_value_and_rule() {
     .await;
     // Not NFC: "e" + combining acute accent.
     let out = env
-        .run(&["onboard", "--email", "a@example.com", "--first-name", "Rene\u{301}", "--last-name", "Silva"])
+        .run(&[
+            "onboard",
+            "--email",
+            "a@example.com",
+            "--first-name",
+            "Rene\u{301}",
+            "--last-name",
+            "Silva",
+        ])
         .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("first_name") && out.stderr.contains("NFC"), "{out:?}");
+    assert!(
+        out.stderr.contains("first_name") && out.stderr.contains("NFC"),
+        "{out:?}"
+    );
     // A password on a SAML instance.
     let out = env
-        .run_with(&onboard(&["--email", "a@example.com"]), &[("CONNECT_ONBOARD_PASSWORD", "Secr3tPassw0rd")])
+        .run_with(
+            &onboard(&["--email", "a@example.com"]),
+            &[("CONNECT_ONBOARD_PASSWORD", "Secr3tPassw0rd")],
+        )
         .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("password") && !out.stderr.contains("Secr3tPassw0rd"), "{out:?}");
+    assert!(
+        out.stderr.contains("password") && !out.stderr.contains("Secr3tPassw0rd"),
+        "{out:?}"
+    );
     assert_eq!(writes(&env), 0);
 }
 
@@ -67,7 +114,12 @@ async fn unknown_profile_names_list_the_existing_ones() {
     rejected(
         &env,
         &onboard(&["--email", "a@example.com", "--security-profile", "Agnet"]),
-        &["security_profiles", "\"Agnet\"", "Agent", "CallCenterManager"],
+        &[
+            "security_profiles",
+            "\"Agnet\"",
+            "Agent",
+            "CallCenterManager",
+        ],
     )
     .await;
     rejected(
@@ -76,8 +128,15 @@ async fn unknown_profile_names_list_the_existing_ones() {
         &["routing_profile", "Basic Routing Profile"],
     )
     .await;
-    rejected(&env, &onboard(&["--email", "a@example.com", "--hierarchy-group", "Tier 9"]), &["hierarchy_group", "Tier 1"]).await;
-    let many: Vec<String> = (0..11).flat_map(|_| ["--security-profile".to_string(), "Agent".to_string()]).collect();
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com", "--hierarchy-group", "Tier 9"]),
+        &["hierarchy_group", "Tier 1"],
+    )
+    .await;
+    let many: Vec<String> = (0..11)
+        .flat_map(|_| ["--security-profile".to_string(), "Agent".to_string()])
+        .collect();
     let mut args = onboard(&["--email", "a@example.com"]);
     args.extend(many.iter().map(String::as_str));
     rejected(&env, &args, &["security_profiles", "10"]).await;
@@ -88,15 +147,29 @@ async fn bad_config_and_wrong_ids_are_input_errors() {
     let env = Env::with(Seed::default(), "[identity_center]\ngroupp = \"x\"\n").await;
     rejected(&env, &onboard(&["--email", "a@example.com"]), &["groupp"]).await;
 
-    let env = Env::with(Seed::default(), "[identity_center]\nidentity_store_id = \"d-9999999999\"\n").await;
-    rejected(&env, &onboard(&["--email", "a@example.com"]), &["identity_store_id", "d-9999999999"]).await;
+    let env = Env::with(
+        Seed::default(),
+        "[identity_center]\nidentity_store_id = \"d-9999999999\"\n",
+    )
+    .await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com"]),
+        &["identity_store_id", "d-9999999999"],
+    )
+    .await;
 
     let env = Env::with(
         Seed::default(),
         "[identity_center]\napplication_arn = \"arn:aws:sso::123456789012:application/ssoins-1111111111111111/apl-9999999999999999\"\n",
     )
     .await;
-    rejected(&env, &onboard(&["--email", "a@example.com"]), &["application_arn", "no such application"]).await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com"]),
+        &["application_arn", "no such application"],
+    )
+    .await;
 
     let env = Env::new().await;
     std::fs::write(
@@ -104,10 +177,17 @@ async fn bad_config_and_wrong_ids_are_input_errors() {
         format!("[connect]\ninstance_id = \"bbbbbbbb-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\n[state]\npath = \"{}\"\n", path_str(&env.state)),
     )
     .unwrap();
-    rejected(&env, &onboard(&["--email", "a@example.com"]), &["connect.instance_id", "bbbbbbbb"]).await;
+    rejected(
+        &env,
+        &onboard(&["--email", "a@example.com"]),
+        &["connect.instance_id", "bbbbbbbb"],
+    )
+    .await;
 
     let env = Env::new().await;
-    let out = env.run(&["--config", "/nonexistent/x.toml", "status"]).await;
+    let out = env
+        .run(&["--config", "/nonexistent/x.toml", "status"])
+        .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("connect-onboard init"), "{out:?}");
 }
@@ -116,13 +196,20 @@ async fn bad_config_and_wrong_ids_are_input_errors() {
 async fn bad_workflow_files_are_rejected_before_any_call() {
     let env = Env::new().await;
     let cases = [
-        (crate::harness::fast_workflow().replace("identitystore.user", "identitystore.usr"), "unknown action"),
         (
-            crate::harness::fast_workflow().replace("id = \"identity_user\"", "id = \"connect_user\""),
+            crate::harness::fast_workflow().replace("identitystore.user", "identitystore.usr"),
+            "unknown action",
+        ),
+        (
+            crate::harness::fast_workflow()
+                .replace("id = \"identity_user\"", "id = \"connect_user\""),
             "duplicate step id",
         ),
         (
-            crate::harness::fast_workflow().replace("user_id = \"identity_user.user_id\", group_id", "user_id = \"nobody.user_id\", group_id"),
+            crate::harness::fast_workflow().replace(
+                "user_id = \"identity_user.user_id\", group_id",
+                "user_id = \"nobody.user_id\", group_id",
+            ),
             "not an earlier step",
         ),
     ];
@@ -131,7 +218,11 @@ async fn bad_workflow_files_are_rejected_before_any_call() {
         let out = env.onboard("a@example.com", &[]).await;
         assert_eq!(out.code, 2, "{needle}: {out:?}");
         assert!(out.stderr.contains(needle), "{needle}: {out:?}");
-        assert_eq!(env.sb.calls().values().map(|c| c.calls).sum::<u64>(), 0, "not even a read");
+        assert_eq!(
+            env.sb.calls().values().map(|c| c.calls).sum::<u64>(),
+            0,
+            "not even a read"
+        );
     }
 }
 

@@ -12,9 +12,19 @@ const EMAIL: &str = "ana.silva@example.com";
 async fn a_second_process_is_refused_while_the_first_works() {
     let env = Env::new().await;
     // The first process blocks inside its Identity Store write.
-    env.faults(json!({"rules": [{"op": "identitystore:CreateUser", "action": "hang", "times": 1}]}));
+    env.faults(
+        json!({"rules": [{"op": "identitystore:CreateUser", "action": "hang", "times": 1}]}),
+    );
     let mut first = env
-        .command(&["onboard", "--email", EMAIL, "--first-name", "Ana", "--last-name", "Silva"])
+        .command(&[
+            "onboard",
+            "--email",
+            EMAIL,
+            "--first-name",
+            "Ana",
+            "--last-name",
+            "Silva",
+        ])
         .spawn()
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -25,8 +35,15 @@ async fn a_second_process_is_refused_while_the_first_works() {
     let pid = first.id().unwrap();
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains(&format!("pid {pid}")), "names the holder: {out:?}");
-    assert_eq!(env.calls("identitystore:CreateUser"), 1, "the second process wrote nothing");
+    assert!(
+        out.stderr.contains(&format!("pid {pid}")),
+        "names the holder: {out:?}"
+    );
+    assert_eq!(
+        env.calls("identitystore:CreateUser"),
+        1,
+        "the second process wrote nothing"
+    );
     first.kill().await.unwrap();
     let _ = first.wait().await;
     let out = env.run(&["resume"]).await;

@@ -9,6 +9,6 @@ mod input;
 mod lease;
 mod moto;
 mod onboard;
-mod secrets;
 mod sandbox_cli;
+mod secrets;
 mod tidy;

@@ -25,7 +25,11 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Option<Moto> {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let spawned = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -56,7 +60,9 @@ async fn moto_client(url: &str) -> aws_sdk_identitystore::Client {
         .behavior_version(aws_sdk_identitystore::config::BehaviorVersion::latest())
         .region(aws_sdk_identitystore::config::Region::new("us-east-1"))
         .endpoint_url(url)
-        .credentials_provider(aws_sdk_identitystore::config::Credentials::new("k", "s", None, None, "test"))
+        .credentials_provider(aws_sdk_identitystore::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
         .build();
     aws_sdk_identitystore::Client::from_conf(conf)
 }
@@ -78,25 +84,63 @@ async fn moto_user_id(c: &aws_sdk_identitystore::Client, user_name: &str) -> Opt
 }
 
 fn on_moto(env: &mut Env, moto: &Moto) {
-    env.extra_env.push(("AWS_ENDPOINT_URL_IDENTITYSTORE".into(), moto.url.clone()));
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_IDENTITYSTORE".into(), moto.url.clone()));
+}
+
+/// SSO Admin (on the sandbox) checks that an assigned principal exists in its identity
+/// store, so the agents' group is created in moto first and mirrored, same id, into the
+/// sandbox's store: the two emulators then describe one identity store.
+async fn env_mirroring_moto_group(moto: &Moto) -> Env {
+    let c = moto_client(&moto.url).await;
+    let g = c
+        .create_group()
+        .identity_store_id(STORE)
+        .display_name("ConnectAgents")
+        .send()
+        .await
+        .expect("group created in moto");
+    let mut seed = connect_onboard_sandbox::Seed::default();
+    seed.identity_groups[0].id = Some(g.group_id().to_string());
+    let mut env = Env::with(seed, "").await;
+    on_moto(&mut env, moto);
+    env
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_store_steps_against_moto_onboard_and_roll_back() {
     let Some(moto) = start_moto() else { return };
-    let mut env = Env::new().await;
-    on_moto(&mut env, &moto);
+    let env = env_mirroring_moto_group(&moto).await;
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(env.calls("identitystore:CreateUser"), 0, "Identity Store calls went to moto, not the sandbox");
+    assert_eq!(
+        env.calls("identitystore:CreateUser"),
+        0,
+        "Identity Store calls went to moto, not the sandbox"
+    );
     let c = moto_client(&moto.url).await;
     let id = moto_user_id(&c, EMAIL).await.expect("user exists in moto");
-    let u = c.describe_user().identity_store_id(STORE).user_id(&id).send().await.unwrap();
+    let u = c
+        .describe_user()
+        .identity_store_id(STORE)
+        .user_id(&id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(u.emails().len(), 1);
     assert!(u.emails()[0].primary());
     assert_eq!(u.emails()[0].value(), Some(EMAIL));
-    let groups = c.list_groups().identity_store_id(STORE).send().await.unwrap();
-    let g = groups.groups().iter().find(|g| g.display_name() == Some("ConnectAgents")).expect("group created in moto");
+    let groups = c
+        .list_groups()
+        .identity_store_id(STORE)
+        .send()
+        .await
+        .unwrap();
+    let g = groups
+        .groups()
+        .iter()
+        .find(|g| g.display_name() == Some("ConnectAgents"))
+        .expect("group in moto");
     let m = c
         .get_group_membership_id()
         .identity_store_id(STORE)
@@ -111,25 +155,47 @@ async fn identity_store_steps_against_moto_onboard_and_roll_back() {
     // membership, so only our lookup prevents one).
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    let members = c.list_group_memberships().identity_store_id(STORE).group_id(g.group_id()).send().await.unwrap();
+    let members = c
+        .list_group_memberships()
+        .identity_store_id(STORE)
+        .group_id(g.group_id())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(members.group_memberships().len(), 1);
 
     let st = env.status_json().await;
     let out = env.run(&["rollback", &first_run_id(&st)]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(moto_user_id(&c, EMAIL).await, None, "rolled back in moto");
-    let members = c.list_group_memberships().identity_store_id(STORE).group_id(g.group_id()).send().await.unwrap();
-    assert!(members.group_memberships().is_empty(), "membership deleted explicitly (moto keeps it otherwise)");
+    let members = c
+        .list_group_memberships()
+        .identity_store_id(STORE)
+        .group_id(g.group_id())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        members.group_memberships().is_empty(),
+        "membership deleted explicitly (moto keeps it otherwise)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_between_write_and_checkpoint_against_moto_then_resume() {
     let Some(moto) = start_moto() else { return };
-    let mut env = Env::new().await;
-    on_moto(&mut env, &moto);
+    let env = env_mirroring_moto_group(&moto).await;
     let out = env
         .run_with(
-            &["onboard", "--email", EMAIL, "--first-name", "Ana", "--last-name", "Silva"],
+            &[
+                "onboard",
+                "--email",
+                EMAIL,
+                "--first-name",
+                "Ana",
+                "--last-name",
+                "Silva",
+            ],
             &[("CONNECT_ONBOARD_CRASH_AT", "after_write:identity_user")],
         )
         .await;
@@ -137,8 +203,20 @@ async fn crash_between_write_and_checkpoint_against_moto_then_resume() {
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let c = moto_client(&moto.url).await;
-    let users = c.list_users().identity_store_id(STORE).send().await.unwrap();
-    assert_eq!(users.users().iter().filter(|u| u.user_name() == Some(EMAIL)).count(), 1);
+    let users = c
+        .list_users()
+        .identity_store_id(STORE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        users
+            .users()
+            .iter()
+            .filter(|u| u.user_name() == Some(EMAIL))
+            .count(),
+        1
+    );
     let st = env.status_json().await;
     assert_eq!(step(&st, 0, "identity_user")["owned"], true);
 }
@@ -151,8 +229,18 @@ async fn conflicting_user_in_moto_stops_with_zero_writes() {
         .identity_store_id(STORE)
         .user_name(EMAIL)
         .display_name("Other")
-        .name(aws_sdk_identitystore::types::Name::builder().given_name("O").family_name("T").build())
-        .emails(aws_sdk_identitystore::types::Email::builder().value("other@example.com").primary(true).build())
+        .name(
+            aws_sdk_identitystore::types::Name::builder()
+                .given_name("O")
+                .family_name("T")
+                .build(),
+        )
+        .emails(
+            aws_sdk_identitystore::types::Email::builder()
+                .value("other@example.com")
+                .primary(true)
+                .build(),
+        )
         .send()
         .await
         .unwrap();

@@ -1,6 +1,8 @@
 //! The main job: onboarding, adoption of what exists, conflicts, dry runs, status output.
 
-use connect_onboard_sandbox::world::{SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership};
+use connect_onboard_sandbox::world::{
+    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership,
+};
 use connect_onboard_sandbox::Seed;
 
 use crate::harness::*;
@@ -11,20 +13,46 @@ const EMAIL: &str = "ana.silva@example.com";
 async fn onboards_one_agent_end_to_end() {
     let env = Env::new().await;
     // Mixed case and spaces: normalised once, used identically everywhere.
-    let out = env.onboard("  Ana.Silva@Example.com ", &["--security-profile", "Agent", "--tag", "team=blue"]).await;
+    let out = env
+        .onboard(
+            "  Ana.Silva@Example.com ",
+            &["--security-profile", "Agent", "--tag", "team=blue"],
+        )
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
     w.assert_onboarded_once(EMAIL);
     // Every step line and the summary.
-    for step in ["connect_user: created", "identity_user: created", "group_membership: created", "app_assignment: created"] {
+    for step in [
+        "connect_user: created",
+        "identity_user: created",
+        "group_membership: created",
+        "app_assignment: created",
+    ] {
         assert!(out.stderr.contains(step), "{step}: {out:?}");
     }
-    assert!(out.stdout.contains(EMAIL) && out.stdout.contains("done"), "{out:?}");
-    assert!(out.stdout.contains("https://d-1234567890.awsapps.com/start"), "sign-in notice: {out:?}");
+    assert!(
+        out.stdout.contains(EMAIL) && out.stdout.contains("done"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("https://d-1234567890.awsapps.com/start"),
+        "sign-in notice: {out:?}"
+    );
     // The Connect user is a SAML user: username = email, no Email/Password sent.
     let (has_email, tags, first) = env.sb.seed_world(|w| {
-        let u = w.connect_instances[INSTANCE].users.values().next().unwrap().clone();
-        (u.identity_info.email.clone(), u.tags.clone(), u.identity_info.first_name.clone())
+        let u = w.connect_instances[INSTANCE]
+            .users
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        (
+            u.identity_info.email.clone(),
+            u.tags.clone(),
+            u.identity_info.first_name.clone(),
+        )
     });
     assert_eq!(has_email, None, "Email is never sent on SAML");
     assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
@@ -60,11 +88,36 @@ async fn status_json_has_the_documented_shape() {
     let agent = &run["agents"][0];
     assert_eq!(agent["email"], EMAIL);
     assert_eq!(agent["state"], "done");
-    assert_eq!(agent["portal_url"], "https://d-1234567890.awsapps.com/start");
-    let ids: Vec<&str> = agent["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["connect_user", "identity_user", "group_membership", "app_assignment"]);
+    assert_eq!(
+        agent["portal_url"],
+        "https://d-1234567890.awsapps.com/start"
+    );
+    let ids: Vec<&str> = agent["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "connect_user",
+            "identity_user",
+            "group_membership",
+            "app_assignment"
+        ]
+    );
     for s in agent["steps"].as_array().unwrap() {
-        for key in ["state", "owned", "adopted", "unresolved", "resources", "attempts", "last_error", "updated_at"] {
+        for key in [
+            "state",
+            "owned",
+            "adopted",
+            "unresolved",
+            "resources",
+            "attempts",
+            "last_error",
+            "updated_at",
+        ] {
             assert!(s.get(key).is_some(), "step field {key}: {s}");
         }
         assert_eq!(s["state"], "done");
@@ -72,7 +125,10 @@ async fn status_json_has_the_documented_shape() {
     }
     let cu = step(&st, 0, "connect_user");
     assert!(cu["resources"]["user_id"].as_str().unwrap().len() == 36);
-    assert_eq!(step(&st, 0, "app_assignment")["resources"]["principal_type"], "GROUP");
+    assert_eq!(
+        step(&st, 0, "app_assignment")["resources"]["principal_type"],
+        "GROUP"
+    );
 }
 
 fn seed_existing() -> Seed {
@@ -113,7 +169,12 @@ async fn adopts_everything_that_already_exists_and_writes_nothing() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(writes(&env), 0, "all four adopted: {:?}", env.sb.calls());
     let st = env.status_json().await;
-    for id in ["connect_user", "identity_user", "group_membership", "app_assignment"] {
+    for id in [
+        "connect_user",
+        "identity_user",
+        "group_membership",
+        "app_assignment",
+    ] {
         assert_eq!(step(&st, 0, id)["state"], "adopted", "{id}");
         assert_eq!(step(&st, 0, id)["owned"], false, "{id}");
     }
@@ -141,10 +202,20 @@ async fn partial_adoption_creates_only_what_is_missing_and_rollback_keeps_the_ad
     let out = env.run(&["rollback", &first_run_id(&st)]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
-    assert_eq!(w.connect_users, vec![EMAIL.to_string()], "adopted Connect user kept");
-    assert!(!w.identity_users.contains_key(EMAIL), "owned Identity Store user removed");
+    assert_eq!(
+        w.connect_users,
+        vec![EMAIL.to_string()],
+        "adopted Connect user kept"
+    );
+    assert!(
+        !w.identity_users.contains_key(EMAIL),
+        "owned Identity Store user removed"
+    );
     assert!(w.memberships.is_empty());
-    assert!(w.groups.contains(&"ConnectAgents".to_string()), "the shared group is never deleted");
+    assert!(
+        w.groups.contains(&"ConnectAgents".to_string()),
+        "the shared group is never deleted"
+    );
     assert_eq!(w.assignments.len(), 1, "the shared group assignment stays");
 }
 
@@ -162,7 +233,10 @@ async fn conflicting_identity_store_user_stops_with_zero_writes() {
     let env = Env::with(seed, "").await;
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stdout.contains("someone.else@example.com") && out.stdout.contains(EMAIL), "names both values: {out:?}");
+    assert!(
+        out.stdout.contains("someone.else@example.com") && out.stdout.contains(EMAIL),
+        "names both values: {out:?}"
+    );
     assert_eq!(writes(&env), 0, "{:?}", env.sb.calls());
     let st = env.status_json().await;
     assert_eq!(st["runs"][0]["agents"][0]["state"], "failed");
@@ -210,17 +284,29 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
         .collect();
     assert_eq!(
         actions,
-        [("connect_user", "adopt"), ("identity_user", "create"), ("group_membership", "create"), ("app_assignment", "create")]
+        [
+            ("connect_user", "adopt"),
+            ("identity_user", "create"),
+            ("group_membership", "create"),
+            ("app_assignment", "create")
+        ]
     );
     assert_eq!(writes(&env), 0);
     assert!(!env.state.exists(), "a dry run creates no state file");
     let human = env.onboard(EMAIL, &["--dry-run"]).await;
-    assert!(human.stdout.contains("dry run, nothing written"), "{human:?}");
+    assert!(
+        human.stdout.contains("dry run, nothing written"),
+        "{human:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_assignment_mode_assigns_and_compensates_the_user() {
-    let env = Env::with(Seed::default(), "[identity_center]\nassignment = \"user\"\n").await;
+    let env = Env::with(
+        Seed::default(),
+        "[identity_center]\nassignment = \"user\"\n",
+    )
+    .await;
     // The membership step fails permanently once: the run rolls back; then a clean run.
     env.faults(serde_json::json!({"rules": [{"op": "sso:CreateApplicationAssignment", "action": "error", "code": "AccessDeniedException", "status": 400, "times": 1}]}));
     let out = env.onboard(EMAIL, &[]).await;
@@ -235,7 +321,10 @@ async fn user_assignment_mode_assigns_and_compensates_the_user() {
     let out = env.run(&["rollback", &run]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
-    assert!(w.assignments.is_empty(), "the user's own assignment is compensated: {w:#?}");
+    assert!(
+        w.assignments.is_empty(),
+        "the user's own assignment is compensated: {w:#?}"
+    );
     w.assert_gone(EMAIL);
 }
 
@@ -249,7 +338,9 @@ async fn second_onboard_of_a_done_agent_adopts_and_of_an_unfinished_one_is_refus
     assert_eq!(writes(&env), before, "everything adopted the second time");
 
     let other = "ben.okafor@example.com";
-    env.faults(serde_json::json!({"rules": [{"op": "identitystore:CreateUser", "action": "throttle"}]}));
+    env.faults(
+        serde_json::json!({"rules": [{"op": "identitystore:CreateUser", "action": "throttle"}]}),
+    );
     let out = env.onboard(other, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
     env.faults(serde_json::json!({}));
@@ -263,12 +354,17 @@ async fn ambiguous_application_discovery_lists_the_candidates() {
     let mut seed = Seed::default();
     let mut app = seed.sso_instances[0].applications[0].clone();
     app.name = "Amazon Connect (test)".into();
-    app.arn = app.arn.replace("apl-2222222222222222", "apl-3333333333333333");
+    app.arn = app
+        .arn
+        .replace("apl-2222222222222222", "apl-3333333333333333");
     seed.sso_instances[0].applications.push(app);
     let env = Env::with(seed, "").await;
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("apl-2222222222222222") && out.stderr.contains("apl-3333333333333333"), "{out:?}");
+    assert!(
+        out.stderr.contains("apl-2222222222222222") && out.stderr.contains("apl-3333333333333333"),
+        "{out:?}"
+    );
     assert_eq!(writes(&env), 0);
     // Configuring the ARN resolves it.
     let env2 = Env::with(

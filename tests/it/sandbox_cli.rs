@@ -32,28 +32,65 @@ async fn standalone_sandbox_serves_the_cli_and_the_tool_and_stops_on_ctrl_c() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), read).await.expect("sandbox prints its env lines");
-    let endpoint = env_lines.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL line").1.clone();
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("sandbox prints its env lines");
+    let endpoint = env_lines
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL line")
+        .1
+        .clone();
     assert!(endpoint.starts_with("http://127.0.0.1:"));
     assert!(env_lines.iter().any(|(k, _)| k == "AWS_ACCESS_KEY_ID"));
 
     // The tool itself, pointed at the standalone sandbox by those lines only.
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, format!("[connect]\ninstance_id = \"{INSTANCE}\"\n[state]\npath = \"{}\"\n", dir.path().join("s.db").display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[connect]\ninstance_id = \"{INSTANCE}\"\n[state]\npath = \"{}\"\n",
+            dir.path().join("s.db").display()
+        ),
+    )
+    .unwrap();
     let mut c = tokio::process::Command::new(BIN);
-    c.args(["--config", config.to_str().unwrap(), "onboard", "--email", "cli@example.com", "--first-name", "C", "--last-name", "L"]);
+    c.args([
+        "--config",
+        config.to_str().unwrap(),
+        "onboard",
+        "--email",
+        "cli@example.com",
+        "--first-name",
+        "C",
+        "--last-name",
+        "L",
+    ]);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             c.env_remove(k);
         }
     }
-    c.envs(env_lines.iter().cloned()).env("HOME", dir.path()).env("AWS_CONFIG_FILE", dir.path().join("none"));
+    c.envs(env_lines.iter().cloned())
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("none"));
     let out = c.output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The AWS CLI sees the user.
     match std::process::Command::new("aws")
-        .args(["connect", "list-users", "--instance-id", INSTANCE, "--output", "json"])
+        .args([
+            "connect",
+            "list-users",
+            "--instance-id",
+            INSTANCE,
+            "--output",
+            "json",
+        ])
         .envs(env_lines.iter().cloned())
         .env("HOME", dir.path())
         .env("AWS_CONFIG_FILE", dir.path().join("none"))
@@ -62,16 +99,26 @@ async fn standalone_sandbox_serves_the_cli_and_the_tool_and_stops_on_ctrl_c() {
         Ok(o) => {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            let names: Vec<&str> = v["UserSummaryList"].as_array().unwrap().iter().map(|u| u["Username"].as_str().unwrap()).collect();
+            let names: Vec<&str> = v["UserSummaryList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["Username"].as_str().unwrap())
+                .collect();
             assert_eq!(names, ["cli@example.com"]);
         }
-        Err(e) if std::env::var("CI").is_err() => eprintln!("\n*** SKIPPING the AWS CLI part: aws not found ({e}) ***\n"),
+        Err(e) if std::env::var("CI").is_err() => {
+            eprintln!("\n*** SKIPPING the AWS CLI part: aws not found ({e}) ***\n")
+        }
         Err(e) => panic!("the AWS CLI is required in CI (pip install awscli): {e}"),
     }
 
     // Ctrl-C: a clean stop.
     let pid = child.id().unwrap() as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stops on SIGINT").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops on SIGINT")
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }

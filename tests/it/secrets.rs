@@ -17,7 +17,14 @@ fn managed_seed() -> Seed {
 
 fn args() -> Vec<&'static str> {
     vec![
-        "onboard", "--email", "ana.silva@example.com", "--username", "asilva", "--first-name", "Ana", "--last-name",
+        "onboard",
+        "--email",
+        "ana.silva@example.com",
+        "--username",
+        "asilva",
+        "--first-name",
+        "Ana",
+        "--last-name",
         "Silva",
     ]
 }
@@ -27,15 +34,26 @@ async fn password_is_sent_to_connect_and_nowhere_else() {
     let env = Env::with(managed_seed(), "").await;
     let mut a = args();
     a.extend(["--json", "-vvv"]);
-    let out = env.run_with(&a, &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    let out = env
+        .run_with(&a, &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     // It reached Connect (the sandbox enforces the password rules on CONNECT_MANAGED).
     let (username, email) = env.sb.seed_world(|w| {
-        let u = w.connect_instances[INSTANCE].users.values().next().unwrap().clone();
+        let u = w.connect_instances[INSTANCE]
+            .users
+            .values()
+            .next()
+            .unwrap()
+            .clone();
         (u.username, u.identity_info.email)
     });
     assert_eq!(username, "asilva");
-    assert_eq!(email.as_deref(), Some("ana.silva@example.com"), "CONNECT_MANAGED users get IdentityInfo.Email");
+    assert_eq!(
+        email.as_deref(),
+        Some("ana.silva@example.com"),
+        "CONNECT_MANAGED users get IdentityInfo.Email"
+    );
     // Trace logging was on (and went to stderr only: stdout parses as one JSON document).
     assert!(out.stderr.len() > 1000, "trace logs present");
     let _ = out.json();
@@ -43,7 +61,10 @@ async fn password_is_sent_to_connect_and_nowhere_else() {
     assert!(!out.stderr.contains(PASSWORD), "logs");
     let db = env.db_bytes();
     assert!(!db.is_empty());
-    assert!(!db.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "state store");
+    assert!(
+        !db.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()),
+        "state store"
+    );
     let status = env.run(&["status", "--json"]).await;
     assert!(!status.stdout.contains(PASSWORD));
 }
@@ -53,10 +74,18 @@ async fn missing_or_invalid_password_is_an_input_error() {
     let env = Env::with(managed_seed(), "").await;
     let out = env.run(&args()).await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("password") && out.stderr.contains("CONNECT_ONBOARD_PASSWORD"), "{out:?}");
-    let out = env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", "alllowercase1")]).await;
+    assert!(
+        out.stderr.contains("password") && out.stderr.contains("CONNECT_ONBOARD_PASSWORD"),
+        "{out:?}"
+    );
+    let out = env
+        .run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", "alllowercase1")])
+        .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("invalid password <redacted>"), "{out:?}");
+    assert!(
+        out.stderr.contains("invalid password <redacted>"),
+        "{out:?}"
+    );
     assert!(!out.stderr.contains("alllowercase1"));
     assert_eq!(writes(&env), 0);
 }
@@ -65,15 +94,22 @@ async fn missing_or_invalid_password_is_an_input_error() {
 async fn resume_asks_for_the_password_again() {
     let env = Env::with(managed_seed(), "").await;
     env.faults(json!({"rules": [{"op": "connect:CreateUser", "action": "throttle"}]}));
-    let out = env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    let out = env
+        .run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
+        .await;
     assert_eq!(out.code, 1, "interrupted: {out:?}");
     env.faults(json!({}));
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("needs its password again"), "{out:?}");
     assert_eq!(env.applied("connect:CreateUser"), 0);
-    let out = env.run_with(&["resume"], &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)]).await;
+    let out = env
+        .run_with(&["resume"], &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(env.applied("connect:CreateUser"), 1);
-    assert!(!env.db_bytes().windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()));
+    assert!(!env
+        .db_bytes()
+        .windows(PASSWORD.len())
+        .any(|w| w == PASSWORD.as_bytes()));
 }

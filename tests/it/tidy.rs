@@ -12,7 +12,11 @@ fn every_module_starts_with_a_doc_comment() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                assert!(text.trim_start().starts_with("//!"), "{} has no //! module doc", path.display());
+                assert!(
+                    text.trim_start().starts_with("//!"),
+                    "{} has no //! module doc",
+                    path.display()
+                );
             }
         }
     }
@@ -22,7 +26,15 @@ fn every_module_starts_with_a_doc_comment() {
 fn the_engine_and_the_store_know_nothing_about_aws() {
     for file in ["src/workflow.rs", "src/store.rs"] {
         let text = src(file);
-        for forbidden in ["aws_sdk", "aws_config", "crate::aws", "crate::steps", "crate::app", "crate::cli", "crate::agent"] {
+        for forbidden in [
+            "aws_sdk",
+            "aws_config",
+            "crate::aws",
+            "crate::steps",
+            "crate::app",
+            "crate::cli",
+            "crate::agent",
+        ] {
             assert!(!text.contains(forbidden), "{file} mentions {forbidden}");
         }
     }
