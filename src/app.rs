@@ -19,8 +19,7 @@ use crate::preflight::{self, Target};
 use crate::steps::{self, Env, Subject};
 use crate::store::{self, RunRow, Store};
 use crate::workflow::{
-    self, AgentState, CrashPoint, Engine, EngineOptions, OnFailure, PlannedStep, Progress, Secrets,
-    Workflow,
+    self, AgentState, CrashPoint, Engine, EngineOptions, OnFailure, PlannedStep, Secrets, Workflow,
 };
 
 /// The built-in workflow, embedded.
@@ -149,7 +148,7 @@ impl Context {
 #[derive(Clone, Default)]
 pub struct RunSettings {
     /// Progress callback.
-    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<crate::workflow::ProgressFn>,
     /// What to do on a permanent failure.
     pub on_failure: OnFailure,
 }

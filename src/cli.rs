@@ -56,7 +56,7 @@ struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Onboard one agent.
-    Onboard(OnboardArgs),
+    Onboard(Box<OnboardArgs>),
     /// Finish every interrupted or unfinished agent (of one run, or of all runs).
     Resume {
         /// Run id (all runs when absent).
@@ -243,7 +243,7 @@ fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
     Ok(s)
 }
 
-fn progress_printer(json: bool) -> Option<Arc<dyn Fn(&Progress) + Send + Sync>> {
+fn progress_printer(json: bool) -> Option<crate::workflow::ProgressFn> {
     if json {
         return None;
     }
@@ -296,7 +296,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 OnFailureArg::Keep => OnFailure::Keep,
             };
             let dry_run = a.dry_run;
-            let input = onboard_input(a);
+            let input = onboard_input(*a);
             match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
                 OnboardReport::Plan { agent, steps } => {
                     if json {

@@ -574,6 +574,9 @@ pub struct Progress {
     pub detail: String,
 }
 
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Options of one engine pass.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -582,7 +585,7 @@ pub struct EngineOptions {
     /// Crash hook for tests: abort the process at this point of this step.
     pub crash_at: Option<(CrashPoint, String)>,
     /// Progress callback.
-    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for EngineOptions {
@@ -1072,6 +1075,7 @@ where
 
         // Plan: look up every not-yet-started step whose inputs are known, before any write.
         let mut planned: Vec<Option<Lookup>> = (0..self.steps.len()).map(|_| None).collect();
+        #[allow(clippy::needless_range_loop)] // idx also indexes self.steps, mutated inside
         for idx in 0..self.steps.len() {
             let rt = &self.steps[idx];
             if !matches!(rt.state, StepState::Pending | StepState::Running) || rt.unresolved {
@@ -1102,11 +1106,10 @@ where
             }
         }
 
-        for idx in 0..self.steps.len() {
+        for (idx, looked_up) in planned.into_iter().enumerate() {
             if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
                 continue;
             }
-            let looked_up = planned[idx].take();
             if let Err(stop) = self.execute(idx, looked_up).await? {
                 return self.stop(stop).await;
             }
