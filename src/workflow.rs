@@ -920,6 +920,7 @@ where
     }
 
     fn progress(&self, step: &str, event: &'static str, detail: String) {
+        tracing::info!(run = %self.run, agent = %self.agent, step, event, %detail, "step event");
         if let Some(p) = &self.engine.opts.progress {
             p(&Progress {
                 agent: self.agent.clone(),
@@ -952,6 +953,7 @@ where
     fn update(&mut self, idx: usize, up: StepUpdate, kind: &str) -> Result<(), Error> {
         self.fenced()?;
         let step_id = self.wf().steps[idx].id.clone();
+        tracing::debug!(run = %self.run, agent = %self.agent, step = %step_id, kind, state = ?up.state, "checkpoint");
         self.store()
             .update_step(&self.run, &self.agent, &self.token, &step_id, &up, kind)?;
         let rt = &mut self.steps[idx];
