@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
         kind TEXT NOT NULL,
         detail TEXT
      );",
+    // 2: the settle window runs from the latest write, not the first one
+    "ALTER TABLE steps ADD COLUMN last_write_ms INTEGER;",
 ];
 
 /// Errors of the checkpoint store.
@@ -169,8 +171,10 @@ pub struct StepRow {
     pub outputs: BTreeMap<String, String>,
     /// Write attempts made.
     pub attempts: i64,
-    /// When the first write was sent (ms), for eventual-consistency settle windows.
+    /// When the first write was sent (ms).
     pub first_write_ms: Option<i64>,
+    /// When the latest write (create or delete) was sent (ms): settle windows run from it.
+    pub last_write_ms: Option<i64>,
     /// Last error, `CODE: message`.
     pub last_error: Option<String>,
     /// Last change (RFC 3339).
@@ -226,8 +230,8 @@ pub struct StepUpdate {
     pub outputs: Option<BTreeMap<String, String>>,
     /// Add one to attempts.
     pub bump_attempts: bool,
-    /// Set first_write_ms if not yet set.
-    pub mark_first_write: bool,
+    /// A write is about to be sent: set last_write_ms, and first_write_ms if not yet set.
+    pub mark_write: bool,
     /// Set (Some(Some)) or clear (Some(None)) the last error.
     pub last_error: Option<Option<String>>,
 }
@@ -488,9 +492,10 @@ impl Store {
                     params![run, agent, step],
                 )?;
             }
-            if update.mark_first_write {
+            if update.mark_write {
                 tx.execute(
-                    "UPDATE steps SET first_write_ms = COALESCE(first_write_ms, ?4) WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
+                    "UPDATE steps SET first_write_ms = COALESCE(first_write_ms, ?4), last_write_ms = ?4
+                     WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
                     params![run, agent, step, now_ms()],
                 )?;
             }
@@ -612,7 +617,7 @@ impl Store {
     pub fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>> {
         self.with_conn(|c| {
             let mut st = c.prepare(
-                "SELECT step_id, seq, state, owned, unresolved, outputs, attempts, first_write_ms, last_error, updated_at
+                "SELECT step_id, seq, state, owned, unresolved, outputs, attempts, first_write_ms, last_error, updated_at, last_write_ms
                  FROM steps WHERE run_id = ?1 AND agent_key = ?2 ORDER BY seq",
             )?;
             let rows = st.query_map(params![run, agent], |r| {
@@ -627,6 +632,7 @@ impl Store {
                         outputs: BTreeMap::new(),
                         attempts: r.get(6)?,
                         first_write_ms: r.get(7)?,
+                        last_write_ms: r.get(10)?,
                         last_error: r.get(8)?,
                         updated_at: r.get(9)?,
                     },
@@ -873,7 +879,7 @@ mod tests {
                 owned: Some(true),
                 outputs: Some(out.clone()),
                 bump_attempts: true,
-                mark_first_write: true,
+                mark_write: true,
                 ..Default::default()
             },
             "step_done",
@@ -885,5 +891,6 @@ mod tests {
         assert!(st.owned);
         assert_eq!(st.attempts, 1);
         assert!(st.first_write_ms.is_some());
+        assert_eq!(st.first_write_ms, st.last_write_ms);
     }
 }

@@ -655,7 +655,7 @@ struct StepRt {
     owned: bool,
     unresolved: bool,
     outputs: Outputs,
-    first_write_ms: Option<i64>,
+    last_write_ms: Option<i64>,
 }
 
 enum Lookup {
@@ -853,7 +853,7 @@ where
                 owned: r.owned,
                 unresolved: r.unresolved,
                 outputs: r.outputs,
-                first_write_ms: r.first_write_ms,
+                last_write_ms: r.last_write_ms,
             })
             .collect();
         let lost = Arc::new(AtomicBool::new(false));
@@ -969,8 +969,8 @@ where
         if let Some(o) = up.outputs {
             rt.outputs = o;
         }
-        if up.mark_first_write && rt.first_write_ms.is_none() {
-            rt.first_write_ms = Some(now_ms());
+        if up.mark_write {
+            rt.last_write_ms = Some(now_ms());
         }
         Ok(())
     }
@@ -1021,7 +1021,7 @@ where
     fn within_settle(&self, idx: usize) -> bool {
         let settle = self.wf().steps[idx].settle_ms as i64;
         self.steps[idx]
-            .first_write_ms
+            .last_write_ms
             .is_some_and(|t| now_ms() - t < settle)
     }
 
@@ -1174,7 +1174,7 @@ where
         let mut attempt: u32 = 0;
         // Set after a create answered AlreadyExists: the resource exists even if lookups
         // cannot see it yet, so keep looking instead of writing again.
-        let mut exists = false;
+        let mut exists: Option<StepError> = None;
         loop {
             self.fenced()?;
             // 1. Look up (unless the plan just did): a resource from an earlier unresolved
@@ -1216,9 +1216,27 @@ where
                         step.id
                     ))))
                 }
-                Lookup::Absent if exists => {
-                    // Not visible yet: eventual consistency. Wait and look again.
+                Lookup::Absent if exists.is_some() => {
+                    // Not visible yet: eventual consistency. Wait and look again, until the
+                    // settle window is over: then what is there is not what we need.
                     attempt += 1;
+                    if !self.within_settle(idx) && attempt >= step.retry.max_attempts {
+                        let said = exists.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                        let m = format!(
+                            "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
+                        );
+                        self.progress(&step.id, "conflict", m.clone());
+                        self.update(
+                            idx,
+                            StepUpdate {
+                                state: Some(StepState::Failed.as_str().into()),
+                                last_error: Some(Some(format!("Conflict: {m}"))),
+                                ..Default::default()
+                            },
+                            "step_conflict",
+                        )?;
+                        return Ok(Err(Stop::Permanent(format!("{}: conflict: {m}", step.id))));
+                    }
                     let e = StepError::new(
                         ErrorKind::Transient,
                         "NotVisibleYet",
@@ -1241,7 +1259,7 @@ where
                     state: Some(StepState::Running.as_str().into()),
                     unresolved: Some(true),
                     bump_attempts: true,
-                    mark_first_write: true,
+                    mark_write: true,
                     ..Default::default()
                 },
                 "step_intent",
@@ -1286,7 +1304,7 @@ where
                         },
                         "step_exists",
                     )?;
-                    exists = true;
+                    exists = Some(e);
                 }
                 Err(e) => {
                     let unresolved = was_unresolved || e.kind == ErrorKind::Ambiguous;
@@ -1391,10 +1409,11 @@ where
             let step = self.wf().steps[idx].clone();
             let action = self.engine.registry[&step.action].clone();
             let rt = &self.steps[idx];
+            // Ours for sure (owned) or possibly (a write with an unknown outcome), in any
+            // state but adopted or already rolled back.
             let candidate = match rt.state {
-                StepState::Done | StepState::Compensating | StepState::NeedsAttention => rt.owned,
-                StepState::Running | StepState::Failed | StepState::Pending => rt.unresolved,
                 StepState::Adopted | StepState::RolledBack => false,
+                _ => rt.owned || rt.unresolved,
             };
             if !candidate {
                 continue;
@@ -1408,9 +1427,6 @@ where
                 continue;
             }
             let mut attempt = 0;
-            // A delete sent earlier (before a crash or an unknown outcome) makes a later
-            // not-found mean "done", whatever the settle window says.
-            let mut delete_sent = self.steps[idx].state == StepState::Compensating;
             loop {
                 attempt += 1;
                 self.fenced()?;
@@ -1482,11 +1498,9 @@ where
                 let res = action.delete(&cx, &outputs).await;
                 self.crash(CrashPoint::AfterDelete, &step.id);
                 let res = match res {
-                    Err(e)
-                        if e.kind == ErrorKind::NotFound
-                            && !delete_sent
-                            && self.within_settle(idx) =>
-                    {
+                    // Within the settle window of our latest create, "not found" may
+                    // only mean "not visible yet": wait it out rather than leak it.
+                    Err(e) if e.kind == ErrorKind::NotFound && self.within_settle(idx) => {
                         Err(StepError::new(
                             ErrorKind::Transient,
                             e.code,
@@ -1514,7 +1528,6 @@ where
                         break;
                     }
                     Err(e) => {
-                        delete_sent |= e.kind == ErrorKind::Ambiguous;
                         if self.undo_retry(idx, attempt, &e).await? {
                             continue;
                         }
@@ -1525,7 +1538,9 @@ where
         }
         // Nothing owned is left; what was adopted stays.
         let any_owned_left = self.steps.iter().zip(&self.wf().steps).any(|(rt, s)| {
-            rt.owned && rt.state == StepState::Done && !self.engine.registry[&s.action].shared()
+            (rt.owned || rt.unresolved)
+                && !matches!(rt.state, StepState::RolledBack | StepState::Adopted)
+                && !self.engine.registry[&s.action].shared()
         });
         let state = if any_owned_left {
             AgentState::NeedsAttention
@@ -1590,6 +1605,8 @@ mod tests {
         Fail(ErrorKind),
         /// Applied, then the response is an error.
         ApplyThenFail(ErrorKind),
+        /// Refused, while someone else creates the resource at the same moment.
+        FailWhileOthersCreate(ErrorKind),
     }
 
     #[derive(Default)]
@@ -1670,6 +1687,12 @@ mod tests {
             if let Some(Script::Fail(k)) = script {
                 return Err(Fake::err(k));
             }
+            if let Some(Script::FailWhileOthersCreate(k)) = script {
+                let mut o = Outputs::new();
+                o.insert("id".into(), "theirs".into());
+                w.present.insert(self.name.clone(), o);
+                return Err(Fake::err(k));
+            }
             if w.present.contains_key(&self.name) {
                 return Err(Fake::err(ErrorKind::AlreadyExists));
             }
@@ -1693,6 +1716,7 @@ mod tests {
             let mut w = self.world.lock().unwrap();
             match script {
                 Some(Script::Fail(k)) => return Err(Fake::err(k)),
+                Some(Script::FailWhileOthersCreate(k)) => return Err(Fake::err(k)),
                 Some(Script::ApplyThenFail(k)) => {
                     w.present.remove(&self.name);
                     w.deletes.push(self.name.clone());
@@ -1948,23 +1972,47 @@ mod tests {
     #[tokio::test]
     async fn refused_write_never_makes_someone_elses_resource_ours() {
         let s = setup();
-        // Throttled (nothing applied); meanwhile someone else creates it.
-        script(&s, "a", "create", &[Script::Fail(ErrorKind::Transient)]);
-        let world = s.world.clone();
-        tokio::spawn(async move {
-            let mut o = Outputs::new();
-            o.insert("id".into(), "theirs".into());
-            world.lock().unwrap().present.insert("a".into(), o);
-        })
-        .await
-        .unwrap();
-        // (The insert above happened before the engine's retry lookup.)
+        // Our create is throttled (nothing applied) while someone else creates the same
+        // resource; the retry's lookup then finds theirs.
+        script(
+            &s,
+            "a",
+            "create",
+            &[Script::FailWhileOthersCreate(ErrorKind::Transient)],
+        );
         let out = run(&s).await;
         assert_eq!(out.state, AgentState::Done);
         let st = &steps(&s)[0];
-        // The plan's lookup saw it already: adopted, not owned.
         assert_eq!(st.state, "adopted");
-        assert!(!st.owned);
+        assert!(
+            !st.owned,
+            "a refused write does not make their resource ours"
+        );
+        assert_eq!(st.outputs["id"], "theirs");
+        assert_eq!(creates(&s, "a"), 0);
+        // So a rollback leaves it alone.
+        s.engine
+            .rollback_agent("r", "ag", &Secrets::default())
+            .await
+            .unwrap();
+        assert!(present(&s, "a"));
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_write_makes_a_resource_found_later_ours() {
+        let s = setup();
+        // 5xx that did not apply, then someone... no: the same 5xx again, which did apply.
+        script(
+            &s,
+            "a",
+            "create",
+            &[Script::FailWhileOthersCreate(ErrorKind::Ambiguous)],
+        );
+        let out = run(&s).await;
+        assert_eq!(out.state, AgentState::Done);
+        let st = &steps(&s)[0];
+        // We cannot tell it from our own landed write: it is owned (documented trade-off).
+        assert!(st.owned);
     }
 
     #[tokio::test]
@@ -2163,11 +2211,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn delete_that_landed_before_a_crash_is_done_on_retry() {
-        let wf = WF.replace(
-            "action = \"b\"",
-            "action = \"b\"\n        settle_ms = 60000",
-        );
+    async fn delete_that_landed_is_done_once_the_create_settle_window_is_over() {
+        let wf = WF.replace("action = \"b\"", "action = \"b\"\n        settle_ms = 150");
         let s = setup_with(&wf, OnFailure::Rollback);
         run(&s).await;
         script(
@@ -2176,14 +2221,19 @@ mod tests {
             "delete",
             &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
         );
+        let t = std::time::Instant::now();
         let out = s
             .engine
             .rollback_agent("r", "ag", &Secrets::default())
             .await
             .unwrap();
-        // The retry's NotFound counts as done even inside the settle window, because a
-        // delete was sent.
+        // The retry's NotFound could be lag inside the create's window: waited out, then done.
         assert_eq!(out.state, AgentState::RolledBack);
+        assert_eq!(steps(&s)[1].state, "rolled_back");
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "waited for the window"
+        );
     }
 
     #[tokio::test]
@@ -2257,6 +2307,100 @@ mod tests {
             1,
             "only the run's creation event"
         );
+    }
+
+    #[tokio::test]
+    async fn the_settle_window_runs_from_the_latest_write() {
+        let wf = WF.replace("action = \"b\"", "action = \"b\"\n        settle_ms = 200");
+        let s = setup_with(&wf, OnFailure::Rollback);
+        // b's first write is refused until the budget is spent: interrupted.
+        script(
+            &s,
+            "b",
+            "create",
+            &[
+                Script::Fail(ErrorKind::Transient),
+                Script::Fail(ErrorKind::Transient),
+                Script::Fail(ErrorKind::Transient),
+            ],
+        );
+        assert_eq!(run(&s).await.state, AgentState::Interrupted);
+        // Long after that first write, resume creates b; then the shared step fails
+        // permanently and b's delete sees lag right after b's (latest) create.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        script(
+            &s,
+            "shared",
+            "create",
+            &[Script::Fail(ErrorKind::Permanent)],
+        );
+        script(
+            &s,
+            "b",
+            "delete",
+            &[
+                Script::Fail(ErrorKind::NotFound),
+                Script::Fail(ErrorKind::NotFound),
+            ],
+        );
+        assert_eq!(run(&s).await.state, AgentState::RolledBack);
+        assert!(
+            !present(&s, "b"),
+            "not declared gone while it was merely not visible"
+        );
+    }
+
+    #[tokio::test]
+    async fn rollback_after_needs_attention_on_an_unresolved_step_finishes_it() {
+        let s = setup();
+        // Three ambiguous answers; the third write did land. Interrupted, unresolved.
+        script(
+            &s,
+            "b",
+            "create",
+            &[
+                Script::Fail(ErrorKind::Ambiguous),
+                Script::Fail(ErrorKind::Ambiguous),
+                Script::ApplyThenFail(ErrorKind::Ambiguous),
+            ],
+        );
+        assert_eq!(run(&s).await.state, AgentState::Interrupted);
+        assert!(steps(&s)[1].unresolved);
+        // The rollback cannot look it up (permanent error): needs attention.
+        script(&s, "b", "lookup", &[Script::Fail(ErrorKind::Permanent)]);
+        let out = s
+            .engine
+            .rollback_agent("r", "ag", &Secrets::default())
+            .await
+            .unwrap();
+        assert_eq!(out.state, AgentState::NeedsAttention);
+        // Fixed: the next rollback still considers the step, finds the landed write, deletes it.
+        let out = s
+            .engine
+            .rollback_agent("r", "ag", &Secrets::default())
+            .await
+            .unwrap();
+        assert_eq!(out.state, AgentState::RolledBack);
+        assert!(!present(&s, "b") && !present(&s, "a"));
+    }
+
+    #[tokio::test]
+    async fn already_exists_that_never_becomes_visible_is_a_conflict() {
+        let wf = WF.replace("action = \"a\"", "action = \"a\"\n        settle_ms = 50");
+        let s = setup_with(&wf, OnFailure::Rollback);
+        // The service says "exists" but no lookup ever shows a fitting resource.
+        s.world
+            .lock()
+            .unwrap()
+            .hidden_lookups
+            .insert("a".into(), 1000);
+        let mut o = Outputs::new();
+        o.insert("id".into(), "elsewhere".into());
+        s.world.lock().unwrap().present.insert("a".into(), o);
+        let out = run(&s).await;
+        assert_eq!(out.state, AgentState::Failed);
+        assert!(out.error.unwrap().contains("conflict"));
+        assert_eq!(steps(&s)[0].state, "failed");
     }
 
     #[test]
