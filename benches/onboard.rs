@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connect_onboard::agent::{self, AgentInput, IdentityMode};
-use connect_onboard::aws::{self, Clients, ConnectApi, IdentityStoreApi, NewConnectUser, NewIdentityUser, Principal, SsoAdminApi};
+use connect_onboard::aws::{
+    self, Clients, ConnectApi, IdentityStoreApi, NewConnectUser, NewIdentityUser, Principal,
+    SsoAdminApi,
+};
 use connect_onboard::config;
 use connect_onboard::preflight;
 use connect_onboard::steps::{self, Env};
@@ -30,8 +33,14 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let agents: usize = std::env::var("AGENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let agents: usize = std::env::var("AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let mut seed = Seed::default();
     seed.connect_instances[0].max_users = 1_000_000;
     let sb = Sandbox::start(SandboxOptions {
@@ -45,10 +54,12 @@ async fn main() {
         std::env::set_var(k, v);
     }
     let dir = tempfile::tempdir().unwrap();
-    let sdk = aws::load_sdk_config(None, None).await;
+    let sdk = aws::load_sdk_config(None, None, Duration::from_secs(30)).await;
     let clients = Clients::new(&sdk, Some("us-east-1"), Some("us-east-1"));
     let cfg = config::sandbox();
-    let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin).await.unwrap();
+    let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin)
+        .await
+        .unwrap();
     let env = Env {
         connect: Arc::new(clients.connect.clone()),
         identity_store: Arc::new(clients.identity_store.clone()),
@@ -71,7 +82,14 @@ async fn main() {
             workflow: String::new(),
             meta: serde_json::json!({}),
         };
-        store.create_run(&run, &[("a".into(), serde_json::json!({}))], &["s".into()], "rollback").unwrap();
+        store
+            .create_run(
+                &run,
+                &[("a".into(), serde_json::json!({}))],
+                &["s".into()],
+                "rollback",
+            )
+            .unwrap();
         store.acquire_lease("r", "a", "t", 600_000).unwrap();
         let mut tx = Vec::new();
         for i in 0..200 {
@@ -95,7 +113,12 @@ async fn main() {
 
         // 2. The engine, per agent.
         let store = Arc::new(Store::open(&dir.path().join(format!("engine-{round}.db"))).unwrap());
-        let wf = Workflow::parse(connect_onboard::app::BUILTIN_WORKFLOW, "built-in", &steps::registry(&env)).unwrap();
+        let wf = Workflow::parse(
+            connect_onboard::app::BUILTIN_WORKFLOW,
+            "built-in",
+            &steps::registry(&env),
+        )
+        .unwrap();
         let mut subjects = Vec::new();
         for i in 0..agents {
             let input = AgentInput {
@@ -106,7 +129,10 @@ async fn main() {
             };
             let spec = agent::validate(&input, &cfg.defaults, IdentityMode::Saml).unwrap();
             let subject = preflight::resolve(spec, &catalog).unwrap();
-            subjects.push((subject.agent.email.clone(), serde_json::to_value(&subject).unwrap()));
+            subjects.push((
+                subject.agent.email.clone(),
+                serde_json::to_value(&subject).unwrap(),
+            ));
         }
         let run_id = format!("bench-{round}");
         store
@@ -123,22 +149,46 @@ async fn main() {
                 "rollback",
             )
             .unwrap();
-        let engine = Engine::new(wf, steps::registry(&env), store.clone(), EngineOptions::default());
+        let engine = Engine::new(
+            wf,
+            steps::registry(&env),
+            store.clone(),
+            EngineOptions::default(),
+        );
         sb.reset_calls();
         let mut eng = Vec::new();
         for (email, _) in &subjects {
             let t = Instant::now();
-            let out = engine.run_agent(&run_id, email, &Secrets::default()).await.unwrap();
+            let out = engine
+                .run_agent(&run_id, email, &Secrets::default())
+                .await
+                .unwrap();
             eng.push(t.elapsed());
             assert_eq!(out.state, connect_onboard::workflow::AgentState::Done);
         }
         let calls: u64 = sb.calls().values().map(|c| c.calls).sum();
 
         // 3. The same creates, raw.
-        let group_id = env.identity_store.group_id(&env.identity_store_id, &env.group).await.unwrap().unwrap();
+        let group_id = env
+            .identity_store
+            .group_id(&env.identity_store_id, &env.group)
+            .await
+            .unwrap()
+            .unwrap();
         let no_tags = Default::default();
-        let rp = &catalog.routing_profiles.iter().find(|p| p.name == "Basic Routing Profile").unwrap().id;
-        let sp = catalog.security_profiles.iter().find(|p| p.name == "Agent").unwrap().id.clone();
+        let rp = &catalog
+            .routing_profiles
+            .iter()
+            .find(|p| p.name == "Basic Routing Profile")
+            .unwrap()
+            .id;
+        let sp = catalog
+            .security_profiles
+            .iter()
+            .find(|p| p.name == "Agent")
+            .unwrap()
+            .id
+            .clone();
         let mut raw = Vec::new();
         for i in 0..agents {
             let email = format!("raw{round}-{i}@example.com");
@@ -182,8 +232,16 @@ async fn main() {
                 )
                 .await
                 .unwrap();
-            clients.identity_store.create_membership(&env.identity_store_id, &group_id, &uid).await.unwrap();
-            let _ = clients.sso_admin.is_assigned(&env.application_arn, Principal::Group, &group_id).await.unwrap();
+            clients
+                .identity_store
+                .create_membership(&env.identity_store_id, &group_id, &uid)
+                .await
+                .unwrap();
+            let _ = clients
+                .sso_admin
+                .is_assigned(&env.application_arn, Principal::Group, &group_id)
+                .await
+                .unwrap();
             raw.push(t.elapsed());
         }
         let (tx, eng, raw) = (median(tx), median(eng), median(raw));

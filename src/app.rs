@@ -51,10 +51,16 @@ pub enum Error {
 impl Error {
     /// Whether the error is an input/usage error that came before any write.
     pub fn is_input(&self) -> bool {
-        matches!(
-            self,
-            Error::Input(_) | Error::Fields(_) | Error::Preflight(_)
-        )
+        match self {
+            Error::Input(_) | Error::Fields(_) => true,
+            Error::Preflight(preflight::Error::Config(_)) => true,
+            // A read that failed for a passing reason (throttled, 5xx, network) is not the
+            // user's input; one that was refused (access denied, validation) is setup.
+            Error::Preflight(preflight::Error::Aws { source, .. }) => {
+                !(source.is_throttling() || source.is_server_or_transport())
+            }
+            Error::Engine(_) | Error::Store(_) => false,
+        }
     }
 }
 
@@ -113,6 +119,7 @@ impl Context {
         let sdk = aws::load_sdk_config(
             self.globals.profile.as_deref(),
             self.globals.region.as_deref(),
+            attempt_timeout(),
         )
         .await;
         let connect_region = self
@@ -142,6 +149,15 @@ impl Context {
         }
         self.open_store()
     }
+}
+
+/// Per-attempt timeout of every AWS call: 30 s, or `CONNECT_ONBOARD_ATTEMPT_TIMEOUT_MS`.
+fn attempt_timeout() -> std::time::Duration {
+    let ms = std::env::var("CONNECT_ONBOARD_ATTEMPT_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    std::time::Duration::from_millis(ms)
 }
 
 /// Per-process engine settings (progress callback, test hooks).
@@ -287,25 +303,6 @@ pub async fn onboard(
     }
 
     let store = ctx.open_store()?;
-    // One live onboarding per agent: an earlier run that still holds resources or is
-    // unfinished must be resumed, rolled back or released first.
-    for prev in store.agents_by_key(&email)? {
-        let st = AgentState::parse(&prev.state);
-        if matches!(
-            st,
-            AgentState::Pending
-                | AgentState::Running
-                | AgentState::Interrupted
-                | AgentState::RollingBack
-                | AgentState::NeedsAttention
-        ) || (st == AgentState::Failed && holds_resources(&store, &prev.run_id, &email)?)
-        {
-            return Err(Error::Input(format!(
-                "{email} already has an unfinished onboarding in run {} (state {}): use `connect-onboard resume {}` or `connect-onboard rollback {} --email {email}` (or `release`)",
-                prev.run_id, prev.state, prev.run_id, prev.run_id
-            )));
-        }
-    }
     let run_id = new_run_id();
     let run = RunRow {
         id: run_id.clone(),
@@ -315,12 +312,30 @@ pub async fn onboard(
         meta: serde_json::to_value(&target).unwrap_or_default(),
     };
     let subject_json = serde_json::to_value(&subject).map_err(|e| Error::Input(e.to_string()))?;
-    store.create_run(
-        &run,
-        &[(email.clone(), subject_json)],
-        &wf.step_ids(),
-        settings.on_failure.as_str(),
-    )?;
+    // One live onboarding per agent: an earlier run that is unfinished, or failed but still
+    // holds resources, must be resumed, rolled back or released first. The check and the
+    // insert are one transaction.
+    let open = [
+        AgentState::Pending,
+        AgentState::Running,
+        AgentState::Interrupted,
+        AgentState::RollingBack,
+        AgentState::NeedsAttention,
+    ]
+    .map(AgentState::as_str);
+    store
+        .create_run_exclusive(
+            &run,
+            &[(email.clone(), subject_json)],
+            &wf.step_ids(),
+            settings.on_failure.as_str(),
+            &open,
+            &[AgentState::Failed.as_str()],
+        )
+        .map_err(|e| match e {
+            e @ store::Error::Unfinished { .. } => Error::Input(e.to_string()),
+            e => Error::Store(e),
+        })?;
     let engine = Engine::new(
         wf,
         steps::registry(&env),
@@ -329,13 +344,6 @@ pub async fn onboard(
     );
     engine.run_agent(&run_id, &email, &secrets).await?;
     Ok(OnboardReport::Run(run_status(&store, &run_id)?))
-}
-
-fn holds_resources(store: &Store, run: &str, agent: &str) -> Result<bool, Error> {
-    Ok(store
-        .steps(run, agent)?
-        .iter()
-        .any(|s| s.owned || s.unresolved))
 }
 
 fn new_run_id() -> String {
@@ -375,12 +383,17 @@ fn secrets_for(subject: &serde_json::Value, base: &Secrets) -> Result<(), String
         .pointer("/agent/needs_password")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    if needs && base.get(steps::PASSWORD).is_none() {
-        return Err(format!(
-            "needs its password again (it is never stored): set {PASSWORD_ENV} or use --password-stdin"
-        ));
+    if !needs {
+        return Ok(());
     }
-    Ok(())
+    match base.get(steps::PASSWORD) {
+        None => Err(format!(
+            "needs its password again (it is never stored): set {PASSWORD_ENV} or use --password-stdin"
+        )),
+        // Checked before it is sent, as at onboard: a typo must not turn a resumable agent
+        // into a failed one.
+        Some(p) => agent::check_password(&agent::Secret::new(p.to_string())).map_err(|e| e.to_string()),
+    }
 }
 
 /// What `resume` or `rollback` did.
@@ -434,9 +447,11 @@ pub async fn resume(
             if !AgentState::parse(&a.state).resumable() {
                 continue;
             }
-            let needs_connect = store.steps(&run.id, &a.agent_key)?.iter().any(|s| {
-                s.step_id == "connect_user" && !matches!(s.state.as_str(), "done" | "adopted")
-            });
+            // Only an agent going forward may still send the password (a rollback does not).
+            let needs_connect = a.state != AgentState::RollingBack.as_str()
+                && store.steps(&run.id, &a.agent_key)?.iter().any(|s| {
+                    s.step_id == "connect_user" && !matches!(s.state.as_str(), "done" | "adopted")
+                });
             if needs_connect {
                 if let Err(why) = secrets_for(&a.subject, &secrets) {
                     report

@@ -9,9 +9,10 @@
 //!
 //! Endpoints, credentials, profile, region and retry settings all come from the standard
 //! `aws-config` chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CONNECT`, ..., `AWS_PROFILE`,
-//! `AWS_MAX_ATTEMPTS`). Writes run with the SDK's retries turned off: a retried create
-//! whose first attempt landed would come back as "already exists" and hide that the resource
-//! is ours. The engine retries writes itself, with the write-ahead log to tell what landed.
+//! `AWS_MAX_ATTEMPTS`). The workflow's calls (its lookups and writes) run with the SDK's
+//! retries turned off: a retried create whose first attempt landed would come back as
+//! "already exists" and hide that the resource is ours, and the engine's own per-step budget
+//! is then the whole budget. Preflight reads keep the SDK's standard retries.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_connect::types as ct;
@@ -89,13 +90,18 @@ where
             maybe_applied: true,
             reason: None,
         },
-        SdkError::DispatchFailure(d) => AwsError {
-            code: "DispatchFailure".into(),
-            message: format!("{:?}", d.as_connector_error()),
-            status: None,
-            maybe_applied: true,
-            reason: None,
-        },
+        SdkError::DispatchFailure(d) => {
+            // A refused connection never carried the request; anything else (reset, closed
+            // mid-response, timeout) may have.
+            let never_sent = d.as_connector_error().is_some_and(|c| refused(c));
+            AwsError {
+                code: "DispatchFailure".into(),
+                message: format!("{:?}", d.as_connector_error()),
+                status: None,
+                maybe_applied: !never_sent,
+                reason: None,
+            }
+        }
         SdkError::ResponseError(r) => AwsError {
             code: "ResponseError".into(),
             message: format!("unreadable response: {:?}", r.raw()),
@@ -118,6 +124,20 @@ where
             reason: None,
         },
     }
+}
+
+/// Whether an error's source chain holds an I/O "connection refused".
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Access to the HTTP status of a raw response.
@@ -170,6 +190,8 @@ pub struct ConnectUser {
     pub arn: String,
     /// Username.
     pub username: String,
+    /// IdentityInfo.Email (DescribeUser only; SAML users have none).
+    pub email: Option<String>,
 }
 
 /// A Connect user to create (validated by the caller).
@@ -340,9 +362,19 @@ pub trait SsoAdminApi: Send + Sync {
 }
 
 /// Loads the shared AWS configuration: the standard chain, with an optional profile and
-/// region override.
-pub async fn load_sdk_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+/// region override, and a per-attempt timeout.
+pub async fn load_sdk_config(
+    profile: Option<&str>,
+    region: Option<&str>,
+    attempt_timeout: std::time::Duration,
+) -> SdkConfig {
+    // A stalled connection must end as a timeout (classified "may have applied"), never
+    // hang a driver that keeps its lease alive.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .operation_attempt_timeout(attempt_timeout)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(p) = profile {
         loader = loader.profile_name(p);
     }
@@ -503,16 +535,20 @@ impl ConnectApi for SdkConnect {
                     .build(),
             )
             .build();
-        let mut pages = self
-            .0
-            .search_users()
-            .instance_id(instance)
-            .search_criteria(criteria)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| from_sdk(e, no_reason))?;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .search_users()
+                .instance_id(instance)
+                .search_criteria(criteria.clone())
+                .max_results(100)
+                .set_next_token(token.take())
+                .customize()
+                .config_override(connect_no_retry())
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, no_reason))?;
             // EXACT matching is what we asked for; compare again, as Connect usernames are
             // case-sensitive and an emulator or a future API may match more loosely.
             if let Some(u) = page.users().iter().find(|u| u.username() == Some(username)) {
@@ -520,10 +556,14 @@ impl ConnectApi for SdkConnect {
                     id: u.id().unwrap_or_default().to_string(),
                     arn: u.arn().unwrap_or_default().to_string(),
                     username: username.to_string(),
+                    ..Default::default()
                 }));
             }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(None),
+            }
         }
-        Ok(None)
     }
 
     async fn describe_user(&self, instance: &str, user_id: &str) -> Result<Option<ConnectUser>> {
@@ -532,6 +572,8 @@ impl ConnectApi for SdkConnect {
                 .describe_user()
                 .instance_id(instance)
                 .user_id(user_id)
+                .customize()
+                .config_override(connect_no_retry())
                 .send()
                 .await
                 .map_err(|e| from_sdk(e, no_reason))
@@ -541,6 +583,11 @@ impl ConnectApi for SdkConnect {
                         id: u.and_then(|u| u.id()).unwrap_or(user_id).to_string(),
                         arn: u.and_then(|u| u.arn()).unwrap_or_default().to_string(),
                         username: u.and_then(|u| u.username()).unwrap_or_default().to_string(),
+                        email: u
+                            .and_then(|u| u.identity_info())
+                            .and_then(|i| i.email())
+                            .filter(|e| !e.is_empty())
+                            .map(str::to_string),
                     }
                 }),
         )
@@ -613,8 +660,19 @@ impl ConnectApi for SdkConnect {
     }
 }
 
-fn ids_reason(e: &impl ProvideErrorMetadata) -> Option<String> {
-    e.meta().extra("Reason").map(str::to_string)
+/// The typed `Reason` of an Identity Store ConflictException (UNIQUENESS_CONSTRAINT_VIOLATION
+/// or CONCURRENT_MODIFICATION): the generated parser keeps it on the typed error only.
+fn conflict_reason(c: &aws_sdk_identitystore::types::error::ConflictException) -> Option<String> {
+    c.reason().map(|r| r.as_str().to_string())
+}
+
+macro_rules! ids_reason {
+    ($op:ident :: $err:ident) => {
+        |e: &aws_sdk_identitystore::operation::$op::$err| match e {
+            aws_sdk_identitystore::operation::$op::$err::ConflictException(c) => conflict_reason(c),
+            _ => None,
+        }
+    };
 }
 
 fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
@@ -634,6 +692,8 @@ impl SdkIdentityStore {
                 .get_user_id()
                 .identity_store_id(store)
                 .alternate_identifier(unique(path, value))
+                .customize()
+                .config_override(ids_no_retry())
                 .send()
                 .await
                 .map(|o| o.user_id().to_string())
@@ -658,6 +718,8 @@ impl IdentityStoreApi for SdkIdentityStore {
                 .describe_user()
                 .identity_store_id(store)
                 .user_id(user_id)
+                .customize()
+                .config_override(ids_no_retry())
                 .send()
                 .await
                 .map_err(|e| from_sdk(e, no_reason))
@@ -704,7 +766,7 @@ impl IdentityStoreApi for SdkIdentityStore {
             .config_override(ids_no_retry())
             .send()
             .await
-            .map_err(|e| from_sdk(e, ids_reason))?;
+            .map_err(|e| from_sdk(e, ids_reason!(create_user::CreateUserError)))?;
         Ok(out.user_id().to_string())
     }
 
@@ -717,7 +779,7 @@ impl IdentityStoreApi for SdkIdentityStore {
             .config_override(ids_no_retry())
             .send()
             .await
-            .map_err(|e| from_sdk(e, ids_reason))?;
+            .map_err(|e| from_sdk(e, ids_reason!(delete_user::DeleteUserError)))?;
         Ok(())
     }
 
@@ -727,6 +789,8 @@ impl IdentityStoreApi for SdkIdentityStore {
                 .get_group_id()
                 .identity_store_id(store)
                 .alternate_identifier(unique("displayName", name))
+                .customize()
+                .config_override(ids_no_retry())
                 .send()
                 .await
                 .map(|o| o.group_id().to_string())
@@ -745,7 +809,7 @@ impl IdentityStoreApi for SdkIdentityStore {
             .config_override(ids_no_retry())
             .send()
             .await
-            .map_err(|e| from_sdk(e, ids_reason))?;
+            .map_err(|e| from_sdk(e, ids_reason!(create_group::CreateGroupError)))?;
         Ok(out.group_id().to_string())
     }
 
@@ -761,6 +825,8 @@ impl IdentityStoreApi for SdkIdentityStore {
                 .identity_store_id(store)
                 .group_id(group_id)
                 .member_id(it::MemberId::UserId(user_id.to_string()))
+                .customize()
+                .config_override(ids_no_retry())
                 .send()
                 .await
                 .map(|o| o.membership_id().to_string())
@@ -784,7 +850,12 @@ impl IdentityStoreApi for SdkIdentityStore {
             .config_override(ids_no_retry())
             .send()
             .await
-            .map_err(|e| from_sdk(e, ids_reason))?;
+            .map_err(|e| {
+                from_sdk(
+                    e,
+                    ids_reason!(create_group_membership::CreateGroupMembershipError),
+                )
+            })?;
         Ok(out.membership_id().to_string())
     }
 
@@ -797,7 +868,12 @@ impl IdentityStoreApi for SdkIdentityStore {
             .config_override(ids_no_retry())
             .send()
             .await
-            .map_err(|e| from_sdk(e, ids_reason))?;
+            .map_err(|e| {
+                from_sdk(
+                    e,
+                    ids_reason!(delete_group_membership::DeleteGroupMembershipError),
+                )
+            })?;
         Ok(())
     }
 }
@@ -855,6 +931,8 @@ impl SsoAdminApi for SdkSsoAdmin {
                 .application_arn(app)
                 .principal_type(principal(kind))
                 .principal_id(id)
+                .customize()
+                .config_override(sso_no_retry())
                 .send()
                 .await
                 .map_err(|e| from_sdk(e, no_reason)),

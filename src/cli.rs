@@ -209,6 +209,22 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Never below debug for the SDK's HTTP layers, whatever -v or RUST_LOG say: their trace
+    // events print whole requests, and a CreateUser body carries the password.
+    let filter = [
+        "aws_smithy_runtime",
+        "aws_smithy_http_client",
+        "hyper",
+        "hyper_util",
+        "h2",
+    ]
+    .iter()
+    .fold(filter, |f, target| {
+        match format!("{target}=debug").parse() {
+            Ok(d) => f.add_directive(d),
+            Err(_) => f,
+        }
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -315,11 +331,17 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                             println!("  {:<18} {:<8}{d}", s.step, s.action);
                         }
                     }
-                    Ok(if steps.iter().any(|s| s.action == "conflict") {
-                        1
-                    } else {
-                        0
-                    })
+                    // A conflict, or a step whose lookup failed, is not a clean plan.
+                    Ok(
+                        if steps
+                            .iter()
+                            .any(|s| s.action != "create" && s.action != "adopt")
+                        {
+                            1
+                        } else {
+                            0
+                        },
+                    )
                 }
                 OnboardReport::Run(status) => {
                     let runs = vec![status];

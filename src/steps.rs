@@ -143,18 +143,34 @@ impl Action<Subject> for ConnectUser {
 
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         let a = &cx.subject.agent;
-        Ok(
-            match self
-                .0
-                .connect
-                .find_user(&self.0.instance_id, &a.username)
+        let connect = &self.0.connect;
+        let Some(u) = connect
+            .find_user(&self.0.instance_id, &a.username)
+            .await
+            .map_err(read)?
+        else {
+            return Ok(Found::Absent);
+        };
+        // On SAML the username *is* the email, so a user with it is this agent. Where the
+        // username is chosen (CONNECT_MANAGED), the user's email must be the agent's too.
+        if a.send_email_to_connect {
+            let described = connect
+                .describe_user(&self.0.instance_id, &u.id)
                 .await
-                .map_err(read)?
-            {
-                Some(u) => Found::Match(outputs([("user_id", &u.id), ("user_arn", &u.arn)])),
-                None => Found::Absent,
-            },
-        )
+                .map_err(read)?;
+            if let Some(other) = described.and_then(|d| d.email) {
+                if !other.eq_ignore_ascii_case(&a.email) {
+                    return Ok(Found::Conflict(format!(
+                        "Connect user {:?} exists with email {other:?}, not {:?}",
+                        a.username, a.email
+                    )));
+                }
+            }
+        }
+        Ok(Found::Match(outputs([
+            ("user_id", &u.id),
+            ("user_arn", &u.arn),
+        ])))
     }
 
     async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {

@@ -129,6 +129,16 @@ pub enum Error {
     /// No such run or agent.
     #[error("no {0} in the state store")]
     NotFound(String),
+    /// The agent already has an unfinished onboarding.
+    #[error("{agent} already has an unfinished onboarding in run {run} (state {state}): use `connect-onboard resume {run}` or `connect-onboard rollback {run} --email {agent}` (or `release`)")]
+    Unfinished {
+        /// Agent key.
+        agent: String,
+        /// The earlier run.
+        run: String,
+        /// Its state.
+        state: String,
+    },
 }
 
 /// Result alias of this module.
@@ -352,28 +362,47 @@ impl Store {
         steps: &[String],
         on_failure: &str,
     ) -> Result<()> {
+        self.with_tx(|tx| insert_run(tx, run, agents, steps, on_failure))
+    }
+
+    /// Like [`Store::create_run`], but refuses (with [`Error::Unfinished`]) when one of the
+    /// agents already has a run in one of `open_states`, or in one of `holding_states` with a
+    /// step that owns or may own a resource. Checked in the same transaction as the insert,
+    /// so two processes cannot both pass the check.
+    pub fn create_run_exclusive(
+        &self,
+        run: &RunRow,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: &str,
+        open_states: &[&str],
+        holding_states: &[&str],
+    ) -> Result<()> {
         self.with_tx(|tx| {
-            tx.execute(
-                "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.id, run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
-            )?;
-            let now = now_rfc3339();
-            for (key, subject) in agents {
-                tx.execute(
-                    "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-                    params![run.id, key, subject.to_string(), on_failure, now],
+            for (key, _) in agents {
+                let mut st = tx.prepare(
+                    "SELECT a.run_id, a.state,
+                            EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.agent_key = a.agent_key
+                                    AND (s.owned = 1 OR s.unresolved = 1))
+                     FROM agents a WHERE a.agent_key = ?1 ORDER BY a.created_at",
                 )?;
-                for (seq, step) in steps.iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO steps (run_id, agent_key, step_id, seq, state, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                        params![run.id, key, step, seq as i64, now],
-                    )?;
+                let rows = st.query_map(params![key], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+                })?;
+                for row in rows {
+                    let (prev_run, state, holds) = row?;
+                    if open_states.contains(&state.as_str())
+                        || (holds && holding_states.contains(&state.as_str()))
+                    {
+                        return Err(Error::Unfinished {
+                            agent: key.clone(),
+                            run: prev_run,
+                            state,
+                        });
+                    }
                 }
-                journal(tx, &run.id, key, None, "agent_created", None)?;
             }
-            Ok(())
+            insert_run(tx, run, agents, steps, on_failure)
         })
     }
 
@@ -699,6 +728,36 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
     }))
+}
+
+fn insert_run(
+    tx: &rusqlite::Transaction<'_>,
+    run: &RunRow,
+    agents: &[(String, serde_json::Value)],
+    steps: &[String],
+    on_failure: &str,
+) -> Result<()> {
+    tx.execute(
+                "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run.id, run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
+            )?;
+    let now = now_rfc3339();
+    for (key, subject) in agents {
+        tx.execute(
+                    "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+                    params![run.id, key, subject.to_string(), on_failure, now],
+                )?;
+        for (seq, step) in steps.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO steps (run_id, agent_key, step_id, seq, state, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                params![run.id, key, step, seq as i64, now],
+            )?;
+        }
+        journal(tx, &run.id, key, None, "agent_created", None)?;
+    }
+    Ok(())
 }
 
 fn check_lease(tx: &rusqlite::Transaction<'_>, run: &str, agent: &str, token: &str) -> Result<()> {
