@@ -55,9 +55,15 @@ impl AwsError {
                 | "RequestLimitExceeded"
         )
     }
-    /// A server-side failure (5xx) or a transport failure.
+    /// A server-side failure (5xx) or a transport failure (the request may or may not
+    /// have been sent: see `maybe_applied`).
     pub fn is_server_or_transport(&self) -> bool {
-        self.maybe_applied || self.status.is_some_and(|s| s >= 500)
+        self.maybe_applied
+            || self.status.is_some_and(|s| s >= 500)
+            || matches!(
+                self.code.as_str(),
+                "DispatchFailure" | "Timeout" | "ResponseError"
+            )
     }
 }
 

@@ -201,6 +201,7 @@ pub async fn run(cli: Cli) -> u8 {
 }
 
 fn init_tracing(verbose: u8) {
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -209,26 +210,21 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Never below debug for the SDK's HTTP layers, whatever -v or RUST_LOG say: their trace
-    // events print whole requests, and a CreateUser body carries the password.
-    let filter = [
-        "aws_smithy_runtime",
-        "aws_smithy_http_client",
-        "hyper",
-        "hyper_util",
-        "h2",
-    ]
-    .iter()
-    .fold(filter, |f, target| {
-        match format!("{target}=debug").parse() {
-            Ok(d) => f.add_directive(d),
-            Err(_) => f,
-        }
+    // Whatever -v or RUST_LOG say, no TRACE events from the SDK's HTTP layers: they print
+    // whole requests, and a CreateUser body carries the password.
+    let no_wire_trace = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !["aws_smithy", "hyper", "h2", "rustls"]
+                .iter()
+                .any(|p| meta.target().starts_with(p))
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(no_wire_trace);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }
 

@@ -93,7 +93,7 @@ fn classify(e: AwsError, call: Call) -> StepError {
     let kind = if e.is_throttling() {
         ErrorKind::Transient
     } else if e.is_server_or_transport() {
-        if matches!(call, Call::Read) {
+        if matches!(call, Call::Read) || !e.maybe_applied {
             ErrorKind::Transient
         } else {
             ErrorKind::Ambiguous
@@ -548,6 +548,9 @@ mod tests {
         let mut dropped = err("DispatchFailure", 0);
         dropped.status = None;
         dropped.maybe_applied = true;
-        assert_eq!(classify(dropped, Call::Create).kind, Ambiguous);
+        assert_eq!(classify(dropped.clone(), Call::Create).kind, Ambiguous);
+        // A refused connection never carried the request: retry, but it owns nothing.
+        dropped.maybe_applied = false;
+        assert_eq!(classify(dropped, Call::Create).kind, Transient);
     }
 }

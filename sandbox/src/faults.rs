@@ -235,6 +235,9 @@ pub struct FaultRule {
     /// Error message override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Extra members of the injected error body (e.g. `{"Reason": "CONCURRENT_MODIFICATION"}`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub members: serde_json::Map<String, serde_json::Value>,
     /// Delay for `latency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
@@ -258,6 +261,7 @@ impl FaultRule {
             code: None,
             status: None,
             message: None,
+            members: serde_json::Map::new(),
             latency_ms: None,
             after: 0,
             times: None,
@@ -295,6 +299,8 @@ pub struct InjectedError {
     pub status: Option<u16>,
     /// Message override.
     pub message: Option<String>,
+    /// Extra error members.
+    pub members: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What happens after the handler ran (for `apply_then_*`).
@@ -410,6 +416,7 @@ impl FaultEngine {
                 code: rule.code.clone(),
                 status: rule.status,
                 message: rule.message.clone(),
+                members: rule.members.clone(),
             };
             let outcome = match rule.action {
                 FaultAction::Latency => {

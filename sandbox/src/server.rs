@@ -270,6 +270,9 @@ fn injected_error(service: Service, inj: &InjectedError) -> ApiError {
     if let Some(s) = inj.status {
         err.status = s;
     }
+    for (k, v) in &inj.members {
+        err.extra.insert(k.clone(), v.clone());
+    }
     err
 }
 

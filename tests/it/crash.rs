@@ -97,6 +97,26 @@ async fn crash_between_a_delete_and_its_checkpoint_then_rollback_finishes() {
         let st = env.status_json().await;
         assert_eq!(st["runs"][0]["agents"][0]["state"], "rolled_back", "{hook}");
     }
+    // User assignment mode: the assignment is the agent's own, compensated first.
+    let env = Env::with(
+        connect_onboard_sandbox::Seed::default(),
+        "[identity_center]\nassignment = \"user\"\n",
+    )
+    .await;
+    assert_eq!(env.onboard(EMAIL, &[]).await.code, 0);
+    let run = first_run_id(&env.status_json().await);
+    let out = env
+        .run_with(
+            &["rollback", &run],
+            &[("CONNECT_ONBOARD_CRASH_AT", "after_delete:app_assignment")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    let out = env.run(&["rollback", &run]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    assert!(w.assignments.is_empty(), "{w:#?}");
+    w.assert_gone(EMAIL);
 }
 
 #[tokio::test(flavor = "multi_thread")]

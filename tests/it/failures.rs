@@ -215,3 +215,91 @@ async fn release_closes_an_agent_and_keeps_its_leftovers() {
     let out = env.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_store_concurrent_modification_is_transient_by_its_typed_reason() {
+    let env = Env::new().await;
+    env.faults(json!({"rules": [{
+        "op": "identitystore:CreateUser", "action": "error", "code": "ConflictException", "status": 409,
+        "members": {"Reason": "CONCURRENT_MODIFICATION"}, "times": 1
+    }]}));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("retrying (ConflictException"),
+        "{out:?}"
+    );
+    assert_eq!(env.calls("identitystore:CreateUser"), 2);
+    env.world().assert_onboarded_once(EMAIL);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_call_times_out_and_the_engine_recovers() {
+    let mut env = Env::new().await;
+    env.extra_env
+        .push(("CONNECT_ONBOARD_ATTEMPT_TIMEOUT_MS".into(), "500".into()));
+    // One write never answered and not applied; one applied and never answered.
+    env.faults(json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "hang", "times": 1},
+        {"op": "identitystore:CreateGroupMembership", "action": "apply_then_hang", "times": 1}
+    ]}));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("retrying (Timeout"), "{out:?}");
+    env.world().assert_onboarded_once(EMAIL);
+    assert_eq!(env.applied("identitystore:CreateUser"), 1);
+    assert_eq!(env.applied("identitystore:CreateGroupMembership"), 1);
+    let st = env.status_json().await;
+    assert_eq!(
+        step(&st, 0, "group_membership")["owned"],
+        true,
+        "the unanswered write was ours"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_deletes_by_recorded_ids_without_searching() {
+    let env = Env::new().await;
+    assert_eq!(env.onboard(EMAIL, &[]).await.code, 0);
+    let run = first_run_id(&env.status_json().await);
+    env.sb.reset_calls();
+    let out = env.run(&["rollback", &run]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.world().assert_gone(EMAIL);
+    for op in [
+        "connect:SearchUsers",
+        "identitystore:GetUserId",
+        "identitystore:GetGroupMembershipId",
+    ] {
+        assert_eq!(env.calls(op), 0, "{op}: deletes use the checkpointed ids");
+    }
+    assert_eq!(env.calls("connect:DeleteUser"), 1);
+    assert_eq!(env.calls("identitystore:DeleteUser"), 1);
+    assert_eq!(env.calls("identitystore:DeleteGroupMembership"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_endpoint_fails_preflight_with_exit_1_and_no_writes() {
+    let mut env = Env::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.extra_env.push((
+        "AWS_ENDPOINT_URL_CONNECT".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    env.extra_env.push(("AWS_MAX_ATTEMPTS".into(), "1".into()));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(
+        out.code, 1,
+        "a transport failure is not an input error: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("describing Connect instance"),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), 0);
+    assert!(!env.state.exists());
+}

@@ -121,7 +121,8 @@ impl Env {
         for (k, v) in self.sb.env_lines() {
             c.env(k, v);
         }
-        let none = self.dir.path().join("no-aws-config");
+        let none = self.dir.path().join("empty-aws-config");
+        let _ = std::fs::write(&none, "");
         c.env("HOME", self.dir.path())
             .env("AWS_CONFIG_FILE", &none)
             .env("AWS_SHARED_CREDENTIALS_FILE", &none)

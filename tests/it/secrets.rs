@@ -113,3 +113,59 @@ async fn resume_asks_for_the_password_again() {
         .windows(PASSWORD.len())
         .any(|w| w == PASSWORD.as_bytes()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_checks_a_new_password_before_sending_it() {
+    let env = Env::with(managed_seed(), "").await;
+    env.faults(json!({"rules": [{"op": "connect:CreateUser", "action": "throttle"}]}));
+    assert_eq!(
+        env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
+            .await
+            .code,
+        1
+    );
+    env.faults(json!({}));
+    let before = env.calls("connect:CreateUser");
+    let out = env
+        .run_with(&["resume"], &[("CONNECT_ONBOARD_PASSWORD", "short")])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("password"), "{out:?}");
+    assert_eq!(
+        env.calls("connect:CreateUser"),
+        before,
+        "an invalid password is not sent"
+    );
+    let st = env.status_json().await;
+    assert_eq!(
+        st["runs"][0]["agents"][0]["state"], "interrupted",
+        "still resumable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_user_with_another_email_is_a_conflict() {
+    let mut seed = managed_seed();
+    seed.connect_instances[0]
+        .users
+        .push(connect_onboard_sandbox::world::SeedConnectUser {
+            username: "asilva".into(),
+            first_name: Some("Alan".into()),
+            last_name: Some("Silva".into()),
+            email: Some("alan.silva@example.com".into()),
+            security_profiles: vec!["Agent".into()],
+            routing_profile: Some("Basic Routing Profile".into()),
+            ..Default::default()
+        });
+    let env = Env::with(seed, "").await;
+    let out = env
+        .run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("alan.silva@example.com")
+            && out.stdout.contains("ana.silva@example.com"),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), 0);
+}
