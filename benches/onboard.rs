@@ -4,6 +4,7 @@
 //! 1. one checkpoint transaction (SQLite, WAL, synchronous=FULL) on a file store;
 //! 2. the engine onboarding one agent (plan lookups + 4 creates + 12 checkpoints);
 //! 3. the same four creates made raw through the SDK, no lookups and no checkpoints.
+//!
 //! It reports medians over `AGENTS` agents, for `ROUNDS` rounds, and the ratio 2/3.
 //! Run: `cargo bench --bench onboard` (AGENTS=n ROUNDS=n to change the sizes).
 

@@ -10,6 +10,11 @@
 //! point at it. Tests take the `SERIAL` lock because they change its faults.
 //! Missing botocore / moto / aws: failure when `CI=true`, a loud skip otherwise.
 
+// Each test holds the serial lock for its whole body, awaits included, on purpose: the
+// tests share one sandbox and process-wide env vars. Every #[tokio::test] has its own
+// runtime thread, so a blocked lock cannot stall another test's runtime.
+#![allow(clippy::await_holding_lock)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -1312,20 +1317,14 @@ fn check_value(model: &Value, shape: &str, v: &Value, path: &str, problems: &mut
             }
             _ => {}
         },
-        "integer" | "long" => {
-            if !(v.is_i64() || v.is_u64()) {
-                problems.push(format!("{path}: expected integer"));
-            }
+        "integer" | "long" if !(v.is_i64() || v.is_u64()) => {
+            problems.push(format!("{path}: expected integer"));
         }
-        "boolean" => {
-            if !v.is_boolean() {
-                problems.push(format!("{path}: expected boolean"));
-            }
+        "boolean" if !v.is_boolean() => {
+            problems.push(format!("{path}: expected boolean"));
         }
-        "timestamp" | "double" | "float" => {
-            if !v.is_number() {
-                problems.push(format!("{path}: expected number"));
-            }
+        "timestamp" | "double" | "float" if !v.is_number() => {
+            problems.push(format!("{path}: expected number"));
         }
         _ => {}
     }
