@@ -18,7 +18,7 @@ use connect_onboard::aws::{
 };
 use connect_onboard::config;
 use connect_onboard::preflight;
-use connect_onboard::steps::{self, Env};
+use connect_onboard::steps;
 use connect_onboard::store::{self, RunRow, StepUpdate, Store};
 use connect_onboard::workflow::{Engine, EngineOptions, Secrets, Workflow};
 use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxOptions, Seed};
@@ -61,16 +61,7 @@ async fn main() {
     let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin)
         .await
         .unwrap();
-    let env = Env {
-        connect: Arc::new(clients.connect.clone()),
-        identity_store: Arc::new(clients.identity_store.clone()),
-        sso_admin: Arc::new(clients.sso_admin.clone()),
-        instance_id: target.instance_id.clone(),
-        identity_store_id: target.identity_store_id.clone(),
-        application_arn: target.application_arn.clone(),
-        group: target.group.clone(),
-        assignment: target.assignment,
-    };
+    let env = connect_onboard::app::env_for(&clients, &target);
     println!("connect-onboard bench: {agents} agents x {rounds} rounds, sandbox on loopback, 2-core shared machine");
 
     for round in 0..rounds {

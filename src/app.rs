@@ -192,7 +192,8 @@ fn engine_options(settings: &RunSettings) -> Result<EngineOptions, Error> {
     Ok(opts)
 }
 
-fn env_for(clients: &Clients, target: &Target) -> Env {
+/// The actions' environment for `target`, over the SDK clients.
+pub fn env_for(clients: &Clients, target: &Target) -> Env {
     Env {
         connect: Arc::new(clients.connect.clone()),
         identity_store: Arc::new(clients.identity_store.clone()),

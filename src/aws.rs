@@ -465,6 +465,20 @@ macro_rules! paged {
     }};
 }
 
+/// Every page of a Connect `List*` call whose summaries have an id and a name.
+macro_rules! named_pages {
+    ($client:expr, $op:ident, $list:ident, $instance:expr) => {
+        paged!(
+            $client.$op().instance_id($instance).max_results(1000),
+            $list,
+            |p| Named {
+                id: p.id().unwrap_or_default().to_string(),
+                name: p.name().unwrap_or_default().to_string()
+            }
+        )
+    };
+}
+
 #[async_trait::async_trait]
 impl ConnectApi for SdkConnect {
     async fn describe_instance(&self, instance: &str) -> Result<ConnectInstance> {
@@ -490,44 +504,29 @@ impl ConnectApi for SdkConnect {
     }
 
     async fn routing_profiles(&self, instance: &str) -> Result<Vec<Named>> {
-        Ok(paged!(
-            self.0
-                .list_routing_profiles()
-                .instance_id(instance)
-                .max_results(1000),
+        Ok(named_pages!(
+            self.0,
+            list_routing_profiles,
             routing_profile_summary_list,
-            |p| Named {
-                id: p.id().unwrap_or_default().to_string(),
-                name: p.name().unwrap_or_default().to_string()
-            }
+            instance
         ))
     }
 
     async fn security_profiles(&self, instance: &str) -> Result<Vec<Named>> {
-        Ok(paged!(
-            self.0
-                .list_security_profiles()
-                .instance_id(instance)
-                .max_results(1000),
+        Ok(named_pages!(
+            self.0,
+            list_security_profiles,
             security_profile_summary_list,
-            |p| Named {
-                id: p.id().unwrap_or_default().to_string(),
-                name: p.name().unwrap_or_default().to_string()
-            }
+            instance
         ))
     }
 
     async fn hierarchy_groups(&self, instance: &str) -> Result<Vec<Named>> {
-        Ok(paged!(
-            self.0
-                .list_user_hierarchy_groups()
-                .instance_id(instance)
-                .max_results(1000),
+        Ok(named_pages!(
+            self.0,
+            list_user_hierarchy_groups,
             user_hierarchy_group_summary_list,
-            |p| Named {
-                id: p.id().unwrap_or_default().to_string(),
-                name: p.name().unwrap_or_default().to_string()
-            }
+            instance
         ))
     }
 
