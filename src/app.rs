@@ -143,7 +143,7 @@ impl Context {
     fn existing_store(&self) -> Result<Arc<Store>, Error> {
         if !self.state_path.exists() {
             return Err(Error::Input(format!(
-                "no state file at {}: nothing to resume (use --state or [state] path)",
+                "no state file at {}: no onboarding has run with this state file yet (see --state or [state] path)",
                 self.state_path.display()
             )));
         }

@@ -255,6 +255,21 @@ pub struct Holder {
     pub pid: u32,
     /// Linux boot id (tells a reboot from a live process with a reused pid).
     pub boot_id: String,
+    /// The PID namespace (`/proc/self/ns/pid`): pids only compare within one.
+    #[serde(default)]
+    pub pid_ns: String,
+    /// The process start time in clock ticks since boot (`/proc/PID/stat` field 22): tells
+    /// the holder from a later process that reused its pid.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+}
+
+/// Field 22 of `/proc/<pid>/stat` (the start time), if the process exists.
+fn start_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Holder {
@@ -268,21 +283,31 @@ impl Holder {
             boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            start_ticks: start_ticks("self"),
         }
     }
 
-    /// True when the holder is known to be gone: same host and boot, and no such pid.
+    /// True only when the holder is known to be gone: same host, boot and PID namespace,
+    /// and no process with its pid, or one that started at another time (a reused pid).
+    /// Anything else (another host, container or boot; missing data) is presumed alive
+    /// until its lease expires.
     fn is_dead(&self) -> bool {
         let me = Holder::current();
-        if self.host != me.host || self.boot_id != me.boot_id || self.boot_id.is_empty() {
+        let comparable = self.host == me.host
+            && !self.boot_id.is_empty()
+            && self.boot_id == me.boot_id
+            && !self.pid_ns.is_empty()
+            && self.pid_ns == me.pid_ns;
+        if !comparable || self.pid == me.pid {
             return false;
         }
-        if self.pid == me.pid {
-            return false;
+        match start_ticks(&self.pid.to_string()) {
+            None => true,
+            Some(t) => self.start_ticks.is_some_and(|mine| mine != t),
         }
-        // kill(pid, 0): ESRCH means no such process.
-        let r = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
-        r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     }
 }
 
@@ -919,6 +944,35 @@ mod tests {
         })
         .unwrap();
         s.acquire_lease("r1", "a@x.io", "new", 60_000).unwrap();
+    }
+
+    #[test]
+    fn a_reused_pid_or_another_namespace_is_judged_correctly() {
+        let me = Holder::current();
+        assert!(me.start_ticks.is_some() && !me.pid_ns.is_empty());
+        // A live process (our parent) recorded with its real start time: alive.
+        let parent = std::os::unix::process::parent_id();
+        let alive = Holder {
+            pid: parent,
+            start_ticks: start_ticks(&parent.to_string()),
+            ..me.clone()
+        };
+        assert!(!alive.is_dead());
+        // The same pid with another start time: the pid was reused, the holder is gone.
+        let reused = Holder {
+            start_ticks: alive.start_ticks.map(|t| t + 1),
+            ..alive.clone()
+        };
+        assert!(reused.is_dead());
+        // Another PID namespace: its pids mean nothing here, presumed alive.
+        let elsewhere = Holder {
+            pid: 999_999,
+            pid_ns: "pid:[1]".into(),
+            ..me.clone()
+        };
+        assert!(!elsewhere.is_dead());
+        let gone = Holder { pid: 999_999, ..me };
+        assert!(gone.is_dead() || std::path::Path::new("/proc/999999").exists());
     }
 
     #[test]
