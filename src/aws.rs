@@ -465,6 +465,84 @@ macro_rules! paged {
     }};
 }
 
+impl SdkConnect {
+    /// SearchUsers with `Username` EXACT, every page.
+    async fn search_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
+        let criteria = ct::UserSearchCriteria::builder()
+            .string_condition(
+                ct::StringCondition::builder()
+                    .field_name("Username")
+                    .value(username)
+                    .comparison_type(ct::StringComparisonType::Exact)
+                    .build(),
+            )
+            .build();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .search_users()
+                .instance_id(instance)
+                .search_criteria(criteria.clone())
+                .max_results(100)
+                .set_next_token(token.take())
+                .customize()
+                .config_override(connect_no_retry())
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, no_reason))?;
+            // EXACT matching is what we asked for; compare again, as Connect usernames are
+            // case-sensitive and an emulator or a future API may match more loosely.
+            if let Some(u) = page.users().iter().find(|u| u.username() == Some(username)) {
+                return Ok(Some(ConnectUser {
+                    id: u.id().unwrap_or_default().to_string(),
+                    arn: u.arn().unwrap_or_default().to_string(),
+                    username: username.to_string(),
+                    ..Default::default()
+                }));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// ListUsers, every page, compared by username.
+    async fn list_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .list_users()
+                .instance_id(instance)
+                .max_results(1000)
+                .set_next_token(token.take())
+                .customize()
+                .config_override(connect_no_retry())
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, no_reason))?;
+            if let Some(u) = page
+                .user_summary_list()
+                .iter()
+                .find(|u| u.username() == Some(username))
+            {
+                return Ok(Some(ConnectUser {
+                    id: u.id().unwrap_or_default().to_string(),
+                    arn: u.arn().unwrap_or_default().to_string(),
+                    username: username.to_string(),
+                    ..Default::default()
+                }));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
 /// Every page of a Connect `List*` call whose summaries have an id and a name.
 macro_rules! named_pages {
     ($client:expr, $op:ident, $list:ident, $instance:expr) => {
@@ -531,43 +609,16 @@ impl ConnectApi for SdkConnect {
     }
 
     async fn find_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
-        let criteria = ct::UserSearchCriteria::builder()
-            .string_condition(
-                ct::StringCondition::builder()
-                    .field_name("Username")
-                    .value(username)
-                    .comparison_type(ct::StringComparisonType::Exact)
-                    .build(),
-            )
-            .build();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .0
-                .search_users()
-                .instance_id(instance)
-                .search_criteria(criteria.clone())
-                .max_results(100)
-                .set_next_token(token.take())
-                .customize()
-                .config_override(connect_no_retry())
-                .send()
-                .await
-                .map_err(|e| from_sdk(e, no_reason))?;
-            // EXACT matching is what we asked for; compare again, as Connect usernames are
-            // case-sensitive and an emulator or a future API may match more loosely.
-            if let Some(u) = page.users().iter().find(|u| u.username() == Some(username)) {
-                return Ok(Some(ConnectUser {
-                    id: u.id().unwrap_or_default().to_string(),
-                    arn: u.arn().unwrap_or_default().to_string(),
-                    username: username.to_string(),
-                    ..Default::default()
-                }));
+        match self.search_user(instance, username).await {
+            // An endpoint without SearchUsers (an older emulator, a partition that lacks it):
+            // page through ListUsers instead, as the Connect admin guide suggests.
+            Err(e)
+                if e.is("UnknownOperationException")
+                    || e.status == Some(404) && e.code == "Unknown" =>
+            {
+                self.list_user(instance, username).await
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(None),
-            }
+            other => other,
         }
     }
 

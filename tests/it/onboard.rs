@@ -382,3 +382,17 @@ async fn ambiguous_application_discovery_lists_the_candidates() {
     let out = env2.onboard(EMAIL, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_search_users_the_lookup_pages_through_list_users() {
+    let env = Env::with(seed_existing(), "").await;
+    env.faults(serde_json::json!({"rules": [
+        {"op": "connect:SearchUsers", "action": "error", "code": "UnknownOperationException", "status": 400}
+    ]}));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(env.calls("connect:ListUsers") >= 1);
+    let st = env.status_json().await;
+    assert_eq!(step(&st, 0, "connect_user")["state"], "adopted");
+    assert_eq!(env.calls("connect:CreateUser"), 0);
+}
