@@ -81,11 +81,18 @@ pub struct Globals {
 
 /// Loaded configuration plus where the state lives.
 pub struct Context {
-    /// The configuration.
-    pub config: Config,
+    /// The configuration (absent for commands on an existing state file given by `--state`).
+    config: Option<Config>,
     /// The state file.
     pub state_path: PathBuf,
     globals: Globals,
+}
+
+/// The regions a run's clients use, resolved once and recorded in the run.
+#[derive(Debug, Clone, Default)]
+struct Regions {
+    connect: Option<String>,
+    identity_center: Option<String>,
 }
 
 impl Context {
@@ -102,6 +109,19 @@ impl Context {
         Ok(Context::from_config(config, globals))
     }
 
+    /// For commands on existing runs (resume, rollback, release, status): the config file
+    /// is optional when `--state` names the state file, since every run records its target.
+    pub fn load_for_state(globals: &Globals) -> Result<Context, Error> {
+        if globals.state.is_some() && !globals.config.exists() {
+            return Ok(Context {
+                config: None,
+                state_path: globals.state.clone().unwrap_or_default(),
+                globals: globals.clone(),
+            });
+        }
+        Context::load(globals)
+    }
+
     /// Wraps an already loaded configuration.
     pub fn from_config(config: Config, globals: &Globals) -> Context {
         let state_path = globals
@@ -109,31 +129,58 @@ impl Context {
             .clone()
             .unwrap_or_else(|| config.state.path.clone());
         Context {
-            config,
+            config: Some(config),
             state_path,
             globals: globals.clone(),
         }
     }
 
-    async fn clients(&self) -> Clients {
+    /// The configuration; onboarding needs one.
+    pub fn config(&self) -> Result<&Config, Error> {
+        self.config.as_ref().ok_or_else(|| {
+            Error::Input(format!(
+                "no config file at {} (create one with `connect-onboard init`)",
+                self.globals.config.display()
+            ))
+        })
+    }
+
+    /// The regions for a new run: `--region`, else the config, else the AWS chain's.
+    fn new_run_regions(&self) -> Regions {
+        let cfg = self.config.as_ref();
+        let connect = self
+            .globals
+            .region
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.connect.region()).map(str::to_string));
+        let identity_center = self
+            .globals
+            .region
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.identity_center.region.clone()))
+            .or_else(|| connect.clone());
+        Regions {
+            connect,
+            identity_center,
+        }
+    }
+
+    /// Clients for `regions`; a region left open is the AWS chain's, and is filled in.
+    async fn clients(&self, regions: &mut Regions) -> Clients {
         let sdk = aws::load_sdk_config(
             self.globals.profile.as_deref(),
             self.globals.region.as_deref(),
             attempt_timeout(),
         )
         .await;
-        let connect_region = self
-            .globals
-            .region
-            .as_deref()
-            .or(self.config.connect.region());
-        let ic_region = self
-            .globals
-            .region
-            .as_deref()
-            .or(self.config.identity_center.region.as_deref())
-            .or(connect_region);
-        Clients::new(&sdk, connect_region, ic_region)
+        let chain = sdk.region().map(|r| r.to_string());
+        regions.connect = regions.connect.clone().or_else(|| chain.clone());
+        regions.identity_center = regions.identity_center.clone().or(chain);
+        Clients::new(
+            &sdk,
+            regions.connect.as_deref(),
+            regions.identity_center.as_deref(),
+        )
     }
 
     fn open_store(&self) -> Result<Arc<Store>, Error> {
@@ -244,7 +291,9 @@ pub async fn onboard(
     dry_run: bool,
     settings: &RunSettings,
 ) -> Result<OnboardReport, Error> {
-    let clients = ctx.clients().await;
+    let config = ctx.config()?;
+    let mut regions = ctx.new_run_regions();
+    let clients = ctx.clients(&mut regions).await;
     // The workflow is checked before any AWS call, with placeholder ids.
     let placeholder = Target {
         instance_id: String::new(),
@@ -252,16 +301,20 @@ pub async fn onboard(
         identity_store_id: String::new(),
         sso_instance_arn: String::new(),
         application_arn: String::new(),
-        group: ctx.config.identity_center.group.clone(),
-        assignment: ctx.config.identity_center.assignment,
+        group: config.identity_center.group.clone(),
+        assignment: config.identity_center.assignment,
         portal_url: String::new(),
+        connect_region: None,
+        identity_center_region: None,
     };
     load_workflow(
         ctx.globals.workflow.as_deref(),
         &env_for(&clients, &placeholder),
     )?;
-    let (target, catalog) =
-        preflight::discover(&ctx.config, &clients.connect, &clients.sso_admin).await?;
+    let (mut target, catalog) =
+        preflight::discover(config, &clients.connect, &clients.sso_admin).await?;
+    target.connect_region = regions.connect.clone();
+    target.identity_center_region = regions.identity_center.clone();
     // The password may arrive as a secret (environment, stdin): validate it like a field.
     let mut input = input;
     if input.password.is_none() {
@@ -269,7 +322,7 @@ pub async fn onboard(
             .get(steps::PASSWORD)
             .map(|p| agent::Secret::new(p.to_string()));
     }
-    let spec = agent::validate(&input, &ctx.config.defaults, target.identity_mode)
+    let spec = agent::validate(&input, &config.defaults, target.identity_mode)
         .map_err(|e| Error::Fields(e.0))?;
     let subject = preflight::resolve(spec, &catalog).map_err(Error::Fields)?;
     let mut secrets = secrets;
@@ -363,7 +416,12 @@ async fn engine_for_run(
 ) -> Result<Engine<Subject>, Error> {
     let target: Target = serde_json::from_value(run.meta.clone())
         .map_err(|e| Error::Input(format!("run {}: stored target does not parse: {e}", run.id)))?;
-    let clients = ctx.clients().await;
+    // The run's own regions (recorded at onboard), not today's config.
+    let mut regions = Regions {
+        connect: target.connect_region.clone(),
+        identity_center: target.identity_center_region.clone(),
+    };
+    let clients = ctx.clients(&mut regions).await;
     let env = env_for(&clients, &target);
     let wf = Workflow::parse(
         &run.workflow,

@@ -347,7 +347,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             }
         }
         Command::Resume { run_id } => {
-            let ctx = Context::load(&globals(g))?;
+            let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::resume(
                 &ctx,
@@ -359,7 +359,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             finish_batch(report, json)
         }
         Command::Rollback { run_id, email } => {
-            let ctx = Context::load(&globals(g))?;
+            let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::rollback(
                 &ctx,
@@ -388,13 +388,13 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             })
         }
         Command::Release { run_id, email } => {
-            let ctx = Context::load(&globals(g))?;
+            let ctx = Context::load_for_state(&globals(g))?;
             let status = app::release(&ctx, &run_id, &email).await?;
             print_runs(&[status], json);
             Ok(0)
         }
         Command::Status { run_id } => {
-            let ctx = Context::load(&globals(g))?;
+            let ctx = Context::load_for_state(&globals(g))?;
             let runs = app::status(&ctx, run_id.as_deref())?;
             print_runs(&runs, json);
             Ok(0)

@@ -30,6 +30,12 @@ pub struct Target {
     pub assignment: AssignmentMode,
     /// The AWS access portal agents sign in through.
     pub portal_url: String,
+    /// The Connect region the run uses (recorded so `resume` acts where the run started).
+    #[serde(default)]
+    pub connect_region: Option<String>,
+    /// The Identity Center region the run uses.
+    #[serde(default)]
+    pub identity_center_region: Option<String>,
 }
 
 /// The instance's profiles and groups, for name resolution.
@@ -210,6 +216,8 @@ pub async fn discover(
             group: ic.group.clone(),
             assignment: ic.assignment,
             portal_url,
+            connect_region: None,
+            identity_center_region: None,
         },
         catalog,
     ))

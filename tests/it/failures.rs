@@ -153,7 +153,10 @@ async fn transient_errors_past_the_budget_interrupt_and_resume_finishes() {
         "interrupted agents keep their progress"
     );
     env.faults(json!({}));
-    let out = env.run(&["resume"]).await;
+    // Days later, from another directory: the run's own record (target, regions, workflow)
+    // is enough; no config file is needed, and a changed one would not matter.
+    std::fs::remove_file(&env.config).unwrap();
+    let out = env.run(&["--state", path_str(&env.state), "resume"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_onboarded_once(EMAIL);
     assert_eq!(env.calls("connect:CreateUser"), 1);

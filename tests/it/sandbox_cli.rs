@@ -122,3 +122,61 @@ async fn standalone_sandbox_serves_the_cli_and_the_tool_and_stops_on_ctrl_c() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_the_main_job_with_no_aws_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tokio::process::Command::new(BIN);
+    c.args([
+        "--state",
+        dir.path().join("demo.db").to_str().unwrap(),
+        "demo",
+    ]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", dir.path()).current_dir(dir.path());
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for agent in ["ana.silva@example.com", "ben.okafor@example.com"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(agent) && l.contains("done")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stderr.contains("retrying (ThrottlingException"),
+        "the demo shows a retry: {stderr}"
+    );
+    // The state it wrote is readable by `status`, with no config file at all.
+    let mut s = tokio::process::Command::new(BIN);
+    s.args([
+        "--config",
+        "/nonexistent.toml",
+        "--state",
+        dir.path().join("demo.db").to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let st = s.output().await.unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["runs"][0]["target"]["connect_region"], "us-east-1",
+        "the run records its regions"
+    );
+}
