@@ -56,7 +56,7 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sdk = aws::load_sdk_config(None, None, Duration::from_secs(30)).await;
-    let clients = Clients::new(&sdk, Some("us-east-1"), Some("us-east-1"));
+    let clients = Clients::new(&sdk, None, Some("us-east-1"), Some("us-east-1"));
     let cfg = config::sandbox();
     let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin)
         .await

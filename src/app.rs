@@ -88,11 +88,13 @@ pub struct Context {
     globals: Globals,
 }
 
-/// The regions a run's clients use, resolved once and recorded in the run.
+/// Where a run's clients point, resolved once and recorded in the run.
 #[derive(Debug, Clone, Default)]
 struct Regions {
     connect: Option<String>,
     identity_center: Option<String>,
+    /// Profile of the Identity Center clients (else the global one).
+    identity_center_profile: Option<String>,
 }
 
 impl Context {
@@ -145,7 +147,9 @@ impl Context {
         })
     }
 
-    /// The regions for a new run: `--region`, else the config, else the AWS chain's.
+    /// The regions for a new run. Connect: `--region`, else the config, else the AWS
+    /// chain's. Identity Center: `identity_center.region` (its home region is its own),
+    /// else the Connect region.
     fn new_run_regions(&self) -> Regions {
         let cfg = self.config.as_ref();
         let connect = self
@@ -153,15 +157,13 @@ impl Context {
             .region
             .clone()
             .or_else(|| cfg.and_then(|c| c.connect.region()).map(str::to_string));
-        let identity_center = self
-            .globals
-            .region
-            .clone()
-            .or_else(|| cfg.and_then(|c| c.identity_center.region.clone()))
+        let identity_center = cfg
+            .and_then(|c| c.identity_center.region.clone())
             .or_else(|| connect.clone());
         Regions {
             connect,
             identity_center,
+            identity_center_profile: cfg.and_then(|c| c.identity_center.profile.clone()),
         }
     }
 
@@ -176,8 +178,13 @@ impl Context {
         let chain = sdk.region().map(|r| r.to_string());
         regions.connect = regions.connect.clone().or_else(|| chain.clone());
         regions.identity_center = regions.identity_center.clone().or(chain);
+        let ic_sdk = match &regions.identity_center_profile {
+            Some(p) => Some(aws::load_sdk_config(Some(p), None, attempt_timeout()).await),
+            None => None,
+        };
         Clients::new(
             &sdk,
+            ic_sdk.as_ref(),
             regions.connect.as_deref(),
             regions.identity_center.as_deref(),
         )
@@ -306,6 +313,7 @@ pub async fn onboard(
         portal_url: String::new(),
         connect_region: None,
         identity_center_region: None,
+        identity_center_profile: None,
     };
     load_workflow(
         ctx.globals.workflow.as_deref(),
@@ -315,6 +323,7 @@ pub async fn onboard(
         preflight::discover(config, &clients.connect, &clients.sso_admin).await?;
     target.connect_region = regions.connect.clone();
     target.identity_center_region = regions.identity_center.clone();
+    target.identity_center_profile = regions.identity_center_profile.clone();
     // The password may arrive as a secret (environment, stdin): validate it like a field.
     let mut input = input;
     if input.password.is_none() {
@@ -420,6 +429,7 @@ async fn engine_for_run(
     let mut regions = Regions {
         connect: target.connect_region.clone(),
         identity_center: target.identity_center_region.clone(),
+        identity_center_profile: target.identity_center_profile.clone(),
     };
     let clients = ctx.clients(&mut regions).await;
     let env = env_for(&clients, &target);

@@ -328,6 +328,8 @@ pub struct SsoInstance {
     pub arn: String,
     /// Its identity store.
     pub identity_store_id: String,
+    /// `ACTIVE`, `CREATE_IN_PROGRESS`, ... (empty when not reported).
+    pub status: String,
 }
 
 /// An Identity Center application.
@@ -339,6 +341,8 @@ pub struct SsoApplication {
     pub name: String,
     /// Owning instance.
     pub instance_arn: String,
+    /// `ENABLED` or `DISABLED` (empty when not reported).
+    pub status: String,
 }
 
 /// `USER` or `GROUP`.
@@ -404,13 +408,20 @@ pub struct Clients {
 impl Clients {
     /// Builds clients from `sdk`, with Connect and Identity Center in their own regions when
     /// given (Identity Center's home region can differ from the Connect instance's).
-    pub fn new(sdk: &SdkConfig, connect_region: Option<&str>, ic_region: Option<&str>) -> Clients {
+    /// `ic_sdk`, when given, carries other credentials for the Identity Center side.
+    pub fn new(
+        sdk: &SdkConfig,
+        ic_sdk: Option<&SdkConfig>,
+        connect_region: Option<&str>,
+        ic_region: Option<&str>,
+    ) -> Clients {
         let mut c = aws_sdk_connect::config::Builder::from(sdk);
         if let Some(r) = connect_region {
             c = c.region(Region::new(r.to_string()));
         }
-        let mut i = aws_sdk_identitystore::config::Builder::from(sdk);
-        let mut s = aws_sdk_ssoadmin::config::Builder::from(sdk);
+        let ic = ic_sdk.unwrap_or(sdk);
+        let mut i = aws_sdk_identitystore::config::Builder::from(ic);
+        let mut s = aws_sdk_ssoadmin::config::Builder::from(ic);
         if let Some(r) = ic_region {
             i = i.region(Region::new(r.to_string()));
             s = s.region(Region::new(r.to_string()));
@@ -493,7 +504,11 @@ impl SdkConnect {
                 .map_err(|e| from_sdk(e, no_reason))?;
             // EXACT matching is what we asked for; compare again, as Connect usernames are
             // case-sensitive and an emulator or a future API may match more loosely.
-            if let Some(u) = page.users().iter().find(|u| u.username() == Some(username)) {
+            if let Some(u) = page
+                .users()
+                .iter()
+                .find(|u| u.username() == Some(username) && u.id().is_some_and(|i| !i.is_empty()))
+            {
                 return Ok(Some(ConnectUser {
                     id: u.id().unwrap_or_default().to_string(),
                     arn: u.arn().unwrap_or_default().to_string(),
@@ -696,10 +711,20 @@ impl ConnectApi for SdkConnect {
             .send()
             .await
             .map_err(|e| from_sdk(e, no_reason))?;
-        Ok((
-            out.user_id().unwrap_or_default().to_string(),
-            out.user_arn().unwrap_or_default().to_string(),
-        ))
+        match out.user_id().filter(|id| !id.is_empty()) {
+            Some(id) => Ok((
+                id.to_string(),
+                out.user_arn().unwrap_or_default().to_string(),
+            )),
+            // Created, but we cannot tell which user: let the lookup resolve it.
+            None => Err(AwsError {
+                code: "ResponseError".into(),
+                message: "CreateUser answered without a UserId".into(),
+                status: None,
+                maybe_applied: true,
+                reason: None,
+            }),
+        }
     }
 
     async fn delete_user(&self, instance: &str, user_id: &str) -> Result<()> {
@@ -948,6 +973,10 @@ impl SsoAdminApi for SdkSsoAdmin {
             SsoInstance {
                 arn: i.instance_arn().unwrap_or_default().to_string(),
                 identity_store_id: i.identity_store_id().unwrap_or_default().to_string(),
+                status: i
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
             }
         }))
     }
@@ -960,6 +989,10 @@ impl SsoAdminApi for SdkSsoAdmin {
                 arn: a.application_arn().unwrap_or_default().to_string(),
                 name: a.name().unwrap_or_default().to_string(),
                 instance_arn: a.instance_arn().unwrap_or(instance_arn).to_string(),
+                status: a
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
             }
         ))
     }
@@ -976,6 +1009,10 @@ impl SsoAdminApi for SdkSsoAdmin {
                     arn: a.application_arn().unwrap_or(arn).to_string(),
                     name: a.name().unwrap_or_default().to_string(),
                     instance_arn: a.instance_arn().unwrap_or_default().to_string(),
+                    status: a
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                 }),
         )
     }

@@ -140,6 +140,11 @@ pub struct IdentityCenterConfig {
     /// Shown in the sign-in notice; default derived later.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_url: Option<String>,
+    /// AWS profile for the Identity Store and SSO Admin calls, when they need other
+    /// credentials than Connect's (Identity Center administered from the management or
+    /// delegated-administrator account, Connect in a member account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 impl Default for IdentityCenterConfig {
@@ -152,6 +157,7 @@ impl Default for IdentityCenterConfig {
             group: DEFAULT_GROUP.to_string(),
             assignment: AssignmentMode::Group,
             portal_url: None,
+            profile: None,
         }
     }
 }
@@ -238,6 +244,10 @@ assignment = "group"
 # Optional: the AWS access portal URL shown in the sign-in notice for new
 # agents (must start with https://); derived from the identity store if unset.
 # portal_url = "https://d-0123456789.awsapps.com/start"
+# Optional: an AWS profile for the Identity Center calls (Identity Store, SSO Admin)
+# when Identity Center is administered from another account than the Connect
+# instance's (the management or delegated-administrator account).
+# profile = "identity-center-admin"
 
 [defaults]
 # Used for every agent unless the agent row/flags say otherwise.
@@ -447,6 +457,15 @@ impl Config {
                 g,
                 "\"Administrator\" and \"AWSAdministrators\" are reserved IAM Identity Center names".to_string(),
             );
+        }
+        if let Some(p) = &ic.profile {
+            if p.trim().is_empty() || p.chars().any(char::is_whitespace) {
+                bad(
+                    "identity_center.profile",
+                    p,
+                    "must be an AWS profile name (no whitespace)".to_string(),
+                );
+            }
         }
         if let Some(u) = &ic.portal_url {
             let rest = u.strip_prefix("https://").unwrap_or("");

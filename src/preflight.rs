@@ -36,6 +36,9 @@ pub struct Target {
     /// The Identity Center region the run uses.
     #[serde(default)]
     pub identity_center_region: Option<String>,
+    /// The AWS profile of the Identity Center calls, when not the default one.
+    #[serde(default)]
+    pub identity_center_profile: Option<String>,
 }
 
 /// The instance's profiles and groups, for name resolution.
@@ -94,11 +97,24 @@ pub async fn discover(
     })?;
 
     let ic = &cfg.identity_center;
-    let instances = sso
+    // Only instances that can take users: active (or not saying) and complete.
+    let instances: Vec<_> = sso
         .instances()
         .await
-        .map_err(aws("listing IAM Identity Center instances"))?;
-    let chosen = match (&ic.instance_arn, &ic.identity_store_id) {
+        .map_err(aws("listing IAM Identity Center instances"))?
+        .into_iter()
+        .filter(|i| {
+            (i.status.is_empty() || i.status == "ACTIVE")
+                && !i.arn.is_empty()
+                && !i.identity_store_id.is_empty()
+        })
+        .collect();
+    // The model also accepts an identity store ARN; ListInstances reports the bare id.
+    let store_id = ic
+        .identity_store_id
+        .as_deref()
+        .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
+    let chosen = match (&ic.instance_arn, &store_id) {
         (Some(arn), store) => {
             let Some(i) = instances.iter().find(|i| &i.arn == arn) else {
                 return Err(Error::Config(format!(
@@ -156,6 +172,12 @@ pub async fn discover(
                         a.instance_arn, chosen.arn
                     )))
                 }
+                Some(a) if a.status == "DISABLED" => {
+                    return Err(Error::Config(format!(
+                        "identity_center.application_arn {arn:?}: the application {:?} is disabled; agents could not sign in through it",
+                        a.name
+                    )))
+                }
                 Some(a) => a.arn,
             }
         }
@@ -166,7 +188,7 @@ pub async fn discover(
                 .map_err(aws("listing IAM Identity Center applications"))?;
             let connect_apps: Vec<_> = apps
                 .iter()
-                .filter(|a| a.name.to_lowercase().contains("connect"))
+                .filter(|a| a.name.to_lowercase().contains("connect") && a.status != "DISABLED")
                 .collect();
             match connect_apps.as_slice() {
                 [one] => one.arn.clone(),
@@ -218,6 +240,7 @@ pub async fn discover(
             portal_url,
             connect_region: None,
             identity_center_region: None,
+            identity_center_profile: None,
         },
         catalog,
     ))

@@ -108,13 +108,19 @@ fn classify(e: AwsError, call: Call) -> StepError {
                 ErrorKind::Transient
             }
             ("ConflictException", Call::Create) => ErrorKind::AlreadyExists,
-            // SSO Admin: "the previous write did not have time to propagate"; retry.
+            // SSO Admin: "the previous write did not have time to propagate"; Identity Store
+            // CreateGroupMembership: a duplicate membership or a concurrent modification
+            // (the reason is not always sent). Retry: the lookup before the next write
+            // adopts a membership that really exists.
             ("ConflictException", Call::CreateReferencing | Call::Delete) => ErrorKind::Transient,
             // A principal or user created a moment ago may not be visible yet.
             ("ResourceNotFoundException", Call::CreateReferencing) => ErrorKind::Transient,
             ("ResourceNotFoundException", Call::Delete) => ErrorKind::NotFound,
             // Connect users-per-instance quota: the SDK would retry it as throttling.
             ("LimitExceededException", _) => ErrorKind::Permanent,
+            // Identity Store's opaque, passing "UnknownOperationException: UnknownError" on
+            // GetUserId / GetGroupId (terraform-provider-aws #27830, #31624).
+            ("UnknownOperationException", Call::Read) => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         }
     };
@@ -123,6 +129,20 @@ fn classify(e: AwsError, call: Call) -> StepError {
 
 fn read(e: AwsError) -> StepError {
     classify(e, Call::Read)
+}
+
+/// An id recorded in a step's outputs; a missing or empty one is never sent as an id.
+fn recorded<'a>(out: &'a Outputs, key: &str) -> Result<&'a str, StepError> {
+    out.get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            StepError::new(
+                ErrorKind::Permanent,
+                "MissingId",
+                format!("the checkpoint has no {key} to delete by"),
+            )
+        })
 }
 
 fn outputs<const N: usize>(pairs: [(&str, &str); N]) -> Outputs {
@@ -212,7 +232,7 @@ impl Action<Subject> for ConnectUser {
     }
 
     async fn delete(&self, _cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
-        let id = out.get("user_id").map(String::as_str).unwrap_or_default();
+        let id = recorded(out, "user_id")?;
         self.0
             .connect
             .delete_user(&self.0.instance_id, id)
@@ -285,7 +305,7 @@ impl Action<Subject> for IdentityUser {
     }
 
     async fn delete(&self, _cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
-        let id = out.get("user_id").map(String::as_str).unwrap_or_default();
+        let id = recorded(out, "user_id")?;
         self.0
             .identity_store
             .delete_user(&self.0.identity_store_id, id)
@@ -368,21 +388,12 @@ impl Action<Subject> for GroupMembership {
             .identity_store
             .create_membership(&self.0.identity_store_id, &group, user)
             .await
-            .map_err(|e| match classify(e, Call::CreateReferencing) {
-                // CreateGroupMembership's ConflictException is the duplicate membership.
-                se if se.code == "ConflictException" => {
-                    StepError::new(ErrorKind::AlreadyExists, se.code, se.message)
-                }
-                se => se,
-            })?;
+            .map_err(|e| classify(e, Call::CreateReferencing))?;
         Ok(outputs([("group_id", &group), ("membership_id", &m)]))
     }
 
     async fn delete(&self, _cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
-        let m = out
-            .get("membership_id")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let m = recorded(out, "membership_id")?;
         self.0
             .identity_store
             .delete_membership(&self.0.identity_store_id, m)
@@ -465,10 +476,7 @@ impl Action<Subject> for ApplicationAssignment {
         } else {
             Principal::User
         };
-        let id = out
-            .get("principal_id")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let id = recorded(out, "principal_id")?;
         self.0
             .sso_admin
             .unassign(&self.0.application_arn, kind, id)
@@ -537,6 +545,12 @@ mod tests {
             ),
             (err("AccessDeniedException", 403), Call::Read, Permanent),
             (err("ValidationException", 400), Call::Create, Permanent),
+            (err("UnknownOperationException", 400), Call::Read, Transient),
+            (
+                err("UnknownOperationException", 400),
+                Call::Create,
+                Permanent,
+            ),
         ];
         for (e, call, want) in cases {
             let code = e.code.clone();

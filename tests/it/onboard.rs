@@ -396,3 +396,84 @@ async fn without_search_users_the_lookup_pages_through_list_users() {
     assert_eq!(step(&st, 0, "connect_user")["state"], "adopted");
     assert_eq!(env.calls("connect:CreateUser"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_center_calls_use_their_own_profile_when_configured() {
+    // Connect is reached through AWS_ENDPOINT_URL_CONNECT; the Identity Center clients only
+    // through the `ic-admin` profile's endpoint_url. Were they built from the default
+    // profile, they would have no endpoint but real AWS, which this machine cannot reach.
+    let env = Env::with(
+        Seed::default(),
+        "[identity_center]\nprofile = \"ic-admin\"\n",
+    )
+    .await;
+    let aws_config = env.dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[default]\nregion = us-east-1\naws_access_key_id = a\naws_secret_access_key = b\n\
+             [profile ic-admin]\nregion = us-east-1\naws_access_key_id = c\naws_secret_access_key = d\nendpoint_url = {}\n",
+            env.sb.endpoint()
+        ),
+    )
+    .unwrap();
+    let mut c = env.command(&[
+        "onboard",
+        "--email",
+        EMAIL,
+        "--first-name",
+        "Ana",
+        "--last-name",
+        "Silva",
+        "--json",
+    ]);
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_IDENTITYSTORE",
+        "AWS_ENDPOINT_URL_SSO_ADMIN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("AWS_CONFIG_FILE", &aws_config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &aws_config)
+        .env("AWS_MAX_ATTEMPTS", "1");
+    c.env("CONNECT_ONBOARD_ATTEMPT_TIMEOUT_MS", "3000");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.world().assert_onboarded_once(EMAIL);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["runs"][0]["target"]["identity_center_profile"], "ic-admin",
+        "recorded for resume"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_application_is_refused_before_any_write() {
+    let mut seed = Seed::default();
+    seed.sso_instances[0].applications[0].status = "DISABLED".into();
+    let env = Env::with(seed.clone(), "").await;
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 2, "discovery skips it, so none is left: {out:?}");
+    assert_eq!(writes(&env), 0);
+    let arn = seed.sso_instances[0].applications[0].arn.clone();
+    let env = Env::with(
+        seed,
+        &format!("[identity_center]\napplication_arn = \"{arn}\"\n"),
+    )
+    .await;
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("disabled"), "{out:?}");
+    assert_eq!(writes(&env), 0);
+}
