@@ -7,7 +7,7 @@
 //! here is an input or configuration error (exit 2) and nothing has been written.
 
 use crate::agent::{AgentSpec, FieldError, IdentityMode};
-use crate::aws::{AwsError, ConnectApi, Named, SsoAdminApi};
+use crate::aws::{AwsError, ConnectApi, Named, SsoAdminApi, SsoApplication, SsoInstance};
 use crate::config::{AssignmentMode, Config};
 use crate::steps::Subject;
 
@@ -97,11 +97,23 @@ pub async fn discover(
     })?;
 
     let ic = &cfg.identity_center;
+    // The model also accepts an identity store ARN; ListInstances reports the bare id.
+    let store_id = ic
+        .identity_store_id
+        .as_deref()
+        .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
+    let listed = match sso.instances().await {
+        Ok(l) => l,
+        // Fully configured: the ids can be trusted when the account may not list
+        // instances (a member account, a restricted role).
+        Err(e) if ic.instance_arn.is_some() && store_id.is_some() && !is_passing(&e) => {
+            tracing::warn!(error = %e, "cannot list IAM Identity Center instances; using the configured ids");
+            Vec::new()
+        }
+        Err(e) => return Err(aws("listing IAM Identity Center instances")(e)),
+    };
     // Only instances that can take users: active (or not saying) and complete.
-    let instances: Vec<_> = sso
-        .instances()
-        .await
-        .map_err(aws("listing IAM Identity Center instances"))?
+    let instances: Vec<_> = listed
         .into_iter()
         .filter(|i| {
             (i.status.is_empty() || i.status == "ACTIVE")
@@ -109,12 +121,13 @@ pub async fn discover(
                 && !i.identity_store_id.is_empty()
         })
         .collect();
-    // The model also accepts an identity store ARN; ListInstances reports the bare id.
-    let store_id = ic
-        .identity_store_id
-        .as_deref()
-        .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
     let chosen = match (&ic.instance_arn, &store_id) {
+        // Both configured and nothing listed to check them against: trust them.
+        (Some(arn), Some(s)) if instances.is_empty() => SsoInstance {
+            arn: arn.clone(),
+            identity_store_id: s.clone(),
+            status: String::new(),
+        },
         (Some(arn), store) => {
             let Some(i) = instances.iter().find(|i| &i.arn == arn) else {
                 return Err(Error::Config(format!(
@@ -156,10 +169,19 @@ pub async fn discover(
 
     let application_arn = match &ic.application_arn {
         Some(arn) => {
-            let app = sso
-                .describe_application(arn)
-                .await
-                .map_err(aws(format!("describing application {arn}")))?;
+            let app = match sso.describe_application(arn).await {
+                Ok(a) => a,
+                Err(e) if !is_passing(&e) && !e.is("ResourceNotFoundException") => {
+                    tracing::warn!(error = %e, "cannot describe the configured application; using it as configured");
+                    Some(SsoApplication {
+                        arn: arn.clone(),
+                        name: String::new(),
+                        instance_arn: String::new(),
+                        status: String::new(),
+                    })
+                }
+                Err(e) => return Err(aws(format!("describing application {arn}"))(e)),
+            };
             match app {
                 None => {
                     return Err(Error::Config(format!(
@@ -244,6 +266,11 @@ pub async fn discover(
         },
         catalog,
     ))
+}
+
+/// A failure that may pass (throttling, 5xx, network): worth reporting, not working around.
+fn is_passing(e: &AwsError) -> bool {
+    e.is_throttling() || e.is_server_or_transport()
 }
 
 fn list<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {

@@ -477,3 +477,27 @@ async fn a_disabled_application_is_refused_before_any_write() {
     assert!(out.stderr.contains("disabled"), "{out:?}");
     assert_eq!(writes(&env), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_ids_are_trusted_where_the_account_cannot_list_or_describe() {
+    let ids = "[identity_center]\ninstance_arn = \"arn:aws:sso:::instance/ssoins-1111111111111111\"\n\
+               identity_store_id = \"d-1234567890\"\n\
+               application_arn = \"arn:aws:sso::123456789012:application/ssoins-1111111111111111/apl-2222222222222222\"\n";
+    let env = Env::with(Seed::default(), ids).await;
+    env.faults(serde_json::json!({"rules": [
+        {"op": "sso:ListInstances", "action": "error", "code": "AccessDeniedException", "status": 400},
+        {"op": "sso:DescribeApplication", "action": "error", "code": "AccessDeniedException", "status": 400}
+    ]}));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.world().assert_onboarded_once(EMAIL);
+    // Without the configured ids, the same refusal is an error before any write.
+    let env = Env::new().await;
+    env.faults(serde_json::json!({"rules": [
+        {"op": "sso:ListInstances", "action": "error", "code": "AccessDeniedException", "status": 400}
+    ]}));
+    let out = env.onboard(EMAIL, &[]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("AccessDeniedException"), "{out:?}");
+    assert_eq!(writes(&env), 0);
+}
