@@ -1758,6 +1758,7 @@ mod tests {
             ("a", &[][..], false),
             ("b", &["x"][..], false),
             ("shared", &["x"][..], true),
+            ("c", &[][..], false),
         ] {
             let inputs: &'static [&'static str] = if inputs.is_empty() { &[] } else { &["x"] };
             r.insert(
@@ -2033,58 +2034,18 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_failure_compensates_in_reverse_order_skipping_shared() {
-        let wf = WF.to_string()
-            + r#"
-            [[steps]]
-            id = "four"
-            action = "c"
-        "#;
-        let world: W = Arc::default();
-        let mut reg = registry(&world);
-        reg.insert(
-            "c".into(),
-            Arc::new(Fake {
-                name: "c".into(),
-                world: world.clone(),
-                inputs: &[],
-                shared: false,
-            }),
-        );
-        let store = Arc::new(Store::open_in_memory().unwrap());
-        let workflow = Workflow::parse(&wf, "t", &reg).unwrap();
-        let run_row = store::RunRow {
-            id: "r".into(),
-            created_at: store::now_rfc3339(),
-            workflow_name: "t".into(),
-            workflow: wf.clone(),
-            meta: serde_json::json!({}),
-        };
-        store
-            .create_run(
-                &run_row,
-                &[("ag".into(), serde_json::json!("ag"))],
-                &workflow.step_ids(),
-                "rollback",
-            )
-            .unwrap();
-        world.lock().unwrap().script.insert(
-            ("c".into(), "create"),
-            VecDeque::from([Script::Fail(ErrorKind::Permanent)]),
-        );
-        let engine = Engine::new(workflow, reg, store.clone(), EngineOptions::default());
-        let out = engine
-            .run_agent("r", "ag", &Secrets::default())
-            .await
-            .unwrap();
-        assert_eq!(out.state, AgentState::RolledBack);
-        let w = world.lock().unwrap();
+        let wf = WF.to_string() + "\n[[steps]]\nid = \"four\"\naction = \"c\"\n";
+        let s = setup_with(&wf, OnFailure::Rollback);
+        script(&s, "c", "create", &[Script::Fail(ErrorKind::Permanent)]);
+        assert_eq!(run(&s).await.state, AgentState::RolledBack);
+        let w = s.world.lock().unwrap();
         assert_eq!(
             w.deletes,
             vec!["b".to_string(), "a".to_string()],
             "reverse order, shared kept"
         );
         assert!(w.present.contains_key("shared"));
-        let st = store.steps("r", "ag").unwrap();
+        let st = s.store.steps("r", "ag").unwrap();
         assert_eq!(st[0].state, "rolled_back");
         assert_eq!(st[2].state, "done", "shared step untouched");
     }
