@@ -16,6 +16,8 @@
 #![allow(clippy::await_holding_lock)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use aws_sdk_connect::error::ProvideErrorMetadata;
+use aws_sdk_connect::operation as co;
 use aws_sdk_connect::types as ct;
+use aws_sdk_identitystore::operation as ido;
 use aws_sdk_identitystore::types as it;
 use aws_sdk_ssoadmin::types as st;
 
@@ -121,35 +125,73 @@ fn require(tool: &str, found: bool) -> bool {
     false
 }
 
-fn http_status<E>(e: &aws_sdk_connect::error::SdkError<E>) -> Option<u16> {
+type SdkErr<E> = aws_sdk_connect::error::SdkError<E>;
+
+fn http_status<E>(e: &SdkErr<E>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
+
+/// Unwraps the failure of `r` and asserts that it is the modeled error `is` picks out;
+/// returns it for further checks (status, code).
+#[track_caller]
+fn fails_with<T: Debug, E: Debug>(
+    r: Result<T, SdkErr<E>>,
+    what: &str,
+    is: impl FnOnce(&E) -> bool,
+) -> SdkErr<E> {
+    let e = r.expect_err(what);
+    assert!(e.as_service_error().is_some_and(is), "{what}: {e:?}");
+    e
+}
+
+/// Every item of a paginated request, all pages followed.
+macro_rules! all_items {
+    ($req:expr, $what:expr) => {
+        $req.into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect($what)
+    };
+}
+
+/// An id of the right shape that names nothing.
+const NO_UUID: &str = "00000000-0000-4000-8000-000000000000";
+/// An Identity Store user/group id of the right shape that names nothing.
+const NO_IDENTITY_ID: &str = "1234567890-00000000-0000-4000-8000-000000000000";
 
 // ---------------------------------------------------------------------------
 // Scenario: every operation through the SDK, with typed assertions
 // ---------------------------------------------------------------------------
 
-fn agent_identity(email: &str) -> ct::UserIdentityInfo {
-    ct::UserIdentityInfo::builder()
-        .first_name("Agent")
-        .last_name("Smith")
-        .secondary_email(email)
-        .build()
+/// A Connect CreateUser request for the seeded Agent / Basic Routing Profile.
+fn connect_user_req(
+    c: &Clients,
+    ids: &SeedIds,
+    username: &str,
+    identity: ct::UserIdentityInfo,
+) -> co::create_user::builders::CreateUserFluentBuilder {
+    c.connect
+        .create_user()
+        .instance_id(&ids.connect_instance_id)
+        .username(username)
+        .identity_info(identity)
+        .security_profile_ids(&ids.security_profiles["Agent"])
+        .routing_profile_id(&ids.routing_profiles["Basic Routing Profile"])
 }
 
 async fn create_connect_user(
     c: &Clients,
     ids: &SeedIds,
     username: &str,
-) -> Result<
-    aws_sdk_connect::operation::create_user::CreateUserOutput,
-    aws_sdk_connect::error::SdkError<aws_sdk_connect::operation::create_user::CreateUserError>,
-> {
-    c.connect
-        .create_user()
-        .instance_id(&ids.connect_instance_id)
-        .username(username)
-        .identity_info(agent_identity(username))
+) -> Result<co::create_user::CreateUserOutput, SdkErr<co::create_user::CreateUserError>> {
+    let identity = ct::UserIdentityInfo::builder()
+        .first_name("Agent")
+        .last_name("Smith")
+        .secondary_email(username)
+        .build();
+    connect_user_req(c, ids, username, identity)
         .phone_config(
             ct::UserPhoneConfig::builder()
                 .phone_type(ct::PhoneType::SoftPhone)
@@ -157,31 +199,37 @@ async fn create_connect_user(
                 .auto_accept(true)
                 .build(),
         )
-        .security_profile_ids(&ids.security_profiles["Agent"])
-        .routing_profile_id(&ids.routing_profiles["Basic Routing Profile"])
         .send()
         .await
+}
+
+fn search_req(
+    c: &Clients,
+    ids: &SeedIds,
+    username: &str,
+    comparison: ct::StringComparisonType,
+) -> co::search_users::builders::SearchUsersFluentBuilder {
+    let condition = ct::StringCondition::builder()
+        .field_name("Username")
+        .value(username)
+        .comparison_type(comparison)
+        .build();
+    c.connect
+        .search_users()
+        .instance_id(&ids.connect_instance_id)
+        .search_criteria(
+            ct::UserSearchCriteria::builder()
+                .string_condition(condition)
+                .build(),
+        )
 }
 
 async fn search_exact(
     c: &Clients,
     ids: &SeedIds,
     username: &str,
-) -> aws_sdk_connect::operation::search_users::SearchUsersOutput {
-    c.connect
-        .search_users()
-        .instance_id(&ids.connect_instance_id)
-        .search_criteria(
-            ct::UserSearchCriteria::builder()
-                .string_condition(
-                    ct::StringCondition::builder()
-                        .field_name("Username")
-                        .value(username)
-                        .comparison_type(ct::StringComparisonType::Exact)
-                        .build(),
-                )
-                .build(),
-        )
+) -> co::search_users::SearchUsersOutput {
+    search_req(c, ids, username, ct::StringComparisonType::Exact)
         .send()
         .await
         .expect("search users")
@@ -203,51 +251,35 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         Some(&ct::DirectoryType::Saml)
     );
     assert_eq!(instance.instance_alias(), Some("sandbox"));
-    let all = c
-        .connect
-        .list_instances()
-        .send()
-        .await
-        .expect("list instances");
-    assert_eq!(all.instance_summary_list().len(), 1);
+    let all = c.connect.list_instances().send().await;
+    assert_eq!(
+        all.expect("list instances").instance_summary_list().len(),
+        1
+    );
 
-    let sps = c
-        .connect
-        .list_security_profiles()
-        .instance_id(inst)
-        .max_results(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("security profiles");
+    let sps = all_items!(
+        c.connect
+            .list_security_profiles()
+            .instance_id(inst)
+            .max_results(1),
+        "security profiles"
+    );
     assert_eq!(sps.len(), 4);
-    let rps = c
-        .connect
-        .list_routing_profiles()
-        .instance_id(inst)
-        .max_results(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("routing profiles");
+    let rps = all_items!(
+        c.connect
+            .list_routing_profiles()
+            .instance_id(inst)
+            .max_results(1),
+        "routing profiles"
+    );
     assert_eq!(
         rps.iter().filter_map(|r| r.name()).collect::<BTreeSet<_>>(),
         BTreeSet::from(["Basic Routing Profile", "Sales Routing Profile"])
     );
-    let hgs = c
-        .connect
-        .list_user_hierarchy_groups()
-        .instance_id(inst)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("hierarchy groups");
+    let hgs = all_items!(
+        c.connect.list_user_hierarchy_groups().instance_id(inst),
+        "hierarchy groups"
+    );
     assert_eq!(hgs.len(), 2);
 
     let mut user_ids = Vec::new();
@@ -259,14 +291,14 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         user_ids.push(out.user_id().expect("user id").to_string());
     }
     let first = &user_ids[0];
-    let d = c
-        .connect
-        .describe_user()
-        .instance_id(inst)
-        .user_id(first)
-        .send()
-        .await
-        .expect("describe user");
+    let describe_first = || {
+        c.connect
+            .describe_user()
+            .instance_id(inst)
+            .user_id(first)
+            .send()
+    };
+    let d = describe_first().await.expect("describe user");
     let user = d.user().expect("user");
     assert_eq!(user.username(), Some("agent0@example.com"));
     assert_eq!(
@@ -289,53 +321,27 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         Some(30_000),
         "SearchUsers reports ACW in ms"
     );
-    let contains = c
-        .connect
-        .search_users()
-        .instance_id(inst)
-        .max_results(2)
-        .search_criteria(
-            ct::UserSearchCriteria::builder()
-                .string_condition(
-                    ct::StringCondition::builder()
-                        .field_name("Username")
-                        .value("AGENT")
-                        .comparison_type(ct::StringComparisonType::Contains)
-                        .build(),
-                )
-                .build(),
-        )
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("search contains");
+    let contains = all_items!(
+        search_req(c, &ids, "AGENT", ct::StringComparisonType::Contains).max_results(2),
+        "search contains"
+    );
     assert_eq!(contains.len(), 7);
 
-    let listed = c
-        .connect
-        .list_users()
-        .instance_id(inst)
-        .max_results(2)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("list users");
+    let listed = all_items!(
+        c.connect.list_users().instance_id(inst).max_results(2),
+        "list users"
+    );
     assert_eq!(listed.len(), 7);
-    let bad_page = c
-        .connect
-        .list_users()
-        .instance_id(inst)
-        .max_results(1001)
-        .send()
-        .await
-        .expect_err("maxResults 1001");
-    assert!(bad_page
-        .as_service_error()
-        .is_some_and(|e| e.is_invalid_parameter_exception()));
+    fails_with(
+        c.connect
+            .list_users()
+            .instance_id(inst)
+            .max_results(1001)
+            .send()
+            .await,
+        "maxResults 1001",
+        |e| e.is_invalid_parameter_exception(),
+    );
 
     // Updates.
     c.connect
@@ -368,20 +374,23 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         .send()
         .await
         .expect("update routing profile");
-    c.connect
-        .update_user_phone_config()
-        .instance_id(inst)
-        .user_id(first)
-        .phone_config(
-            ct::UserPhoneConfig::builder()
-                .phone_type(ct::PhoneType::DeskPhone)
-                .desk_phone_number("+12145550198")
-                .after_contact_work_time_limit(60)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("update phone config");
+    let phone_update = |phone: ct::UserPhoneConfig| {
+        c.connect
+            .update_user_phone_config()
+            .instance_id(inst)
+            .user_id(first)
+            .phone_config(phone)
+            .send()
+    };
+    phone_update(
+        ct::UserPhoneConfig::builder()
+            .phone_type(ct::PhoneType::DeskPhone)
+            .desk_phone_number("+12145550198")
+            .after_contact_work_time_limit(60)
+            .build(),
+    )
+    .await
+    .expect("update phone config");
     c.connect
         .update_user_hierarchy()
         .instance_id(inst)
@@ -390,14 +399,7 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         .send()
         .await
         .expect("update hierarchy");
-    let d = c
-        .connect
-        .describe_user()
-        .instance_id(inst)
-        .user_id(first)
-        .send()
-        .await
-        .expect("describe user");
+    let d = describe_first().await.expect("describe user");
     let user = d.user().expect("user");
     assert_eq!(
         user.identity_info().and_then(|i| i.first_name()),
@@ -416,66 +418,43 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         user.hierarchy_group_id(),
         Some(ids.hierarchy_groups["Tier 2"].as_str())
     );
-    let bad_phone = c
-        .connect
-        .update_user_phone_config()
-        .instance_id(inst)
-        .user_id(first)
-        .phone_config(
-            ct::UserPhoneConfig::builder()
-                .phone_type(ct::PhoneType::DeskPhone)
-                .desk_phone_number("555")
-                .build(),
-        )
-        .send()
-        .await
-        .expect_err("non-E.164 desk phone");
-    assert!(bad_phone
-        .as_service_error()
-        .is_some_and(|e| e.is_invalid_parameter_exception()));
+    let bad_phone = phone_update(
+        ct::UserPhoneConfig::builder()
+            .phone_type(ct::PhoneType::DeskPhone)
+            .desk_phone_number("555")
+            .build(),
+    );
+    fails_with(bad_phone.await, "non-E.164 desk phone", |e| {
+        e.is_invalid_parameter_exception()
+    });
 
     // Typed errors.
-    let dup = create_connect_user(c, &ids, "agent0@example.com")
-        .await
-        .expect_err("duplicate");
-    assert!(
-        dup.as_service_error()
-            .is_some_and(|e| e.is_duplicate_resource_exception()),
-        "{dup:?}"
+    let dup = fails_with(
+        create_connect_user(c, &ids, "agent0@example.com").await,
+        "duplicate",
+        |e| e.is_duplicate_resource_exception(),
     );
     assert_eq!(http_status(&dup), Some(409));
-    let email_on_saml = c
-        .connect
-        .create_user()
-        .instance_id(inst)
-        .username("saml@example.com")
-        .identity_info(
-            ct::UserIdentityInfo::builder()
-                .first_name("A")
-                .last_name("B")
-                .email("saml@example.com")
-                .build(),
-        )
-        .security_profile_ids(&ids.security_profiles["Agent"])
-        .routing_profile_id(&ids.routing_profiles["Basic Routing Profile"])
-        .send()
-        .await
-        .expect_err("Email on SAML");
-    assert!(email_on_saml
-        .as_service_error()
-        .is_some_and(|e| e.is_invalid_parameter_exception()));
+    let email = ct::UserIdentityInfo::builder()
+        .first_name("A")
+        .last_name("B")
+        .email("saml@example.com")
+        .build();
+    fails_with(
+        connect_user_req(c, &ids, "saml@example.com", email)
+            .send()
+            .await,
+        "Email on SAML",
+        |e| e.is_invalid_parameter_exception(),
+    );
     sb.seed_world(|w| {
         let i = w.connect_instances.get_mut(inst).expect("instance");
         i.max_users = i.users.len();
     });
-    let quota = create_connect_user(c, &ids, "overflow@example.com")
-        .await
-        .expect_err("quota");
-    assert!(
-        quota
-            .as_service_error()
-            .is_some_and(|e| e.is_limit_exceeded_exception()),
-        "{quota:?}"
+    let quota = fails_with(
+        create_connect_user(c, &ids, "overflow@example.com").await,
+        "quota",
+        |e| e.is_limit_exceeded_exception(),
     );
     assert_eq!(http_status(&quota), Some(429));
     sb.seed_world(|w| w.connect_instances.get_mut(inst).map(|i| i.max_users = 500));
@@ -487,28 +466,19 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         .send()
         .await
         .expect("delete user");
-    let gone = c
-        .connect
-        .describe_user()
-        .instance_id(inst)
-        .user_id(first)
-        .send()
-        .await
-        .expect_err("deleted");
-    assert!(gone
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+    let gone = fails_with(describe_first().await, "deleted", |e| {
+        e.is_resource_not_found_exception()
+    });
     assert_eq!(http_status(&gone), Some(404));
-    let unknown = c
-        .connect
-        .describe_instance()
-        .instance_id("00000000-0000-4000-8000-000000000000")
-        .send()
-        .await
-        .expect_err("unknown instance");
-    assert!(unknown
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+    fails_with(
+        c.connect
+            .describe_instance()
+            .instance_id(NO_UUID)
+            .send()
+            .await,
+        "unknown instance",
+        |e| e.is_resource_not_found_exception(),
+    );
 }
 
 fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
@@ -521,17 +491,13 @@ fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
     )
 }
 
-async fn create_identity_user(
+/// An Identity Store CreateUser request for "Agent Smith" with one work email.
+fn identity_user_req(
     c: &aws_sdk_identitystore::Client,
     store: &str,
     name: &str,
     email: &str,
-) -> Result<
-    aws_sdk_identitystore::operation::create_user::CreateUserOutput,
-    aws_sdk_identitystore::error::SdkError<
-        aws_sdk_identitystore::operation::create_user::CreateUserError,
-    >,
-> {
+) -> ido::create_user::builders::CreateUserFluentBuilder {
     c.create_user()
         .identity_store_id(store)
         .user_name(name)
@@ -549,8 +515,39 @@ async fn create_identity_user(
                 .primary(true)
                 .build(),
         )
-        .send()
-        .await
+}
+
+async fn create_identity_user(
+    c: &aws_sdk_identitystore::Client,
+    store: &str,
+    name: &str,
+    email: &str,
+) -> Result<ido::create_user::CreateUserOutput, SdkErr<ido::create_user::CreateUserError>> {
+    identity_user_req(c, store, name, email).send().await
+}
+
+/// GetUserId by a unique attribute (`userName`, `emails.value`).
+fn user_id_req(
+    c: &aws_sdk_identitystore::Client,
+    store: &str,
+    path: &str,
+    value: &str,
+) -> ido::get_user_id::builders::GetUserIdFluentBuilder {
+    c.get_user_id()
+        .identity_store_id(store)
+        .alternate_identifier(unique(path, value))
+}
+
+fn membership_req(
+    c: &aws_sdk_identitystore::Client,
+    store: &str,
+    group: &str,
+    user: &str,
+) -> ido::create_group_membership::builders::CreateGroupMembershipFluentBuilder {
+    c.create_group_membership()
+        .identity_store_id(store)
+        .group_id(group)
+        .member_id(it::MemberId::UserId(user.to_string()))
 }
 
 async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) {
@@ -563,81 +560,53 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
         .user_id()
         .to_string();
     for i in 0..3 {
-        create_identity_user(
-            ic,
-            store,
-            &format!("extra{i}@example.com"),
-            &format!("extra{i}@example.com"),
-        )
-        .await
-        .expect("create extra");
+        let name = format!("extra{i}@example.com");
+        create_identity_user(ic, store, &name, &name)
+            .await
+            .expect("create extra");
     }
-    let d = ic
-        .describe_user()
-        .identity_store_id(store)
-        .user_id(&uid)
-        .send()
-        .await
-        .expect("describe user");
+    let describe_user = |user: &str| ic.describe_user().identity_store_id(store).user_id(user);
+    let d = describe_user(&uid).send().await.expect("describe user");
     assert_eq!(d.user_name(), Some("alice@example.com"));
     assert_eq!(
         d.emails().first().and_then(|e| e.value()),
         Some("alice@example.com")
     );
-    let by_name = ic
-        .get_user_id()
-        .identity_store_id(store)
-        .alternate_identifier(unique("userName", "alice@example.com"))
-        .send()
-        .await
-        .expect("by userName");
-    assert_eq!(by_name.user_id(), uid);
-    let by_email = ic
-        .get_user_id()
-        .identity_store_id(store)
-        .alternate_identifier(unique("emails.value", "alice@example.com"))
-        .send()
-        .await
-        .expect("by email");
-    assert_eq!(by_email.user_id(), uid);
-    let all = ic
-        .list_users()
-        .identity_store_id(store)
-        .max_results(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("list users");
+    for (path, what) in [("userName", "by userName"), ("emails.value", "by email")] {
+        let got = user_id_req(ic, store, path, "alice@example.com")
+            .send()
+            .await;
+        assert_eq!(got.expect(what).user_id(), uid, "{what}");
+    }
+    let all = all_items!(
+        ic.list_users().identity_store_id(store).max_results(1),
+        "list users"
+    );
     assert_eq!(all.len(), 4);
 
-    let dup = create_identity_user(ic, store, "alice@example.com", "other@example.com")
-        .await
-        .expect_err("dup name");
-    assert!(
-        dup.as_service_error()
-            .is_some_and(|e| e.is_conflict_exception()),
-        "{dup:?}"
+    let dup = fails_with(
+        create_identity_user(ic, store, "alice@example.com", "other@example.com").await,
+        "dup name",
+        |e| e.is_conflict_exception(),
     );
-    assert_eq!(dup.raw_response().map(|r| r.status().as_u16()), Some(409));
-    let dup_email = create_identity_user(ic, store, "alice2@example.com", "alice@example.com")
-        .await
-        .expect_err("dup email");
-    assert!(dup_email
-        .as_service_error()
-        .is_some_and(|e| e.is_conflict_exception()));
-    let bad_store = create_identity_user(ic, "d-0000000000", "x@example.com", "x@example.com")
-        .await
-        .expect_err("unknown store");
-    assert!(bad_store
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+    assert_eq!(http_status(&dup), Some(409));
+    fails_with(
+        create_identity_user(ic, store, "alice2@example.com", "alice@example.com").await,
+        "dup email",
+        |e| e.is_conflict_exception(),
+    );
+    fails_with(
+        create_identity_user(ic, "d-0000000000", "x@example.com", "x@example.com").await,
+        "unknown store",
+        |e| e.is_resource_not_found_exception(),
+    );
 
-    let gid = ic
-        .create_group()
-        .identity_store_id(store)
-        .display_name("Supervisors")
+    let create_group = |name: &str| {
+        ic.create_group()
+            .identity_store_id(store)
+            .display_name(name)
+    };
+    let gid = create_group("Supervisors")
         .send()
         .await
         .expect("create group")
@@ -660,45 +629,25 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
         .await
         .expect("describe group");
     assert_eq!(g.display_name(), Some("ConnectAgents"));
-    let groups = ic
-        .list_groups()
-        .identity_store_id(store)
-        .send()
-        .await
-        .expect("list groups");
-    assert_eq!(groups.groups().len(), 2);
-    let dup_group = ic
-        .create_group()
-        .identity_store_id(store)
-        .display_name("ConnectAgents")
-        .send()
-        .await
-        .expect_err("dup group");
-    assert!(dup_group
-        .as_service_error()
-        .is_some_and(|e| e.is_conflict_exception()));
+    let groups = ic.list_groups().identity_store_id(store).send().await;
+    assert_eq!(groups.expect("list groups").groups().len(), 2);
+    fails_with(
+        create_group("ConnectAgents").send().await,
+        "dup group",
+        |e| e.is_conflict_exception(),
+    );
 
-    let mid = ic
-        .create_group_membership()
-        .identity_store_id(store)
-        .group_id(&agents)
-        .member_id(it::MemberId::UserId(uid.clone()))
+    let mid = membership_req(ic, store, &agents, &uid)
         .send()
         .await
         .expect("membership")
         .membership_id()
         .to_string();
-    let dup_m = ic
-        .create_group_membership()
-        .identity_store_id(store)
-        .group_id(&agents)
-        .member_id(it::MemberId::UserId(uid.clone()))
-        .send()
-        .await
-        .expect_err("dup membership");
-    assert!(dup_m
-        .as_service_error()
-        .is_some_and(|e| e.is_conflict_exception()));
+    fails_with(
+        membership_req(ic, store, &agents, &uid).send().await,
+        "dup membership",
+        |e| e.is_conflict_exception(),
+    );
     let got = ic
         .get_group_membership_id()
         .identity_store_id(store)
@@ -708,24 +657,20 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
         .await
         .expect("get membership id");
     assert_eq!(got.membership_id(), mid);
-    let for_member = ic
-        .list_group_memberships_for_member()
-        .identity_store_id(store)
-        .member_id(it::MemberId::UserId(uid.clone()))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("memberships for member");
+    let for_member = all_items!(
+        ic.list_group_memberships_for_member()
+            .identity_store_id(store)
+            .member_id(it::MemberId::UserId(uid.clone())),
+        "memberships for member"
+    );
     assert_eq!(for_member.len(), 1);
-    let in_group = ic
-        .list_group_memberships()
-        .identity_store_id(store)
-        .group_id(&agents)
-        .send()
-        .await
-        .expect("list memberships");
+    let memberships_of_agents = || {
+        ic.list_group_memberships()
+            .identity_store_id(store)
+            .group_id(&agents)
+            .send()
+    };
+    let in_group = memberships_of_agents().await.expect("list memberships");
     assert_eq!(in_group.group_memberships().len(), 1);
     let is = ic
         .is_member_in_groups()
@@ -743,22 +688,16 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
             .collect::<Vec<_>>(),
         vec![true, false]
     );
-    ic.delete_group_membership()
-        .identity_store_id(store)
-        .membership_id(&mid)
-        .send()
-        .await
-        .expect("delete membership");
-    let again = ic
-        .delete_group_membership()
-        .identity_store_id(store)
-        .membership_id(&mid)
-        .send()
-        .await
-        .expect_err("membership gone");
-    assert!(again
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+    let delete_membership = || {
+        ic.delete_group_membership()
+            .identity_store_id(store)
+            .membership_id(&mid)
+            .send()
+    };
+    delete_membership().await.expect("delete membership");
+    fails_with(delete_membership().await, "membership gone", |e| {
+        e.is_resource_not_found_exception()
+    });
     ic.delete_group()
         .identity_store_id(store)
         .group_id(&gid)
@@ -772,46 +711,24 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
         .expect("create")
         .user_id()
         .to_string();
-    ic.create_group_membership()
-        .identity_store_id(store)
-        .group_id(&agents)
-        .member_id(it::MemberId::UserId(doomed.clone()))
+    membership_req(ic, store, &agents, &doomed)
         .send()
         .await
         .expect("membership");
-    ic.delete_user()
-        .identity_store_id(store)
-        .user_id(&doomed)
-        .send()
-        .await
-        .expect("delete user");
-    let gone = ic
-        .describe_user()
-        .identity_store_id(store)
-        .user_id(&doomed)
-        .send()
-        .await
-        .expect_err("deleted");
-    assert!(gone
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
-    let gone_again = ic
-        .delete_user()
-        .identity_store_id(store)
-        .user_id(&doomed)
-        .send()
-        .await
-        .expect_err("delete unknown");
-    assert!(gone_again
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
-    let left = ic
-        .list_group_memberships()
-        .identity_store_id(store)
-        .group_id(&agents)
-        .send()
-        .await
-        .expect("list memberships");
+    let delete_doomed = || {
+        ic.delete_user()
+            .identity_store_id(store)
+            .user_id(&doomed)
+            .send()
+    };
+    delete_doomed().await.expect("delete user");
+    fails_with(describe_user(&doomed).send().await, "deleted", |e| {
+        e.is_resource_not_found_exception()
+    });
+    fails_with(delete_doomed().await, "delete unknown", |e| {
+        e.is_resource_not_found_exception()
+    });
+    let left = memberships_of_agents().await.expect("list memberships");
     assert!(
         left.group_memberships().is_empty(),
         "memberships of a deleted user are removed"
@@ -822,6 +739,7 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
 async fn sso_scenario(c: &Clients, sb: &SandboxHandle, user_id: &str, group_id: &str) {
     let ids = sb.ids();
     let sso = &c.sso;
+    let app_arn = &ids.application_arn;
     let inst = sso.list_instances().send().await.expect("list instances");
     assert_eq!(
         inst.instances().first().and_then(|i| i.identity_store_id()),
@@ -839,116 +757,85 @@ async fn sso_scenario(c: &Clients, sb: &SandboxHandle, user_id: &str, group_id: 
     );
     let app = sso
         .describe_application()
-        .application_arn(&ids.application_arn)
+        .application_arn(app_arn)
         .send()
         .await
         .expect("describe application");
     assert_eq!(app.instance_arn(), Some(ids.sso_instance_arn.as_str()));
     let describe = |ptype: st::PrincipalType, pid: &str| {
         sso.describe_application_assignment()
-            .application_arn(&ids.application_arn)
+            .application_arn(app_arn)
             .principal_type(ptype)
             .principal_id(pid)
             .send()
     };
-    let none = describe(st::PrincipalType::Group, group_id)
-        .await
-        .expect_err("not assigned yet");
-    assert!(
-        none.as_service_error()
-            .is_some_and(|e| e.is_resource_not_found_exception()),
-        "{none:?}"
+    let assign = |ptype: st::PrincipalType, pid: &str| {
+        sso.create_application_assignment()
+            .application_arn(app_arn)
+            .principal_type(ptype)
+            .principal_id(pid)
+            .send()
+    };
+    let unassign = |ptype: st::PrincipalType, pid: &str| {
+        sso.delete_application_assignment()
+            .application_arn(app_arn)
+            .principal_type(ptype)
+            .principal_id(pid)
+            .send()
+    };
+    let (group, user) = (st::PrincipalType::Group, st::PrincipalType::User);
+    let none = fails_with(
+        describe(group.clone(), group_id).await,
+        "not assigned yet",
+        |e| e.is_resource_not_found_exception(),
     );
-    assert_eq!(none.raw_response().map(|r| r.status().as_u16()), Some(400));
-    sso.create_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::Group)
-        .principal_id(group_id)
-        .send()
-        .await
-        .expect("assign group");
-    let dup = sso
-        .create_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::Group)
-        .principal_id(group_id)
-        .send()
-        .await
-        .expect_err("duplicate assignment");
-    assert!(dup
-        .as_service_error()
-        .is_some_and(|e| e.is_conflict_exception()));
-    let got = describe(st::PrincipalType::Group, group_id)
-        .await
-        .expect("assigned");
+    assert_eq!(http_status(&none), Some(400));
+    assign(group.clone(), group_id).await.expect("assign group");
+    fails_with(
+        assign(group.clone(), group_id).await,
+        "duplicate assignment",
+        |e| e.is_conflict_exception(),
+    );
+    let got = describe(group, group_id).await.expect("assigned");
     assert_eq!(got.principal_id(), Some(group_id));
-    sso.create_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::User)
-        .principal_id(user_id)
-        .send()
-        .await
-        .expect("assign user");
-    let all = sso
-        .list_application_assignments()
-        .application_arn(&ids.application_arn)
-        .max_results(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("list assignments");
+    assign(user.clone(), user_id).await.expect("assign user");
+    let all = all_items!(
+        sso.list_application_assignments()
+            .application_arn(app_arn)
+            .max_results(1),
+        "list assignments"
+    );
     assert_eq!(all.len(), 2);
     let mine = sso
         .list_application_assignments_for_principal()
         .instance_arn(&ids.sso_instance_arn)
-        .principal_type(st::PrincipalType::User)
+        .principal_type(user.clone())
         .principal_id(user_id)
         .send()
         .await
         .expect("for principal");
     assert_eq!(mine.application_assignments().len(), 1);
-    sso.delete_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::User)
-        .principal_id(user_id)
-        .send()
+    unassign(user.clone(), user_id)
         .await
         .expect("unassign user");
-    let again = sso
-        .delete_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::User)
-        .principal_id(user_id)
-        .send()
-        .await
-        .expect_err("not assigned");
-    assert!(again
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
-    let ghost = sso
-        .create_application_assignment()
-        .application_arn(&ids.application_arn)
-        .principal_type(st::PrincipalType::User)
-        .principal_id("1234567890-00000000-0000-4000-8000-000000000000")
-        .send()
-        .await
-        .expect_err("unknown principal");
-    assert!(ghost
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+    fails_with(unassign(user.clone(), user_id).await, "not assigned", |e| {
+        e.is_resource_not_found_exception()
+    });
+    fails_with(
+        assign(user, NO_IDENTITY_ID).await,
+        "unknown principal",
+        |e| e.is_resource_not_found_exception(),
+    );
     let no_app = sso
         .describe_application()
         .application_arn(
             "arn:aws:sso::123456789012:application/ssoins-1111111111111111/apl-9999999999999999",
         )
         .send()
-        .await
-        .expect_err("unknown application");
-    assert!(no_app
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+        .await;
+    fails_with(no_app, "unknown application", |e| {
+        e.is_resource_not_found_exception()
+    });
 }
 
 async fn full_scenario(sb: &SandboxHandle) {
@@ -972,23 +859,52 @@ async fn sdk_drives_every_operation() {
 // Faults through the SDK
 // ---------------------------------------------------------------------------
 
-fn rule(op: &str, action: FaultAction) -> FaultRule {
-    FaultRule::new(op, action)
+/// A rule that fires once.
+fn once(op: &str, action: FaultAction) -> FaultRule {
+    let mut r = FaultRule::new(op, action);
+    r.times = Some(1);
+    r
+}
+
+/// Only these rules, no other fault.
+fn only(rules: Vec<FaultRule>) -> FaultConfig {
+    FaultConfig {
+        rules,
+        ..Default::default()
+    }
+}
+
+/// Calls up to 30 times until one fails: (is it a throttling error, its HTTP status).
+async fn first_failure<T, E, Fut>(
+    mut call: impl FnMut() -> Fut,
+    is_throttling: impl Fn(&E) -> bool,
+) -> Option<(bool, Option<u16>)>
+where
+    Fut: Future<Output = Result<T, SdkErr<E>>>,
+{
+    for _ in 0..30 {
+        if let Err(e) = call().await {
+            return Some((
+                e.as_service_error().is_some_and(&is_throttling),
+                http_status(&e),
+            ));
+        }
+    }
+    None
 }
 
 #[tokio::test]
 async fn sdk_sees_injected_faults() {
     let (_g, sb) = serial();
     let ids = sb.ids();
+    let store = ids.identity_store_id.as_str();
     let c = clients().await;
 
     // apply_then_error: the write lands, the SDK sees a 500.
-    let mut r = rule("connect:CreateUser", FaultAction::ApplyThenError);
-    r.times = Some(1);
-    sb.set_faults(FaultConfig {
-        rules: vec![r],
-        ..Default::default()
-    });
+    sb.set_faults(only(vec![once(
+        "connect:CreateUser",
+        FaultAction::ApplyThenError,
+    )]));
     let err = create_connect_user(&c, &ids, "landed@example.com")
         .await
         .expect_err("injected 500");
@@ -998,68 +914,40 @@ async fn sdk_sees_injected_faults() {
     );
     assert_eq!(http_status(&err), Some(500));
     assert_eq!(sb.calls()["connect:CreateUser"].applied, 1);
-    assert_eq!(
-        search_exact(&c, &ids, "landed@example.com")
-            .await
-            .users()
-            .len(),
-        1,
-        "the write landed"
+    let landed = search_exact(&c, &ids, "landed@example.com").await;
+    assert_eq!(landed.users().len(), 1, "the write landed");
+    fails_with(
+        create_connect_user(&c, &ids, "landed@example.com").await,
+        "retry collides",
+        |e| e.is_duplicate_resource_exception(),
     );
-    let retry = create_connect_user(&c, &ids, "landed@example.com")
-        .await
-        .expect_err("retry collides");
-    assert!(retry
-        .as_service_error()
-        .is_some_and(|e| e.is_duplicate_resource_exception()));
 
     // apply_then_drop: no response at all, but the user exists.
-    let mut r = rule("identitystore:CreateUser", FaultAction::ApplyThenDrop);
+    let mut r = FaultRule::new("identitystore:CreateUser", FaultAction::ApplyThenDrop);
     r.body_contains = Some("dropped@".into());
-    sb.set_faults(FaultConfig {
-        rules: vec![r],
-        ..Default::default()
-    });
-    let err = create_identity_user(
-        &c.ids,
-        &ids.identity_store_id,
-        "dropped@example.com",
-        "dropped@example.com",
-    )
-    .await
-    .expect_err("dropped");
+    sb.set_faults(only(vec![r]));
+    let dropped = "dropped@example.com";
+    let err = create_identity_user(&c.ids, store, dropped, dropped)
+        .await
+        .expect_err("dropped");
     assert!(
         err.as_service_error().is_none(),
         "a dropped connection is not a service error: {err:?}"
     );
-    c.ids
-        .get_user_id()
-        .identity_store_id(&ids.identity_store_id)
-        .alternate_identifier(unique("userName", "dropped@example.com"))
-        .send()
+    let landed = user_id_req(&c.ids, store, "userName", dropped).send().await;
+    landed.expect("dropped write landed");
+    create_identity_user(&c.ids, store, "kept@example.com", "kept@example.com")
         .await
-        .expect("dropped write landed");
-    create_identity_user(
-        &c.ids,
-        &ids.identity_store_id,
-        "kept@example.com",
-        "kept@example.com",
-    )
-    .await
-    .expect("other bodies unaffected");
+        .expect("other bodies unaffected");
 
     // Consistency window: search/list/GetUserId miss new users, Describe finds them.
     sb.set_faults(FaultConfig {
         consistency_window_ms: 60_000,
         ..Default::default()
     });
-    let fresh = create_connect_user(&c, &ids, "fresh@example.com")
-        .await
-        .expect("create");
-    assert!(search_exact(&c, &ids, "fresh@example.com")
-        .await
-        .users()
-        .is_empty());
+    let fresh = "fresh@example.com";
+    let fresh_agent = create_connect_user(&c, &ids, fresh).await.expect("create");
+    assert!(search_exact(&c, &ids, fresh).await.users().is_empty());
     let listed = c
         .connect
         .list_users()
@@ -1070,50 +958,33 @@ async fn sdk_sees_injected_faults() {
     assert!(listed
         .user_summary_list()
         .iter()
-        .all(|u| u.username() != Some("fresh@example.com")));
+        .all(|u| u.username() != Some(fresh)));
     c.connect
         .describe_user()
         .instance_id(&ids.connect_instance_id)
-        .user_id(fresh.user_id().expect("id"))
+        .user_id(fresh_agent.user_id().expect("id"))
         .send()
         .await
         .expect("describe sees it");
-    let new_id = create_identity_user(
-        &c.ids,
-        &ids.identity_store_id,
-        "fresh@example.com",
-        "fresh@example.com",
-    )
-    .await
-    .expect("create")
-    .user_id()
-    .to_string();
-    let miss = c
-        .ids
-        .get_user_id()
-        .identity_store_id(&ids.identity_store_id)
-        .alternate_identifier(unique("userName", "fresh@example.com"))
-        .send()
+    let new_id = create_identity_user(&c.ids, store, fresh, fresh)
         .await
-        .expect_err("not yet visible");
-    assert!(miss
-        .as_service_error()
-        .is_some_and(|e| e.is_resource_not_found_exception()));
+        .expect("create")
+        .user_id()
+        .to_string();
+    fails_with(
+        user_id_req(&c.ids, store, "userName", fresh).send().await,
+        "not yet visible",
+        |e| e.is_resource_not_found_exception(),
+    );
     c.ids
         .describe_user()
-        .identity_store_id(&ids.identity_store_id)
+        .identity_store_id(store)
         .user_id(&new_id)
         .send()
         .await
         .expect("describe sees it");
     sb.set_faults(FaultConfig::default());
-    assert_eq!(
-        search_exact(&c, &ids, "fresh@example.com")
-            .await
-            .users()
-            .len(),
-        1
-    );
+    assert_eq!(search_exact(&c, &ids, fresh).await.users().len(), 1);
 
     // Rate limits with AWS's codes and statuses.
     sb.set_faults(FaultConfig::aws_rate_limits(1.0));
@@ -1143,72 +1014,42 @@ async fn sdk_sees_injected_faults() {
         (5..=6).contains(&ok) && throttled >= 2,
         "connect ok={ok} throttled={throttled}"
     );
-    let mut ids_throttled = None;
-    for _ in 0..30 {
-        if let Err(e) = c
-            .ids
-            .list_users()
-            .identity_store_id(&ids.identity_store_id)
-            .send()
-            .await
-        {
-            ids_throttled = Some((
-                e.as_service_error()
-                    .is_some_and(|x| x.is_throttling_exception()),
-                e.raw_response().map(|r| r.status().as_u16()),
-            ));
-            break;
-        }
-    }
-    assert_eq!(ids_throttled, Some((true, Some(429))));
-    let mut sso_throttled = None;
-    for _ in 0..30 {
-        if let Err(e) = c.sso.list_instances().send().await {
-            sso_throttled = Some((
-                e.as_service_error()
-                    .is_some_and(|x| x.is_throttling_exception()),
-                e.raw_response().map(|r| r.status().as_u16()),
-            ));
-            break;
-        }
-    }
-    assert_eq!(sso_throttled, Some((true, Some(400))));
+    let ids_throttled = first_failure(
+        || c.ids.list_users().identity_store_id(store).send(),
+        |e| e.is_throttling_exception(),
+    );
+    assert_eq!(ids_throttled.await, Some((true, Some(429))));
+    let sso_throttled = first_failure(
+        || c.sso.list_instances().send(),
+        |e| e.is_throttling_exception(),
+    );
+    assert_eq!(sso_throttled.await, Some((true, Some(400))));
 
     // hang: no answer; error with a custom code.
-    let mut hang = rule("sso:DescribeApplication", FaultAction::Hang);
-    hang.times = Some(1);
-    let mut custom = rule("connect:*", FaultAction::Error);
+    let mut custom = once("connect:*", FaultAction::Error);
     custom.code = Some("ThrottlingException".into());
-    custom.times = Some(1);
-    sb.set_faults(FaultConfig {
-        rules: vec![hang, custom],
-        ..Default::default()
-    });
-    let pending = tokio::time::timeout(
-        Duration::from_millis(500),
+    sb.set_faults(only(vec![
+        once("sso:DescribeApplication", FaultAction::Hang),
+        custom,
+    ]));
+    let describe_app = || {
         c.sso
             .describe_application()
             .application_arn(&ids.application_arn)
-            .send(),
-    )
-    .await;
+            .send()
+    };
+    let pending = tokio::time::timeout(Duration::from_millis(500), describe_app()).await;
     assert!(pending.is_err(), "hang must not answer");
-    c.sso
-        .describe_application()
-        .application_arn(&ids.application_arn)
-        .send()
-        .await
-        .expect("times = 1");
-    let e = c
-        .connect
-        .list_security_profiles()
-        .instance_id(&ids.connect_instance_id)
-        .send()
-        .await
-        .expect_err("custom code");
-    assert!(e
-        .as_service_error()
-        .is_some_and(|x| x.is_throttling_exception()));
+    describe_app().await.expect("times = 1");
+    let e = fails_with(
+        c.connect
+            .list_security_profiles()
+            .instance_id(&ids.connect_instance_id)
+            .send()
+            .await,
+        "custom code",
+        |x| x.is_throttling_exception(),
+    );
     assert_eq!(http_status(&e), Some(429));
 }
 
@@ -1610,49 +1451,38 @@ async fn botocore_model_fidelity() {
     );
 }
 
+/// A POST of an AWS JSON protocol operation (`X-Amz-Target`).
+async fn json_call(addr: SocketAddr, target: &str, body: &str) -> RawResponse {
+    raw_request(addr, "POST", "/", Some(target), body).await
+}
+
+async fn get(addr: SocketAddr, path: &str) -> RawResponse {
+    raw_request(addr, "GET", path, None, "").await
+}
+
 #[tokio::test]
 async fn unknown_operations_and_bad_json() {
     let (_g, sb) = serial();
-    let r = raw_request(
-        sb.addr(),
-        "POST",
-        "/",
-        Some("AWSIdentityStore.NoSuchOp"),
-        "{}",
-    )
-    .await;
+    let addr = sb.addr();
+    let r = json_call(addr, "AWSIdentityStore.NoSuchOp", "{}").await;
     assert_eq!(
         (r.status, error_code(&r).as_str()),
         (400, "UnknownOperationException")
     );
-    let r = raw_request(sb.addr(), "GET", "/no/such/route", None, "").await;
-    assert_eq!(r.status, 404);
-    let r = raw_request(
-        sb.addr(),
-        "POST",
-        "/",
-        Some("SWBExternalService.ListInstances"),
-        "{not json",
-    )
-    .await;
+    assert_eq!(get(addr, "/no/such/route").await.status, 404);
+    let r = json_call(addr, "SWBExternalService.ListInstances", "{not json").await;
     assert_eq!(
         (r.status, error_code(&r).as_str()),
         (400, "SerializationException")
     );
-    let r = raw_request(sb.addr(), "GET", "/_sandbox/calls", None, "").await;
+    let r = get(addr, "/_sandbox/calls").await;
     let calls: Value = serde_json::from_str(&r.body).expect("calls json");
     assert_eq!(calls["calls"]["sso:ListInstances"]["calls"], 1);
-    let r = raw_request(
-        sb.addr(),
-        "PUT",
-        "/_sandbox/faults",
-        None,
-        r#"{"consistency_window_ms": 5}"#,
-    )
-    .await;
+    let window = r#"{"consistency_window_ms": 5}"#;
+    let r = raw_request(addr, "PUT", "/_sandbox/faults", None, window).await;
     assert_eq!(r.status, 200);
     assert_eq!(sb.faults().consistency_window_ms, 5);
-    let r = raw_request(sb.addr(), "GET", "/_sandbox/state", None, "").await;
+    let r = get(addr, "/_sandbox/state").await;
     let state: Value = serde_json::from_str(&r.body).expect("state json");
     assert!(state["connect_instances"][sb.ids().connect_instance_id.as_str()].is_object());
 }
@@ -1719,10 +1549,11 @@ async fn wait_for_port(port: u16, guard: &mut ChildGuard) -> bool {
 }
 
 /// One step's outcome: "OK", "OK:<detail>" or the error code; plus the HTTP status.
+/// One step's outcome: "OK", "OK:<detail>" or the error code; plus the HTTP status.
 type Outcome = (String, u16);
 
 fn outcome<T, E: ProvideErrorMetadata>(
-    r: Result<T, aws_sdk_identitystore::error::SdkError<E>>,
+    r: Result<T, SdkErr<E>>,
     detail: impl FnOnce(&T) -> String,
 ) -> Outcome {
     match r {
@@ -1738,7 +1569,7 @@ fn outcome<T, E: ProvideErrorMetadata>(
             )
         }
         Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+            let status = http_status(&e).unwrap_or(0);
             let code = e
                 .as_service_error()
                 .and_then(|s| s.code())
@@ -1749,137 +1580,81 @@ fn outcome<T, E: ProvideErrorMetadata>(
     }
 }
 
+/// The outcomes of a sequence's steps, in order.
+#[derive(Default)]
+struct Steps(Vec<(&'static str, Outcome)>);
+
+impl Steps {
+    /// Records the step as "OK" or its error code.
+    fn record<T, E: ProvideErrorMetadata>(&mut self, step: &'static str, r: Result<T, SdkErr<E>>) {
+        self.detailed(step, r, |_| String::new());
+    }
+
+    /// Records the step as "OK:<detail of the output>" or its error code.
+    fn detailed<T, E: ProvideErrorMetadata>(
+        &mut self,
+        step: &'static str,
+        r: Result<T, SdkErr<E>>,
+        detail: impl FnOnce(&T) -> String,
+    ) {
+        self.0.push((step, outcome(r, detail)));
+    }
+}
+
 async fn moto_sequence(
     c: &aws_sdk_identitystore::Client,
     store: &str,
 ) -> Vec<(&'static str, Outcome)> {
-    let mut out = Vec::new();
-    let user = |name: &str, email: &str| {
-        c.create_user()
-            .identity_store_id(store)
-            .user_name(name)
-            .display_name("Agent Smith")
-            .name(
-                it::Name::builder()
-                    .given_name("Agent")
-                    .family_name("Smith")
-                    .build(),
-            )
-            .emails(
-                it::Email::builder()
-                    .value(email)
-                    .r#type("work")
-                    .primary(true)
-                    .build(),
-            )
+    let mut s = Steps::default();
+    for (step, name, email) in [
+        ("create_user", "alice", "alice@example.com"),
+        ("create_duplicate_user_name", "alice", "other@example.com"),
+        ("create_duplicate_email", "bob", "alice@example.com"),
+        ("create_reserved_name", "Administrator", "admin@example.com"),
+    ] {
+        s.record(step, create_identity_user(c, store, name, email).await);
+    }
+    let name = |given: &str, family: &str| {
+        it::Name::builder()
+            .given_name(given)
+            .family_name(family)
+            .build()
     };
-    out.push((
-        "create_user",
-        outcome(user("alice", "alice@example.com").send().await, |_| {
-            String::new()
-        }),
-    ));
-    out.push((
-        "create_duplicate_user_name",
-        outcome(user("alice", "other@example.com").send().await, |_| {
-            String::new()
-        }),
-    ));
-    out.push((
-        "create_duplicate_email",
-        outcome(user("bob", "alice@example.com").send().await, |_| {
-            String::new()
-        }),
-    ));
-    out.push((
-        "create_reserved_name",
-        outcome(
-            user("Administrator", "admin@example.com").send().await,
-            |_| String::new(),
-        ),
-    ));
-    let no_display = c
-        .create_user()
-        .identity_store_id(store)
-        .user_name("carol")
-        .name(it::Name::builder().given_name("C").family_name("D").build())
-        .send()
-        .await;
-    out.push((
-        "create_without_display_name",
-        outcome(no_display, |_| String::new()),
-    ));
-    let no_name = c
-        .create_user()
-        .identity_store_id(store)
-        .user_name("dave")
-        .display_name("Dave")
-        .send()
-        .await;
-    out.push(("create_without_name", outcome(no_name, |_| String::new())));
-    let uid = c
-        .get_user_id()
-        .identity_store_id(store)
-        .alternate_identifier(unique("userName", "alice"))
-        .send()
-        .await;
+    let create = || c.create_user().identity_store_id(store);
+    let no_display = create().user_name("carol").name(name("C", "D")).send();
+    s.record("create_without_display_name", no_display.await);
+    let no_name = create().user_name("dave").display_name("Dave").send();
+    s.record("create_without_name", no_name.await);
+
+    let uid = user_id_req(c, store, "userName", "alice").send().await;
     let uid_s = uid
         .as_ref()
         .map(|o| o.user_id().to_string())
         .unwrap_or_default();
-    out.push(("get_user_id_by_user_name", outcome(uid, |_| String::new())));
-    let by_email = c
-        .get_user_id()
-        .identity_store_id(store)
-        .alternate_identifier(unique("emails.value", "alice@example.com"))
-        .send()
-        .await;
-    out.push((
-        "get_user_id_by_email",
-        outcome(by_email, |o| (o.user_id() == uid_s).to_string()),
-    ));
-    let unknown = c
-        .get_user_id()
-        .identity_store_id(store)
-        .alternate_identifier(unique("userName", "nobody"))
-        .send()
-        .await;
-    out.push(("get_user_id_unknown", outcome(unknown, |_| String::new())));
+    s.record("get_user_id_by_user_name", uid);
+    let by_email = user_id_req(c, store, "emails.value", "alice@example.com").send();
+    s.detailed("get_user_id_by_email", by_email.await, |o| {
+        (o.user_id() == uid_s).to_string()
+    });
+    let unknown = user_id_req(c, store, "userName", "nobody").send();
+    s.record("get_user_id_unknown", unknown.await);
+    let external = it::ExternalId::builder().issuer("idp").id("x").build();
     let ext = c
         .get_user_id()
         .identity_store_id(store)
         .alternate_identifier(it::AlternateIdentifier::ExternalId(
-            it::ExternalId::builder()
-                .issuer("idp")
-                .id("x")
-                .build()
-                .expect("external id"),
+            external.expect("external id"),
         ))
-        .send()
-        .await;
-    out.push(("get_user_id_external_id", outcome(ext, |_| String::new())));
-    out.push((
-        "create_group",
-        outcome(
-            c.create_group()
-                .identity_store_id(store)
-                .display_name("Agents")
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
-    out.push((
-        "create_duplicate_group",
-        outcome(
-            c.create_group()
-                .identity_store_id(store)
-                .display_name("Agents")
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
+        .send();
+    s.record("get_user_id_external_id", ext.await);
+
+    let group = || {
+        c.create_group()
+            .identity_store_id(store)
+            .display_name("Agents")
+    };
+    s.record("create_group", group().send().await);
+    s.record("create_duplicate_group", group().send().await);
     let gid = c
         .get_group_id()
         .identity_store_id(store)
@@ -1890,155 +1665,85 @@ async fn moto_sequence(
         .as_ref()
         .map(|o| o.group_id().to_string())
         .unwrap_or_default();
-    out.push(("get_group_id", outcome(gid, |_| String::new())));
+    s.record("get_group_id", gid);
+
     let member = || it::MemberId::UserId(uid_s.clone());
-    let m = c
-        .create_group_membership()
-        .identity_store_id(store)
-        .group_id(&gid_s)
-        .member_id(member())
-        .send()
-        .await;
-    out.push(("create_membership", outcome(m, |_| String::new())));
+    let membership = || membership_req(c, store, &gid_s, &uid_s).send();
+    s.record("create_membership", membership().await);
     let lm = c
         .list_group_memberships_for_member()
         .identity_store_id(store)
         .member_id(member())
-        .send()
-        .await;
-    out.push((
-        "list_memberships_for_member",
-        outcome(lm, |o| o.group_memberships().len().to_string()),
-    ));
+        .send();
+    s.detailed("list_memberships_for_member", lm.await, |o| {
+        o.group_memberships().len().to_string()
+    });
     let is = c
         .is_member_in_groups()
         .identity_store_id(store)
         .member_id(member())
         .group_ids(&gid_s)
-        .send()
-        .await;
-    out.push((
-        "is_member_in_groups",
-        outcome(is, |o| {
-            format!(
-                "{:?}",
-                o.results()
-                    .iter()
-                    .map(|r| r.membership_exists())
-                    .collect::<Vec<_>>()
-            )
-        }),
-    ));
+        .send();
+    s.detailed("is_member_in_groups", is.await, |o| {
+        let exists: Vec<_> = o.results().iter().map(|r| r.membership_exists()).collect();
+        format!("{exists:?}")
+    });
     let gm = c
         .get_group_membership_id()
         .identity_store_id(store)
         .group_id(&gid_s)
         .member_id(member())
-        .send()
-        .await;
-    out.push(("get_membership_id", outcome(gm, |_| String::new())));
-    let dup = c
-        .create_group_membership()
-        .identity_store_id(store)
-        .group_id(&gid_s)
-        .member_id(member())
-        .send()
-        .await;
-    out.push((
-        "create_duplicate_membership",
-        outcome(dup, |_| String::new()),
-    ));
-    let ghost = c
-        .create_group_membership()
-        .identity_store_id(store)
-        .group_id(&gid_s)
-        .member_id(it::MemberId::UserId(
-            "1234567890-00000000-0000-4000-8000-000000000000".into(),
-        ))
-        .send()
-        .await;
-    out.push((
-        "create_membership_unknown_user",
-        outcome(ghost, |_| String::new()),
-    ));
+        .send();
+    s.record("get_membership_id", gm.await);
+    s.record("create_duplicate_membership", membership().await);
+    let ghost = membership_req(c, store, &gid_s, NO_IDENTITY_ID).send();
+    s.record("create_membership_unknown_user", ghost.await);
     let dg = c
         .describe_group()
         .identity_store_id(store)
-        .group_id("1234567890-00000000-0000-4000-8000-000000000000")
-        .send()
-        .await;
-    out.push(("describe_unknown_group", outcome(dg, |_| String::new())));
-    out.push((
-        "delete_user",
-        outcome(
-            c.delete_user()
-                .identity_store_id(store)
-                .user_id(&uid_s)
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
-    out.push((
-        "describe_deleted_user",
-        outcome(
-            c.describe_user()
-                .identity_store_id(store)
-                .user_id(&uid_s)
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
+        .group_id(NO_IDENTITY_ID)
+        .send();
+    s.record("describe_unknown_group", dg.await);
+
+    let delete = || {
+        c.delete_user()
+            .identity_store_id(store)
+            .user_id(&uid_s)
+            .send()
+    };
+    s.record("delete_user", delete().await);
+    let described = c
+        .describe_user()
+        .identity_store_id(store)
+        .user_id(&uid_s)
+        .send();
+    s.record("describe_deleted_user", described.await);
     let left = c
         .list_group_memberships()
         .identity_store_id(store)
         .group_id(&gid_s)
-        .send()
-        .await;
-    out.push((
-        "memberships_after_user_delete",
-        outcome(left, |o| o.group_memberships().len().to_string()),
-    ));
-    out.push((
-        "delete_unknown_user",
-        outcome(
-            c.delete_user()
-                .identity_store_id(store)
-                .user_id(&uid_s)
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
+        .send();
+    s.detailed("memberships_after_user_delete", left.await, |o| {
+        o.group_memberships().len().to_string()
+    });
+    s.record("delete_unknown_user", delete().await);
     let dm = c
         .delete_group_membership()
         .identity_store_id(store)
-        .membership_id("00000000-0000-4000-8000-000000000000")
-        .send()
-        .await;
-    out.push(("delete_unknown_membership", outcome(dm, |_| String::new())));
+        .membership_id(NO_UUID)
+        .send();
+    s.record("delete_unknown_membership", dm.await);
     let other = c
         .create_user()
         .identity_store_id("d-0000000000")
         .user_name("zed")
         .display_name("Zed")
-        .name(it::Name::builder().given_name("Z").family_name("Z").build())
-        .send()
-        .await;
-    out.push(("create_in_unknown_store", outcome(other, |_| String::new())));
-    out.push((
-        "list_users_max_results_1000",
-        outcome(
-            c.list_users()
-                .identity_store_id(store)
-                .max_results(1000)
-                .send()
-                .await,
-            |_| String::new(),
-        ),
-    ));
-    out
+        .name(name("Z", "Z"))
+        .send();
+    s.record("create_in_unknown_store", other.await);
+    let page = c.list_users().identity_store_id(store).max_results(1000);
+    s.record("list_users_max_results_1000", page.send().await);
+    s.0
 }
 
 /// Known moto 5.2.5 deviations: (step, AWS behaviour asserted on the sandbox, moto's).
@@ -2221,13 +1926,8 @@ async fn aws_cli_against_the_sandbox() {
 
 #[tokio::test]
 async fn start_serve_and_shutdown_release_hung_requests() {
-    let mut hang = FaultRule::new("sso:ListInstances", FaultAction::Hang);
-    hang.times = Some(1);
     let opts = SandboxOptions {
-        faults: FaultConfig {
-            rules: vec![hang],
-            ..Default::default()
-        },
+        faults: only(vec![once("sso:ListInstances", FaultAction::Hang)]),
         ..Default::default()
     };
     let sb = Sandbox::start(opts).await.expect("start");
@@ -2239,24 +1939,11 @@ async fn start_serve_and_shutdown_release_hung_requests() {
         "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
     );
     let addr = sb.addr();
-    let hung = tokio::spawn(raw_request(
-        addr,
-        "POST",
-        "/",
-        Some("SWBExternalService.ListInstances"),
-        "{}",
-    ));
+    let list_instances = || json_call(addr, "SWBExternalService.ListInstances", "{}");
+    let hung = tokio::spawn(list_instances());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!hung.is_finished(), "hang holds the request");
-    let r = raw_request(
-        addr,
-        "POST",
-        "/",
-        Some("SWBExternalService.ListInstances"),
-        "{}",
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(list_instances().await.status, 200);
     assert_eq!(sb.calls()["sso:ListInstances"].calls, 2);
     sb.clone().shutdown().await;
     let released = tokio::time::timeout(Duration::from_secs(5), hung)
