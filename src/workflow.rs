@@ -1055,6 +1055,22 @@ where
         Ok(())
     }
 
+    /// Marks a step in conflict (nothing of ours written for it) and says why the agent stops.
+    fn conflict(&mut self, idx: usize, m: String) -> Result<Stop, Error> {
+        let step_id = self.wf().steps[idx].id.clone();
+        self.progress(&step_id, "conflict", m.clone());
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(StepState::Failed.as_str().into()),
+                last_error: Some(Some(format!("Conflict: {m}"))),
+                ..Default::default()
+            },
+            "step_conflict",
+        )?;
+        Ok(Stop::Permanent(format!("{step_id}: conflict: {m}")))
+    }
+
     async fn forward(&mut self) -> Result<AgentOutcome, Error> {
         let state = AgentState::parse(&self.store().agent(&self.run, &self.agent)?.state);
         match state {
@@ -1087,20 +1103,8 @@ where
                 Err(stop) => return self.stop(stop).await,
                 Ok(Lookup::Match(o)) => self.record_found(idx, o)?,
                 Ok(Lookup::Conflict(m)) => {
-                    let step_id = self.wf().steps[idx].id.clone();
-                    self.progress(&step_id, "conflict", m.clone());
-                    self.update(
-                        idx,
-                        StepUpdate {
-                            state: Some(StepState::Failed.as_str().into()),
-                            last_error: Some(Some(format!("Conflict: {m}"))),
-                            ..Default::default()
-                        },
-                        "step_conflict",
-                    )?;
-                    return self
-                        .stop(Stop::Permanent(format!("{step_id}: conflict: {m}")))
-                        .await;
+                    let stop = self.conflict(idx, m)?;
+                    return self.stop(stop).await;
                 }
                 // Absent: create without looking again. Unknown: look up once the inputs exist.
                 Ok(Lookup::Absent) => planned[idx] = Some(Lookup::Absent),
@@ -1197,19 +1201,7 @@ where
                     self.record_found(idx, o)?;
                     return Ok(Ok(()));
                 }
-                Lookup::Conflict(m) => {
-                    self.progress(&step.id, "conflict", m.clone());
-                    self.update(
-                        idx,
-                        StepUpdate {
-                            state: Some(StepState::Failed.as_str().into()),
-                            last_error: Some(Some(format!("Conflict: {m}"))),
-                            ..Default::default()
-                        },
-                        "step_conflict",
-                    )?;
-                    return Ok(Err(Stop::Permanent(format!("{}: conflict: {m}", step.id))));
-                }
+                Lookup::Conflict(m) => return Ok(Err(self.conflict(idx, m)?)),
                 Lookup::Unknown => {
                     return Ok(Err(Stop::Permanent(format!(
                         "{}: inputs are not available (an earlier step has no outputs)",
@@ -1225,17 +1217,7 @@ where
                         let m = format!(
                             "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
                         );
-                        self.progress(&step.id, "conflict", m.clone());
-                        self.update(
-                            idx,
-                            StepUpdate {
-                                state: Some(StepState::Failed.as_str().into()),
-                                last_error: Some(Some(format!("Conflict: {m}"))),
-                                ..Default::default()
-                            },
-                            "step_conflict",
-                        )?;
-                        return Ok(Err(Stop::Permanent(format!("{}: conflict: {m}", step.id))));
+                        return Ok(Err(self.conflict(idx, m)?));
                     }
                     let e = StepError::new(
                         ErrorKind::Transient,
