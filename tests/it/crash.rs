@@ -2,8 +2,6 @@
 //! checkpoint, between an intent and its write, and between a compensating delete and its
 //! checkpoint; `resume` (or `rollback`) then finishes with exactly one of each resource.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::harness::*;
@@ -20,18 +18,7 @@ async fn crash_then_resume(point: &str, step_id: &str) {
     let env = Env::new().await;
     let hook = format!("{point}:{step_id}");
     let out = env
-        .run_with(
-            &[
-                "onboard",
-                "--email",
-                EMAIL,
-                "--first-name",
-                "Ana",
-                "--last-name",
-                "Silva",
-            ],
-            &[("CONNECT_ONBOARD_CRASH_AT", &hook)],
-        )
+        .run_with(&ONBOARD_ANA, &[("CONNECT_ONBOARD_CRASH_AT", &hook)])
         .await;
     assert_ne!(out.code, 0, "{hook}: the process must have died: {out:?}");
     let out = env.run(&["resume"]).await;
@@ -124,26 +111,11 @@ async fn sigkill_while_a_landed_write_is_unanswered_then_resume() {
     let env = Env::new().await;
     // The Identity Store user is created but the answer never comes; we kill -9 the process.
     env.faults(json!({"rules": [{"op": "identitystore:CreateUser", "action": "apply_then_hang", "times": 1}]}));
-    let mut child = env
-        .command(&[
-            "onboard",
-            "--email",
-            EMAIL,
-            "--first-name",
-            "Ana",
-            "--last-name",
-            "Silva",
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.applied("identitystore:CreateUser") == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the write never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut child = env.command(&ONBOARD_ANA).spawn().unwrap();
+    wait_for("the write to land", || {
+        env.applied("identitystore:CreateUser") == 1
+    })
+    .await;
     let pid = child.id().unwrap() as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let status = child.wait().await.unwrap();

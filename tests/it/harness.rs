@@ -14,6 +14,29 @@ pub const INSTANCE: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 pub const STORE: &str = "d-1234567890";
 pub const BIN: &str = env!("CARGO_BIN_EXE_connect-onboard");
 
+/// `onboard` for the sample agent most tests use.
+pub const ONBOARD_ANA: [&str; 7] = [
+    "onboard",
+    "--email",
+    "ana.silva@example.com",
+    "--first-name",
+    "Ana",
+    "--last-name",
+    "Silva",
+];
+
+/// Polls `cond` every 20 ms for up to 30 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The built-in workflow with millisecond backoffs and a short settle window, so failure
 /// tests finish quickly. Same steps, same actions.
 pub fn fast_workflow() -> String {

@@ -1,7 +1,5 @@
 //! One writer per agent: a second process is refused and told who holds the agent.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::harness::*;
@@ -15,23 +13,11 @@ async fn a_second_process_is_refused_while_the_first_works() {
     env.faults(
         json!({"rules": [{"op": "identitystore:CreateUser", "action": "hang", "times": 1}]}),
     );
-    let mut first = env
-        .command(&[
-            "onboard",
-            "--email",
-            EMAIL,
-            "--first-name",
-            "Ana",
-            "--last-name",
-            "Silva",
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.calls("identitystore:CreateUser") == 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut first = env.command(&ONBOARD_ANA).spawn().unwrap();
+    wait_for("the first process's write", || {
+        env.calls("identitystore:CreateUser") == 1
+    })
+    .await;
     let pid = first.id().unwrap();
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 1, "{out:?}");

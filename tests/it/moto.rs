@@ -187,15 +187,7 @@ async fn crash_between_write_and_checkpoint_against_moto_then_resume() {
     let env = env_mirroring_moto_group(&moto).await;
     let out = env
         .run_with(
-            &[
-                "onboard",
-                "--email",
-                EMAIL,
-                "--first-name",
-                "Ana",
-                "--last-name",
-                "Silva",
-            ],
+            &ONBOARD_ANA,
             &[("CONNECT_ONBOARD_CRASH_AT", "after_write:identity_user")],
         )
         .await;
