@@ -254,34 +254,35 @@ impl Action<Subject> for IdentityUser {
         let ids = &self.0.identity_store;
         let store = &self.0.identity_store_id;
         let email = &cx.subject.agent.email;
-        if let Some(id) = ids.user_id_by_name(store, email).await.map_err(read)? {
-            let Some(u) = ids.describe_user(store, &id).await.map_err(read)? else {
-                // Deleted between the two calls: nothing there any more.
-                return Ok(Found::Absent);
-            };
-            return Ok(match &u.primary_email {
-                Some(p) if p.eq_ignore_ascii_case(email) => Found::Match(outputs([("user_id", &u.id)])),
-                Some(p) => Found::Conflict(format!(
-                    "Identity Store user {email:?} exists with primary email {p:?}, not {email:?}"
-                )),
-                None => Found::Conflict(format!(
-                    "Identity Store user {email:?} exists without a primary email (emails: {:?}); SAML sign-in needs {email:?} as its primary email",
-                    u.emails
-                )),
-            });
-        }
-        if let Some(id) = ids.user_id_by_email(store, email).await.map_err(read)? {
-            let other = ids
-                .describe_user(store, &id)
-                .await
-                .map_err(read)?
-                .map(|u| u.user_name)
-                .unwrap_or(id);
+        // By UserName first, then by email: lookups are eventually consistent, so either may
+        // see a just-created user first. What decides is the user found, not the path.
+        let id = match ids.user_id_by_name(store, email).await.map_err(read)? {
+            Some(id) => Some(id),
+            None => ids.user_id_by_email(store, email).await.map_err(read)?,
+        };
+        let Some(id) = id else {
+            return Ok(Found::Absent);
+        };
+        let Some(u) = ids.describe_user(store, &id).await.map_err(read)? else {
+            // Deleted between the two calls: nothing there any more.
+            return Ok(Found::Absent);
+        };
+        if !u.user_name.eq_ignore_ascii_case(email) {
             return Ok(Found::Conflict(format!(
-                "email {email:?} already belongs to Identity Store user {other:?}, not {email:?}"
+                "email {email:?} already belongs to Identity Store user {:?}, not {email:?}",
+                u.user_name
             )));
         }
-        Ok(Found::Absent)
+        Ok(match &u.primary_email {
+            Some(p) if p.eq_ignore_ascii_case(email) => Found::Match(outputs([("user_id", &u.id)])),
+            Some(p) => Found::Conflict(format!(
+                "Identity Store user {email:?} exists with primary email {p:?}, not {email:?}"
+            )),
+            None => Found::Conflict(format!(
+                "Identity Store user {email:?} exists without a primary email (emails: {:?}); SAML sign-in needs {email:?} as its primary email",
+                u.emails
+            )),
+        })
     }
 
     async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
@@ -488,6 +489,168 @@ impl Action<Subject> for ApplicationAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::{ConnectInstance, IdentityUser as IdUser, Named, SsoApplication, SsoInstance};
+
+    /// An identity store whose GetUserId by userName has not caught up yet, while the one
+    /// by email already sees the user (the two are separately eventually consistent).
+    struct Lagging;
+
+    #[async_trait::async_trait]
+    impl IdentityStoreApi for Lagging {
+        async fn user_id_by_name(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+            Ok(None)
+        }
+        async fn user_id_by_email(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+            Ok(Some("u-1".into()))
+        }
+        async fn describe_user(&self, _: &str, id: &str) -> crate::aws::Result<Option<IdUser>> {
+            Ok(Some(IdUser {
+                id: id.into(),
+                user_name: "ana@example.com".into(),
+                primary_email: Some("ana@example.com".into()),
+                emails: vec!["ana@example.com".into()],
+            }))
+        }
+        async fn create_user(
+            &self,
+            _: &str,
+            _: &NewIdentityUser<'_>,
+        ) -> crate::aws::Result<String> {
+            unreachable!("lookups only")
+        }
+        async fn delete_user(&self, _: &str, _: &str) -> crate::aws::Result<()> {
+            unreachable!("lookups only")
+        }
+        async fn group_id(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+            unreachable!("lookups only")
+        }
+        async fn create_group(&self, _: &str, _: &str, _: &str) -> crate::aws::Result<String> {
+            unreachable!("lookups only")
+        }
+        async fn membership_id(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> crate::aws::Result<Option<String>> {
+            unreachable!("lookups only")
+        }
+        async fn create_membership(&self, _: &str, _: &str, _: &str) -> crate::aws::Result<String> {
+            unreachable!("lookups only")
+        }
+        async fn delete_membership(&self, _: &str, _: &str) -> crate::aws::Result<()> {
+            unreachable!("lookups only")
+        }
+    }
+
+    struct Unused;
+
+    #[async_trait::async_trait]
+    impl ConnectApi for Unused {
+        async fn describe_instance(&self, _: &str) -> crate::aws::Result<ConnectInstance> {
+            unreachable!()
+        }
+        async fn routing_profiles(&self, _: &str) -> crate::aws::Result<Vec<Named>> {
+            unreachable!()
+        }
+        async fn security_profiles(&self, _: &str) -> crate::aws::Result<Vec<Named>> {
+            unreachable!()
+        }
+        async fn hierarchy_groups(&self, _: &str) -> crate::aws::Result<Vec<Named>> {
+            unreachable!()
+        }
+        async fn find_user(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> crate::aws::Result<Option<crate::aws::ConnectUser>> {
+            unreachable!()
+        }
+        async fn describe_user(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> crate::aws::Result<Option<crate::aws::ConnectUser>> {
+            unreachable!()
+        }
+        async fn create_user(
+            &self,
+            _: &str,
+            _: &NewConnectUser<'_>,
+        ) -> crate::aws::Result<(String, String)> {
+            unreachable!()
+        }
+        async fn delete_user(&self, _: &str, _: &str) -> crate::aws::Result<()> {
+            unreachable!()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SsoAdminApi for Unused {
+        async fn instances(&self) -> crate::aws::Result<Vec<SsoInstance>> {
+            unreachable!()
+        }
+        async fn applications(&self, _: &str) -> crate::aws::Result<Vec<SsoApplication>> {
+            unreachable!()
+        }
+        async fn describe_application(
+            &self,
+            _: &str,
+        ) -> crate::aws::Result<Option<SsoApplication>> {
+            unreachable!()
+        }
+        async fn is_assigned(&self, _: &str, _: Principal, _: &str) -> crate::aws::Result<bool> {
+            unreachable!()
+        }
+        async fn assign(&self, _: &str, _: Principal, _: &str) -> crate::aws::Result<()> {
+            unreachable!()
+        }
+        async fn unassign(&self, _: &str, _: Principal, _: &str) -> crate::aws::Result<()> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
+        // Found by chaos testing: the userName lookup lagged behind the email lookup, and the
+        // agent's own user was reported as "already belongs to ... not ...".
+        let env = Env {
+            connect: Arc::new(Unused),
+            identity_store: Arc::new(Lagging),
+            sso_admin: Arc::new(Unused),
+            instance_id: "i".into(),
+            identity_store_id: "d-1234567890".into(),
+            application_arn: "a".into(),
+            group: "ConnectAgents".into(),
+            assignment: AssignmentMode::Group,
+        };
+        let spec = crate::agent::validate(
+            &crate::agent::AgentInput {
+                email: "ana@example.com".into(),
+                first_name: "Ana".into(),
+                last_name: "Silva".into(),
+                ..Default::default()
+            },
+            &crate::agent::Defaults::default(),
+            crate::agent::IdentityMode::Saml,
+        )
+        .unwrap();
+        let subject = Subject {
+            agent: spec,
+            routing_profile_id: "rp".into(),
+            security_profile_ids: vec!["sp".into()],
+            hierarchy_group_id: None,
+        };
+        let inputs = Outputs::new();
+        let secrets = crate::workflow::Secrets::default();
+        let cx = StepContext {
+            subject: &subject,
+            inputs: &inputs,
+            secrets: &secrets,
+        };
+        let found = IdentityUser(env).lookup(&cx).await.unwrap();
+        assert_eq!(found, Found::Match(outputs([("user_id", "u-1")])));
+    }
 
     fn err(code: &str, status: u16) -> AwsError {
         AwsError {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod chaos;
 mod crash;
 mod failures;
 mod input;
