@@ -186,3 +186,59 @@ async fn random_read_faults_and_rollback_faults_still_remove_exactly_what_was_cr
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_resumes_never_write_twice() {
+    let mut refused_total = 0;
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(2000 + seed);
+        let env = Env::new().await;
+        // Interrupt the first run at a random step, then slow every call down and let
+        // three processes resume at once: the lease lets one of them work.
+        let at = STEPS[rng.random_range(0..4)];
+        let hook = format!("{}:{at}", CRASHES[rng.random_range(0..3)]);
+        env.run_with(&ONBOARD_ANA, &[("CONNECT_ONBOARD_CRASH_AT", &hook)])
+            .await;
+        let latency = rng.random_range(20..80);
+        env.faults(json!({ "rules": [{ "op": "*", "action": "latency", "latency_ms": latency }] }));
+        let racers: Vec<_> = (0..3)
+            .map(|_| {
+                let mut c = env.command(&["resume"]);
+                tokio::spawn(async move { c.output().await.expect("resume runs") })
+            })
+            .collect();
+        let mut refused = 0;
+        for r in racers {
+            let out = r.await.unwrap();
+            refused +=
+                String::from_utf8_lossy(&out.stderr).contains("is being worked on by") as usize;
+        }
+        refused_total += refused;
+        env.faults(json!({}));
+        env.run(&["resume"]).await;
+        let st = env.status_json().await;
+        assert_eq!(
+            st["runs"][0]["agents"][0]["state"], "done",
+            "seed {seed} ({hook}): {st:#}"
+        );
+        env.world().assert_onboarded_once(EMAIL);
+        for op in &WRITES[..3] {
+            assert_eq!(
+                env.applied(op),
+                1,
+                "seed {seed} ({hook}, {refused} refused): {op} applied once"
+            );
+        }
+        for id in STEPS {
+            assert_eq!(
+                step(&st, 0, id)["owned"],
+                true,
+                "seed {seed} ({hook}): {id}"
+            );
+        }
+    }
+    assert!(
+        refused_total > 0,
+        "the racers really raced: some were refused by the lease"
+    );
+}
