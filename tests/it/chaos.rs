@@ -30,7 +30,13 @@ const STEPS: [&str; 4] = [
 async fn random_faults_and_crashes_converge_to_exactly_one_of_each() {
     for seed in seeds() {
         let mut rng = StdRng::seed_from_u64(seed);
-        let env = Env::new().await;
+        let user_mode = rng.random_bool(0.3);
+        let extra = if user_mode {
+            "[identity_center]\nassignment = \"user\"\n"
+        } else {
+            ""
+        };
+        let env = Env::with(connect_onboard_sandbox::Seed::default(), extra).await;
         let mut rules = Vec::new();
         for op in WRITES {
             if rng.random_bool(0.7) {
@@ -73,8 +79,23 @@ async fn random_faults_and_crashes_converge_to_exactly_one_of_each() {
             state, "done",
             "seed {seed} (faults {rules:?}, crash {crash:?}) did not converge"
         );
-        env.world().assert_onboarded_once(EMAIL);
-        for op in &WRITES[..3] {
+        let w = env.world();
+        if user_mode {
+            assert_eq!(
+                w.assignments,
+                vec![("USER".to_string(), EMAIL.to_string())],
+                "seed {seed}"
+            );
+            assert_eq!(w.connect_users, vec![EMAIL.to_string()], "seed {seed}");
+            assert_eq!(
+                w.memberships,
+                vec![("ConnectAgents".to_string(), EMAIL.to_string())],
+                "seed {seed}"
+            );
+        } else {
+            w.assert_onboarded_once(EMAIL);
+        }
+        for op in WRITES {
             assert_eq!(env.applied(op), 1, "seed {seed}: {op} applied once");
         }
         let st = env.status_json().await;
@@ -85,7 +106,11 @@ async fn random_faults_and_crashes_converge_to_exactly_one_of_each() {
         env.faults(json!({}));
         let out = env.run(&["rollback", &first_run_id(&st)]).await;
         assert_eq!(out.code, 0, "seed {seed}: {out:?}");
-        env.world().assert_gone(EMAIL);
+        let w = env.world();
+        w.assert_gone(EMAIL);
+        // The agent's own assignment goes; the shared group assignment stays.
+        let left = if user_mode { 0 } else { 1 };
+        assert_eq!(w.assignments.len(), left, "seed {seed}: {w:#?}");
     }
 }
 
