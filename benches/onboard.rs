@@ -2,8 +2,10 @@
 //!
 //! Against the in-process sandbox (real SDK clients over loopback HTTP), it measures
 //! 1. one checkpoint transaction (SQLite, WAL, synchronous=FULL) on a file store;
-//! 2. the engine onboarding one agent (plan lookups + 4 creates + 12 checkpoints);
-//! 3. the same four creates made raw through the SDK, no lookups and no checkpoints.
+//! 2. the engine onboarding one agent in group mode (7 lookups, 3 creates, 11 checkpoints;
+//!    the group's application assignment is adopted after the first agent);
+//! 3. the same 3 creates made raw through the SDK, plus one DescribeApplicationAssignment,
+//!    with no other lookups and no checkpoints.
 //!
 //! It reports medians over `AGENTS` agents, for `ROUNDS` rounds, and the ratio 2/3.
 //! Run: `cargo bench --bench onboard` (AGENTS=n ROUNDS=n to change the sizes).
@@ -62,7 +64,7 @@ async fn main() {
         .await
         .unwrap();
     let env = connect_onboard::app::env_for(&clients, &target);
-    println!("connect-onboard bench: {agents} agents x {rounds} rounds, sandbox on loopback, 2-core shared machine");
+    println!("connect-onboard bench: {agents} agents x {rounds} rounds, sandbox on loopback");
 
     for round in 0..rounds {
         // 1. One checkpoint transaction.

@@ -20,11 +20,11 @@
 //!   a `DirectoryUserId` be given.
 //!
 //! [`validate`] collects *all* problems of an agent at once; each is a
-//! [`FieldError`] naming the CLI/CSV field, the offending value (quoted; a
+//! [`FieldError`] naming the field (as the CLI names it), the offending value (quoted; a
 //! password is always `<redacted>`) and the rule with its limits.
 //!
 //! Optional string fields that are present but blank are errors, not "absent":
-//! a CSV reader must map empty cells to `None`.
+//! any reader of tabular input must map empty cells to `None`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -204,7 +204,7 @@ impl fmt::Display for Secret {
 // Input, defaults, spec
 // ---------------------------------------------------------------------------
 
-/// Raw agent fields as typed by an admin (CLI flags, later a CSV row). Nothing checked yet.
+/// Raw agent fields as typed by an admin (CLI flags). Nothing checked yet.
 #[derive(Clone, Debug, Default)]
 pub struct AgentInput {
     pub email: String,

@@ -3,8 +3,9 @@
 //! It describes the Connect instance (its identity-management type decides the username
 //! and password rules), discovers or verifies the Identity Center instance, identity store
 //! and Amazon Connect application, lists the routing profiles, security profiles and
-//! hierarchy groups, and resolves each agent's profile *names or ids* to ids. Any problem
-//! here is an input or configuration error (exit 2) and nothing has been written.
+//! hierarchy groups, and resolves each agent's profile *names or ids* to ids. Nothing has
+//! been written when it fails: a mismatch or a refused read is a configuration error
+//! (exit 2); a passing failure (throttled, 5xx, network) exits 1, to retry later.
 
 use crate::agent::{AgentSpec, FieldError, IdentityMode};
 use crate::aws::{AwsError, ConnectApi, Named, SsoAdminApi, SsoApplication, SsoInstance};

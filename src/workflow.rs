@@ -236,7 +236,7 @@ pub struct Step {
     pub description: Option<String>,
     /// Retry budget.
     pub retry: RetryPolicy,
-    /// Eventual-consistency window after this step's first write, during which "not found"
+    /// Eventual-consistency window after this step's latest write, during which "not found"
     /// on lookup or delete may just mean "not visible yet".
     pub settle_ms: u64,
     /// Input name → (step id, output name).
