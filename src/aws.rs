@@ -476,6 +476,23 @@ macro_rules! paged {
     }};
 }
 
+/// A search or list entry that is the user named `username` and carries an id (an entry
+/// without one could not be deleted later, so it is not a usable match).
+fn user_hit(
+    found: Option<&str>,
+    id: Option<&str>,
+    arn: Option<&str>,
+    username: &str,
+) -> Option<ConnectUser> {
+    let id = id.filter(|i| !i.is_empty())?;
+    (found == Some(username)).then(|| ConnectUser {
+        id: id.to_string(),
+        arn: arn.unwrap_or_default().to_string(),
+        username: username.to_string(),
+        ..Default::default()
+    })
+}
+
 impl SdkConnect {
     /// SearchUsers with `Username` EXACT, every page.
     async fn search_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
@@ -507,14 +524,9 @@ impl SdkConnect {
             if let Some(u) = page
                 .users()
                 .iter()
-                .find(|u| u.username() == Some(username) && u.id().is_some_and(|i| !i.is_empty()))
+                .find_map(|u| user_hit(u.username(), u.id(), u.arn(), username))
             {
-                return Ok(Some(ConnectUser {
-                    id: u.id().unwrap_or_default().to_string(),
-                    arn: u.arn().unwrap_or_default().to_string(),
-                    username: username.to_string(),
-                    ..Default::default()
-                }));
+                return Ok(Some(u));
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -541,14 +553,9 @@ impl SdkConnect {
             if let Some(u) = page
                 .user_summary_list()
                 .iter()
-                .find(|u| u.username() == Some(username))
+                .find_map(|u| user_hit(u.username(), u.id(), u.arn(), username))
             {
-                return Ok(Some(ConnectUser {
-                    id: u.id().unwrap_or_default().to_string(),
-                    arn: u.arn().unwrap_or_default().to_string(),
-                    username: username.to_string(),
-                    ..Default::default()
-                }));
+                return Ok(Some(u));
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -1059,5 +1066,32 @@ impl SsoAdminApi for SdkSsoAdmin {
             .await
             .map_err(|e| from_sdk(e, no_reason))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_hit_needs_the_exact_username_and_an_id() {
+        let hit = user_hit(
+            Some("ana@example.com"),
+            Some("u-1"),
+            Some("arn"),
+            "ana@example.com",
+        );
+        assert_eq!(hit.map(|u| u.id), Some("u-1".to_string()));
+        // Case-sensitive, as Connect usernames are.
+        assert!(user_hit(
+            Some("Ana@example.com"),
+            Some("u-1"),
+            None,
+            "ana@example.com"
+        )
+        .is_none());
+        // An entry without an id could never be deleted by id: not a usable match.
+        assert!(user_hit(Some("ana@example.com"), None, None, "ana@example.com").is_none());
+        assert!(user_hit(Some("ana@example.com"), Some(""), None, "ana@example.com").is_none());
     }
 }

@@ -1984,7 +1984,8 @@ mod tests {
     #[tokio::test]
     async fn an_ambiguous_write_makes_a_resource_found_later_ours() {
         let s = setup();
-        // 5xx that did not apply, then someone... no: the same 5xx again, which did apply.
+        // A 5xx (outcome unknown) while the resource appears: indistinguishable from our own
+        // write having landed, so it is owned — the documented trade-off of write-ahead.
         script(
             &s,
             "a",
@@ -1994,7 +1995,6 @@ mod tests {
         let out = run(&s).await;
         assert_eq!(out.state, AgentState::Done);
         let st = &steps(&s)[0];
-        // We cannot tell it from our own landed write: it is owned (documented trade-off).
         assert!(st.owned);
     }
 

@@ -62,10 +62,7 @@ async fn random_faults_and_crashes_converge_to_exactly_one_of_each() {
         let mut state = String::new();
         for _ in 0..5 {
             let st = env.status_json().await;
-            state = st["runs"][0]["agents"][0]["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            state = agent_state(&st);
             if state == "done" {
                 break;
             }
@@ -185,10 +182,7 @@ async fn random_read_faults_and_rollback_faults_still_remove_exactly_what_was_cr
         let mut state = String::new();
         for _ in 0..5 {
             let st = env.status_json().await;
-            state = st["runs"][0]["agents"][0]["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            state = agent_state(&st);
             if state == "rolled_back" {
                 break;
             }

@@ -344,6 +344,14 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The state of the first agent of the first run in a status JSON.
+pub fn agent_state(status: &Value) -> String {
+    status["runs"][0]["agents"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The ids of the first run in a status JSON.
 pub fn first_run_id(status: &Value) -> String {
     status["runs"][0]["run_id"]
