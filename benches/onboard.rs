@@ -19,10 +19,10 @@ use connect_onboard::aws::{
     SsoAdminApi,
 };
 use connect_onboard::config;
-use connect_onboard::preflight;
+use connect_onboard::engine::{Engine, EngineOptions, Secrets, Workflow};
 use connect_onboard::steps;
 use connect_onboard::store::{self, RunRow, StepUpdate, Store};
-use connect_onboard::workflow::{Engine, EngineOptions, Secrets, Workflow};
+use connect_onboard::target;
 use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxOptions, Seed};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -60,7 +60,7 @@ async fn main() {
     let sdk = aws::load_sdk_config(None, None, Duration::from_secs(30)).await;
     let clients = Clients::new(&sdk, None, Some("us-east-1"), Some("us-east-1"));
     let cfg = config::sandbox();
-    let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin)
+    let (target, catalog) = target::discover(&cfg, &clients.connect, &clients.sso_admin)
         .await
         .unwrap();
     let env = connect_onboard::app::env_for(&clients, &target);
@@ -81,7 +81,7 @@ async fn main() {
                 &run,
                 &[("a".into(), serde_json::json!({}))],
                 &["s".into()],
-                "rollback",
+                connect_onboard::engine::OnFailure::Rollback,
             )
             .unwrap();
         store.acquire_lease("r", "a", "t", 600_000).unwrap();
@@ -95,7 +95,11 @@ async fn main() {
                     "t",
                     "s",
                     &StepUpdate {
-                        state: Some(if i % 2 == 0 { "running" } else { "done" }.into()),
+                        state: Some(if i % 2 == 0 {
+                            connect_onboard::engine::StepState::Running
+                        } else {
+                            connect_onboard::engine::StepState::Done
+                        }),
                         bump_attempts: true,
                         ..Default::default()
                     },
@@ -122,7 +126,7 @@ async fn main() {
                 ..Default::default()
             };
             let spec = agent::validate(&input, &cfg.defaults, IdentityMode::Saml).unwrap();
-            let subject = preflight::resolve(spec, &catalog).unwrap();
+            let subject = target::resolve(spec, &catalog).unwrap();
             subjects.push((
                 subject.agent.email.clone(),
                 serde_json::to_value(&subject).unwrap(),
@@ -140,7 +144,7 @@ async fn main() {
                 },
                 &subjects,
                 &wf.step_ids(),
-                "rollback",
+                connect_onboard::engine::OnFailure::Rollback,
             )
             .unwrap();
         let engine = Engine::new(
@@ -158,7 +162,7 @@ async fn main() {
                 .await
                 .unwrap();
             eng.push(t.elapsed());
-            assert_eq!(out.state, connect_onboard::workflow::AgentState::Done);
+            assert_eq!(out.state, connect_onboard::engine::AgentState::Done);
         }
         let calls: u64 = sb.calls().values().map(|c| c.calls).sum();
 

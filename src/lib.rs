@@ -2,16 +2,17 @@
 //! one durable workflow — checkpoint after every step, resume after any interruption without
 //! creating anything twice, roll back exactly what it created.
 //!
-//! Code map (see ARCHITECTURE.md for the data flow and invariants):
-//! - [`workflow`] — the generic durable engine and workflow definitions (no AWS in it).
-//! - [`store`] — the SQLite checkpoint store: runs, agents, steps, journal, leases.
-//! - [`agent`] — an agent's fields and every client-side validation rule.
-//! - [`config`] — the TOML configuration file.
-//! - [`aws`] — the AWS port: three small traits and their SDK implementations.
-//! - [`steps`] — the four onboarding actions over the port, and error classification.
-//! - [`preflight`] — reads and checks before the first write; name → id resolution.
+//! Code map, by layer (see ARCHITECTURE.md for the data flow and invariants); a layer uses
+//! only the layers listed after it:
+//! - [`cli`] — clap arguments, output, the one exit-code table, developer commands.
 //! - [`app`] — the operations behind the commands; returns data, never prints.
-//! - [`cli`] — clap, printing and exit codes.
+//! - [`target`] — preflight reads and checks before the first write; name → id resolution.
+//! - [`steps`] — the onboarding actions over the AWS port, and error classification.
+//! - [`aws`] — the AWS port: three small traits and their SDK implementations.
+//! - [`config`] — the TOML configuration file.
+//! - [`agent`] — an agent's fields and every client-side validation rule.
+//! - [`store`] — the SQLite state file and the in-memory journal (the engine's `Journal`).
+//! - [`engine`] — the generic durable engine and workflow definitions (no AWS in it).
 //!
 //! The local AWS emulator lives in its own crate, `connect-onboard-sandbox`.
 
@@ -20,7 +21,7 @@ pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
-pub mod preflight;
+pub mod engine;
 pub mod steps;
 pub mod store;
-pub mod workflow;
+pub mod target;

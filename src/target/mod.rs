@@ -42,6 +42,26 @@ pub struct Target {
     pub identity_center_profile: Option<String>,
 }
 
+impl Target {
+    /// A target with no ids yet (only the configured group and mode): enough to check a
+    /// workflow file against the actions' signatures before any AWS call.
+    pub fn placeholder(config: &Config) -> Target {
+        Target {
+            instance_id: String::new(),
+            identity_mode: IdentityMode::Saml,
+            identity_store_id: String::new(),
+            sso_instance_arn: String::new(),
+            application_arn: String::new(),
+            group: config.identity_center.group.clone(),
+            assignment: config.identity_center.assignment,
+            portal_url: String::new(),
+            connect_region: None,
+            identity_center_region: None,
+            identity_center_profile: None,
+        }
+    }
+}
+
 /// The instance's profiles and groups, for name resolution.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

@@ -1,315 +1,18 @@
-//! The embedded checkpoint store: one SQLite file (WAL, mode 0600) holding runs, agents,
-//! steps, an append-only event journal and the per-agent leases.
-//!
-//! Why here: the engine's durability rests on three properties this module guarantees, and
-//! nothing else touches SQL.
-//! - **One transaction per transition.** Every state change of a step or agent is one
-//!   `IMMEDIATE` transaction that also appends to `events`, so a crash leaves either the old
-//!   state or the new one, never half.
-//! - **Lease-checked writes.** Every checkpoint of an agent is conditioned on the caller still
-//!   holding that agent's lease (checked in the same transaction), so a driver that lost its
-//!   lease cannot overwrite the new holder's progress.
-//! - **Append-only migrations** keyed by `PRAGMA user_version` (cargo's pattern): entries are
-//!   never edited or removed, so old state files can always be resumed.
-//!
-//! The store knows nothing about AWS: subjects and outputs are opaque JSON.
+//! The SQLite state file: one file (WAL, `synchronous=FULL`, mode 0600) holding runs,
+//! agents, steps, the append-only `events` journal and the per-agent leases; the
+//! [`Journal`] implementation over it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 
-/// Schema migrations, applied in order. Never edit or remove an entry; append a new one.
-const MIGRATIONS: &[&str] = &[
-    // 1: initial schema
-    "CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        created_at TEXT NOT NULL,
-        workflow_name TEXT NOT NULL,
-        workflow TEXT NOT NULL,
-        meta TEXT NOT NULL
-     );
-     CREATE TABLE agents (
-        run_id TEXT NOT NULL REFERENCES runs(id),
-        agent_key TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        state TEXT NOT NULL,
-        on_failure TEXT NOT NULL,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        lease_token TEXT,
-        lease_holder TEXT,
-        lease_expires_ms INTEGER,
-        PRIMARY KEY (run_id, agent_key)
-     );
-     CREATE INDEX agents_by_key ON agents(agent_key);
-     CREATE TABLE steps (
-        run_id TEXT NOT NULL,
-        agent_key TEXT NOT NULL,
-        step_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        owned INTEGER NOT NULL DEFAULT 0,
-        unresolved INTEGER NOT NULL DEFAULT 0,
-        outputs TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        first_write_ms INTEGER,
-        last_error TEXT,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (run_id, agent_key, step_id),
-        FOREIGN KEY (run_id, agent_key) REFERENCES agents(run_id, agent_key)
-     );
-     CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        agent_key TEXT NOT NULL,
-        step_id TEXT,
-        kind TEXT NOT NULL,
-        detail TEXT
-     );",
-    // 2: the settle window runs from the latest write, not the first one
-    "ALTER TABLE steps ADD COLUMN last_write_ms INTEGER;",
-];
-
-/// Errors of the checkpoint store.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// SQLite failed (I/O, corruption, locking past the busy timeout).
-    #[error("state store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The state file could not be created or its permissions set.
-    #[error("state store {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The state file was written by a newer connect-onboard.
-    #[error("state store schema version {found} is newer than this build understands ({known})")]
-    TooNew {
-        /// Version in the file.
-        found: usize,
-        /// Newest version this build knows.
-        known: usize,
-    },
-    /// Another live process holds the agent's lease.
-    #[error("agent {agent} of run {run} is being worked on by {holder} (lease until {expires}); wait for it or stop that process")]
-    Leased {
-        /// Run id.
-        run: String,
-        /// Agent key.
-        agent: String,
-        /// Who holds it (host, pid).
-        holder: String,
-        /// When the lease expires (RFC 3339).
-        expires: String,
-    },
-    /// This process no longer holds the lease it is writing under.
-    #[error("lost the lease on agent {agent} of run {run}: another process took it over")]
-    LeaseLost {
-        /// Run id.
-        run: String,
-        /// Agent key.
-        agent: String,
-    },
-    /// A stored JSON column did not parse.
-    #[error("state store holds malformed {what}: {source}")]
-    Corrupt {
-        /// Which column.
-        what: &'static str,
-        /// The parse error.
-        source: serde_json::Error,
-    },
-    /// No such run or agent.
-    #[error("no {0} in the state store")]
-    NotFound(String),
-    /// The agent already has an unfinished onboarding.
-    #[error("{agent} already has an unfinished onboarding in run {run} (state {state}): use `connect-onboard resume {run}` or `connect-onboard rollback {run} --email {agent}` (or `release`)")]
-    Unfinished {
-        /// Agent key.
-        agent: String,
-        /// The earlier run.
-        run: String,
-        /// Its state.
-        state: String,
-    },
-}
-
-/// Result alias of this module.
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// Milliseconds since the Unix epoch (wall clock: these times outlive the process).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 UTC timestamp for humans and the status JSON.
-pub fn now_rfc3339() -> String {
-    fmt_ms(now_ms())
-}
-
-fn fmt_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// A step's checkpointed row.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepRow {
-    /// Step id from the workflow.
-    pub step_id: String,
-    /// Position in the workflow.
-    pub seq: i64,
-    /// State name (see `workflow::StepState`).
-    pub state: String,
-    /// Created by this run (so compensation may delete it).
-    pub owned: bool,
-    /// A write was sent whose outcome is unknown: if the resource exists, it is ours.
-    pub unresolved: bool,
-    /// Resource ids recorded after the write (or the adoption).
-    pub outputs: BTreeMap<String, String>,
-    /// Write attempts made.
-    pub attempts: i64,
-    /// When the first write was sent (ms).
-    pub first_write_ms: Option<i64>,
-    /// When the latest write (create or delete) was sent (ms): settle windows run from it.
-    pub last_write_ms: Option<i64>,
-    /// Last error, `CODE: message`.
-    pub last_error: Option<String>,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
-}
-
-/// An agent's checkpointed row.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AgentRow {
-    /// Run id.
-    pub run_id: String,
-    /// Agent key (the normalised email).
-    pub agent_key: String,
-    /// The validated, secret-free subject (JSON).
-    pub subject: serde_json::Value,
-    /// Agent state name (see `workflow::AgentState`).
-    pub state: String,
-    /// `rollback` or `keep`.
-    pub on_failure: String,
-    /// Last error.
-    pub last_error: Option<String>,
-    /// Created (RFC 3339).
-    pub created_at: String,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
-}
-
-/// A run's row.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunRow {
-    /// Run id.
-    pub id: String,
-    /// Created (RFC 3339).
-    pub created_at: String,
-    /// Workflow name.
-    pub workflow_name: String,
-    /// The workflow definition (TOML) the run was started with.
-    pub workflow: String,
-    /// Free-form run metadata (JSON), e.g. the resolved configuration.
-    pub meta: serde_json::Value,
-}
-
-/// A change to one step, applied in one transaction with its journal event.
-#[derive(Debug, Clone, Default)]
-pub struct StepUpdate {
-    /// New state.
-    pub state: Option<String>,
-    /// New owned flag.
-    pub owned: Option<bool>,
-    /// New unresolved flag.
-    pub unresolved: Option<bool>,
-    /// Replace outputs.
-    pub outputs: Option<BTreeMap<String, String>>,
-    /// Add one to attempts.
-    pub bump_attempts: bool,
-    /// A write is about to be sent: set last_write_ms, and first_write_ms if not yet set.
-    pub mark_write: bool,
-    /// Set (Some(Some)) or clear (Some(None)) the last error.
-    pub last_error: Option<Option<String>>,
-}
-
-/// Who holds a lease.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Holder {
-    /// Host name.
-    pub host: String,
-    /// Process id.
-    pub pid: u32,
-    /// Linux boot id (tells a reboot from a live process with a reused pid).
-    pub boot_id: String,
-    /// The PID namespace (`/proc/self/ns/pid`): pids only compare within one.
-    #[serde(default)]
-    pub pid_ns: String,
-    /// The process start time in clock ticks since boot (`/proc/PID/stat` field 22): tells
-    /// the holder from a later process that reused its pid.
-    #[serde(default)]
-    pub start_ticks: Option<u64>,
-}
-
-/// Field 22 of `/proc/<pid>/stat` (the start time), if the process exists.
-fn start_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-impl Holder {
-    /// The current process.
-    pub fn current() -> Holder {
-        Holder {
-            host: hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            pid: std::process::id(),
-            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
-            pid_ns: std::fs::read_link("/proc/self/ns/pid")
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            start_ticks: start_ticks("self"),
-        }
-    }
-
-    /// True only when the holder is known to be gone: same host, boot and PID namespace,
-    /// and no process with its pid, or one that started at another time (a reused pid).
-    /// Anything else (another host, container or boot; missing data) is presumed alive
-    /// until its lease expires.
-    fn is_dead(&self) -> bool {
-        let me = Holder::current();
-        let comparable = self.host == me.host
-            && !self.boot_id.is_empty()
-            && self.boot_id == me.boot_id
-            && !self.pid_ns.is_empty()
-            && self.pid_ns == me.pid_ns;
-        if !comparable || self.pid == me.pid {
-            return false;
-        }
-        match start_ticks(&self.pid.to_string()) {
-            None => true,
-            Some(t) => self.start_ticks.is_some_and(|mine| mine != t),
-        }
-    }
-}
+use super::lease::Holder;
+use super::schema::migrate;
+use super::{fmt_ms, now_ms, now_rfc3339, Error, Result, RunRow};
+use crate::engine::journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
+use crate::engine::{AgentState, OnFailure, StepState};
 
 /// The SQLite checkpoint store. Cheap to share behind an `Arc`.
 pub struct Store {
@@ -385,7 +88,7 @@ impl Store {
         run: &RunRow,
         agents: &[(String, serde_json::Value)],
         steps: &[String],
-        on_failure: &str,
+        on_failure: OnFailure,
     ) -> Result<()> {
         self.with_tx(|tx| insert_run(tx, run, agents, steps, on_failure))
     }
@@ -399,9 +102,9 @@ impl Store {
         run: &RunRow,
         agents: &[(String, serde_json::Value)],
         steps: &[String],
-        on_failure: &str,
-        open_states: &[&str],
-        holding_states: &[&str],
+        on_failure: OnFailure,
+        open_states: &[AgentState],
+        holding_states: &[AgentState],
     ) -> Result<()> {
         self.with_tx(|tx| {
             for (key, _) in agents {
@@ -416,8 +119,9 @@ impl Store {
                 })?;
                 for row in rows {
                     let (prev_run, state, holds) = row?;
-                    if open_states.contains(&state.as_str())
-                        || (holds && holding_states.contains(&state.as_str()))
+                    let parsed = AgentState::parse(&state)?;
+                    if open_states.contains(&parsed)
+                        || (holds && holding_states.contains(&parsed))
                     {
                         return Err(Error::Unfinished {
                             agent: key.clone(),
@@ -443,7 +147,7 @@ impl Store {
                 )
                 .optional()?;
             let Some((cur_token, holder, expires)) = row else {
-                return Err(Error::NotFound(format!("agent {agent} in run {run}")));
+                return Err(Error::from(JournalError::NotFound(format!("agent {agent} in run {run}"))));
             };
             let now = now_ms();
             if let (Some(cur), Some(exp)) = (cur_token, expires) {
@@ -454,12 +158,13 @@ impl Store {
                         let who = h
                             .map(|h| format!("pid {} on host {}", h.pid, h.host))
                             .unwrap_or_else(|| "another process".into());
-                        return Err(Error::Leased {
+                        return Err(JournalError::Leased {
                             run: run.into(),
                             agent: agent.into(),
                             holder: who,
                             expires: fmt_ms(exp),
-                        });
+                        }
+                        .into());
                     }
                 }
             }
@@ -481,10 +186,11 @@ impl Store {
                 params![run, agent, token, now_ms() + ttl_ms],
             )?;
             if n == 0 {
-                return Err(Error::LeaseLost {
+                return Err(JournalError::LeaseLost {
                     run: run.into(),
                     agent: agent.into(),
-                });
+                }
+                .into());
             }
             Ok(())
         })
@@ -515,10 +221,10 @@ impl Store {
         self.with_tx(|tx| {
             check_lease(tx, run, agent, token)?;
             let now = now_rfc3339();
-            if let Some(s) = &update.state {
+            if let Some(s) = update.state {
                 tx.execute(
                     "UPDATE steps SET state = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
-                    params![run, agent, step, s],
+                    params![run, agent, step, s.as_str()],
                 )?;
             }
             if let Some(o) = update.owned {
@@ -546,11 +252,11 @@ impl Store {
                     params![run, agent, step],
                 )?;
             }
-            if update.mark_write {
+            if let Some(at) = update.mark_write {
                 tx.execute(
                     "UPDATE steps SET first_write_ms = COALESCE(first_write_ms, ?4), last_write_ms = ?4
                      WHERE run_id = ?1 AND agent_key = ?2 AND step_id = ?3",
-                    params![run, agent, step, now_ms()],
+                    params![run, agent, step, at],
                 )?;
             }
             if let Some(e) = &update.last_error {
@@ -579,11 +285,12 @@ impl Store {
         run: &str,
         agent: &str,
         token: &str,
-        state: &str,
+        state: AgentState,
         last_error: Option<&str>,
     ) -> Result<()> {
         self.with_tx(|tx| {
             check_lease(tx, run, agent, token)?;
+            let state = state.as_str();
             tx.execute(
                 "UPDATE agents SET state = ?3, last_error = ?4, updated_at = ?5 WHERE run_id = ?1 AND agent_key = ?2",
                 params![run, agent, state, last_error, now_rfc3339()],
@@ -602,7 +309,7 @@ impl Store {
                 run_from_row,
             )
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("run {run}")))?
+            .ok_or_else(|| Error::from(JournalError::NotFound(format!("run {run}"))))?
         })
     }
 
@@ -637,22 +344,6 @@ impl Store {
         })
     }
 
-    /// Every agent row with this key, across runs, oldest first.
-    pub fn agents_by_key(&self, key: &str) -> Result<Vec<AgentRow>> {
-        self.with_conn(|c| {
-            let mut st = c.prepare(
-                "SELECT run_id, agent_key, subject, state, on_failure, last_error, created_at, updated_at
-                 FROM agents WHERE agent_key = ?1 ORDER BY created_at",
-            )?;
-            let rows = st.query_map(params![key], agent_from_row)?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.push(r??);
-            }
-            Ok(out)
-        })
-    }
-
     /// One agent.
     pub fn agent(&self, run: &str, agent: &str) -> Result<AgentRow> {
         self.with_conn(|c| {
@@ -663,7 +354,7 @@ impl Store {
                 agent_from_row,
             )
             .optional()?
-            .ok_or_else(|| Error::NotFound(format!("agent {agent} in run {run}")))?
+            .ok_or_else(|| Error::from(JournalError::NotFound(format!("agent {agent} in run {run}"))))?
         })
     }
 
@@ -680,7 +371,7 @@ impl Store {
                     StepRow {
                         step_id: r.get(0)?,
                         seq: r.get(1)?,
-                        state: r.get(2)?,
+                        state: StepState::Pending,
                         owned: r.get(3)?,
                         unresolved: r.get(4)?,
                         outputs: BTreeMap::new(),
@@ -691,11 +382,13 @@ impl Store {
                         updated_at: r.get(9)?,
                     },
                     outputs,
+                    r.get::<_, String>(2)?,
                 ))
             })?;
             let mut out = Vec::new();
             for r in rows {
-                let (mut row, outputs) = r?;
+                let (mut row, outputs, state) = r?;
+                row.state = StepState::parse(&state)?;
                 if let Some(o) = outputs {
                     row.outputs = serde_json::from_str(&o).map_err(|source| Error::Corrupt {
                         what: "step outputs",
@@ -711,6 +404,67 @@ impl Store {
     /// Number of journal events (for tests and benchmarks).
     pub fn event_count(&self) -> Result<i64> {
         self.with_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?))
+    }
+}
+
+/// The engine's journal over the state file (the inherent methods, their errors mapped).
+impl Journal for Store {
+    fn acquire_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::acquire_lease(self, run, agent, token, ttl_ms)?)
+    }
+    fn renew_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::renew_lease(self, run, agent, token, ttl_ms)?)
+    }
+    fn release_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::release_lease(self, run, agent, token)?)
+    }
+    fn update_step(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        step: &str,
+        update: &StepUpdate,
+        kind: &str,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::update_step(
+            self, run, agent, token, step, update, kind,
+        )?)
+    }
+    fn set_agent_state(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        state: AgentState,
+        last_error: Option<&str>,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::set_agent_state(
+            self, run, agent, token, state, last_error,
+        )?)
+    }
+    fn agent(&self, run: &str, agent: &str) -> std::result::Result<AgentRow, JournalError> {
+        Ok(Store::agent(self, run, agent)?)
+    }
+    fn steps(&self, run: &str, agent: &str) -> std::result::Result<Vec<StepRow>, JournalError> {
+        Ok(Store::steps(self, run, agent)?)
     }
 }
 
@@ -747,8 +501,14 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
                 }))
             }
         },
-        state: r.get(3)?,
-        on_failure: r.get(4)?,
+        state: match AgentState::parse(&r.get::<_, String>(3)?) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e.into())),
+        },
+        on_failure: match OnFailure::parse(&r.get::<_, String>(4)?) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e.into())),
+        },
         last_error: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
@@ -760,7 +520,7 @@ fn insert_run(
     run: &RunRow,
     agents: &[(String, serde_json::Value)],
     steps: &[String],
-    on_failure: &str,
+    on_failure: OnFailure,
 ) -> Result<()> {
     tx.execute(
                 "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -771,7 +531,7 @@ fn insert_run(
         tx.execute(
                     "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
                      VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-                    params![run.id, key, subject.to_string(), on_failure, now],
+                    params![run.id, key, subject.to_string(), on_failure.as_str(), now],
                 )?;
         for (seq, step) in steps.iter().enumerate() {
             tx.execute(
@@ -794,12 +554,15 @@ fn check_lease(tx: &rusqlite::Transaction<'_>, run: &str, agent: &str, token: &s
         )
         .optional()?;
     match cur {
-        None => Err(Error::NotFound(format!("agent {agent} in run {run}"))),
+        None => Err(Error::from(JournalError::NotFound(format!(
+            "agent {agent} in run {run}"
+        )))),
         Some(Some(t)) if t == token => Ok(()),
-        Some(_) => Err(Error::LeaseLost {
+        Some(_) => Err(JournalError::LeaseLost {
             run: run.into(),
             agent: agent.into(),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -818,26 +581,11 @@ fn journal(
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if version > MIGRATIONS.len() {
-        return Err(Error::TooNew {
-            found: version,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for m in &MIGRATIONS[version..] {
-        tx.execute_batch(m)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-    tx.commit()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::lease::start_ticks;
+    use crate::store::schema::MIGRATIONS;
 
     fn seeded() -> Store {
         let s = Store::open_in_memory().unwrap();
@@ -852,7 +600,7 @@ mod tests {
             &run,
             &[("a@x.io".into(), serde_json::json!({"k": 1}))],
             &["s1".into(), "s2".into()],
-            "rollback",
+            OnFailure::Rollback,
         )
         .unwrap();
         s
@@ -875,6 +623,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_stored_state_is_an_error_naming_it() {
+        let s = seeded();
+        s.with_conn(|c| {
+            c.execute(
+                "UPDATE steps SET state = 'finished' WHERE step_id = 's1'",
+                [],
+            )?;
+            c.execute("UPDATE agents SET state = 'paused'", [])?;
+            Ok(())
+        })
+        .unwrap();
+        let e = s.steps("r1", "a@x.io").unwrap_err().to_string();
+        assert!(e.contains("unknown step state \"finished\""), "{e}");
+        let e = s.agent("r1", "a@x.io").unwrap_err().to_string();
+        assert!(e.contains("unknown agent state \"paused\""), "{e}");
+    }
+
+    #[test]
     fn file_is_private_and_wal() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/state.db");
@@ -894,21 +660,27 @@ mod tests {
         s.acquire_lease("r1", "a@x.io", "t1", 60_000).unwrap();
         // Same process, other token: the holder is alive (it is us), so refused.
         let err = s.acquire_lease("r1", "a@x.io", "t2", 60_000).unwrap_err();
-        assert!(matches!(err, Error::Leased { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Journal(JournalError::Leased { .. })),
+            "{err}"
+        );
         assert!(err
             .to_string()
             .contains(&format!("pid {}", std::process::id())));
         // Writes under a token that does not hold the lease are refused.
         let up = StepUpdate {
-            state: Some("running".into()),
+            state: Some(StepState::Running),
             ..Default::default()
         };
         assert!(matches!(
             s.update_step("r1", "a@x.io", "t2", "s1", &up, "x"),
-            Err(Error::LeaseLost { .. })
+            Err(Error::Journal(JournalError::LeaseLost { .. }))
         ));
         s.update_step("r1", "a@x.io", "t1", "s1", &up, "x").unwrap();
-        assert_eq!(s.steps("r1", "a@x.io").unwrap()[0].state, "running");
+        assert_eq!(
+            s.steps("r1", "a@x.io").unwrap()[0].state,
+            StepState::Running
+        );
         s.renew_lease("r1", "a@x.io", "t1", 60_000).unwrap();
         assert!(s.renew_lease("r1", "a@x.io", "t2", 60_000).is_err());
     }
@@ -919,8 +691,8 @@ mod tests {
         s.acquire_lease("r1", "a@x.io", "t1", -1).unwrap();
         s.acquire_lease("r1", "a@x.io", "t2", 60_000).unwrap();
         assert!(matches!(
-            s.set_agent_state("r1", "a@x.io", "t1", "done", None),
-            Err(Error::LeaseLost { .. })
+            s.set_agent_state("r1", "a@x.io", "t1", AgentState::Done, None),
+            Err(Error::Journal(JournalError::LeaseLost { .. }))
         ));
     }
 
@@ -988,11 +760,11 @@ mod tests {
             "t",
             "s2",
             &StepUpdate {
-                state: Some("done".into()),
+                state: Some(StepState::Done),
                 owned: Some(true),
                 outputs: Some(out.clone()),
                 bump_attempts: true,
-                mark_write: true,
+                mark_write: Some(now_ms()),
                 ..Default::default()
             },
             "step_done",

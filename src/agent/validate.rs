@@ -1,0 +1,445 @@
+//! Validation of one agent's input for the instance's identity mode: all errors at once.
+
+use super::*;
+
+/// Trim an optional field; a present-but-blank value is an error (omit it instead).
+pub(super) fn opt_nonblank(
+    field: &str,
+    v: &Option<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let v = v.as_ref()?;
+    let t = v.trim();
+    if t.is_empty() {
+        errs.push(FieldError::new(
+            field,
+            v,
+            "must not be empty when given; omit the field instead",
+        ));
+        None
+    } else {
+        Some(t.to_string())
+    }
+}
+
+/// Primary email: trim + lower-case, required, Connect email pattern, ≤265, and
+/// a valid Identity Store UserName. Returns the normalised email if all pass.
+pub(super) fn validate_email(raw: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    if email.is_empty() {
+        errs.push(FieldError::new(
+            "email",
+            raw,
+            "required: the email is the agent's IAM Identity Center UserName and primary email (and the Connect username on SAML)",
+        ));
+        return None;
+    }
+    let before = errs.len();
+    let n = nchars(&email);
+    if n > EMAIL_MAX_CHARS {
+        errs.push(FieldError::new(
+            "email",
+            &email,
+            format!("must be at most {EMAIL_MAX_CHARS} characters, got {n}"),
+        ));
+    } else {
+        errs.extend(
+            (check_identity_store_username("email", &email))
+                .into_iter()
+                .map(FieldError::from),
+        );
+    }
+    if !EMAIL_RE.is_match(&email) {
+        errs.push(FieldError::new(
+            "email",
+            &email,
+            format!("must be an email address such as agent@example.com (pattern {EMAIL_PATTERN})"),
+        ));
+    }
+    (errs.len() == before).then_some(email)
+}
+
+pub(super) fn validate_secondary_email(
+    v: &Option<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let e = opt_nonblank("secondary_email", v, errs)?;
+    let n = nchars(&e);
+    let mut ok = true;
+    if n > EMAIL_MAX_CHARS {
+        errs.push(FieldError::new(
+            "secondary_email",
+            &e,
+            format!("must be at most {EMAIL_MAX_CHARS} characters, got {n}"),
+        ));
+        ok = false;
+    }
+    if !EMAIL_RE.is_match(&e) {
+        errs.push(FieldError::new(
+            "secondary_email",
+            &e,
+            format!("must be an email address such as agent@example.com (pattern {EMAIL_PATTERN})"),
+        ));
+        ok = false;
+    }
+    ok.then_some(e)
+}
+
+/// The Connect username for the mode. `email_norm` is the trimmed, lower-cased
+/// email; when `email_ok` is false it was already reported and no checks derived
+/// from it are made (to avoid duplicate noise).
+pub(super) fn validate_username(
+    given: &Option<String>,
+    email_norm: &str,
+    email_ok: bool,
+    mode: IdentityMode,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    match mode {
+        IdentityMode::Saml => {
+            let before = errs.len();
+            if let Some(g) = given {
+                if !email_norm.is_empty() && g.trim().to_lowercase() != email_norm {
+                    errs.push(FieldError::new(
+                        "username",
+                        g,
+                        format!(
+                            "must equal the email {email_norm:?} on a SAML instance (SAML sign-in needs Connect username == RoleSessionName == the Identity Center user's email); omit --username"
+                        ),
+                    ));
+                }
+            }
+            if !email_ok {
+                return None;
+            }
+            let e = email_norm;
+            let n = nchars(e);
+            if !(SAML_USERNAME_MIN_CHARS..=SAML_USERNAME_MAX_CHARS).contains(&n) {
+                errs.push(FieldError::new(
+                    "email",
+                    e,
+                    format!(
+                        "on a SAML instance the email is also the Connect username, which must be {SAML_USERNAME_MIN_CHARS} to {SAML_USERNAME_MAX_CHARS} characters (Connect SAML username and IAM RoleSessionName limit), got {n}"
+                    ),
+                ));
+            }
+            let bad = distinct_offenders(e, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+            if !bad.is_empty() {
+                let why_plus = if bad.contains(&'+') {
+                    "; '+' is not in Connect's SAML username character set, and on SAML the username cannot differ from the email (it must equal the RoleSessionName sent at sign-in), so a '+' address cannot sign in: use the agent's plain address"
+                } else {
+                    ""
+                };
+                errs.push(FieldError::new(
+                    "email",
+                    e,
+                    format!(
+                        "on a SAML instance the email is also the Connect username, which may contain only {CONNECT_USERNAME_CHARSET} (Connect SAML username ∩ IAM RoleSessionName); found {}{why_plus}",
+                        list_chars(&bad)
+                    ),
+                ));
+            }
+            (errs.len() == before).then(|| e.to_string())
+        }
+        IdentityMode::ConnectManaged | IdentityMode::ExistingDirectory => {
+            let (u, defaulted) = match given {
+                Some(g) => {
+                    let t = g.trim();
+                    if t.is_empty() {
+                        errs.push(FieldError::new(
+                            "username",
+                            g,
+                            "must not be empty when given; omit it to use the email",
+                        ));
+                        return None;
+                    }
+                    (t.to_string(), false)
+                }
+                None if email_ok => (email_norm.to_string(), true),
+                None => return None,
+            };
+            let before = errs.len();
+            let n = nchars(&u);
+            if n > NON_SAML_USERNAME_MAX_CHARS {
+                let hint = if defaulted {
+                    " (it defaults to the email); give a shorter one with --username"
+                } else {
+                    ""
+                };
+                errs.push(FieldError::new(
+                    "username",
+                    &u,
+                    format!(
+                        "must be at most {NON_SAML_USERNAME_MAX_CHARS} characters on a {mode} instance (Connect's limit for non-SAML usernames), got {n}{hint}"
+                    ),
+                ));
+            }
+            if !CONNECT_USERNAME_RE.is_match(&u) {
+                let bad =
+                    distinct_offenders(&u, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+                errs.push(FieldError::new(
+                    "username",
+                    &u,
+                    format!(
+                        "may contain only {CONNECT_USERNAME_CHARSET}; found {}",
+                        list_chars(&bad)
+                    ),
+                ));
+            } else if u.contains('@') && !EMAIL_RE.is_match(&u) {
+                errs.push(FieldError::new(
+                    "username",
+                    &u,
+                    "may contain '@' only in email form (\"testuser@example.com\" is fine, \"testuser@example\" is not)",
+                ));
+            }
+            (errs.len() == before).then_some(u)
+        }
+    }
+}
+
+pub(super) fn validate_name(
+    field: &str,
+    raw: &str,
+    max: usize,
+    mode: IdentityMode,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let v = raw.trim();
+    if v.is_empty() {
+        errs.push(FieldError::new(
+            field,
+            raw,
+            "required: IAM Identity Center needs GivenName and FamilyName, and Connect needs them on SAML and CONNECT_MANAGED instances",
+        ));
+        return None;
+    }
+    let before = errs.len();
+    if !is_nfc(v) {
+        let nfc: String = v.nfc().collect();
+        errs.push(FieldError::new(
+            field,
+            v,
+            format!(
+                "must be in Unicode NFC form (Connect rejects non-NFC names); its NFC form is {nfc:?}"
+            ),
+        ));
+    }
+    let n = nchars(v);
+    if n > max {
+        errs.push(FieldError::new(
+            field,
+            v,
+            format!("must be 1 to {max} characters on a {mode} instance (Connect limit), got {n}"),
+        ));
+    }
+    errs.extend(
+        (check_identity_store_string(field, v))
+            .into_iter()
+            .map(FieldError::from),
+    );
+    (errs.len() == before).then(|| v.to_string())
+}
+
+/// Validate one agent against the rules of the instance's identity `mode`,
+/// applying `defaults`. Collects all errors.
+pub fn validate(
+    input: &AgentInput,
+    defaults: &Defaults,
+    mode: IdentityMode,
+) -> Result<AgentSpec, ValidationErrors> {
+    let mut errs: Vec<FieldError> = Vec::new();
+
+    let email = validate_email(&input.email, &mut errs);
+    let email_norm = input.email.trim().to_lowercase();
+    let username = validate_username(
+        &input.username,
+        &email_norm,
+        email.is_some(),
+        mode,
+        &mut errs,
+    );
+
+    let (first_max, last_max) = match mode {
+        IdentityMode::Saml | IdentityMode::ExistingDirectory => (255, 300),
+        IdentityMode::ConnectManaged => (255, 256),
+    };
+    let first = validate_name("first_name", &input.first_name, first_max, mode, &mut errs);
+    let last = validate_name("last_name", &input.last_name, last_max, mode, &mut errs);
+    let display_name = match (&first, &last) {
+        (Some(f), Some(l)) => {
+            let d = format!("{f} {l}");
+            let e = check_identity_store_string("display_name", &d);
+            if e.is_empty() {
+                Some(d)
+            } else {
+                errs.extend((e).into_iter().map(FieldError::from));
+                None
+            }
+        }
+        _ => None,
+    };
+
+    // Password
+    match (mode, &input.password) {
+        (IdentityMode::Saml, Some(_)) => errs.push(FieldError::redacted(
+            "password",
+            "the instance uses SAML: Connect rejects a password (agents sign in through IAM Identity Center)",
+        )),
+        (IdentityMode::ExistingDirectory, Some(_)) => errs.push(FieldError::redacted(
+            "password",
+            "the instance uses EXISTING_DIRECTORY: Connect rejects a password (agents sign in with their directory credentials)",
+        )),
+        (IdentityMode::ConnectManaged, Some(p)) => {
+            if let Err(e) = check_password(p) {
+                errs.push(e);
+            }
+        }
+        _ => {}
+    }
+
+    // DirectoryUserId
+    let directory_user_id = opt_nonblank("directory_user_id", &input.directory_user_id, &mut errs);
+    if let (Some(d), true) = (&directory_user_id, mode != IdentityMode::ExistingDirectory) {
+        errs.push(FieldError::new(
+            "directory_user_id",
+            d,
+            format!(
+                "only allowed on an EXISTING_DIRECTORY instance; this instance uses {mode}, where Connect returns an error if DirectoryUserId is included"
+            ),
+        ));
+    }
+
+    let secondary_email = validate_secondary_email(&input.secondary_email, &mut errs);
+
+    let mobile = opt_nonblank("mobile", &input.mobile, &mut errs);
+    if let Some(m) = &mobile {
+        if let Err(e) = check_e164("mobile", m) {
+            errs.push(e.into());
+        }
+    }
+
+    // Phone
+    let phone_type = input.phone_type.unwrap_or(defaults.phone_type);
+    let desk_raw = input.desk_phone_number.as_deref();
+    let desk_phone_number = match desk_raw {
+        Some(d) if d.trim().is_empty() => {
+            // Blank counts as "not given" for the desk/soft rule, but say so.
+            match check_phone(phone_type, None) {
+                Ok(n) => {
+                    errs.push(FieldError::new(
+                        "desk_phone_number",
+                        d,
+                        "must not be empty when given; omit the field instead",
+                    ));
+                    n
+                }
+                Err(e) => {
+                    errs.push(e.into());
+                    None
+                }
+            }
+        }
+        _ => match check_phone(phone_type, desk_raw) {
+            Ok(n) => n,
+            Err(e) => {
+                errs.push(e.into());
+                None
+            }
+        },
+    };
+
+    let auto_accept = input.auto_accept.unwrap_or(defaults.auto_accept);
+    let acw_timeout = match check_acw_timeout(
+        "acw_timeout",
+        input.acw_timeout.unwrap_or(defaults.acw_timeout),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            errs.push(e.into());
+            0
+        }
+    };
+
+    // Security profiles
+    let sp_source: &[String] = if input.security_profiles.is_empty() {
+        &defaults.security_profiles
+    } else {
+        &input.security_profiles
+    };
+    let security_profiles = match check_security_profiles("security_profiles", sp_source) {
+        Ok(v) => v,
+        Err(e) => {
+            errs.extend((e).into_iter().map(FieldError::from));
+            Vec::new()
+        }
+    };
+
+    // Routing profile
+    let routing_profile = match &input.routing_profile {
+        Some(r) => opt_nonblank("routing_profile", &Some(r.clone()), &mut errs).unwrap_or_default(),
+        None => {
+            let d = defaults.routing_profile.trim();
+            if d.is_empty() {
+                errs.push(FieldError::new(
+                    "routing_profile",
+                    &defaults.routing_profile,
+                    "required: give a routing profile name or id (none given and the configured default is empty)",
+                ));
+            }
+            d.to_string()
+        }
+    };
+
+    let hierarchy_group = if input.hierarchy_group.is_some() {
+        opt_nonblank("hierarchy_group", &input.hierarchy_group, &mut errs)
+    } else {
+        opt_nonblank("hierarchy_group", &defaults.hierarchy_group, &mut errs)
+    };
+
+    // Tags: defaults, then the agent's own (agent wins); duplicates within the agent's list are errors.
+    let mut tags = defaults.tags.clone();
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, v) in &input.tags {
+        if seen.contains(&k.as_str()) {
+            errs.push(FieldError::new(
+                tag_field("tags", k),
+                k,
+                "tag key given more than once for this agent",
+            ));
+            continue;
+        }
+        seen.push(k);
+        tags.insert(k.clone(), v.clone());
+    }
+    errs.extend(
+        (check_tags("tags", &tags))
+            .into_iter()
+            .map(FieldError::from),
+    );
+
+    if !errs.is_empty() {
+        return Err(ValidationErrors(errs));
+    }
+    let email = email.expect("no errors implies a valid email");
+    Ok(AgentSpec {
+        email,
+        username: username.expect("no errors implies a valid username"),
+        first_name: first.expect("no errors implies a first name"),
+        last_name: last.expect("no errors implies a last name"),
+        display_name: display_name.expect("no errors implies a display name"),
+        identity_mode: mode,
+        routing_profile,
+        security_profiles,
+        hierarchy_group,
+        phone_type,
+        desk_phone_number,
+        auto_accept,
+        acw_timeout,
+        secondary_email,
+        mobile,
+        directory_user_id,
+        tags,
+        needs_password: mode == IdentityMode::ConnectManaged,
+        send_email_to_connect: mode == IdentityMode::ConnectManaged,
+    })
+}

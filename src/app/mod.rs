@@ -1,0 +1,263 @@
+//! Operations behind the commands: onboard, resume, rollback, release, status. Each wires
+//! the configuration, the AWS clients, the checkpoint store and the engine together and
+//! returns data; printing is the CLI's job.
+//!
+//! Invariants kept here: nothing is written (to AWS or to the state store) before the
+//! configuration, the workflow and the agent have all been checked (preflight); a run
+//! records its resolved target, so `resume` and `rollback` act on exactly the instance,
+//! identity store and application the run started with, whatever the config says now.//!
+//! The parts: this file (errors, the loaded context, engine wiring), `env` (every
+//! environment knob, read in one place), `onboard`, `runs` (resume, rollback, release) and
+//! `status`, one file per operation. Nothing here prints or decides an exit code.
+
+pub mod env;
+mod onboard;
+mod runs;
+mod status;
+
+pub use env::PASSWORD_ENV;
+pub use onboard::{onboard, OnboardReport};
+pub use runs::{release, resume, rollback, RunsReport};
+pub use status::{status, AgentStatus, RunStatus, StepStatus};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::agent::FieldError;
+use crate::aws::{self, Clients};
+use crate::config::Config;
+use crate::engine::{self, EngineOptions, OnFailure, Workflow};
+use crate::steps::{self, Env};
+use crate::store::{self, Store};
+use crate::target::{self, Target};
+
+/// The built-in workflow, embedded.
+pub const BUILTIN_WORKFLOW: &str = include_str!("../../workflows/onboard-agent.toml");
+
+/// Errors that stop an operation. `Input` ones come before any write (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration, workflow, agent field or arguments.
+    #[error("{0}")]
+    Input(String),
+    /// Invalid agent fields.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Fields(Vec<FieldError>),
+    /// Preflight failed.
+    #[error(transparent)]
+    Preflight(#[from] target::Error),
+    /// The engine or the store failed.
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl Error {
+    /// Whether the error is an input/usage error that came before any write.
+    pub fn is_input(&self) -> bool {
+        match self {
+            Error::Input(_) | Error::Fields(_) => true,
+            Error::Preflight(target::Error::Config(_)) => true,
+            // A read that failed for a passing reason (throttled, 5xx, network) is not the
+            // user's input; one that was refused (access denied, validation) is setup.
+            Error::Preflight(target::Error::Aws { source, .. }) => {
+                !(source.is_throttling() || source.is_server_or_transport())
+            }
+            Error::Engine(_) | Error::Store(_) => false,
+        }
+    }
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// Config file.
+    pub config: PathBuf,
+    /// State file override.
+    pub state: Option<PathBuf>,
+    /// Workflow file override.
+    pub workflow: Option<PathBuf>,
+    /// AWS profile.
+    pub profile: Option<String>,
+    /// AWS region override (both services).
+    pub region: Option<String>,
+}
+
+/// Loaded configuration plus where the state lives.
+pub struct Context {
+    /// The configuration (absent for commands on an existing state file given by `--state`).
+    config: Option<Config>,
+    /// The state file.
+    pub state_path: PathBuf,
+    pub(crate) globals: Globals,
+}
+
+/// Where a run's clients point, resolved once and recorded in the run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Regions {
+    pub(crate) connect: Option<String>,
+    pub(crate) identity_center: Option<String>,
+    /// Profile of the Identity Center clients (else the global one).
+    pub(crate) identity_center_profile: Option<String>,
+}
+
+impl Context {
+    /// Loads the config file named by `globals` (exit-2 errors name the key).
+    pub fn load(globals: &Globals) -> Result<Context, Error> {
+        let config = Config::load(&globals.config).map_err(|e| {
+            let hint = if matches!(e, crate::config::ConfigError::Read { .. }) {
+                " (create one with `connect-onboard init`)"
+            } else {
+                ""
+            };
+            Error::Input(format!("{e}{hint}"))
+        })?;
+        Ok(Context::from_config(config, globals))
+    }
+
+    /// For commands on existing runs (resume, rollback, release, status): the config file
+    /// is optional when `--state` names the state file, since every run records its target.
+    pub fn load_for_state(globals: &Globals) -> Result<Context, Error> {
+        if globals.state.is_some() && !globals.config.exists() {
+            return Ok(Context {
+                config: None,
+                state_path: globals.state.clone().unwrap_or_default(),
+                globals: globals.clone(),
+            });
+        }
+        Context::load(globals)
+    }
+
+    /// Wraps an already loaded configuration.
+    pub fn from_config(config: Config, globals: &Globals) -> Context {
+        let state_path = globals
+            .state
+            .clone()
+            .unwrap_or_else(|| config.state.path.clone());
+        Context {
+            config: Some(config),
+            state_path,
+            globals: globals.clone(),
+        }
+    }
+
+    /// The configuration; onboarding needs one.
+    pub fn config(&self) -> Result<&Config, Error> {
+        self.config.as_ref().ok_or_else(|| {
+            Error::Input(format!(
+                "no config file at {} (create one with `connect-onboard init`)",
+                self.globals.config.display()
+            ))
+        })
+    }
+
+    /// The regions for a new run. Connect: `--region`, else the config, else the AWS
+    /// chain's. Identity Center: `identity_center.region` (its home region is its own),
+    /// else the Connect region.
+    pub(crate) fn new_run_regions(&self) -> Regions {
+        let cfg = self.config.as_ref();
+        let connect = self
+            .globals
+            .region
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.connect.region()).map(str::to_string));
+        let identity_center = cfg
+            .and_then(|c| c.identity_center.region.clone())
+            .or_else(|| connect.clone());
+        Regions {
+            connect,
+            identity_center,
+            identity_center_profile: cfg.and_then(|c| c.identity_center.profile.clone()),
+        }
+    }
+
+    /// Clients for `regions`; a region left open is the AWS chain's, and is filled in.
+    pub(crate) async fn clients(&self, regions: &mut Regions) -> Clients {
+        let sdk = aws::load_sdk_config(
+            self.globals.profile.as_deref(),
+            self.globals.region.as_deref(),
+            env::attempt_timeout(),
+        )
+        .await;
+        let chain = sdk.region().map(|r| r.to_string());
+        regions.connect = regions.connect.clone().or_else(|| chain.clone());
+        regions.identity_center = regions.identity_center.clone().or(chain);
+        let ic_sdk = match &regions.identity_center_profile {
+            Some(p) => Some(aws::load_sdk_config(Some(p), None, env::attempt_timeout()).await),
+            None => None,
+        };
+        Clients::new(
+            &sdk,
+            ic_sdk.as_ref(),
+            regions.connect.as_deref(),
+            regions.identity_center.as_deref(),
+        )
+    }
+
+    pub(crate) fn open_store(&self) -> Result<Arc<Store>, Error> {
+        Ok(Arc::new(Store::open(&self.state_path)?))
+    }
+
+    pub(crate) fn existing_store(&self) -> Result<Arc<Store>, Error> {
+        if !self.state_path.exists() {
+            return Err(Error::Input(format!(
+                "no state file at {}: no onboarding has run with this state file yet (see --state or [state] path)",
+                self.state_path.display()
+            )));
+        }
+        self.open_store()
+    }
+}
+
+/// Per-process engine settings (progress callback, test hooks).
+#[derive(Clone, Default)]
+pub struct RunSettings {
+    /// Progress callback.
+    pub progress: Option<engine::ProgressFn>,
+    /// What to do on a permanent failure.
+    pub on_failure: OnFailure,
+}
+
+pub(crate) fn engine_options(settings: &RunSettings) -> Result<EngineOptions, Error> {
+    let mut opts = EngineOptions {
+        progress: settings.progress.clone(),
+        ..Default::default()
+    };
+    opts.crash_at = env::crash_at().map_err(Error::Input)?;
+    if let Some(ttl) = env::lease_ttl_ms().map_err(Error::Input)? {
+        opts.lease_ttl_ms = ttl;
+    }
+    Ok(opts)
+}
+
+/// The actions' environment for `target`, over the SDK clients.
+pub fn env_for(clients: &Clients, target: &Target) -> Env {
+    Env {
+        connect: Arc::new(clients.connect.clone()),
+        identity_store: Arc::new(clients.identity_store.clone()),
+        sso_admin: Arc::new(clients.sso_admin.clone()),
+        instance_id: target.instance_id.clone(),
+        identity_store_id: target.identity_store_id.clone(),
+        application_arn: target.application_arn.clone(),
+        group: target.group.clone(),
+        assignment: target.assignment,
+    }
+}
+
+pub(crate) fn load_workflow(path: Option<&Path>, env: &Env) -> Result<Workflow, Error> {
+    let (source, origin) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::Input(format!("cannot read workflow {}: {e}", p.display())))?,
+            p.display().to_string(),
+        ),
+        None => (
+            BUILTIN_WORKFLOW.to_string(),
+            "built-in onboard-agent".to_string(),
+        ),
+    };
+    Workflow::parse(&source, &origin, &steps::registry(env))
+        .map_err(|e| Error::Input(e.to_string()))
+}

@@ -1,0 +1,132 @@
+//! `onboard`: one agent, validated and resolved before any write, then its workflow in a
+//! new run.
+
+use std::sync::Arc;
+
+use crate::agent::{self, AgentInput, FieldError};
+use crate::engine::{AgentState, Engine, EngineOptions, PlannedStep, Secrets};
+use crate::steps;
+use crate::store::{self, MemoryJournal, RunRow};
+use crate::target::{self, Target};
+
+use super::status::{run_status, RunStatus};
+use super::{engine_options, env_for, load_workflow, Context, Error, RunSettings, PASSWORD_ENV};
+
+#[derive(Debug)]
+pub enum OnboardReport {
+    /// A dry run: the plan, nothing written.
+    Plan {
+        /// Agent email.
+        agent: String,
+        /// Steps.
+        steps: Vec<PlannedStep>,
+    },
+    /// A real run.
+    Run(RunStatus),
+}
+
+/// Onboards one agent: preflight, validation, then the workflow in a new run.
+pub async fn onboard(
+    ctx: &Context,
+    input: AgentInput,
+    secrets: Secrets,
+    dry_run: bool,
+    settings: &RunSettings,
+) -> Result<OnboardReport, Error> {
+    let config = ctx.config()?;
+    let mut regions = ctx.new_run_regions();
+    let clients = ctx.clients(&mut regions).await;
+    // The workflow is checked once, before any AWS call: validation needs only the actions'
+    // signatures, so the registry over placeholder ids serves, and the parsed workflow is
+    // the one the engine runs.
+    let wf = load_workflow(
+        ctx.globals.workflow.as_deref(),
+        &env_for(&clients, &Target::placeholder(config)),
+    )?;
+    let (mut target, catalog) =
+        target::discover(config, &clients.connect, &clients.sso_admin).await?;
+    target.connect_region = regions.connect.clone();
+    target.identity_center_region = regions.identity_center.clone();
+    target.identity_center_profile = regions.identity_center_profile.clone();
+    // The password may arrive as a secret (environment, stdin): validate it like a field.
+    let mut input = input;
+    if input.password.is_none() {
+        input.password = secrets
+            .get(steps::PASSWORD)
+            .map(|p| agent::Secret::new(p.to_string()));
+    }
+    let spec = agent::validate(&input, &config.defaults, target.identity_mode)
+        .map_err(|e| Error::Fields(e.0))?;
+    let subject = target::resolve(spec, &catalog).map_err(Error::Fields)?;
+    let mut secrets = secrets;
+    if let Some(p) = &input.password {
+        secrets.insert(steps::PASSWORD, p.expose().to_string());
+    }
+    if subject.agent.needs_password && secrets.get(steps::PASSWORD).is_none() {
+        return Err(Error::Fields(vec![FieldError::redacted(
+            "password",
+            format!(
+                "instance {} stores users in Amazon Connect (CONNECT_MANAGED): a password is required (set {PASSWORD_ENV} or use --password-stdin)",
+                target.instance_id
+            ),
+        )]));
+    }
+    let registry = steps::registry(&env_for(&clients, &target));
+    let email = subject.agent.email.clone();
+
+    if dry_run {
+        // A dry run writes nothing anywhere: its journal is in memory.
+        let engine = Engine::new(
+            wf,
+            registry,
+            Arc::new(MemoryJournal::default()),
+            EngineOptions::default(),
+        );
+        let steps = engine.plan(&subject, &secrets).await;
+        return Ok(OnboardReport::Plan {
+            agent: email,
+            steps,
+        });
+    }
+
+    let store = ctx.open_store()?;
+    let run_id = new_run_id();
+    let run = RunRow {
+        id: run_id.clone(),
+        created_at: store::now_rfc3339(),
+        workflow_name: wf.name.clone(),
+        workflow: wf.source.clone(),
+        meta: serde_json::to_value(&target).unwrap_or_default(),
+    };
+    let subject_json = serde_json::to_value(&subject).map_err(|e| Error::Input(e.to_string()))?;
+    // One live onboarding per agent: an earlier run that is unfinished, or failed but still
+    // holds resources, must be resumed, rolled back or released first. The check and the
+    // insert are one transaction.
+    let open: Vec<AgentState> = AgentState::ALL
+        .into_iter()
+        .filter(|s| s.unfinished())
+        .collect();
+    store
+        .create_run_exclusive(
+            &run,
+            &[(email.clone(), subject_json)],
+            &wf.step_ids(),
+            settings.on_failure,
+            &open,
+            &[AgentState::Failed],
+        )
+        .map_err(|e| match e {
+            e @ store::Error::Unfinished { .. } => Error::Input(e.to_string()),
+            e => Error::Store(e),
+        })?;
+    let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);
+    engine.run_agent(&run_id, &email, &secrets).await?;
+    Ok(OnboardReport::Run(run_status(&store, &run_id)?))
+}
+
+fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+    format!("r-{}-{suffix}", now.format(&fmt).unwrap_or_default())
+}

@@ -1,0 +1,198 @@
+//! Operations on stored runs: `resume`, `rollback`, `release`. Each rebuilds the engine
+//! from the run's own snapshot (workflow text and target), not from today's config.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::agent;
+use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
+use crate::steps::{self, Subject};
+use crate::store::{RunRow, Store};
+use crate::target::Target;
+
+use super::status::{run_status, RunStatus};
+use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
+
+/// Rebuilds the engine of a stored run: its own workflow snapshot and target.
+async fn engine_for_run(
+    ctx: &Context,
+    store: &Arc<Store>,
+    run: &RunRow,
+    settings: &RunSettings,
+) -> Result<Engine<Subject>, Error> {
+    let target: Target = serde_json::from_value(run.meta.clone())
+        .map_err(|e| Error::Input(format!("run {}: stored target does not parse: {e}", run.id)))?;
+    // The run's own regions (recorded at onboard), not today's config.
+    let mut regions = Regions {
+        connect: target.connect_region.clone(),
+        identity_center: target.identity_center_region.clone(),
+        identity_center_profile: target.identity_center_profile.clone(),
+    };
+    let clients = ctx.clients(&mut regions).await;
+    let registry = steps::registry(&env_for(&clients, &target));
+    let wf = Workflow::parse(&run.workflow, &format!("of run {}", run.id), &registry)
+        .map_err(|e| Error::Input(e.to_string()))?;
+    Ok(Engine::new(
+        wf,
+        registry,
+        store.clone(),
+        engine_options(settings)?,
+    ))
+}
+
+fn secrets_for(subject: &serde_json::Value, base: &Secrets) -> Result<(), String> {
+    let needs = subject
+        .pointer("/agent/needs_password")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if !needs {
+        return Ok(());
+    }
+    match base.get(steps::PASSWORD) {
+        None => Err(format!(
+            "needs its password again (it is never stored): set {PASSWORD_ENV} or use --password-stdin"
+        )),
+        // Checked before it is sent, as at onboard: a typo must not turn a resumable agent
+        // into a failed one.
+        Some(p) => agent::check_password(&agent::Secret::new(p.to_string())).map_err(|e| e.to_string()),
+    }
+}
+
+/// What `resume` or `rollback` did.
+#[derive(Debug, Serialize)]
+pub struct RunsReport {
+    /// Status of every run touched.
+    pub runs: Vec<RunStatus>,
+    /// Agents skipped, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Finishes every interrupted or unfinished agent of one run, or of all runs.
+pub async fn resume(
+    ctx: &Context,
+    run_id: Option<&str>,
+    secrets: Secrets,
+    settings: &RunSettings,
+) -> Result<RunsReport, Error> {
+    let store = ctx.existing_store()?;
+    let runs = match run_id {
+        Some(id) => vec![store.run(id)?],
+        None => store.runs()?,
+    };
+    let mut report = RunsReport {
+        runs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for run in runs {
+        let agents = store.agents(&run.id)?;
+        let attention: Vec<_> = agents
+            .iter()
+            .filter(|a| a.state == AgentState::NeedsAttention)
+            .collect();
+        for a in &attention {
+            report.skipped.push(format!(
+                "{} (run {}): needs attention after a failed compensation; fix the cause, then `connect-onboard rollback {} --email {}`",
+                a.agent_key, run.id, run.id, a.agent_key
+            ));
+        }
+        if !agents.iter().any(|a| a.state.resumable()) {
+            if run_id.is_some() || !attention.is_empty() {
+                report.runs.push(run_status(&store, &run.id)?);
+            }
+            continue;
+        }
+        let engine = engine_for_run(ctx, &store, &run, settings).await?;
+        for a in agents {
+            if !a.state.resumable() {
+                continue;
+            }
+            // Only an agent going forward may still send the password (a rollback does not).
+            let password_steps: Vec<&str> = engine
+                .workflow()
+                .steps
+                .iter()
+                .filter(|s| s.action == steps::PASSWORD_ACTION)
+                .map(|s| s.id.as_str())
+                .collect();
+            let needs_connect = a.state != AgentState::RollingBack
+                && store.steps(&run.id, &a.agent_key)?.iter().any(|s| {
+                    password_steps.contains(&s.step_id.as_str())
+                        && !matches!(s.state, StepState::Done | StepState::Adopted)
+                });
+            if needs_connect {
+                if let Err(why) = secrets_for(&a.subject, &secrets) {
+                    report
+                        .skipped
+                        .push(format!("{} (run {}): {why}", a.agent_key, run.id));
+                    continue;
+                }
+            }
+            match engine.run_agent(&run.id, &a.agent_key, &secrets).await {
+                Ok(_) => {}
+                Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
+                    report.skipped.push(e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        report.runs.push(run_status(&store, &run.id)?);
+    }
+    Ok(report)
+}
+
+/// Compensates the owned steps of a run, or of one agent in it.
+pub async fn rollback(
+    ctx: &Context,
+    run_id: &str,
+    email: Option<&str>,
+    secrets: Secrets,
+    settings: &RunSettings,
+) -> Result<RunsReport, Error> {
+    let store = ctx.existing_store()?;
+    let run = store.run(run_id)?;
+    let engine = engine_for_run(ctx, &store, &run, settings).await?;
+    let mut report = RunsReport {
+        runs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let email = email.map(|e| e.trim().to_lowercase());
+    let agents = store.agents(run_id)?;
+    if let Some(e) = &email {
+        if !agents.iter().any(|a| &a.agent_key == e) {
+            return Err(Error::Input(format!("run {run_id} has no agent {e}")));
+        }
+    }
+    for a in agents {
+        if email.as_ref().is_some_and(|e| e != &a.agent_key) {
+            continue;
+        }
+        if a.state == AgentState::Released {
+            report.skipped.push(format!(
+                "{}: released; its resources are no longer managed",
+                a.agent_key
+            ));
+            continue;
+        }
+        match engine.rollback_agent(run_id, &a.agent_key, &secrets).await {
+            Ok(_) => {}
+            Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
+                report.skipped.push(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    report.runs.push(run_status(&store, run_id)?);
+    Ok(report)
+}
+
+/// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
+pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStatus, Error> {
+    let store = ctx.existing_store()?;
+    let run = store.run(run_id)?;
+    let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
+    let email = email.trim().to_lowercase();
+    store.agent(run_id, &email)?;
+    engine.release_agent(run_id, &email)?;
+    run_status(&store, run_id)
+}

@@ -1,0 +1,122 @@
+//! `status`: what the state file says about runs, agents and steps, as the JSON `status
+//! --json` prints.
+
+use serde::Serialize;
+
+use crate::engine::{AgentState, StepState};
+use crate::store::Store;
+
+use super::{Context, Error};
+
+/// Status of one run, or of every run.
+pub fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus>, Error> {
+    let store = ctx.existing_store()?;
+    match run_id {
+        Some(id) => Ok(vec![run_status(&store, id)?]),
+        None => store
+            .runs()?
+            .iter()
+            .map(|r| run_status(&store, &r.id))
+            .collect(),
+    }
+}
+
+/// One run, as `status --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    /// Run id.
+    pub run_id: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Where it onboards.
+    pub target: serde_json::Value,
+    /// Agents.
+    pub agents: Vec<AgentStatus>,
+}
+
+/// One agent of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    /// Normalised email (the agent's key).
+    pub email: String,
+    /// Agent state.
+    pub state: AgentState,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Where the agent signs in.
+    pub portal_url: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Steps in order.
+    pub steps: Vec<StepStatus>,
+}
+
+/// One step of an agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStatus {
+    /// Step id.
+    pub id: String,
+    /// Step state.
+    pub state: StepState,
+    /// Created by this run (compensation may delete it).
+    pub owned: bool,
+    /// Adopted: found existing and left alone by compensation.
+    pub adopted: bool,
+    /// A write whose outcome is not known yet.
+    pub unresolved: bool,
+    /// Resource ids.
+    pub resources: std::collections::BTreeMap<String, String>,
+    /// Write attempts.
+    pub attempts: i64,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error> {
+    let run = store.run(run_id)?;
+    let portal = run
+        .meta
+        .get("portal_url")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let mut agents = Vec::new();
+    for a in store.agents(run_id)? {
+        let steps = store
+            .steps(run_id, &a.agent_key)?
+            .into_iter()
+            .map(|s| StepStatus {
+                adopted: s.state == StepState::Adopted,
+                id: s.step_id,
+                state: s.state,
+                owned: s.owned,
+                unresolved: s.unresolved,
+                resources: s.outputs,
+                attempts: s.attempts,
+                last_error: s.last_error,
+                updated_at: s.updated_at,
+            })
+            .collect();
+        agents.push(AgentStatus {
+            email: a.agent_key,
+            state: a.state,
+            last_error: a.last_error,
+            portal_url: portal.clone(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            steps,
+        });
+    }
+    Ok(RunStatus {
+        run_id: run.id,
+        created_at: run.created_at,
+        workflow: run.workflow_name,
+        target: run.meta,
+        agents,
+    })
+}

@@ -1,0 +1,78 @@
+//! Client construction: the shared `aws-config` chain (profile, region, endpoints, retry
+//! settings) with per-attempt timeouts, and the three SDK clients, Identity Center in its
+//! own region and, when configured, with its own profile.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Loads the shared AWS configuration: the standard chain, with an optional profile and
+/// region override, and a per-attempt timeout.
+pub async fn load_sdk_config(
+    profile: Option<&str>,
+    region: Option<&str>,
+    attempt_timeout: std::time::Duration,
+) -> SdkConfig {
+    // A stalled connection must end as a timeout (classified "may have applied"), never
+    // hang a driver that keeps its lease alive.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .operation_attempt_timeout(attempt_timeout)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
+/// The three SDK clients.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// Amazon Connect.
+    pub connect: SdkConnect,
+    /// Identity Store.
+    pub identity_store: SdkIdentityStore,
+    /// SSO Admin.
+    pub sso_admin: SdkSsoAdmin,
+}
+
+impl Clients {
+    /// Builds clients from `sdk`, with Connect and Identity Center in their own regions when
+    /// given (Identity Center's home region can differ from the Connect instance's).
+    /// `ic_sdk`, when given, carries other credentials for the Identity Center side.
+    pub fn new(
+        sdk: &SdkConfig,
+        ic_sdk: Option<&SdkConfig>,
+        connect_region: Option<&str>,
+        ic_region: Option<&str>,
+    ) -> Clients {
+        let mut c = aws_sdk_connect::config::Builder::from(sdk);
+        if let Some(r) = connect_region {
+            c = c.region(Region::new(r.to_string()));
+        }
+        let ic = ic_sdk.unwrap_or(sdk);
+        let mut i = aws_sdk_identitystore::config::Builder::from(ic);
+        let mut s = aws_sdk_ssoadmin::config::Builder::from(ic);
+        if let Some(r) = ic_region {
+            i = i.region(Region::new(r.to_string()));
+            s = s.region(Region::new(r.to_string()));
+        }
+        Clients {
+            connect: SdkConnect(aws_sdk_connect::Client::from_conf(c.build())),
+            identity_store: SdkIdentityStore(aws_sdk_identitystore::Client::from_conf(i.build())),
+            sso_admin: SdkSsoAdmin(aws_sdk_ssoadmin::Client::from_conf(s.build())),
+        }
+    }
+}
+
+/// [`ConnectApi`] over `aws_sdk_connect::Client`.
+#[derive(Clone, Debug)]
+pub struct SdkConnect(pub aws_sdk_connect::Client);
+/// [`IdentityStoreApi`] over `aws_sdk_identitystore::Client`.
+#[derive(Clone, Debug)]
+pub struct SdkIdentityStore(pub aws_sdk_identitystore::Client);
+/// [`SsoAdminApi`] over `aws_sdk_ssoadmin::Client`.
+#[derive(Clone, Debug)]
+pub struct SdkSsoAdmin(pub aws_sdk_ssoadmin::Client);

@@ -1,0 +1,205 @@
+//! How an AWS call fails, as data: [`AwsError`] (the service's error *code*, never its
+//! message text, and whether the request may have been applied), built from any SDK error;
+//! and `send_once!`, the one way a workflow call is sent (SDK retries off: the engine is the
+//! only retry layer of the workflow).
+
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// A failed AWS call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    /// The service error code (`ThrottlingException`, ...) or a local one (`Timeout`,
+    /// `DispatchFailure`, `ResponseError`).
+    pub code: String,
+    /// The message.
+    pub message: String,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// True when the request may have been applied although it failed (5xx, timeout,
+    /// connection dropped, unreadable response).
+    pub maybe_applied: bool,
+    /// Extra error member `Reason` (Identity Store Conflict: UNIQUENESS_CONSTRAINT_VIOLATION
+    /// or CONCURRENT_MODIFICATION).
+    pub reason: Option<String>,
+}
+
+impl AwsError {
+    /// Whether the code is `code`.
+    pub fn is(&self, code: &str) -> bool {
+        self.code == code
+    }
+    /// Throttling, by code (all three services).
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "ThrottlingException"
+                | "TooManyRequestsException"
+                | "Throttling"
+                | "RequestLimitExceeded"
+        )
+    }
+    /// A server-side failure (5xx) or a transport failure (the request may or may not
+    /// have been sent: see `maybe_applied`).
+    pub fn is_server_or_transport(&self) -> bool {
+        self.maybe_applied
+            || self.status.is_some_and(|s| s >= 500)
+            || matches!(
+                self.code.as_str(),
+                "DispatchFailure" | "Timeout" | "ResponseError"
+            )
+    }
+}
+
+pub(crate) fn from_sdk<E, R>(
+    err: aws_sdk_connect::error::SdkError<E, R>,
+    reason: impl Fn(&E) -> Option<String>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    use aws_sdk_connect::error::SdkError;
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status_code();
+            let e = ctx.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            AwsError {
+                message: e.message().unwrap_or("").to_string(),
+                maybe_applied: status >= 500,
+                status: Some(status),
+                reason: reason(e),
+                code,
+            }
+        }
+        SdkError::TimeoutError(_) => AwsError {
+            code: "Timeout".into(),
+            message: "the request timed out".into(),
+            status: None,
+            maybe_applied: true,
+            reason: None,
+        },
+        SdkError::DispatchFailure(d) => {
+            // A refused connection never carried the request; anything else (reset, closed
+            // mid-response, timeout) may have.
+            let never_sent = d.as_connector_error().is_some_and(|c| refused(c));
+            AwsError {
+                code: "DispatchFailure".into(),
+                message: format!("{:?}", d.as_connector_error()),
+                status: None,
+                maybe_applied: !never_sent,
+                reason: None,
+            }
+        }
+        SdkError::ResponseError(r) => AwsError {
+            code: "ResponseError".into(),
+            message: format!("unreadable response: {:?}", r.raw()),
+            status: r.raw().status_code_opt(),
+            maybe_applied: true,
+            reason: None,
+        },
+        SdkError::ConstructionFailure(c) => AwsError {
+            code: "ConstructionFailure".into(),
+            message: format!("{c:?}"),
+            status: None,
+            maybe_applied: false,
+            reason: None,
+        },
+        other => AwsError {
+            code: "Unknown".into(),
+            message: other.to_string(),
+            status: None,
+            maybe_applied: true,
+            reason: None,
+        },
+    }
+}
+
+/// Whether an error's source chain holds an I/O "connection refused".
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Access to the HTTP status of a raw response.
+pub(crate) trait HasStatus {
+    fn status_code(&self) -> u16;
+    fn status_code_opt(&self) -> Option<u16> {
+        Some(self.status_code())
+    }
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+pub(crate) fn no_reason<E>(_: &E) -> Option<String> {
+    None
+}
+
+/// Result alias of the AWS layer.
+pub type Result<T> = std::result::Result<T, AwsError>;
+
+/// A lookup's "does not exist" as `None`.
+pub(super) fn not_found_to_none<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends one request of a workflow call exactly once (SDK retries off) and maps its error:
+/// `send_once!(connect | identitystore | ssoadmin, request, reason_fn)`. A retried create
+/// whose first attempt landed would come back "already exists" and hide that the resource
+/// is ours, so the engine, which knows what landed, is the only retry layer.
+macro_rules! send_once {
+    (connect, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_connect, $req, $reason)
+    };
+    (identitystore, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_identitystore, $req, $reason)
+    };
+    (ssoadmin, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_ssoadmin, $req, $reason)
+    };
+    (@ $sdk:ident, $req:expr, $reason:expr) => {
+        $req.customize()
+            .config_override(
+                $sdk::config::Builder::default()
+                    .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| $crate::aws::error::from_sdk(e, $reason))
+    };
+}
+pub(crate) use send_once;
+
+/// Every page of a paginated read (preflight: SDK retries kept), mapped item by item.
+macro_rules! paged {
+    ($req:expr, $list:ident, |$item:ident| $map:expr) => {{
+        let mut out = Vec::new();
+        let mut pages = $req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| $crate::aws::error::from_sdk(e, $crate::aws::error::no_reason))?;
+            for $item in page.$list() {
+                out.push($map);
+            }
+        }
+        out
+    }};
+}
+pub(crate) use paged;

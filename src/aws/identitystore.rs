@@ -1,0 +1,202 @@
+//! [`IdentityStoreApi`] over the Identity Store SDK client.
+
+use aws_sdk_identitystore::types as it;
+
+use super::error::{no_reason, not_found_to_none, send_once};
+use super::{IdentityStoreApi, IdentityUser, NewIdentityUser, Result, SdkIdentityStore};
+
+/// The typed `Reason` of an Identity Store ConflictException (UNIQUENESS_CONSTRAINT_VIOLATION
+/// or CONCURRENT_MODIFICATION): the generated parser keeps it on the typed error only.
+fn conflict_reason(c: &aws_sdk_identitystore::types::error::ConflictException) -> Option<String> {
+    c.reason().map(|r| r.as_str().to_string())
+}
+
+macro_rules! ids_reason {
+    ($op:ident :: $err:ident) => {
+        |e: &aws_sdk_identitystore::operation::$op::$err| match e {
+            aws_sdk_identitystore::operation::$op::$err::ConflictException(c) => conflict_reason(c),
+            _ => None,
+        }
+    };
+}
+
+fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
+    it::AlternateIdentifier::UniqueAttribute(
+        it::UniqueAttribute::builder()
+            .attribute_path(path)
+            .attribute_value(aws_smithy_types::Document::String(value.to_string()))
+            .build()
+            .expect("both members set"),
+    )
+}
+
+impl SdkIdentityStore {
+    async fn get_user_id(&self, store: &str, path: &str, value: &str) -> Result<Option<String>> {
+        not_found_to_none(
+            send_once!(
+                identitystore,
+                self.0
+                    .get_user_id()
+                    .identity_store_id(store)
+                    .alternate_identifier(unique(path, value)),
+                no_reason
+            )
+            .map(|o| o.user_id().to_string()),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl IdentityStoreApi for SdkIdentityStore {
+    async fn user_id_by_name(&self, store: &str, user_name: &str) -> Result<Option<String>> {
+        self.get_user_id(store, "userName", user_name).await
+    }
+
+    async fn user_id_by_email(&self, store: &str, email: &str) -> Result<Option<String>> {
+        self.get_user_id(store, "emails.value", email).await
+    }
+
+    async fn describe_user(&self, store: &str, user_id: &str) -> Result<Option<IdentityUser>> {
+        not_found_to_none(
+            send_once!(
+                identitystore,
+                self.0
+                    .describe_user()
+                    .identity_store_id(store)
+                    .user_id(user_id),
+                no_reason
+            )
+            .map(|o| IdentityUser {
+                id: o.user_id().to_string(),
+                user_name: o.user_name().unwrap_or_default().to_string(),
+                primary_email: o
+                    .emails()
+                    .iter()
+                    .find(|e| e.primary())
+                    .and_then(|e| e.value())
+                    .map(str::to_string),
+                emails: o
+                    .emails()
+                    .iter()
+                    .filter_map(|e| e.value())
+                    .map(str::to_string)
+                    .collect(),
+            }),
+        )
+    }
+
+    async fn create_user(&self, store: &str, u: &NewIdentityUser<'_>) -> Result<String> {
+        let out = send_once!(
+            identitystore,
+            self.0
+                .create_user()
+                .identity_store_id(store)
+                .user_name(u.user_name)
+                .display_name(u.display_name)
+                .name(
+                    it::Name::builder()
+                        .given_name(u.given_name)
+                        .family_name(u.family_name)
+                        .build(),
+                )
+                .emails(
+                    it::Email::builder()
+                        .value(u.email)
+                        .r#type("work")
+                        .primary(true)
+                        .build(),
+                ),
+            ids_reason!(create_user::CreateUserError)
+        )?;
+        Ok(out.user_id().to_string())
+    }
+
+    async fn delete_user(&self, store: &str, user_id: &str) -> Result<()> {
+        send_once!(
+            identitystore,
+            self.0
+                .delete_user()
+                .identity_store_id(store)
+                .user_id(user_id),
+            ids_reason!(delete_user::DeleteUserError)
+        )?;
+        Ok(())
+    }
+
+    async fn group_id(&self, store: &str, name: &str) -> Result<Option<String>> {
+        not_found_to_none(
+            send_once!(
+                identitystore,
+                self.0
+                    .get_group_id()
+                    .identity_store_id(store)
+                    .alternate_identifier(unique("displayName", name)),
+                no_reason
+            )
+            .map(|o| o.group_id().to_string()),
+        )
+    }
+
+    async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String> {
+        let out = send_once!(
+            identitystore,
+            self.0
+                .create_group()
+                .identity_store_id(store)
+                .display_name(name)
+                .description(description),
+            ids_reason!(create_group::CreateGroupError)
+        )?;
+        Ok(out.group_id().to_string())
+    }
+
+    async fn membership_id(
+        &self,
+        store: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>> {
+        not_found_to_none(
+            send_once!(
+                identitystore,
+                self.0
+                    .get_group_membership_id()
+                    .identity_store_id(store)
+                    .group_id(group_id)
+                    .member_id(it::MemberId::UserId(user_id.to_string())),
+                no_reason
+            )
+            .map(|o| o.membership_id().to_string()),
+        )
+    }
+
+    async fn create_membership(
+        &self,
+        store: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<String> {
+        let out = send_once!(
+            identitystore,
+            self.0
+                .create_group_membership()
+                .identity_store_id(store)
+                .group_id(group_id)
+                .member_id(it::MemberId::UserId(user_id.to_string())),
+            ids_reason!(create_group_membership::CreateGroupMembershipError)
+        )?;
+        Ok(out.membership_id().to_string())
+    }
+
+    async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()> {
+        send_once!(
+            identitystore,
+            self.0
+                .delete_group_membership()
+                .identity_store_id(store)
+                .membership_id(membership_id),
+            ids_reason!(delete_group_membership::DeleteGroupMembershipError)
+        )?;
+        Ok(())
+    }
+}

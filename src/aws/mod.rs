@@ -1,0 +1,231 @@
+//! The AWS port: three small traits with only the calls connect-onboard makes, and their
+//! implementations over the official SDK clients built from `aws-config`.
+//!
+//! Why a port: the onboarding steps (`crate::steps`) are written against these traits, so they
+//! read as the domain and do not repeat SDK plumbing. The implementations here are the only
+//! code that touches `aws_sdk_*` types; they turn every SDK failure into an [`AwsError`]
+//! carrying the service's error *code* (never its message text) and whether the request may
+//! have been applied.
+//!
+//! Endpoints, credentials, profile, region and retry settings all come from the standard
+//! `aws-config` chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CONNECT`, ..., `AWS_PROFILE`,
+//! `AWS_MAX_ATTEMPTS`). The workflow's calls (its lookups and writes) run with the SDK's
+//! retries turned off: a retried create whose first attempt landed would come back as
+//! "already exists" and hide that the resource is ours, and the engine's own per-step budget
+//! is then the whole budget. Preflight reads keep the SDK's standard retries.
+//!
+//! The parts: `error` (AwsError, the one send helper), `clients` (aws-config → the three
+//! SDK clients), and one file per service implementing its trait.
+
+mod clients;
+mod connect;
+pub(crate) mod error;
+mod identitystore;
+mod ssoadmin;
+
+pub use clients::{load_sdk_config, Clients, SdkConnect, SdkIdentityStore, SdkSsoAdmin};
+pub use error::{AwsError, Result};
+
+/// A named resource (routing profile, security profile, hierarchy group).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+}
+
+/// What DescribeInstance says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectInstance {
+    /// Id.
+    pub id: String,
+    /// `SAML`, `CONNECT_MANAGED` or `EXISTING_DIRECTORY`.
+    pub identity_management_type: String,
+    /// `ACTIVE`, ...
+    pub status: String,
+}
+
+/// A Connect user as found by a lookup.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConnectUser {
+    /// Id.
+    pub id: String,
+    /// ARN.
+    pub arn: String,
+    /// Username.
+    pub username: String,
+    /// IdentityInfo.Email (DescribeUser only; SAML users have none).
+    pub email: Option<String>,
+}
+
+/// A Connect user to create (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewConnectUser<'a> {
+    /// Username.
+    pub username: &'a str,
+    /// First name.
+    pub first_name: &'a str,
+    /// Last name.
+    pub last_name: &'a str,
+    /// Primary email (CONNECT_MANAGED only).
+    pub email: Option<&'a str>,
+    /// Secondary email.
+    pub secondary_email: Option<&'a str>,
+    /// Mobile.
+    pub mobile: Option<&'a str>,
+    /// Password (CONNECT_MANAGED only).
+    pub password: Option<&'a str>,
+    /// Directory user id (EXISTING_DIRECTORY only).
+    pub directory_user_id: Option<&'a str>,
+    /// `SOFT_PHONE` or `DESK_PHONE`.
+    pub phone_type: &'a str,
+    /// Auto-accept.
+    pub auto_accept: bool,
+    /// After-contact-work seconds.
+    pub acw_timeout: i32,
+    /// Desk phone (E.164).
+    pub desk_phone_number: Option<&'a str>,
+    /// Routing profile id.
+    pub routing_profile_id: &'a str,
+    /// Security profile ids.
+    pub security_profile_ids: Vec<String>,
+    /// Hierarchy group id.
+    pub hierarchy_group_id: Option<&'a str>,
+    /// Tags.
+    pub tags: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Amazon Connect, the calls connect-onboard makes.
+#[async_trait::async_trait]
+pub trait ConnectApi: Send + Sync {
+    /// DescribeInstance.
+    async fn describe_instance(&self, instance: &str) -> Result<ConnectInstance>;
+    /// ListRoutingProfiles, every page.
+    async fn routing_profiles(&self, instance: &str) -> Result<Vec<Named>>;
+    /// ListSecurityProfiles, every page.
+    async fn security_profiles(&self, instance: &str) -> Result<Vec<Named>>;
+    /// ListUserHierarchyGroups, every page.
+    async fn hierarchy_groups(&self, instance: &str) -> Result<Vec<Named>>;
+    /// SearchUsers with Username EXACT.
+    async fn find_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>>;
+    /// DescribeUser (None on ResourceNotFound).
+    async fn describe_user(&self, instance: &str, user_id: &str) -> Result<Option<ConnectUser>>;
+    /// CreateUser → (id, arn).
+    async fn create_user(
+        &self,
+        instance: &str,
+        user: &NewConnectUser<'_>,
+    ) -> Result<(String, String)>;
+    /// DeleteUser.
+    async fn delete_user(&self, instance: &str, user_id: &str) -> Result<()>;
+}
+
+/// An Identity Store user as described.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityUser {
+    /// Id.
+    pub id: String,
+    /// UserName.
+    pub user_name: String,
+    /// Primary email, if one is flagged primary.
+    pub primary_email: Option<String>,
+    /// Every email value.
+    pub emails: Vec<String>,
+}
+
+/// An Identity Store user to create.
+#[derive(Debug, Clone)]
+pub struct NewIdentityUser<'a> {
+    /// UserName.
+    pub user_name: &'a str,
+    /// DisplayName.
+    pub display_name: &'a str,
+    /// Name.GivenName.
+    pub given_name: &'a str,
+    /// Name.FamilyName.
+    pub family_name: &'a str,
+    /// The one email, sent as `{Value, Type: "work", Primary: true}`.
+    pub email: &'a str,
+}
+
+/// IAM Identity Center's Identity Store, the calls connect-onboard makes.
+#[async_trait::async_trait]
+pub trait IdentityStoreApi: Send + Sync {
+    /// GetUserId by `userName` (None on ResourceNotFound).
+    async fn user_id_by_name(&self, store: &str, user_name: &str) -> Result<Option<String>>;
+    /// GetUserId by `emails.value`.
+    async fn user_id_by_email(&self, store: &str, email: &str) -> Result<Option<String>>;
+    /// DescribeUser.
+    async fn describe_user(&self, store: &str, user_id: &str) -> Result<Option<IdentityUser>>;
+    /// CreateUser → user id.
+    async fn create_user(&self, store: &str, user: &NewIdentityUser<'_>) -> Result<String>;
+    /// DeleteUser.
+    async fn delete_user(&self, store: &str, user_id: &str) -> Result<()>;
+    /// GetGroupId by `displayName`.
+    async fn group_id(&self, store: &str, name: &str) -> Result<Option<String>>;
+    /// CreateGroup → group id.
+    async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String>;
+    /// GetGroupMembershipId.
+    async fn membership_id(
+        &self,
+        store: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>>;
+    /// CreateGroupMembership → membership id.
+    async fn create_membership(&self, store: &str, group_id: &str, user_id: &str)
+        -> Result<String>;
+    /// DeleteGroupMembership.
+    async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()>;
+}
+
+/// An Identity Center instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SsoInstance {
+    /// ARN.
+    pub arn: String,
+    /// Its identity store.
+    pub identity_store_id: String,
+    /// `ACTIVE`, `CREATE_IN_PROGRESS`, ... (empty when not reported).
+    pub status: String,
+}
+
+/// An Identity Center application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SsoApplication {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// Owning instance.
+    pub instance_arn: String,
+    /// `ENABLED` or `DISABLED` (empty when not reported).
+    pub status: String,
+}
+
+/// `USER` or `GROUP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A user.
+    User,
+    /// A group.
+    Group,
+}
+
+/// IAM Identity Center's SSO Admin, the calls connect-onboard makes.
+#[async_trait::async_trait]
+pub trait SsoAdminApi: Send + Sync {
+    /// ListInstances, every page.
+    async fn instances(&self) -> Result<Vec<SsoInstance>>;
+    /// ListApplications, every page.
+    async fn applications(&self, instance_arn: &str) -> Result<Vec<SsoApplication>>;
+    /// DescribeApplication (None on ResourceNotFound).
+    async fn describe_application(&self, arn: &str) -> Result<Option<SsoApplication>>;
+    /// DescribeApplicationAssignment: is this principal directly assigned?
+    async fn is_assigned(&self, app: &str, kind: Principal, id: &str) -> Result<bool>;
+    /// CreateApplicationAssignment.
+    async fn assign(&self, app: &str, kind: Principal, id: &str) -> Result<()>;
+    /// DeleteApplicationAssignment.
+    async fn unassign(&self, app: &str, kind: Principal, id: &str) -> Result<()>;
+}

@@ -1,0 +1,168 @@
+//! The command line's shape: clap definitions of the global flags and every command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Onboard Amazon Connect agents into Connect and IAM Identity Center, safely and resumably.
+#[derive(Parser, Debug)]
+#[command(name = "connect-onboard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct GlobalArgs {
+    /// Config file.
+    #[arg(long, global = true, default_value = "connect-onboard.toml")]
+    pub(crate) config: PathBuf,
+    /// State file (overrides [state] path).
+    #[arg(long, global = true)]
+    pub(crate) state: Option<PathBuf>,
+    /// Use an edited workflow file instead of the built-in one.
+    #[arg(long, global = true)]
+    pub(crate) workflow: Option<PathBuf>,
+    /// AWS profile (else the standard chain: AWS_PROFILE, ...).
+    #[arg(long, global = true)]
+    pub(crate) profile: Option<String>,
+    /// AWS region for every service (else the config, then the standard chain).
+    #[arg(long, global = true)]
+    pub(crate) region: Option<String>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Read the password (CONNECT_MANAGED instances) from stdin instead of CONNECT_ONBOARD_PASSWORD.
+    #[arg(long, global = true)]
+    pub(crate) password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Onboard one agent.
+    Onboard(Box<OnboardArgs>),
+    /// Finish every interrupted or unfinished agent (of one run, or of all runs).
+    Resume {
+        /// Run id (all runs when absent).
+        run_id: Option<String>,
+    },
+    /// Remove what a run created, for the whole run or one agent.
+    Rollback {
+        /// Run id.
+        run_id: String,
+        /// Only this agent.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Close an agent that needs attention: keep its leftovers, stop managing them.
+    Release {
+        /// Run id.
+        run_id: String,
+        /// The agent.
+        #[arg(long)]
+        email: String,
+    },
+    /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
+    Status {
+        /// Run id (all runs when absent).
+        run_id: Option<String>,
+    },
+    /// Write a commented example config file.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve the local AWS emulator (Connect, Identity Store, SSO Admin) until Ctrl-C.
+    Sandbox {
+        /// Port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+        /// Seed file (TOML or JSON) replacing the default world.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        /// Fault rules file (TOML or JSON).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+    },
+    /// Run the main job locally: start the sandbox in-process and onboard two sample agents.
+    Demo,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct OnboardArgs {
+    /// The agent's email: Connect username (SAML), Identity Center user name and primary email.
+    #[arg(long)]
+    pub(crate) email: String,
+    /// First name.
+    #[arg(long)]
+    pub(crate) first_name: String,
+    /// Last name.
+    #[arg(long)]
+    pub(crate) last_name: String,
+    /// Connect username when it is not the email (CONNECT_MANAGED / EXISTING_DIRECTORY only).
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// Routing profile name or id.
+    #[arg(long)]
+    pub(crate) routing_profile: Option<String>,
+    /// Security profile name or id (repeatable).
+    #[arg(long = "security-profile")]
+    pub(crate) security_profiles: Vec<String>,
+    /// Hierarchy group name or id.
+    #[arg(long)]
+    pub(crate) hierarchy_group: Option<String>,
+    /// Phone type.
+    #[arg(long, value_enum)]
+    pub(crate) phone_type: Option<PhoneArg>,
+    /// Desk phone number (E.164), for --phone-type desk.
+    #[arg(long)]
+    pub(crate) desk_phone_number: Option<String>,
+    /// Auto-accept contacts.
+    #[arg(long)]
+    pub(crate) auto_accept: bool,
+    /// After-contact-work timeout in seconds (0 = no limit).
+    #[arg(long)]
+    pub(crate) acw_timeout: Option<i64>,
+    /// Secondary email (notifications).
+    #[arg(long)]
+    pub(crate) secondary_email: Option<String>,
+    /// Mobile number (E.164).
+    #[arg(long)]
+    pub(crate) mobile: Option<String>,
+    /// Directory user id (EXISTING_DIRECTORY instances).
+    #[arg(long)]
+    pub(crate) directory_user_id: Option<String>,
+    /// Tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub(crate) tags: Vec<(String, String)>,
+    /// Print the plan (create / adopt / conflict per step) without writing anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// On a permanent failure: remove what this run created, or keep it.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub(crate) on_failure: OnFailureArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum PhoneArg {
+    Soft,
+    Desk,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum OnFailureArg {
+    Rollback,
+    Keep,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("invalid tag {s:?}: expected KEY=VALUE"))
+}

@@ -1,0 +1,71 @@
+//! The one exit-code table. Every command's code is decided here, from what the operation
+//! returned; nothing else in the crate knows the numbers.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every agent done (for `rollback`: everything rolled back) |
+//! | 1 | some agent failed, was rolled back, is in conflict, interrupted or skipped; a passing AWS failure before any write; an unknown run |
+//! | 2 | usage, configuration, workflow or validation error, before any write |
+//! | 3 | a compensation failed: an agent needs attention |
+
+use crate::app::{self, RunStatus};
+use crate::engine::{AgentState, PlanDecision, PlannedStep};
+
+/// Every agent done.
+pub const OK: u8 = 0;
+/// Some agent did not finish, or a passing failure.
+pub const INCOMPLETE: u8 = 1;
+/// Bad input, before any write.
+pub const INPUT: u8 = 2;
+/// A compensation failed.
+pub const NEEDS_ATTENTION: u8 = 3;
+
+/// The code of an operation that stopped with an error.
+pub fn for_error(e: &app::Error) -> u8 {
+    if e.is_input() {
+        INPUT
+    } else {
+        INCOMPLETE
+    }
+}
+
+/// A dry run: clean only if every step would be created or adopted.
+pub fn for_plan(steps: &[PlannedStep]) -> u8 {
+    if steps
+        .iter()
+        .all(|s| matches!(s.decision, PlanDecision::Create | PlanDecision::Adopt))
+    {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}
+
+fn states(runs: &[RunStatus]) -> impl Iterator<Item = AgentState> + '_ {
+    runs.iter().flat_map(|r| r.agents.iter().map(|a| a.state))
+}
+
+/// `onboard`, `resume`, `demo`: 0 when every agent is done (or released) and none was
+/// skipped, 3 when one needs attention, else 1.
+pub fn for_runs(runs: &[RunStatus], skipped: usize) -> u8 {
+    if states(runs).any(|s| s == AgentState::NeedsAttention) {
+        NEEDS_ATTENTION
+    } else if skipped == 0
+        && states(runs).all(|s| matches!(s, AgentState::Done | AgentState::Released))
+    {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}
+
+/// `rollback`: 0 once it finished, 3 if a compensation failed, 1 if an agent was skipped.
+pub fn for_rollback(runs: &[RunStatus], skipped: usize) -> u8 {
+    if states(runs).any(|s| s == AgentState::NeedsAttention) {
+        NEEDS_ATTENTION
+    } else if skipped == 0 {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}

@@ -1,0 +1,220 @@
+//! The command line: clap definitions, the mapping of flags to `app` operations, and all
+//! printing. Human progress goes to stderr, results to stdout; `--json` puts only JSON on
+//! stdout. The parts: `args` (clap), this file (flags → `app` calls), `output`
+//! (tables, progress lines, plans), `exit` (the one exit-code table), `dev` (`sandbox`, `demo`).
+
+mod args;
+mod dev;
+pub mod exit;
+mod output;
+
+use std::io::{IsTerminal, Read};
+
+use crate::agent::{AgentInput, PhoneType, Secret};
+use crate::app::{self, Context, Globals, OnboardReport, RunSettings};
+use crate::config;
+use crate::engine::{OnFailure, Secrets};
+
+pub use args::Cli;
+use args::{Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg};
+use output::{print_plan, print_runs, progress_printer};
+
+/// Runs the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> u8 {
+    init_tracing(cli.global.verbose);
+    let json = cli.global.json;
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::for_error(&e);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string(), "exit_code": code })
+                );
+            }
+            for line in e.to_string().lines() {
+                eprintln!("connect-onboard: error: {line}");
+            }
+            code
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::prelude::*;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Whatever -v or RUST_LOG say, no TRACE events from the SDK's HTTP layers: they print
+    // whole requests, and a CreateUser body carries the password.
+    let no_wire_trace = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !["aws_smithy", "hyper", "h2", "rustls"]
+                .iter()
+                .any(|p| meta.target().starts_with(p))
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(no_wire_trace);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
+}
+
+pub(crate) fn globals(g: &GlobalArgs) -> Globals {
+    Globals {
+        config: g.config.clone(),
+        state: g.state.clone(),
+        workflow: g.workflow.clone(),
+        profile: g.profile.clone(),
+        region: g.region.clone(),
+    }
+}
+
+fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
+    let mut s = Secrets::default();
+    let pw = if g.password_stdin {
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .map_err(|e| app::Error::Input(format!("reading the password from stdin: {e}")))?;
+        Some(buf.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        app::env::password()
+    };
+    if let Some(p) = pw.filter(|p| !p.is_empty()) {
+        s.insert(crate::steps::PASSWORD, p);
+    }
+    Ok(s)
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
+    let g = &cli.global;
+    let json = g.json;
+    let settings = |on_failure| RunSettings {
+        progress: progress_printer(json),
+        on_failure,
+    };
+    match cli.command {
+        Command::Init { force } => {
+            if g.config.exists() && !force {
+                return Err(app::Error::Input(format!(
+                    "{} exists; pass --force to overwrite it",
+                    g.config.display()
+                )));
+            }
+            std::fs::write(&g.config, config::EXAMPLE)
+                .map_err(|e| app::Error::Input(format!("writing {}: {e}", g.config.display())))?;
+            eprintln!("wrote {}", g.config.display());
+            Ok(0)
+        }
+        Command::Onboard(a) => {
+            let ctx = Context::load(&globals(g))?;
+            let secrets = read_secrets(g)?;
+            let on_failure = match a.on_failure {
+                OnFailureArg::Rollback => OnFailure::Rollback,
+                OnFailureArg::Keep => OnFailure::Keep,
+            };
+            let dry_run = a.dry_run;
+            let input = onboard_input(*a);
+            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
+                OnboardReport::Plan { agent, steps } => {
+                    print_plan(&agent, &steps, json);
+                    Ok(exit::for_plan(&steps))
+                }
+                OnboardReport::Run(status) => {
+                    let runs = vec![status];
+                    print_runs(&runs, json);
+                    Ok(exit::for_runs(&runs, 0))
+                }
+            }
+        }
+        Command::Resume { run_id } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let secrets = read_secrets(g)?;
+            let report = app::resume(
+                &ctx,
+                run_id.as_deref(),
+                secrets,
+                &settings(OnFailure::Rollback),
+            )
+            .await?;
+            finish_batch(report, json)
+        }
+        Command::Rollback { run_id, email } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let secrets = read_secrets(g)?;
+            let report = app::rollback(
+                &ctx,
+                &run_id,
+                email.as_deref(),
+                secrets,
+                &settings(OnFailure::Rollback),
+            )
+            .await?;
+            // A rollback that finished is a success.
+            for s in &report.skipped {
+                eprintln!("skipped: {s}");
+            }
+            print_runs(&report.runs, json);
+            Ok(exit::for_rollback(&report.runs, report.skipped.len()))
+        }
+        Command::Release { run_id, email } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let status = app::release(&ctx, &run_id, &email).await?;
+            print_runs(&[status], json);
+            Ok(0)
+        }
+        Command::Status { run_id } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let runs = app::status(&ctx, run_id.as_deref())?;
+            print_runs(&runs, json);
+            Ok(0)
+        }
+        Command::Sandbox { port, seed, faults } => dev::sandbox(port, seed, faults, json).await,
+        Command::Demo => dev::demo(g).await,
+    }
+}
+
+fn finish_batch(report: app::RunsReport, json: bool) -> Result<u8, app::Error> {
+    for s in &report.skipped {
+        eprintln!("skipped: {s}");
+    }
+    if report.runs.is_empty() && !json {
+        println!("nothing to resume");
+    }
+    print_runs(&report.runs, json);
+    Ok(exit::for_runs(&report.runs, report.skipped.len()))
+}
+
+fn onboard_input(a: OnboardArgs) -> AgentInput {
+    AgentInput {
+        email: a.email,
+        first_name: a.first_name,
+        last_name: a.last_name,
+        username: a.username,
+        routing_profile: a.routing_profile,
+        security_profiles: a.security_profiles,
+        hierarchy_group: a.hierarchy_group,
+        phone_type: a.phone_type.map(|p| match p {
+            PhoneArg::Soft => PhoneType::Soft,
+            PhoneArg::Desk => PhoneType::Desk,
+        }),
+        desk_phone_number: a.desk_phone_number,
+        auto_accept: a.auto_accept.then_some(true),
+        acw_timeout: a.acw_timeout,
+        secondary_email: a.secondary_email,
+        mobile: a.mobile,
+        directory_user_id: a.directory_user_id,
+        tags: a.tags,
+        password: None::<Secret>,
+    }
+}

@@ -1,0 +1,225 @@
+//! Compensation: undo, in reverse order, every step the run owns or may own (an unresolved
+//! write), never adopted or shared ones; checkpointed, idempotent, resumable.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::action::{ErrorKind, StepContext, StepError};
+use super::driver::{bind, fmt_outputs, AgentOutcome, Driver, Error, Lookup};
+use super::hooks::CrashPoint;
+use super::journal::StepUpdate;
+use super::retry::{decide, Decision, Loop};
+use super::state::{AgentState, StepState};
+
+impl<S> Driver<'_, S>
+where
+    S: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Compensates, in reverse order, every step this run owns (or may own).
+    pub(super) async fn compensate(
+        &mut self,
+        cause: Option<String>,
+    ) -> Result<AgentOutcome, Error> {
+        let cause = match cause {
+            Some(c) => Some(c),
+            None => self.journal().agent(&self.run, &self.agent)?.last_error,
+        };
+        self.set_agent(AgentState::RollingBack, cause.as_deref())?;
+        for idx in (0..self.steps.len()).rev() {
+            let step = self.wf().steps[idx].clone();
+            let action = self.engine.registry[&step.action].clone();
+            let rt = &self.steps[idx];
+            // Ours for sure (owned) or possibly (a write with an unknown outcome), in any
+            // state but adopted or already rolled back.
+            let candidate = match rt.state {
+                StepState::Adopted | StepState::RolledBack => false,
+                _ => rt.owned || rt.unresolved,
+            };
+            if !candidate {
+                continue;
+            }
+            if action.shared() {
+                self.progress(
+                    &step.id,
+                    "kept_shared",
+                    "shared by every agent; not removed".into(),
+                );
+                continue;
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                self.fenced()?;
+                // An unresolved write without ids: find out whether it landed.
+                if self.steps[idx].outputs.is_empty() || self.steps[idx].unresolved {
+                    match self.lookup(idx).await {
+                        Ok(Lookup::Match(o)) => {
+                            self.update(
+                                idx,
+                                StepUpdate {
+                                    owned: Some(true),
+                                    unresolved: Some(false),
+                                    outputs: Some(o),
+                                    ..Default::default()
+                                },
+                                "step_found_owned",
+                            )?;
+                        }
+                        Ok(Lookup::Absent | Lookup::Conflict(_) | Lookup::Unknown)
+                            if !self.within_settle(idx) =>
+                        {
+                            self.update(
+                                idx,
+                                StepUpdate {
+                                    state: Some(StepState::RolledBack),
+                                    owned: Some(false),
+                                    unresolved: Some(false),
+                                    ..Default::default()
+                                },
+                                "step_nothing_to_undo",
+                            )?;
+                            self.progress(&step.id, "nothing_to_undo", String::new());
+                            break;
+                        }
+                        Ok(_) => {
+                            let e = StepError::new(
+                                ErrorKind::NotVisibleYet,
+                                "NotVisibleYet",
+                                "waiting for the settle window",
+                            );
+                            if self.undo_retry(idx, attempt, &e).await? {
+                                continue;
+                            }
+                            return self.needs_attention(idx, &e);
+                        }
+                        Err(e) => {
+                            if self.undo_retry(idx, attempt, &e).await? {
+                                continue;
+                            }
+                            return self.needs_attention(idx, &e);
+                        }
+                    }
+                }
+                self.update(
+                    idx,
+                    StepUpdate {
+                        state: Some(StepState::Compensating),
+                        ..Default::default()
+                    },
+                    "undo_intent",
+                )?;
+                let outputs = self.steps[idx].outputs.clone();
+                let inputs = bind(&step, &self.known()).unwrap_or_default();
+                let cx = StepContext {
+                    subject: &self.subject,
+                    inputs: &inputs,
+                    secrets: self.secrets,
+                };
+                let res = action.delete(&cx, &outputs).await;
+                self.crash(CrashPoint::AfterDelete, &step.id);
+                let res = match res {
+                    // Within the settle window of our latest create, "not found" may
+                    // only mean "not visible yet": wait it out rather than leak it.
+                    Err(e) if e.kind == ErrorKind::NotFound && self.within_settle(idx) => {
+                        Err(StepError::new(
+                            ErrorKind::Transient,
+                            e.code,
+                            format!(
+                                "{} (within the settle window: may not be visible yet)",
+                                e.message
+                            ),
+                        ))
+                    }
+                    Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                    other => other,
+                };
+                match res {
+                    Ok(()) => {
+                        self.update(
+                            idx,
+                            StepUpdate {
+                                state: Some(StepState::RolledBack),
+                                last_error: Some(None),
+                                ..Default::default()
+                            },
+                            "undo_done",
+                        )?;
+                        self.progress(&step.id, "rolled_back", fmt_outputs(&outputs));
+                        break;
+                    }
+                    Err(e) => {
+                        if self.undo_retry(idx, attempt, &e).await? {
+                            continue;
+                        }
+                        return self.needs_attention(idx, &e);
+                    }
+                }
+            }
+        }
+        // Nothing owned is left; what was adopted stays.
+        let any_owned_left = self.steps.iter().zip(&self.wf().steps).any(|(rt, s)| {
+            (rt.owned || rt.unresolved)
+                && !matches!(rt.state, StepState::RolledBack | StepState::Adopted)
+                && !self.engine.registry[&s.action].shared()
+        });
+        let state = if any_owned_left {
+            AgentState::NeedsAttention
+        } else {
+            AgentState::RolledBack
+        };
+        self.set_agent(state, cause.as_deref())?;
+        Ok(AgentOutcome {
+            state,
+            error: cause,
+        })
+    }
+
+    pub(super) async fn undo_retry(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        e: &StepError,
+    ) -> Result<bool, Error> {
+        let step = &self.wf().steps[idx];
+        let (id, policy) = (step.id.clone(), step.retry);
+        match decide(
+            &policy,
+            Loop::Undo,
+            e.kind,
+            self.within_settle(idx),
+            attempt,
+        ) {
+            Decision::Retry(delay) => {
+                self.note_error(idx, e)?;
+                self.progress(&id, "retrying", e.to_string());
+                self.engine.opts.clock.sleep(delay).await;
+                Ok(true)
+            }
+            Decision::Exhausted | Decision::Permanent => Ok(false),
+        }
+    }
+
+    pub(super) fn needs_attention(
+        &mut self,
+        idx: usize,
+        e: &StepError,
+    ) -> Result<AgentOutcome, Error> {
+        let step_id = self.wf().steps[idx].id.clone();
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(StepState::NeedsAttention),
+                last_error: Some(Some(e.to_string())),
+                ..Default::default()
+            },
+            "undo_failed",
+        )?;
+        self.progress(&step_id, "compensation_failed", e.to_string());
+        let msg = format!("compensation of {step_id} failed: {e}");
+        self.set_agent(AgentState::NeedsAttention, Some(&msg))?;
+        Ok(AgentOutcome {
+            state: AgentState::NeedsAttention,
+            error: Some(msg),
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! Workflow definitions: the TOML file format, parsed and validated against a registry of
+//! actions into a [`Workflow`] of [`Step`]s.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::action::Registry;
+use super::retry::RetryPolicy;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDef {
+    id: String,
+    action: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    settle_ms: Option<u64>,
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowDef {
+    version: u32,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    steps: Vec<StepDef>,
+}
+
+/// A step of a validated workflow.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Unique id.
+    pub id: String,
+    /// Action name in the registry.
+    pub action: String,
+    /// Human description.
+    pub description: Option<String>,
+    /// Retry budget.
+    pub retry: RetryPolicy,
+    /// Eventual-consistency window after this step's latest write, during which "not found"
+    /// on lookup or delete may just mean "not visible yet".
+    pub settle_ms: u64,
+    /// Input name → (step id, output name).
+    pub inputs: BTreeMap<String, (String, String)>,
+}
+
+/// A validated workflow: steps in order, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+    /// The source text (snapshotted into each run).
+    pub source: String,
+}
+
+/// A workflow file that is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// TOML syntax or shape.
+    #[error("workflow {origin}: {message}")]
+    Parse {
+        /// File or "built-in".
+        origin: String,
+        /// Parser message (names the key and line).
+        message: String,
+    },
+    /// A semantic problem.
+    #[error("workflow {origin}: {message}")]
+    Invalid {
+        /// File or "built-in".
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Workflow {
+    /// Parses and validates a workflow against the registry: version 1, unique step ids,
+    /// known actions, every required input bound to an output of an *earlier* step, no
+    /// unknown inputs, sane retry policies.
+    pub fn parse<S: Sync>(
+        source: &str,
+        origin: &str,
+        registry: &Registry<S>,
+    ) -> Result<Workflow, WorkflowError> {
+        let def: WorkflowDef = toml::from_str(source).map_err(|e| WorkflowError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| WorkflowError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        if def.version != 1 {
+            return Err(invalid(format!(
+                "version {} is not supported (expected 1)",
+                def.version
+            )));
+        }
+        if def.steps.is_empty() {
+            return Err(invalid("has no steps".into()));
+        }
+        let id_re = regex::Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("static regex");
+        let mut steps: Vec<Step> = Vec::new();
+        for s in &def.steps {
+            if !id_re.is_match(&s.id) {
+                return Err(invalid(format!(
+                    "step id {:?} must match ^[a-z][a-z0-9_]{{0,63}}$",
+                    s.id
+                )));
+            }
+            if steps.iter().any(|p| p.id == s.id) {
+                return Err(invalid(format!("duplicate step id {:?}", s.id)));
+            }
+            let Some(action) = registry.get(&s.action) else {
+                let known: Vec<&str> = registry.keys().map(String::as_str).collect();
+                return Err(invalid(format!(
+                    "step {:?}: unknown action {:?} (known: {})",
+                    s.id,
+                    s.action,
+                    known.join(", ")
+                )));
+            };
+            let mut inputs = BTreeMap::new();
+            for (name, reference) in &s.inputs {
+                if !action.inputs().contains(&name.as_str()) {
+                    return Err(invalid(format!(
+                        "step {:?}: action {} takes no input {:?} (it takes: {})",
+                        s.id,
+                        s.action,
+                        name,
+                        action.inputs().join(", ")
+                    )));
+                }
+                let Some((step_ref, output)) = reference.split_once('.') else {
+                    return Err(invalid(format!(
+                        "step {:?}: input {name} = {reference:?} must be \"<step>.<output>\"",
+                        s.id
+                    )));
+                };
+                let Some(src) = steps.iter().find(|p| p.id == step_ref) else {
+                    return Err(invalid(format!(
+                        "step {:?}: input {name} refers to {step_ref:?}, which is not an earlier step",
+                        s.id
+                    )));
+                };
+                let src_action = &registry[&src.action];
+                if !src_action.outputs().contains(&output) {
+                    return Err(invalid(format!(
+                        "step {:?}: input {name} refers to output {output:?} of {step_ref:?}, which produces only: {}",
+                        s.id,
+                        src_action.outputs().join(", ")
+                    )));
+                }
+                inputs.insert(name.clone(), (step_ref.to_string(), output.to_string()));
+            }
+            for needed in action.inputs() {
+                if !inputs.contains_key(*needed) {
+                    return Err(invalid(format!(
+                        "step {:?}: action {} needs input {needed:?}, which is not bound",
+                        s.id, s.action
+                    )));
+                }
+            }
+            let retry = s.retry.or(def.retry).unwrap_or_default();
+            if retry.max_attempts == 0
+                || retry.multiplier < 1.0
+                || retry.initial_backoff_ms > retry.max_backoff_ms
+            {
+                return Err(invalid(format!(
+                    "step {:?}: retry needs max_attempts >= 1, multiplier >= 1 and initial_backoff_ms <= max_backoff_ms",
+                    s.id
+                )));
+            }
+            steps.push(Step {
+                id: s.id.clone(),
+                action: s.action.clone(),
+                description: s.description.clone(),
+                retry,
+                settle_ms: s.settle_ms.unwrap_or(0),
+                inputs,
+            });
+        }
+        Ok(Workflow {
+            name: def.name,
+            description: def.description,
+            steps,
+            source: source.to_string(),
+        })
+    }
+
+    /// Step ids in order.
+    pub fn step_ids(&self) -> Vec<String> {
+        self.steps.iter().map(|s| s.id.clone()).collect()
+    }
+}

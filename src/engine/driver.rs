@@ -1,0 +1,378 @@
+//! The executor's entry points: [`Engine`] (plan, run, roll back or release one agent) and
+//! the per-agent [`Driver`] it builds: lease, checkpointed step states, lease renewal.
+//! The forward pass lives in `execute`, compensation in `compensate`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::action::{Found, Outputs, Registry, Secrets, StepContext};
+use super::clock::{Clock, SystemClock};
+use super::definition::{Step, Workflow};
+use super::hooks::{CrashPoint, ProgressFn};
+use super::journal::{Journal, JournalError, StepUpdate};
+use super::state::{AgentState, StepState};
+
+/// Options of one engine pass.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Time: the system clock, or a virtual one in tests.
+    pub clock: Arc<dyn Clock>,
+    /// Lease time-to-live.
+    pub lease_ttl_ms: i64,
+    /// Crash hook for tests: abort the process at this point of this step.
+    pub crash_at: Option<(CrashPoint, String)>,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            clock: Arc::new(SystemClock),
+            lease_ttl_ms: 30_000,
+            crash_at: None,
+            progress: None,
+        }
+    }
+}
+
+/// Failures of the engine itself (not of a step: those end up in the agent's state).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The journal failed or the lease is held elsewhere.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The stored subject no longer deserializes.
+    #[error("agent {agent}: stored subject does not parse: {source}")]
+    Subject {
+        /// Agent key.
+        agent: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
+    /// The run's steps do not match the workflow.
+    #[error("run {run}: the stored steps do not match workflow {workflow}")]
+    Mismatch {
+        /// Run id.
+        run: String,
+        /// Workflow name.
+        workflow: String,
+    },
+}
+
+/// The result of driving one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutcome {
+    /// Final state of this pass.
+    pub state: AgentState,
+    /// The error that stopped it, if any.
+    pub error: Option<String>,
+}
+
+/// What a dry run found a step would need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanDecision {
+    /// Absent: would be created.
+    Create,
+    /// Exists and fits: would be adopted.
+    Adopt,
+    /// Exists and differs: the agent would fail with zero writes.
+    Conflict,
+    /// The lookup failed.
+    Unknown,
+}
+
+impl PlanDecision {
+    /// The word printed and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanDecision::Create => "create",
+            PlanDecision::Adopt => "adopt",
+            PlanDecision::Conflict => "conflict",
+            PlanDecision::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a dry run would do for one step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStep {
+    /// Step id.
+    pub step: String,
+    /// Create, adopt, conflict or unknown (serialised as `action`, the JSON's name for it).
+    #[serde(rename = "action")]
+    pub decision: PlanDecision,
+    /// Ids found, or the conflict.
+    pub detail: String,
+}
+
+/// The executor: a workflow, its actions and the store.
+pub struct Engine<S> {
+    pub(super) workflow: Workflow,
+    pub(super) registry: Registry<S>,
+    pub(super) journal: Arc<dyn Journal>,
+    pub(super) opts: EngineOptions,
+}
+
+pub(super) struct StepRt {
+    pub(super) state: StepState,
+    pub(super) owned: bool,
+    pub(super) unresolved: bool,
+    pub(super) outputs: Outputs,
+    pub(super) last_write_ms: Option<i64>,
+}
+
+pub(super) enum Lookup {
+    Absent,
+    Match(Outputs),
+    Conflict(String),
+    /// Inputs not known yet (an earlier step will create them).
+    Unknown,
+}
+
+pub(super) struct Driver<'a, S> {
+    pub(super) engine: &'a Engine<S>,
+    pub(super) run: String,
+    pub(super) agent: String,
+    pub(super) token: String,
+    pub(super) subject: S,
+    pub(super) secrets: &'a Secrets,
+    pub(super) steps: Vec<StepRt>,
+    pub(super) lost: Arc<AtomicBool>,
+    pub(super) renewer: tokio::task::JoinHandle<()>,
+}
+
+pub(super) enum Stop {
+    Permanent(String),
+    Interrupted(String),
+}
+
+impl<S> Engine<S>
+where
+    S: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Builds an engine.
+    pub fn new(
+        workflow: Workflow,
+        registry: Registry<S>,
+        journal: Arc<dyn Journal>,
+        opts: EngineOptions,
+    ) -> Self {
+        Engine {
+            workflow,
+            registry,
+            journal,
+            opts,
+        }
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &Workflow {
+        &self.workflow
+    }
+
+    /// Looks every step up without writing anything (a dry run): which steps would be
+    /// created, which adopted, which are in conflict.
+    pub async fn plan(&self, subject: &S, secrets: &Secrets) -> Vec<PlannedStep> {
+        let mut known: BTreeMap<String, Outputs> = BTreeMap::new();
+        let mut out = Vec::new();
+        for step in &self.workflow.steps {
+            let action = &self.registry[&step.action];
+            let inputs = bind(step, &known);
+            let planned = match inputs {
+                None => PlannedStep {
+                    step: step.id.clone(),
+                    decision: PlanDecision::Create,
+                    detail: "depends on a resource this run creates".into(),
+                },
+                Some(inputs) => {
+                    let cx = StepContext {
+                        subject,
+                        inputs: &inputs,
+                        secrets,
+                    };
+                    match action.lookup(&cx).await {
+                        Ok(Found::Absent) => PlannedStep {
+                            step: step.id.clone(),
+                            decision: PlanDecision::Create,
+                            detail: String::new(),
+                        },
+                        Ok(Found::Match(o)) => {
+                            let d = fmt_outputs(&o);
+                            known.insert(step.id.clone(), o);
+                            PlannedStep {
+                                step: step.id.clone(),
+                                decision: PlanDecision::Adopt,
+                                detail: d,
+                            }
+                        }
+                        Ok(Found::Conflict(m)) => PlannedStep {
+                            step: step.id.clone(),
+                            decision: PlanDecision::Conflict,
+                            detail: m,
+                        },
+                        Err(e) => PlannedStep {
+                            step: step.id.clone(),
+                            decision: PlanDecision::Unknown,
+                            detail: format!("lookup failed: {e}"),
+                        },
+                    }
+                }
+            };
+            out.push(planned);
+        }
+        out
+    }
+
+    /// Drives one agent forward: plan, then create what is missing, compensating on a
+    /// permanent failure according to its `on_failure`. Resumes where a previous pass
+    /// stopped; an agent that was rolling back finishes its rollback instead.
+    pub async fn run_agent(
+        &self,
+        run: &str,
+        agent: &str,
+        secrets: &Secrets,
+    ) -> Result<AgentOutcome, Error> {
+        let mut d = self.driver(run, agent, secrets)?;
+        let res = d.forward().await;
+        d.finish().await;
+        res
+    }
+
+    /// Compensates the agent's owned steps (explicit `rollback`).
+    pub async fn rollback_agent(
+        &self,
+        run: &str,
+        agent: &str,
+        secrets: &Secrets,
+    ) -> Result<AgentOutcome, Error> {
+        let mut d = self.driver(run, agent, secrets)?;
+        let res = d.compensate(None).await;
+        d.finish().await;
+        res
+    }
+
+    /// Marks an agent released: its leftovers are kept and no longer owned by the run.
+    pub fn release_agent(&self, run: &str, agent: &str) -> Result<(), Error> {
+        let token = uuid::Uuid::new_v4().to_string();
+        self.journal
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
+        for step in &self.workflow.steps {
+            self.journal.update_step(
+                run,
+                agent,
+                &token,
+                &step.id,
+                &StepUpdate {
+                    owned: Some(false),
+                    unresolved: Some(false),
+                    ..Default::default()
+                },
+                "released",
+            )?;
+        }
+        self.journal.set_agent_state(
+            run,
+            agent,
+            &token,
+            AgentState::Released,
+            Some("released by operator"),
+        )?;
+        self.journal.release_lease(run, agent, &token)?;
+        Ok(())
+    }
+
+    fn driver<'a>(
+        &'a self,
+        run: &str,
+        agent: &str,
+        secrets: &'a Secrets,
+    ) -> Result<Driver<'a, S>, Error> {
+        let token = uuid::Uuid::new_v4().to_string();
+        self.journal
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
+        let row = self.journal.agent(run, agent)?;
+        let subject: S =
+            serde_json::from_value(row.subject.clone()).map_err(|source| Error::Subject {
+                agent: agent.to_string(),
+                source,
+            })?;
+        let rows = self.journal.steps(run, agent)?;
+        if rows.len() != self.workflow.steps.len()
+            || rows
+                .iter()
+                .zip(&self.workflow.steps)
+                .any(|(r, s)| r.step_id != s.id)
+        {
+            let _ = self.journal.release_lease(run, agent, &token);
+            return Err(Error::Mismatch {
+                run: run.to_string(),
+                workflow: self.workflow.name.clone(),
+            });
+        }
+        let steps = rows
+            .into_iter()
+            .map(|r| StepRt {
+                state: r.state,
+                owned: r.owned,
+                unresolved: r.unresolved,
+                outputs: r.outputs,
+                last_write_ms: r.last_write_ms,
+            })
+            .collect();
+        let lost = Arc::new(AtomicBool::new(false));
+        // Renew the lease in the background; a failed renewal fences this driver.
+        let renewer = {
+            let journal = self.journal.clone();
+            let (run, agent, token, lost) = (
+                run.to_string(),
+                agent.to_string(),
+                token.clone(),
+                lost.clone(),
+            );
+            let ttl = self.opts.lease_ttl_ms;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis((ttl / 3).max(10) as u64)).await;
+                    if journal.renew_lease(&run, &agent, &token, ttl).is_err() {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Driver {
+            engine: self,
+            run: run.to_string(),
+            agent: agent.to_string(),
+            token,
+            subject,
+            secrets,
+            steps,
+            lost,
+            renewer,
+        })
+    }
+}
+
+pub(super) fn bind(step: &Step, known: &BTreeMap<String, Outputs>) -> Option<Outputs> {
+    let mut inputs = Outputs::new();
+    for (name, (src, out)) in &step.inputs {
+        let v = known.get(src)?.get(out)?;
+        inputs.insert(name.clone(), v.clone());
+    }
+    Some(inputs)
+}
+
+pub(super) fn fmt_outputs(o: &Outputs) -> String {
+    o.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,492 @@
+//! The forward pass of one agent: plan (look every step up before any write), then per
+//! step look up, record the intent, write, record the result; retries by [`decide`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::action::{ErrorKind, Found, Outputs, StepContext, StepError};
+use super::definition::Workflow;
+use super::driver::{bind, fmt_outputs, AgentOutcome, Driver, Error, Lookup, Stop};
+use super::hooks::{CrashPoint, Progress};
+use super::journal::{Journal, JournalError, StepUpdate};
+use super::retry::{decide, Decision, Loop};
+use super::state::{AgentState, OnFailure, StepState};
+
+impl<S> Driver<'_, S>
+where
+    S: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pub(super) fn wf(&self) -> &Workflow {
+        &self.engine.workflow
+    }
+
+    pub(super) fn journal(&self) -> &dyn Journal {
+        &*self.engine.journal
+    }
+
+    pub(super) fn progress(&self, step: &str, event: &'static str, detail: String) {
+        tracing::info!(run = %self.run, agent = %self.agent, step, event, %detail, "step event");
+        if let Some(p) = &self.engine.opts.progress {
+            p(&Progress {
+                agent: self.agent.clone(),
+                step: step.to_string(),
+                event,
+                detail,
+            });
+        }
+    }
+
+    pub(super) fn crash(&self, point: CrashPoint, step: &str) {
+        if let Some((p, s)) = &self.engine.opts.crash_at {
+            if *p == point && s == step {
+                std::process::abort();
+            }
+        }
+    }
+
+    pub(super) fn fenced(&self) -> Result<(), Error> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(JournalError::LeaseLost {
+                run: self.run.clone(),
+                agent: self.agent.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    pub(super) fn update(&mut self, idx: usize, up: StepUpdate, kind: &str) -> Result<(), Error> {
+        self.fenced()?;
+        let step_id = self.wf().steps[idx].id.clone();
+        tracing::debug!(run = %self.run, agent = %self.agent, step = %step_id, kind, state = ?up.state, "checkpoint");
+        self.journal()
+            .update_step(&self.run, &self.agent, &self.token, &step_id, &up, kind)?;
+        let rt = &mut self.steps[idx];
+        if let Some(s) = up.state {
+            rt.state = s;
+        }
+        if let Some(o) = up.owned {
+            rt.owned = o;
+        }
+        if let Some(u) = up.unresolved {
+            rt.unresolved = u;
+        }
+        if let Some(o) = up.outputs {
+            rt.outputs = o;
+        }
+        if let Some(t) = up.mark_write {
+            rt.last_write_ms = Some(t);
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_agent(&self, state: AgentState, err: Option<&str>) -> Result<(), Error> {
+        self.fenced()?;
+        self.journal()
+            .set_agent_state(&self.run, &self.agent, &self.token, state, err)?;
+        Ok(())
+    }
+
+    pub(super) async fn finish(&mut self) {
+        self.renewer.abort();
+        let _ = self
+            .journal()
+            .release_lease(&self.run, &self.agent, &self.token);
+    }
+
+    pub(super) fn known(&self) -> BTreeMap<String, Outputs> {
+        self.wf()
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .filter(|(_, rt)| matches!(rt.state, StepState::Done | StepState::Adopted))
+            .map(|(s, rt)| (s.id.clone(), rt.outputs.clone()))
+            .collect()
+    }
+
+    pub(super) async fn lookup(&self, idx: usize) -> Result<Lookup, StepError> {
+        let step = &self.wf().steps[idx];
+        let Some(inputs) = bind(step, &self.known()) else {
+            return Ok(Lookup::Unknown);
+        };
+        let cx = StepContext {
+            subject: &self.subject,
+            inputs: &inputs,
+            secrets: self.secrets,
+        };
+        Ok(
+            match self.engine.registry[&step.action].lookup(&cx).await? {
+                Found::Absent => Lookup::Absent,
+                Found::Match(o) => Lookup::Match(o),
+                Found::Conflict(m) => Lookup::Conflict(m),
+            },
+        )
+    }
+
+    pub(super) fn within_settle(&self, idx: usize) -> bool {
+        let settle = self.wf().steps[idx].settle_ms as i64;
+        self.steps[idx]
+            .last_write_ms
+            .is_some_and(|t| self.engine.opts.clock.now_ms() - t < settle)
+    }
+
+    /// Records a found resource: owned if a write of ours may have created it, else adopted.
+    pub(super) fn record_found(&mut self, idx: usize, outputs: Outputs) -> Result<(), Error> {
+        let ours = self.steps[idx].unresolved;
+        let step_id = self.wf().steps[idx].id.clone();
+        let detail = fmt_outputs(&outputs);
+        let state = if ours {
+            StepState::Done
+        } else {
+            StepState::Adopted
+        };
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(state),
+                owned: Some(ours),
+                unresolved: Some(false),
+                outputs: Some(outputs),
+                last_error: Some(None),
+                ..Default::default()
+            },
+            if ours {
+                "step_found_owned"
+            } else {
+                "step_adopted"
+            },
+        )?;
+        self.progress(&step_id, if ours { "exists" } else { "adopted" }, detail);
+        Ok(())
+    }
+
+    /// Marks a step in conflict (nothing of ours written for it) and says why the agent stops.
+    pub(super) fn conflict(&mut self, idx: usize, m: String) -> Result<Stop, Error> {
+        let step_id = self.wf().steps[idx].id.clone();
+        self.progress(&step_id, "conflict", m.clone());
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(StepState::Failed),
+                last_error: Some(Some(format!("Conflict: {m}"))),
+                ..Default::default()
+            },
+            "step_conflict",
+        )?;
+        Ok(Stop::Permanent(format!("{step_id}: conflict: {m}")))
+    }
+
+    pub(super) async fn forward(&mut self) -> Result<AgentOutcome, Error> {
+        let state = self.journal().agent(&self.run, &self.agent)?.state;
+        match state {
+            AgentState::Done
+            | AgentState::RolledBack
+            | AgentState::Failed
+            | AgentState::Released => {
+                return Ok(AgentOutcome { state, error: None });
+            }
+            AgentState::RollingBack => return self.compensate(None).await,
+            AgentState::NeedsAttention => {
+                return Ok(AgentOutcome {
+                    state,
+                    error: Some("compensation failed earlier; run `rollback` to retry it".into()),
+                })
+            }
+            _ => {}
+        }
+        self.set_agent(AgentState::Running, None)?;
+
+        // Plan: look up every not-yet-started step whose inputs are known, before any write.
+        let mut planned: Vec<Option<Lookup>> = (0..self.steps.len()).map(|_| None).collect();
+        #[allow(clippy::needless_range_loop)] // idx also indexes self.steps, mutated inside
+        for idx in 0..self.steps.len() {
+            let rt = &self.steps[idx];
+            if !matches!(rt.state, StepState::Pending | StepState::Running) || rt.unresolved {
+                continue;
+            }
+            match self.lookup_with_retry(idx).await? {
+                Err(stop) => return self.stop(stop).await,
+                Ok(Lookup::Match(o)) => self.record_found(idx, o)?,
+                Ok(Lookup::Conflict(m)) => {
+                    let stop = self.conflict(idx, m)?;
+                    return self.stop(stop).await;
+                }
+                // Absent: create without looking again. Unknown: look up once the inputs exist.
+                Ok(Lookup::Absent) => planned[idx] = Some(Lookup::Absent),
+                Ok(Lookup::Unknown) => {}
+            }
+        }
+
+        for (idx, looked_up) in planned.into_iter().enumerate() {
+            if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
+                continue;
+            }
+            if let Err(stop) = self.execute(idx, looked_up).await? {
+                return self.stop(stop).await;
+            }
+        }
+        self.set_agent(AgentState::Done, None)?;
+        Ok(AgentOutcome {
+            state: AgentState::Done,
+            error: None,
+        })
+    }
+
+    pub(super) async fn lookup_with_retry(
+        &mut self,
+        idx: usize,
+    ) -> Result<Result<Lookup, Stop>, Error> {
+        let policy = self.wf().steps[idx].retry;
+        let step_id = self.wf().steps[idx].id.clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.fenced()?;
+            match self.lookup(idx).await {
+                Ok(l) => return Ok(Ok(l)),
+                Err(e) => match decide(&policy, Loop::Lookup, e.kind, false, attempt) {
+                    Decision::Retry(delay) => {
+                        self.progress(&step_id, "retrying", e.to_string());
+                        self.engine.opts.clock.sleep(delay).await;
+                    }
+                    Decision::Exhausted => {
+                        self.note_error(idx, &e)?;
+                        return Ok(Err(Stop::Interrupted(format!("{step_id}: {e}"))));
+                    }
+                    Decision::Permanent => {
+                        self.note_error(idx, &e)?;
+                        return Ok(Err(Stop::Permanent(format!("{step_id}: {e}"))));
+                    }
+                },
+            }
+        }
+    }
+
+    pub(super) fn note_error(&mut self, idx: usize, e: &StepError) -> Result<(), Error> {
+        self.update(
+            idx,
+            StepUpdate {
+                last_error: Some(Some(e.to_string())),
+                ..Default::default()
+            },
+            "step_error",
+        )
+    }
+
+    /// Runs one step to done/adopted. `looked_up` is the plan's fresh lookup, if any.
+    pub(super) async fn execute(
+        &mut self,
+        idx: usize,
+        mut looked_up: Option<Lookup>,
+    ) -> Result<Result<(), Stop>, Error> {
+        let step = self.wf().steps[idx].clone();
+        let action = self.engine.registry[&step.action].clone();
+        let mut attempt: u32 = 0;
+        // Set after a create answered AlreadyExists: the resource exists even if lookups
+        // cannot see it yet, so keep looking instead of writing again.
+        let mut exists: Option<StepError> = None;
+        loop {
+            self.fenced()?;
+            // 1. Look up (unless the plan just did): a resource from an earlier unresolved
+            //    write is ours; one that appeared otherwise is adopted or in conflict.
+            let found = match looked_up.take() {
+                Some(l) => l,
+                None => match self.lookup(idx).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        attempt += 1;
+                        match self.retry_or_stop(idx, attempt, &e).await? {
+                            Some(stop) => return Ok(Err(stop)),
+                            None => continue,
+                        }
+                    }
+                },
+            };
+            match found {
+                Lookup::Match(o) => {
+                    self.record_found(idx, o)?;
+                    return Ok(Ok(()));
+                }
+                Lookup::Conflict(m) => return Ok(Err(self.conflict(idx, m)?)),
+                Lookup::Unknown => {
+                    return Ok(Err(Stop::Permanent(format!(
+                        "{}: inputs are not available (an earlier step has no outputs)",
+                        step.id
+                    ))))
+                }
+                Lookup::Absent if exists.is_some() => {
+                    // Not visible yet: eventual consistency. Wait and look again, until the
+                    // settle window is over: then what is there is not what we need.
+                    attempt += 1;
+                    if !self.within_settle(idx) && attempt >= step.retry.max_attempts {
+                        let said = exists.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                        let m = format!(
+                            "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
+                        );
+                        return Ok(Err(self.conflict(idx, m)?));
+                    }
+                    let e = StepError::new(
+                        ErrorKind::NotVisibleYet,
+                        "NotVisibleYet",
+                        "the service says the resource exists but lookups do not show it yet",
+                    );
+                    match self.retry_or_stop(idx, attempt, &e).await? {
+                        Some(stop) => return Ok(Err(stop)),
+                        None => continue,
+                    }
+                }
+                Lookup::Absent => {}
+            }
+
+            // 2. Write-ahead: record the intent, then write.
+            attempt += 1;
+            let was_unresolved = self.steps[idx].unresolved;
+            self.update(
+                idx,
+                StepUpdate {
+                    state: Some(StepState::Running),
+                    unresolved: Some(true),
+                    bump_attempts: true,
+                    mark_write: Some(self.engine.opts.clock.now_ms()),
+                    ..Default::default()
+                },
+                "step_intent",
+            )?;
+            self.crash(CrashPoint::BeforeWrite, &step.id);
+            let inputs = bind(&step, &self.known()).unwrap_or_default();
+            let cx = StepContext {
+                subject: &self.subject,
+                inputs: &inputs,
+                secrets: self.secrets,
+            };
+            let result = action.create(&cx).await;
+            self.crash(CrashPoint::AfterWrite, &step.id);
+            match result {
+                Ok(outputs) => {
+                    let detail = fmt_outputs(&outputs);
+                    self.update(
+                        idx,
+                        StepUpdate {
+                            state: Some(StepState::Done),
+                            owned: Some(true),
+                            unresolved: Some(false),
+                            outputs: Some(outputs),
+                            last_error: Some(None),
+                            ..Default::default()
+                        },
+                        "step_done",
+                    )?;
+                    self.crash(CrashPoint::AfterCheckpoint, &step.id);
+                    self.progress(&step.id, "created", detail);
+                    return Ok(Ok(()));
+                }
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    // Ours if an earlier write of ours may have landed; otherwise someone
+                    // else's, to adopt or reject. Either way, look it up.
+                    self.update(
+                        idx,
+                        StepUpdate {
+                            unresolved: Some(was_unresolved),
+                            last_error: Some(Some(e.to_string())),
+                            ..Default::default()
+                        },
+                        "step_exists",
+                    )?;
+                    exists = Some(e);
+                }
+                Err(e) => {
+                    let unresolved = was_unresolved || e.kind == ErrorKind::Ambiguous;
+                    self.update(
+                        idx,
+                        StepUpdate {
+                            unresolved: Some(unresolved),
+                            last_error: Some(Some(e.to_string())),
+                            ..Default::default()
+                        },
+                        "step_error",
+                    )?;
+                    if let Some(stop) = self.retry_or_stop(idx, attempt, &e).await? {
+                        return Ok(Err(stop));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps for the next backoff if [`decide`] says retry; otherwise records and returns
+    /// why the agent stops.
+    pub(super) async fn retry_or_stop(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        e: &StepError,
+    ) -> Result<Option<Stop>, Error> {
+        let step = &self.wf().steps[idx];
+        let (id, policy) = (step.id.clone(), step.retry);
+        let decision = decide(
+            &policy,
+            Loop::Write,
+            e.kind,
+            self.within_settle(idx),
+            attempt,
+        );
+        match decision {
+            Decision::Permanent => {
+                self.progress(&id, "failed", e.to_string());
+                let state = if self.steps[idx].unresolved {
+                    StepState::Running
+                } else {
+                    StepState::Failed
+                };
+                self.update(
+                    idx,
+                    StepUpdate {
+                        state: Some(state),
+                        last_error: Some(Some(e.to_string())),
+                        ..Default::default()
+                    },
+                    "step_failed",
+                )?;
+                Ok(Some(Stop::Permanent(format!("{id}: {e}"))))
+            }
+            Decision::Exhausted => {
+                self.note_error(idx, e)?;
+                Ok(Some(Stop::Interrupted(format!(
+                    "{id}: still failing after {attempt} attempts: {e}"
+                ))))
+            }
+            Decision::Retry(delay) => {
+                self.progress(&id, "retrying", e.to_string());
+                self.engine.opts.clock.sleep(delay).await;
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) async fn stop(&mut self, stop: Stop) -> Result<AgentOutcome, Error> {
+        match stop {
+            Stop::Interrupted(msg) => {
+                self.set_agent(AgentState::Interrupted, Some(&msg))?;
+                Ok(AgentOutcome {
+                    state: AgentState::Interrupted,
+                    error: Some(msg),
+                })
+            }
+            Stop::Permanent(msg) => {
+                let on_failure = self.journal().agent(&self.run, &self.agent)?.on_failure;
+                let holds_anything = self.steps.iter().any(|rt| rt.owned || rt.unresolved);
+                if on_failure == OnFailure::Keep || !holds_anything {
+                    self.set_agent(AgentState::Failed, Some(&msg))?;
+                    return Ok(AgentOutcome {
+                        state: AgentState::Failed,
+                        error: Some(msg),
+                    });
+                }
+                self.compensate(Some(msg)).await
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The journal: what the engine needs from a checkpoint store, as a trait ([`Journal`]),
+//! with the rows it reads and the updates it writes. `store::Store` (SQLite) and
+//! `store::MemoryJournal` implement it; the engine depends on nothing else of theirs.
+//!
+//! Contract: every method that takes a lease `token` applies its change only while that
+//! token holds the agent's lease, atomically with the check, and appends a journal event
+//! of the given `kind`; a change is all-or-nothing.
+
+use std::collections::BTreeMap;
+
+use super::state::{AgentState, OnFailure, StepState};
+
+/// A step's checkpointed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    /// Step id from the workflow.
+    pub step_id: String,
+    /// Position in the workflow.
+    pub seq: i64,
+    /// State.
+    pub state: StepState,
+    /// Created by this run (so compensation may delete it).
+    pub owned: bool,
+    /// A write was sent whose outcome is unknown: if the resource exists, it is ours.
+    pub unresolved: bool,
+    /// Resource ids recorded after the write (or the adoption).
+    pub outputs: BTreeMap<String, String>,
+    /// Write attempts made.
+    pub attempts: i64,
+    /// When the first write was sent (ms).
+    pub first_write_ms: Option<i64>,
+    /// When the latest write (create or delete) was sent (ms): settle windows run from it.
+    pub last_write_ms: Option<i64>,
+    /// Last error, `CODE: message`.
+    pub last_error: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// An agent's checkpointed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    /// Run id.
+    pub run_id: String,
+    /// Agent key (the normalised email).
+    pub agent_key: String,
+    /// The validated, secret-free subject (JSON).
+    pub subject: serde_json::Value,
+    /// State.
+    pub state: AgentState,
+    /// What to do on a permanent failure.
+    pub on_failure: OnFailure,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A change to one step, applied in one transaction with its journal event.
+#[derive(Debug, Clone, Default)]
+pub struct StepUpdate {
+    /// New state.
+    pub state: Option<StepState>,
+    /// New owned flag.
+    pub owned: Option<bool>,
+    /// New unresolved flag.
+    pub unresolved: Option<bool>,
+    /// Replace outputs.
+    pub outputs: Option<BTreeMap<String, String>>,
+    /// Add one to attempts.
+    pub bump_attempts: bool,
+    /// A write is about to be sent at this time (ms): set last_write_ms, and first_write_ms
+    /// if not yet set.
+    pub mark_write: Option<i64>,
+    /// Set (Some(Some)) or clear (Some(None)) the last error.
+    pub last_error: Option<Option<String>>,
+}
+
+/// Why the journal refused or failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JournalError {
+    /// Another live process holds the agent's lease.
+    #[error("agent {agent} of run {run} is being worked on by {holder} (lease until {expires}); wait for it or stop that process")]
+    Leased {
+        /// Run id.
+        run: String,
+        /// Agent key.
+        agent: String,
+        /// Who holds it (host, pid).
+        holder: String,
+        /// When the lease expires (RFC 3339).
+        expires: String,
+    },
+    /// This process no longer holds the lease it is writing under.
+    #[error("lost the lease on agent {agent} of run {run}: another process took it over")]
+    LeaseLost {
+        /// Run id.
+        run: String,
+        /// Agent key.
+        agent: String,
+    },
+    /// No such run or agent.
+    #[error("no {0} in the state store")]
+    NotFound(String),
+    /// The stored data does not parse (an unknown state, malformed JSON).
+    #[error("state store: {0}")]
+    Corrupt(String),
+    /// The storage itself failed (I/O, disk full, locking).
+    #[error("state store: {0}")]
+    Storage(String),
+}
+
+/// The checkpoint operations the engine drives an agent with.
+pub trait Journal: Send + Sync {
+    /// Takes the agent's lease for `ttl_ms` under `token`, unless a live process holds it.
+    fn acquire_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError>;
+    /// Extends the lease; `LeaseLost` if `token` no longer holds it.
+    fn renew_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError>;
+    /// Releases the lease if `token` holds it.
+    fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError>;
+    /// Applies `update` to a step under the lease, with a journal event `kind`.
+    fn update_step(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        step: &str,
+        update: &StepUpdate,
+        kind: &str,
+    ) -> Result<(), JournalError>;
+    /// Sets the agent's state and last error under the lease.
+    fn set_agent_state(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        state: AgentState,
+        last_error: Option<&str>,
+    ) -> Result<(), JournalError>;
+    /// One agent.
+    fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;
+    /// The steps of one agent, in workflow order.
+    fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError>;
+}

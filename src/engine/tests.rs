@@ -1,0 +1,824 @@
+//! Engine clauses, with in-memory actions over a tiny scripted world, the in-memory
+//! journal and a virtual clock. The AWS-backed actions are tested end to end in tests/it.
+use super::*;
+use crate::store::MemoryJournal;
+use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+enum Script {
+    /// Refused: nothing applied.
+    Fail(ErrorKind),
+    /// Applied, then the response is an error.
+    ApplyThenFail(ErrorKind),
+    /// Refused, while someone else creates the resource at the same moment.
+    FailWhileOthersCreate(ErrorKind),
+}
+
+#[derive(Default)]
+struct World {
+    present: BTreeMap<String, Outputs>,
+    conflict: BTreeSet<String>,
+    hidden_lookups: BTreeMap<String, u32>,
+    script: HashMap<(String, &'static str), VecDeque<Script>>,
+    applied_creates: BTreeMap<String, u32>,
+    deletes: Vec<String>,
+    lookups: u32,
+    steal_lease_on_create: Option<(Arc<MemoryJournal>, String)>,
+}
+
+type W = Arc<Mutex<World>>;
+
+struct Fake {
+    name: String,
+    world: W,
+    inputs: &'static [&'static str],
+    shared: bool,
+}
+
+impl Fake {
+    fn next(&self, op: &'static str) -> Option<Script> {
+        self.world
+            .lock()
+            .unwrap()
+            .script
+            .get_mut(&(self.name.clone(), op))
+            .and_then(|q| q.pop_front())
+    }
+    fn err(kind: ErrorKind) -> StepError {
+        StepError::new(kind, format!("{kind:?}"), "scripted")
+    }
+}
+
+#[async_trait::async_trait]
+impl Action<String> for Fake {
+    fn inputs(&self) -> &'static [&'static str] {
+        self.inputs
+    }
+    fn outputs(&self) -> &'static [&'static str] {
+        &["id", "got"]
+    }
+    fn shared(&self) -> bool {
+        self.shared
+    }
+    async fn lookup(&self, _cx: &StepContext<'_, String>) -> Result<Found, StepError> {
+        if let Some(Script::Fail(k)) = self.next("lookup") {
+            return Err(Fake::err(k));
+        }
+        let mut w = self.world.lock().unwrap();
+        w.lookups += 1;
+        if w.conflict.contains(&self.name) {
+            return Ok(Found::Conflict(format!("{} is someone else's", self.name)));
+        }
+        if let Some(n) = w.hidden_lookups.get_mut(&self.name) {
+            if *n > 0 {
+                *n -= 1;
+                return Ok(Found::Absent);
+            }
+        }
+        Ok(match w.present.get(&self.name) {
+            Some(o) => Found::Match(o.clone()),
+            None => Found::Absent,
+        })
+    }
+    async fn create(&self, cx: &StepContext<'_, String>) -> Result<Outputs, StepError> {
+        let script = self.next("create");
+        let mut w = self.world.lock().unwrap();
+        if let Some((store, run)) = w.steal_lease_on_create.take() {
+            // The driver's lease has expired (ttl < 0): another process takes over.
+            store
+                .acquire_lease(&run, cx.subject, "thief", 60_000)
+                .unwrap();
+        }
+        if let Some(Script::Fail(k)) = script {
+            return Err(Fake::err(k));
+        }
+        if let Some(Script::FailWhileOthersCreate(k)) = script {
+            let mut o = Outputs::new();
+            o.insert("id".into(), "theirs".into());
+            w.present.insert(self.name.clone(), o);
+            return Err(Fake::err(k));
+        }
+        if w.present.contains_key(&self.name) {
+            return Err(Fake::err(ErrorKind::AlreadyExists));
+        }
+        let got = cx.inputs.values().cloned().collect::<Vec<_>>().join(",");
+        let mut o = Outputs::new();
+        o.insert("id".into(), format!("{}-id", self.name));
+        o.insert("got".into(), got);
+        w.present.insert(self.name.clone(), o.clone());
+        *w.applied_creates.entry(self.name.clone()).or_default() += 1;
+        match script {
+            Some(Script::ApplyThenFail(k)) => Err(Fake::err(k)),
+            _ => Ok(o),
+        }
+    }
+    async fn delete(&self, _cx: &StepContext<'_, String>, out: &Outputs) -> Result<(), StepError> {
+        let script = self.next("delete");
+        let mut w = self.world.lock().unwrap();
+        match script {
+            Some(Script::Fail(k)) => return Err(Fake::err(k)),
+            Some(Script::FailWhileOthersCreate(k)) => return Err(Fake::err(k)),
+            Some(Script::ApplyThenFail(k)) => {
+                w.present.remove(&self.name);
+                w.deletes.push(self.name.clone());
+                return Err(Fake::err(k));
+            }
+            None => {}
+        }
+        match w.present.get(&self.name) {
+            Some(o) if o.get("id") == out.get("id") => {
+                w.present.remove(&self.name);
+                w.deletes.push(self.name.clone());
+                Ok(())
+            }
+            _ => Err(Fake::err(ErrorKind::NotFound)),
+        }
+    }
+}
+
+const WF: &str = r#"
+    version = 1
+    name = "t"
+    retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+    [[steps]]
+    id = "one"
+    action = "a"
+    [[steps]]
+    id = "two"
+    action = "b"
+    inputs = { x = "one.id" }
+    [[steps]]
+    id = "three"
+    action = "shared"
+    inputs = { x = "two.id" }
+"#;
+
+fn registry(world: &W) -> Registry<String> {
+    let mut r: Registry<String> = BTreeMap::new();
+    for (name, inputs, shared) in [
+        ("a", &[][..], false),
+        ("b", &["x"][..], false),
+        ("shared", &["x"][..], true),
+        ("c", &[][..], false),
+    ] {
+        let inputs: &'static [&'static str] = if inputs.is_empty() { &[] } else { &["x"] };
+        r.insert(
+            name.to_string(),
+            Arc::new(Fake {
+                name: name.to_string(),
+                world: world.clone(),
+                inputs,
+                shared,
+            }),
+        );
+    }
+    r
+}
+
+struct Setup {
+    world: W,
+    store: Arc<MemoryJournal>,
+    clock: Arc<VirtualClock>,
+    engine: Engine<String>,
+}
+
+fn setup_with(wf: &str, on_failure: OnFailure) -> Setup {
+    let world: W = Arc::default();
+    let store = Arc::new(MemoryJournal::default());
+    let workflow = Workflow::parse(wf, "test", &registry(&world)).unwrap();
+    store.create_run(
+        "r",
+        &[("ag".into(), serde_json::json!("ag"))],
+        &workflow.step_ids(),
+        on_failure,
+    );
+    let clock = Arc::new(VirtualClock::new());
+    let engine = Engine::new(
+        workflow,
+        registry(&world),
+        store.clone(),
+        EngineOptions {
+            clock: clock.clone(),
+            ..EngineOptions::default()
+        },
+    );
+    Setup {
+        world,
+        store,
+        clock,
+        engine,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with(WF, OnFailure::Rollback)
+}
+
+fn script(s: &Setup, action: &str, op: &'static str, items: &[Script]) {
+    s.world
+        .lock()
+        .unwrap()
+        .script
+        .entry((action.to_string(), op))
+        .or_default()
+        .extend(items.iter().copied());
+}
+
+fn steps(s: &Setup) -> Vec<StepRow> {
+    s.store.steps("r", "ag").unwrap()
+}
+
+fn creates(s: &Setup, name: &str) -> u32 {
+    *s.world
+        .lock()
+        .unwrap()
+        .applied_creates
+        .get(name)
+        .unwrap_or(&0)
+}
+
+async fn run(s: &Setup) -> AgentOutcome {
+    s.engine
+        .run_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap()
+}
+
+fn present(s: &Setup, name: &str) -> bool {
+    s.world.lock().unwrap().present.contains_key(name)
+}
+
+#[tokio::test]
+async fn happy_path_creates_each_once_and_chains_outputs() {
+    let s = setup();
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    let st = steps(&s);
+    assert!(st
+        .iter()
+        .all(|r| r.state == StepState::Done && r.owned && !r.unresolved));
+    assert_eq!(
+        st[1].outputs["got"], "a-id",
+        "step two got step one's output"
+    );
+    assert_eq!(st[2].outputs["got"], "b-id");
+    for n in ["a", "b", "shared"] {
+        assert_eq!(creates(&s, n), 1);
+    }
+    // Running again changes nothing.
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 1);
+}
+
+#[tokio::test]
+async fn existing_matching_resource_is_adopted_and_never_compensated() {
+    let s = setup();
+    let mut o = Outputs::new();
+    o.insert("id".into(), "a-id".into());
+    s.world.lock().unwrap().present.insert("a".into(), o);
+    // Step two fails permanently: compensation runs.
+    script(&s, "b", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    // Nothing of ours to compensate: the agent is failed, the adopted user untouched.
+    assert_eq!(out.state, AgentState::Failed);
+    assert_eq!(steps(&s)[0].state, StepState::Adopted);
+    assert!(!steps(&s)[0].owned);
+    assert!(present(&s, "a"), "adopted resource survives rollback");
+    assert_eq!(creates(&s, "a"), 0);
+}
+
+#[tokio::test]
+async fn conflict_in_the_plan_writes_nothing() {
+    let s = setup();
+    // Step one is absent (would be created) but step two is in conflict... step two's
+    // inputs depend on step one, so put the conflict on step one's own lookup.
+    s.world.lock().unwrap().conflict.insert("a".into());
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Failed);
+    assert!(out.error.unwrap().contains("someone else"));
+    assert_eq!(
+        creates(&s, "a") + creates(&s, "b") + creates(&s, "shared"),
+        0
+    );
+    assert_eq!(steps(&s)[0].state, StepState::Failed);
+}
+
+#[tokio::test]
+async fn conflict_found_later_in_the_plan_still_writes_nothing() {
+    // Steps without data dependencies are all looked up before the first write.
+    let wf = r#"
+        version = 1
+        name = "t"
+        retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+        [[steps]]
+        id = "one"
+        action = "a"
+        [[steps]]
+        id = "two"
+        action = "b"
+        inputs = { x = "one.id" }
+    "#;
+    let s = setup_with(wf, OnFailure::Rollback);
+    let mut o = Outputs::new();
+    o.insert("id".into(), "a-id".into());
+    s.world.lock().unwrap().present.insert("a".into(), o);
+    s.world.lock().unwrap().conflict.insert("b".into());
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Failed);
+    assert_eq!(creates(&s, "b"), 0);
+}
+
+#[tokio::test]
+async fn write_that_landed_but_failed_is_owned_not_recreated() {
+    let s = setup();
+    script(
+        &s,
+        "a",
+        "create",
+        &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
+    );
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 1, "exactly one create applied");
+    let st = &steps(&s)[0];
+    assert_eq!(st.state, StepState::Done);
+    assert!(st.owned, "found after an unknown outcome: ours");
+    // And so rollback deletes it.
+    s.engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert!(!present(&s, "a"));
+}
+
+#[tokio::test]
+async fn landed_write_invisible_to_lookups_is_owned_via_already_exists() {
+    let s = setup();
+    script(
+        &s,
+        "a",
+        "create",
+        &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
+    );
+    // The next lookup misses it (eventual consistency); the create then says exists.
+    s.world.lock().unwrap().hidden_lookups.insert("a".into(), 2);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done, "{:?}", out.error);
+    assert_eq!(creates(&s, "a"), 1);
+    assert!(steps(&s)[0].owned);
+}
+
+#[tokio::test]
+async fn refused_write_never_makes_someone_elses_resource_ours() {
+    let s = setup();
+    // Our create is throttled (nothing applied) while someone else creates the same
+    // resource; the retry's lookup then finds theirs.
+    script(
+        &s,
+        "a",
+        "create",
+        &[Script::FailWhileOthersCreate(ErrorKind::Transient)],
+    );
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    let st = &steps(&s)[0];
+    assert_eq!(st.state, StepState::Adopted);
+    assert!(
+        !st.owned,
+        "a refused write does not make their resource ours"
+    );
+    assert_eq!(st.outputs["id"], "theirs");
+    assert_eq!(creates(&s, "a"), 0);
+    // So a rollback leaves it alone.
+    s.engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert!(present(&s, "a"));
+}
+
+#[tokio::test]
+async fn an_ambiguous_write_makes_a_resource_found_later_ours() {
+    let s = setup();
+    // A 5xx (outcome unknown) while the resource appears: indistinguishable from our own
+    // write having landed, so it is owned — the documented trade-off of write-ahead.
+    script(
+        &s,
+        "a",
+        "create",
+        &[Script::FailWhileOthersCreate(ErrorKind::Ambiguous)],
+    );
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    let st = &steps(&s)[0];
+    assert!(st.owned);
+}
+
+#[tokio::test]
+async fn already_exists_without_an_earlier_unknown_write_is_adopted() {
+    let s = setup();
+    // Someone creates it between our lookup and our create.
+    s.world.lock().unwrap().hidden_lookups.insert("a".into(), 1);
+    let mut o = Outputs::new();
+    o.insert("id".into(), "theirs".into());
+    s.world.lock().unwrap().present.insert("a".into(), o);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    let st = &steps(&s)[0];
+    assert_eq!(st.state, StepState::Adopted);
+    assert!(!st.owned, "their resource is not ours");
+    assert_eq!(st.outputs["id"], "theirs");
+}
+
+#[tokio::test]
+async fn permanent_failure_compensates_in_reverse_order_skipping_shared() {
+    let wf = WF.to_string() + "\n[[steps]]\nid = \"four\"\naction = \"c\"\n";
+    let s = setup_with(&wf, OnFailure::Rollback);
+    script(&s, "c", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    assert_eq!(run(&s).await.state, AgentState::RolledBack);
+    let w = s.world.lock().unwrap();
+    assert_eq!(
+        w.deletes,
+        vec!["b".to_string(), "a".to_string()],
+        "reverse order, shared kept"
+    );
+    assert!(w.present.contains_key("shared"));
+    let st = s.store.steps("r", "ag").unwrap();
+    assert_eq!(st[0].state, StepState::RolledBack);
+    assert_eq!(st[2].state, StepState::Done, "shared step untouched");
+}
+
+#[tokio::test]
+async fn keep_on_failure_keeps_and_a_later_rollback_removes() {
+    let s = setup_with(WF, OnFailure::Keep);
+    script(&s, "b", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Failed);
+    assert!(present(&s, "a"));
+    // resume does not retry a permanently failed agent
+    assert_eq!(run(&s).await.state, AgentState::Failed);
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert!(!present(&s, "a"));
+}
+
+#[tokio::test]
+async fn transient_past_the_budget_interrupts_and_resume_finishes_once() {
+    let s = setup();
+    script(
+        &s,
+        "b",
+        "create",
+        &[
+            Script::Fail(ErrorKind::Transient),
+            Script::Fail(ErrorKind::Transient),
+            Script::Fail(ErrorKind::Transient),
+        ],
+    );
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Interrupted);
+    assert!(out.error.unwrap().contains("after 3 attempts"));
+    assert!(present(&s, "a"), "nothing rolled back on interruption");
+    assert_eq!(steps(&s)[1].attempts, 3);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 1);
+    assert_eq!(creates(&s, "b"), 1);
+}
+
+#[tokio::test]
+async fn failing_compensation_needs_attention_and_a_later_rollback_finishes() {
+    let s = setup();
+    script(
+        &s,
+        "shared",
+        "create",
+        &[Script::Fail(ErrorKind::Permanent)],
+    );
+    script(&s, "b", "delete", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::NeedsAttention);
+    assert_eq!(steps(&s)[1].state, StepState::NeedsAttention);
+    assert!(present(&s, "a"), "stops at the failed compensation");
+    // resume does not touch it
+    assert_eq!(run(&s).await.state, AgentState::NeedsAttention);
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert!(!present(&s, "a") && !present(&s, "b"));
+    // Idempotent: a second rollback is fine and deletes nothing more.
+    let n = s.world.lock().unwrap().deletes.len();
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert_eq!(s.world.lock().unwrap().deletes.len(), n);
+}
+
+#[tokio::test]
+async fn not_found_on_delete_is_done_after_the_settle_window() {
+    let s = setup();
+    run(&s).await;
+    // Someone deleted it behind our back: the delete answers NotFound.
+    s.world.lock().unwrap().present.remove("b");
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert_eq!(steps(&s)[1].state, StepState::RolledBack);
+}
+
+#[tokio::test]
+async fn not_found_on_delete_within_the_settle_window_is_retried() {
+    let wf = WF.replace(
+        "action = \"b\"",
+        "action = \"b\"\n        settle_ms = 60000",
+    );
+    let s = setup_with(&wf, OnFailure::Rollback);
+    run(&s).await;
+    // Invisible to the delete for two calls (not yet propagated), then deletable.
+    script(
+        &s,
+        "b",
+        "delete",
+        &[
+            Script::Fail(ErrorKind::NotFound),
+            Script::Fail(ErrorKind::NotFound),
+        ],
+    );
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert!(
+        !present(&s, "b"),
+        "deleted once visible, not declared gone early"
+    );
+}
+
+#[tokio::test]
+async fn delete_that_landed_is_done_once_the_create_settle_window_is_over() {
+    let wf = WF.replace("action = \"b\"", "action = \"b\"\n        settle_ms = 150");
+    let s = setup_with(&wf, OnFailure::Rollback);
+    run(&s).await;
+    script(
+        &s,
+        "b",
+        "delete",
+        &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
+    );
+    let t = s.clock.now_ms();
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    // The retry's NotFound could be lag inside the create's window: waited out, then done.
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert_eq!(steps(&s)[1].state, StepState::RolledBack);
+    assert!(s.clock.now_ms() - t >= 100, "waited for the window");
+}
+
+#[tokio::test]
+async fn second_driver_is_refused_while_the_first_holds_the_lease() {
+    let s = setup();
+    s.store
+        .acquire_lease("r", "ag", "other-process", 60_000)
+        .unwrap();
+    let err = s
+        .engine
+        .run_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Journal(JournalError::Leased { .. })),
+        "{err}"
+    );
+    assert_eq!(creates(&s, "a"), 0);
+}
+
+#[tokio::test]
+async fn a_driver_that_lost_its_lease_stops_writing() {
+    let mut s = setup();
+    s.engine.opts.lease_ttl_ms = -1;
+    s.world.lock().unwrap().steal_lease_on_create = Some((s.store.clone(), "r".into()));
+    let err = s
+        .engine
+        .run_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Journal(JournalError::LeaseLost { .. })),
+        "{err}"
+    );
+    // Its create landed, but it could not checkpoint over the new holder's lease:
+    // the step still shows the intent (unresolved), so the new holder will own it.
+    let st = &steps(&s)[0];
+    assert!(st.unresolved);
+    assert_eq!(st.state, StepState::Running);
+}
+
+#[tokio::test]
+async fn transient_lookup_errors_are_retried_and_permanent_ones_fail() {
+    let s = setup();
+    script(&s, "a", "lookup", &[Script::Fail(ErrorKind::Transient)]);
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    let s = setup();
+    script(&s, "a", "lookup", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    assert_eq!(
+        out.state,
+        AgentState::Failed,
+        "nothing to compensate: failed"
+    );
+    assert_eq!(creates(&s, "a"), 0);
+}
+
+#[tokio::test]
+async fn plan_reports_create_adopt_and_conflict_without_writing() {
+    let s = setup();
+    let mut o = Outputs::new();
+    o.insert("id".into(), "a-id".into());
+    s.world.lock().unwrap().present.insert("a".into(), o);
+    s.world.lock().unwrap().conflict.insert("b".into());
+    let plan = s.engine.plan(&"ag".to_string(), &Secrets::default()).await;
+    let actions: Vec<&str> = plan.iter().map(|p| p.decision.as_str()).collect();
+    assert_eq!(actions, vec!["adopt", "conflict", "create"]);
+    assert_eq!(creates(&s, "b"), 0);
+    assert_eq!(s.store.event_count(), 1, "only the run's creation event");
+}
+
+#[tokio::test]
+async fn the_settle_window_runs_from_the_latest_write() {
+    let wf = WF.replace("action = \"b\"", "action = \"b\"\n        settle_ms = 200");
+    let s = setup_with(&wf, OnFailure::Rollback);
+    // b's first write is refused until the budget is spent: interrupted.
+    script(
+        &s,
+        "b",
+        "create",
+        &[
+            Script::Fail(ErrorKind::Transient),
+            Script::Fail(ErrorKind::Transient),
+            Script::Fail(ErrorKind::Transient),
+        ],
+    );
+    assert_eq!(run(&s).await.state, AgentState::Interrupted);
+    // Long after that first write, resume creates b; then the shared step fails
+    // permanently and b's delete sees lag right after b's (latest) create.
+    s.clock.advance(Duration::from_millis(250));
+    script(
+        &s,
+        "shared",
+        "create",
+        &[Script::Fail(ErrorKind::Permanent)],
+    );
+    script(
+        &s,
+        "b",
+        "delete",
+        &[
+            Script::Fail(ErrorKind::NotFound),
+            Script::Fail(ErrorKind::NotFound),
+        ],
+    );
+    assert_eq!(run(&s).await.state, AgentState::RolledBack);
+    assert!(
+        !present(&s, "b"),
+        "not declared gone while it was merely not visible"
+    );
+}
+
+#[tokio::test]
+async fn rollback_after_needs_attention_on_an_unresolved_step_finishes_it() {
+    let s = setup();
+    // Three ambiguous answers; the third write did land. Interrupted, unresolved.
+    script(
+        &s,
+        "b",
+        "create",
+        &[
+            Script::Fail(ErrorKind::Ambiguous),
+            Script::Fail(ErrorKind::Ambiguous),
+            Script::ApplyThenFail(ErrorKind::Ambiguous),
+        ],
+    );
+    assert_eq!(run(&s).await.state, AgentState::Interrupted);
+    assert!(steps(&s)[1].unresolved);
+    // The rollback cannot look it up (permanent error): needs attention.
+    script(&s, "b", "lookup", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::NeedsAttention);
+    // Fixed: the next rollback still considers the step, finds the landed write, deletes it.
+    let out = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::RolledBack);
+    assert!(!present(&s, "b") && !present(&s, "a"));
+}
+
+#[tokio::test]
+async fn already_exists_that_never_becomes_visible_is_a_conflict() {
+    let wf = WF.replace("action = \"a\"", "action = \"a\"\n        settle_ms = 50");
+    let s = setup_with(&wf, OnFailure::Rollback);
+    // The service says "exists" but no lookup ever shows a fitting resource.
+    s.world
+        .lock()
+        .unwrap()
+        .hidden_lookups
+        .insert("a".into(), 1000);
+    let mut o = Outputs::new();
+    o.insert("id".into(), "elsewhere".into());
+    s.world.lock().unwrap().present.insert("a".into(), o);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Failed);
+    assert!(out.error.unwrap().contains("conflict"));
+    assert_eq!(steps(&s)[0].state, StepState::Failed);
+}
+
+#[test]
+fn workflow_validation_rejects_bad_definitions() {
+    let world: W = Arc::default();
+    let reg = registry(&world);
+    let bad = [
+        ("version = 2\nname='t'\n[[steps]]\nid='one'\naction='a'", "version 2"),
+        ("version = 1\nname='t'\n[[steps]]\nid='one'\naction='nope'", "unknown action \"nope\""),
+        (
+            "version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\n[[steps]]\nid='one'\naction='a'",
+            "duplicate step id",
+        ),
+        ("version = 1\nname='t'\n[[steps]]\nid='one'\naction='b'", "needs input \"x\""),
+        (
+            "version = 1\nname='t'\n[[steps]]\nid='one'\naction='b'\ninputs={x='two.id'}\n[[steps]]\nid='two'\naction='a'",
+            "not an earlier step",
+        ),
+        (
+            "version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\n[[steps]]\nid='two'\naction='b'\ninputs={x='one.nope'}",
+            "produces only",
+        ),
+        (
+            "version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\ninputs={y='one.id'}",
+            "takes no input \"y\"",
+        ),
+        ("version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\nretyr=1", "unknown field `retyr`"),
+        (
+            "version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\nretry={max_attempts=0}",
+            "max_attempts >= 1",
+        ),
+        ("version = 1\nname='t'\nsteps=[]", "has no steps"),
+        ("version = 1\nname='t'\n[[steps]]\nid='One'\naction='a'", "must match"),
+    ];
+    for (src, want) in bad {
+        let err = Workflow::parse(src, "test", &reg).unwrap_err().to_string();
+        assert!(err.contains(want), "{src:?}: {err}");
+    }
+    assert!(Workflow::parse(WF, "test", &reg).is_ok());
+}
+
+#[test]
+fn backoff_grows_is_capped_and_jittered() {
+    let p = RetryPolicy {
+        max_attempts: 5,
+        initial_backoff_ms: 100,
+        max_backoff_ms: 400,
+        multiplier: 2.0,
+    };
+    for _ in 0..200 {
+        assert!(p.backoff(1) <= Duration::from_millis(100));
+        assert!(p.backoff(2) <= Duration::from_millis(200));
+        assert!(p.backoff(10) <= Duration::from_millis(400));
+    }
+    let distinct: BTreeSet<u128> = (0..50).map(|_| p.backoff(3).as_micros()).collect();
+    assert!(distinct.len() > 1, "jittered");
+}
+
+#[test]
+fn secrets_never_print() {
+    let mut s = Secrets::default();
+    s.insert("password", "Hunter2Hunter2".into());
+    assert!(!format!("{s:?}").contains("Hunter2"));
+    assert_eq!(s.get("password"), Some("Hunter2Hunter2"));
+}

@@ -1,0 +1,91 @@
+//! Step 4: the Amazon Connect application assignment.
+
+use crate::aws::Principal;
+use crate::engine::{Action, Found, Outputs, StepContext, StepError};
+
+use super::classify::{classify, outputs, read, recorded, Call};
+use super::{Env, Subject};
+use crate::config::AssignmentMode;
+
+/// Step 4: access to the Amazon Connect application: the group once (shared) or the
+/// user directly (owned), per `identity_center.assignment`.
+pub struct AssignApplication(pub(super) Env);
+
+impl AssignApplication {
+    fn principal<'a>(
+        &self,
+        cx: &'a StepContext<'_, Subject>,
+    ) -> Result<(Principal, &'a str), StepError> {
+        Ok(match self.0.assignment {
+            AssignmentMode::Group => (Principal::Group, cx.input("group_id")?),
+            AssignmentMode::User => (Principal::User, cx.input("user_id")?),
+        })
+    }
+}
+
+fn principal_name(p: Principal) -> &'static str {
+    match p {
+        Principal::User => "USER",
+        Principal::Group => "GROUP",
+    }
+}
+
+#[async_trait::async_trait]
+impl Action<Subject> for AssignApplication {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["user_id", "group_id"]
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["principal_type", "principal_id"]
+    }
+
+    fn shared(&self) -> bool {
+        self.0.assignment == AssignmentMode::Group
+    }
+
+    async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
+        let (kind, id) = self.principal(cx)?;
+        let assigned = self
+            .0
+            .sso_admin
+            .is_assigned(&self.0.application_arn, kind, id)
+            .await
+            .map_err(read)?;
+        Ok(if assigned {
+            Found::Match(outputs([
+                ("principal_type", principal_name(kind)),
+                ("principal_id", id),
+            ]))
+        } else {
+            Found::Absent
+        })
+    }
+
+    async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
+        let (kind, id) = self.principal(cx)?;
+        self.0
+            .sso_admin
+            .assign(&self.0.application_arn, kind, id)
+            .await
+            .map_err(|e| classify(e, Call::CreateReferencing))?;
+        Ok(outputs([
+            ("principal_type", principal_name(kind)),
+            ("principal_id", id),
+        ]))
+    }
+
+    async fn delete(&self, _cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
+        let kind = if out.get("principal_type").map(String::as_str) == Some("GROUP") {
+            Principal::Group
+        } else {
+            Principal::User
+        };
+        let id = recorded(out, "principal_id")?;
+        self.0
+            .sso_admin
+            .unassign(&self.0.application_arn, kind, id)
+            .await
+            .map_err(|e| classify(e, Call::Delete))
+    }
+}

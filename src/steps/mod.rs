@@ -1,0 +1,101 @@
+//! The four onboarding actions (Connect user, Identity Center user, group membership,
+//! application assignment), written against the AWS port (`crate::aws`), and the mapping of
+//! each service's error codes to the engine's error classes.
+//!
+//! Each action is idempotent in the engine's sense: `lookup` is read-only and says whether
+//! the resource exists and fits the agent; `create` reports `AlreadyExists` instead of
+//! failing on a duplicate; `delete` reports `NotFound` for a resource already gone.
+//! Classification is by error code only (aws-domain.md §2.3): Connect
+//! `LimitExceededException` is the users-per-instance quota (permanent), not throttling;
+//! SSO Admin `ConflictException` and a not-found principal right after its creation are
+//! propagation races (transient).
+//!
+//! One file per action; `classify` maps error codes to classes. Action types are named for
+//! what they do (`CreateConnectUser`), never like the AWS types they handle.
+
+mod app_assignment;
+mod classify;
+mod connect_user;
+mod group_membership;
+mod identity_user;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentSpec;
+use crate::aws::{ConnectApi, IdentityStoreApi, SsoAdminApi};
+use crate::config::AssignmentMode;
+use crate::engine::Registry;
+
+pub use app_assignment::AssignApplication;
+pub use connect_user::CreateConnectUser;
+pub use group_membership::AddGroupMembership;
+pub use identity_user::CreateIdentityUser;
+
+/// What the engine stores per agent: the validated agent plus the ids its profile names
+/// resolved to at preflight. Contains no secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Subject {
+    /// The validated agent.
+    pub agent: AgentSpec,
+    /// Routing profile id.
+    pub routing_profile_id: String,
+    /// Security profile ids.
+    pub security_profile_ids: Vec<String>,
+    /// Hierarchy group id.
+    pub hierarchy_group_id: Option<String>,
+}
+
+/// Where the actions act: clients and resolved target ids.
+#[derive(Clone)]
+pub struct Env {
+    /// Amazon Connect.
+    pub connect: Arc<dyn ConnectApi>,
+    /// Identity Store.
+    pub identity_store: Arc<dyn IdentityStoreApi>,
+    /// SSO Admin.
+    pub sso_admin: Arc<dyn SsoAdminApi>,
+    /// Connect instance id.
+    pub instance_id: String,
+    /// Identity store id.
+    pub identity_store_id: String,
+    /// Amazon Connect application ARN in Identity Center.
+    pub application_arn: String,
+    /// Group name.
+    pub group: String,
+    /// Group or per-user assignment.
+    pub assignment: AssignmentMode,
+}
+
+/// The secret name the Connect action reads the password from.
+pub const PASSWORD: &str = "password";
+
+/// The action that sends the password (CONNECT_MANAGED): an agent whose step of this action
+/// is not done yet needs its password again on resume.
+pub const PASSWORD_ACTION: &str = "connect.user";
+
+/// The built-in actions, by the names workflow files use.
+pub fn registry(env: &Env) -> Registry<Subject> {
+    let mut r: Registry<Subject> = BTreeMap::new();
+    r.insert(
+        PASSWORD_ACTION.into(),
+        Arc::new(CreateConnectUser(env.clone())),
+    );
+    r.insert(
+        "identitystore.user".into(),
+        Arc::new(CreateIdentityUser(env.clone())),
+    );
+    r.insert(
+        "identitystore.group_membership".into(),
+        Arc::new(AddGroupMembership(env.clone())),
+    );
+    r.insert(
+        "ssoadmin.application_assignment".into(),
+        Arc::new(AssignApplication(env.clone())),
+    );
+    r
+}

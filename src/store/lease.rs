@@ -1,0 +1,70 @@
+//! Who holds an agent's lease, and whether that holder is known to be dead (same host, boot
+//! and PID namespace, and its pid gone or reused), so a crashed process's lease is taken
+//! over at once instead of after its expiry.
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds a lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Linux boot id (tells a reboot from a live process with a reused pid).
+    pub boot_id: String,
+    /// The PID namespace (`/proc/self/ns/pid`): pids only compare within one.
+    #[serde(default)]
+    pub pid_ns: String,
+    /// The process start time in clock ticks since boot (`/proc/PID/stat` field 22): tells
+    /// the holder from a later process that reused its pid.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+}
+
+/// Field 22 of `/proc/<pid>/stat` (the start time), if the process exists.
+pub(super) fn start_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Holder {
+    /// The current process.
+    pub fn current() -> Holder {
+        Holder {
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            start_ticks: start_ticks("self"),
+        }
+    }
+
+    /// True only when the holder is known to be gone: same host, boot and PID namespace,
+    /// and no process with its pid, or one that started at another time (a reused pid).
+    /// Anything else (another host, container or boot; missing data) is presumed alive
+    /// until its lease expires.
+    pub(super) fn is_dead(&self) -> bool {
+        let me = Holder::current();
+        let comparable = self.host == me.host
+            && !self.boot_id.is_empty()
+            && self.boot_id == me.boot_id
+            && !self.pid_ns.is_empty()
+            && self.pid_ns == me.pid_ns;
+        if !comparable || self.pid == me.pid {
+            return false;
+        }
+        match start_ticks(&self.pid.to_string()) {
+            None => true,
+            Some(t) => self.start_ticks.is_some_and(|mine| mine != t),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! An in-memory journal: the same contract as the state file (lease-fenced changes, one
+//! event per change) without a file. Dry runs use it (they must write nothing anywhere),
+//! and so do the engine's unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{fmt_ms, now_ms, now_rfc3339};
+use crate::engine::journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
+use crate::engine::{AgentState, OnFailure, StepState};
+
+#[derive(Debug)]
+struct Entry {
+    row: AgentRow,
+    steps: Vec<StepRow>,
+    lease: Option<(String, i64)>,
+}
+
+/// The in-memory journal.
+#[derive(Debug, Default)]
+pub struct MemoryJournal {
+    agents: Mutex<BTreeMap<(String, String), Entry>>,
+    events: Mutex<u64>,
+}
+
+impl MemoryJournal {
+    /// Adds a run's agents with their pending steps.
+    pub fn create_run(
+        &self,
+        run: &str,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: OnFailure,
+    ) {
+        let now = now_rfc3339();
+        let mut map = self.lock();
+        for (key, subject) in agents {
+            let steps = steps
+                .iter()
+                .enumerate()
+                .map(|(seq, id)| StepRow {
+                    step_id: id.clone(),
+                    seq: seq as i64,
+                    state: StepState::Pending,
+                    owned: false,
+                    unresolved: false,
+                    outputs: BTreeMap::new(),
+                    attempts: 0,
+                    first_write_ms: None,
+                    last_write_ms: None,
+                    last_error: None,
+                    updated_at: now.clone(),
+                })
+                .collect();
+            let row = AgentRow {
+                run_id: run.to_string(),
+                agent_key: key.clone(),
+                subject: subject.clone(),
+                state: AgentState::Pending,
+                on_failure,
+                last_error: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            };
+            map.insert(
+                (run.to_string(), key.clone()),
+                Entry {
+                    row,
+                    steps,
+                    lease: None,
+                },
+            );
+            *self.events.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+    }
+
+    /// Number of journal events so far.
+    pub fn event_count(&self) -> u64 {
+        *self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Entry>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the agent's entry if `token` holds its lease, counting one event.
+    fn fenced<T>(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> Result<T, JournalError> {
+        let mut map = self.lock();
+        let e = map
+            .get_mut(&(run.to_string(), agent.to_string()))
+            .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))?;
+        if e.lease.as_ref().map(|(t, _)| t.as_str()) != Some(token) {
+            return Err(JournalError::LeaseLost {
+                run: run.into(),
+                agent: agent.into(),
+            });
+        }
+        let out = f(e);
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Ok(out)
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn acquire_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        let mut map = self.lock();
+        let e = map
+            .get_mut(&(run.to_string(), agent.to_string()))
+            .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))?;
+        let now = now_ms();
+        if let Some((held, exp)) = &e.lease {
+            if held != token && *exp > now {
+                return Err(JournalError::Leased {
+                    run: run.into(),
+                    agent: agent.into(),
+                    holder: "another task of this process".into(),
+                    expires: fmt_ms(*exp),
+                });
+            }
+        }
+        e.lease = Some((token.to_string(), now + ttl_ms));
+        Ok(())
+    }
+
+    fn renew_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        self.fenced(run, agent, token, |e| {
+            e.lease = Some((token.to_string(), now_ms() + ttl_ms))
+        })
+    }
+
+    fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError> {
+        let mut map = self.lock();
+        if let Some(e) = map.get_mut(&(run.to_string(), agent.to_string())) {
+            if e.lease.as_ref().is_some_and(|(t, _)| t == token) {
+                e.lease = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn update_step(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        step: &str,
+        up: &StepUpdate,
+        _kind: &str,
+    ) -> Result<(), JournalError> {
+        let found = self.fenced(run, agent, token, |e| {
+            let Some(s) = e.steps.iter_mut().find(|s| s.step_id == step) else {
+                return false;
+            };
+            if let Some(v) = up.state {
+                s.state = v;
+            }
+            if let Some(v) = up.owned {
+                s.owned = v;
+            }
+            if let Some(v) = up.unresolved {
+                s.unresolved = v;
+            }
+            if let Some(v) = &up.outputs {
+                s.outputs = v.clone();
+            }
+            if up.bump_attempts {
+                s.attempts += 1;
+            }
+            if let Some(at) = up.mark_write {
+                s.first_write_ms.get_or_insert(at);
+                s.last_write_ms = Some(at);
+            }
+            if let Some(v) = &up.last_error {
+                s.last_error = v.clone();
+            }
+            s.updated_at = now_rfc3339();
+            true
+        })?;
+        if !found {
+            return Err(JournalError::NotFound(format!(
+                "step {step} of agent {agent} in run {run}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn set_agent_state(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        state: AgentState,
+        last_error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.fenced(run, agent, token, |e| {
+            e.row.state = state;
+            e.row.last_error = last_error.map(str::to_string);
+            e.row.updated_at = now_rfc3339();
+        })
+    }
+
+    fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
+        self.lock()
+            .get(&(run.to_string(), agent.to_string()))
+            .map(|e| e.row.clone())
+            .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))
+    }
+
+    fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError> {
+        self.lock()
+            .get(&(run.to_string(), agent.to_string()))
+            .map(|e| e.steps.clone())
+            .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_fenced_by_the_lease_and_counted() {
+        let j = MemoryJournal::default();
+        j.create_run(
+            "r",
+            &[("a".into(), serde_json::json!("a"))],
+            &["s".into()],
+            OnFailure::Keep,
+        );
+        assert_eq!(j.event_count(), 1);
+        let up = StepUpdate {
+            state: Some(StepState::Running),
+            mark_write: Some(5),
+            ..Default::default()
+        };
+        assert!(matches!(
+            j.update_step("r", "a", "t", "s", &up, "x"),
+            Err(JournalError::LeaseLost { .. })
+        ));
+        j.acquire_lease("r", "a", "t", 60_000).unwrap();
+        assert!(matches!(
+            j.acquire_lease("r", "a", "u", 60_000),
+            Err(JournalError::Leased { .. })
+        ));
+        j.update_step("r", "a", "t", "s", &up, "x").unwrap();
+        let s = &j.steps("r", "a").unwrap()[0];
+        assert_eq!(
+            (s.state, s.first_write_ms, s.last_write_ms),
+            (StepState::Running, Some(5), Some(5))
+        );
+        assert_eq!(j.event_count(), 2);
+        assert!(matches!(
+            j.update_step("r", "a", "t", "nope", &up, "x"),
+            Err(JournalError::NotFound(_))
+        ));
+        j.set_agent_state("r", "a", "t", AgentState::Done, None)
+            .unwrap();
+        assert_eq!(j.agent("r", "a").unwrap().state, AgentState::Done);
+        // An expired lease is taken over, and the old holder is fenced.
+        j.acquire_lease("r", "a", "t", -1).unwrap();
+        j.acquire_lease("r", "a", "u", 60_000).unwrap();
+        assert!(j
+            .set_agent_state("r", "a", "t", AgentState::Failed, None)
+            .is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! The checkpoint store: the SQLite state file ([`Store`], `sqlite`) that implements the
+//! engine's [`Journal`](crate::engine::Journal), its schema migrations (`schema`) and
+//! lease holders (`lease`); and [`MemoryJournal`], the in-memory journal that dry runs and
+//! engine unit tests use.
+//!
+//! Why here: the engine's durability rests on three properties this layer guarantees, and
+//! nothing else touches SQL.
+//! - **One transaction per transition.** Every state change of a step or agent is one
+//!   `IMMEDIATE` transaction that also appends to `events`, so a crash leaves either the old
+//!   state or the new one, never half.
+//! - **Lease-checked writes.** Every checkpoint of an agent is conditioned on the caller still
+//!   holding that agent's lease (checked in the same transaction), so a driver that lost its
+//!   lease cannot overwrite the new holder's progress.
+//! - **Append-only migrations** (see `schema`).
+//!
+//! The store knows nothing about AWS: subjects and outputs are opaque JSON. It may use the
+//! engine's journal types and states, nothing else of the crate.
+
+mod lease;
+mod memory;
+mod schema;
+mod sqlite;
+
+pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
+pub use lease::Holder;
+pub use memory::MemoryJournal;
+pub use sqlite::Store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::clock::system_now_ms;
+use crate::engine::UnknownState;
+
+/// Errors of the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A journal-level refusal or failure (lease held or lost, not found, corrupt).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A stored state name this build does not know.
+    #[error(transparent)]
+    UnknownState(#[from] UnknownState),
+    /// SQLite failed (I/O, corruption, locking past the busy timeout).
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The state file could not be created or its permissions set.
+    #[error("state store {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The state file was written by a newer connect-onboard.
+    #[error("state store schema version {found} is newer than this build understands ({known})")]
+    TooNew {
+        /// Version in the file.
+        found: usize,
+        /// Newest version this build knows.
+        known: usize,
+    },
+    /// A stored JSON column did not parse.
+    #[error("state store holds malformed {what}: {source}")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The agent already has an unfinished onboarding.
+    #[error("{agent} already has an unfinished onboarding in run {run} (state {state}): use `connect-onboard resume {run}` or `connect-onboard rollback {run} --email {agent}` (or `release`)")]
+    Unfinished {
+        /// Agent key.
+        agent: String,
+        /// The earlier run.
+        run: String,
+        /// Its state.
+        state: String,
+    },
+}
+
+/// Result alias of this layer.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError::Storage(e.to_string())
+    }
+}
+
+impl From<Error> for JournalError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Journal(j) => j,
+            e @ (Error::UnknownState(_) | Error::Corrupt { .. } | Error::TooNew { .. }) => {
+                JournalError::Corrupt(e.to_string())
+            }
+            e => JournalError::Storage(e.to_string()),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (wall clock: these times outlive the process).
+pub fn now_ms() -> i64 {
+    system_now_ms()
+}
+
+/// RFC 3339 UTC timestamp for humans and the status JSON.
+pub fn now_rfc3339() -> String {
+    fmt_ms(now_ms())
+}
+
+/// An epoch-milliseconds time as RFC 3339.
+pub fn fmt_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A run's row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Workflow name.
+    pub workflow_name: String,
+    /// The workflow definition (TOML) the run was started with.
+    pub workflow: String,
+    /// Free-form run metadata (JSON), e.g. the resolved configuration.
+    pub meta: serde_json::Value,
+}
