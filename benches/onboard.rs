@@ -58,7 +58,13 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sdk = aws::load_sdk_config(None, None, Duration::from_secs(30)).await;
-    let clients = Clients::new(&sdk, None, Some("us-east-1"), Some("us-east-1"));
+    let clients = Clients::new(
+        &sdk,
+        None,
+        Some("us-east-1"),
+        Some("us-east-1"),
+        connect_onboard::aws::pacer::Pacer::new(connect_onboard::aws::pacer::RateLimits::none()),
+    );
     let cfg = config::sandbox();
     let (target, catalog) = target::discover(&cfg, &clients.connect, &clients.sso_admin)
         .await

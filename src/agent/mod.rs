@@ -26,8 +26,10 @@
 //! Optional string fields that are present but blank are errors, not "absent":
 //! any reader of tabular input must map empty cells to `None`.//!
 //! The parts: this file (types, limits, errors), `rules` (the reusable field checks, also
-//! used by the config's `[defaults]`), `validate` (an input → a spec, all errors at once).
+//! used by the config's `[defaults]`), `validate` (an input → a spec, all errors at once),
+//! `reader` (agent files: the console's bulk-upload CSV, native CSV, JSON Lines).
 
+pub mod reader;
 mod rules;
 #[cfg(test)]
 mod tests;

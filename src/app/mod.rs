@@ -7,14 +7,16 @@
 //! records its resolved target, so `resume` and `rollback` act on exactly the instance,
 //! identity store and application the run started with, whatever the config says now.//!
 //! The parts: this file (errors, the loaded context, engine wiring), `env` (every
-//! environment knob, read in one place), `onboard`, `runs` (resume, rollback, release) and
-//! `status`, one file per operation. Nothing here prints or decides an exit code.
+//! environment knob, read in one place), `onboard`, `batch`, `runs` (resume, rollback,
+//! release) and `status`, one file per operation. Nothing here prints or decides an exit code.
 
+mod batch;
 pub mod env;
 mod onboard;
 mod runs;
 mod status;
 
+pub use batch::{batch, AgentResult, BatchOptions, BatchReport};
 pub use env::PASSWORD_ENV;
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, rollback, RunsReport};
@@ -193,6 +195,12 @@ impl Context {
             ic_sdk.as_ref(),
             regions.connect.as_deref(),
             regions.identity_center.as_deref(),
+            aws::pacer::Pacer::new(
+                self.config
+                    .as_ref()
+                    .map(Config::rate_limits)
+                    .unwrap_or_default(),
+            ),
         )
     }
 

@@ -12,6 +12,7 @@ use crate::target::{self, Target};
 use super::status::{run_status, RunStatus};
 use super::{engine_options, env_for, load_workflow, Context, Error, RunSettings, PASSWORD_ENV};
 
+/// What `onboard` did.
 #[derive(Debug)]
 pub enum OnboardReport {
     /// A dry run: the plan, nothing written.
@@ -124,7 +125,7 @@ pub async fn onboard(
     Ok(OnboardReport::Run(run_status(&store, &run_id)?))
 }
 
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
     let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();

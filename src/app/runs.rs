@@ -15,7 +15,7 @@ use super::status::{run_status, RunStatus};
 use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
 
 /// Rebuilds the engine of a stored run: its own workflow snapshot and target.
-async fn engine_for_run(
+pub(super) async fn engine_for_run(
     ctx: &Context,
     store: &Arc<Store>,
     run: &RunRow,

@@ -4,6 +4,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+use super::pacer::Pacer;
+
 /// Loads the shared AWS configuration: the standard chain, with an optional profile and
 /// region override, and a per-attempt timeout.
 pub async fn load_sdk_config(
@@ -27,7 +29,7 @@ pub async fn load_sdk_config(
     loader.load().await
 }
 
-/// The three SDK clients.
+/// The three SDK clients, sharing one pacer (the account's quotas are shared).
 #[derive(Clone, Debug)]
 pub struct Clients {
     /// Amazon Connect.
@@ -47,6 +49,7 @@ impl Clients {
         ic_sdk: Option<&SdkConfig>,
         connect_region: Option<&str>,
         ic_region: Option<&str>,
+        pacer: Pacer,
     ) -> Clients {
         let mut c = aws_sdk_connect::config::Builder::from(sdk);
         if let Some(r) = connect_region {
@@ -60,19 +63,22 @@ impl Clients {
             s = s.region(Region::new(r.to_string()));
         }
         Clients {
-            connect: SdkConnect(aws_sdk_connect::Client::from_conf(c.build())),
-            identity_store: SdkIdentityStore(aws_sdk_identitystore::Client::from_conf(i.build())),
-            sso_admin: SdkSsoAdmin(aws_sdk_ssoadmin::Client::from_conf(s.build())),
+            connect: SdkConnect(aws_sdk_connect::Client::from_conf(c.build()), pacer.clone()),
+            identity_store: SdkIdentityStore(
+                aws_sdk_identitystore::Client::from_conf(i.build()),
+                pacer.clone(),
+            ),
+            sso_admin: SdkSsoAdmin(aws_sdk_ssoadmin::Client::from_conf(s.build()), pacer),
         }
     }
 }
 
 /// [`ConnectApi`] over `aws_sdk_connect::Client`.
 #[derive(Clone, Debug)]
-pub struct SdkConnect(pub aws_sdk_connect::Client);
+pub struct SdkConnect(pub aws_sdk_connect::Client, pub Pacer);
 /// [`IdentityStoreApi`] over `aws_sdk_identitystore::Client`.
 #[derive(Clone, Debug)]
-pub struct SdkIdentityStore(pub aws_sdk_identitystore::Client);
+pub struct SdkIdentityStore(pub aws_sdk_identitystore::Client, pub Pacer);
 /// [`SsoAdminApi`] over `aws_sdk_ssoadmin::Client`.
 #[derive(Clone, Debug)]
-pub struct SdkSsoAdmin(pub aws_sdk_ssoadmin::Client);
+pub struct SdkSsoAdmin(pub aws_sdk_ssoadmin::Client, pub Pacer);

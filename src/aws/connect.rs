@@ -40,6 +40,8 @@ impl SdkConnect {
         loop {
             let page = send_once!(
                 connect,
+                self.1,
+                "connect:SearchUsers",
                 self.0
                     .search_users()
                     .instance_id(instance)
@@ -70,6 +72,8 @@ impl SdkConnect {
         loop {
             let page = send_once!(
                 connect,
+                self.1,
+                "connect:ListUsers",
                 self.0
                     .list_users()
                     .instance_id(instance)
@@ -175,6 +179,8 @@ impl ConnectApi for SdkConnect {
         not_found_to_none(
             send_once!(
                 connect,
+                self.1,
+                "connect:DescribeUser",
                 self.0
                     .describe_user()
                     .instance_id(instance)
@@ -238,7 +244,7 @@ impl ConnectApi for SdkConnect {
                 u.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ));
         }
-        let out = send_once!(connect, req, no_reason)?;
+        let out = send_once!(connect, self.1, "connect:CreateUser", req, no_reason)?;
         match out.user_id().filter(|id| !id.is_empty()) {
             Some(id) => Ok((
                 id.to_string(),
@@ -258,6 +264,8 @@ impl ConnectApi for SdkConnect {
     async fn delete_user(&self, instance: &str, user_id: &str) -> Result<()> {
         send_once!(
             connect,
+            self.1,
+            "connect:DeleteUser",
             self.0.delete_user().instance_id(instance).user_id(user_id),
             no_reason
         )?;

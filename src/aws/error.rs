@@ -160,30 +160,38 @@ pub(super) fn not_found_to_none<T>(r: Result<T>) -> Result<Option<T>> {
     }
 }
 
-/// Sends one request of a workflow call exactly once (SDK retries off) and maps its error:
-/// `send_once!(connect | identitystore | ssoadmin, request, reason_fn)`. A retried create
-/// whose first attempt landed would come back "already exists" and hide that the resource
-/// is ours, so the engine, which knows what landed, is the only retry layer.
+/// Sends one request of a workflow call exactly once (SDK retries off), paced by the
+/// client-side rate limiter, and maps its error:
+/// `send_once!(connect | identitystore | ssoadmin, pacer, "service:Operation", request, reason_fn)`.
+/// A retried create whose first attempt landed would come back "already exists" and hide
+/// that the resource is ours, so the engine, which knows what landed, is the only retry
+/// layer; the pacer hears every outcome, so a throttle slows that API's bucket down.
 macro_rules! send_once {
-    (connect, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_connect, $req, $reason)
+    (connect, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_connect, $pacer, $api, $req, $reason)
     };
-    (identitystore, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_identitystore, $req, $reason)
+    (identitystore, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_identitystore, $pacer, $api, $req, $reason)
     };
-    (ssoadmin, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_ssoadmin, $req, $reason)
+    (ssoadmin, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
+        send_once!(@ aws_sdk_ssoadmin, $pacer, $api, $req, $reason)
     };
-    (@ $sdk:ident, $req:expr, $reason:expr) => {
-        $req.customize()
+    (@ $sdk:ident, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {{
+        let permit = $pacer
+            .acquire($api, $crate::aws::pacer::Attempt::First)
+            .await;
+        let res = $req
+            .customize()
             .config_override(
                 $sdk::config::Builder::default()
                     .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
             )
             .send()
             .await
-            .map_err(|e| $crate::aws::error::from_sdk(e, $reason))
-    };
+            .map_err(|e| $crate::aws::error::from_sdk(e, $reason));
+        permit.done($crate::aws::error::pacing_outcome(&res));
+        res
+    }};
 }
 pub(crate) use send_once;
 
@@ -203,3 +211,13 @@ macro_rules! paged {
     }};
 }
 pub(crate) use paged;
+
+/// What the pacer learns from a call's result: a throttle slows the API's bucket down.
+pub(crate) fn pacing_outcome<T>(r: &Result<T>) -> crate::aws::pacer::Outcome {
+    use crate::aws::pacer::Outcome;
+    match r {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.is_throttling() => Outcome::Throttled { retry_after: None },
+        Err(_) => Outcome::OtherError,
+    }
+}

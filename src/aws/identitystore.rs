@@ -35,6 +35,8 @@ impl SdkIdentityStore {
         not_found_to_none(
             send_once!(
                 identitystore,
+                self.1,
+                "identitystore:GetUserId",
                 self.0
                     .get_user_id()
                     .identity_store_id(store)
@@ -60,6 +62,8 @@ impl IdentityStoreApi for SdkIdentityStore {
         not_found_to_none(
             send_once!(
                 identitystore,
+                self.1,
+                "identitystore:DescribeUser",
                 self.0
                     .describe_user()
                     .identity_store_id(store)
@@ -88,6 +92,8 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn create_user(&self, store: &str, u: &NewIdentityUser<'_>) -> Result<String> {
         let out = send_once!(
             identitystore,
+            self.1,
+            "identitystore:CreateUser",
             self.0
                 .create_user()
                 .identity_store_id(store)
@@ -114,6 +120,8 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn delete_user(&self, store: &str, user_id: &str) -> Result<()> {
         send_once!(
             identitystore,
+            self.1,
+            "identitystore:DeleteUser",
             self.0
                 .delete_user()
                 .identity_store_id(store)
@@ -127,6 +135,8 @@ impl IdentityStoreApi for SdkIdentityStore {
         not_found_to_none(
             send_once!(
                 identitystore,
+                self.1,
+                "identitystore:GetGroupId",
                 self.0
                     .get_group_id()
                     .identity_store_id(store)
@@ -140,6 +150,8 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String> {
         let out = send_once!(
             identitystore,
+            self.1,
+            "identitystore:CreateGroup",
             self.0
                 .create_group()
                 .identity_store_id(store)
@@ -159,6 +171,8 @@ impl IdentityStoreApi for SdkIdentityStore {
         not_found_to_none(
             send_once!(
                 identitystore,
+                self.1,
+                "identitystore:GetGroupMembershipId",
                 self.0
                     .get_group_membership_id()
                     .identity_store_id(store)
@@ -178,6 +192,8 @@ impl IdentityStoreApi for SdkIdentityStore {
     ) -> Result<String> {
         let out = send_once!(
             identitystore,
+            self.1,
+            "identitystore:CreateGroupMembership",
             self.0
                 .create_group_membership()
                 .identity_store_id(store)
@@ -191,6 +207,8 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()> {
         send_once!(
             identitystore,
+            self.1,
+            "identitystore:DeleteGroupMembership",
             self.0
                 .delete_group_membership()
                 .identity_store_id(store)

@@ -21,6 +21,7 @@ mod clients;
 mod connect;
 pub(crate) mod error;
 mod identitystore;
+pub mod pacer;
 mod ssoadmin;
 
 pub use clients::{load_sdk_config, Clients, SdkConnect, SdkIdentityStore, SdkSsoAdmin};

@@ -66,6 +66,8 @@ impl SsoAdminApi for SdkSsoAdmin {
     async fn is_assigned(&self, app: &str, kind: Principal, id: &str) -> Result<bool> {
         Ok(not_found_to_none(send_once!(
             ssoadmin,
+            self.1,
+            "sso:DescribeApplicationAssignment",
             self.0
                 .describe_application_assignment()
                 .application_arn(app)
@@ -79,6 +81,8 @@ impl SsoAdminApi for SdkSsoAdmin {
     async fn assign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
         send_once!(
             ssoadmin,
+            self.1,
+            "sso:CreateApplicationAssignment",
             self.0
                 .create_application_assignment()
                 .application_arn(app)
@@ -92,6 +96,8 @@ impl SsoAdminApi for SdkSsoAdmin {
     async fn unassign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
         send_once!(
             ssoadmin,
+            self.1,
+            "sso:DeleteApplicationAssignment",
             self.0
                 .delete_application_assignment()
                 .application_arn(app)

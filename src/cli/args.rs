@@ -67,6 +67,29 @@ pub(crate) enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Onboard every agent of a file (the console's bulk-upload CSV, native CSV or JSON Lines).
+    Batch {
+        /// The agent file.
+        file: PathBuf,
+        /// Plan the whole file (create / adopt / conflict per step); write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Report invalid rows and onboard the valid ones (else: exit 2, nothing written).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Write one row per agent to FILE (.csv or .json).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Write a sign-in notice per onboarded agent, and notices.csv, into DIR.
+        #[arg(long, value_name = "DIR")]
+        notices: Option<PathBuf>,
+        /// Agents in flight at once (the per-API rate limits hold each quota).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// On a permanent failure: remove what this agent's run created, or keep it.
+        #[arg(long, value_enum, default_value = "rollback")]
+        on_failure: OnFailureArg,
+    },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
     Status {
         /// Run id (all runs when absent).

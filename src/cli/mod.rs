@@ -119,10 +119,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         Command::Onboard(a) => {
             let ctx = Context::load(&globals(g))?;
             let secrets = read_secrets(g)?;
-            let on_failure = match a.on_failure {
-                OnFailureArg::Rollback => OnFailure::Rollback,
-                OnFailureArg::Keep => OnFailure::Keep,
-            };
+            let on_failure = on_failure_of(a.on_failure);
             let dry_run = a.dry_run;
             let input = onboard_input(*a);
             match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
@@ -167,6 +164,32 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             print_runs(&report.runs, json);
             Ok(exit::for_rollback(&report.runs, report.skipped.len()))
         }
+        Command::Batch {
+            file,
+            dry_run,
+            skip_invalid,
+            report,
+            notices,
+            concurrency,
+            on_failure,
+        } => {
+            let ctx = Context::load(&globals(g))?;
+            let opts = app::BatchOptions {
+                file,
+                dry_run,
+                skip_invalid,
+                concurrency,
+            };
+            let out = app::batch(&ctx, &opts, &settings(on_failure_of(on_failure))).await?;
+            if let Some(path) = &report {
+                output::write_report(path, &out.agents).map_err(app::Error::Input)?;
+            }
+            if let Some(dir) = &notices {
+                output::write_notices(dir, &out.agents).map_err(app::Error::Input)?;
+            }
+            output::print_batch(&out, json);
+            Ok(exit::for_batch(&out))
+        }
         Command::Release { run_id, email } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let status = app::release(&ctx, &run_id, &email).await?;
@@ -193,6 +216,13 @@ fn finish_batch(report: app::RunsReport, json: bool) -> Result<u8, app::Error> {
     }
     print_runs(&report.runs, json);
     Ok(exit::for_runs(&report.runs, report.skipped.len()))
+}
+
+fn on_failure_of(a: OnFailureArg) -> OnFailure {
+    match a {
+        OnFailureArg::Rollback => OnFailure::Rollback,
+        OnFailureArg::Keep => OnFailure::Keep,
+    }
 }
 
 fn onboard_input(a: OnboardArgs) -> AgentInput {

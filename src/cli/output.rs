@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use crate::agent::reader::neutralize_csv_cell;
 use crate::app::{self, RunStatus};
 use crate::engine::{AgentState, PlannedStep, Progress, StepState};
 
@@ -96,4 +97,120 @@ pub(crate) fn print_plan(agent: &str, steps: &[PlannedStep], json: bool) {
         };
         println!("  {:<18} {:<8}{d}", s.step, s.decision.as_str());
     }
+}
+
+/// Prints a batch's summary (stdout) or its JSON.
+pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    for e in &r.invalid {
+        eprintln!("invalid: {e}");
+    }
+    let mut out = std::io::stdout().lock();
+    if r.dry_run {
+        let _ = writeln!(
+            out,
+            "plan ({} agents, dry run, nothing written):",
+            r.agents.len()
+        );
+        for (step, counts) in &r.plan {
+            let cells: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(out, "  {step:<18} {}", cells.join(", "));
+        }
+    } else if let Some(run) = &r.run_id {
+        let _ = writeln!(out, "run {run}");
+    }
+    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "agents: {} ({}); invalid rows: {}; {:.1} s",
+        r.agents.len(),
+        counts.join(", "),
+        r.invalid.len(),
+        r.elapsed_ms as f64 / 1000.0
+    );
+    for a in r.agents.iter().filter(|a| a.error.is_some()) {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            a.email,
+            a.outcome,
+            a.error.as_deref().unwrap_or_default()
+        );
+    }
+    let calls: Vec<String> = r
+        .calls
+        .iter()
+        .filter(|c| c.calls > 0)
+        .map(|c| format!("{} {} ({} throttled)", c.api, c.calls, c.throttled))
+        .collect();
+    if !calls.is_empty() {
+        let _ = writeln!(out, "calls: {}", calls.join(", "));
+    }
+}
+
+/// Writes one row per agent to `path`: JSON when it ends in `.json`, else CSV with cells
+/// that a spreadsheet would run as formulas neutralised.
+pub(crate) fn write_report(
+    path: &std::path::Path,
+    agents: &[app::AgentResult],
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("writing the report {}: {e}", path.display());
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        let text = serde_json::to_string_pretty(agents).map_err(|e| err(&e))?;
+        return std::fs::write(path, text).map_err(|e| err(&e));
+    }
+    let mut w = csv::Writer::from_path(path).map_err(|e| err(&e))?;
+    w.write_record([
+        "email",
+        "outcome",
+        "run_id",
+        "connect_user_id",
+        "identity_user_id",
+        "error",
+    ])
+    .map_err(|e| err(&e))?;
+    for a in agents {
+        let cells = [
+            a.email.as_str(),
+            a.outcome.as_str(),
+            a.run_id.as_deref().unwrap_or_default(),
+            a.connect_user_id.as_deref().unwrap_or_default(),
+            a.identity_user_id.as_deref().unwrap_or_default(),
+            a.error.as_deref().unwrap_or_default(),
+        ];
+        w.write_record(cells.iter().map(|c| neutralize_csv_cell(c)))
+            .map_err(|e| err(&e))?;
+    }
+    w.flush().map_err(|e| err(&e))
+}
+
+/// Writes a sign-in notice per agent that is done, and `notices.csv` (email, username,
+/// portal URL) for a mail merge.
+pub(crate) fn write_notices(
+    dir: &std::path::Path,
+    agents: &[app::AgentResult],
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("writing notices in {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    let mut w = csv::Writer::from_path(dir.join("notices.csv")).map_err(|e| err(&e))?;
+    w.write_record(["email", "username", "portal_url"])
+        .map_err(|e| err(&e))?;
+    for a in agents {
+        let Some(url) = &a.portal_url else { continue };
+        let text = format!(
+            "Hello,\n\nyour Amazon Connect agent account is ready.\n\nUsername: {email}\nSign in at: {url}\n\nThe first time, choose \"Forgot password\" on that page to set your password (no invitation email is sent); then open \"Amazon Connect\".\n",
+            email = a.email
+        );
+        let file = dir.join(format!("{}.txt", a.email.replace(['/', '\\'], "_")));
+        std::fs::write(file, text).map_err(|e| err(&e))?;
+        w.write_record([&a.email, &a.email, url].map(|c| neutralize_csv_cell(c)))
+            .map_err(|e| err(&e))?;
+    }
+    w.flush().map_err(|e| err(&e))
 }

@@ -24,6 +24,7 @@ use crate::agent::{
     check_acw_timeout, check_security_profiles, check_tags, is_reserved_identity_store_name,
     Violation,
 };
+pub use crate::aws::pacer::RateLimits;
 
 /// Connect instance of the built-in sandbox.
 pub const SANDBOX_INSTANCE_ID: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
@@ -78,6 +79,20 @@ pub struct Config {
     pub defaults: Defaults,
     #[serde(default)]
     pub state: StateConfig,
+    /// `[rate_limits]`: client-side limits per AWS API, overlaid on AWS's default quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+}
+
+impl Config {
+    /// The effective rate limits: AWS's default quotas with `[rate_limits]` on top.
+    pub fn rate_limits(&self) -> RateLimits {
+        let defaults = RateLimits::default();
+        match &self.rate_limits {
+            Some(user) => defaults.with_overrides(user),
+            None => defaults,
+        }
+    }
 }
 
 /// `[connect]`
@@ -276,6 +291,7 @@ path = ".connect-onboard/state.db"
 /// else default or discovered.
 pub fn sandbox() -> Config {
     Config {
+        rate_limits: None,
         connect: ConnectConfig {
             instance_id: SANDBOX_INSTANCE_ID.to_string(),
             region: Some(SANDBOX_REGION.to_string()),

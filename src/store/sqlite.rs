@@ -93,6 +93,46 @@ impl Store {
         self.with_tx(|tx| insert_run(tx, run, agents, steps, on_failure))
     }
 
+    /// Adds agents (with their pending steps) to an existing run, in one transaction: a
+    /// batch inserts its file in chunks, so memory stays bounded by the chunk.
+    pub fn add_agents(
+        &self,
+        run: &str,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: OnFailure,
+    ) -> Result<()> {
+        self.with_tx(|tx| insert_agents(tx, run, agents, steps, on_failure))
+    }
+
+    /// The latest run of the agent with this key, and its state there, if any.
+    pub fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>> {
+        self.with_conn(|c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT run_id, state FROM agents WHERE agent_key = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    params![key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match row {
+                None => Ok(None),
+                Some((run, state)) => Ok(Some((run, AgentState::parse(&state)?))),
+            }
+        })
+    }
+
+    /// The agent keys of a run, in insertion order (keys only: a run may hold 100,000).
+    pub fn agent_keys(&self, run: &str) -> Result<Vec<String>> {
+        self.with_conn(|c| {
+            let mut st =
+                c.prepare("SELECT agent_key FROM agents WHERE run_id = ?1 ORDER BY rowid")?;
+            let rows = st.query_map(params![run], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
     /// Like [`Store::create_run`], but refuses (with [`Error::Unfinished`]) when one of the
     /// agents already has a run in one of `open_states`, or in one of `holding_states` with a
     /// step that owns or may own a resource. Checked in the same transaction as the insert,
@@ -526,6 +566,17 @@ fn insert_run(
                 "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![run.id, run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
             )?;
+    insert_agents(tx, &run.id, agents, steps, on_failure)
+}
+
+fn insert_agents(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    agents: &[(String, serde_json::Value)],
+    steps: &[String],
+    on_failure: OnFailure,
+) -> Result<()> {
+    let run = RunId { id: run_id };
     let now = now_rfc3339();
     for (key, subject) in agents {
         tx.execute(
@@ -543,6 +594,10 @@ fn insert_run(
         journal(tx, &run.id, key, None, "agent_created", None)?;
     }
     Ok(())
+}
+
+struct RunId<'a> {
+    id: &'a str,
 }
 
 fn check_lease(tx: &rusqlite::Transaction<'_>, run: &str, agent: &str, token: &str) -> Result<()> {
