@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod batch;
 mod chaos;
 mod crash;
 mod failures;
