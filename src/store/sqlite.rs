@@ -576,28 +576,23 @@ fn insert_agents(
     steps: &[String],
     on_failure: OnFailure,
 ) -> Result<()> {
-    let run = RunId { id: run_id };
     let now = now_rfc3339();
     for (key, subject) in agents {
         tx.execute(
                     "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
                      VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-                    params![run.id, key, subject.to_string(), on_failure.as_str(), now],
+                    params![run_id, key, subject.to_string(), on_failure.as_str(), now],
                 )?;
         for (seq, step) in steps.iter().enumerate() {
             tx.execute(
                 "INSERT INTO steps (run_id, agent_key, step_id, seq, state, updated_at)
                          VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![run.id, key, step, seq as i64, now],
+                params![run_id, key, step, seq as i64, now],
             )?;
         }
-        journal(tx, &run.id, key, None, "agent_created", None)?;
+        journal(tx, run_id, key, None, "agent_created", None)?;
     }
     Ok(())
-}
-
-struct RunId<'a> {
-    id: &'a str,
 }
 
 fn check_lease(tx: &rusqlite::Transaction<'_>, run: &str, agent: &str, token: &str) -> Result<()> {
