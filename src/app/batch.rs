@@ -76,7 +76,7 @@ pub struct BatchReport {
     /// Dry run: per step, how many agents would create / adopt / conflict / unknown.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub plan: BTreeMap<String, BTreeMap<String, usize>>,
-    /// Every agent of the file that was valid.
+    /// The agents that are not done (or carry an error); every agent goes to the sink.
     pub agents: Vec<AgentResult>,
     /// Per AWS API: calls, retries, throttled.
     pub calls: Vec<CallStats>,
@@ -111,60 +111,73 @@ struct Valid {
     password: Option<Secret>,
 }
 
-/// Reads and validates the whole file: every row's errors, each naming `file:line`, the
-/// column and the rule; duplicates (same normalised email) name both lines.
-fn read_and_validate(
-    path: &std::path::Path,
-    defaults: &agent::Defaults,
-    target: &Target,
-    catalog: &target::Catalog,
-) -> Result<(Vec<Valid>, Vec<String>), Error> {
-    let reader = Reader::open(path).map_err(|errs| Error::Input(join(&errs)))?;
-    let file = reader.file_name().to_string();
-    let mut valid = Vec::new();
-    let mut invalid = Vec::new();
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    for row in reader {
-        let row = match row {
+/// The file's rows, each validated and resolved: a valid agent or its problems, each naming
+/// `file:line`, the column and the rule. Duplicates (same normalised email) name both lines.
+/// Streams: only the emails seen so far are held, for the duplicate check.
+struct Checked<'a> {
+    reader: Reader,
+    file: String,
+    seen: HashMap<String, u64>,
+    defaults: &'a agent::Defaults,
+    target: &'a Target,
+    catalog: &'a target::Catalog,
+}
+
+impl<'a> Checked<'a> {
+    fn open(
+        path: &std::path::Path,
+        defaults: &'a agent::Defaults,
+        target: &'a Target,
+        catalog: &'a target::Catalog,
+    ) -> Result<Self, Error> {
+        let reader = Reader::open(path).map_err(|errs| Error::Input(join(&errs)))?;
+        Ok(Checked {
+            file: reader.file_name().to_string(),
+            reader,
+            seen: HashMap::new(),
+            defaults,
+            target,
+            catalog,
+        })
+    }
+}
+
+impl Iterator for Checked<'_> {
+    type Item = Result<Valid, Vec<String>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = match self.reader.next()? {
             Ok(r) => r,
-            Err(errs) => {
-                invalid.extend(errs.iter().map(ToString::to_string));
-                continue;
-            }
+            Err(errs) => return Some(Err(errs.iter().map(ToString::to_string).collect())),
         };
+        let file = &self.file;
         let at = |fe: &FieldError| match row.column_for(&fe.field) {
             Some(col) => format!("{file}:{}: column {col:?}: {fe}", row.line),
             None => format!("{file}:{}: {fe}", row.line),
         };
-        let spec = match agent::validate(&row.input, defaults, target.identity_mode) {
+        let spec = match agent::validate(&row.input, self.defaults, self.target.identity_mode) {
             Ok(s) => s,
-            Err(e) => {
-                invalid.extend(e.0.iter().map(at));
-                continue;
-            }
+            Err(e) => return Some(Err(e.0.iter().map(at).collect())),
         };
-        if let Some(first) = seen.get(&spec.email) {
-            invalid.push(format!(
+        if let Some(first) = self.seen.get(&spec.email) {
+            return Some(Err(vec![format!(
                 "{file}:{}: agent {} is already on line {first}: one row per agent (emails compare without case)",
                 row.line, spec.email
-            ));
-            continue;
+            )]));
         }
-        seen.insert(spec.email.clone(), row.line);
+        self.seen.insert(spec.email.clone(), row.line);
         let password = row.input.password.clone();
         if spec.needs_password && password.is_none() {
-            invalid.push(format!(
+            return Some(Err(vec![format!(
                 "{file}:{}: invalid password <redacted>: instance {} stores users in Amazon Connect (CONNECT_MANAGED): each row needs a password",
-                row.line, target.instance_id
-            ));
-            continue;
+                row.line, self.target.instance_id
+            )]));
         }
-        match target::resolve(spec, catalog) {
-            Ok(subject) => valid.push(Valid { subject, password }),
-            Err(errs) => invalid.extend(errs.iter().map(at)),
-        }
+        Some(match target::resolve(spec, self.catalog) {
+            Ok(subject) => Ok(Valid { subject, password }),
+            Err(errs) => Err(errs.iter().map(at).collect()),
+        })
     }
-    Ok((valid, invalid))
 }
 
 fn join(errs: &[InputError]) -> String {
@@ -182,11 +195,14 @@ fn secrets_of(v: &Valid) -> Secrets {
     s
 }
 
-/// Runs `batch`.
+/// Runs `batch`. `sink` receives every agent's result as it is known (the CLI streams them
+/// to the report and the notices); the returned report keeps counts and the agents that
+/// are not done, so memory stays bounded by the concurrency, not the file.
 pub async fn batch(
     ctx: &Context,
     opts: &BatchOptions,
     settings: &RunSettings,
+    sink: &mut dyn FnMut(&AgentResult),
 ) -> Result<BatchReport, Error> {
     let config = ctx.config()?;
     let mut regions = ctx.new_run_regions();
@@ -200,7 +216,14 @@ pub async fn batch(
     target.connect_region = regions.connect.clone();
     target.identity_center_region = regions.identity_center.clone();
     target.identity_center_profile = regions.identity_center_profile.clone();
-    let (valid, invalid) = read_and_validate(&opts.file, &config.defaults, &target, &catalog)?;
+
+    // Pass 1: every row checked, nothing kept but the problems.
+    let mut invalid = Vec::new();
+    for row in Checked::open(&opts.file, &config.defaults, &target, &catalog)? {
+        if let Err(errs) = row {
+            invalid.extend(errs);
+        }
+    }
     if !invalid.is_empty() && !opts.skip_invalid {
         return Err(Error::Input(format!(
             "{}\n{} problem(s) in {}; nothing was written (fix them, or pass --skip-invalid to onboard the valid rows only)",
@@ -222,6 +245,16 @@ pub async fn batch(
         calls: Vec::new(),
         elapsed_ms: 0,
     };
+    let mut record = |report: &mut BatchReport, a: AgentResult| {
+        sink(&a);
+        *report.counts.entry(a.outcome.clone()).or_default() += 1;
+        if a.error.is_some() || !matches!(a.outcome.as_str(), "done" | "already_done" | "planned") {
+            report.agents.push(a);
+        }
+    };
+    let rows = || -> Result<_, Error> {
+        Ok(Checked::open(&opts.file, &config.defaults, &target, &catalog)?.filter_map(Result::ok))
+    };
 
     if opts.dry_run {
         // The same lookups the real run starts with; a journal in memory, nothing written.
@@ -231,18 +264,16 @@ pub async fn batch(
             Arc::new(MemoryJournal::default()),
             EngineOptions::default(),
         );
-        let plans: Vec<_> = stream::iter(&valid)
+        let mut plans = stream::iter(rows()?)
             .map(|v| {
                 let engine = &engine;
-                async move { (v, engine.plan(&v.subject, &secrets_of(v)).await) }
+                async move {
+                    let plan = engine.plan(&v.subject, &secrets_of(&v)).await;
+                    (v.subject.agent.email, plan)
+                }
             })
-            .buffered(concurrency)
-            .collect()
-            .await;
-        for (v, plan) in plans {
-            let clean = plan
-                .iter()
-                .all(|p| matches!(p.decision, PlanDecision::Create | PlanDecision::Adopt));
+            .buffered(concurrency);
+        while let Some((email, plan)) = plans.next().await {
             for p in &plan {
                 *report
                     .plan
@@ -251,20 +282,25 @@ pub async fn batch(
                     .entry(p.decision.as_str().to_string())
                     .or_default() += 1;
             }
-            let outcome = if clean { "planned" } else { "conflict" };
-            *report.counts.entry(outcome.into()).or_default() += 1;
-            report.agents.push(AgentResult {
-                email: v.subject.agent.email.clone(),
-                outcome: outcome.into(),
+            let blocker = plan
+                .iter()
+                .find(|p| !matches!(p.decision, PlanDecision::Create | PlanDecision::Adopt));
+            let a = AgentResult {
+                email,
+                outcome: if blocker.is_some() {
+                    "conflict"
+                } else {
+                    "planned"
+                }
+                .into(),
                 run_id: None,
                 connect_user_id: None,
                 identity_user_id: None,
-                error: plan
-                    .iter()
-                    .find(|p| !matches!(p.decision, PlanDecision::Create | PlanDecision::Adopt))
+                error: blocker
                     .map(|p| format!("{}: {}: {}", p.step, p.decision.as_str(), p.detail)),
                 portal_url: None,
-            });
+            };
+            record(&mut report, a);
         }
         report.calls = clients
             .connect
@@ -276,126 +312,131 @@ pub async fn batch(
         return Ok(report);
     }
 
-    // Sort the file's agents by what their latest run says.
+    // Pass 2: sort the file's agents by what their latest run says; the new ones go into
+    // the new run, a chunk of rows per transaction.
     let store = ctx.open_store()?;
-    let mut fresh: Vec<&Valid> = Vec::new();
-    let mut resume: BTreeMap<String, Vec<&Valid>> = BTreeMap::new();
-    for v in &valid {
-        let key = &v.subject.agent.email;
-        match store.latest_by_key(key)? {
-            Some((run, AgentState::Done | AgentState::Released)) => {
-                report.agents.push(AgentResult {
-                    email: key.clone(),
-                    outcome: "already_done".into(),
-                    run_id: Some(run),
-                    connect_user_id: None,
-                    identity_user_id: None,
-                    error: None,
-                    portal_url: Some(target.portal_url.clone()),
-                })
-            }
-            Some((run, AgentState::NeedsAttention)) => report.agents.push(AgentResult {
-                email: key.clone(),
-                outcome: "skipped".into(),
-                error: Some(format!(
-                    "needs attention in run {run}: `connect-onboard rollback {run} --email {key}` or `release`"
-                )),
-                run_id: Some(run),
-                connect_user_id: None,
-                identity_user_id: None,
-                portal_url: None,
-            }),
-            Some((run, s)) if s.resumable() => resume.entry(run).or_default().push(v),
-            _ => fresh.push(v),
-        }
-    }
     let run_id = new_run_id();
-    if !fresh.is_empty() {
-        let run = RunRow {
-            id: run_id.clone(),
-            created_at: store::now_rfc3339(),
-            workflow_name: wf.name.clone(),
-            workflow: wf.source.clone(),
-            meta: serde_json::to_value(&target).unwrap_or_default(),
+    let mut run_created = false;
+    let mut resume: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut passwords: HashMap<String, Secret> = HashMap::new();
+    let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
+    let flush =
+        |chunk: &mut Vec<(String, serde_json::Value)>, created: &mut bool| -> Result<(), Error> {
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if !*created {
+                let run = RunRow {
+                    id: run_id.clone(),
+                    created_at: store::now_rfc3339(),
+                    workflow_name: wf.name.clone(),
+                    workflow: wf.source.clone(),
+                    meta: serde_json::to_value(&target).unwrap_or_default(),
+                };
+                store.create_run(&run, &[], &wf.step_ids(), settings.on_failure)?;
+                *created = true;
+            }
+            store.add_agents(&run_id, chunk, &wf.step_ids(), settings.on_failure)?;
+            chunk.clear();
+            Ok(())
         };
-        store.create_run(&run, &[], &wf.step_ids(), settings.on_failure)?;
-        for chunk in fresh.chunks(INSERT_CHUNK) {
-            let rows: Vec<(String, serde_json::Value)> = chunk
-                .iter()
-                .map(|v| {
-                    (
-                        v.subject.agent.email.clone(),
-                        serde_json::to_value(&v.subject).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            store.add_agents(&run_id, &rows, &wf.step_ids(), settings.on_failure)?;
+    for v in rows()? {
+        let key = v.subject.agent.email.clone();
+        let latest = store.latest_by_key(&key)?;
+        let skip = |outcome: &str, run: String, error: Option<String>, portal: bool| AgentResult {
+            email: key.clone(),
+            outcome: outcome.into(),
+            run_id: Some(run),
+            connect_user_id: None,
+            identity_user_id: None,
+            error,
+            portal_url: portal.then(|| target.portal_url.clone()),
+        };
+        match latest {
+            Some((run, AgentState::Done | AgentState::Released)) => {
+                let a = skip("already_done", run, None, true);
+                record(&mut report, a);
+                continue;
+            }
+            Some((run, AgentState::NeedsAttention)) => {
+                let why = format!(
+                    "needs attention in run {run}: `connect-onboard rollback {run} --email {key}` or `release`"
+                );
+                let a = skip("skipped", run, Some(why), false);
+                record(&mut report, a);
+                continue;
+            }
+            Some((run, s)) if s.resumable() => resume.entry(run).or_default().push(key.clone()),
+            _ => {
+                chunk.push((
+                    key.clone(),
+                    serde_json::to_value(&v.subject).unwrap_or_default(),
+                ));
+                if chunk.len() == INSERT_CHUNK {
+                    flush(&mut chunk, &mut run_created)?;
+                }
+            }
         }
-        report.run_id = Some(run_id.clone());
+        if let Some(p) = v.password {
+            passwords.insert(key, p);
+        }
     }
+    flush(&mut chunk, &mut run_created)?;
 
     // Run: the new run's agents and the unfinished ones of earlier runs, `concurrency` at a
     // time. One agent's failure never stops another.
     let mut engines: BTreeMap<String, Engine<Subject>> = BTreeMap::new();
-    if !fresh.is_empty() {
+    let mut work: Vec<(String, String)> = Vec::new();
+    if run_created {
+        report.run_id = Some(run_id.clone());
+        work.extend(
+            store
+                .agent_keys(&run_id)?
+                .into_iter()
+                .map(|k| (run_id.clone(), k)),
+        );
         engines.insert(
             run_id.clone(),
             Engine::new(wf, registry, store.clone(), engine_options(settings)?),
         );
     }
-    for run in resume.keys() {
-        let row = store.run(run)?;
+    for (run, keys) in resume {
+        let row = store.run(&run)?;
         engines.insert(
             run.clone(),
             engine_for_run(ctx, &store, &row, settings).await?,
         );
+        work.extend(keys.into_iter().map(|k| (run.clone(), k)));
     }
-    let work: Vec<(String, &Valid)> = fresh
-        .iter()
-        .map(|v| (run_id.clone(), *v))
-        .chain(
-            resume
-                .iter()
-                .flat_map(|(r, vs)| vs.iter().map(move |v| (r.clone(), *v))),
-        )
-        .collect();
     let total = work.len();
     let finished = Arc::new(AtomicUsize::new(0));
     let ticker = progress_ticker(settings, finished.clone(), total);
-    let errors: Vec<String> = stream::iter(work.iter())
-        .map(|(run, v)| {
-            let engine = &engines[run];
-            let finished = finished.clone();
+    let mut results = stream::iter(work)
+        .map(|(run, key)| {
+            let engine = &engines[&run];
+            let (finished, store, target) = (finished.clone(), &store, &target);
+            let mut secrets = Secrets::default();
+            if let Some(p) = passwords.get(&key) {
+                secrets.insert(steps::PASSWORD, p.expose().to_string());
+            }
             async move {
-                let r = engine
-                    .run_agent(run, &v.subject.agent.email, &secrets_of(v))
-                    .await;
+                let r = engine.run_agent(&run, &key, &secrets).await;
                 finished.fetch_add(1, Ordering::Relaxed);
-                r.err().map(|e| format!("{}: {e}", v.subject.agent.email))
+                let mut a = result_of(store, &run, &key, target)?;
+                if let Err(e) = r {
+                    a.error.get_or_insert(e.to_string());
+                }
+                Ok::<_, Error>(a)
             }
         })
-        .buffer_unordered(concurrency)
-        .filter_map(|e| async move { e })
-        .collect()
-        .await;
+        .buffer_unordered(concurrency);
+    while let Some(a) = results.next().await {
+        record(&mut report, a?);
+    }
     if let Some(t) = ticker {
         t.abort();
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    for (run, v) in &work {
-        report
-            .agents
-            .push(result_of(&store, run, &v.subject.agent.email, &target)?);
-    }
-    for e in errors {
-        tracing::warn!("{e}");
-        if let Some(a) = report.agents.iter_mut().find(|a| e.starts_with(&a.email)) {
-            a.error.get_or_insert(e);
-        }
-    }
-    for a in &report.agents {
-        *report.counts.entry(a.outcome.clone()).or_default() += 1;
-    }
     report.calls = clients
         .connect
         .1

@@ -32,6 +32,8 @@ pub struct RunStatus {
     pub workflow: String,
     /// Where it onboards.
     pub target: serde_json::Value,
+    /// Agents by state.
+    pub counts: std::collections::BTreeMap<AgentState, usize>,
     /// Agents.
     pub agents: Vec<AgentStatus>,
 }
@@ -112,7 +114,12 @@ pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error
             steps,
         });
     }
+    let mut counts = std::collections::BTreeMap::new();
+    for a in &agents {
+        *counts.entry(a.state).or_default() += 1;
+    }
     Ok(RunStatus {
+        counts,
         run_id: run.id,
         created_at: run.created_at,
         workflow: run.workflow_name,

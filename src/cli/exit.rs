@@ -73,16 +73,12 @@ pub fn for_rollback(runs: &[RunStatus], skipped: usize) -> u8 {
 /// `batch`: 0 when every valid agent is done (now or in an earlier run) and no row was
 /// skipped as invalid, 3 when one needs attention, else 1. A dry run: 0 for a clean plan.
 pub fn for_batch(r: &app::BatchReport) -> u8 {
-    let outcome = |o: &str| r.agents.iter().any(|a| a.outcome == o);
-    if outcome(AgentState::NeedsAttention.as_str()) {
+    if r.counts.contains_key(AgentState::NeedsAttention.as_str()) {
         NEEDS_ATTENTION
     } else if r.invalid.is_empty()
-        && r.agents.iter().all(|a| {
-            matches!(
-                a.outcome.as_str(),
-                "done" | "released" | "already_done" | "planned"
-            )
-        })
+        && r.counts
+            .keys()
+            .all(|o| matches!(o.as_str(), "done" | "released" | "already_done" | "planned"))
     {
         OK
     } else {

@@ -180,12 +180,31 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 skip_invalid,
                 concurrency,
             };
-            let out = app::batch(&ctx, &opts, &settings(on_failure_of(on_failure))).await?;
-            if let Some(path) = &report {
-                output::write_report(path, &out.agents).map_err(app::Error::Input)?;
+            let mut report = report
+                .as_deref()
+                .map(output::ReportWriter::create)
+                .transpose()
+                .map_err(app::Error::Input)?;
+            let mut notices = notices
+                .as_deref()
+                .map(output::NoticeWriter::create)
+                .transpose()
+                .map_err(app::Error::Input)?;
+            let mut sink = |a: &app::AgentResult| {
+                if let Some(r) = report.as_mut() {
+                    r.add(a);
+                }
+                if let Some(n) = notices.as_mut() {
+                    n.add(a);
+                }
+            };
+            let out =
+                app::batch(&ctx, &opts, &settings(on_failure_of(on_failure)), &mut sink).await?;
+            if let Some(r) = report {
+                r.finish().map_err(app::Error::Input)?;
             }
-            if let Some(dir) = &notices {
-                output::write_notices(dir, &out.agents).map_err(app::Error::Input)?;
+            if let Some(n) = notices {
+                n.finish().map_err(app::Error::Input)?;
             }
             output::print_batch(&out, json);
             Ok(exit::for_batch(&out))

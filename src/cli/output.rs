@@ -40,6 +40,9 @@ fn step_cell(s: &app::StepStatus) -> String {
     }
 }
 
+/// Runs with more agents than this print counts and the agents that are not done.
+const LARGE_RUN: usize = 20;
+
 /// Prints runs: JSON (`{"runs": [...]}`) or a table per run, then sign-in notices.
 pub(crate) fn print_runs(runs: &[RunStatus], json: bool) {
     let mut out = std::io::stdout().lock();
@@ -52,12 +55,26 @@ pub(crate) fn print_runs(runs: &[RunStatus], json: bool) {
         let Some(first) = r.agents.first() else {
             continue;
         };
+        // A batch run: counts by state, then only the agents that are not done.
+        let large = r.agents.len() > LARGE_RUN;
+        if large {
+            let counts: Vec<String> = r
+                .counts
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.as_str()))
+                .collect();
+            let _ = writeln!(out, "  agents: {} ({})", r.agents.len(), counts.join(", "));
+        }
         let mut header = format!("  {:<32} {:<16}", "AGENT", "STATE");
         for s in &first.steps {
             header.push_str(&format!(" {:<18}", s.id.to_uppercase()));
         }
         let _ = writeln!(out, "{}", header.trim_end());
-        for a in &r.agents {
+        let shown = r
+            .agents
+            .iter()
+            .filter(|a| !large || !matches!(a.state, AgentState::Done | AgentState::Released));
+        for a in shown {
             let mut line = format!("  {:<32} {:<16}", a.email, a.state.as_str());
             for s in &a.steps {
                 line.push_str(&format!(" {:<18}", step_cell(s)));
@@ -67,7 +84,11 @@ pub(crate) fn print_runs(runs: &[RunStatus], json: bool) {
                 let _ = writeln!(out, "    last error: {e}");
             }
         }
-        for a in r.agents.iter().filter(|a| a.state == AgentState::Done) {
+        for a in r
+            .agents
+            .iter()
+            .filter(|a| !large && a.state == AgentState::Done)
+        {
             if let Some(url) = &a.portal_url {
                 let _ = writeln!(
                     out,
@@ -109,6 +130,7 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
         eprintln!("invalid: {e}");
     }
     let mut out = std::io::stdout().lock();
+    let total: usize = r.counts.values().sum();
     if r.dry_run {
         let _ = writeln!(
             out,
@@ -125,8 +147,7 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
     let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         out,
-        "agents: {} ({}); invalid rows: {}; {:.1} s",
-        r.agents.len(),
+        "agents: {total} ({}); invalid rows: {}; {:.1} s",
         counts.join(", "),
         r.invalid.len(),
         r.elapsed_ms as f64 / 1000.0
@@ -151,66 +172,134 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
     }
 }
 
-/// Writes one row per agent to `path`: JSON when it ends in `.json`, else CSV with cells
-/// that a spreadsheet would run as formulas neutralised.
-pub(crate) fn write_report(
-    path: &std::path::Path,
-    agents: &[app::AgentResult],
-) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("writing the report {}: {e}", path.display());
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    {
-        let text = serde_json::to_string_pretty(agents).map_err(|e| err(&e))?;
-        return std::fs::write(path, text).map_err(|e| err(&e));
-    }
-    let mut w = csv::Writer::from_path(path).map_err(|e| err(&e))?;
-    w.write_record([
-        "email",
-        "outcome",
-        "run_id",
-        "connect_user_id",
-        "identity_user_id",
-        "error",
-    ])
-    .map_err(|e| err(&e))?;
-    for a in agents {
-        let cells = [
-            a.email.as_str(),
-            a.outcome.as_str(),
-            a.run_id.as_deref().unwrap_or_default(),
-            a.connect_user_id.as_deref().unwrap_or_default(),
-            a.identity_user_id.as_deref().unwrap_or_default(),
-            a.error.as_deref().unwrap_or_default(),
-        ];
-        w.write_record(cells.iter().map(|c| neutralize_csv_cell(c)))
+/// Writes one row per agent, as results arrive: JSON Lines when the file ends in `.json`
+/// or `.jsonl` (one object per agent), else CSV with cells that a spreadsheet would run as
+/// formulas neutralised.
+pub(crate) struct ReportWriter {
+    path: std::path::PathBuf,
+    out: ReportOut,
+    error: Option<String>,
+}
+
+enum ReportOut {
+    Csv(csv::Writer<std::fs::File>),
+    Json(std::io::BufWriter<std::fs::File>),
+}
+
+impl ReportWriter {
+    pub(crate) fn create(path: &std::path::Path) -> Result<Self, String> {
+        let err = |e: &dyn std::fmt::Display| format!("writing the report {}: {e}", path.display());
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("jsonl"));
+        let out = if json {
+            ReportOut::Json(std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| err(&e))?,
+            ))
+        } else {
+            let mut w = csv::Writer::from_path(path).map_err(|e| err(&e))?;
+            w.write_record([
+                "email",
+                "outcome",
+                "run_id",
+                "connect_user_id",
+                "identity_user_id",
+                "error",
+            ])
             .map_err(|e| err(&e))?;
+            ReportOut::Csv(w)
+        };
+        Ok(ReportWriter {
+            path: path.to_path_buf(),
+            out,
+            error: None,
+        })
     }
-    w.flush().map_err(|e| err(&e))
+
+    pub(crate) fn add(&mut self, a: &app::AgentResult) {
+        let res = match &mut self.out {
+            ReportOut::Json(w) => serde_json::to_string(a)
+                .map_err(|e| e.to_string())
+                .and_then(|line| writeln!(w, "{line}").map_err(|e| e.to_string())),
+            ReportOut::Csv(w) => {
+                let cells = [
+                    a.email.as_str(),
+                    a.outcome.as_str(),
+                    a.run_id.as_deref().unwrap_or_default(),
+                    a.connect_user_id.as_deref().unwrap_or_default(),
+                    a.identity_user_id.as_deref().unwrap_or_default(),
+                    a.error.as_deref().unwrap_or_default(),
+                ];
+                w.write_record(cells.iter().map(|c| neutralize_csv_cell(c)))
+                    .map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = res {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), String> {
+        let flushed = match self.out {
+            ReportOut::Json(mut w) => w.flush().map_err(|e| e.to_string()),
+            ReportOut::Csv(mut w) => w.flush().map_err(|e| e.to_string()),
+        };
+        match self.error.map(Err).unwrap_or(flushed) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(format!("writing the report {}: {e}", self.path.display())),
+        }
+    }
 }
 
 /// Writes a sign-in notice per agent that is done, and `notices.csv` (email, username,
-/// portal URL) for a mail merge.
-pub(crate) fn write_notices(
-    dir: &std::path::Path,
-    agents: &[app::AgentResult],
-) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("writing notices in {}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-    let mut w = csv::Writer::from_path(dir.join("notices.csv")).map_err(|e| err(&e))?;
-    w.write_record(["email", "username", "portal_url"])
-        .map_err(|e| err(&e))?;
-    for a in agents {
-        let Some(url) = &a.portal_url else { continue };
+/// portal URL) for a mail merge, as results arrive.
+pub(crate) struct NoticeWriter {
+    dir: std::path::PathBuf,
+    merge: csv::Writer<std::fs::File>,
+    error: Option<String>,
+}
+
+impl NoticeWriter {
+    pub(crate) fn create(dir: &std::path::Path) -> Result<Self, String> {
+        let err = |e: &dyn std::fmt::Display| format!("writing notices in {}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let mut merge = csv::Writer::from_path(dir.join("notices.csv")).map_err(|e| err(&e))?;
+        merge
+            .write_record(["email", "username", "portal_url"])
+            .map_err(|e| err(&e))?;
+        Ok(NoticeWriter {
+            dir: dir.to_path_buf(),
+            merge,
+            error: None,
+        })
+    }
+
+    pub(crate) fn add(&mut self, a: &app::AgentResult) {
+        let Some(url) = &a.portal_url else { return };
         let text = format!(
-            "Hello,\n\nyour Amazon Connect agent account is ready.\n\nUsername: {email}\nSign in at: {url}\n\nThe first time, choose \"Forgot password\" on that page to set your password (no invitation email is sent); then open \"Amazon Connect\".\n",
+            "Hello,\n\nyour Amazon Connect agent account is ready.\n\nUsername: {email}\nSign in at: {url}\n\nThe first time, choose \"Forgot password\" on that page to set your password (IAM Identity Center sends no invitation email); then open \"Amazon Connect\".\n",
             email = a.email
         );
-        let file = dir.join(format!("{}.txt", a.email.replace(['/', '\\'], "_")));
-        std::fs::write(file, text).map_err(|e| err(&e))?;
-        w.write_record([&a.email, &a.email, url].map(|c| neutralize_csv_cell(c)))
-            .map_err(|e| err(&e))?;
+        let file = self
+            .dir
+            .join(format!("{}.txt", a.email.replace(['/', '\\'], "_")));
+        let res = std::fs::write(file, text)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                self.merge
+                    .write_record([&a.email, &a.email, url].map(|c| neutralize_csv_cell(c)))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = res {
+            self.error.get_or_insert(e);
+        }
     }
-    w.flush().map_err(|e| err(&e))
+
+    pub(crate) fn finish(mut self) -> Result<(), String> {
+        let flushed = self.merge.flush().map_err(|e| e.to_string());
+        match self.error.map(Err).unwrap_or(flushed) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(format!("writing notices in {}: {e}", self.dir.display())),
+        }
+    }
 }

@@ -60,7 +60,7 @@ impl StepState {
 }
 
 /// An agent's state in the checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     /// Not started.

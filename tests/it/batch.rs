@@ -192,3 +192,32 @@ async fn agents_are_paced_under_the_quota_so_the_sandbox_throttles_nothing() {
     // At 2/s with a burst of 5, 12 CreateUser calls need at least 3.5 s.
     assert!(j["elapsed_ms"].as_u64().unwrap() >= 3_000, "{j}");
 }
+
+#[tokio::test]
+async fn a_file_of_100000_rows_is_streamed_and_checked_before_any_write() {
+    let env = Env::new().await;
+    let path = env.dir.path().join("big.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(w, "first name,last name,email address,routing profile name,security_profile_name_1|security_profile_name_2").unwrap();
+        for i in 0..100_000 {
+            writeln!(
+                w,
+                "Agent,Number{i},agent{i}@example.com,Basic Routing Profile,Agent"
+            )
+            .unwrap();
+        }
+        // The last row is bad: the whole file is read before anything is written.
+        writeln!(w, "Agent,Last,not-an-email,Basic Routing Profile,Agent").unwrap();
+    }
+    let out = env.run(&["batch", path_str(&path)]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("big.csv:100002: column \"email address\""),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), 0);
+    assert!(!env.state.exists());
+}
