@@ -182,7 +182,7 @@ pub(crate) struct ReportWriter {
 }
 
 enum ReportOut {
-    Csv(csv::Writer<std::fs::File>),
+    Csv(Box<csv::Writer<std::fs::File>>),
     Json(std::io::BufWriter<std::fs::File>),
 }
 
@@ -207,7 +207,7 @@ impl ReportWriter {
                 "error",
             ])
             .map_err(|e| err(&e))?;
-            ReportOut::Csv(w)
+            ReportOut::Csv(Box::new(w))
         };
         Ok(ReportWriter {
             path: path.to_path_buf(),
