@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::agent::reader::{InputError, Reader};
 use crate::agent::{self, FieldError, Secret};
 use crate::aws::pacer::ApiStats;
+use crate::config::AssignmentMode;
 use crate::engine::{AgentState, Engine, EngineOptions, PlanDecision, Secrets};
+use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
 use crate::target::{self, Target};
@@ -40,7 +42,25 @@ pub struct BatchOptions {
     pub skip_invalid: bool,
     /// Agents in flight at once (the pacer, not this, holds each API to its quota).
     pub concurrency: usize,
+    /// List each directory once instead of looking every agent up.
+    pub bulk_reads: BulkReads,
 }
+
+/// When a batch lists the directories once instead of looking each agent up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BulkReads {
+    /// From [`BULK_READS_FROM`] agents on: a listing costs a call per page of users, per-agent
+    /// lookups about seven calls per agent.
+    #[default]
+    Auto,
+    /// Always list.
+    Always,
+    /// Never: per-agent lookups only.
+    Never,
+}
+
+/// Valid agents from which `BulkReads::Auto` lists the directories.
+pub const BULK_READS_FROM: usize = 20;
 
 /// One agent's outcome, as the report lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -219,9 +239,11 @@ pub async fn batch(
 
     // Pass 1: every row checked, nothing kept but the problems.
     let mut invalid = Vec::new();
+    let mut valid = 0usize;
     for row in Checked::open(&opts.file, &config.defaults, &target, &catalog)? {
-        if let Err(errs) = row {
-            invalid.extend(errs);
+        match row {
+            Ok(_) => valid += 1,
+            Err(errs) => invalid.extend(errs),
         }
     }
     if !invalid.is_empty() && !opts.skip_invalid {
@@ -232,7 +254,34 @@ pub async fn batch(
             opts.file.display()
         )));
     }
-    let registry = steps::registry(&env_for(&clients, &target));
+    let mut env = env_for(&clients, &target);
+    let bulk = match opts.bulk_reads {
+        BulkReads::Auto => valid >= BULK_READS_FROM,
+        BulkReads::Always => true,
+        BulkReads::Never => false,
+    };
+    if bulk {
+        let scope = Scope {
+            instance_id: &target.instance_id,
+            identity_store_id: &target.identity_store_id,
+            group: &target.group,
+            application_arn: (target.assignment == AssignmentMode::Group)
+                .then_some(target.application_arn.as_str()),
+        };
+        let snapshot = Snapshot::take(
+            &clients.connect,
+            &clients.identity_store,
+            &clients.sso_admin,
+            &scope,
+        )
+        .await
+        .map_err(|source| target::Error::Aws {
+            context: "listing users for the batch's bulk reads".into(),
+            source,
+        })?;
+        env.snapshot = Some(Arc::new(snapshot));
+    }
+    let registry = steps::registry(&env);
     let concurrency = opts.concurrency.max(1);
     let started = Instant::now();
     let mut report = BatchReport {

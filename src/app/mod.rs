@@ -16,7 +16,7 @@ mod onboard;
 mod runs;
 mod status;
 
-pub use batch::{batch, AgentResult, BatchOptions, BatchReport};
+pub use batch::{batch, AgentResult, BatchOptions, BatchReport, BulkReads, BULK_READS_FROM};
 pub use env::PASSWORD_ENV;
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, rollback, RunsReport};
@@ -195,7 +195,7 @@ impl Context {
             ic_sdk.as_ref(),
             regions.connect.as_deref(),
             regions.identity_center.as_deref(),
-            aws::pacer::Pacer::new(
+            pacer(
                 self.config
                     .as_ref()
                     .map(Config::rate_limits)
@@ -217,6 +217,13 @@ impl Context {
         }
         self.open_store()
     }
+}
+
+/// The pacer every AWS call of a process goes through: the configured limits with
+/// [`aws::pacer::HEADROOM`].
+fn pacer(limits: aws::pacer::RateLimits) -> aws::pacer::Pacer {
+    let paced = limits.scale(aws::pacer::HEADROOM).unwrap_or(limits);
+    aws::pacer::Pacer::new(paced)
 }
 
 /// Per-process engine settings (progress callback, test hooks).
@@ -251,6 +258,7 @@ pub fn env_for(clients: &Clients, target: &Target) -> Env {
         application_arn: target.application_arn.clone(),
         group: target.group.clone(),
         assignment: target.assignment,
+        snapshot: None,
     }
 }
 

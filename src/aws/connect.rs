@@ -68,31 +68,11 @@ impl SdkConnect {
 
     /// ListUsers, every page, compared by username.
     async fn list_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
-        let mut token: Option<String> = None;
-        loop {
-            let page = send_once!(
-                connect,
-                self.1,
-                "connect:ListUsers",
-                self.0
-                    .list_users()
-                    .instance_id(instance)
-                    .max_results(1000)
-                    .set_next_token(token.take()),
-                no_reason
-            )?;
-            if let Some(u) = page
-                .user_summary_list()
-                .iter()
-                .find_map(|u| user_hit(u.username(), u.id(), u.arn(), username))
-            {
-                return Ok(Some(u));
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(None),
-            }
-        }
+        Ok(self
+            .list_users(instance)
+            .await?
+            .into_iter()
+            .find(|u| u.username == username))
     }
 }
 
@@ -172,6 +152,36 @@ impl ConnectApi for SdkConnect {
                 self.list_user(instance, username).await
             }
             other => other,
+        }
+    }
+
+    async fn list_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = send_once!(
+                connect,
+                self.1,
+                "connect:ListUsers",
+                self.0
+                    .list_users()
+                    .instance_id(instance)
+                    .max_results(1000)
+                    .set_next_token(token.take()),
+                no_reason
+            )?;
+            out.extend(page.user_summary_list().iter().filter_map(|u| {
+                user_hit(
+                    u.username(),
+                    u.id(),
+                    u.arn(),
+                    u.username().unwrap_or_default(),
+                )
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
         }
     }
 

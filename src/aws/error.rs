@@ -25,6 +25,16 @@ pub struct AwsError {
 }
 
 impl AwsError {
+    /// A call this implementation of the port does not make (test doubles).
+    pub fn unsupported(api: &str, on: &str) -> AwsError {
+        AwsError {
+            code: "Unsupported".into(),
+            message: format!("{api} is not implemented here ({on})"),
+            status: None,
+            maybe_applied: false,
+            reason: None,
+        }
+    }
     /// Whether the code is `code`.
     pub fn is(&self, code: &str) -> bool {
         self.code == code

@@ -162,6 +162,77 @@ impl IdentityStoreApi for SdkIdentityStore {
         Ok(out.group_id().to_string())
     }
 
+    async fn list_users(&self, store: &str) -> Result<Vec<IdentityUser>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = send_once!(
+                identitystore,
+                self.1,
+                "identitystore:ListUsers",
+                self.0
+                    .list_users()
+                    .identity_store_id(store)
+                    .max_results(100)
+                    .set_next_token(token.take()),
+                no_reason
+            )?;
+            out.extend(page.users().iter().map(|u| {
+                IdentityUser {
+                    id: u.user_id().to_string(),
+                    user_name: u.user_name().unwrap_or_default().to_string(),
+                    primary_email: u
+                        .emails()
+                        .iter()
+                        .find(|e| e.primary())
+                        .and_then(|e| e.value())
+                        .map(str::to_string),
+                    emails: u
+                        .emails()
+                        .iter()
+                        .filter_map(|e| e.value())
+                        .map(str::to_string)
+                        .collect(),
+                }
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn list_memberships(&self, store: &str, group_id: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = send_once!(
+                identitystore,
+                self.1,
+                "identitystore:ListGroupMemberships",
+                self.0
+                    .list_group_memberships()
+                    .identity_store_id(store)
+                    .group_id(group_id)
+                    .max_results(100)
+                    .set_next_token(token.take()),
+                no_reason
+            )?;
+            out.extend(page.group_memberships().iter().filter_map(|m| {
+                let user = match m.member_id()? {
+                    it::MemberId::UserId(u) => u.clone(),
+                    _ => return None,
+                };
+                let id = Some(m.membership_id()).filter(|i| !i.is_empty())?;
+                Some((id.to_string(), user))
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn membership_id(
         &self,
         store: &str,

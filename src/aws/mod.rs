@@ -110,6 +110,10 @@ pub trait ConnectApi: Send + Sync {
     async fn hierarchy_groups(&self, instance: &str) -> Result<Vec<Named>>;
     /// SearchUsers with Username EXACT.
     async fn find_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>>;
+    /// ListUsers, every page: the instance's users (id, ARN, username), for bulk reads.
+    async fn list_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {
+        Err(AwsError::unsupported("connect:ListUsers", instance))
+    }
     /// DescribeUser (None on ResourceNotFound).
     async fn describe_user(&self, instance: &str, user_id: &str) -> Result<Option<ConnectUser>>;
     /// CreateUser → (id, arn).
@@ -168,6 +172,21 @@ pub trait IdentityStoreApi: Send + Sync {
     /// CreateGroup → group id.
     async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String>;
     /// GetGroupMembershipId.
+    /// ListUsers, every page: every user with its names and emails, for bulk reads.
+    async fn list_users(&self, store: &str) -> Result<Vec<IdentityUser>> {
+        Err(AwsError::unsupported("identitystore:ListUsers", store))
+    }
+    /// ListGroupMemberships, every page: (membership id, user id) of the group's members.
+    async fn list_memberships(
+        &self,
+        _store: &str,
+        group_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        Err(AwsError::unsupported(
+            "identitystore:ListGroupMemberships",
+            group_id,
+        ))
+    }
     async fn membership_id(
         &self,
         store: &str,

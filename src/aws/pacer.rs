@@ -53,6 +53,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Multiplicative decrease on a throttle (CUBIC's β, as in the AWS SDKs).
+/// The share of each configured rate the tool uses by default: a request's network delay
+/// varies, so pacing at exactly the server's rate lets a jittered request arrive a few
+/// milliseconds before its token; 1 % headroom (5 ms per interval at 2 requests/s) absorbs
+/// that for 1 % of throughput.
+pub const HEADROOM: f64 = 0.99;
+
 pub const BETA: f64 = 0.7;
 /// Time for the rate to climb back from `β·W` to `W` after a throttle.
 pub const RECOVERY: Duration = Duration::from_secs(20);

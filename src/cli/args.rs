@@ -86,6 +86,9 @@ pub(crate) enum Command {
         /// Agents in flight at once (the per-API rate limits hold each quota).
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// List each directory once (auto: from 20 agents) instead of a lookup per agent.
+        #[arg(long, value_enum, default_value = "auto")]
+        bulk_reads: BulkReadsArg,
         /// On a permanent failure: remove what this agent's run created, or keep it.
         #[arg(long, value_enum, default_value = "rollback")]
         on_failure: OnFailureArg,
@@ -188,4 +191,11 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("invalid tag {s:?}: expected KEY=VALUE"))
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum BulkReadsArg {
+    Auto,
+    Always,
+    Never,
 }

@@ -16,7 +16,7 @@ use crate::config;
 use crate::engine::{OnFailure, Secrets};
 
 pub use args::Cli;
-use args::{Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg};
+use args::{BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg};
 use output::{print_plan, print_runs, progress_printer};
 
 /// Runs the CLI; returns the process exit code.
@@ -171,6 +171,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             report,
             notices,
             concurrency,
+            bulk_reads,
             on_failure,
         } => {
             let ctx = Context::load(&globals(g))?;
@@ -179,6 +180,11 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 dry_run,
                 skip_invalid,
                 concurrency,
+                bulk_reads: match bulk_reads {
+                    BulkReadsArg::Auto => app::BulkReads::Auto,
+                    BulkReadsArg::Always => app::BulkReads::Always,
+                    BulkReadsArg::Never => app::BulkReads::Never,
+                },
             };
             let mut report = report
                 .as_deref()

@@ -4,6 +4,7 @@ use crate::aws::Principal;
 use crate::engine::{Action, Found, Outputs, StepContext, StepError};
 
 use super::classify::{classify, outputs, read, recorded, Call};
+use super::snapshot::Lookup;
 use super::{Env, Subject};
 use crate::config::AssignmentMode;
 
@@ -46,12 +47,27 @@ impl Action<Subject> for AssignApplication {
 
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         let (kind, id) = self.principal(cx)?;
-        let assigned = self
-            .0
-            .sso_admin
-            .is_assigned(&self.0.application_arn, kind, id)
-            .await
-            .map_err(read)?;
+        // Group mode: the group's assignment is one shared fact; once the batch knows it
+        // exists, no agent asks again, and the listing answers each agent's plan once.
+        let known = (self.0.snapshot.as_ref())
+            .filter(|_| kind == Principal::Group)
+            .and_then(|s| match s.group_assigned() {
+                Some(true) => Some(true),
+                Some(false) if s.first(Lookup::Assignment, &cx.subject.agent.email) => Some(false),
+                _ => None,
+            });
+        let assigned = match known {
+            Some(a) => a,
+            None => self
+                .0
+                .sso_admin
+                .is_assigned(&self.0.application_arn, kind, id)
+                .await
+                .map_err(read)?,
+        };
+        if let (true, Principal::Group, Some(s)) = (assigned, kind, &self.0.snapshot) {
+            s.learn_group_assigned();
+        }
         Ok(if assigned {
             Found::Match(outputs([
                 ("principal_type", principal_name(kind)),
@@ -69,6 +85,9 @@ impl Action<Subject> for AssignApplication {
             .assign(&self.0.application_arn, kind, id)
             .await
             .map_err(|e| classify(e, Call::CreateReferencing))?;
+        if let (Principal::Group, Some(s)) = (kind, &self.0.snapshot) {
+            s.learn_group_assigned();
+        }
         Ok(outputs([
             ("principal_type", principal_name(kind)),
             ("principal_id", id),

@@ -4,6 +4,7 @@ use crate::aws::NewConnectUser;
 use crate::engine::{Action, ErrorKind, Found, Outputs, StepContext, StepError};
 
 use super::classify::{classify, outputs, read, recorded, Call};
+use super::snapshot::Lookup;
 use super::{Env, Subject, PASSWORD};
 
 /// Step 1: the Amazon Connect user (username = the normalised email on SAML).
@@ -18,11 +19,17 @@ impl Action<Subject> for CreateConnectUser {
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         let a = &cx.subject.agent;
         let connect = &self.0.connect;
-        let Some(u) = connect
-            .find_user(&self.0.instance_id, &a.username)
-            .await
-            .map_err(read)?
-        else {
+        let listed = (self.0.snapshot.as_ref())
+            .filter(|s| s.first(Lookup::ConnectUser, &a.email))
+            .map(|s| s.connect_user(&a.username).cloned());
+        let found = match listed {
+            Some(found) => found,
+            None => connect
+                .find_user(&self.0.instance_id, &a.username)
+                .await
+                .map_err(read)?,
+        };
+        let Some(u) = found else {
             return Ok(Found::Absent);
         };
         // On SAML the username *is* the email, so a user with it is this agent. Where the

@@ -1,13 +1,32 @@
 //! Step 2: the Identity Center user.
 
-use crate::aws::NewIdentityUser;
+use crate::aws::{IdentityUser, NewIdentityUser};
 use crate::engine::{Action, Found, Outputs, StepContext, StepError};
 
 use super::classify::{classify, outputs, read, recorded, Call};
+use super::snapshot::Lookup;
 use super::{Env, Subject};
 
 /// Step 2: the Identity Center user: UserName = email, one primary work email.
 pub struct CreateIdentityUser(pub(super) Env);
+
+impl CreateIdentityUser {
+    /// By UserName first, then by email: lookups are eventually consistent, so either may
+    /// see a just-created user first. What decides is the user found, not the path.
+    async fn find(&self, email: &str) -> Result<Option<IdentityUser>, StepError> {
+        let ids = &self.0.identity_store;
+        let store = &self.0.identity_store_id;
+        let id = match ids.user_id_by_name(store, email).await.map_err(read)? {
+            Some(id) => Some(id),
+            None => ids.user_id_by_email(store, email).await.map_err(read)?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        // None: deleted between the two calls, nothing there any more.
+        ids.describe_user(store, &id).await.map_err(read)
+    }
+}
 
 #[async_trait::async_trait]
 impl Action<Subject> for CreateIdentityUser {
@@ -16,20 +35,15 @@ impl Action<Subject> for CreateIdentityUser {
     }
 
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
-        let ids = &self.0.identity_store;
-        let store = &self.0.identity_store_id;
         let email = &cx.subject.agent.email;
-        // By UserName first, then by email: lookups are eventually consistent, so either may
-        // see a just-created user first. What decides is the user found, not the path.
-        let id = match ids.user_id_by_name(store, email).await.map_err(read)? {
-            Some(id) => Some(id),
-            None => ids.user_id_by_email(store, email).await.map_err(read)?,
+        let listed = (self.0.snapshot.as_ref())
+            .filter(|s| s.first(Lookup::IdentityUser, email))
+            .map(|s| s.identity_user(email).cloned());
+        let found = match listed {
+            Some(found) => found,
+            None => self.find(email).await?,
         };
-        let Some(id) = id else {
-            return Ok(Found::Absent);
-        };
-        let Some(u) = ids.describe_user(store, &id).await.map_err(read)? else {
-            // Deleted between the two calls: nothing there any more.
+        let Some(u) = found else {
             return Ok(Found::Absent);
         };
         if !u.user_name.eq_ignore_ascii_case(email) {

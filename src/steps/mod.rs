@@ -18,6 +18,7 @@ mod classify;
 mod connect_user;
 mod group_membership;
 mod identity_user;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +70,8 @@ pub struct Env {
     pub group: String,
     /// Group or per-user assignment.
     pub assignment: AssignmentMode,
+    /// Bulk reads of a batch: the plan's lookups are answered from them.
+    pub snapshot: Option<Arc<snapshot::Snapshot>>,
 }
 
 /// The secret name the Connect action reads the password from.

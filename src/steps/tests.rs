@@ -128,6 +128,7 @@ async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
         application_arn: "a".into(),
         group: "ConnectAgents".into(),
         assignment: AssignmentMode::Group,
+        snapshot: None,
     };
     let spec = crate::agent::validate(
         &crate::agent::AgentInput {

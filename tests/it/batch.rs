@@ -221,3 +221,120 @@ async fn a_file_of_100000_rows_is_streamed_and_checked_before_any_write() {
     assert_eq!(writes(&env), 0);
     assert!(!env.state.exists());
 }
+
+fn agents_csv(env: &Env, name: &str, n: usize) -> String {
+    let mut lines = vec![HEADER.to_string()];
+    for i in 0..n {
+        lines.push(row("Agent", &format!("a{i}@example.com"), "soft", ""));
+    }
+    write(env, name, &lines.join("\n"))
+}
+
+#[tokio::test]
+async fn bulk_reads_make_a_new_agent_cost_one_write_per_step_and_no_lookup() {
+    let env = Env::new().await;
+    let file = agents_csv(&env, "bulk.csv", 25);
+    let out = env.run(&["batch", &file, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for i in 0..25 {
+        env.world()
+            .assert_onboarded_once(&format!("a{i}@example.com"));
+    }
+    // One write per step per agent...
+    assert_eq!(env.calls("connect:CreateUser"), 25);
+    assert_eq!(env.calls("identitystore:CreateUser"), 25);
+    assert_eq!(env.calls("identitystore:CreateGroupMembership"), 25);
+    assert_eq!(
+        env.applied("sso:CreateApplicationAssignment"),
+        1,
+        "the group, once"
+    );
+    // ...and no per-agent read: the directories were listed once.
+    for op in [
+        "connect:SearchUsers",
+        "connect:DescribeUser",
+        "identitystore:GetUserId",
+        "identitystore:DescribeUser",
+        "identitystore:GetGroupMembershipId",
+    ] {
+        assert_eq!(env.calls(op), 0, "{op}: {:?}", env.sb.calls());
+    }
+    assert_eq!(env.calls("connect:ListUsers"), 1);
+    assert_eq!(env.calls("identitystore:ListUsers"), 1);
+}
+
+#[tokio::test]
+async fn bulk_reads_adopt_what_exists_and_refuse_conflicts_like_lookups_do() {
+    use connect_onboard_sandbox::world::{SeedConnectUser, SeedIdentityUser, SeedMembership};
+    let mut seed = connect_onboard_sandbox::Seed::default();
+    // a0: exists on both sides and in the group; a1: only its Connect user exists;
+    // a2: its email belongs to another Identity Store user (a conflict).
+    seed.connect_instances[0].users.push(SeedConnectUser {
+        username: "a0@example.com".into(),
+        first_name: Some("Agent".into()),
+        last_name: Some("Silva".into()),
+        security_profiles: vec!["Agent".into()],
+        routing_profile: Some("Basic Routing Profile".into()),
+        ..Default::default()
+    });
+    seed.connect_instances[0].users.push(SeedConnectUser {
+        username: "a1@example.com".into(),
+        first_name: Some("Agent".into()),
+        last_name: Some("Silva".into()),
+        security_profiles: vec!["Agent".into()],
+        routing_profile: Some("Basic Routing Profile".into()),
+        ..Default::default()
+    });
+    for (name, email) in [
+        ("a0@example.com", "a0@example.com"),
+        ("someone.else", "a2@example.com"),
+    ] {
+        seed.identity_users.push(SeedIdentityUser {
+            user_name: name.into(),
+            display_name: Some("X".into()),
+            given_name: "X".into(),
+            family_name: "Y".into(),
+            email: Some(email.into()),
+            ..Default::default()
+        });
+    }
+    seed.memberships.push(SeedMembership {
+        group: "ConnectAgents".into(),
+        user: "a0@example.com".into(),
+        ..Default::default()
+    });
+    let env = Env::with(seed, "").await;
+    let file = agents_csv(&env, "mixed.csv", 22);
+    let out = env
+        .run(&["batch", &file, "--json", "--bulk-reads", "always"])
+        .await;
+    assert_eq!(out.code, 1, "a2 is in conflict: {out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["done"], 21, "{j}");
+    assert_eq!(j["counts"]["failed"], 1, "{j}");
+    let a2 = j["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["email"] == "a2@example.com")
+        .unwrap();
+    assert!(
+        a2["error"].as_str().unwrap().contains("someone.else"),
+        "{a2}"
+    );
+    // Adopted, not created again; nothing written for the conflict.
+    assert_eq!(
+        env.applied("connect:CreateUser"),
+        19,
+        "a0 and a1 adopted, a2 refused"
+    );
+    assert_eq!(
+        env.applied("identitystore:CreateUser"),
+        20,
+        "a0 adopted, a2 refused"
+    );
+    assert_eq!(env.applied("identitystore:CreateGroupMembership"), 20);
+    env.world().assert_onboarded_once("a0@example.com");
+    env.world().assert_onboarded_once("a1@example.com");
+    assert_eq!(env.calls("connect:SearchUsers"), 0);
+}

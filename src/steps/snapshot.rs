@@ -1,0 +1,167 @@
+//! Bulk reads for a batch: one listing of each directory, taken before the first write, so
+//! that a new agent costs one write per step and no per-agent read.
+//!
+//! What a listing can prove is limited, and the rules say so:
+//! - Each (step, agent) is answered from the listing **once**: the plan's lookup. Every
+//!   later lookup of that step (after a refused or unanswered write, on resume) asks AWS,
+//!   because the listing predates this run's writes.
+//! - Absence in a listing may be stale (a user created meanwhile, or not yet visible): the
+//!   engine then writes, the service answers "already exists", and the engine's per-agent
+//!   lookup and settle rules decide, as they would without a listing.
+//! - Shared facts learnt during the run (the group's id, its application assignment) are
+//!   remembered, so concurrent agents stop asking once one of them knows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::aws::Result;
+use crate::aws::{ConnectApi, ConnectUser, IdentityStoreApi, IdentityUser, Principal, SsoAdminApi};
+
+/// What the listings said, and which lookups they have answered.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    connect_users: HashMap<String, ConnectUser>,
+    /// Identity Store users by id; the two indexes compare without case (as the service's
+    /// uniqueness does).
+    ids_users: HashMap<String, IdentityUser>,
+    ids_by_name: HashMap<String, String>,
+    ids_by_email: HashMap<String, String>,
+    /// The agents' group: `None` = not listed (ask), `Some(None)` = listed, absent.
+    group_id: Mutex<Option<Option<String>>>,
+    /// Members of the agents' group: user id → membership id.
+    memberships: HashMap<String, String>,
+    /// Whether the group is assigned to the application (group mode).
+    group_assigned: Mutex<Option<bool>>,
+    answered: Mutex<HashSet<(Lookup, String)>>,
+}
+
+/// The lookups a snapshot can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// The Connect user, by username.
+    ConnectUser,
+    /// The Identity Store user, by user name and email.
+    IdentityUser,
+    /// The membership of a user in the agents' group.
+    Membership,
+    /// The application assignment.
+    Assignment,
+}
+
+/// Where to list.
+pub struct Scope<'a> {
+    /// Connect instance id.
+    pub instance_id: &'a str,
+    /// Identity store id.
+    pub identity_store_id: &'a str,
+    /// The agents' group name.
+    pub group: &'a str,
+    /// The Amazon Connect application (group mode: its group assignment is read once).
+    pub application_arn: Option<&'a str>,
+}
+
+impl Snapshot {
+    /// Lists Connect's users, the Identity Store's users, the group and its members, and
+    /// (group mode) the group's assignment.
+    pub async fn take(
+        connect: &dyn ConnectApi,
+        ids: &dyn IdentityStoreApi,
+        sso: &dyn SsoAdminApi,
+        scope: &Scope<'_>,
+    ) -> Result<Snapshot> {
+        let mut s = Snapshot::default();
+        for u in connect.list_users(scope.instance_id).await? {
+            s.connect_users.insert(u.username.clone(), u);
+        }
+        for u in ids.list_users(scope.identity_store_id).await? {
+            s.ids_by_name
+                .insert(u.user_name.to_lowercase(), u.id.clone());
+            for e in &u.emails {
+                s.ids_by_email
+                    .entry(e.to_lowercase())
+                    .or_insert_with(|| u.id.clone());
+            }
+            s.ids_users.insert(u.id.clone(), u);
+        }
+        let group = ids.group_id(scope.identity_store_id, scope.group).await?;
+        if group.is_none() && scope.application_arn.is_some() {
+            // A group that does not exist yet is not assigned yet.
+            *s.group_assigned
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner()) = Some(false);
+        }
+        if let Some(g) = &group {
+            for (membership, user) in ids.list_memberships(scope.identity_store_id, g).await? {
+                s.memberships.insert(user, membership);
+            }
+            if let Some(app) = scope.application_arn {
+                *s.group_assigned
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some(sso.is_assigned(app, Principal::Group, g).await?);
+            }
+        }
+        *s.group_id.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(group);
+        Ok(s)
+    }
+
+    /// True the first time `lookup` is asked for `key`: answer from the listing. Later
+    /// times: ask AWS.
+    pub fn first(&self, lookup: Lookup, key: &str) -> bool {
+        self.answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((lookup, key.to_string()))
+    }
+
+    /// The Connect user with exactly this username, as listed.
+    pub fn connect_user(&self, username: &str) -> Option<&ConnectUser> {
+        self.connect_users.get(username)
+    }
+
+    /// The Identity Store user with this user name, else with this email (without case), as
+    /// listed: the user found decides, as with the per-agent lookup.
+    pub fn identity_user(&self, name_or_email: &str) -> Option<&IdentityUser> {
+        let key = name_or_email.to_lowercase();
+        let id = self
+            .ids_by_name
+            .get(&key)
+            .or_else(|| self.ids_by_email.get(&key))?;
+        self.ids_users.get(id)
+    }
+
+    /// The agents' group id, when known (listed, or learnt during the run).
+    pub fn group_id(&self) -> Option<String> {
+        self.group_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .flatten()
+    }
+
+    /// Remembers the group's id once it exists.
+    pub fn learn_group_id(&self, id: &str) {
+        *self.group_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(Some(id.to_string()));
+    }
+
+    /// The user's membership of the agents' group, as listed.
+    pub fn membership(&self, user_id: &str) -> Option<&str> {
+        self.memberships.get(user_id).map(String::as_str)
+    }
+
+    /// Whether the group is assigned to the application, when known.
+    pub fn group_assigned(&self) -> Option<bool> {
+        *self
+            .group_assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers that the group's assignment exists.
+    pub fn learn_group_assigned(&self) {
+        *self
+            .group_assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(true);
+    }
+}
