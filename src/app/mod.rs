@@ -19,7 +19,7 @@ mod status;
 pub use batch::{batch, AgentResult, BatchOptions, BatchReport, BulkReads, BULK_READS_FROM};
 pub use env::PASSWORD_ENV;
 pub use onboard::{onboard, OnboardReport};
-pub use runs::{release, resume, rollback, RunsReport};
+pub use runs::{release, resume, retry, rollback, RunsReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 
 use std::path::{Path, PathBuf};

@@ -1,14 +1,19 @@
 //! Operations on stored runs: `resume`, `rollback`, `release`. Each rebuilds the engine
 //! from the run's own snapshot (workflow text and target), not from today's config.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::agent;
+use crate::agent::reader::Reader;
+use crate::agent::{self, AgentInput};
+use crate::aws::Clients;
 use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
 use crate::steps::{self, Subject};
 use crate::store::{RunRow, Store};
+use crate::target;
 use crate::target::Target;
 
 use super::status::{run_status, RunStatus};
@@ -21,8 +26,23 @@ pub(super) async fn engine_for_run(
     run: &RunRow,
     settings: &RunSettings,
 ) -> Result<Engine<Subject>, Error> {
-    let target: Target = serde_json::from_value(run.meta.clone())
-        .map_err(|e| Error::Input(format!("run {}: stored target does not parse: {e}", run.id)))?;
+    Ok(run_parts(ctx, store, run, settings).await?.0)
+}
+
+/// A stored run's target, as recorded at its start.
+fn target_of(run: &RunRow) -> Result<Target, Error> {
+    serde_json::from_value(run.meta.clone())
+        .map_err(|e| Error::Input(format!("run {}: stored target does not parse: {e}", run.id)))
+}
+
+/// The engine of a stored run, and the clients it acts through.
+async fn run_parts(
+    ctx: &Context,
+    store: &Arc<Store>,
+    run: &RunRow,
+    settings: &RunSettings,
+) -> Result<(Engine<Subject>, Clients, Target), Error> {
+    let target = target_of(run)?;
     // The run's own regions (recorded at onboard), not today's config.
     let mut regions = Regions {
         connect: target.connect_region.clone(),
@@ -33,12 +53,8 @@ pub(super) async fn engine_for_run(
     let registry = steps::registry(&env_for(&clients, &target));
     let wf = Workflow::parse(&run.workflow, &format!("of run {}", run.id), &registry)
         .map_err(|e| Error::Input(e.to_string()))?;
-    Ok(Engine::new(
-        wf,
-        registry,
-        store.clone(),
-        engine_options(settings)?,
-    ))
+    let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);
+    Ok((engine, clients, target))
 }
 
 fn secrets_for(subject: &serde_json::Value, base: &Secrets) -> Result<(), String> {
@@ -195,4 +211,141 @@ pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStat
     store.agent(run_id, &email)?;
     engine.release_agent(run_id, &email)?;
     run_status(&store, run_id)
+}
+
+/// Corrected rows given to `retry --from`, by normalised email.
+fn corrections(path: &Path) -> Result<HashMap<String, (u64, AgentInput)>, Error> {
+    let reader = Reader::open(path).map_err(|errs| {
+        Error::Input(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let mut out = HashMap::new();
+    let mut errors = Vec::new();
+    for row in reader {
+        match row {
+            Ok(r) => {
+                out.insert(r.input.email.trim().to_lowercase(), (r.line, r.input));
+            }
+            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Input(errors.join("\n")));
+    }
+    Ok(out)
+}
+
+/// Re-attempts every failed, rolled-back or interrupted agent of one run, or of all runs,
+/// after the admin fixed the cause: profile names are resolved again against the instance
+/// as it is now, and `--from FILE` gives corrected rows for those agents (matched by email,
+/// validated like `batch` rows; a row with a problem stops the retry before any write).
+pub async fn retry(
+    ctx: &Context,
+    run_id: Option<&str>,
+    from: Option<&Path>,
+    secrets: Secrets,
+    settings: &RunSettings,
+) -> Result<RunsReport, Error> {
+    let store = ctx.existing_store()?;
+    let runs = match run_id {
+        Some(id) => vec![store.run(id)?],
+        None => store.runs()?,
+    };
+    let fixes = from.map(corrections).transpose()?.unwrap_or_default();
+    let defaults = ctx.config().map(|c| c.defaults.clone()).unwrap_or_default();
+    let mut report = RunsReport {
+        runs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for run in runs {
+        let agents: Vec<_> = store
+            .agents(&run.id)?
+            .into_iter()
+            .filter(|a| {
+                matches!(a.state, AgentState::Failed | AgentState::RolledBack)
+                    || a.state.resumable()
+            })
+            .collect();
+        if agents.is_empty() {
+            if run_id.is_some() {
+                report.runs.push(run_status(&store, &run.id)?);
+            }
+            continue;
+        }
+        let (engine, clients, target) = run_parts(ctx, &store, &run, settings).await?;
+        // Checked before any write: every corrected row of this run's agents.
+        let mut subjects: HashMap<String, serde_json::Value> = HashMap::new();
+        let catalog = target::catalog(&clients.connect, &target.instance_id).await?;
+        let mut problems = Vec::new();
+        for a in agents.iter().filter(|a| !a.state.resumable()) {
+            let stored: Subject = serde_json::from_value(a.subject.clone()).map_err(|e| {
+                Error::Input(format!(
+                    "agent {}: stored subject does not parse: {e}",
+                    a.agent_key
+                ))
+            })?;
+            let spec = match fixes.get(&a.agent_key) {
+                Some((line, input)) => {
+                    match agent::validate(input, &defaults, target.identity_mode) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            problems.extend(e.0.iter().map(|fe| format!("line {line}: {fe}")));
+                            continue;
+                        }
+                    }
+                }
+                None => stored.agent,
+            };
+            match target::resolve(spec, &catalog) {
+                Ok(s) => {
+                    subjects.insert(
+                        a.agent_key.clone(),
+                        serde_json::to_value(&s).unwrap_or_default(),
+                    );
+                }
+                Err(errs) => report.skipped.push(format!(
+                    "{} (run {}): {}",
+                    a.agent_key,
+                    run.id,
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Input(problems.join("\n")));
+        }
+        for a in agents {
+            if let Err(why) = secrets_for(&a.subject, &secrets) {
+                report
+                    .skipped
+                    .push(format!("{} (run {}): {why}", a.agent_key, run.id));
+                continue;
+            }
+            let result = if a.state.resumable() {
+                engine.run_agent(&run.id, &a.agent_key, &secrets).await
+            } else if let Some(subject) = subjects.get(&a.agent_key) {
+                engine
+                    .retry_agent(&run.id, &a.agent_key, &secrets, Some(subject))
+                    .await
+            } else {
+                continue;
+            };
+            match result {
+                Ok(_) => {}
+                Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
+                    report.skipped.push(e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        report.runs.push(run_status(&store, &run.id)?);
+    }
+    Ok(report)
 }

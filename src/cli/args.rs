@@ -93,6 +93,14 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "rollback")]
         on_failure: OnFailureArg,
     },
+    /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
+    Retry {
+        /// Run id (all runs when absent).
+        run_id: Option<String>,
+        /// Corrected rows for those agents (any `batch` format; matched by email).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
     Status {
         /// Run id (all runs when absent).

@@ -215,6 +215,19 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             output::print_batch(&out, json);
             Ok(exit::for_batch(&out))
         }
+        Command::Retry { run_id, from } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let secrets = read_secrets(g)?;
+            let report = app::retry(
+                &ctx,
+                run_id.as_deref(),
+                from.as_deref(),
+                secrets,
+                &settings(OnFailure::Rollback),
+            )
+            .await?;
+            finish_batch(report, json)
+        }
         Command::Release { run_id, email } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let status = app::release(&ctx, &run_id, &email).await?;

@@ -245,6 +245,57 @@ where
         res
     }
 
+    /// Tries a failed or rolled-back agent again in its run, after its cause was fixed:
+    /// steps that failed or were rolled back start over (what is done or adopted stays),
+    /// optionally with a corrected `subject`; then the agent is driven forward. An agent in
+    /// any other state is driven as by [`Engine::run_agent`].
+    pub async fn retry_agent(
+        &self,
+        run: &str,
+        agent: &str,
+        secrets: &Secrets,
+        subject: Option<&serde_json::Value>,
+    ) -> Result<AgentOutcome, Error> {
+        let token = uuid::Uuid::new_v4().to_string();
+        self.journal
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
+        let reset = (|| -> Result<(), Error> {
+            let row = self.journal.agent(run, agent)?;
+            if !matches!(row.state, AgentState::Failed | AgentState::RolledBack) {
+                return Ok(());
+            }
+            if let Some(s) = subject {
+                self.journal.set_subject(run, agent, &token, s)?;
+            }
+            for step in self.journal.steps(run, agent)? {
+                let up = match step.state {
+                    StepState::Failed => StepUpdate {
+                        state: Some(StepState::Pending),
+                        last_error: Some(None),
+                        ..Default::default()
+                    },
+                    StepState::RolledBack => StepUpdate {
+                        state: Some(StepState::Pending),
+                        owned: Some(false),
+                        unresolved: Some(false),
+                        outputs: Some(Outputs::new()),
+                        last_error: Some(None),
+                        ..Default::default()
+                    },
+                    _ => continue,
+                };
+                self.journal
+                    .update_step(run, agent, &token, &step.step_id, &up, "step_retry")?;
+            }
+            self.journal
+                .set_agent_state(run, agent, &token, AgentState::Pending, None)?;
+            Ok(())
+        })();
+        let _ = self.journal.release_lease(run, agent, &token);
+        reset?;
+        self.run_agent(run, agent, secrets).await
+    }
+
     /// Compensates the agent's owned steps (explicit `rollback`).
     pub async fn rollback_agent(
         &self,

@@ -151,6 +151,14 @@ pub trait Journal: Send + Sync {
         state: AgentState,
         last_error: Option<&str>,
     ) -> Result<(), JournalError>;
+    /// Replaces the agent's subject under the lease (a retry with corrected input).
+    fn set_subject(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> Result<(), JournalError>;
     /// One agent.
     fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;
     /// The steps of one agent, in workflow order.

@@ -822,3 +822,51 @@ fn secrets_never_print() {
     assert!(!format!("{s:?}").contains("Hunter2"));
     assert_eq!(s.get("password"), Some("Hunter2Hunter2"));
 }
+
+#[tokio::test]
+async fn retry_starts_a_rolled_back_agent_over_in_its_run() {
+    let s = setup();
+    script(&s, "b", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    assert_eq!(run(&s).await.state, AgentState::RolledBack);
+    assert!(!present(&s, "a"), "a was rolled back");
+    let out = s
+        .engine
+        .retry_agent("r", "ag", &Secrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 2, "rolled back, then created again");
+    assert_eq!(creates(&s, "b"), 1);
+    assert!(steps(&s).iter().all(|r| r.last_error.is_none()));
+}
+
+#[tokio::test]
+async fn retry_of_a_kept_failure_keeps_what_was_created_and_can_replace_the_subject() {
+    let s = setup_with(WF, OnFailure::Keep);
+    script(&s, "b", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    assert_eq!(run(&s).await.state, AgentState::Failed);
+    let fixed = serde_json::json!("ag");
+    let out = s
+        .engine
+        .retry_agent("r", "ag", &Secrets::default(), Some(&fixed))
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 1, "the kept step is not created again");
+    let st = steps(&s);
+    assert!(st[0].owned, "still owned by the run");
+    assert_eq!(st[1].state, StepState::Done);
+}
+
+#[tokio::test]
+async fn retry_leaves_a_done_agent_alone() {
+    let s = setup();
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    let out = s
+        .engine
+        .retry_agent("r", "ag", &Secrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(creates(&s, "a"), 1);
+}

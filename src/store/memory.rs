@@ -217,6 +217,16 @@ impl Journal for MemoryJournal {
         })
     }
 
+    fn set_subject(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> Result<(), JournalError> {
+        self.fenced(run, agent, token, |e| e.row.subject = subject.clone())
+    }
+
     fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
         self.lock()
             .get(&(run.to_string(), agent.to_string()))

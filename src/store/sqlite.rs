@@ -340,6 +340,25 @@ impl Store {
         })
     }
 
+    /// Replaces the agent's subject, checked against the lease.
+    pub fn set_subject(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> Result<()> {
+        self.with_tx(|tx| {
+            check_lease(tx, run, agent, token)?;
+            tx.execute(
+                "UPDATE agents SET subject = ?3, updated_at = ?4 WHERE run_id = ?1 AND agent_key = ?2",
+                params![run, agent, subject.to_string(), now_rfc3339()],
+            )?;
+            journal(tx, run, agent, None, "agent_subject_replaced", None)?;
+            Ok(())
+        })
+    }
+
     /// One run.
     pub fn run(&self, run: &str) -> Result<RunRow> {
         self.with_conn(|c| {
@@ -499,6 +518,15 @@ impl Journal for Store {
         Ok(Store::set_agent_state(
             self, run, agent, token, state, last_error,
         )?)
+    }
+    fn set_subject(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> std::result::Result<(), JournalError> {
+        Ok(Store::set_subject(self, run, agent, token, subject)?)
     }
     fn agent(&self, run: &str, agent: &str) -> std::result::Result<AgentRow, JournalError> {
         Ok(Store::agent(self, run, agent)?)

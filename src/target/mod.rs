@@ -252,21 +252,7 @@ pub async fn discover(
         }
     };
 
-    let ctx = |what: &str| format!("listing {what} of Connect instance {instance_id}");
-    let catalog = Catalog {
-        routing_profiles: connect
-            .routing_profiles(&instance_id)
-            .await
-            .map_err(aws(ctx("routing profiles")))?,
-        security_profiles: connect
-            .security_profiles(&instance_id)
-            .await
-            .map_err(aws(ctx("security profiles")))?,
-        hierarchy_groups: connect
-            .hierarchy_groups(&instance_id)
-            .await
-            .map_err(aws(ctx("hierarchy groups")))?,
-    };
+    let catalog = catalog(connect, &instance_id).await?;
     let portal_url = ic
         .portal_url
         .clone()
@@ -287,6 +273,26 @@ pub async fn discover(
         },
         catalog,
     ))
+}
+
+/// The instance's routing profiles, security profiles and hierarchy groups, for name
+/// resolution (also re-read by `retry`, after an admin renamed or created one).
+pub async fn catalog(connect: &dyn ConnectApi, instance_id: &str) -> Result<Catalog, Error> {
+    let ctx = |what: &str| format!("listing {what} of Connect instance {instance_id}");
+    Ok(Catalog {
+        routing_profiles: connect
+            .routing_profiles(instance_id)
+            .await
+            .map_err(aws(ctx("routing profiles")))?,
+        security_profiles: connect
+            .security_profiles(instance_id)
+            .await
+            .map_err(aws(ctx("security profiles")))?,
+        hierarchy_groups: connect
+            .hierarchy_groups(instance_id)
+            .await
+            .map_err(aws(ctx("hierarchy groups")))?,
+    })
 }
 
 /// A failure that may pass (throttling, 5xx, network): worth reporting, not working around.

@@ -338,3 +338,72 @@ async fn bulk_reads_adopt_what_exists_and_refuse_conflicts_like_lookups_do() {
     env.world().assert_onboarded_once("a1@example.com");
     assert_eq!(env.calls("connect:SearchUsers"), 0);
 }
+
+#[tokio::test]
+async fn retry_finishes_agents_after_the_cause_is_fixed() {
+    let env = Env::new().await;
+    let csv = [
+        HEADER.to_string(),
+        row("Ana", "ana@example.com", "soft", ""),
+        row("Ben", "ben@example.com", "desk", "+12145550198"),
+        row("Cy", "cy@example.com", "soft", ""),
+    ]
+    .join("\n");
+    let file = write(&env, "agents.csv", &csv);
+    // Ana's Connect user is refused (a permission missing); Ben's desk phone is refused.
+    env.faults(serde_json::json!({"rules": [
+        {"op": "connect:CreateUser", "action": "error", "code": "AccessDeniedException",
+         "status": 403, "body_contains": "ana@example.com"},
+        {"op": "connect:CreateUser", "action": "error", "code": "InvalidParameterException",
+         "status": 400, "body_contains": "+12145550198"}
+    ]}));
+    let out = env.run(&["batch", &file, "--json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["done"], 1, "{j}");
+    assert_eq!(
+        j["counts"]["failed"], 2,
+        "the first step refused: nothing to roll back: {j}"
+    );
+    let run = j["run_id"].as_str().unwrap().to_string();
+
+    // The permission is granted; Ben's row is corrected to a soft phone.
+    env.faults(serde_json::json!({"rules": [
+        {"op": "connect:CreateUser", "action": "error", "code": "InvalidParameterException",
+         "status": 400, "body_contains": "+12145550198"}
+    ]}));
+    let fixed = write(
+        &env,
+        "fixed.csv",
+        &[
+            HEADER.to_string(),
+            row("Ben", "ben@example.com", "soft", ""),
+        ]
+        .join("\n"),
+    );
+    let before = env.applied("connect:CreateUser");
+    let out = env.run(&["retry", &run, "--from", &fixed, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let agents = out.json()["runs"][0]["agents"].clone();
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "done"),
+        "{agents}"
+    );
+    assert_eq!(
+        env.applied("connect:CreateUser"),
+        before + 2,
+        "Ana and Ben, once each"
+    );
+    for email in ["ana@example.com", "ben@example.com", "cy@example.com"] {
+        env.world().assert_onboarded_once(email);
+    }
+    // Nothing left to retry: a second retry writes nothing.
+    let before = writes(&env);
+    let out = env.run(&["retry", &run]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writes(&env), before);
+}
