@@ -111,6 +111,8 @@ pub struct CallStats {
     pub api: String,
     /// Calls sent.
     pub calls: u64,
+    /// Of which retries of an earlier failed call (paced after first attempts).
+    pub retries: u64,
     /// Calls answered with throttling.
     pub throttled: u64,
 }
@@ -120,6 +122,7 @@ impl From<&ApiStats> for CallStats {
         CallStats {
             api: s.api.clone(),
             calls: s.first_attempts + s.retries,
+            retries: s.retries,
             throttled: s.throttled,
         }
     }

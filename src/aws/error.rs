@@ -188,7 +188,7 @@ macro_rules! send_once {
     };
     (@ $sdk:ident, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {{
         let permit = $pacer
-            .acquire($api, $crate::aws::pacer::Attempt::First)
+            .acquire($api, $crate::aws::pacer::current_attempt())
             .await;
         let res = $req
             .customize()

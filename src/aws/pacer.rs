@@ -323,6 +323,21 @@ impl Attempt {
     }
 }
 
+tokio::task_local! {
+    static ATTEMPT: Attempt;
+}
+
+/// Runs `f` with its calls classed as `attempt` (1 = first, higher = retry): the caller
+/// knows which try this is, the call site does not.
+pub async fn with_attempt<F: std::future::Future>(attempt: u32, f: F) -> F::Output {
+    ATTEMPT.scope(Attempt::from_number(attempt), f).await
+}
+
+/// The class of the calls made now: set by [`with_attempt`], else a first attempt.
+pub fn current_attempt() -> Attempt {
+    ATTEMPT.try_with(|a| *a).unwrap_or(Attempt::First)
+}
+
 /// What happened to the call a [`Permit`] allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -1704,5 +1719,18 @@ mod tests {
         assert_eq!(r.throttles, 0);
         // (200 - 5)/2 s plus one latency.
         assert!(r.elapsed <= 1.02 * 200.0 / 2.0, "{}", r.elapsed);
+    }
+
+    #[tokio::test]
+    async fn the_attempt_class_follows_the_scope() {
+        assert_eq!(current_attempt(), Attempt::First, "outside any scope");
+        assert_eq!(
+            with_attempt(1, async { current_attempt() }).await,
+            Attempt::First
+        );
+        assert_eq!(
+            with_attempt(3, async { current_attempt() }).await,
+            Attempt::Retry
+        );
     }
 }

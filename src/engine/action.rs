@@ -96,6 +96,9 @@ pub struct StepContext<'a, S> {
     pub inputs: &'a Outputs,
     /// In-memory secrets.
     pub secrets: &'a Secrets,
+    /// 1 for the first call of this step in this pass, higher for each retry (a pacer can
+    /// let first attempts go before retries).
+    pub attempt: u32,
 }
 
 impl<S> StepContext<'_, S> {

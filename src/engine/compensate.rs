@@ -52,7 +52,7 @@ where
                 self.fenced()?;
                 // An unresolved write without ids: find out whether it landed.
                 if self.steps[idx].outputs.is_empty() || self.steps[idx].unresolved {
-                    match self.lookup(idx).await {
+                    match self.lookup(idx, attempt).await {
                         Ok(Lookup::Match(o)) => {
                             self.update(
                                 idx,
@@ -114,6 +114,7 @@ where
                     subject: &self.subject,
                     inputs: &inputs,
                     secrets: self.secrets,
+                    attempt,
                 };
                 let res = action.delete(&cx, &outputs).await;
                 self.crash(CrashPoint::AfterDelete, &step.id);

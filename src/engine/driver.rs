@@ -196,6 +196,7 @@ where
                         subject,
                         inputs: &inputs,
                         secrets,
+                        attempt: 1,
                     };
                     match action.lookup(&cx).await {
                         Ok(Found::Absent) => PlannedStep {

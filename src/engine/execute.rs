@@ -107,7 +107,7 @@ where
             .collect()
     }
 
-    pub(super) async fn lookup(&self, idx: usize) -> Result<Lookup, StepError> {
+    pub(super) async fn lookup(&self, idx: usize, attempt: u32) -> Result<Lookup, StepError> {
         let step = &self.wf().steps[idx];
         let Some(inputs) = bind(step, &self.known()) else {
             return Ok(Lookup::Unknown);
@@ -116,6 +116,7 @@ where
             subject: &self.subject,
             inputs: &inputs,
             secrets: self.secrets,
+            attempt,
         };
         Ok(
             match self.engine.registry[&step.action].lookup(&cx).await? {
@@ -245,7 +246,7 @@ where
         loop {
             attempt += 1;
             self.fenced()?;
-            match self.lookup(idx).await {
+            match self.lookup(idx, attempt).await {
                 Ok(l) => return Ok(Ok(l)),
                 Err(e) => match decide(&policy, Loop::Lookup, e.kind, false, attempt) {
                     Decision::Retry(delay) => {
@@ -294,7 +295,7 @@ where
             //    write is ours; one that appeared otherwise is adopted or in conflict.
             let found = match looked_up.take() {
                 Some(l) => l,
-                None => match self.lookup(idx).await {
+                None => match self.lookup(idx, attempt + 1).await {
                     Ok(l) => l,
                     Err(e) => {
                         attempt += 1;
@@ -361,6 +362,7 @@ where
                 subject: &self.subject,
                 inputs: &inputs,
                 secrets: self.secrets,
+                attempt,
             };
             let result = action.create(&cx).await;
             self.crash(CrashPoint::AfterWrite, &step.id);

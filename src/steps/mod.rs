@@ -28,9 +28,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSpec;
+use crate::aws::pacer::with_attempt;
 use crate::aws::{ConnectApi, IdentityStoreApi, SsoAdminApi};
 use crate::config::AssignmentMode;
-use crate::engine::Registry;
+use crate::engine::{Action, Found, Outputs, Registry, StepContext, StepError};
 
 pub use app_assignment::AssignApplication;
 pub use connect_user::CreateConnectUser;
@@ -86,19 +87,45 @@ pub fn registry(env: &Env) -> Registry<Subject> {
     let mut r: Registry<Subject> = BTreeMap::new();
     r.insert(
         PASSWORD_ACTION.into(),
-        Arc::new(CreateConnectUser(env.clone())),
+        Arc::new(Paced(CreateConnectUser(env.clone()))),
     );
     r.insert(
         "identitystore.user".into(),
-        Arc::new(CreateIdentityUser(env.clone())),
+        Arc::new(Paced(CreateIdentityUser(env.clone()))),
     );
     r.insert(
         "identitystore.group_membership".into(),
-        Arc::new(AddGroupMembership(env.clone())),
+        Arc::new(Paced(AddGroupMembership(env.clone()))),
     );
     r.insert(
         "ssoadmin.application_assignment".into(),
-        Arc::new(AssignApplication(env.clone())),
+        Arc::new(Paced(AssignApplication(env.clone()))),
     );
     r
+}
+
+/// An action whose AWS calls carry the engine's attempt number to the pacer, so retries
+/// never crowd out first attempts.
+struct Paced<A>(A);
+
+#[async_trait::async_trait]
+impl<A: Action<Subject>> Action<Subject> for Paced<A> {
+    fn inputs(&self) -> &'static [&'static str] {
+        self.0.inputs()
+    }
+    fn outputs(&self) -> &'static [&'static str] {
+        self.0.outputs()
+    }
+    fn shared(&self) -> bool {
+        self.0.shared()
+    }
+    async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
+        with_attempt(cx.attempt, self.0.lookup(cx)).await
+    }
+    async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
+        with_attempt(cx.attempt, self.0.create(cx)).await
+    }
+    async fn delete(&self, cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
+        with_attempt(cx.attempt, self.0.delete(cx, out)).await
+    }
 }

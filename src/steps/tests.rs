@@ -153,6 +153,7 @@ async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
         subject: &subject,
         inputs: &inputs,
         secrets: &secrets,
+        attempt: 1,
     };
     let found = CreateIdentityUser(env).lookup(&cx).await.unwrap();
     assert_eq!(found, Found::Match(outputs([("user_id", "u-1")])));

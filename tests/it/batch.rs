@@ -407,3 +407,37 @@ async fn retry_finishes_agents_after_the_cause_is_fixed() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(writes(&env), before);
 }
+
+#[tokio::test]
+async fn a_throttled_call_is_retried_as_a_retry_and_is_not_an_agent_failure() {
+    let env = Env::new().await;
+    let file = write(
+        &env,
+        "one.csv",
+        &[
+            HEADER.to_string(),
+            row("Ana", "ana@example.com", "soft", ""),
+        ]
+        .join("\n"),
+    );
+    env.faults(serde_json::json!({"rules": [
+        {"op": "connect:CreateUser", "action": "throttle", "times": 1}
+    ]}));
+    let out = env.run(&["batch", &file, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let j = out.json();
+    let create = j["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["api"] == "connect:CreateUser")
+        .unwrap()
+        .clone();
+    assert_eq!(create["calls"], 2, "{create}");
+    assert_eq!(
+        create["retries"], 1,
+        "the second call is paced as a retry: {create}"
+    );
+    assert_eq!(create["throttled"], 1, "{create}");
+    env.world().assert_onboarded_once("ana@example.com");
+}
