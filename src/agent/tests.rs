@@ -895,3 +895,20 @@ fn tag_value_and_count_limits() {
         "at most 50 tags",
     );
 }
+
+#[test]
+fn a_migrated_agent_keeps_its_username_exactly_and_needs_an_email_username() {
+    let spec = migrated("Ana.Silva@Example.com", "Ana", "Silva").unwrap();
+    assert_eq!(spec.email, "Ana.Silva@Example.com", "case kept");
+    assert_eq!(spec.username, "Ana.Silva@Example.com");
+    assert_eq!(spec.display_name, "Ana Silva");
+    let e = migrated("asilva", "Ana", "Silva").unwrap_err().to_string();
+    assert!(
+        e.contains("invalid username \"asilva\": is not an email address"),
+        "{e}"
+    );
+    let e = migrated("ana@example.com", "", "Silva")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid first_name"), "{e}");
+}

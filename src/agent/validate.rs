@@ -443,3 +443,67 @@ pub fn validate(
         send_email_to_connect: mode == IdentityMode::ConnectManaged,
     })
 }
+
+/// The agent of an existing SAML Connect user being migrated to Identity Center: its
+/// username, kept exactly (case included: SAML compares it case-sensitively with the
+/// RoleSessionName), is the Identity Store UserName and its one primary email. A username
+/// that is not an email is refused with why: the primary email is never guessed.
+pub fn migrated(
+    username: &str,
+    first_name: &str,
+    last_name: &str,
+) -> Result<AgentSpec, ValidationErrors> {
+    let mut errs = Vec::new();
+    if !EMAIL_RE.is_match(username) {
+        errs.push(FieldError::new(
+            "username",
+            username,
+            "is not an email address, so the Identity Center user's primary email (which SAML sign-in sends as the RoleSessionName) cannot be derived from it; migrate does not guess one",
+        ));
+    }
+    errs.extend(
+        check_identity_store_username("username", username)
+            .into_iter()
+            .map(FieldError::from),
+    );
+    for (field, v) in [("first_name", first_name), ("last_name", last_name)] {
+        if v.trim().is_empty() {
+            errs.push(FieldError::new(
+                field,
+                v,
+                "required: IAM Identity Center needs GivenName and FamilyName, and this Connect user has none",
+            ));
+        } else {
+            errs.extend(
+                check_identity_store_string(field, v.trim())
+                    .into_iter()
+                    .map(FieldError::from),
+            );
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ValidationErrors(errs));
+    }
+    let (first, last) = (first_name.trim().to_string(), last_name.trim().to_string());
+    Ok(AgentSpec {
+        email: username.to_string(),
+        username: username.to_string(),
+        display_name: format!("{first} {last}"),
+        first_name: first,
+        last_name: last,
+        identity_mode: IdentityMode::Saml,
+        routing_profile: String::new(),
+        security_profiles: Vec::new(),
+        hierarchy_group: None,
+        phone_type: PhoneType::Soft,
+        desk_phone_number: None,
+        auto_accept: false,
+        acw_timeout: 0,
+        secondary_email: None,
+        mobile: None,
+        directory_user_id: None,
+        tags: BTreeMap::new(),
+        needs_password: false,
+        send_email_to_connect: false,
+    })
+}

@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::agent::reader::{InputError, Reader};
 use crate::agent::{self, FieldError, Secret};
 use crate::aws::pacer::ApiStats;
+use crate::aws::Clients;
 use crate::config::AssignmentMode;
+use crate::engine::Workflow;
 use crate::engine::{AgentState, Engine, EngineOptions, PlanDecision, Secrets};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
@@ -36,10 +38,17 @@ const INSERT_CHUNK: usize = 1_000;
 pub struct BatchOptions {
     /// The agent file.
     pub file: PathBuf,
-    /// Plan only: zero writes, no state file.
-    pub dry_run: bool,
     /// Report invalid rows and go on with the valid ones (else: exit 2, nothing written).
     pub skip_invalid: bool,
+    /// How to run the agents.
+    pub run: RunOptions,
+}
+
+/// How `batch` and `migrate` run their agents.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Plan only: zero writes, no state file.
+    pub dry_run: bool,
     /// Agents in flight at once (the pacer, not this, holds each API to its quota).
     pub concurrency: usize,
     /// List each directory once instead of looking every agent up.
@@ -129,9 +138,12 @@ impl From<&ApiStats> for CallStats {
 }
 
 /// A validated row.
-struct Valid {
-    subject: Subject,
-    password: Option<Secret>,
+#[derive(Clone)]
+pub(super) struct Valid {
+    /// The agent, resolved.
+    pub subject: Subject,
+    /// Its password (CONNECT_MANAGED), in memory only.
+    pub password: Option<Secret>,
 }
 
 /// The file's rows, each validated and resolved: a valid agent or its problems, each naming
@@ -257,7 +269,55 @@ pub async fn batch(
             opts.file.display()
         )));
     }
-    let mut env = env_for(&clients, &target);
+    let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
+        Ok(Box::new(
+            Checked::open(&opts.file, &config.defaults, &target, &catalog)?.filter_map(Result::ok),
+        ))
+    };
+    let prepared = Prepared {
+        clients: &clients,
+        target: &target,
+        wf,
+    };
+    run_rows(
+        ctx, prepared, valid, invalid, &rows, &opts.run, settings, sink,
+    )
+    .await
+}
+
+/// What the run phase of `batch` and `migrate` acts with.
+pub(super) struct Prepared<'a> {
+    /// The SDK clients (with the shared pacer).
+    pub clients: &'a Clients,
+    /// The resolved target.
+    pub target: &'a Target,
+    /// The workflow, checked.
+    pub wf: Workflow,
+}
+
+/// The valid rows, readable more than once (a file is streamed again for each pass).
+pub(super) type Rows<'a> = dyn Fn() -> Result<Box<dyn Iterator<Item = Valid> + 'a>, Error> + 'a;
+
+/// The run phase shared by `batch` and `migrate`: bulk reads, then a dry run's plan or the
+/// run itself (re-run rules, chunked inserts, concurrent agents), results to `sink`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_rows(
+    ctx: &Context,
+    prepared: Prepared<'_>,
+    valid: usize,
+    invalid: Vec<String>,
+    rows: &Rows<'_>,
+    opts: &RunOptions,
+    settings: &RunSettings,
+    sink: &mut dyn FnMut(&AgentResult),
+) -> Result<BatchReport, Error> {
+    let Prepared {
+        clients,
+        target,
+        wf,
+    } = prepared;
+    let target = target.clone();
+    let mut env = env_for(clients, &target);
     let bulk = match opts.bulk_reads {
         BulkReads::Auto => valid >= BULK_READS_FROM,
         BulkReads::Always => true,
@@ -304,10 +364,6 @@ pub async fn batch(
             report.agents.push(a);
         }
     };
-    let rows = || -> Result<_, Error> {
-        Ok(Checked::open(&opts.file, &config.defaults, &target, &catalog)?.filter_map(Result::ok))
-    };
-
     if opts.dry_run {
         // The same lookups the real run starts with; a journal in memory, nothing written.
         let engine = Engine::new(
@@ -474,7 +530,7 @@ pub async fn batch(
             async move {
                 let r = engine.run_agent(&run, &key, &secrets).await;
                 finished.fetch_add(1, Ordering::Relaxed);
-                let mut a = result_of(store, &run, &key, target)?;
+                let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
                     a.error.get_or_insert(e.to_string());
                 }
@@ -499,21 +555,32 @@ pub async fn batch(
     Ok(report)
 }
 
-fn result_of(store: &Store, run: &str, key: &str, target: &Target) -> Result<AgentResult, Error> {
+fn result_of(
+    store: &Store,
+    run: &str,
+    key: &str,
+    target: &Target,
+    wf: &Workflow,
+) -> Result<AgentResult, Error> {
     let row = store.agent(run, key)?;
     let steps = store.steps(run, key)?;
-    let id_of = |step: &str| {
+    // The user ids of the steps whose actions make users, whatever the workflow names them.
+    let id_of = |actions: &[&str]| {
+        let ids: Vec<&str> = (wf.steps.iter())
+            .filter(|s| actions.contains(&s.action.as_str()))
+            .map(|s| s.id.as_str())
+            .collect();
         steps
             .iter()
-            .find(|s| s.step_id == step)
+            .find(|s| ids.contains(&s.step_id.as_str()))
             .and_then(|s| s.outputs.get("user_id").cloned())
     };
     Ok(AgentResult {
         email: key.to_string(),
         outcome: row.state.as_str().to_string(),
         run_id: Some(run.to_string()),
-        connect_user_id: id_of("connect_user"),
-        identity_user_id: id_of("identity_user"),
+        connect_user_id: id_of(&steps::CONNECT_USER_ACTIONS),
+        identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION]),
         error: row.last_error,
         portal_url: (row.state == AgentState::Done).then(|| target.portal_url.clone()),
     })

@@ -12,12 +12,16 @@
 
 mod batch;
 pub mod env;
+mod migrate;
 mod onboard;
 mod runs;
 mod status;
 
-pub use batch::{batch, AgentResult, BatchOptions, BatchReport, BulkReads, BULK_READS_FROM};
+pub use batch::{
+    batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, BULK_READS_FROM,
+};
 pub use env::PASSWORD_ENV;
+pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, retry, rollback, RunsReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};

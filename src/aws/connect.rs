@@ -4,7 +4,8 @@ use aws_sdk_connect::types as ct;
 
 use super::error::{from_sdk, no_reason, not_found_to_none, paged, send_once};
 use super::{
-    AwsError, ConnectApi, ConnectInstance, ConnectUser, Named, NewConnectUser, Result, SdkConnect,
+    AwsError, ConnectApi, ConnectInstance, ConnectUser, ConnectUserDetail, Named, NewConnectUser,
+    Result, SdkConnect,
 };
 
 /// A search or list entry that is the user named `username` and carries an id (an entry
@@ -208,6 +209,20 @@ impl ConnectApi for SdkConnect {
                         .and_then(|i| i.email())
                         .filter(|e| !e.is_empty())
                         .map(str::to_string),
+                    detail: u.map(|u| ConnectUserDetail {
+                        first_name: (u.identity_info().and_then(|i| i.first_name()))
+                            .unwrap_or_default()
+                            .to_string(),
+                        last_name: (u.identity_info().and_then(|i| i.last_name()))
+                            .unwrap_or_default()
+                            .to_string(),
+                        routing_profile_id: u.routing_profile_id().unwrap_or_default().to_string(),
+                        security_profile_ids: u.security_profile_ids().to_vec(),
+                        hierarchy_group_id: u
+                            .hierarchy_group_id()
+                            .filter(|h| !h.is_empty())
+                            .map(str::to_string),
+                    }),
                 }
             }),
         )

@@ -58,6 +58,23 @@ pub struct ConnectUser {
     pub username: String,
     /// IdentityInfo.Email (DescribeUser only; SAML users have none).
     pub email: Option<String>,
+    /// What DescribeUser adds (lookups leave it empty).
+    pub detail: Option<ConnectUserDetail>,
+}
+
+/// A Connect user's names and profiles, as DescribeUser gives them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConnectUserDetail {
+    /// IdentityInfo.FirstName.
+    pub first_name: String,
+    /// IdentityInfo.LastName.
+    pub last_name: String,
+    /// RoutingProfileId.
+    pub routing_profile_id: String,
+    /// SecurityProfileIds.
+    pub security_profile_ids: Vec<String>,
+    /// HierarchyGroupId.
+    pub hierarchy_group_id: Option<String>,
 }
 
 /// A Connect user to create (validated by the caller).

@@ -71,27 +71,30 @@ pub(crate) enum Command {
     Batch {
         /// The agent file.
         file: PathBuf,
-        /// Plan the whole file (create / adopt / conflict per step); write nothing.
-        #[arg(long)]
-        dry_run: bool,
         /// Report invalid rows and onboard the valid ones (else: exit 2, nothing written).
         #[arg(long)]
         skip_invalid: bool,
-        /// Write one row per agent to FILE (.csv or .json).
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Move the instance's existing Connect agents to IAM Identity Center: adopt each Connect
+    /// user, create its Identity Center user (UserName = the Connect username, case kept),
+    /// group membership and assignment.
+    Migrate {
+        /// Only users with this routing profile (name or id; repeatable).
+        #[arg(long = "routing-profile", value_name = "NAME")]
+        routing_profiles: Vec<String>,
+        /// Only users with this security profile (name or id; repeatable).
+        #[arg(long = "security-profile", value_name = "NAME")]
+        security_profiles: Vec<String>,
+        /// Only users in this hierarchy group (name or id).
+        #[arg(long, value_name = "NAME")]
+        hierarchy_group: Option<String>,
+        /// Only these usernames (one per line, exactly as in Connect).
         #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Write a sign-in notice per onboarded agent, and notices.csv, into DIR.
-        #[arg(long, value_name = "DIR")]
-        notices: Option<PathBuf>,
-        /// Agents in flight at once (the per-API rate limits hold each quota).
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// List each directory once (auto: from 20 agents) instead of a lookup per agent.
-        #[arg(long, value_enum, default_value = "auto")]
-        bulk_reads: BulkReadsArg,
-        /// On a permanent failure: remove what this agent's run created, or keep it.
-        #[arg(long, value_enum, default_value = "rollback")]
-        on_failure: OnFailureArg,
+        usernames: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
     Retry {
@@ -206,4 +209,27 @@ pub(crate) enum BulkReadsArg {
     Auto,
     Always,
     Never,
+}
+
+/// How `batch` and `migrate` run their agents, and what they write.
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Plan every agent (create / adopt / conflict per step); write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Write one row per agent to FILE (.csv, or .json/.jsonl for JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Write a sign-in notice per onboarded agent, and notices.csv, into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) notices: Option<PathBuf>,
+    /// Agents in flight at once (the per-API rate limits hold each quota).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+    /// List each directory once (auto: from 20 agents) instead of a lookup per agent.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) bulk_reads: BulkReadsArg,
+    /// On a permanent failure: remove what this agent's run created, or keep it.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub(crate) on_failure: OnFailureArg,
 }

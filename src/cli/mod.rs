@@ -16,7 +16,7 @@ use crate::config;
 use crate::engine::{OnFailure, Secrets};
 
 pub use args::Cli;
-use args::{BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg};
+use args::{BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg, RunArgs};
 use output::{print_plan, print_runs, progress_printer};
 
 /// Runs the CLI; returns the process exit code.
@@ -166,54 +166,39 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::Batch {
             file,
-            dry_run,
             skip_invalid,
-            report,
-            notices,
-            concurrency,
-            bulk_reads,
-            on_failure,
+            run,
         } => {
             let ctx = Context::load(&globals(g))?;
             let opts = app::BatchOptions {
                 file,
-                dry_run,
                 skip_invalid,
-                concurrency,
-                bulk_reads: match bulk_reads {
-                    BulkReadsArg::Auto => app::BulkReads::Auto,
-                    BulkReadsArg::Always => app::BulkReads::Always,
-                    BulkReadsArg::Never => app::BulkReads::Never,
-                },
+                run: run_options(&run),
             };
-            let mut report = report
-                .as_deref()
-                .map(output::ReportWriter::create)
-                .transpose()
-                .map_err(app::Error::Input)?;
-            let mut notices = notices
-                .as_deref()
-                .map(output::NoticeWriter::create)
-                .transpose()
-                .map_err(app::Error::Input)?;
-            let mut sink = |a: &app::AgentResult| {
-                if let Some(r) = report.as_mut() {
-                    r.add(a);
-                }
-                if let Some(n) = notices.as_mut() {
-                    n.add(a);
-                }
+            let mut outs = Outputs::open(&run)?;
+            let settings = settings(on_failure_of(run.on_failure));
+            let out = app::batch(&ctx, &opts, &settings, &mut |a| outs.add(a)).await?;
+            outs.finish(&out, json)
+        }
+        Command::Migrate {
+            routing_profiles,
+            security_profiles,
+            hierarchy_group,
+            usernames,
+            run,
+        } => {
+            let ctx = Context::load(&globals(g))?;
+            let opts = app::MigrateOptions {
+                routing_profiles,
+                security_profiles,
+                hierarchy_group,
+                usernames,
+                run: run_options(&run),
             };
-            let out =
-                app::batch(&ctx, &opts, &settings(on_failure_of(on_failure)), &mut sink).await?;
-            if let Some(r) = report {
-                r.finish().map_err(app::Error::Input)?;
-            }
-            if let Some(n) = notices {
-                n.finish().map_err(app::Error::Input)?;
-            }
-            output::print_batch(&out, json);
-            Ok(exit::for_batch(&out))
+            let mut outs = Outputs::open(&run)?;
+            let settings = settings(on_failure_of(run.on_failure));
+            let out = app::migrate(&ctx, &opts, &settings, &mut |a| outs.add(a)).await?;
+            outs.finish(&out, json)
         }
         Command::Retry { run_id, from } => {
             let ctx = Context::load_for_state(&globals(g))?;
@@ -254,6 +239,60 @@ fn finish_batch(report: app::RunsReport, json: bool) -> Result<u8, app::Error> {
     }
     print_runs(&report.runs, json);
     Ok(exit::for_runs(&report.runs, report.skipped.len()))
+}
+
+fn run_options(a: &RunArgs) -> app::RunOptions {
+    app::RunOptions {
+        dry_run: a.dry_run,
+        concurrency: a.concurrency,
+        bulk_reads: match a.bulk_reads {
+            BulkReadsArg::Auto => app::BulkReads::Auto,
+            BulkReadsArg::Always => app::BulkReads::Always,
+            BulkReadsArg::Never => app::BulkReads::Never,
+        },
+    }
+}
+
+/// Where `batch` and `migrate` stream their results: `--report` and `--notices`.
+struct Outputs {
+    report: Option<output::ReportWriter>,
+    notices: Option<output::NoticeWriter>,
+}
+
+impl Outputs {
+    fn open(run: &RunArgs) -> Result<Self, app::Error> {
+        Ok(Outputs {
+            report: (run.report.as_deref())
+                .map(output::ReportWriter::create)
+                .transpose()
+                .map_err(app::Error::Input)?,
+            notices: (run.notices.as_deref())
+                .map(output::NoticeWriter::create)
+                .transpose()
+                .map_err(app::Error::Input)?,
+        })
+    }
+
+    fn add(&mut self, a: &app::AgentResult) {
+        if let Some(r) = self.report.as_mut() {
+            r.add(a);
+        }
+        if let Some(n) = self.notices.as_mut() {
+            n.add(a);
+        }
+    }
+
+    /// Closes the files, prints the summary, and decides the exit code.
+    fn finish(self, out: &app::BatchReport, json: bool) -> Result<u8, app::Error> {
+        if let Some(r) = self.report {
+            r.finish().map_err(app::Error::Input)?;
+        }
+        if let Some(n) = self.notices {
+            n.finish().map_err(app::Error::Input)?;
+        }
+        output::print_batch(out, json);
+        Ok(exit::for_batch(out))
+    }
 }
 
 fn on_failure_of(a: OnFailureArg) -> OnFailure {

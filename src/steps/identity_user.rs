@@ -13,10 +13,10 @@ pub struct CreateIdentityUser(pub(super) Env);
 impl CreateIdentityUser {
     /// By UserName first, then by email: lookups are eventually consistent, so either may
     /// see a just-created user first. What decides is the user found, not the path.
-    async fn find(&self, email: &str) -> Result<Option<IdentityUser>, StepError> {
+    async fn find(&self, name: &str, email: &str) -> Result<Option<IdentityUser>, StepError> {
         let ids = &self.0.identity_store;
         let store = &self.0.identity_store_id;
-        let id = match ids.user_id_by_name(store, email).await.map_err(read)? {
+        let id = match ids.user_id_by_name(store, name).await.map_err(read)? {
             Some(id) => Some(id),
             None => ids.user_id_by_email(store, email).await.map_err(read)?,
         };
@@ -36,29 +36,41 @@ impl Action<Subject> for CreateIdentityUser {
 
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         let email = &cx.subject.agent.email;
+        let name = cx.subject.identity_user_name();
         let listed = (self.0.snapshot.as_ref())
             .filter(|s| s.first(Lookup::IdentityUser, email))
-            .map(|s| s.identity_user(email).cloned());
+            .map(|s| s.identity_user(name).cloned());
         let found = match listed {
             Some(found) => found,
-            None => self.find(email).await?,
+            None => self.find(name, email).await?,
         };
         let Some(u) = found else {
             return Ok(Found::Absent);
         };
-        if !u.user_name.eq_ignore_ascii_case(email) {
+        // A migrated agent's names must match exactly, case included: SAML compares the
+        // RoleSessionName with the Connect username case-sensitively. Onboarded agents'
+        // names are the normalised email, which the service compares without case.
+        let exact = cx.subject.identity_user_name.is_some();
+        let same = |a: &str, b: &str| {
+            if exact {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
+        if !same(&u.user_name, name) {
             return Ok(Found::Conflict(format!(
-                "email {email:?} already belongs to Identity Store user {:?}, not {email:?}",
+                "email {email:?} already belongs to Identity Store user {:?}, not {name:?}",
                 u.user_name
             )));
         }
         Ok(match &u.primary_email {
-            Some(p) if p.eq_ignore_ascii_case(email) => Found::Match(outputs([("user_id", &u.id)])),
+            Some(p) if same(p, email) => Found::Match(outputs([("user_id", &u.id)])),
             Some(p) => Found::Conflict(format!(
-                "Identity Store user {email:?} exists with primary email {p:?}, not {email:?}"
+                "Identity Store user {name:?} exists with primary email {p:?}, not {email:?}"
             )),
             None => Found::Conflict(format!(
-                "Identity Store user {email:?} exists without a primary email (emails: {:?}); SAML sign-in needs {email:?} as its primary email",
+                "Identity Store user {name:?} exists without a primary email (emails: {:?}); SAML sign-in needs {email:?} as its primary email",
                 u.emails
             )),
         })
@@ -72,7 +84,7 @@ impl Action<Subject> for CreateIdentityUser {
             .create_user(
                 &self.0.identity_store_id,
                 &NewIdentityUser {
-                    user_name: &a.email,
+                    user_name: cx.subject.identity_user_name(),
                     display_name: &a.display_name,
                     given_name: &a.first_name,
                     family_name: &a.last_name,

@@ -16,6 +16,7 @@
 mod app_assignment;
 mod classify;
 mod connect_user;
+mod existing_user;
 mod group_membership;
 mod identity_user;
 pub mod snapshot;
@@ -35,6 +36,7 @@ use crate::engine::{Action, Found, Outputs, Registry, StepContext, StepError};
 
 pub use app_assignment::AssignApplication;
 pub use connect_user::CreateConnectUser;
+pub use existing_user::AdoptConnectUser;
 pub use group_membership::AddGroupMembership;
 pub use identity_user::CreateIdentityUser;
 
@@ -50,6 +52,19 @@ pub struct Subject {
     pub security_profile_ids: Vec<String>,
     /// Hierarchy group id.
     pub hierarchy_group_id: Option<String>,
+    /// The Identity Store `UserName` when it is not the normalised email: a migrated
+    /// agent's Connect username, case kept (SAML matches it case-sensitively).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_user_name: Option<String>,
+}
+
+impl Subject {
+    /// The Identity Store UserName: the migrated username, else the email.
+    pub fn identity_user_name(&self) -> &str {
+        self.identity_user_name
+            .as_deref()
+            .unwrap_or(&self.agent.email)
+    }
 }
 
 /// Where the actions act: clients and resolved target ids.
@@ -82,6 +97,12 @@ pub const PASSWORD: &str = "password";
 /// is not done yet needs its password again on resume.
 pub const PASSWORD_ACTION: &str = "connect.user";
 
+/// The actions whose step makes (or adopts) the agent's Connect user.
+pub const CONNECT_USER_ACTIONS: [&str; 2] = [PASSWORD_ACTION, "connect.existing_user"];
+
+/// The action whose step makes the agent's Identity Store user.
+pub const IDENTITY_USER_ACTION: &str = "identitystore.user";
+
 /// The built-in actions, by the names workflow files use.
 pub fn registry(env: &Env) -> Registry<Subject> {
     let mut r: Registry<Subject> = BTreeMap::new();
@@ -90,7 +111,11 @@ pub fn registry(env: &Env) -> Registry<Subject> {
         Arc::new(Paced(CreateConnectUser(env.clone()))),
     );
     r.insert(
-        "identitystore.user".into(),
+        CONNECT_USER_ACTIONS[1].into(),
+        Arc::new(Paced(AdoptConnectUser(env.clone()))),
+    );
+    r.insert(
+        IDENTITY_USER_ACTION.into(),
         Arc::new(Paced(CreateIdentityUser(env.clone()))),
     );
     r.insert(

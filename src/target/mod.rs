@@ -310,7 +310,9 @@ fn list<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
 }
 
 /// Resolves one name-or-id against a catalog list: an exact id, else an exact name.
-fn resolve_one(
+/// One name or id among `items` → its id; an unknown name lists the existing ones, an
+/// ambiguous one lists the ids to choose from.
+pub fn resolve_name(
     field: &str,
     what: &str,
     value: &str,
@@ -345,7 +347,7 @@ fn resolve_one(
 /// Resolves an agent's profile names or ids to ids.
 pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let routing = resolve_one(
+    let routing = resolve_name(
         "routing_profile",
         "routing profile",
         &agent.routing_profile,
@@ -355,7 +357,7 @@ pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<Field
     .ok();
     let mut security = Vec::new();
     for sp in &agent.security_profiles {
-        match resolve_one(
+        match resolve_name(
             "security_profiles",
             "security profile",
             sp,
@@ -371,7 +373,7 @@ pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<Field
         }
     }
     let hierarchy = match &agent.hierarchy_group {
-        Some(h) => resolve_one(
+        Some(h) => resolve_name(
             "hierarchy_group",
             "hierarchy group",
             h,
@@ -389,6 +391,7 @@ pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<Field
         routing_profile_id: routing.unwrap_or_default(),
         security_profile_ids: security,
         hierarchy_group_id: hierarchy,
+        identity_user_name: None,
     })
 }
 
@@ -411,18 +414,18 @@ mod tests {
             named("id-3", "Twin"),
             named("id-4", "Twin"),
         ];
-        assert_eq!(resolve_one("f", "x", "id-2", &items).unwrap(), "id-2");
-        assert_eq!(resolve_one("f", "x", "Agent", &items).unwrap(), "id-1");
-        let e = resolve_one("security_profiles", "security profile", "Agnet", &items).unwrap_err();
+        assert_eq!(resolve_name("f", "x", "id-2", &items).unwrap(), "id-2");
+        assert_eq!(resolve_name("f", "x", "Agent", &items).unwrap(), "id-1");
+        let e = resolve_name("security_profiles", "security profile", "Agnet", &items).unwrap_err();
         assert_eq!(e.field, "security_profiles");
         assert!(e.rule.contains("Agent, Admin"), "{}", e.rule);
-        let e = resolve_one("f", "x", "Twin", &items).unwrap_err();
+        let e = resolve_name("f", "x", "Twin", &items).unwrap_err();
         assert!(
             e.rule.contains("id-3") && e.rule.contains("id-4"),
             "{}",
             e.rule
         );
         // Names are case-sensitive, as in Connect.
-        assert!(resolve_one("f", "x", "agent", &items).is_err());
+        assert!(resolve_name("f", "x", "agent", &items).is_err());
     }
 }

@@ -9,6 +9,7 @@ mod crash;
 mod failures;
 mod input;
 mod lease;
+mod migrate;
 mod moto;
 mod onboard;
 mod sandbox_cli;

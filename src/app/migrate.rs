@@ -1,0 +1,235 @@
+//! `migrate`: the instance's existing Connect agents get their IAM Identity Center half.
+//! Each Connect user (all, or those the filters keep) becomes an agent of
+//! `workflows/migrate-agent.toml`: the Connect user adopted (never created, never deleted),
+//! the Identity Store user created with `UserName` = the Connect username exactly, case
+//! kept, as its one primary email; then the group membership and the assignment. The run
+//! itself is `batch`'s: bulk reads, pacing, re-runs, report, notices, status, retry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use futures::stream::{self, StreamExt};
+
+use crate::agent::{self, IdentityMode};
+use crate::aws::{ConnectApi, ConnectUser};
+use crate::engine::Workflow;
+use crate::steps::{self, Subject};
+use crate::target::{self, Catalog, Target};
+
+use super::batch::{run_rows, BatchReport, Prepared, RunOptions, Valid};
+use super::{env_for, AgentResult, Context, Error, RunSettings};
+
+/// The built-in migration workflow, embedded.
+pub const BUILTIN_MIGRATE_WORKFLOW: &str = include_str!("../../workflows/migrate-agent.toml");
+
+/// What `migrate` was asked to do.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Only users with one of these routing profiles (names or ids).
+    pub routing_profiles: Vec<String>,
+    /// Only users with one of these security profiles (names or ids).
+    pub security_profiles: Vec<String>,
+    /// Only users in this hierarchy group (name or id).
+    pub hierarchy_group: Option<String>,
+    /// Only these usernames (a file, one per line, exact).
+    pub usernames: Option<PathBuf>,
+    /// How to run the agents.
+    pub run: RunOptions,
+}
+
+/// The filters, resolved to ids.
+struct Filters {
+    routing: BTreeSet<String>,
+    security: BTreeSet<String>,
+    hierarchy: Option<String>,
+    usernames: Option<BTreeSet<String>>,
+}
+
+impl Filters {
+    fn resolve(opts: &MigrateOptions, catalog: &Catalog) -> Result<Filters, Error> {
+        let mut errs = Vec::new();
+        let mut ids = |field: &str, what: &str, values: &[String], items| -> BTreeSet<String> {
+            values
+                .iter()
+                .filter_map(|v| {
+                    target::resolve_name(field, what, v, items)
+                        .map_err(|e| errs.push(e.to_string()))
+                        .ok()
+                })
+                .collect()
+        };
+        let routing = ids(
+            "--routing-profile",
+            "routing profile",
+            &opts.routing_profiles,
+            &catalog.routing_profiles,
+        );
+        let security = ids(
+            "--security-profile",
+            "security profile",
+            &opts.security_profiles,
+            &catalog.security_profiles,
+        );
+        let hierarchy = ids(
+            "--hierarchy-group",
+            "hierarchy group",
+            opts.hierarchy_group.as_slice(),
+            &catalog.hierarchy_groups,
+        )
+        .into_iter()
+        .next();
+        let usernames = match &opts.usernames {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Input(format!("cannot read {}: {e}", p.display())))?;
+                Some(
+                    text.lines()
+                        .map(|l| l.trim().trim_start_matches('\u{feff}').to_string())
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .collect(),
+                )
+            }
+        };
+        if !errs.is_empty() {
+            return Err(Error::Input(errs.join("\n")));
+        }
+        Ok(Filters {
+            routing,
+            security,
+            hierarchy,
+            usernames,
+        })
+    }
+
+    fn keeps(&self, u: &ConnectUser) -> bool {
+        let Some(d) = &u.detail else { return false };
+        (self.routing.is_empty() || self.routing.contains(&d.routing_profile_id))
+            && (self.security.is_empty()
+                || d.security_profile_ids
+                    .iter()
+                    .any(|s| self.security.contains(s)))
+            && (self.hierarchy.is_none() || self.hierarchy == d.hierarchy_group_id)
+    }
+}
+
+/// Runs `migrate`.
+pub async fn migrate(
+    ctx: &Context,
+    opts: &MigrateOptions,
+    settings: &RunSettings,
+    sink: &mut dyn FnMut(&AgentResult),
+) -> Result<BatchReport, Error> {
+    let config = ctx.config()?;
+    let mut regions = ctx.new_run_regions();
+    let clients = ctx.clients(&mut regions).await;
+    let wf = Workflow::parse(
+        BUILTIN_MIGRATE_WORKFLOW,
+        "built-in migrate-agent",
+        &steps::registry(&env_for(&clients, &Target::placeholder(config))),
+    )
+    .map_err(|e| Error::Input(e.to_string()))?;
+    let (mut target, catalog) =
+        target::discover(config, &clients.connect, &clients.sso_admin).await?;
+    if target.identity_mode != IdentityMode::Saml {
+        return Err(Error::Input(format!(
+            "instance {} stores its users with {} identity management: they sign in to Amazon Connect itself, not through IAM Identity Center, and an instance's identity management is fixed when it is created; migrate needs a SAML instance (nothing was written)",
+            target.instance_id, target.identity_mode
+        )));
+    }
+    target.connect_region = regions.connect.clone();
+    target.identity_center_region = regions.identity_center.clone();
+    target.identity_center_profile = regions.identity_center_profile.clone();
+    let filters = Filters::resolve(opts, &catalog)?;
+
+    // The instance's users, described (names and profiles), at DescribeUser's own quota.
+    let listed = clients
+        .connect
+        .list_users(&target.instance_id)
+        .await
+        .map_err(|source| target::Error::Aws {
+            context: format!(
+                "listing the users of Connect instance {}",
+                target.instance_id
+            ),
+            source,
+        })?;
+    let wanted: Vec<ConnectUser> = listed
+        .into_iter()
+        .filter(|u| {
+            filters
+                .usernames
+                .as_ref()
+                .is_none_or(|set| set.contains(&u.username))
+        })
+        .collect();
+    let connect = &clients.connect;
+    let instance = &target.instance_id;
+    let described: Vec<ConnectUser> = stream::iter(wanted)
+        .map(|u| async move {
+            connect
+                .describe_user(instance, &u.id)
+                .await
+                .map_err(|source| target::Error::Aws {
+                    context: format!("describing Connect user {:?}", u.username),
+                    source,
+                })
+        })
+        .buffered(opts.run.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter_map(|r| r.transpose())
+        .collect::<Result<_, _>>()?;
+
+    let mut invalid = Vec::new();
+    let mut valid: Vec<Valid> = Vec::new();
+    let mut by_folded: HashMap<String, String> = HashMap::new();
+    for u in described.iter().filter(|u| filters.keeps(u)) {
+        let d = u.detail.clone().unwrap_or_default();
+        if let Some(other) = by_folded.insert(u.username.to_lowercase(), u.username.clone()) {
+            invalid.push(format!(
+                "Connect users {other:?} and {:?} differ only in case: Identity Center user names are unique without case, so at most one of them can be migrated; rename or remove the other",
+                u.username
+            ));
+            continue;
+        }
+        match agent::migrated(&u.username, &d.first_name, &d.last_name) {
+            Err(e) => invalid.extend(
+                e.0.iter()
+                    .map(|fe| format!("Connect user {:?}: {fe}", u.username)),
+            ),
+            Ok(spec) => valid.push(Valid {
+                subject: Subject {
+                    agent: spec,
+                    routing_profile_id: d.routing_profile_id,
+                    security_profile_ids: d.security_profile_ids,
+                    hierarchy_group_id: d.hierarchy_group_id,
+                    identity_user_name: Some(u.username.clone()),
+                },
+                password: None,
+            }),
+        }
+    }
+    if let Some(set) = &filters.usernames {
+        let found: BTreeSet<&str> = described.iter().map(|u| u.username.as_str()).collect();
+        for missing in set.iter().filter(|n| !found.contains(n.as_str())) {
+            invalid.push(format!(
+                "no Connect user is named exactly {missing:?} (usernames are case-sensitive)"
+            ));
+        }
+    }
+    let count = valid.len();
+    let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
+        Ok(Box::new(valid.iter().cloned()))
+    };
+    let prepared = Prepared {
+        clients: &clients,
+        target: &target,
+        wf,
+    };
+    run_rows(
+        ctx, prepared, count, invalid, &rows, &opts.run, settings, sink,
+    )
+    .await
+}

@@ -1,0 +1,176 @@
+//! `migrate`: existing Connect agents get their Identity Center half, with the Connect
+//! username kept exactly (case included); the Connect users are adopted, never created or
+//! deleted, so a rollback leaves them in place.
+
+use connect_onboard_sandbox::world::{SeedConnectUser, SeedIdentityUser};
+use connect_onboard_sandbox::Seed;
+
+use crate::harness::*;
+
+fn connect_user(username: &str, first: &str, routing: &str) -> SeedConnectUser {
+    SeedConnectUser {
+        username: username.into(),
+        first_name: Some(first.into()),
+        last_name: Some("Silva".into()),
+        security_profiles: vec!["Agent".into()],
+        routing_profile: Some(routing.into()),
+        ..Default::default()
+    }
+}
+
+fn seeded() -> Seed {
+    let mut seed = Seed::default();
+    let users = &mut seed.connect_instances[0].users;
+    users.push(connect_user(
+        "Ana.Silva@Example.com",
+        "Ana",
+        "Basic Routing Profile",
+    ));
+    users.push(connect_user(
+        "ben@example.com",
+        "Ben",
+        "Basic Routing Profile",
+    ));
+    users.push(connect_user("cy.lee", "Cy", "Basic Routing Profile"));
+    // Ben already has a matching Identity Center user: adopted.
+    seed.identity_users.push(SeedIdentityUser {
+        user_name: "ben@example.com".into(),
+        display_name: Some("Ben Silva".into()),
+        given_name: "Ben".into(),
+        family_name: "Silva".into(),
+        email: Some("ben@example.com".into()),
+        ..Default::default()
+    });
+    seed
+}
+
+#[tokio::test]
+async fn migrate_keeps_usernames_exactly_adopts_connect_users_and_rollback_leaves_them() {
+    let env = Env::with(seeded(), "").await;
+    let connect_before = env.world().connect_users.len();
+    let out = env.run(&["migrate", "--json"]).await;
+    assert_eq!(out.code, 1, "cy.lee cannot be migrated: {out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["done"], 2, "{j}");
+    let invalid = j["invalid"].as_array().unwrap();
+    assert_eq!(invalid.len(), 1, "{j}");
+    assert!(
+        invalid[0].as_str().unwrap().contains("\"cy.lee\"")
+            && invalid[0]
+                .as_str()
+                .unwrap()
+                .contains("is not an email address"),
+        "{j}"
+    );
+    let w = env.world();
+    // The Identity Store user is named exactly as the Connect user, case kept.
+    assert_eq!(
+        w.identity_users.get("Ana.Silva@Example.com"),
+        Some(&vec!["Ana.Silva@Example.com".to_string()]),
+        "{w:#?}"
+    );
+    assert_eq!(
+        env.applied("connect:CreateUser"),
+        0,
+        "Connect users are adopted"
+    );
+    assert_eq!(
+        env.applied("identitystore:CreateUser"),
+        1,
+        "Ben's user is adopted"
+    );
+    assert!(w
+        .memberships
+        .contains(&("ConnectAgents".into(), "Ana.Silva@Example.com".into())));
+
+    // Rollback: what the run created goes; the Connect users and Ben's user stay.
+    let run = j["run_id"].as_str().unwrap().to_string();
+    let out = env.run(&["rollback", &run]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    assert_eq!(w.connect_users.len(), connect_before, "{w:#?}");
+    assert!(w
+        .connect_users
+        .contains(&"Ana.Silva@Example.com".to_string()));
+    assert!(
+        !w.identity_users.contains_key("Ana.Silva@Example.com"),
+        "{w:#?}"
+    );
+    assert!(
+        w.identity_users.contains_key("ben@example.com"),
+        "adopted: kept"
+    );
+    assert_eq!(env.applied("connect:DeleteUser"), 0);
+}
+
+#[tokio::test]
+async fn migrate_filters_by_usernames_and_a_dry_run_writes_nothing() {
+    let env = Env::with(seeded(), "").await;
+    let list = env.dir.path().join("usernames.txt");
+    std::fs::write(&list, "Ana.Silva@Example.com\nana.silva@example.com\n").unwrap();
+    let out = env
+        .run(&[
+            "migrate",
+            "--usernames",
+            path_str(&list),
+            "--dry-run",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "the lower-case name does not exist: {out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["planned"], 1, "{j}");
+    assert_eq!(j["plan"]["connect_user"]["adopt"], 1, "{j}");
+    assert_eq!(j["plan"]["identity_user"]["create"], 1, "{j}");
+    assert!(
+        j["invalid"][0]
+            .as_str()
+            .unwrap()
+            .contains("no Connect user is named exactly \"ana.silva@example.com\""),
+        "{j}"
+    );
+    assert_eq!(writes(&env), 0);
+    assert!(!env.state.exists());
+}
+
+#[tokio::test]
+async fn a_same_email_user_with_another_user_name_is_a_conflict_naming_both() {
+    let mut seed = seeded();
+    seed.identity_users.push(SeedIdentityUser {
+        user_name: "asilva".into(),
+        display_name: Some("Ana Silva".into()),
+        given_name: "Ana".into(),
+        family_name: "Silva".into(),
+        email: Some("Ana.Silva@Example.com".into()),
+        ..Default::default()
+    });
+    let env = Env::with(seed, "").await;
+    let list = env.dir.path().join("usernames.txt");
+    std::fs::write(&list, "Ana.Silva@Example.com\n").unwrap();
+    let out = env
+        .run(&["migrate", "--usernames", path_str(&list), "--json"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let j = out.json();
+    let err = j["agents"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("\"asilva\"") && err.contains("Ana.Silva@Example.com"),
+        "{err}"
+    );
+    assert_eq!(env.applied("identitystore:CreateUser"), 0);
+}
+
+#[tokio::test]
+async fn migrate_refuses_an_instance_that_is_not_saml_before_any_write() {
+    let mut seed = seeded();
+    seed.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
+    let env = Env::with(seed, "").await;
+    let out = env.run(&["migrate"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("CONNECT_MANAGED identity management"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("fixed when it is created"), "{out:?}");
+    assert_eq!(writes(&env), 0);
+}
