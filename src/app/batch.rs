@@ -7,9 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -20,7 +19,7 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::Workflow;
-use crate::engine::{AgentState, Engine, EngineOptions, PlanDecision, Secrets};
+use crate::engine::{AgentState, Engine, EngineOptions, PlanDecision, Registry, Secrets};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
@@ -137,6 +136,15 @@ impl From<&ApiStats> for CallStats {
     }
 }
 
+/// Where `batch` and `migrate` report as they go: the number of agents once every row is
+/// checked, then each agent's result as soon as it is known.
+pub trait Sink {
+    /// Every row is checked: `total` agents will be reported.
+    fn started(&mut self, total: usize);
+    /// One agent's result.
+    fn finished(&mut self, agent: &AgentResult);
+}
+
 /// A validated row.
 #[derive(Clone)]
 pub(super) struct Valid {
@@ -237,7 +245,7 @@ pub async fn batch(
     ctx: &Context,
     opts: &BatchOptions,
     settings: &RunSettings,
-    sink: &mut dyn FnMut(&AgentResult),
+    sink: &mut dyn Sink,
 ) -> Result<BatchReport, Error> {
     let config = ctx.config()?;
     let mut regions = ctx.new_run_regions();
@@ -309,42 +317,15 @@ pub(super) async fn run_rows(
     rows: &Rows<'_>,
     opts: &RunOptions,
     settings: &RunSettings,
-    sink: &mut dyn FnMut(&AgentResult),
+    sink: &mut dyn Sink,
 ) -> Result<BatchReport, Error> {
     let Prepared {
         clients,
         target,
         wf,
     } = prepared;
+    sink.started(valid);
     let target = target.clone();
-    let mut env = env_for(clients, &target);
-    let bulk = match opts.bulk_reads {
-        BulkReads::Auto => valid >= BULK_READS_FROM,
-        BulkReads::Always => true,
-        BulkReads::Never => false,
-    };
-    if bulk {
-        let scope = Scope {
-            instance_id: &target.instance_id,
-            identity_store_id: &target.identity_store_id,
-            group: &target.group,
-            application_arn: (target.assignment == AssignmentMode::Group)
-                .then_some(target.application_arn.as_str()),
-        };
-        let snapshot = Snapshot::take(
-            &clients.connect,
-            &clients.identity_store,
-            &clients.sso_admin,
-            &scope,
-        )
-        .await
-        .map_err(|source| target::Error::Aws {
-            context: "listing users for the batch's bulk reads".into(),
-            source,
-        })?;
-        env.snapshot = Some(Arc::new(snapshot));
-    }
-    let registry = steps::registry(&env);
     let concurrency = opts.concurrency.max(1);
     let started = Instant::now();
     let mut report = BatchReport {
@@ -358,7 +339,7 @@ pub(super) async fn run_rows(
         elapsed_ms: 0,
     };
     let mut record = |report: &mut BatchReport, a: AgentResult| {
-        sink(&a);
+        sink.finished(&a);
         *report.counts.entry(a.outcome.clone()).or_default() += 1;
         if a.error.is_some() || !matches!(a.outcome.as_str(), "done" | "already_done" | "planned") {
             report.agents.push(a);
@@ -366,6 +347,7 @@ pub(super) async fn run_rows(
     };
     if opts.dry_run {
         // The same lookups the real run starts with; a journal in memory, nothing written.
+        let registry = registry_for(clients, &target, valid, opts.bulk_reads).await?;
         let engine = Engine::new(
             wf,
             registry,
@@ -425,6 +407,7 @@ pub(super) async fn run_rows(
     let store = ctx.open_store()?;
     let run_id = new_run_id();
     let mut run_created = false;
+    let mut fresh = 0usize;
     let mut resume: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut passwords: HashMap<String, Secret> = HashMap::new();
     let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
@@ -476,6 +459,7 @@ pub(super) async fn run_rows(
             }
             Some((run, s)) if s.resumable() => resume.entry(run).or_default().push(key.clone()),
             _ => {
+                fresh += 1;
                 chunk.push((
                     key.clone(),
                     serde_json::to_value(&v.subject).unwrap_or_default(),
@@ -505,7 +489,12 @@ pub(super) async fn run_rows(
         );
         engines.insert(
             run_id.clone(),
-            Engine::new(wf, registry, store.clone(), engine_options(settings)?),
+            Engine::new(
+                wf,
+                registry_for(clients, &target, fresh, opts.bulk_reads).await?,
+                store.clone(),
+                engine_options(settings)?,
+            ),
         );
     }
     for (run, keys) in resume {
@@ -516,20 +505,16 @@ pub(super) async fn run_rows(
         );
         work.extend(keys.into_iter().map(|k| (run.clone(), k)));
     }
-    let total = work.len();
-    let finished = Arc::new(AtomicUsize::new(0));
-    let ticker = progress_ticker(settings, finished.clone(), total);
     let mut results = stream::iter(work)
         .map(|(run, key)| {
             let engine = &engines[&run];
-            let (finished, store, target) = (finished.clone(), &store, &target);
+            let (store, target) = (&store, &target);
             let mut secrets = Secrets::default();
             if let Some(p) = passwords.get(&key) {
                 secrets.insert(steps::PASSWORD, p.expose().to_string());
             }
             async move {
                 let r = engine.run_agent(&run, &key, &secrets).await;
-                finished.fetch_add(1, Ordering::Relaxed);
                 let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
                     a.error.get_or_insert(e.to_string());
@@ -541,9 +526,6 @@ pub(super) async fn run_rows(
     while let Some(a) = results.next().await {
         record(&mut report, a?);
     }
-    if let Some(t) = ticker {
-        t.abort();
-    }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.calls = clients
         .connect
@@ -553,6 +535,44 @@ pub(super) async fn run_rows(
         .map(Into::into)
         .collect();
     Ok(report)
+}
+
+/// The actions for `agents` new agents: over bulk reads when there are enough of them (a
+/// listing costs a call per page, per-agent lookups about seven calls per agent).
+async fn registry_for(
+    clients: &Clients,
+    target: &Target,
+    agents: usize,
+    mode: BulkReads,
+) -> Result<Registry<Subject>, Error> {
+    let mut env = env_for(clients, target);
+    let bulk = match mode {
+        BulkReads::Auto => agents >= BULK_READS_FROM,
+        BulkReads::Always => true,
+        BulkReads::Never => false,
+    };
+    if bulk {
+        let scope = Scope {
+            instance_id: &target.instance_id,
+            identity_store_id: &target.identity_store_id,
+            group: &target.group,
+            application_arn: (target.assignment == AssignmentMode::Group)
+                .then_some(target.application_arn.as_str()),
+        };
+        let snapshot = Snapshot::take(
+            &clients.connect,
+            &clients.identity_store,
+            &clients.sso_admin,
+            &scope,
+        )
+        .await
+        .map_err(|source| target::Error::Aws {
+            context: "listing users for the batch's bulk reads".into(),
+            source,
+        })?;
+        env.snapshot = Some(Arc::new(snapshot));
+    }
+    Ok(steps::registry(&env))
 }
 
 fn result_of(
@@ -584,29 +604,4 @@ fn result_of(
         error: row.last_error,
         portal_url: (row.state == AgentState::Done).then(|| target.portal_url.clone()),
     })
-}
-
-/// Plain progress lines on stderr every few seconds (none with `--json`, which sets no
-/// progress callback).
-fn progress_ticker(
-    settings: &RunSettings,
-    finished: Arc<AtomicUsize>,
-    total: usize,
-) -> Option<tokio::task::JoinHandle<()>> {
-    settings.progress.as_ref()?;
-    let started = Instant::now();
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let done = finished.load(Ordering::Relaxed);
-            let secs = started.elapsed().as_secs_f64();
-            let rate = done as f64 / secs.max(0.001);
-            let eta = if rate > 0.0 {
-                format!("{:.0} s", (total - done) as f64 / rate)
-            } else {
-                "?".into()
-            };
-            eprintln!("progress: {done}/{total} agents finished, {rate:.2} agents/s, ETA {eta}");
-        }
-    }))
 }

@@ -16,8 +16,8 @@ use crate::engine::Workflow;
 use crate::steps::{self, Subject};
 use crate::target::{self, Catalog, Target};
 
-use super::batch::{run_rows, BatchReport, Prepared, RunOptions, Valid};
-use super::{env_for, AgentResult, Context, Error, RunSettings};
+use super::batch::{run_rows, BatchReport, Prepared, RunOptions, Sink, Valid};
+use super::{env_for, Context, Error, RunSettings};
 
 /// The built-in migration workflow, embedded.
 pub const BUILTIN_MIGRATE_WORKFLOW: &str = include_str!("../../workflows/migrate-agent.toml");
@@ -118,7 +118,7 @@ pub async fn migrate(
     ctx: &Context,
     opts: &MigrateOptions,
     settings: &RunSettings,
-    sink: &mut dyn FnMut(&AgentResult),
+    sink: &mut dyn Sink,
 ) -> Result<BatchReport, Error> {
     let config = ctx.config()?;
     let mut regions = ctx.new_run_regions();

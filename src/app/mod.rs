@@ -18,7 +18,7 @@ mod runs;
 mod status;
 
 pub use batch::{
-    batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, BULK_READS_FROM,
+    batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
 pub use env::PASSWORD_ENV;
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};

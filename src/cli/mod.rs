@@ -175,9 +175,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run)?;
-            let settings = settings(on_failure_of(run.on_failure));
-            let out = app::batch(&ctx, &opts, &settings, &mut |a| outs.add(a)).await?;
+            let mut outs = Outputs::open(&run, json)?;
+            let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
         Command::Migrate {
@@ -195,9 +194,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run)?;
-            let settings = settings(on_failure_of(run.on_failure));
-            let out = app::migrate(&ctx, &opts, &settings, &mut |a| outs.add(a)).await?;
+            let mut outs = Outputs::open(&run, json)?;
+            let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
         Command::Retry { run_id, from } => {
@@ -253,14 +251,24 @@ fn run_options(a: &RunArgs) -> app::RunOptions {
     }
 }
 
-/// Where `batch` and `migrate` stream their results: `--report` and `--notices`.
+/// Many agents: no line per step (the meter shows progress; `-v` logs step events).
+fn quiet(on_failure: OnFailureArg) -> RunSettings {
+    RunSettings {
+        progress: None,
+        on_failure: on_failure_of(on_failure),
+    }
+}
+
+/// Where `batch` and `migrate` stream their results: `--report`, `--notices` and the
+/// progress meter.
 struct Outputs {
     report: Option<output::ReportWriter>,
     notices: Option<output::NoticeWriter>,
+    meter: output::Meter,
 }
 
 impl Outputs {
-    fn open(run: &RunArgs) -> Result<Self, app::Error> {
+    fn open(run: &RunArgs, json: bool) -> Result<Self, app::Error> {
         Ok(Outputs {
             report: (run.report.as_deref())
                 .map(output::ReportWriter::create)
@@ -270,20 +278,13 @@ impl Outputs {
                 .map(output::NoticeWriter::create)
                 .transpose()
                 .map_err(app::Error::Input)?,
+            meter: output::Meter::new(json),
         })
-    }
-
-    fn add(&mut self, a: &app::AgentResult) {
-        if let Some(r) = self.report.as_mut() {
-            r.add(a);
-        }
-        if let Some(n) = self.notices.as_mut() {
-            n.add(a);
-        }
     }
 
     /// Closes the files, prints the summary, and decides the exit code.
     fn finish(self, out: &app::BatchReport, json: bool) -> Result<u8, app::Error> {
+        self.meter.finish();
         if let Some(r) = self.report {
             r.finish().map_err(app::Error::Input)?;
         }
@@ -292,6 +293,22 @@ impl Outputs {
         }
         output::print_batch(out, json);
         Ok(exit::for_batch(out))
+    }
+}
+
+impl app::Sink for Outputs {
+    fn started(&mut self, total: usize) {
+        self.meter.start(total);
+    }
+
+    fn finished(&mut self, a: &app::AgentResult) {
+        if let Some(r) = self.report.as_mut() {
+            r.add(a);
+        }
+        if let Some(n) = self.notices.as_mut() {
+            n.add(a);
+        }
+        self.meter.tick(a);
     }
 }
 

@@ -303,3 +303,113 @@ impl NoticeWriter {
         }
     }
 }
+
+/// Progress of a batch on stderr: a bar on a terminal (done / not done / remaining, rate,
+/// ETA), a line every few seconds otherwise, nothing with `--json`.
+pub(crate) enum Meter {
+    /// `--json`: stdout carries the JSON only, stderr stays quiet.
+    Off,
+    /// Waiting for the number of agents.
+    Ready { json: bool },
+    /// A terminal.
+    Bar {
+        bar: indicatif::ProgressBar,
+        ok: usize,
+        not_ok: usize,
+    },
+    /// A pipe or a log file.
+    Lines {
+        total: usize,
+        ok: usize,
+        not_ok: usize,
+        started: std::time::Instant,
+        last: std::time::Instant,
+    },
+}
+
+/// How often a non-terminal progress line is printed.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Meter {
+    pub(crate) fn new(json: bool) -> Meter {
+        if json {
+            Meter::Off
+        } else {
+            Meter::Ready { json }
+        }
+    }
+
+    pub(crate) fn start(&mut self, total: usize) {
+        use std::io::IsTerminal;
+        if !matches!(self, Meter::Ready { json: false }) {
+            return;
+        }
+        *self = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} agents · {msg} · {per_sec} · ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Meter::Bar {
+                bar,
+                ok: 0,
+                not_ok: 0,
+            }
+        } else {
+            let now = std::time::Instant::now();
+            Meter::Lines {
+                total,
+                ok: 0,
+                not_ok: 0,
+                started: now,
+                last: now,
+            }
+        };
+    }
+
+    pub(crate) fn tick(&mut self, a: &app::AgentResult) {
+        let good = matches!(a.outcome.as_str(), "done" | "already_done" | "planned");
+        match self {
+            Meter::Off | Meter::Ready { .. } => {}
+            Meter::Bar { bar, ok, not_ok } => {
+                if good {
+                    *ok += 1
+                } else {
+                    *not_ok += 1
+                }
+                bar.inc(1);
+                bar.set_message(format!("{ok} done, {not_ok} not done"));
+            }
+            Meter::Lines {
+                total,
+                ok,
+                not_ok,
+                started,
+                last,
+            } => {
+                if good {
+                    *ok += 1
+                } else {
+                    *not_ok += 1
+                }
+                let n = *ok + *not_ok;
+                if last.elapsed() >= PROGRESS_EVERY || n == *total {
+                    *last = std::time::Instant::now();
+                    let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    let eta = (*total - n) as f64 / rate.max(f64::MIN_POSITIVE);
+                    eprintln!(
+                        "progress: {n}/{total} agents ({ok} done, {not_ok} not done), {rate:.2} agents/s, ETA {eta:.0} s"
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Meter::Bar { bar, .. } = self {
+            bar.finish_and_clear();
+        }
+    }
+}

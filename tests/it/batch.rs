@@ -441,3 +441,25 @@ async fn a_throttled_call_is_retried_as_a_retry_and_is_not_an_agent_failure() {
     assert_eq!(create["throttled"], 1, "{create}");
     env.world().assert_onboarded_once("ana@example.com");
 }
+
+#[tokio::test]
+async fn a_rerun_of_a_done_file_lists_nothing_and_writes_nothing() {
+    let env = Env::new().await;
+    let file = agents_csv(&env, "bulk.csv", 21);
+    let out = env.run(&["batch", &file]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        env.calls("identitystore:ListUsers"),
+        1,
+        "bulk reads for 21 new agents"
+    );
+    let out = env.run(&["batch", &file, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["counts"]["already_done"], 21);
+    assert_eq!(
+        env.calls("identitystore:ListUsers"),
+        1,
+        "no new agent: no listing"
+    );
+    assert_eq!(env.calls("connect:CreateUser"), 21);
+}

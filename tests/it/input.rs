@@ -235,7 +235,11 @@ async fn the_built_in_workflow_and_every_file_in_workflows_are_valid() {
         if name.starts_with("migrate") {
             // `migrate` runs the embedded copy of this file: the same text, and it loads.
             let text = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(text, connect_onboard::app::BUILTIN_MIGRATE_WORKFLOW, "{name}");
+            assert_eq!(
+                text,
+                connect_onboard::app::BUILTIN_MIGRATE_WORKFLOW,
+                "{name}"
+            );
             let out = env.run(&["migrate", "--dry-run"]).await;
             assert_eq!(out.code, 0, "{name}: {out:?}");
             continue;
