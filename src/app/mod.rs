@@ -223,11 +223,10 @@ impl Context {
     }
 }
 
-/// The pacer every AWS call of a process goes through: the configured limits with
-/// [`aws::pacer::HEADROOM`].
+/// The pacer every AWS call of a process goes through: the configured limits, with a
+/// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]).
 fn pacer(limits: aws::pacer::RateLimits) -> aws::pacer::Pacer {
-    let paced = limits.scale(aws::pacer::HEADROOM).unwrap_or(limits);
-    aws::pacer::Pacer::new(paced)
+    aws::pacer::Pacer::new(limits.with_headroom())
 }
 
 /// Per-process engine settings (progress callback, test hooks).

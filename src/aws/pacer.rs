@@ -53,10 +53,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Multiplicative decrease on a throttle (CUBIC's β, as in the AWS SDKs).
-/// The share of each configured rate the tool uses by default: a request's network delay
-/// varies, so pacing at exactly the server's rate lets a jittered request arrive a few
-/// milliseconds before its token; 1 % headroom (5 ms per interval at 2 requests/s) absorbs
-/// that for 1 % of throughput.
+/// The share of each configured rate the tool uses (see [`RateLimits::with_headroom`]).
 pub const HEADROOM: f64 = 0.99;
 
 pub const BETA: f64 = 0.7;
@@ -211,6 +208,27 @@ impl RateLimits {
             rules.insert(key.clone(), scaled);
         }
         Ok(Self { rules })
+    }
+
+    /// The limits the pacer should hold to so that the *server's* bucket never runs dry:
+    /// one token of each burst kept in reserve, and [`HEADROOM`] of each rate.
+    ///
+    /// Pacing at exactly the server's rate after spending its whole burst leaves its
+    /// bucket at zero, so any request that the network delivers a little early (jitter) is
+    /// throttled. Holding one token back lets a request arrive up to a whole interval early
+    /// (500 ms at 2 requests/s) at no cost in steady-state throughput; the 1 % rate headroom
+    /// refills that reserve against clock drift.
+    pub fn with_headroom(&self) -> Self {
+        let rules = (self.rules.iter())
+            .map(|(key, rule)| {
+                let kept = RateLimit {
+                    rate: rule.rate * HEADROOM,
+                    burst: rule.burst.saturating_sub(1).max(1),
+                };
+                (key.clone(), kept)
+            })
+            .collect();
+        Self { rules }
     }
 
     /// The rule stored under `key`, if any.
@@ -1733,4 +1751,16 @@ mod tests {
             Attempt::Retry
         );
     }
+
+    #[test]
+    fn headroom_keeps_one_token_of_each_burst_and_a_hundredth_of_each_rate() {
+        let limits = RateLimits::default().with_headroom();
+        let create = limits.resolve("connect:CreateUser").unwrap().limit;
+        assert_eq!(create.burst, 4);
+        assert!((create.rate - 1.98).abs() < 1e-9);
+        let mut one = RateLimits::none();
+        one.insert("connect:X", RateLimit { rate: 1.0, burst: 1 }).unwrap();
+        assert_eq!(one.with_headroom().get("connect:X").unwrap().burst, 1, "never 0");
+    }
+
 }
