@@ -72,36 +72,42 @@ fn files(dir: &Path, rate_limits: &str, n: usize, tag: &str) -> (PathBuf, PathBu
 }
 
 /// CPU time (user + system) and peak RSS of the children reaped so far.
-fn children_usage() -> (Duration, u64) {
+fn children_usage() -> (Duration, Duration, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+    (tv(ru.ru_utime), tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
 }
 
 struct Run {
     wall: Duration,
-    cpu: Duration,
+    user: Duration,
+    system: Duration,
     peak_rss: u64,
     json: serde_json::Value,
 }
 
 async fn batch(sb: &SandboxHandle, config: &Path, csv: &Path, concurrency: usize) -> Run {
-    let (cpu0, _) = children_usage();
+    let (user0, sys0, _) = children_usage();
     let start = Instant::now();
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["--config", config.to_str().unwrap(), "batch", csv.to_str().unwrap()])
-        .args(["--json", "--concurrency", &concurrency.to_string()])
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "batch",
+        csv.to_str().unwrap(),
+    ])
+    .args(["--json", "--concurrency", &concurrency.to_string()])
+    .env_remove("AWS_PROFILE")
+    .env("AWS_CONFIG_FILE", "/nonexistent")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
     for (k, v) in sb.env_lines() {
         cmd.env(k, v);
     }
     let out = cmd.output().await.expect("connect-onboard runs");
     let wall = start.elapsed();
-    let (cpu1, peak_rss) = children_usage();
+    let (user1, sys1, peak_rss) = children_usage();
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}\n{}",
@@ -111,7 +117,8 @@ async fn batch(sb: &SandboxHandle, config: &Path, csv: &Path, concurrency: usize
     });
     Run {
         wall,
-        cpu: cpu1 - cpu0,
+        user: user1 - user0,
+        system: sys1 - sys0,
         peak_rss,
         json,
     }
@@ -125,7 +132,10 @@ fn calls(json: &serde_json::Value) -> BTreeMap<String, (u64, u64)> {
         .map(|c| {
             (
                 c["api"].as_str().unwrap().to_string(),
-                (c["calls"].as_u64().unwrap(), c["throttled"].as_u64().unwrap()),
+                (
+                    c["calls"].as_u64().unwrap(),
+                    c["throttled"].as_u64().unwrap(),
+                ),
             )
         })
         .collect()
@@ -179,7 +189,8 @@ async fn main() {
     let unlimited = "\"connect:*\" = { rate = 1000000.0, burst = 1000000 }\n\"identity_center\" = { rate = 1000000.0, burst = 1000000 }";
 
     if wanted("quota") {
-        let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}})).await;
+        let sb =
+            sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}})).await;
         let (config, csv) = files(dir.path(), &limits, n, "quota");
         let run = batch(&sb, &config, &csv, 64).await;
         quota_run_report("quota", &run, n, scale, 1.0);
@@ -187,8 +198,10 @@ async fn main() {
     }
     if wanted("contended") {
         let create = 2.0 * scale * 0.7;
-        let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale,
-            "ops": {"connect:CreateUser": {"rate": create, "burst": 5.0}}}}))
+        let sb = sandbox(
+            serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale,
+            "ops": {"connect:CreateUser": {"rate": create, "burst": 5.0}}}}),
+        )
         .await;
         let (config, csv) = files(dir.path(), &limits, n, "contended");
         let run = batch(&sb, &config, &csv, 64).await;
@@ -206,9 +219,11 @@ async fn main() {
             let (config, csv) = files(dir.path(), unlimited, size, &format!("overhead{size}x"));
             let run = batch(&sb, &config, &csv, 64).await;
             println!(
-                "overhead: {size} agents, wall {:.1} s, CPU {:.3} ms per agent (user+system), peak RSS {:.1} MiB (largest child so far), done {}",
+                "overhead: {size} agents, wall {:.1} s, CPU {:.3} ms per agent ({:.3} user + {:.3} system), peak RSS {:.1} MiB (largest child so far), done {}",
                 run.wall.as_secs_f64(),
-                run.cpu.as_secs_f64() * 1000.0 / size as f64,
+                (run.user + run.system).as_secs_f64() * 1000.0 / size as f64,
+                run.user.as_secs_f64() * 1000.0 / size as f64,
+                run.system.as_secs_f64() * 1000.0 / size as f64,
                 run.peak_rss as f64 / 1_048_576.0,
                 run.json["counts"]["done"]
             );
@@ -217,7 +232,11 @@ async fn main() {
     }
     if wanted("aws-cli") {
         let cli_n: usize = var("CLI", 200);
-        if std::process::Command::new("aws").arg("--version").output().is_err() {
+        if std::process::Command::new("aws")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             println!("aws-cli: skipped (no `aws` on PATH; pip install awscli)");
             return;
         }
@@ -231,15 +250,24 @@ async fn main() {
                 c.env(k, v);
             }
             let out = c.output().expect("aws runs");
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
         };
         let store = ids.identity_store_id.clone();
-        let group = aws(
-            ["identitystore", "create-group", "--identity-store-id", &store, "--display-name", "ConnectAgents"]
-                .map(String::from)
-                .to_vec(),
-        )["GroupId"]
+        let group = aws([
+            "identitystore",
+            "create-group",
+            "--identity-store-id",
+            &store,
+            "--display-name",
+            "ConnectAgents",
+        ]
+        .map(String::from)
+        .to_vec())["GroupId"]
             .as_str()
             .unwrap()
             .to_string();
@@ -247,25 +275,47 @@ async fn main() {
         for i in 0..cli_n {
             let email = format!("cli{i}@example.com");
             aws(vec![
-                "connect".into(), "create-user".into(), "--instance-id".into(), INSTANCE.into(),
-                "--username".into(), email.clone(),
-                "--identity-info".into(), format!("FirstName=Agent,LastName=Number{i}"),
-                "--phone-config".into(), "PhoneType=SOFT_PHONE".into(),
-                "--routing-profile-id".into(), ids.routing_profiles["Basic Routing Profile"].clone(),
-                "--security-profile-ids".into(), ids.security_profiles["Agent"].clone(),
+                "connect".into(),
+                "create-user".into(),
+                "--instance-id".into(),
+                INSTANCE.into(),
+                "--username".into(),
+                email.clone(),
+                "--identity-info".into(),
+                format!("FirstName=Agent,LastName=Number{i}"),
+                "--phone-config".into(),
+                "PhoneType=SOFT_PHONE".into(),
+                "--routing-profile-id".into(),
+                ids.routing_profiles["Basic Routing Profile"].clone(),
+                "--security-profile-ids".into(),
+                ids.security_profiles["Agent"].clone(),
             ]);
             let user = aws(vec![
-                "identitystore".into(), "create-user".into(), "--identity-store-id".into(), store.clone(),
-                "--user-name".into(), email.clone(), "--display-name".into(), format!("Agent Number{i}"),
-                "--name".into(), format!("GivenName=Agent,FamilyName=Number{i}"),
-                "--emails".into(), format!("Value={email},Type=work,Primary=true"),
+                "identitystore".into(),
+                "create-user".into(),
+                "--identity-store-id".into(),
+                store.clone(),
+                "--user-name".into(),
+                email.clone(),
+                "--display-name".into(),
+                format!("Agent Number{i}"),
+                "--name".into(),
+                format!("GivenName=Agent,FamilyName=Number{i}"),
+                "--emails".into(),
+                format!("Value={email},Type=work,Primary=true"),
             ])["UserId"]
                 .as_str()
                 .unwrap()
                 .to_string();
             aws(vec![
-                "identitystore".into(), "create-group-membership".into(), "--identity-store-id".into(), store.clone(),
-                "--group-id".into(), group.clone(), "--member-id".into(), format!("UserId={user}"),
+                "identitystore".into(),
+                "create-group-membership".into(),
+                "--identity-store-id".into(),
+                store.clone(),
+                "--group-id".into(),
+                group.clone(),
+                "--member-id".into(),
+                format!("UserId={user}"),
             ]);
         }
         let cli = start.elapsed();

@@ -169,3 +169,81 @@ async fn connect_user_with_another_email_is_a_conflict() {
     );
     assert_eq!(writes(&env), 0);
 }
+
+/// The console template's CONNECT_MANAGED generation: a password per row.
+const MANAGED_HEADER: &str = "first name,last name,email address,password,user login,routing profile name,security_profile_name_1|security_profile_name_2,phone type (soft/desk),phone number,soft phone auto accept (yes/no),ACW timeout (seconds)";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_passwords_from_the_csv_reach_connect_and_nothing_else() {
+    let env = Env::with(managed_seed(), "").await;
+    let second = "Pw9xQ2mLz7TbK4vN";
+    let csv = format!(
+        "{MANAGED_HEADER}\nAna,Silva,ana@example.com,{PASSWORD},asilva,Basic Routing Profile,Agent,soft,,no,0\nBen,Okafor,ben@example.com,{second},bokafor,Basic Routing Profile,Agent,soft,,no,0\n"
+    );
+    let file = env.dir.path().join("managed.csv");
+    std::fs::write(&file, csv).unwrap();
+    let report = env.dir.path().join("report.json");
+    let notices = env.dir.path().join("notices");
+    let out = env
+        .run(&[
+            "batch",
+            path_str(&file),
+            "--json",
+            "-vvv",
+            "--report",
+            path_str(&report),
+            "--notices",
+            path_str(&notices),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let users = env.sb.seed_world(|w| {
+        w.connect_instances[INSTANCE]
+            .users
+            .values()
+            .map(|u| u.username.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        users.len(),
+        2,
+        "both created: the passwords reached Connect"
+    );
+    let mut places = vec![
+        ("stdout", out.stdout.into_bytes()),
+        ("stderr (-vvv)", out.stderr.into_bytes()),
+        ("state file, WAL included", env.db_bytes()),
+        ("report", std::fs::read(&report).unwrap()),
+    ];
+    for entry in std::fs::read_dir(&notices).unwrap() {
+        let p = entry.unwrap().path();
+        places.push(("notice", std::fs::read(&p).unwrap()));
+    }
+    for (what, bytes) in places {
+        for pw in [PASSWORD, second] {
+            assert!(
+                !bytes.windows(pw.len()).any(|w| w == pw.as_bytes()),
+                "{what} holds a password"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_batch_password_is_reported_redacted_with_its_line() {
+    let env = Env::with(managed_seed(), "").await;
+    let csv = format!(
+        "{MANAGED_HEADER}\nAna,Silva,ana@example.com,weakpass,asilva,Basic Routing Profile,Agent,soft,,no,0\n"
+    );
+    let file = env.dir.path().join("weak.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = env.run(&["batch", path_str(&file)]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("weak.csv:2: column \"password\""),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("<redacted>"), "{out:?}");
+    assert!(!out.stderr.contains("weakpass"), "{out:?}");
+    assert_eq!(writes(&env), 0);
+}
