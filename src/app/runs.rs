@@ -209,7 +209,7 @@ pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStat
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
     let email = email.trim().to_lowercase();
     store.agent(run_id, &email)?;
-    engine.release_agent(run_id, &email)?;
+    engine.release_agent(run_id, &email).await?;
     run_status(&store, run_id)
 }
 

@@ -22,9 +22,15 @@ where
     ) -> Result<AgentOutcome, Error> {
         let cause = match cause {
             Some(c) => Some(c),
-            None => self.journal().agent(&self.run, &self.agent)?.last_error,
+            None => {
+                self.journal()
+                    .agent(&self.run, &self.agent)
+                    .await?
+                    .last_error
+            }
         };
-        self.set_agent(AgentState::RollingBack, cause.as_deref())?;
+        self.set_agent(AgentState::RollingBack, cause.as_deref())
+            .await?;
         for idx in (0..self.steps.len()).rev() {
             let step = self.wf().steps[idx].clone();
             let action = self.engine.registry[&step.action].clone();
@@ -63,7 +69,8 @@ where
                                     ..Default::default()
                                 },
                                 "step_found_owned",
-                            )?;
+                            )
+                            .await?;
                         }
                         Ok(Lookup::Absent | Lookup::Conflict(_) | Lookup::Unknown)
                             if !self.within_settle(idx) =>
@@ -77,7 +84,8 @@ where
                                     ..Default::default()
                                 },
                                 "step_nothing_to_undo",
-                            )?;
+                            )
+                            .await?;
                             self.progress(&step.id, "nothing_to_undo", String::new());
                             break;
                         }
@@ -90,13 +98,13 @@ where
                             if self.undo_retry(idx, attempt, &e).await? {
                                 continue;
                             }
-                            return self.needs_attention(idx, &e);
+                            return self.needs_attention(idx, &e).await;
                         }
                         Err(e) => {
                             if self.undo_retry(idx, attempt, &e).await? {
                                 continue;
                             }
-                            return self.needs_attention(idx, &e);
+                            return self.needs_attention(idx, &e).await;
                         }
                     }
                 }
@@ -107,7 +115,8 @@ where
                         ..Default::default()
                     },
                     "undo_intent",
-                )?;
+                )
+                .await?;
                 let outputs = self.steps[idx].outputs.clone();
                 let inputs = bind(&step, &self.known()).unwrap_or_default();
                 let cx = StepContext {
@@ -144,7 +153,8 @@ where
                                 ..Default::default()
                             },
                             "undo_done",
-                        )?;
+                        )
+                        .await?;
                         self.progress(&step.id, "rolled_back", fmt_outputs(&outputs));
                         break;
                     }
@@ -152,7 +162,7 @@ where
                         if self.undo_retry(idx, attempt, &e).await? {
                             continue;
                         }
-                        return self.needs_attention(idx, &e);
+                        return self.needs_attention(idx, &e).await;
                     }
                 }
             }
@@ -168,7 +178,7 @@ where
         } else {
             AgentState::RolledBack
         };
-        self.set_agent(state, cause.as_deref())?;
+        self.set_agent(state, cause.as_deref()).await?;
         Ok(AgentOutcome {
             state,
             error: cause,
@@ -191,7 +201,7 @@ where
             attempt,
         ) {
             Decision::Retry(delay) => {
-                self.note_error(idx, e)?;
+                self.note_error(idx, e).await?;
                 self.progress(&id, "retrying", e.to_string());
                 self.engine.opts.clock.sleep(delay).await;
                 Ok(true)
@@ -200,7 +210,7 @@ where
         }
     }
 
-    pub(super) fn needs_attention(
+    pub(super) async fn needs_attention(
         &mut self,
         idx: usize,
         e: &StepError,
@@ -214,10 +224,12 @@ where
                 ..Default::default()
             },
             "undo_failed",
-        )?;
+        )
+        .await?;
         self.progress(&step_id, "compensation_failed", e.to_string());
         let msg = format!("compensation of {step_id} failed: {e}");
-        self.set_agent(AgentState::NeedsAttention, Some(&msg))?;
+        self.set_agent(AgentState::NeedsAttention, Some(&msg))
+            .await?;
         Ok(AgentOutcome {
             state: AgentState::NeedsAttention,
             error: Some(msg),

@@ -240,7 +240,7 @@ where
         agent: &str,
         secrets: &Secrets,
     ) -> Result<AgentOutcome, Error> {
-        let mut d = self.driver(run, agent, secrets)?;
+        let mut d = self.driver(run, agent, secrets).await?;
         let res = d.forward().await;
         d.finish().await;
         res
@@ -259,16 +259,17 @@ where
     ) -> Result<AgentOutcome, Error> {
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
-        let reset = (|| -> Result<(), Error> {
-            let row = self.journal.agent(run, agent)?;
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
+            .await?;
+        let reset = async {
+            let row = self.journal.agent(run, agent).await?;
             if !matches!(row.state, AgentState::Failed | AgentState::RolledBack) {
                 return Ok(());
             }
             if let Some(s) = subject {
-                self.journal.set_subject(run, agent, &token, s)?;
+                self.journal.set_subject(run, agent, &token, s).await?;
             }
-            for step in self.journal.steps(run, agent)? {
+            for step in self.journal.steps(run, agent).await? {
                 let up = match step.state {
                     StepState::Failed => StepUpdate {
                         state: Some(StepState::Pending),
@@ -286,13 +287,16 @@ where
                     _ => continue,
                 };
                 self.journal
-                    .update_step(run, agent, &token, &step.step_id, &up, "step_retry")?;
+                    .update_step(run, agent, &token, &step.step_id, &up, "step_retry")
+                    .await?;
             }
             self.journal
-                .set_agent_state(run, agent, &token, AgentState::Pending, None)?;
-            Ok(())
-        })();
-        let _ = self.journal.release_lease(run, agent, &token);
+                .set_agent_state(run, agent, &token, AgentState::Pending, None)
+                .await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        let _ = self.journal.release_lease(run, agent, &token).await;
         reset?;
         self.run_agent(run, agent, secrets).await
     }
@@ -304,43 +308,48 @@ where
         agent: &str,
         secrets: &Secrets,
     ) -> Result<AgentOutcome, Error> {
-        let mut d = self.driver(run, agent, secrets)?;
+        let mut d = self.driver(run, agent, secrets).await?;
         let res = d.compensate(None).await;
         d.finish().await;
         res
     }
 
     /// Marks an agent released: its leftovers are kept and no longer owned by the run.
-    pub fn release_agent(&self, run: &str, agent: &str) -> Result<(), Error> {
+    pub async fn release_agent(&self, run: &str, agent: &str) -> Result<(), Error> {
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
+            .await?;
         for step in &self.workflow.steps {
-            self.journal.update_step(
+            self.journal
+                .update_step(
+                    run,
+                    agent,
+                    &token,
+                    &step.id,
+                    &StepUpdate {
+                        owned: Some(false),
+                        unresolved: Some(false),
+                        ..Default::default()
+                    },
+                    "released",
+                )
+                .await?;
+        }
+        self.journal
+            .set_agent_state(
                 run,
                 agent,
                 &token,
-                &step.id,
-                &StepUpdate {
-                    owned: Some(false),
-                    unresolved: Some(false),
-                    ..Default::default()
-                },
-                "released",
-            )?;
-        }
-        self.journal.set_agent_state(
-            run,
-            agent,
-            &token,
-            AgentState::Released,
-            Some("released by operator"),
-        )?;
-        self.journal.release_lease(run, agent, &token)?;
+                AgentState::Released,
+                Some("released by operator"),
+            )
+            .await?;
+        self.journal.release_lease(run, agent, &token).await?;
         Ok(())
     }
 
-    fn driver<'a>(
+    async fn driver<'a>(
         &'a self,
         run: &str,
         agent: &str,
@@ -348,21 +357,22 @@ where
     ) -> Result<Driver<'a, S>, Error> {
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)?;
-        let row = self.journal.agent(run, agent)?;
+            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
+            .await?;
+        let row = self.journal.agent(run, agent).await?;
         let subject: S =
             serde_json::from_value(row.subject.clone()).map_err(|source| Error::Subject {
                 agent: agent.to_string(),
                 source,
             })?;
-        let rows = self.journal.steps(run, agent)?;
+        let rows = self.journal.steps(run, agent).await?;
         if rows.len() != self.workflow.steps.len()
             || rows
                 .iter()
                 .zip(&self.workflow.steps)
                 .any(|(r, s)| r.step_id != s.id)
         {
-            let _ = self.journal.release_lease(run, agent, &token);
+            let _ = self.journal.release_lease(run, agent, &token).await;
             return Err(Error::Mismatch {
                 run: run.to_string(),
                 workflow: self.workflow.name.clone(),
@@ -392,7 +402,11 @@ where
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_millis((ttl / 3).max(10) as u64)).await;
-                    if journal.renew_lease(&run, &agent, &token, ttl).is_err() {
+                    if journal
+                        .renew_lease(&run, &agent, &token, ttl)
+                        .await
+                        .is_err()
+                    {
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }

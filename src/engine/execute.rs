@@ -58,12 +58,18 @@ where
         Ok(())
     }
 
-    pub(super) fn update(&mut self, idx: usize, up: StepUpdate, kind: &str) -> Result<(), Error> {
+    pub(super) async fn update(
+        &mut self,
+        idx: usize,
+        up: StepUpdate,
+        kind: &str,
+    ) -> Result<(), Error> {
         self.fenced()?;
         let step_id = self.wf().steps[idx].id.clone();
         tracing::debug!(run = %self.run, agent = %self.agent, step = %step_id, kind, state = ?up.state, "checkpoint");
         self.journal()
-            .update_step(&self.run, &self.agent, &self.token, &step_id, &up, kind)?;
+            .update_step(&self.run, &self.agent, &self.token, &step_id, &up, kind)
+            .await?;
         let rt = &mut self.steps[idx];
         if let Some(s) = up.state {
             rt.state = s;
@@ -83,10 +89,15 @@ where
         Ok(())
     }
 
-    pub(super) fn set_agent(&self, state: AgentState, err: Option<&str>) -> Result<(), Error> {
+    pub(super) async fn set_agent(
+        &self,
+        state: AgentState,
+        err: Option<&str>,
+    ) -> Result<(), Error> {
         self.fenced()?;
         self.journal()
-            .set_agent_state(&self.run, &self.agent, &self.token, state, err)?;
+            .set_agent_state(&self.run, &self.agent, &self.token, state, err)
+            .await?;
         Ok(())
     }
 
@@ -94,7 +105,8 @@ where
         self.renewer.abort();
         let _ = self
             .journal()
-            .release_lease(&self.run, &self.agent, &self.token);
+            .release_lease(&self.run, &self.agent, &self.token)
+            .await;
     }
 
     pub(super) fn known(&self) -> BTreeMap<String, Outputs> {
@@ -135,7 +147,7 @@ where
     }
 
     /// Records a found resource: owned if a write of ours may have created it, else adopted.
-    pub(super) fn record_found(&mut self, idx: usize, outputs: Outputs) -> Result<(), Error> {
+    pub(super) async fn record_found(&mut self, idx: usize, outputs: Outputs) -> Result<(), Error> {
         let ours = self.steps[idx].unresolved;
         let step_id = self.wf().steps[idx].id.clone();
         let detail = fmt_outputs(&outputs);
@@ -159,13 +171,14 @@ where
             } else {
                 "step_adopted"
             },
-        )?;
+        )
+        .await?;
         self.progress(&step_id, if ours { "exists" } else { "adopted" }, detail);
         Ok(())
     }
 
     /// Marks a step in conflict (nothing of ours written for it) and says why the agent stops.
-    pub(super) fn conflict(&mut self, idx: usize, m: String) -> Result<Stop, Error> {
+    pub(super) async fn conflict(&mut self, idx: usize, m: String) -> Result<Stop, Error> {
         let step_id = self.wf().steps[idx].id.clone();
         self.progress(&step_id, "conflict", m.clone());
         self.update(
@@ -176,12 +189,13 @@ where
                 ..Default::default()
             },
             "step_conflict",
-        )?;
+        )
+        .await?;
         Ok(Stop::Permanent(format!("{step_id}: conflict: {m}")))
     }
 
     pub(super) async fn forward(&mut self) -> Result<AgentOutcome, Error> {
-        let state = self.journal().agent(&self.run, &self.agent)?.state;
+        let state = self.journal().agent(&self.run, &self.agent).await?.state;
         match state {
             AgentState::Done
             | AgentState::RolledBack
@@ -198,7 +212,7 @@ where
             }
             _ => {}
         }
-        self.set_agent(AgentState::Running, None)?;
+        self.set_agent(AgentState::Running, None).await?;
 
         // Plan: look up every not-yet-started step whose inputs are known, before any write.
         let mut planned: Vec<Option<Lookup>> = (0..self.steps.len()).map(|_| None).collect();
@@ -210,9 +224,9 @@ where
             }
             match self.lookup_with_retry(idx).await? {
                 Err(stop) => return self.stop(stop).await,
-                Ok(Lookup::Match(o)) => self.record_found(idx, o)?,
+                Ok(Lookup::Match(o)) => self.record_found(idx, o).await?,
                 Ok(Lookup::Conflict(m)) => {
-                    let stop = self.conflict(idx, m)?;
+                    let stop = self.conflict(idx, m).await?;
                     return self.stop(stop).await;
                 }
                 // Absent: create without looking again. Unknown: look up once the inputs exist.
@@ -229,7 +243,7 @@ where
                 return self.stop(stop).await;
             }
         }
-        self.set_agent(AgentState::Done, None)?;
+        self.set_agent(AgentState::Done, None).await?;
         Ok(AgentOutcome {
             state: AgentState::Done,
             error: None,
@@ -254,11 +268,11 @@ where
                         self.engine.opts.clock.sleep(delay).await;
                     }
                     Decision::Exhausted => {
-                        self.note_error(idx, &e)?;
+                        self.note_error(idx, &e).await?;
                         return Ok(Err(Stop::Interrupted(format!("{step_id}: {e}"))));
                     }
                     Decision::Permanent => {
-                        self.note_error(idx, &e)?;
+                        self.note_error(idx, &e).await?;
                         return Ok(Err(Stop::Permanent(format!("{step_id}: {e}"))));
                     }
                 },
@@ -266,7 +280,7 @@ where
         }
     }
 
-    pub(super) fn note_error(&mut self, idx: usize, e: &StepError) -> Result<(), Error> {
+    pub(super) async fn note_error(&mut self, idx: usize, e: &StepError) -> Result<(), Error> {
         self.update(
             idx,
             StepUpdate {
@@ -275,6 +289,7 @@ where
             },
             "step_error",
         )
+        .await
     }
 
     /// Runs one step to done/adopted. `looked_up` is the plan's fresh lookup, if any.
@@ -308,10 +323,10 @@ where
             };
             match found {
                 Lookup::Match(o) => {
-                    self.record_found(idx, o)?;
+                    self.record_found(idx, o).await?;
                     return Ok(Ok(()));
                 }
-                Lookup::Conflict(m) => return Ok(Err(self.conflict(idx, m)?)),
+                Lookup::Conflict(m) => return Ok(Err(self.conflict(idx, m).await?)),
                 Lookup::Unknown => {
                     return Ok(Err(Stop::Permanent(format!(
                         "{}: inputs are not available (an earlier step has no outputs)",
@@ -327,7 +342,7 @@ where
                         let m = format!(
                             "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
                         );
-                        return Ok(Err(self.conflict(idx, m)?));
+                        return Ok(Err(self.conflict(idx, m).await?));
                     }
                     let e = StepError::new(
                         ErrorKind::NotVisibleYet,
@@ -355,7 +370,8 @@ where
                     ..Default::default()
                 },
                 "step_intent",
-            )?;
+            )
+            .await?;
             self.crash(CrashPoint::BeforeWrite, &step.id);
             let inputs = bind(&step, &self.known()).unwrap_or_default();
             let cx = StepContext {
@@ -380,7 +396,8 @@ where
                             ..Default::default()
                         },
                         "step_done",
-                    )?;
+                    )
+                    .await?;
                     self.crash(CrashPoint::AfterCheckpoint, &step.id);
                     self.progress(&step.id, "created", detail);
                     return Ok(Ok(()));
@@ -396,7 +413,8 @@ where
                             ..Default::default()
                         },
                         "step_exists",
-                    )?;
+                    )
+                    .await?;
                     exists = Some(e);
                 }
                 Err(e) => {
@@ -409,7 +427,8 @@ where
                             ..Default::default()
                         },
                         "step_error",
-                    )?;
+                    )
+                    .await?;
                     if let Some(stop) = self.retry_or_stop(idx, attempt, &e).await? {
                         return Ok(Err(stop));
                     }
@@ -451,11 +470,12 @@ where
                         ..Default::default()
                     },
                     "step_failed",
-                )?;
+                )
+                .await?;
                 Ok(Some(Stop::Permanent(format!("{id}: {e}"))))
             }
             Decision::Exhausted => {
-                self.note_error(idx, e)?;
+                self.note_error(idx, e).await?;
                 Ok(Some(Stop::Interrupted(format!(
                     "{id}: still failing after {attempt} attempts: {e}"
                 ))))
@@ -471,17 +491,21 @@ where
     pub(super) async fn stop(&mut self, stop: Stop) -> Result<AgentOutcome, Error> {
         match stop {
             Stop::Interrupted(msg) => {
-                self.set_agent(AgentState::Interrupted, Some(&msg))?;
+                self.set_agent(AgentState::Interrupted, Some(&msg)).await?;
                 Ok(AgentOutcome {
                     state: AgentState::Interrupted,
                     error: Some(msg),
                 })
             }
             Stop::Permanent(msg) => {
-                let on_failure = self.journal().agent(&self.run, &self.agent)?.on_failure;
+                let on_failure = self
+                    .journal()
+                    .agent(&self.run, &self.agent)
+                    .await?
+                    .on_failure;
                 let holds_anything = self.steps.iter().any(|rt| rt.owned || rt.unresolved);
                 if on_failure == OnFailure::Keep || !holds_anything {
-                    self.set_agent(AgentState::Failed, Some(&msg))?;
+                    self.set_agent(AgentState::Failed, Some(&msg)).await?;
                     return Ok(AgentOutcome {
                         state: AgentState::Failed,
                         error: Some(msg),

@@ -112,10 +112,13 @@ pub enum JournalError {
     Storage(String),
 }
 
-/// The checkpoint operations the engine drives an agent with.
+/// The checkpoint operations the engine drives an agent with. Async, so that a store may
+/// commit the checkpoints of many concurrent agents together (group commit); a call
+/// returns once its change is durable.
+#[async_trait::async_trait]
 pub trait Journal: Send + Sync {
     /// Takes the agent's lease for `ttl_ms` under `token`, unless a live process holds it.
-    fn acquire_lease(
+    async fn acquire_lease(
         &self,
         run: &str,
         agent: &str,
@@ -123,7 +126,7 @@ pub trait Journal: Send + Sync {
         ttl_ms: i64,
     ) -> Result<(), JournalError>;
     /// Extends the lease; `LeaseLost` if `token` no longer holds it.
-    fn renew_lease(
+    async fn renew_lease(
         &self,
         run: &str,
         agent: &str,
@@ -131,9 +134,9 @@ pub trait Journal: Send + Sync {
         ttl_ms: i64,
     ) -> Result<(), JournalError>;
     /// Releases the lease if `token` holds it.
-    fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError>;
+    async fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError>;
     /// Applies `update` to a step under the lease, with a journal event `kind`.
-    fn update_step(
+    async fn update_step(
         &self,
         run: &str,
         agent: &str,
@@ -143,7 +146,7 @@ pub trait Journal: Send + Sync {
         kind: &str,
     ) -> Result<(), JournalError>;
     /// Sets the agent's state and last error under the lease.
-    fn set_agent_state(
+    async fn set_agent_state(
         &self,
         run: &str,
         agent: &str,
@@ -152,7 +155,7 @@ pub trait Journal: Send + Sync {
         last_error: Option<&str>,
     ) -> Result<(), JournalError>;
     /// Replaces the agent's subject under the lease (a retry with corrected input).
-    fn set_subject(
+    async fn set_subject(
         &self,
         run: &str,
         agent: &str,
@@ -160,7 +163,7 @@ pub trait Journal: Send + Sync {
         subject: &serde_json::Value,
     ) -> Result<(), JournalError>;
     /// One agent.
-    fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;
+    async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;
     /// The steps of one agent, in workflow order.
-    fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError>;
+    async fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError>;
 }

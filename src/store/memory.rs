@@ -107,8 +107,10 @@ impl MemoryJournal {
     }
 }
 
-impl Journal for MemoryJournal {
-    fn acquire_lease(
+/// The journal operations, synchronous (the [`Journal`] impl below awaits nothing).
+impl MemoryJournal {
+    /// See [`Journal`].
+    pub fn acquire_lease(
         &self,
         run: &str,
         agent: &str,
@@ -134,7 +136,8 @@ impl Journal for MemoryJournal {
         Ok(())
     }
 
-    fn renew_lease(
+    /// See [`Journal`].
+    pub fn renew_lease(
         &self,
         run: &str,
         agent: &str,
@@ -146,7 +149,8 @@ impl Journal for MemoryJournal {
         })
     }
 
-    fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError> {
+    /// See [`Journal`].
+    pub fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError> {
         let mut map = self.lock();
         if let Some(e) = map.get_mut(&(run.to_string(), agent.to_string())) {
             if e.lease.as_ref().is_some_and(|(t, _)| t == token) {
@@ -156,7 +160,8 @@ impl Journal for MemoryJournal {
         Ok(())
     }
 
-    fn update_step(
+    /// See [`Journal`].
+    pub fn update_step(
         &self,
         run: &str,
         agent: &str,
@@ -202,7 +207,8 @@ impl Journal for MemoryJournal {
         Ok(())
     }
 
-    fn set_agent_state(
+    /// See [`Journal`].
+    pub fn set_agent_state(
         &self,
         run: &str,
         agent: &str,
@@ -217,7 +223,8 @@ impl Journal for MemoryJournal {
         })
     }
 
-    fn set_subject(
+    /// See [`Journal`].
+    pub fn set_subject(
         &self,
         run: &str,
         agent: &str,
@@ -227,18 +234,81 @@ impl Journal for MemoryJournal {
         self.fenced(run, agent, token, |e| e.row.subject = subject.clone())
     }
 
-    fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
+    /// See [`Journal`].
+    pub fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
         self.lock()
             .get(&(run.to_string(), agent.to_string()))
             .map(|e| e.row.clone())
             .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))
     }
 
-    fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError> {
+    /// See [`Journal`].
+    pub fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError> {
         self.lock()
             .get(&(run.to_string(), agent.to_string()))
             .map(|e| e.steps.clone())
             .ok_or_else(|| JournalError::NotFound(format!("agent {agent} in run {run}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for MemoryJournal {
+    async fn acquire_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::acquire_lease(self, run, agent, token, ttl_ms)
+    }
+    async fn renew_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::renew_lease(self, run, agent, token, ttl_ms)
+    }
+    async fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError> {
+        MemoryJournal::release_lease(self, run, agent, token)
+    }
+    async fn update_step(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        step: &str,
+        up: &StepUpdate,
+        kind: &str,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::update_step(self, run, agent, token, step, up, kind)
+    }
+    async fn set_agent_state(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        state: AgentState,
+        last_error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::set_agent_state(self, run, agent, token, state, last_error)
+    }
+    async fn set_subject(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::set_subject(self, run, agent, token, subject)
+    }
+    async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
+        MemoryJournal::agent(self, run, agent)
+    }
+    async fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError> {
+        MemoryJournal::steps(self, run, agent)
     }
 }
 
