@@ -445,7 +445,7 @@ impl Journal for Store {
 
 /// A change waiting for the group committer, and where its outcome goes.
 struct Job {
-    work: Box<dyn FnOnce(&Connection) -> Result<()> + Send>,
+    work: Work,
     reply: tokio::sync::oneshot::Sender<std::result::Result<(), JournalError>>,
 }
 
@@ -1043,6 +1043,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // deliberately: the committer must queue behind it
     async fn concurrent_changes_share_a_commit_and_a_refusal_undoes_only_its_own() {
         let s = Arc::new(seeded());
         Store::acquire_lease(&s, "r1", "a@x.io", "t", 60_000).unwrap();
