@@ -104,7 +104,7 @@ pub(super) fn validate_username(
                         "username",
                         g,
                         format!(
-                            "must equal the email {email_norm:?} on a SAML instance (SAML sign-in needs Connect username == RoleSessionName == the Identity Center user's email); omit --username"
+                            "must equal the email {email_norm:?} on a SAML instance (SAML sign-in needs Connect username == RoleSessionName == the Identity Center user's email); leave the username out (--username, or the file's user login column) or make it the email"
                         ),
                     ));
                 }

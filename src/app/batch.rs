@@ -88,6 +88,9 @@ pub struct AgentResult {
     /// Where it signs in (done agents).
     #[serde(skip)]
     pub portal_url: Option<String>,
+    /// A dry run: per step, what would happen (`create`, `adopt`, `conflict`, `unknown`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan: BTreeMap<String, String>,
 }
 
 /// What `batch` did.
@@ -341,7 +344,11 @@ pub(super) async fn run_rows(
     let mut record = |report: &mut BatchReport, a: AgentResult| {
         sink.finished(&a);
         *report.counts.entry(a.outcome.clone()).or_default() += 1;
-        if a.error.is_some() || !matches!(a.outcome.as_str(), "done" | "already_done" | "planned") {
+        // A dry run lists every agent with its plan; a run, those that are not done.
+        if report.dry_run
+            || a.error.is_some()
+            || !matches!(a.outcome.as_str(), "done" | "already_done")
+        {
             report.agents.push(a);
         }
     };
@@ -389,6 +396,10 @@ pub(super) async fn run_rows(
                 error: blocker
                     .map(|p| format!("{}: {}: {}", p.step, p.decision.as_str(), p.detail)),
                 portal_url: None,
+                plan: plan
+                    .iter()
+                    .map(|p| (p.step.clone(), p.decision.as_str().to_string()))
+                    .collect(),
             };
             record(&mut report, a);
         }
@@ -442,6 +453,7 @@ pub(super) async fn run_rows(
             identity_user_id: None,
             error,
             portal_url: portal.then(|| target.portal_url.clone()),
+            plan: BTreeMap::new(),
         };
         match latest {
             Some((run, AgentState::Done | AgentState::Released)) => {
@@ -603,5 +615,6 @@ fn result_of(
         identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION]),
         error: row.last_error,
         portal_url: (row.state == AgentState::Done).then(|| target.portal_url.clone()),
+        plan: BTreeMap::new(),
     })
 }

@@ -282,6 +282,7 @@ impl ConnectApi for SdkConnect {
                 status: None,
                 maybe_applied: true,
                 reason: None,
+                retry_after: None,
             }),
         }
     }

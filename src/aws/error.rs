@@ -22,6 +22,9 @@ pub struct AwsError {
     /// Extra error member `Reason` (Identity Store Conflict: UNIQUENESS_CONSTRAINT_VIOLATION
     /// or CONCURRENT_MODIFICATION).
     pub reason: Option<String>,
+    /// How long the service asked us to wait (`RetryAfterSeconds` in the error body, or a
+    /// `Retry-After` header): the pacer holds that API's tokens until then.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl AwsError {
@@ -33,6 +36,7 @@ impl AwsError {
             status: None,
             maybe_applied: false,
             reason: None,
+            retry_after: None,
         }
     }
     /// Whether the code is `code`.
@@ -73,6 +77,7 @@ where
     match err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status_code();
+            let retry_after = ctx.raw().retry_after();
             let e = ctx.err();
             let code = e.code().unwrap_or("Unknown").to_string();
             AwsError {
@@ -80,6 +85,7 @@ where
                 maybe_applied: status >= 500,
                 status: Some(status),
                 reason: reason(e),
+                retry_after,
                 code,
             }
         }
@@ -89,6 +95,7 @@ where
             status: None,
             maybe_applied: true,
             reason: None,
+            retry_after: None,
         },
         SdkError::DispatchFailure(d) => {
             // A refused connection never carried the request; anything else (reset, closed
@@ -100,6 +107,7 @@ where
                 status: None,
                 maybe_applied: !never_sent,
                 reason: None,
+                retry_after: None,
             }
         }
         SdkError::ResponseError(r) => AwsError {
@@ -108,6 +116,7 @@ where
             status: r.raw().status_code_opt(),
             maybe_applied: true,
             reason: None,
+            retry_after: None,
         },
         SdkError::ConstructionFailure(c) => AwsError {
             code: "ConstructionFailure".into(),
@@ -115,6 +124,7 @@ where
             status: None,
             maybe_applied: false,
             reason: None,
+            retry_after: None,
         },
         other => AwsError {
             code: "Unknown".into(),
@@ -122,6 +132,7 @@ where
             status: None,
             maybe_applied: true,
             reason: None,
+            retry_after: None,
         },
     }
 }
@@ -140,17 +151,35 @@ fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Access to the HTTP status of a raw response.
+/// Access to the HTTP status and the wait a raw response asks for.
 pub(crate) trait HasStatus {
     fn status_code(&self) -> u16;
     fn status_code_opt(&self) -> Option<u16> {
         Some(self.status_code())
+    }
+    /// `RetryAfterSeconds` in a JSON error body (Identity Store, SSO Admin), else a
+    /// `Retry-After` header in seconds.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
     }
 }
 
 impl HasStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
+    }
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        let from_body = self
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v.get("RetryAfterSeconds").cloned())
+            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+        let from_header = || self.headers().get("retry-after")?.trim().parse::<f64>().ok();
+        from_body
+            .or_else(from_header)
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+            .map(std::time::Duration::from_secs_f64)
     }
 }
 
@@ -227,7 +256,49 @@ pub(crate) fn pacing_outcome<T>(r: &Result<T>) -> crate::aws::pacer::Outcome {
     use crate::aws::pacer::Outcome;
     match r {
         Ok(_) => Outcome::Success,
-        Err(e) if e.is_throttling() => Outcome::Throttled { retry_after: None },
+        Err(e) if e.is_throttling() => Outcome::Throttled {
+            retry_after: e.retry_after,
+        },
         Err(_) => Outcome::OtherError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    fn response(body: &str, header: Option<&str>) -> Response {
+        let mut r = Response::new(StatusCode::try_from(400u16).unwrap(), SdkBody::from(body));
+        if let Some(h) = header {
+            r.headers_mut().insert("Retry-After", h.to_string());
+        }
+        r
+    }
+
+    #[test]
+    fn the_wait_a_throttle_asks_for_is_read_from_the_body_or_the_header() {
+        let secs = |r: Response| r.retry_after().map(|d| d.as_secs_f64());
+        let body = r#"{"__type":"ThrottlingException","Message":"slow down","RetryAfterSeconds":3}"#;
+        assert_eq!(secs(response(body, None)), Some(3.0));
+        assert_eq!(secs(response(r#"{"RetryAfterSeconds":"2"}"#, None)), Some(2.0));
+        assert_eq!(secs(response("{}", Some("5"))), Some(5.0));
+        assert_eq!(secs(response("not json", None)), None);
+        assert_eq!(secs(response(r#"{"RetryAfterSeconds":-1}"#, None)), None, "nonsense ignored");
+    }
+
+    #[test]
+    fn a_throttle_tells_the_pacer_how_long_to_wait() {
+        let mut e = AwsError::unsupported("x", "y");
+        e.code = "ThrottlingException".into();
+        e.retry_after = Some(std::time::Duration::from_secs(2));
+        let r: Result<()> = Err(e);
+        assert_eq!(
+            pacing_outcome(&r),
+            crate::aws::pacer::Outcome::Throttled {
+                retry_after: Some(std::time::Duration::from_secs(2))
+            }
+        );
     }
 }

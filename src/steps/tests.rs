@@ -167,6 +167,7 @@ fn err(code: &str, status: u16) -> AwsError {
         status: Some(status),
         maybe_applied: status >= 500,
         reason: None,
+        retry_after: None,
     }
 }
 

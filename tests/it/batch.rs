@@ -122,6 +122,9 @@ async fn a_rerun_of_the_same_file_makes_zero_writes_and_a_dry_run_none_at_all() 
     assert_eq!(out.code, 0, "{out:?}");
     let j = out.json();
     assert_eq!(j["plan"]["connect_user"]["create"], 2, "{j}");
+    // Per agent, per step, in --json.
+    assert_eq!(j["agents"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(j["agents"][0]["plan"]["identity_user"], "create", "{j}");
     assert_eq!(writes(&env), 0);
     assert!(!env.state.exists(), "a dry run writes no state file");
 
@@ -462,4 +465,29 @@ async fn a_rerun_of_a_done_file_lists_nothing_and_writes_nothing() {
         "no new agent: no listing"
     );
     assert_eq!(env.calls("connect:CreateUser"), 21);
+}
+
+#[tokio::test]
+async fn a_contended_run_adapts_without_a_retry_storm() {
+    let env = Env::new().await;
+    // The tool is configured for 20 CreateUser/s; another client leaves it 10 (burst 5).
+    std::fs::write(
+        &env.config,
+        std::fs::read_to_string(&env.config).unwrap()
+            + "[rate_limits]\n\"connect:*\" = { rate = 20.0, burst = 5 }\n",
+    )
+    .unwrap();
+    env.sb.set_faults(
+        serde_json::from_value(serde_json::json!({"rate_limits": {"preset": "none",
+            "ops": {"connect:CreateUser": {"rate": 10.0, "burst": 5.0}}}}))
+        .unwrap(),
+    );
+    let file = agents_csv(&env, "contended.csv", 40);
+    let out = env.run(&["batch", &file, "--json", "--concurrency", "40"]).await;
+    assert_eq!(out.code, 0, "throttles are not agent failures: {out:?}");
+    assert_eq!(env.applied("connect:CreateUser"), 40);
+    // Unpaced, 35 of the 40 first attempts would be throttled at once, then retried in
+    // waves. Adaptive pacing: a handful.
+    let calls = env.calls("connect:CreateUser");
+    assert!(calls <= 46, "{calls} CreateUser calls for 40 agents: {out:?}");
 }
