@@ -50,12 +50,16 @@ async fn the_console_template_with_every_column_onboards_each_agent_once() {
 async fn an_excel_saved_file_bom_crlf_quoted_cells_and_trailing_rows_is_read() {
     let env = Env::new().await;
     let csv = format!(
-        "\u{feff}{HEADER}\r\n{}\r\n\"Ben, Jr\",Okafor,ben@example.com,,,,ben@example.com,,Basic Routing Profile,\"Agent\",,soft,,no,0,\r\n,,,,,,,,,,,,,,,\r\n\r\n",
+        "\u{feff}{HEADER}\r\n{}\r\n\"Ben, Jr\",\"Okafor\r\nSmith\",ben@example.com,,,,ben@example.com,,Basic Routing Profile,\"Agent\",,soft,,no,0,\r\nCy,Lee,bad-email,,,,,,Basic Routing Profile,Agent,,soft,,no,0,\r\n,,,,,,,,,,,,,,,\r\n\r\n",
         row("Ana", "ana@example.com", "soft", "")
     );
     let file = write(&env, "excel.csv", &csv);
+    // Cy's row starts on physical line 5: Ben's quoted last name spans lines 3 and 4.
     let out = env.run(&["batch", &file]).await;
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("excel.csv:5: column \"email address\""), "{out:?}");
+    let out = env.run(&["batch", &file, "--skip-invalid"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
     env.world().assert_onboarded_once("ana@example.com");
     env.world().assert_onboarded_once("ben@example.com");
 }
