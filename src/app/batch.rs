@@ -27,7 +27,7 @@ use crate::target::{self, Target};
 
 use super::onboard::new_run_id;
 use super::runs::engine_for_run;
-use super::{engine_options, env_for, load_workflow, Context, Error, RunSettings};
+use super::{engine_options, env_for, Context, Error, NewRun, RunSettings, WorkflowSource};
 
 /// Rows inserted per state-store transaction when a run is created.
 const INSERT_CHUNK: usize = 1_000;
@@ -251,17 +251,12 @@ pub async fn batch(
     sink: &mut dyn Sink,
 ) -> Result<BatchReport, Error> {
     let config = ctx.config()?;
-    let mut regions = ctx.new_run_regions();
-    let clients = ctx.clients(&mut regions).await;
-    let wf = load_workflow(
-        ctx.globals.workflow.as_deref(),
-        &env_for(&clients, &Target::placeholder(config)),
-    )?;
-    let (mut target, catalog) =
-        target::discover(config, &clients.connect, &clients.sso_admin).await?;
-    target.connect_region = regions.connect.clone();
-    target.identity_center_region = regions.identity_center.clone();
-    target.identity_center_profile = regions.identity_center_profile.clone();
+    let NewRun {
+        clients,
+        wf,
+        target,
+        catalog,
+    } = ctx.new_run(WorkflowSource::Onboard).await?;
 
     // Pass 1: every row checked, nothing kept but the problems.
     let mut invalid = Vec::new();

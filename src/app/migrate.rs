@@ -12,12 +12,11 @@ use futures::stream::{self, StreamExt};
 
 use crate::agent::{self, IdentityMode};
 use crate::aws::{ConnectApi, ConnectUser};
-use crate::engine::Workflow;
-use crate::steps::{self, Subject};
-use crate::target::{self, Catalog, Target};
+use crate::steps::Subject;
+use crate::target::{self, Catalog};
 
 use super::batch::{run_rows, BatchReport, Prepared, RunOptions, Sink, Valid};
-use super::{env_for, Context, Error, RunSettings};
+use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
 
 /// The built-in migration workflow, embedded.
 pub const BUILTIN_MIGRATE_WORKFLOW: &str = include_str!("../../workflows/migrate-agent.toml");
@@ -120,26 +119,18 @@ pub async fn migrate(
     settings: &RunSettings,
     sink: &mut dyn Sink,
 ) -> Result<BatchReport, Error> {
-    let config = ctx.config()?;
-    let mut regions = ctx.new_run_regions();
-    let clients = ctx.clients(&mut regions).await;
-    let wf = Workflow::parse(
-        BUILTIN_MIGRATE_WORKFLOW,
-        "built-in migrate-agent",
-        &steps::registry(&env_for(&clients, &Target::placeholder(config))),
-    )
-    .map_err(|e| Error::Input(e.to_string()))?;
-    let (mut target, catalog) =
-        target::discover(config, &clients.connect, &clients.sso_admin).await?;
+    let NewRun {
+        clients,
+        wf,
+        target,
+        catalog,
+    } = ctx.new_run(WorkflowSource::Migrate).await?;
     if target.identity_mode != IdentityMode::Saml {
         return Err(Error::Input(format!(
             "instance {} stores its users with {} identity management: they sign in to Amazon Connect itself, not through IAM Identity Center, and an instance's identity management is fixed when it is created; migrate needs a SAML instance (nothing was written)",
             target.instance_id, target.identity_mode
         )));
     }
-    target.connect_region = regions.connect.clone();
-    target.identity_center_region = regions.identity_center.clone();
-    target.identity_center_profile = regions.identity_center_profile.clone();
     let filters = Filters::resolve(opts, &catalog)?;
 
     // The instance's users, described (names and profiles), at DescribeUser's own quota.

@@ -223,6 +223,57 @@ impl Context {
     }
 }
 
+/// What a new run starts from: the clients, its workflow (checked), its resolved target
+/// (regions recorded) and the instance's catalog for name resolution.
+pub(crate) struct NewRun {
+    pub(crate) clients: Clients,
+    pub(crate) wf: Workflow,
+    pub(crate) target: Target,
+    pub(crate) catalog: target::Catalog,
+}
+
+/// Which workflow a new run runs.
+pub(crate) enum WorkflowSource {
+    /// `--workflow PATH`, else the built-in onboarding workflow.
+    Onboard,
+    /// The built-in migration workflow.
+    Migrate,
+}
+
+impl Context {
+    /// Everything read before the first write of a new run: the workflow is checked first
+    /// (its validation needs only the actions' signatures, so the registry over placeholder
+    /// ids serves, before any AWS call), then preflight discovers and verifies the target.
+    pub(crate) async fn new_run(&self, source: WorkflowSource) -> Result<NewRun, Error> {
+        let config = self.config()?;
+        let mut regions = self.new_run_regions();
+        let clients = self.clients(&mut regions).await;
+        let placeholder = env_for(&clients, &Target::placeholder(config));
+        let wf = match source {
+            WorkflowSource::Onboard => {
+                load_workflow(self.globals.workflow.as_deref(), &placeholder)?
+            }
+            WorkflowSource::Migrate => Workflow::parse(
+                BUILTIN_MIGRATE_WORKFLOW,
+                "built-in migrate-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+        };
+        let (mut target, catalog) =
+            target::discover(config, &clients.connect, &clients.sso_admin).await?;
+        target.connect_region = regions.connect.clone();
+        target.identity_center_region = regions.identity_center.clone();
+        target.identity_center_profile = regions.identity_center_profile.clone();
+        Ok(NewRun {
+            clients,
+            wf,
+            target,
+            catalog,
+        })
+    }
+}
+
 /// The pacer every AWS call of a process goes through: the configured limits, with a
 /// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]).
 fn pacer(limits: aws::pacer::RateLimits) -> aws::pacer::Pacer {

@@ -7,10 +7,12 @@ use crate::agent::{self, AgentInput, FieldError};
 use crate::engine::{AgentState, Engine, EngineOptions, PlannedStep, Secrets};
 use crate::steps;
 use crate::store::{self, MemoryJournal, RunRow};
-use crate::target::{self, Target};
+use crate::target;
 
 use super::status::{run_status, RunStatus};
-use super::{engine_options, env_for, load_workflow, Context, Error, RunSettings, PASSWORD_ENV};
+use super::{
+    engine_options, env_for, Context, Error, NewRun, RunSettings, WorkflowSource, PASSWORD_ENV,
+};
 
 /// What `onboard` did.
 #[derive(Debug)]
@@ -35,20 +37,12 @@ pub async fn onboard(
     settings: &RunSettings,
 ) -> Result<OnboardReport, Error> {
     let config = ctx.config()?;
-    let mut regions = ctx.new_run_regions();
-    let clients = ctx.clients(&mut regions).await;
-    // The workflow is checked once, before any AWS call: validation needs only the actions'
-    // signatures, so the registry over placeholder ids serves, and the parsed workflow is
-    // the one the engine runs.
-    let wf = load_workflow(
-        ctx.globals.workflow.as_deref(),
-        &env_for(&clients, &Target::placeholder(config)),
-    )?;
-    let (mut target, catalog) =
-        target::discover(config, &clients.connect, &clients.sso_admin).await?;
-    target.connect_region = regions.connect.clone();
-    target.identity_center_region = regions.identity_center.clone();
-    target.identity_center_profile = regions.identity_center_profile.clone();
+    let NewRun {
+        clients,
+        wf,
+        target,
+        catalog,
+    } = ctx.new_run(WorkflowSource::Onboard).await?;
     // The password may arrive as a secret (environment, stdin): validate it like a field.
     let mut input = input;
     if input.password.is_none() {

@@ -84,6 +84,21 @@ pub struct RunsReport {
     pub skipped: Vec<String>,
 }
 
+impl RunsReport {
+    /// One agent driven: an agent held by another process is skipped with the holder named;
+    /// any other engine failure stops the operation.
+    fn settle(&mut self, result: Result<engine::AgentOutcome, engine::Error>) -> Result<(), Error> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
+                self.skipped.push(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Finishes every interrupted or unfinished agent of one run, or of all runs.
 pub async fn resume(
     ctx: &Context,
@@ -144,13 +159,8 @@ pub async fn resume(
                     continue;
                 }
             }
-            match engine.run_agent(&run.id, &a.agent_key, &secrets).await {
-                Ok(_) => {}
-                Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
-                    report.skipped.push(e.to_string());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let result = engine.run_agent(&run.id, &a.agent_key, &secrets).await;
+            report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);
     }
@@ -190,13 +200,8 @@ pub async fn rollback(
             ));
             continue;
         }
-        match engine.rollback_agent(run_id, &a.agent_key, &secrets).await {
-            Ok(_) => {}
-            Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
-                report.skipped.push(e.to_string())
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let result = engine.rollback_agent(run_id, &a.agent_key, &secrets).await;
+        report.settle(result)?;
     }
     report.runs.push(run_status(&store, run_id)?);
     Ok(report)
@@ -337,13 +342,7 @@ pub async fn retry(
             } else {
                 continue;
             };
-            match result {
-                Ok(_) => {}
-                Err(engine::Error::Journal(e @ engine::JournalError::Leased { .. })) => {
-                    report.skipped.push(e.to_string());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);
     }

@@ -175,7 +175,13 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| v.get("RetryAfterSeconds").cloned())
             .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
-        let from_header = || self.headers().get("retry-after")?.trim().parse::<f64>().ok();
+        let from_header = || {
+            self.headers()
+                .get("retry-after")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        };
         from_body
             .or_else(from_header)
             .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
@@ -280,12 +286,20 @@ mod tests {
     #[test]
     fn the_wait_a_throttle_asks_for_is_read_from_the_body_or_the_header() {
         let secs = |r: Response| r.retry_after().map(|d| d.as_secs_f64());
-        let body = r#"{"__type":"ThrottlingException","Message":"slow down","RetryAfterSeconds":3}"#;
+        let body =
+            r#"{"__type":"ThrottlingException","Message":"slow down","RetryAfterSeconds":3}"#;
         assert_eq!(secs(response(body, None)), Some(3.0));
-        assert_eq!(secs(response(r#"{"RetryAfterSeconds":"2"}"#, None)), Some(2.0));
+        assert_eq!(
+            secs(response(r#"{"RetryAfterSeconds":"2"}"#, None)),
+            Some(2.0)
+        );
         assert_eq!(secs(response("{}", Some("5"))), Some(5.0));
         assert_eq!(secs(response("not json", None)), None);
-        assert_eq!(secs(response(r#"{"RetryAfterSeconds":-1}"#, None)), None, "nonsense ignored");
+        assert_eq!(
+            secs(response(r#"{"RetryAfterSeconds":-1}"#, None)),
+            None,
+            "nonsense ignored"
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ async fn an_excel_saved_file_bom_crlf_quoted_cells_and_trailing_rows_is_read() {
     // Cy's row starts on physical line 5: Ben's quoted last name spans lines 3 and 4.
     let out = env.run(&["batch", &file]).await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("excel.csv:5: column \"email address\""), "{out:?}");
+    assert!(
+        out.stderr.contains("excel.csv:5: column \"email address\""),
+        "{out:?}"
+    );
     let out = env.run(&["batch", &file, "--skip-invalid"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     env.world().assert_onboarded_once("ana@example.com");
@@ -487,11 +490,16 @@ async fn a_contended_run_adapts_without_a_retry_storm() {
         .unwrap(),
     );
     let file = agents_csv(&env, "contended.csv", 40);
-    let out = env.run(&["batch", &file, "--json", "--concurrency", "40"]).await;
+    let out = env
+        .run(&["batch", &file, "--json", "--concurrency", "40"])
+        .await;
     assert_eq!(out.code, 0, "throttles are not agent failures: {out:?}");
     assert_eq!(env.applied("connect:CreateUser"), 40);
     // Unpaced, 35 of the 40 first attempts would be throttled at once, then retried in
     // waves. Adaptive pacing: a handful.
     let calls = env.calls("connect:CreateUser");
-    assert!(calls <= 46, "{calls} CreateUser calls for 40 agents: {out:?}");
+    assert!(
+        calls <= 46,
+        "{calls} CreateUser calls for 40 agents: {out:?}"
+    );
 }
