@@ -274,6 +274,17 @@ fn check_list_len(req: &Req, key: &str, min: usize, max: usize) -> Result<(), Ap
     }
 }
 
+/// `a` equals `b` without case (as `a.to_lowercase() == b.to_lowercase()`), without
+/// allocating: the uniqueness scans run once per user per create.
+fn eq_fold(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
 fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let store_id = store_id(world, req)?;
     let user_name = req
@@ -328,18 +339,14 @@ fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiErro
         .get(&store_id)
         .ok_or_else(|| not_found("IDENTITY_STORE", None, "Identity store does not exist"))?;
     let lower = user_name.to_lowercase();
-    if store
-        .users
-        .values()
-        .any(|u| u.user_name.to_lowercase() == lower)
-    {
+    if store.users.values().any(|u| eq_fold(&u.user_name, &lower)) {
         return Err(conflict(format!(
             "Duplicate UserName: a user named {user_name} already exists"
         )));
     }
     if store.users.values().any(|u| {
         u.email_values()
-            .any(|v| new_emails.contains(&v.to_lowercase()))
+            .any(|v| new_emails.iter().any(|n| eq_fold(v, n)))
     }) {
         return Err(conflict(
             "Duplicate Emails.Value: the email address is already used by another user",
@@ -469,8 +476,8 @@ fn get_user_id(world: &World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let (path, value) = unique_attribute(req, "USER")?;
     let lower = value.to_lowercase();
     let matches = |u: &IdsUser| match path.as_str() {
-        "username" => Ok(u.user_name.to_lowercase() == lower),
-        "emails.value" => Ok(u.email_values().any(|e| e.to_lowercase() == lower)),
+        "username" => Ok(eq_fold(&u.user_name, &lower)),
+        "emails.value" => Ok(u.email_values().any(|e| eq_fold(e, &lower))),
         _ => Err(invalid(format!(
             "{path} is not a valid unique attribute path; use userName or emails.value"
         ))),

@@ -159,11 +159,13 @@ pub(super) struct Valid {
 
 /// The file's rows, each validated and resolved: a valid agent or its problems, each naming
 /// `file:line`, the column and the rule. Duplicates (same normalised email) name both lines.
-/// Streams: only the emails seen so far are held, for the duplicate check.
+/// Streams: only a 128-bit hash of each email seen so far is held (with its line), for the
+/// duplicate check.
 struct Checked<'a> {
     reader: Reader,
     file: String,
-    seen: HashMap<String, u64>,
+    seen: HashMap<u128, u64>,
+    hashers: (std::hash::RandomState, std::hash::RandomState),
     defaults: &'a agent::Defaults,
     target: &'a Target,
     catalog: &'a target::Catalog,
@@ -181,6 +183,7 @@ impl<'a> Checked<'a> {
             file: reader.file_name().to_string(),
             reader,
             seen: HashMap::new(),
+            hashers: Default::default(),
             defaults,
             target,
             catalog,
@@ -205,13 +208,16 @@ impl Iterator for Checked<'_> {
             Ok(s) => s,
             Err(e) => return Some(Err(e.0.iter().map(at).collect())),
         };
-        if let Some(first) = self.seen.get(&spec.email) {
+        use std::hash::BuildHasher;
+        let key = (u128::from(self.hashers.0.hash_one(&spec.email)) << 64)
+            | u128::from(self.hashers.1.hash_one(&spec.email));
+        if let Some(first) = self.seen.get(&key) {
             return Some(Err(vec![format!(
                 "{file}:{}: agent {} is already on line {first}: one row per agent (emails compare without case)",
                 row.line, spec.email
             )]));
         }
-        self.seen.insert(spec.email.clone(), row.line);
+        self.seen.insert(key, row.line);
         let password = row.input.password.clone();
         if spec.needs_password && password.is_none() {
             return Some(Err(vec![format!(
@@ -485,15 +491,9 @@ pub(super) async fn run_rows(
     // Run: the new run's agents and the unfinished ones of earlier runs, `concurrency` at a
     // time. One agent's failure never stops another.
     let mut engines: BTreeMap<String, Engine<Subject>> = BTreeMap::new();
-    let mut work: Vec<(String, String)> = Vec::new();
+    let new_run: Arc<str> = Arc::from(run_id.as_str());
     if run_created {
         report.run_id = Some(run_id.clone());
-        work.extend(
-            store
-                .agent_keys(&run_id)?
-                .into_iter()
-                .map(|k| (run_id.clone(), k)),
-        );
         engines.insert(
             run_id.clone(),
             Engine::new(
@@ -504,23 +504,35 @@ pub(super) async fn run_rows(
             ),
         );
     }
+    let mut resumed: Vec<(Arc<str>, String)> = Vec::new();
     for (run, keys) in resume {
         let row = store.run(&run)?;
         engines.insert(
             run.clone(),
             engine_for_run(ctx, &store, &row, settings).await?,
         );
-        work.extend(keys.into_iter().map(|k| (run.clone(), k)));
+        let run: Arc<str> = Arc::from(run.as_str());
+        resumed.extend(keys.into_iter().map(|k| (run.clone(), k)));
     }
+    // The new run's agents are read back a page at a time, not held.
+    let pages = KeyPages {
+        store: store.clone(),
+        run: new_run,
+        after: 0,
+        page: Vec::new().into_iter(),
+        done: !run_created,
+    };
+    let work = pages.chain(resumed.into_iter().map(Ok));
     let mut results = stream::iter(work)
-        .map(|(run, key)| {
-            let engine = &engines[&run];
-            let (store, target) = (&store, &target);
-            let mut secrets = Secrets::default();
-            if let Some(p) = passwords.get(&key) {
-                secrets.insert(steps::PASSWORD, p.expose().to_string());
-            }
+        .map(|item| {
+            let (engines, store, target, passwords) = (&engines, &store, &target, &passwords);
             async move {
+                let (run, key) = item?;
+                let engine = &engines[&*run];
+                let mut secrets = Secrets::default();
+                if let Some(p) = passwords.get(&key) {
+                    secrets.insert(steps::PASSWORD, p.expose().to_string());
+                }
                 let r = engine.run_agent(&run, &key, &secrets).await;
                 let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
@@ -542,6 +554,44 @@ pub(super) async fn run_rows(
         .map(Into::into)
         .collect();
     Ok(report)
+}
+
+/// A run's agent keys, read from the store a page at a time.
+struct KeyPages {
+    store: Arc<Store>,
+    run: Arc<str>,
+    after: i64,
+    page: std::vec::IntoIter<(i64, String)>,
+    done: bool,
+}
+
+/// Keys read per page.
+const KEY_PAGE: usize = 1_000;
+
+impl Iterator for KeyPages {
+    type Item = Result<(Arc<str>, String), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((rowid, key)) = self.page.next() {
+                self.after = rowid;
+                return Some(Ok((self.run.clone(), key)));
+            }
+            if self.done {
+                return None;
+            }
+            match self.store.agent_keys_page(&self.run, self.after, KEY_PAGE) {
+                Ok(page) => {
+                    self.done = page.len() < KEY_PAGE;
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
 }
 
 /// The actions for `agents` new agents: over bulk reads when there are enough of them (a

@@ -137,13 +137,20 @@ impl Store {
         })
     }
 
-    /// The agent keys of a run, in insertion order (keys only: a run may hold 100,000).
-    pub fn agent_keys(&self, run: &str) -> Result<Vec<String>> {
+    /// A page of a run's agent keys after `after` (a rowid; 0 for the first page), in
+    /// insertion order, with the rowid to continue from: a large run is walked in pages.
+    pub fn agent_keys_page(
+        &self,
+        run: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>> {
         self.with_conn(|c| {
-            let mut st =
-                c.prepare_cached("SELECT agent_key FROM agents WHERE run_id = ?1 ORDER BY rowid")?;
-            let rows = st.query_map(params![run], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            let mut st = c.prepare_cached(
+                "SELECT rowid, agent_key FROM agents WHERE run_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![run, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<(i64, String)>>>()?)
         })
     }
 
