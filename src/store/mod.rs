@@ -16,6 +16,7 @@
 //! The store knows nothing about AWS: subjects and outputs are opaque JSON. It may use the
 //! engine's journal types and states, nothing else of the crate.
 
+mod committer;
 mod lease;
 mod memory;
 mod schema;

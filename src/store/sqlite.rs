@@ -8,19 +8,20 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::committer::Job;
 use super::lease::Holder;
 use super::schema::migrate;
 use super::{fmt_ms, now_ms, now_rfc3339, Error, Result, RunRow};
-use crate::engine::journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
+use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentState, OnFailure, StepState};
 
 /// The SQLite checkpoint store. Cheap to share behind an `Arc`.
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    pub(super) conn: Arc<Mutex<Connection>>,
     /// The group committer's queue, started on the first journal change.
-    committer: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    pub(super) committer: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     /// Groups committed so far (for tests and benchmarks).
-    groups: Arc<std::sync::atomic::AtomicU64>,
+    pub(super) groups: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -358,205 +359,6 @@ impl Store {
     }
 }
 
-/// The engine's journal over the state file. Every change goes through the group
-/// committer: the checkpoints of concurrent agents share one transaction and one fsync, and
-/// each call returns once its own change is committed (durable before the AWS write it
-/// announces). Each change runs inside its own savepoint, so one agent's refusal (a lost
-/// lease) never undoes another's.
-#[async_trait::async_trait]
-impl Journal for Store {
-    async fn acquire_lease(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        ttl_ms: i64,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        self.submit(move |c| tx_acquire_lease(c, &run, &agent, &token, ttl_ms))
-            .await
-    }
-    async fn renew_lease(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        ttl_ms: i64,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        self.submit(move |c| tx_renew_lease(c, &run, &agent, &token, ttl_ms))
-            .await
-    }
-    async fn release_lease(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        self.submit(move |c| tx_release_lease(c, &run, &agent, &token))
-            .await
-    }
-    async fn update_step(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        step: &str,
-        update: &StepUpdate,
-        kind: &str,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        let (step, update, kind) = (step.to_string(), update.clone(), kind.to_string());
-        self.submit(move |c| tx_update_step(c, &run, &agent, &token, &step, &update, &kind))
-            .await
-    }
-    async fn set_agent_state(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        state: AgentState,
-        last_error: Option<&str>,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        let last_error = last_error.map(str::to_string);
-        self.submit(move |c| {
-            tx_set_agent_state(c, &run, &agent, &token, state, last_error.as_deref())
-        })
-        .await
-    }
-    async fn set_subject(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        subject: &serde_json::Value,
-    ) -> std::result::Result<(), JournalError> {
-        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        let subject = subject.clone();
-        self.submit(move |c| tx_set_subject(c, &run, &agent, &token, &subject))
-            .await
-    }
-    async fn agent(&self, run: &str, agent: &str) -> std::result::Result<AgentRow, JournalError> {
-        Ok(Store::agent(self, run, agent)?)
-    }
-    async fn steps(
-        &self,
-        run: &str,
-        agent: &str,
-    ) -> std::result::Result<Vec<StepRow>, JournalError> {
-        Ok(Store::steps(self, run, agent)?)
-    }
-}
-
-/// A change waiting for the group committer, and where its outcome goes.
-struct Job {
-    work: Work,
-    reply: tokio::sync::oneshot::Sender<std::result::Result<(), JournalError>>,
-}
-
-/// Most changes committed together (bounds the time the connection is held).
-const MAX_GROUP: usize = 256;
-
-impl Store {
-    /// Hands `work` to the group committer (started on first use) and waits for its commit.
-    async fn submit(
-        &self,
-        work: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
-    ) -> std::result::Result<(), JournalError> {
-        let (reply, done) = tokio::sync::oneshot::channel();
-        let job = Job {
-            work: Box::new(work),
-            reply,
-        };
-        let stopped = || JournalError::Storage("the state store's committer stopped".into());
-        {
-            let mut committer = self.committer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = committer.get_or_insert_with(|| {
-                let (tx, rx) = std::sync::mpsc::channel::<Job>();
-                let (conn, groups) = (self.conn.clone(), self.groups.clone());
-                std::thread::Builder::new()
-                    .name("state-committer".into())
-                    .spawn(move || commit_loop(&conn, &rx, &groups))
-                    .expect("spawn the state store's committer thread");
-                tx
-            });
-            tx.send(job).map_err(|_| stopped())?;
-        }
-        done.await.map_err(|_| stopped())?
-    }
-}
-
-/// The group committer: takes every change queued while the previous group was being
-/// committed, runs them in one transaction (each in its own savepoint), commits once, and
-/// answers each caller. Ends when the store is dropped.
-fn commit_loop(
-    conn: &Mutex<Connection>,
-    rx: &std::sync::mpsc::Receiver<Job>,
-    groups: &std::sync::atomic::AtomicU64,
-) {
-    while let Ok(first) = rx.recv() {
-        // The connection first, then the queue: what arrived while waiting joins the group.
-        let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        let (works, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.work, j.reply)).unzip();
-        let results = commit_group(&conn, works);
-        drop(conn);
-        groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
-        }
-    }
-}
-
-type Work = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
-
-fn commit_group(conn: &Connection, works: Vec<Work>) -> Vec<std::result::Result<(), JournalError>> {
-    let n = works.len();
-    let failed = |e: &dyn std::fmt::Display| {
-        (0..n)
-            .map(|_| Err(JournalError::Storage(e.to_string())))
-            .collect()
-    };
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE", []) {
-        return failed(&e);
-    }
-    let mut results = Vec::with_capacity(n);
-    for work in works {
-        if let Err(e) = exec(conn, "SAVEPOINT job", []) {
-            results.push(Err(JournalError::Storage(e.to_string())));
-            continue;
-        }
-        let r = work(conn);
-        let closed = if r.is_ok() {
-            exec(conn, "RELEASE job", [])
-        } else {
-            exec(conn, "ROLLBACK TO job", []).and_then(|_| exec(conn, "RELEASE job", []))
-        };
-        results.push(match (r, closed) {
-            (Err(e), _) => Err(e.into()),
-            (Ok(()), Err(e)) => Err(JournalError::Storage(e.to_string())),
-            (Ok(()), Ok(_)) => Ok(()),
-        });
-    }
-    if let Err(e) = exec(conn, "COMMIT", []) {
-        if !conn.is_autocommit() {
-            let _ = exec(conn, "ROLLBACK", []);
-        }
-        // Nothing of this group is durable: every change is reported failed.
-        return failed(&format!("commit failed: {e}"));
-    }
-    results
-}
-
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRow>> {
     let meta: String = r.get(4)?;
     Ok(Ok(RunRow {
@@ -647,7 +449,7 @@ fn insert_agents(
     Ok(())
 }
 
-fn tx_acquire_lease(
+pub(super) fn tx_acquire_lease(
     tx: &Connection,
     run: &str,
     agent: &str,
@@ -695,7 +497,13 @@ fn tx_acquire_lease(
     Ok(())
 }
 
-fn tx_renew_lease(tx: &Connection, run: &str, agent: &str, token: &str, ttl_ms: i64) -> Result<()> {
+pub(super) fn tx_renew_lease(
+    tx: &Connection,
+    run: &str,
+    agent: &str,
+    token: &str,
+    ttl_ms: i64,
+) -> Result<()> {
     let n = exec(
         tx,
         "UPDATE agents SET lease_expires_ms = ?4 WHERE run_id = ?1 AND agent_key = ?2 AND lease_token = ?3",
@@ -711,7 +519,7 @@ fn tx_renew_lease(tx: &Connection, run: &str, agent: &str, token: &str, ttl_ms: 
     Ok(())
 }
 
-fn tx_release_lease(tx: &Connection, run: &str, agent: &str, token: &str) -> Result<()> {
+pub(super) fn tx_release_lease(tx: &Connection, run: &str, agent: &str, token: &str) -> Result<()> {
     exec(
         tx,
         "UPDATE agents SET lease_token = NULL, lease_holder = NULL, lease_expires_ms = NULL
@@ -721,7 +529,7 @@ fn tx_release_lease(tx: &Connection, run: &str, agent: &str, token: &str) -> Res
     Ok(())
 }
 
-fn tx_update_step(
+pub(super) fn tx_update_step(
     tx: &Connection,
     run: &str,
     agent: &str,
@@ -775,7 +583,7 @@ fn tx_update_step(
     Ok(())
 }
 
-fn tx_set_agent_state(
+pub(super) fn tx_set_agent_state(
     tx: &Connection,
     run: &str,
     agent: &str,
@@ -794,7 +602,7 @@ fn tx_set_agent_state(
     Ok(())
 }
 
-fn tx_set_subject(
+pub(super) fn tx_set_subject(
     tx: &Connection,
     run: &str,
     agent: &str,
@@ -813,7 +621,11 @@ fn tx_set_subject(
 
 /// Executes `sql` with a statement prepared once per connection (SQLite's parser is not
 /// free, and every checkpoint runs the same few statements).
-fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+pub(super) fn exec<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
     c.prepare_cached(sql)?.execute(params)
 }
 
@@ -854,6 +666,7 @@ fn journal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::journal::Journal;
     use crate::store::lease::start_ticks;
     use crate::store::schema::MIGRATIONS;
 
