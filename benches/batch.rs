@@ -264,7 +264,7 @@ async fn main() {
             "--identity-store-id",
             &store,
             "--display-name",
-            "ConnectAgents",
+            "CliAgents",
         ]
         .map(String::from)
         .to_vec())["GroupId"]

@@ -5,9 +5,11 @@
 //!
 //! Why here: the engine's durability rests on three properties this layer guarantees, and
 //! nothing else touches SQL.
-//! - **One transaction per transition.** Every state change of a step or agent is one
-//!   `IMMEDIATE` transaction that also appends to `events`, so a crash leaves either the old
-//!   state or the new one, never half.
+//! - **Every transition is atomic and durable before it is acknowledged.** Each state change
+//!   of a step or agent (with its `events` row) runs in its own savepoint inside an
+//!   `IMMEDIATE` transaction that the group committer (`committer`) shares among the changes
+//!   queued at that moment; the caller hears back only after that COMMIT is fsync'd, so a
+//!   crash leaves either the old state or the new one, never half.
 //! - **Lease-checked writes.** Every checkpoint of an agent is conditioned on the caller still
 //!   holding that agent's lease (checked in the same transaction), so a driver that lost its
 //!   lease cannot overwrite the new holder's progress.
