@@ -420,7 +420,10 @@ pub(super) async fn run_rows(
     let run_id = new_run_id();
     let mut run_created = false;
     let mut fresh = 0usize;
-    let mut resume: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Agents to drive in an earlier run: unfinished ones resume (no subject); failed or
+    // rolled-back ones are retried there, with this file's row when the run has the same
+    // workflow, so that what the earlier run still owns stays owned by it.
+    let mut resume: BTreeMap<String, Vec<(String, Option<serde_json::Value>)>> = BTreeMap::new();
     let mut passwords: HashMap<String, Secret> = HashMap::new();
     let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
     let flush =
@@ -470,7 +473,19 @@ pub(super) async fn run_rows(
                 record(&mut report, a);
                 continue;
             }
-            Some((run, s)) if s.resumable() => resume.entry(run).or_default().push(key.clone()),
+            Some((run, s)) if s.resumable() => {
+                resume.entry(run).or_default().push((key.clone(), None))
+            }
+            Some((run, AgentState::Failed | AgentState::RolledBack)) => {
+                let same_workflow = store.run(&run)?.workflow_name == wf.name;
+                let subject = same_workflow
+                    .then(|| serde_json::to_value(&v.subject).unwrap_or_default())
+                    .unwrap_or(serde_json::Value::Null);
+                resume
+                    .entry(run)
+                    .or_default()
+                    .push((key.clone(), Some(subject)));
+            }
             _ => {
                 fresh += 1;
                 chunk.push((
@@ -504,7 +519,7 @@ pub(super) async fn run_rows(
             ),
         );
     }
-    let mut resumed: Vec<(Arc<str>, String)> = Vec::new();
+    let mut resumed: Vec<Work> = Vec::new();
     for (run, keys) in resume {
         let row = store.run(&run)?;
         engines.insert(
@@ -512,7 +527,7 @@ pub(super) async fn run_rows(
             engine_for_run(ctx, &store, &row, settings).await?,
         );
         let run: Arc<str> = Arc::from(run.as_str());
-        resumed.extend(keys.into_iter().map(|k| (run.clone(), k)));
+        resumed.extend(keys.into_iter().map(|(k, retry)| (run.clone(), k, retry)));
     }
     // The new run's agents are read back a page at a time, not held.
     let pages = KeyPages {
@@ -527,13 +542,19 @@ pub(super) async fn run_rows(
         .map(|item| {
             let (engines, store, target, passwords) = (&engines, &store, &target, &passwords);
             async move {
-                let (run, key) = item?;
+                let (run, key, retry) = item?;
                 let engine = &engines[&*run];
                 let mut secrets = Secrets::default();
                 if let Some(p) = passwords.get(&key) {
                     secrets.insert(steps::PASSWORD, p.expose().to_string());
                 }
-                let r = engine.run_agent(&run, &key, &secrets).await;
+                let r = match &retry {
+                    None => engine.run_agent(&run, &key, &secrets).await,
+                    Some(subject) => {
+                        let subject = Some(subject).filter(|s| !s.is_null());
+                        engine.retry_agent(&run, &key, &secrets, subject).await
+                    }
+                };
                 let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
                     a.error.get_or_insert(e.to_string());
@@ -568,14 +589,18 @@ struct KeyPages {
 /// Keys read per page.
 const KEY_PAGE: usize = 1_000;
 
+/// One agent to drive: its run, its key, and for a retry the subject to retry with (`Null`:
+/// keep the stored one).
+type Work = (Arc<str>, String, Option<serde_json::Value>);
+
 impl Iterator for KeyPages {
-    type Item = Result<(Arc<str>, String), Error>;
+    type Item = Result<Work, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some((rowid, key)) = self.page.next() {
                 self.after = rowid;
-                return Some(Ok((self.run.clone(), key)));
+                return Some(Ok((self.run.clone(), key, None)));
             }
             if self.done {
                 return None;

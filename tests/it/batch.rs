@@ -4,7 +4,7 @@
 
 use connect_onboard_sandbox::FaultConfig;
 
-use crate::harness::{path_str, writes, Env};
+use crate::harness::{path_str, step, writes, Env};
 
 /// The console template's header, every column (the newer generation).
 const HEADER: &str = "first name,last name,email address,secondary email address,mobile,password,user login,agent hierarchy,routing profile name,security_profile_name_1|security_profile_name_2,user_hierarchy_1|user_hierarchy_2,phone type (soft/desk),phone number,soft phone auto accept (yes/no),ACW timeout (seconds),tags";
@@ -502,4 +502,49 @@ async fn a_contended_run_adapts_without_a_retry_storm() {
         calls <= 46,
         "{calls} CreateUser calls for 40 agents: {out:?}"
     );
+}
+
+#[tokio::test]
+async fn a_rerun_retries_a_kept_failure_in_its_own_run_so_what_it_created_stays_owned() {
+    let env = Env::new().await;
+    let file = write(
+        &env,
+        "one.csv",
+        &[
+            HEADER.to_string(),
+            row("Ana", "ana@example.com", "soft", ""),
+        ]
+        .join("\n"),
+    );
+    // The Identity Store refuses Ana's user: her Connect user is kept (--on-failure keep).
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "error", "code": "AccessDeniedException",
+         "status": 400}
+    ]}));
+    let out = env
+        .run(&["batch", &file, "--on-failure", "keep", "--json"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let first = out.json()["run_id"].as_str().unwrap().to_string();
+    env.faults(serde_json::json!({"rules": []}));
+    let out = env.run(&["batch", &file, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let j = out.json();
+    assert!(
+        j["run_id"].is_null(),
+        "no new run: the agent was retried in {first}: {j}"
+    );
+    env.world().assert_onboarded_once("ana@example.com");
+    assert_eq!(
+        env.applied("connect:CreateUser"),
+        1,
+        "the kept Connect user is not re-created"
+    );
+    // Still owned by the first run: its rollback removes everything it created.
+    let st = env.status_json().await;
+    assert_eq!(st["runs"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(step(&st, 0, "connect_user")["owned"], true, "{st}");
+    let out = env.run(&["rollback", &first]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.world().assert_gone("ana@example.com");
 }
