@@ -478,9 +478,11 @@ pub(super) async fn run_rows(
             }
             Some((run, AgentState::Failed | AgentState::RolledBack)) => {
                 let same_workflow = store.run(&run)?.workflow_name == wf.name;
-                let subject = same_workflow
-                    .then(|| serde_json::to_value(&v.subject).unwrap_or_default())
-                    .unwrap_or(serde_json::Value::Null);
+                let subject = if same_workflow {
+                    serde_json::to_value(&v.subject).unwrap_or_default()
+                } else {
+                    serde_json::Value::Null
+                };
                 resume
                     .entry(run)
                     .or_default()
