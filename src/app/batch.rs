@@ -355,7 +355,7 @@ pub(super) async fn run_rows(
     };
     if opts.dry_run {
         // The same lookups the real run starts with; a journal in memory, nothing written.
-        let registry = registry_for(clients, &target, valid, opts.bulk_reads).await?;
+        let (registry, _) = registry_for(clients, &target, valid, opts.bulk_reads).await?;
         let engine = Engine::new(
             wf,
             registry,
@@ -509,16 +509,14 @@ pub(super) async fn run_rows(
     // time. One agent's failure never stops another.
     let mut engines: BTreeMap<String, Engine<Subject>> = BTreeMap::new();
     let new_run: Arc<str> = Arc::from(run_id.as_str());
+    let mut snapshot = None;
     if run_created {
         report.run_id = Some(run_id.clone());
+        let (registry, listed) = registry_for(clients, &target, fresh, opts.bulk_reads).await?;
+        snapshot = listed;
         engines.insert(
             run_id.clone(),
-            Engine::new(
-                wf,
-                registry_for(clients, &target, fresh, opts.bulk_reads).await?,
-                store.clone(),
-                engine_options(settings)?,
-            ),
+            Engine::new(wf, registry, store.clone(), engine_options(settings)?),
         );
     }
     let mut resumed: Vec<Work> = Vec::new();
@@ -543,6 +541,7 @@ pub(super) async fn run_rows(
     let mut results = stream::iter(work)
         .map(|item| {
             let (engines, store, target, passwords) = (&engines, &store, &target, &passwords);
+            let snapshot = snapshot.clone();
             async move {
                 let (run, key, retry) = item?;
                 let engine = &engines[&*run];
@@ -557,6 +556,9 @@ pub(super) async fn run_rows(
                         engine.retry_agent(&run, &key, &secrets, subject).await
                     }
                 };
+                if let Some(s) = &snapshot {
+                    s.forget(&key);
+                }
                 let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
                     a.error.get_or_insert(e.to_string());
@@ -628,7 +630,7 @@ async fn registry_for(
     target: &Target,
     agents: usize,
     mode: BulkReads,
-) -> Result<Registry<Subject>, Error> {
+) -> Result<(Registry<Subject>, Option<Arc<Snapshot>>), Error> {
     let mut env = env_for(clients, target);
     let bulk = match mode {
         BulkReads::Auto => agents >= BULK_READS_FROM,
@@ -656,7 +658,7 @@ async fn registry_for(
         })?;
         env.snapshot = Some(Arc::new(snapshot));
     }
-    Ok(steps::registry(&env))
+    Ok((steps::registry(&env), env.snapshot))
 }
 
 fn result_of(

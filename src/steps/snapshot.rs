@@ -114,6 +114,20 @@ impl Snapshot {
             .insert((lookup, key.to_string()))
     }
 
+    /// Forgets which lookups were answered for an agent that has finished, so that what the
+    /// snapshot holds follows the agents in flight, not the file.
+    pub fn forget(&self, agent: &str) {
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        for lookup in [
+            Lookup::ConnectUser,
+            Lookup::IdentityUser,
+            Lookup::Membership,
+            Lookup::Assignment,
+        ] {
+            answered.remove(&(lookup, agent.to_string()));
+        }
+    }
+
     /// The Connect user with exactly this username, as listed.
     pub fn connect_user(&self, username: &str) -> Option<&ConnectUser> {
         self.connect_users.get(username)
@@ -163,5 +177,53 @@ impl Snapshot {
             .group_assigned
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_answers_each_lookup_of_an_agent_once_and_forgets_finished_agents() {
+        let s = Snapshot::default();
+        assert!(s.first(Lookup::ConnectUser, "ana@example.com"));
+        assert!(
+            !s.first(Lookup::ConnectUser, "ana@example.com"),
+            "later: ask AWS"
+        );
+        assert!(
+            s.first(Lookup::IdentityUser, "ana@example.com"),
+            "per lookup"
+        );
+        assert!(s.first(Lookup::ConnectUser, "ben@example.com"), "per agent");
+        s.forget("ana@example.com");
+        assert_eq!(
+            s.answered.lock().unwrap().len(),
+            1,
+            "only the agent still in flight is remembered"
+        );
+    }
+
+    #[test]
+    fn identity_users_are_found_by_name_then_email_without_case() {
+        let mut s = Snapshot::default();
+        let u = IdentityUser {
+            id: "u1".into(),
+            user_name: "Ana.Silva@Example.com".into(),
+            primary_email: Some("Ana.Silva@Example.com".into()),
+            emails: vec!["Ana.Silva@Example.com".into()],
+        };
+        s.ids_by_name
+            .insert(u.user_name.to_lowercase(), u.id.clone());
+        s.ids_by_email
+            .insert("ana.silva@example.com".into(), u.id.clone());
+        s.ids_users.insert(u.id.clone(), u);
+        assert_eq!(
+            s.identity_user("ana.silva@example.com")
+                .map(|u| u.id.as_str()),
+            Some("u1")
+        );
+        assert!(s.identity_user("ben@example.com").is_none());
     }
 }
