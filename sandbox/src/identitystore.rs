@@ -336,18 +336,14 @@ fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiErro
     }
     let store = world
         .identity_stores
-        .get(&store_id)
+        .get_mut(&store_id)
         .ok_or_else(|| not_found("IDENTITY_STORE", None, "Identity store does not exist"))?;
-    let lower = user_name.to_lowercase();
-    if store.users.values().any(|u| eq_fold(&u.user_name, &lower)) {
+    if store.holds('n', user_name) {
         return Err(conflict(format!(
             "Duplicate UserName: a user named {user_name} already exists"
         )));
     }
-    if store.users.values().any(|u| {
-        u.email_values()
-            .any(|v| new_emails.iter().any(|n| eq_fold(v, n)))
-    }) {
+    if new_emails.iter().any(|e| store.holds('e', e)) {
         return Err(conflict(
             "Duplicate Emails.Value: the email address is already used by another user",
         ));
@@ -382,7 +378,7 @@ fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiErro
         created_ms: Some(ctx.now_ms),
     };
     let store = store_mut(world, req)?;
-    store.users.insert(user_id.clone(), user);
+    store.insert_user(user);
     Ok(json!({
         "IdentityStoreId": store_id, "UserId": user_id, "UserArn": user_arn(&user_id), "Revision": "1",
     }))
@@ -422,7 +418,7 @@ fn describe_user(world: &World, req: &Req) -> Result<Value, ApiError> {
 fn delete_user(world: &mut World, req: &Req) -> Result<Value, ApiError> {
     let id = resource_id(req, "UserId")?.to_string();
     let store = store_mut(world, req)?;
-    if store.users.remove(&id).is_none() {
+    if store.remove_user(&id).is_none() {
         return Err(not_found(
             "USER",
             Some(&id),

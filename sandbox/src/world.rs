@@ -487,6 +487,60 @@ pub struct IdentityStore {
     pub groups: BTreeMap<String, IdsGroup>,
     /// Memberships by id.
     pub memberships: BTreeMap<String, Membership>,
+    /// The uniqueness checks' index: `n:<folded user name>` and `e:<folded email>` → how
+    /// many users hold it. Kept by [`IdentityStore::insert_user`] and
+    /// [`IdentityStore::remove_user`]; rebuilt when absent (a deserialised store).
+    #[serde(skip)]
+    pub folded: std::collections::HashMap<String, usize>,
+}
+
+impl IdentityStore {
+    fn keys(u: &IdsUser) -> Vec<String> {
+        let mut keys = vec![format!("n:{}", u.user_name.to_lowercase())];
+        keys.extend(u.email_values().map(|e| format!("e:{}", e.to_lowercase())));
+        keys
+    }
+
+    /// Adds a user, and its names to the index.
+    pub fn insert_user(&mut self, u: IdsUser) {
+        self.ensure_index();
+        for k in Self::keys(&u) {
+            *self.folded.entry(k).or_default() += 1;
+        }
+        self.users.insert(u.user_id.clone(), u);
+    }
+
+    /// Removes a user, and its names from the index.
+    pub fn remove_user(&mut self, id: &str) -> Option<IdsUser> {
+        self.ensure_index();
+        let u = self.users.remove(id)?;
+        for k in Self::keys(&u) {
+            if let Some(n) = self.folded.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.folded.remove(&k);
+                }
+            }
+        }
+        Some(u)
+    }
+
+    /// Whether a user holds this user name (`name`) or email, compared without case.
+    pub fn holds(&mut self, kind: char, value: &str) -> bool {
+        self.ensure_index();
+        self.folded
+            .contains_key(&format!("{kind}:{}", value.to_lowercase()))
+    }
+
+    fn ensure_index(&mut self) {
+        if self.folded.is_empty() && !self.users.is_empty() {
+            for u in self.users.values() {
+                for k in Self::keys(u) {
+                    *self.folded.entry(k).or_default() += 1;
+                }
+            }
+        }
+    }
 }
 
 /// An Identity Center instance.
@@ -809,6 +863,7 @@ impl World {
                 users: BTreeMap::new(),
                 groups: BTreeMap::new(),
                 memberships: BTreeMap::new(),
+                folded: Default::default(),
             });
         for app in &s.applications {
             if self.applications.contains_key(&app.arn) {
@@ -878,19 +933,16 @@ impl World {
         let emails = email
             .map(|e| vec![json!({"Value": e, "Type": "work", "Primary": true})])
             .unwrap_or_default();
-        store.users.insert(
-            id.clone(),
-            IdsUser {
-                user_id: id.clone(),
-                user_name: user_name.to_string(),
-                display_name: display_name.to_string(),
-                name: json!({"GivenName": given, "FamilyName": family}),
-                emails,
-                attributes: serde_json::Map::new(),
-                created_at: 1_700_000_000.0,
-                created_ms: None,
-            },
-        );
+        store.insert_user(IdsUser {
+            user_id: id.clone(),
+            user_name: user_name.to_string(),
+            display_name: display_name.to_string(),
+            name: json!({"GivenName": given, "FamilyName": family}),
+            emails,
+            attributes: serde_json::Map::new(),
+            created_at: 1_700_000_000.0,
+            created_ms: None,
+        });
         Ok(id)
     }
 
