@@ -30,6 +30,24 @@ fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
     )
 }
 
+/// A user as DescribeUser and ListUsers both give it: its names and emails, the primary one
+/// apart.
+fn identity_user(id: &str, user_name: Option<&str>, emails: &[it::Email]) -> IdentityUser {
+    IdentityUser {
+        id: id.to_string(),
+        user_name: user_name.unwrap_or_default().to_string(),
+        primary_email: (emails.iter())
+            .find(|e| e.primary())
+            .and_then(|e| e.value())
+            .map(str::to_string),
+        emails: emails
+            .iter()
+            .filter_map(|e| e.value())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
 impl SdkIdentityStore {
     async fn get_user_id(&self, store: &str, path: &str, value: &str) -> Result<Option<String>> {
         not_found_to_none(
@@ -70,22 +88,7 @@ impl IdentityStoreApi for SdkIdentityStore {
                     .user_id(user_id),
                 no_reason
             )
-            .map(|o| IdentityUser {
-                id: o.user_id().to_string(),
-                user_name: o.user_name().unwrap_or_default().to_string(),
-                primary_email: o
-                    .emails()
-                    .iter()
-                    .find(|e| e.primary())
-                    .and_then(|e| e.value())
-                    .map(str::to_string),
-                emails: o
-                    .emails()
-                    .iter()
-                    .filter_map(|e| e.value())
-                    .map(str::to_string)
-                    .collect(),
-            }),
+            .map(|o| identity_user(o.user_id(), o.user_name(), o.emails())),
         )
     }
 
@@ -177,24 +180,10 @@ impl IdentityStoreApi for SdkIdentityStore {
                     .set_next_token(token.take()),
                 no_reason
             )?;
-            out.extend(page.users().iter().map(|u| {
-                IdentityUser {
-                    id: u.user_id().to_string(),
-                    user_name: u.user_name().unwrap_or_default().to_string(),
-                    primary_email: u
-                        .emails()
-                        .iter()
-                        .find(|e| e.primary())
-                        .and_then(|e| e.value())
-                        .map(str::to_string),
-                    emails: u
-                        .emails()
-                        .iter()
-                        .filter_map(|e| e.value())
-                        .map(str::to_string)
-                        .collect(),
-                }
-            }));
+            out.extend(
+                (page.users().iter())
+                    .map(|u| identity_user(u.user_id(), u.user_name(), u.emails())),
+            );
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),

@@ -15,7 +15,7 @@ use super::clock::{Clock, SystemClock};
 use super::definition::{Step, Workflow};
 use super::hooks::{CrashPoint, ProgressFn};
 use super::journal::{Journal, JournalError, StepUpdate};
-use super::state::{AgentState, StepState};
+use super::state::{AgentState, OnFailure, StepState};
 
 /// Options of one engine pass.
 #[derive(Clone)]
@@ -144,6 +144,10 @@ pub(super) struct Driver<'a, S> {
     pub(super) subject: S,
     pub(super) secrets: &'a Secrets,
     pub(super) steps: Vec<StepRt>,
+    /// The agent's state when the lease was taken (what the pass starts from).
+    pub(super) state_at_start: AgentState,
+    /// What to do on a permanent failure (fixed when the agent was created).
+    pub(super) on_failure: OnFailure,
     pub(super) lost: Arc<AtomicBool>,
     pub(super) renewer: tokio::task::JoinHandle<()>,
 }
@@ -421,6 +425,8 @@ where
             subject,
             secrets,
             steps,
+            state_at_start: row.state,
+            on_failure: row.on_failure,
             lost,
             renewer,
         })

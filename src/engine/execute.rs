@@ -195,7 +195,7 @@ where
     }
 
     pub(super) async fn forward(&mut self) -> Result<AgentOutcome, Error> {
-        let state = self.journal().agent(&self.run, &self.agent).await?.state;
+        let state = self.state_at_start;
         match state {
             AgentState::Done
             | AgentState::RolledBack
@@ -498,11 +498,7 @@ where
                 })
             }
             Stop::Permanent(msg) => {
-                let on_failure = self
-                    .journal()
-                    .agent(&self.run, &self.agent)
-                    .await?
-                    .on_failure;
+                let on_failure = self.on_failure;
                 let holds_anything = self.steps.iter().any(|rt| rt.owned || rt.unresolved);
                 if on_failure == OnFailure::Keep || !holds_anything {
                     self.set_agent(AgentState::Failed, Some(&msg)).await?;
