@@ -548,3 +548,20 @@ async fn a_rerun_retries_a_kept_failure_in_its_own_run_so_what_it_created_stays_
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone("ana@example.com");
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_from_the_same_bulk_reads_as_the_run() {
+    let env = Env::new().await;
+    let file = agents_csv(&env, "plan.csv", 21);
+    let out = env.run(&["batch", &file, "--dry-run", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["counts"]["planned"], 21);
+    assert_eq!(env.calls("identitystore:ListUsers"), 1, "listed once");
+    assert_eq!(env.calls("connect:SearchUsers"), 0, "no per-agent lookup");
+    assert_eq!(
+        env.calls("identitystore:GetUserId"),
+        0,
+        "no per-agent lookup"
+    );
+    assert_eq!(writes(&env), 0);
+}
