@@ -14,7 +14,7 @@ use super::action::{Found, Outputs, Registry, Secrets, StepContext};
 use super::clock::{Clock, SystemClock};
 use super::definition::{Step, Workflow};
 use super::hooks::{CrashPoint, ProgressFn};
-use super::journal::{Journal, JournalError, StepUpdate};
+use super::journal::{Change, Journal, JournalError, StepUpdate};
 use super::state::{AgentState, OnFailure, StepState};
 
 /// Options of one engine pass.
@@ -150,6 +150,8 @@ pub(super) struct Driver<'a, S> {
     pub(super) on_failure: OnFailure,
     pub(super) lost: Arc<AtomicBool>,
     pub(super) renewer: tokio::task::JoinHandle<()>,
+    /// Checkpoints that precede no write, committed with the next durable record.
+    pub(super) deferred: Vec<Change>,
 }
 
 pub(super) enum Stop {
@@ -246,8 +248,10 @@ where
     ) -> Result<AgentOutcome, Error> {
         let mut d = self.driver(run, agent, secrets).await?;
         let res = d.forward().await;
-        d.finish().await;
-        res
+        let finished = d.finish().await;
+        let outcome = res?;
+        finished?;
+        Ok(outcome)
     }
 
     /// Tries a failed or rolled-back agent again in its run, after its cause was fixed:
@@ -314,8 +318,10 @@ where
     ) -> Result<AgentOutcome, Error> {
         let mut d = self.driver(run, agent, secrets).await?;
         let res = d.compensate(None).await;
-        d.finish().await;
-        res
+        let finished = d.finish().await;
+        let outcome = res?;
+        finished?;
+        Ok(outcome)
     }
 
     /// Marks an agent released: its leftovers are kept and no longer owned by the run.
@@ -429,6 +435,7 @@ where
             on_failure: row.on_failure,
             lost,
             renewer,
+            deferred: Vec::new(),
         })
     }
 }

@@ -11,7 +11,7 @@ use super::action::{ErrorKind, Found, Outputs, StepContext, StepError};
 use super::definition::Workflow;
 use super::driver::{bind, fmt_outputs, AgentOutcome, Driver, Error, Lookup, Stop};
 use super::hooks::{CrashPoint, Progress};
-use super::journal::{Journal, JournalError, StepUpdate};
+use super::journal::{Change, Journal, JournalError, StepUpdate};
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, OnFailure, StepState};
 
@@ -47,6 +47,20 @@ where
         }
     }
 
+    /// The `after_checkpoint` crash point: makes the step's deferred result durable first,
+    /// so the test sees a process that died after the checkpoint.
+    async fn crash_after_checkpoint(&mut self, step: &str) -> Result<(), Error> {
+        if matches!(&self.engine.opts.crash_at, Some((CrashPoint::AfterCheckpoint, s)) if s == step)
+        {
+            let changes = std::mem::take(&mut self.deferred);
+            self.journal()
+                .apply(&self.run, &self.agent, &self.token, changes)
+                .await?;
+            std::process::abort();
+        }
+        Ok(())
+    }
+
     pub(super) fn fenced(&self) -> Result<(), Error> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(JournalError::LeaseLost {
@@ -58,18 +72,53 @@ where
         Ok(())
     }
 
+    /// Records `up` durably, together with every change deferred since the last durable
+    /// record (one journal job): a write-ahead record, or a stop.
     pub(super) async fn update(
         &mut self,
         idx: usize,
         up: StepUpdate,
-        kind: &str,
+        kind: &'static str,
     ) -> Result<(), Error> {
         self.fenced()?;
-        let step_id = self.wf().steps[idx].id.clone();
-        tracing::debug!(run = %self.run, agent = %self.agent, step = %step_id, kind, state = ?up.state, "checkpoint");
+        let step = self.wf().steps[idx].id.clone();
+        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind, state = ?up.state, "checkpoint");
+        let mut changes = std::mem::take(&mut self.deferred);
+        changes.push(Change::Step {
+            step,
+            update: up.clone(),
+            kind,
+        });
         self.journal()
-            .update_step(&self.run, &self.agent, &self.token, &step_id, &up, kind)
+            .apply(&self.run, &self.agent, &self.token, changes)
             .await?;
+        self.remember(idx, &up);
+        Ok(())
+    }
+
+    /// Records `up` in memory and defers its checkpoint to the next durable record. Only for
+    /// what precedes no write (a result, an adoption): if the process dies before the next
+    /// record, the step is looked up again, and a resource found where an intent was
+    /// recorded is still known to be ours. Saves a commit per step.
+    pub(super) fn defer(
+        &mut self,
+        idx: usize,
+        up: StepUpdate,
+        kind: &'static str,
+    ) -> Result<(), Error> {
+        self.fenced()?;
+        let step = self.wf().steps[idx].id.clone();
+        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind, state = ?up.state, "checkpoint deferred");
+        self.remember(idx, &up);
+        self.deferred.push(Change::Step {
+            step,
+            update: up,
+            kind,
+        });
+        Ok(())
+    }
+
+    fn remember(&mut self, idx: usize, up: &StepUpdate) {
         let rt = &mut self.steps[idx];
         if let Some(s) = up.state {
             rt.state = s;
@@ -80,33 +129,59 @@ where
         if let Some(u) = up.unresolved {
             rt.unresolved = u;
         }
-        if let Some(o) = up.outputs {
-            rt.outputs = o;
+        if let Some(o) = &up.outputs {
+            rt.outputs = o.clone();
         }
         if let Some(t) = up.mark_write {
             rt.last_write_ms = Some(t);
         }
-        Ok(())
     }
 
+    /// Sets the agent's state durably, with the deferred changes.
     pub(super) async fn set_agent(
-        &self,
+        &mut self,
         state: AgentState,
         err: Option<&str>,
     ) -> Result<(), Error> {
         self.fenced()?;
+        let mut changes = std::mem::take(&mut self.deferred);
+        changes.push(Change::Agent {
+            state,
+            last_error: err.map(str::to_string),
+        });
         self.journal()
-            .set_agent_state(&self.run, &self.agent, &self.token, state, err)
+            .apply(&self.run, &self.agent, &self.token, changes)
             .await?;
         Ok(())
     }
 
-    pub(super) async fn finish(&mut self) {
+    /// Sets the agent's state at the next durable record ([`Driver::finish`] at the latest).
+    pub(super) fn defer_agent(&mut self, state: AgentState) -> Result<(), Error> {
+        self.fenced()?;
+        self.deferred.push(Change::Agent {
+            state,
+            last_error: None,
+        });
+        Ok(())
+    }
+
+    /// Ends the pass: stops the lease renewal, then commits the deferred changes and the
+    /// lease's release as one change. An error only if deferred changes could not be kept
+    /// (the outcome they describe is then not durable); a failed release alone is harmless,
+    /// the lease expires.
+    pub(super) async fn finish(&mut self) -> Result<(), Error> {
         self.renewer.abort();
-        let _ = self
+        let mut changes = std::mem::take(&mut self.deferred);
+        let pending = !changes.is_empty();
+        changes.push(Change::ReleaseLease);
+        let r = self
             .journal()
-            .release_lease(&self.run, &self.agent, &self.token)
+            .apply(&self.run, &self.agent, &self.token, changes)
             .await;
+        match r {
+            Err(e) if pending => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn known(&self) -> BTreeMap<String, Outputs> {
@@ -156,7 +231,7 @@ where
         } else {
             StepState::Adopted
         };
-        self.update(
+        self.defer(
             idx,
             StepUpdate {
                 state: Some(state),
@@ -171,8 +246,7 @@ where
             } else {
                 "step_adopted"
             },
-        )
-        .await?;
+        )?;
         self.progress(&step_id, if ours { "exists" } else { "adopted" }, detail);
         Ok(())
     }
@@ -212,7 +286,7 @@ where
             }
             _ => {}
         }
-        self.set_agent(AgentState::Running, None).await?;
+        self.defer_agent(AgentState::Running)?;
 
         // Plan: look up every not-yet-started step whose inputs are known, before any write.
         let mut planned: Vec<Option<Lookup>> = (0..self.steps.len()).map(|_| None).collect();
@@ -243,7 +317,8 @@ where
                 return self.stop(stop).await;
             }
         }
-        self.set_agent(AgentState::Done, None).await?;
+        // Durable with the lease's release, in `finish`.
+        self.defer_agent(AgentState::Done)?;
         Ok(AgentOutcome {
             state: AgentState::Done,
             error: None,
@@ -385,7 +460,7 @@ where
             match result {
                 Ok(outputs) => {
                     let detail = fmt_outputs(&outputs);
-                    self.update(
+                    self.defer(
                         idx,
                         StepUpdate {
                             state: Some(StepState::Done),
@@ -396,9 +471,8 @@ where
                             ..Default::default()
                         },
                         "step_done",
-                    )
-                    .await?;
-                    self.crash(CrashPoint::AfterCheckpoint, &step.id);
+                    )?;
+                    self.crash_after_checkpoint(&step.id).await?;
                     self.progress(&step.id, "created", detail);
                     return Ok(Ok(()));
                 }

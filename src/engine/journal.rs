@@ -78,6 +78,29 @@ pub struct StepUpdate {
     pub last_error: Option<Option<String>>,
 }
 
+/// One change of a [`Journal::apply`] batch.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// [`Journal::update_step`].
+    Step {
+        /// Step id.
+        step: String,
+        /// The update.
+        update: StepUpdate,
+        /// Journal event kind.
+        kind: &'static str,
+    },
+    /// [`Journal::set_agent_state`].
+    Agent {
+        /// New state.
+        state: AgentState,
+        /// Last error.
+        last_error: Option<String>,
+    },
+    /// [`Journal::release_lease`] (last of a batch: the changes before it still need it).
+    ReleaseLease,
+}
+
 /// Why the journal refused or failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JournalError {
@@ -161,6 +184,16 @@ pub trait Journal: Send + Sync {
         agent: &str,
         token: &str,
         subject: &serde_json::Value,
+    ) -> Result<(), JournalError>;
+    /// Applies `changes` to one agent under the lease, in order and all-or-nothing, as one
+    /// durable change: what the engine learnt since its last write-ahead record, together
+    /// with the next one (or with the end of the agent's pass).
+    async fn apply(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        changes: Vec<Change>,
     ) -> Result<(), JournalError>;
     /// One agent.
     async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;

@@ -13,7 +13,7 @@ use super::sqlite::{
     tx_update_step,
 };
 use super::{Result, Store};
-use crate::engine::journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
+use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
 use crate::engine::AgentState;
 
 /// The engine's journal over the state file. Every change goes through the group
@@ -95,6 +95,31 @@ impl Journal for Store {
         let subject = subject.clone();
         self.submit(move |c| tx_set_subject(c, &run, &agent, &token, &subject))
             .await
+    }
+    async fn apply(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        changes: Vec<Change>,
+    ) -> std::result::Result<(), JournalError> {
+        let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
+        // One job, so one savepoint: the batch commits whole or not at all.
+        self.submit(move |c| {
+            for change in &changes {
+                match change {
+                    Change::Step { step, update, kind } => {
+                        tx_update_step(c, &run, &agent, &token, step, update, kind)?
+                    }
+                    Change::Agent { state, last_error } => {
+                        tx_set_agent_state(c, &run, &agent, &token, *state, last_error.as_deref())?
+                    }
+                    Change::ReleaseLease => tx_release_lease(c, &run, &agent, &token)?,
+                }
+            }
+            Ok(())
+        })
+        .await
     }
     async fn agent(&self, run: &str, agent: &str) -> std::result::Result<AgentRow, JournalError> {
         Ok(Store::agent(self, run, agent)?)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::{fmt_ms, now_ms, now_rfc3339};
-use crate::engine::journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
+use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentState, OnFailure, StepState};
 
 #[derive(Debug)]
@@ -107,6 +107,45 @@ impl MemoryJournal {
     }
 }
 
+impl Entry {
+    /// Applies `up` to step `step`; false if the agent has no such step.
+    fn update_step(&mut self, step: &str, up: &StepUpdate) -> bool {
+        let Some(s) = self.steps.iter_mut().find(|s| s.step_id == step) else {
+            return false;
+        };
+        if let Some(v) = up.state {
+            s.state = v;
+        }
+        if let Some(v) = up.owned {
+            s.owned = v;
+        }
+        if let Some(v) = up.unresolved {
+            s.unresolved = v;
+        }
+        if let Some(v) = &up.outputs {
+            s.outputs = v.clone();
+        }
+        if up.bump_attempts {
+            s.attempts += 1;
+        }
+        if let Some(at) = up.mark_write {
+            s.first_write_ms.get_or_insert(at);
+            s.last_write_ms = Some(at);
+        }
+        if let Some(v) = &up.last_error {
+            s.last_error = v.clone();
+        }
+        s.updated_at = now_rfc3339();
+        true
+    }
+
+    fn set_state(&mut self, state: AgentState, last_error: Option<&str>) {
+        self.row.state = state;
+        self.row.last_error = last_error.map(str::to_string);
+        self.row.updated_at = now_rfc3339();
+    }
+}
+
 /// The journal operations, synchronous (the [`Journal`] impl below awaits nothing).
 impl MemoryJournal {
     /// See [`Journal`].
@@ -170,41 +209,48 @@ impl MemoryJournal {
         up: &StepUpdate,
         _kind: &str,
     ) -> Result<(), JournalError> {
-        let found = self.fenced(run, agent, token, |e| {
-            let Some(s) = e.steps.iter_mut().find(|s| s.step_id == step) else {
-                return false;
-            };
-            if let Some(v) = up.state {
-                s.state = v;
-            }
-            if let Some(v) = up.owned {
-                s.owned = v;
-            }
-            if let Some(v) = up.unresolved {
-                s.unresolved = v;
-            }
-            if let Some(v) = &up.outputs {
-                s.outputs = v.clone();
-            }
-            if up.bump_attempts {
-                s.attempts += 1;
-            }
-            if let Some(at) = up.mark_write {
-                s.first_write_ms.get_or_insert(at);
-                s.last_write_ms = Some(at);
-            }
-            if let Some(v) = &up.last_error {
-                s.last_error = v.clone();
-            }
-            s.updated_at = now_rfc3339();
-            true
-        })?;
+        let found = self.fenced(run, agent, token, |e| e.update_step(step, up))?;
         if !found {
             return Err(JournalError::NotFound(format!(
                 "step {step} of agent {agent} in run {run}"
             )));
         }
         Ok(())
+    }
+
+    /// See [`Journal`]: checks every step exists before changing anything (all or nothing).
+    pub fn apply(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        changes: &[Change],
+    ) -> Result<(), JournalError> {
+        self.fenced(run, agent, token, |e| {
+            let missing = changes.iter().find_map(|c| match c {
+                Change::Step { step, .. } if !e.steps.iter().any(|s| &s.step_id == step) => {
+                    Some(step.clone())
+                }
+                _ => None,
+            });
+            if let Some(step) = missing {
+                return Err(JournalError::NotFound(format!(
+                    "step {step} of agent {agent} in run {run}"
+                )));
+            }
+            for c in changes {
+                match c {
+                    Change::Step { step, update, .. } => {
+                        e.update_step(step, update);
+                    }
+                    Change::Agent { state, last_error } => {
+                        e.set_state(*state, last_error.as_deref())
+                    }
+                    Change::ReleaseLease => e.lease = None,
+                }
+            }
+            Ok(())
+        })?
     }
 
     /// See [`Journal`].
@@ -216,11 +262,7 @@ impl MemoryJournal {
         state: AgentState,
         last_error: Option<&str>,
     ) -> Result<(), JournalError> {
-        self.fenced(run, agent, token, |e| {
-            e.row.state = state;
-            e.row.last_error = last_error.map(str::to_string);
-            e.row.updated_at = now_rfc3339();
-        })
+        self.fenced(run, agent, token, |e| e.set_state(state, last_error))
     }
 
     /// See [`Journal`].
@@ -303,6 +345,15 @@ impl Journal for MemoryJournal {
         subject: &serde_json::Value,
     ) -> Result<(), JournalError> {
         MemoryJournal::set_subject(self, run, agent, token, subject)
+    }
+    async fn apply(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        changes: Vec<Change>,
+    ) -> Result<(), JournalError> {
+        MemoryJournal::apply(self, run, agent, token, &changes)
     }
     async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
         MemoryJournal::agent(self, run, agent)
