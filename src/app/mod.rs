@@ -8,10 +8,14 @@
 //! identity store and application the run started with, whatever the config says now.//!
 //! The parts: this file (errors, the loaded context, engine wiring), `env` (every
 //! environment knob, read in one place), `onboard`, `batch`, `runs` (resume, rollback,
-//! release) and `status`, one file per operation. Nothing here prints or decides an exit code.
+//! release), `status`, and the read-only diagnoses `doctor`, `drift`, `iam_policy`, one file
+//! per operation. Nothing here prints or decides an exit code.
 
 mod batch;
+mod doctor;
+mod drift;
 pub mod env;
+mod iam_policy;
 mod migrate;
 mod onboard;
 mod runs;
@@ -20,7 +24,10 @@ mod status;
 pub use batch::{
     batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
+pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
+pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan};
 pub use env::PASSWORD_ENV;
+pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, retry, rollback, RunsReport};

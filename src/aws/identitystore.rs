@@ -32,8 +32,20 @@ fn unique(path: &str, value: &str) -> it::AlternateIdentifier {
 
 /// A user as DescribeUser and ListUsers both give it: its names and emails, the primary one
 /// apart.
-fn identity_user(id: &str, user_name: Option<&str>, emails: &[it::Email]) -> IdentityUser {
+fn identity_user(
+    id: &str,
+    user_name: Option<&str>,
+    name: Option<&it::Name>,
+    emails: &[it::Email],
+) -> IdentityUser {
     IdentityUser {
+        primary_emails: emails.iter().filter(|e| e.primary()).count(),
+        given_name: (name.and_then(|n| n.given_name()))
+            .unwrap_or_default()
+            .to_string(),
+        family_name: (name.and_then(|n| n.family_name()))
+            .unwrap_or_default()
+            .to_string(),
         id: id.to_string(),
         user_name: user_name.unwrap_or_default().to_string(),
         primary_email: (emails.iter())
@@ -88,7 +100,7 @@ impl IdentityStoreApi for SdkIdentityStore {
                     .user_id(user_id),
                 no_reason
             )
-            .map(|o| identity_user(o.user_id(), o.user_name(), o.emails())),
+            .map(|o| identity_user(o.user_id(), o.user_name(), o.name(), o.emails())),
         )
     }
 
@@ -182,7 +194,7 @@ impl IdentityStoreApi for SdkIdentityStore {
             )?;
             out.extend(
                 (page.users().iter())
-                    .map(|u| identity_user(u.user_id(), u.user_name(), u.emails())),
+                    .map(|u| identity_user(u.user_id(), u.user_name(), u.name(), u.emails())),
             );
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),

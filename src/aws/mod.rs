@@ -154,6 +154,12 @@ pub struct IdentityUser {
     pub primary_email: Option<String>,
     /// Every email value.
     pub emails: Vec<String>,
+    /// How many emails are flagged primary (SAML's `${user:email}` needs exactly one).
+    pub primary_emails: usize,
+    /// Name.GivenName.
+    pub given_name: String,
+    /// Name.FamilyName.
+    pub family_name: String,
 }
 
 /// An Identity Store user to create.
@@ -265,4 +271,8 @@ pub trait SsoAdminApi: Send + Sync {
     async fn assign(&self, app: &str, kind: Principal, id: &str) -> Result<()>;
     /// DeleteApplicationAssignment.
     async fn unassign(&self, app: &str, kind: Principal, id: &str) -> Result<()>;
+    /// ListApplicationAssignments, every page: the application's direct assignments.
+    async fn assignments(&self, app: &str) -> Result<Vec<(Principal, String)>> {
+        Err(AwsError::unsupported("sso:ListApplicationAssignments", app))
+    }
 }

@@ -107,4 +107,34 @@ impl SsoAdminApi for SdkSsoAdmin {
         )?;
         Ok(())
     }
+
+    async fn assignments(&self, app: &str) -> Result<Vec<(Principal, String)>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = send_once!(
+                ssoadmin,
+                self.1,
+                "sso:ListApplicationAssignments",
+                self.0
+                    .list_application_assignments()
+                    .application_arn(app)
+                    .max_results(100)
+                    .set_next_token(token.take()),
+                no_reason
+            )?;
+            out.extend(page.application_assignments().iter().filter_map(|a| {
+                let kind = match a.principal_type() {
+                    st::PrincipalType::User => Principal::User,
+                    st::PrincipalType::Group => Principal::Group,
+                    _ => return None,
+                };
+                Some((kind, a.principal_id().to_string()))
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
 }

@@ -129,6 +129,38 @@ pub(crate) enum Command {
     },
     /// Run the main job locally: start the sandbox in-process and onboard two sample agents.
     Demo,
+    /// Why can this agent not sign in? Read-only checks of Connect, Identity Center and
+    /// connect-onboard's state, each with its evidence and fix.
+    Doctor {
+        /// The agent's email or Connect username.
+        #[arg(value_name = "EMAIL_OR_USERNAME")]
+        who: String,
+    },
+    /// Classify every agent of both sides (read-only); `--fix-plan DIR` writes the files
+    /// the fixes need, for review.
+    Drift {
+        /// Write migrate-usernames.txt, batch.csv and offboard.csv here.
+        #[arg(long, value_name = "DIR")]
+        fix_plan: Option<PathBuf>,
+    },
+    /// Print the least-privilege IAM policy (JSON) for the configured target.
+    IamPolicy {
+        /// Which command's permissions.
+        #[arg(long = "for", value_enum, default_value = "all")]
+        for_: PolicyArg,
+    },
+}
+
+/// `iam-policy --for`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum PolicyArg {
+    Onboard,
+    Batch,
+    Migrate,
+    Offboard,
+    Doctor,
+    Drift,
+    All,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,9 @@
 //! | 1 | some agent failed, was rolled back, is in conflict, interrupted or skipped; a passing AWS failure before any write; an unknown run |
 //! | 2 | usage, configuration, workflow or validation error, before any write |
 //! | 3 | a compensation failed: an agent needs attention |
+//!
+//! `doctor`: 0 every check ok, 1 a problem or a check that could not be made; `drift`: 0
+//! every agent complete, 1 otherwise; both 2 for usage/config errors.
 
 use crate::app::{self, RunStatus};
 use crate::engine::{AgentState, PlanDecision, PlannedStep};
@@ -79,6 +82,28 @@ pub fn for_batch(r: &app::BatchReport) -> u8 {
         && r.counts
             .keys()
             .all(|o| matches!(o.as_str(), "done" | "released" | "already_done" | "planned"))
+    {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}
+
+/// `doctor`: 0 when every check passed, 1 when a problem was found or a check could not be
+/// made.
+pub fn for_doctor(r: &app::DoctorReport) -> u8 {
+    if r.ok {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}
+
+/// `drift`: 0 when every agent is complete, 1 when one drifted.
+pub fn for_drift(r: &app::DriftReport) -> u8 {
+    if r.agents
+        .iter()
+        .all(|a| a.status == app::DriftStatus::Complete)
     {
         OK
     } else {

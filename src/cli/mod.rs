@@ -16,7 +16,9 @@ use crate::config;
 use crate::engine::{OnFailure, Secrets};
 
 pub use args::Cli;
-use args::{BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg, RunArgs};
+use args::{
+    BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg, PolicyArg, RunArgs,
+};
 use output::{print_plan, print_runs, progress_printer};
 
 /// Runs the CLI; returns the process exit code.
@@ -225,6 +227,27 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::Sandbox { port, seed, faults } => dev::sandbox(port, seed, faults, json).await,
         Command::Demo => dev::demo(g).await,
+        Command::Doctor { who } => {
+            let ctx = Context::load(&globals(g))?;
+            let report = app::doctor(&ctx, &who).await?;
+            output::print_doctor(&report, json);
+            Ok(exit::for_doctor(&report))
+        }
+        Command::Drift { fix_plan } => {
+            let ctx = Context::load(&globals(g))?;
+            let report = app::drift(&ctx).await?;
+            if let Some(dir) = &fix_plan {
+                output::write_fix_plan(dir, &report.plan()).map_err(app::Error::Input)?;
+            }
+            output::print_drift(&report, fix_plan.as_deref(), json);
+            Ok(exit::for_drift(&report))
+        }
+        Command::IamPolicy { for_ } => {
+            let ctx = Context::load(&globals(g))?;
+            let policy = app::iam_policy(ctx.config()?, policy_for(for_));
+            output::print_policy(&policy);
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -309,6 +332,18 @@ impl app::Sink for Outputs {
             n.add(a);
         }
         self.meter.tick(a);
+    }
+}
+
+fn policy_for(a: PolicyArg) -> app::PolicyFor {
+    match a {
+        PolicyArg::Onboard => app::PolicyFor::Onboard,
+        PolicyArg::Batch => app::PolicyFor::Batch,
+        PolicyArg::Migrate => app::PolicyFor::Migrate,
+        PolicyArg::Offboard => app::PolicyFor::Offboard,
+        PolicyArg::Doctor => app::PolicyFor::Doctor,
+        PolicyArg::Drift => app::PolicyFor::Drift,
+        PolicyArg::All => app::PolicyFor::All,
     }
 }
 

@@ -413,3 +413,120 @@ impl Meter {
         }
     }
 }
+
+/// `doctor`: one line per check (status, id, evidence, fix), or the report as JSON.
+pub(crate) fn print_doctor(r: &app::DoctorReport, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::json!(r));
+        return;
+    }
+    let _ = writeln!(out, "doctor {}", r.agent);
+    for c in &r.checks {
+        let mark = match c.status {
+            app::CheckStatus::Ok => "ok",
+            app::CheckStatus::Problem => "PROBLEM",
+            app::CheckStatus::Unknown => "unknown",
+        };
+        let _ = writeln!(out, "  [{mark}] {}: {}", c.id, c.detail);
+        if let Some(f) = &c.fix {
+            let _ = writeln!(out, "      fix: {f}");
+        }
+    }
+    let problems = (r.checks.iter())
+        .filter(|c| c.status != app::CheckStatus::Ok)
+        .count();
+    let _ = if problems == 0 {
+        writeln!(out, "all {} checks passed", r.checks.len())
+    } else {
+        writeln!(out, "{problems} of {} checks did not pass", r.checks.len())
+    };
+}
+
+/// `drift`: counts, then one line per agent that is not complete, with its fix; or JSON.
+pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::json!(r));
+        return;
+    }
+    let counts: Vec<String> = (r.counts.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "agents: {} ({})",
+        r.agents.len(),
+        if counts.is_empty() {
+            "none".into()
+        } else {
+            counts.join(", ")
+        }
+    );
+    for a in r
+        .agents
+        .iter()
+        .filter(|a| a.status != app::DriftStatus::Complete)
+    {
+        let who = match (&a.connect_username, &a.identity_user_name) {
+            (Some(c), _) => c.clone(),
+            (None, Some(i)) => format!("{i} (Identity Center)"),
+            (None, None) => "?".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {who}: {}",
+            a.status.as_str(),
+            a.fix.as_deref().unwrap_or_default()
+        );
+    }
+    if let Some(dir) = plan {
+        let _ = writeln!(
+            out,
+            "fix plan in {}: review, then run offboard --file offboard.csv, batch batch.csv, migrate --usernames migrate-usernames.txt",
+            dir.display()
+        );
+    }
+}
+
+/// Writes the fix plan's files into `dir`: `migrate-usernames.txt` (one Connect username
+/// per line, exact, as `migrate --usernames` reads it), `batch.csv` (native CSV:
+/// email,first_name,last_name) and `offboard.csv` (email: the Connect username to remove).
+pub(crate) fn write_fix_plan(dir: &std::path::Path, plan: &app::FixPlan) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("writing the fix plan in {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    let mut usernames = String::from(
+        "# Connect usernames for: connect-onboard migrate --usernames migrate-usernames.txt\n",
+    );
+    for u in &plan.migrate_usernames {
+        usernames.push_str(u);
+        usernames.push('\n');
+    }
+    std::fs::write(dir.join("migrate-usernames.txt"), usernames).map_err(|e| err(&e))?;
+    let mut batch = csv::Writer::from_path(dir.join("batch.csv")).map_err(|e| err(&e))?;
+    batch
+        .write_record(["email", "first_name", "last_name"])
+        .map_err(|e| err(&e))?;
+    for (email, first, last) in &plan.batch {
+        batch
+            .write_record([email, first, last])
+            .map_err(|e| err(&e))?;
+    }
+    batch.flush().map_err(|e| err(&e))?;
+    let mut off = csv::Writer::from_path(dir.join("offboard.csv")).map_err(|e| err(&e))?;
+    off.write_record(["email"]).map_err(|e| err(&e))?;
+    for login in &plan.offboard {
+        off.write_record([login]).map_err(|e| err(&e))?;
+    }
+    off.flush().map_err(|e| err(&e))
+}
+
+/// `iam-policy`: the policy document, pretty-printed (it is JSON with or without `--json`).
+pub(crate) fn print_policy(policy: &serde_json::Value) {
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(policy).unwrap_or_default()
+    );
+}

@@ -160,6 +160,20 @@ pub struct IdentityCenterConfig {
     /// delegated-administrator account, Connect in a member account).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Which user attribute the Amazon Connect application's SAML mapping sends as the
+    /// RoleSessionName (which must equal the Connect username exactly); default `email`.
+    pub role_session_name: RoleSessionName,
+}
+
+/// The user attribute the identity provider sends as the SAML RoleSessionName.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleSessionName {
+    /// `${user:email}`: the primary email.
+    #[default]
+    Email,
+    /// `${user:subject}` / the user name.
+    UserName,
 }
 
 impl Default for IdentityCenterConfig {
@@ -173,6 +187,7 @@ impl Default for IdentityCenterConfig {
             assignment: AssignmentMode::Group,
             portal_url: None,
             profile: None,
+            role_session_name: RoleSessionName::Email,
         }
     }
 }
@@ -263,6 +278,10 @@ assignment = "group"
 # when Identity Center is administered from another account than the Connect
 # instance's (the management or delegated-administrator account).
 # profile = "identity-center-admin"
+# Which attribute the Amazon Connect application's SAML mapping sends as the
+# RoleSessionName (it must equal the Connect username exactly): "email"
+# (${user:email}, the primary email) or "user_name". Used by doctor and drift.
+# role_session_name = "email"
 
 [defaults]
 # Used for every agent unless the agent row/flags say otherwise.

@@ -128,6 +128,16 @@ impl Snapshot {
         }
     }
 
+    /// Every Connect user listed (drift reads the whole directory).
+    pub fn connect_users(&self) -> impl Iterator<Item = &ConnectUser> {
+        self.connect_users.values()
+    }
+
+    /// Every Identity Store user listed.
+    pub fn identity_users(&self) -> impl Iterator<Item = &IdentityUser> {
+        self.ids_users.values()
+    }
+
     /// The Connect user with exactly this username, as listed.
     pub fn connect_user(&self, username: &str) -> Option<&ConnectUser> {
         self.connect_users.get(username)
@@ -213,6 +223,7 @@ mod tests {
             user_name: "Ana.Silva@Example.com".into(),
             primary_email: Some("Ana.Silva@Example.com".into()),
             emails: vec!["Ana.Silva@Example.com".into()],
+            ..Default::default()
         };
         s.ids_by_name
             .insert(u.user_name.to_lowercase(), u.id.clone());

@@ -26,6 +26,7 @@ impl IdentityStoreApi for Lagging {
             user_name: "ana@example.com".into(),
             primary_email: Some("ana@example.com".into()),
             emails: vec!["ana@example.com".into()],
+            ..Default::default()
         }))
     }
     async fn create_user(&self, _: &str, _: &NewIdentityUser<'_>) -> crate::aws::Result<String> {

@@ -100,6 +100,25 @@ pub async fn discover(
     connect: &dyn ConnectApi,
     sso: &dyn SsoAdminApi,
 ) -> Result<(Target, Catalog), Error> {
+    discover_with(cfg, connect, sso, false).await
+}
+
+/// As [`discover`], for a diagnosis (`doctor`, `drift`): a disabled Amazon Connect
+/// application is found and reported by the caller rather than refused here.
+pub async fn discover_for_diagnosis(
+    cfg: &Config,
+    connect: &dyn ConnectApi,
+    sso: &dyn SsoAdminApi,
+) -> Result<(Target, Catalog), Error> {
+    discover_with(cfg, connect, sso, true).await
+}
+
+async fn discover_with(
+    cfg: &Config,
+    connect: &dyn ConnectApi,
+    sso: &dyn SsoAdminApi,
+    disabled_app_ok: bool,
+) -> Result<(Target, Catalog), Error> {
     let instance_id = cfg.connect.instance_id().to_string();
     let inst = match connect.describe_instance(&instance_id).await {
         Ok(i) => i,
@@ -215,7 +234,7 @@ pub async fn discover(
                         a.instance_arn, chosen.arn
                     )))
                 }
-                Some(a) if a.status == "DISABLED" => {
+                Some(a) if a.status == "DISABLED" && !disabled_app_ok => {
                     return Err(Error::Config(format!(
                         "identity_center.application_arn {arn:?}: the application {:?} is disabled; agents could not sign in through it",
                         a.name
@@ -231,7 +250,10 @@ pub async fn discover(
                 .map_err(aws("listing IAM Identity Center applications"))?;
             let connect_apps: Vec<_> = apps
                 .iter()
-                .filter(|a| a.name.to_lowercase().contains("connect") && a.status != "DISABLED")
+                .filter(|a| {
+                    a.name.to_lowercase().contains("connect")
+                        && (disabled_app_ok || a.status != "DISABLED")
+                })
                 .collect();
             match connect_apps.as_slice() {
                 [one] => one.arn.clone(),

@@ -1,0 +1,639 @@
+//! `doctor EMAIL_OR_USERNAME`: why can this agent not sign in? Read-only checks of both
+//! sides and of connect-onboard's own state, each ok / problem / unknown (could not check)
+//! with its evidence and the fix in one line. The causes are those of AWS's SAML
+//! troubleshooting page ("authenticated, but has not been onboarded to this application"):
+//! the Connect username is not exactly the RoleSessionName (usernames are case-sensitive,
+//! even with SAML), the Connect user does not exist, the person has two Identity Center
+//! users, or no primary email for `${user:email}`.
+//!
+//! Zero write calls: only List/Describe/Get reads, and the state file is only read.
+
+use serde::Serialize;
+
+use crate::agent::IdentityMode;
+use crate::aws::{AwsError, ConnectApi, ConnectUser, IdentityStoreApi, IdentityUser, Principal};
+use crate::aws::{SsoAdminApi, SsoApplication};
+use crate::config::{AssignmentMode, RoleSessionName};
+use crate::engine::{AgentState, StepState};
+use crate::target::{self, Catalog, Target};
+
+use super::{Context, Error};
+
+/// What `doctor` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    /// The email or username asked about.
+    pub agent: String,
+    /// Every check passed.
+    pub ok: bool,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Stable id (`connect_user`, `identity_user`, ...).
+    pub id: &'static str,
+    /// Outcome.
+    pub status: CheckStatus,
+    /// The evidence.
+    pub detail: String,
+    /// The fix, when not ok.
+    pub fix: Option<String>,
+}
+
+/// A check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// Passed.
+    Ok,
+    /// A cause of a failed sign-in.
+    Problem,
+    /// Could not be checked (a read failed, or an earlier check left nothing to check).
+    Unknown,
+}
+
+impl Check {
+    fn ok(id: &'static str, detail: String) -> Check {
+        Check {
+            id,
+            status: CheckStatus::Ok,
+            detail,
+            fix: None,
+        }
+    }
+    fn problem(id: &'static str, detail: String, fix: String) -> Check {
+        Check {
+            id,
+            status: CheckStatus::Problem,
+            detail,
+            fix: Some(fix),
+        }
+    }
+    fn unknown(id: &'static str, detail: String, fix: String) -> Check {
+        Check {
+            id,
+            status: CheckStatus::Unknown,
+            detail,
+            fix: Some(fix),
+        }
+    }
+    fn read_failed(id: &'static str, what: &str, e: &AwsError) -> Check {
+        Check::unknown(
+            id,
+            format!("could not read {what}: {e}"),
+            "run doctor again; if it persists, check the IAM permissions (connect-onboard iam-policy --for doctor)".into(),
+        )
+    }
+}
+
+/// Runs `doctor` for `who` (an email or a Connect username, compared as the checks say).
+pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
+    let who = who.trim();
+    if who.is_empty() {
+        return Err(Error::Input(
+            "EMAIL_OR_USERNAME: invalid value \"\": must name the agent (an email or a Connect username)".into(),
+        ));
+    }
+    let config = ctx.config()?;
+    let mut regions = ctx.new_run_regions();
+    let clients = ctx.clients(&mut regions).await;
+    let (target, catalog) =
+        target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
+    let d = Doctor {
+        who,
+        target: &target,
+        catalog: &catalog,
+        connect: &clients.connect,
+        ids: &clients.identity_store,
+        sso: &clients.sso_admin,
+        session: config.identity_center.role_session_name,
+    };
+    let mut checks = Vec::new();
+    d.run(&mut checks).await;
+    checks.push(state_check(ctx, who));
+    Ok(DoctorReport {
+        agent: who.to_string(),
+        ok: checks.iter().all(|c| c.status == CheckStatus::Ok),
+        checks,
+    })
+}
+
+struct Doctor<'a> {
+    who: &'a str,
+    target: &'a Target,
+    catalog: &'a Catalog,
+    connect: &'a dyn ConnectApi,
+    ids: &'a dyn IdentityStoreApi,
+    sso: &'a dyn SsoAdminApi,
+    session: RoleSessionName,
+}
+
+impl Doctor<'_> {
+    async fn run(&self, checks: &mut Vec<Check>) {
+        let t = self.target;
+        checks.push(if t.identity_mode == IdentityMode::Saml {
+            Check::ok(
+                "instance_saml",
+                format!("Connect instance {} uses SAML", t.instance_id),
+            )
+        } else {
+            Check::problem(
+                "instance_saml",
+                format!(
+                    "Connect instance {} uses {} identity management: its users sign in to Amazon Connect itself, never through IAM Identity Center",
+                    t.instance_id, t.identity_mode
+                ),
+                "an instance's identity management is fixed when it is created: use a SAML instance for Identity Center sign-in".into(),
+            )
+        });
+
+        let connect_user = self.connect_user(checks).await;
+        let identity_user = self.identity_user(checks).await;
+        self.session_name(checks, connect_user.as_ref(), identity_user.as_ref());
+        let group = self.membership(checks, identity_user.as_ref()).await;
+        self.assignment(checks, identity_user.as_ref(), group.as_deref())
+            .await;
+        self.profiles(checks, connect_user.as_ref()).await;
+    }
+
+    /// The Connect user named exactly `who`; one that differs only in case is the cause.
+    async fn connect_user(&self, checks: &mut Vec<Check>) -> Option<ConnectUser> {
+        const ID: &str = "connect_user";
+        let users = match self.connect.list_users(&self.target.instance_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                checks.push(Check::read_failed(ID, "the Connect users", &e));
+                return None;
+            }
+        };
+        if let Some(u) = users.iter().find(|u| u.username == self.who) {
+            checks.push(Check::ok(
+                ID,
+                format!("Connect user {:?} exists (id {})", u.username, u.id),
+            ));
+            return Some(u.clone());
+        }
+        let folded = self.who.to_lowercase();
+        let near: Vec<&ConnectUser> = users
+            .iter()
+            .filter(|u| u.username.to_lowercase() == folded)
+            .collect();
+        match near.as_slice() {
+            [] => {
+                checks.push(Check::problem(
+                    ID,
+                    format!("no Connect user is named {:?} (not even in another case)", self.who),
+                    format!(
+                        "onboard the agent: connect-onboard onboard --email {} --first-name ... --last-name ... (or migrate, if the Identity Center user exists)",
+                        self.who
+                    ),
+                ));
+                None
+            }
+            [u, ..] => {
+                checks.push(Check::problem(
+                    ID,
+                    format!(
+                        "the Connect user is {:?}, which differs from {:?} only in case: Amazon Connect usernames are case-sensitive, even with SAML",
+                        u.username, self.who
+                    ),
+                    "Connect usernames cannot be renamed: offboard that Connect user and onboard it again with the exact RoleSessionName (connect-onboard drift --fix-plan DIR writes the files)".into(),
+                ));
+                Some((*u).clone())
+            }
+        }
+    }
+
+    /// The one Identity Center user for `who` (by user name or email, without case).
+    async fn identity_user(&self, checks: &mut Vec<Check>) -> Option<IdentityUser> {
+        const ID: &str = "identity_user";
+        let users = match self.ids.list_users(&self.target.identity_store_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                checks.push(Check::read_failed(ID, "the Identity Center users", &e));
+                for id in ["identity_user_unique", "primary_email"] {
+                    checks.push(Check::unknown(
+                        id,
+                        "the Identity Center users could not be read".into(),
+                        "run doctor again".into(),
+                    ));
+                }
+                return None;
+            }
+        };
+        let folded = self.who.to_lowercase();
+        let found: Vec<IdentityUser> = users
+            .into_iter()
+            .filter(|u| {
+                u.user_name.to_lowercase() == folded
+                    || u.emails.iter().any(|e| e.to_lowercase() == folded)
+            })
+            .collect();
+        let Some(first) = found.first().cloned() else {
+            checks.push(Check::problem(
+                ID,
+                format!(
+                    "no Identity Center user has the user name or email {:?} (compared without case) in {}",
+                    self.who, self.target.identity_store_id
+                ),
+                format!(
+                    "create it: connect-onboard migrate --usernames FILE (a file with the line {:?}), or onboard the agent",
+                    self.who
+                ),
+            ));
+            for id in ["identity_user_unique", "primary_email"] {
+                checks.push(Check::unknown(
+                    id,
+                    "no Identity Center user to check".into(),
+                    "fix identity_user first".into(),
+                ));
+            }
+            return None;
+        };
+        checks.push(Check::ok(
+            ID,
+            format!(
+                "Identity Center user {:?} exists (id {})",
+                first.user_name, first.id
+            ),
+        ));
+        checks.push(if found.len() == 1 {
+            Check::ok(
+                "identity_user_unique",
+                "one Identity Center user has this name or email".into(),
+            )
+        } else {
+            Check::problem(
+                "identity_user_unique",
+                format!(
+                    "{} Identity Center users match {:?} without case: {}; the identity provider may send either one",
+                    found.len(),
+                    self.who,
+                    found
+                        .iter()
+                        .map(|u| format!("{:?} (email {}, id {})", u.user_name, u.primary_email.as_deref().unwrap_or("none"), u.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "keep one Identity Center user per person: delete or rename the others in the IAM Identity Center console".into(),
+            )
+        });
+        checks.push(match (first.primary_emails, &first.primary_email) {
+            (1, Some(e)) => Check::ok("primary_email", format!("one primary email: {e}")),
+            (n, _) => Check::problem(
+                "primary_email",
+                format!(
+                    "Identity Center user {:?} has {n} primary emails (emails: {}): the SAML mapping ${{user:email}} needs exactly one",
+                    first.user_name,
+                    if first.emails.is_empty() { "none".to_string() } else { first.emails.join(", ") }
+                ),
+                "in the IAM Identity Center console, give the user exactly one email and mark it primary".into(),
+            ),
+        });
+        Some(first)
+    }
+
+    /// What the identity provider sends as RoleSessionName must be the Connect username.
+    fn session_name(
+        &self,
+        checks: &mut Vec<Check>,
+        cu: Option<&ConnectUser>,
+        iu: Option<&IdentityUser>,
+    ) {
+        const ID: &str = "role_session_name";
+        let (attr, sent) = match (self.session, iu) {
+            (_, None) => {
+                checks.push(Check::unknown(
+                    ID,
+                    "no Identity Center user to compare".into(),
+                    "fix identity_user first".into(),
+                ));
+                return;
+            }
+            (RoleSessionName::Email, Some(u)) => ("primary email", u.primary_email.clone()),
+            (RoleSessionName::UserName, Some(u)) => ("user name", Some(u.user_name.clone())),
+        };
+        let Some(sent) = sent else {
+            checks.push(Check::problem(
+                ID,
+                format!("the RoleSessionName is the {attr}, and there is none"),
+                "give the Identity Center user one primary email equal to the Connect username"
+                    .into(),
+            ));
+            return;
+        };
+        let Some(cu) = cu else {
+            checks.push(Check::unknown(
+                ID,
+                format!("the identity provider sends {sent:?} ({attr}); there is no Connect user to compare it with"),
+                "fix connect_user first".into(),
+            ));
+            return;
+        };
+        checks.push(if sent == cu.username {
+            Check::ok(
+                ID,
+                format!("the RoleSessionName ({attr}) {sent:?} equals the Connect username exactly"),
+            )
+        } else if sent.to_lowercase() == cu.username.to_lowercase() {
+            Check::problem(
+                ID,
+                format!(
+                    "the identity provider sends {sent:?} ({attr}) but the Connect username is {:?}: they differ only in case, and Connect compares case-sensitively",
+                    cu.username
+                ),
+                "offboard and onboard the Connect user with the exact RoleSessionName, or change the Identity Center user's email to the Connect username".into(),
+            )
+        } else {
+            Check::problem(
+                ID,
+                format!(
+                    "the identity provider sends {sent:?} ({attr}) but the Connect username is {:?}",
+                    cu.username
+                ),
+                "make the Identity Center user's email (or the configured identity_center.role_session_name attribute) equal the Connect username".into(),
+            )
+        });
+    }
+
+    /// Membership of the agents' group; returns the group's id when it exists.
+    async fn membership(
+        &self,
+        checks: &mut Vec<Check>,
+        iu: Option<&IdentityUser>,
+    ) -> Option<String> {
+        const ID: &str = "group_membership";
+        let store = &self.target.identity_store_id;
+        let group = match self.ids.group_id(store, &self.target.group).await {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                checks.push(Check::problem(
+                    ID,
+                    format!("the agents' group {:?} does not exist", self.target.group),
+                    "onboard or migrate an agent (it creates the group), or create it in the IAM Identity Center console".into(),
+                ));
+                return None;
+            }
+            Err(e) => {
+                checks.push(Check::read_failed(ID, "the agents' group", &e));
+                return None;
+            }
+        };
+        let Some(u) = iu else {
+            checks.push(Check::unknown(
+                ID,
+                "no Identity Center user to check".into(),
+                "fix identity_user first".into(),
+            ));
+            return Some(group);
+        };
+        checks.push(match self.ids.membership_id(store, &group, &u.id).await {
+            Ok(Some(m)) => Check::ok(
+                ID,
+                format!("member of {:?} (membership {m})", self.target.group),
+            ),
+            Ok(None) => Check::problem(
+                ID,
+                format!("{:?} is not a member of {:?}", u.user_name, self.target.group),
+                format!(
+                    "connect-onboard migrate --usernames FILE (with the Connect username), or add the user to {:?} in the IAM Identity Center console",
+                    self.target.group
+                ),
+            ),
+            Err(e) => Check::read_failed(ID, "the group membership", &e),
+        });
+        Some(group)
+    }
+
+    /// The application is enabled, and assigned to the group (or the user, in user mode).
+    async fn assignment(
+        &self,
+        checks: &mut Vec<Check>,
+        iu: Option<&IdentityUser>,
+        group: Option<&str>,
+    ) {
+        let app = &self.target.application_arn;
+        checks.push(match self.sso.describe_application(app).await {
+            Ok(Some(SsoApplication { status, name, .. })) if status != "DISABLED" => {
+                Check::ok("application", format!("application {name:?} ({app}) is enabled"))
+            }
+            Ok(Some(a)) => Check::problem(
+                "application",
+                format!("application {:?} ({app}) is disabled", a.name),
+                "enable the Amazon Connect application in the IAM Identity Center console".into(),
+            ),
+            Ok(None) => Check::problem(
+                "application",
+                format!("application {app} does not exist"),
+                "add the Amazon Connect application in the IAM Identity Center console and set identity_center.application_arn".into(),
+            ),
+            Err(e) => Check::read_failed("application", "the application", &e),
+        });
+        const ID: &str = "assignment";
+        let (kind, principal, what) = match (self.target.assignment, group, iu) {
+            (AssignmentMode::Group, Some(g), _) => (
+                Principal::Group,
+                g.to_string(),
+                format!("group {:?}", self.target.group),
+            ),
+            (AssignmentMode::User, _, Some(u)) => (
+                Principal::User,
+                u.id.clone(),
+                format!("user {:?}", u.user_name),
+            ),
+            _ => {
+                checks.push(Check::unknown(
+                    ID,
+                    format!(
+                        "no {} to check",
+                        if self.target.assignment == AssignmentMode::Group {
+                            "group"
+                        } else {
+                            "Identity Center user"
+                        }
+                    ),
+                    "fix the checks above first".into(),
+                ));
+                return;
+            }
+        };
+        checks.push(match self.sso.is_assigned(app, kind, &principal).await {
+            Ok(true) => Check::ok(ID, format!("the {what} is assigned to the application")),
+            Ok(false) => Check::problem(
+                ID,
+                format!("the {what} is not assigned to the application {app}"),
+                "connect-onboard migrate --usernames FILE (it assigns), or assign it in the IAM Identity Center console".into(),
+            ),
+            Err(e) => Check::read_failed(ID, "the application assignment", &e),
+        });
+    }
+
+    /// The Connect user has a routing profile and at least one security profile.
+    async fn profiles(&self, checks: &mut Vec<Check>, cu: Option<&ConnectUser>) {
+        const ID: &str = "connect_profiles";
+        let Some(cu) = cu else {
+            checks.push(Check::unknown(
+                ID,
+                "no Connect user to check".into(),
+                "fix connect_user first".into(),
+            ));
+            return;
+        };
+        let d = match self
+            .connect
+            .describe_user(&self.target.instance_id, &cu.id)
+            .await
+        {
+            Ok(Some(u)) => u.detail.unwrap_or_default(),
+            Ok(None) => {
+                checks.push(Check::unknown(
+                    ID,
+                    format!("Connect user {} was listed but cannot be described (just deleted, or not visible yet)", cu.id),
+                    "run doctor again".into(),
+                ));
+                return;
+            }
+            Err(e) => {
+                checks.push(Check::read_failed(ID, "the Connect user", &e));
+                return;
+            }
+        };
+        let name = |items: &[crate::aws::Named], id: &str| {
+            items
+                .iter()
+                .find(|n| n.id == id)
+                .map(|n| format!("{:?}", n.name))
+                .unwrap_or_else(|| id.to_string())
+        };
+        let routing = (!d.routing_profile_id.is_empty())
+            .then(|| name(&self.catalog.routing_profiles, &d.routing_profile_id));
+        let security: Vec<String> = (d.security_profile_ids.iter())
+            .map(|s| name(&self.catalog.security_profiles, s))
+            .collect();
+        checks.push(match (routing, security.is_empty()) {
+            (Some(r), false) => Check::ok(
+                ID,
+                format!("routing profile {r}; security profiles {}", security.join(", ")),
+            ),
+            (r, _) => Check::problem(
+                ID,
+                format!(
+                    "routing profile: {}; security profiles: {}",
+                    r.unwrap_or_else(|| "none".into()),
+                    if security.is_empty() { "none".into() } else { security.join(", ") }
+                ),
+                "set a routing profile and at least one security profile on the Connect user (Amazon Connect console, Users)".into(),
+            ),
+        });
+    }
+}
+
+/// What connect-onboard's own state says about the agent: its runs, unfinished steps and
+/// owned resources. Read only; no state file is created.
+fn state_check(ctx: &Context, who: &str) -> Check {
+    const ID: &str = "state";
+    if !ctx.state_path.exists() {
+        return Check::ok(
+            ID,
+            format!(
+                "no state file at {}: connect-onboard has no record of this agent",
+                ctx.state_path.display()
+            ),
+        );
+    }
+    let store = match ctx.open_store() {
+        Ok(s) => s,
+        Err(e) => {
+            return Check::unknown(
+                ID,
+                format!("cannot read the state file: {e}"),
+                "check --state / [state] path".into(),
+            )
+        }
+    };
+    let keys = [who.to_string(), who.to_lowercase()];
+    let runs = match store.runs() {
+        Ok(r) => r,
+        Err(e) => {
+            return Check::unknown(
+                ID,
+                format!("cannot read the state file: {e}"),
+                "check --state / [state] path".into(),
+            )
+        }
+    };
+    let mut seen = Vec::new();
+    let mut unfinished = Vec::new();
+    let mut owned = Vec::new();
+    let mut latest: Option<(String, AgentState)> = None;
+    for run in &runs {
+        let Some(agent) = keys.iter().find_map(|k| store.agent(&run.id, k).ok()) else {
+            continue;
+        };
+        seen.push(format!("{} {}", run.id, agent.state.as_str()));
+        for s in store.steps(&run.id, &agent.agent_key).unwrap_or_default() {
+            if s.owned
+                && matches!(
+                    s.state,
+                    StepState::Done | StepState::Running | StepState::NeedsAttention
+                )
+            {
+                owned.push(format!(
+                    "{} {}",
+                    s.step_id,
+                    s.outputs.values().cloned().collect::<Vec<_>>().join("/")
+                ));
+            }
+            if !matches!(
+                s.state,
+                StepState::Done | StepState::Adopted | StepState::RolledBack | StepState::Pending
+            ) {
+                unfinished.push(format!("{}:{} {}", run.id, s.step_id, s.state.as_str()));
+            }
+        }
+        latest = Some((run.id.clone(), agent.state));
+    }
+    let detail = if seen.is_empty() {
+        format!("no run in {} has this agent", ctx.state_path.display())
+    } else {
+        format!(
+            "runs: {}; unfinished steps: {}; owned resources: {}",
+            seen.join(", "),
+            if unfinished.is_empty() {
+                "none".into()
+            } else {
+                unfinished.join(", ")
+            },
+            if owned.is_empty() {
+                "none".into()
+            } else {
+                owned.join(", ")
+            }
+        )
+    };
+    match latest {
+        Some((run, state))
+            if !matches!(
+                state,
+                AgentState::Done | AgentState::Released | AgentState::RolledBack
+            ) =>
+        {
+            let fix = match state {
+                AgentState::NeedsAttention => {
+                    format!("connect-onboard rollback {run} --email {who}, or release it")
+                }
+                AgentState::Failed => format!("connect-onboard retry {run}"),
+                _ => format!("connect-onboard resume {run}"),
+            };
+            Check::problem(
+                ID,
+                format!("the latest run left the agent {}: {detail}", state.as_str()),
+                fix,
+            )
+        }
+        _ => Check::ok(ID, detail),
+    }
+}

@@ -1,0 +1,349 @@
+//! `iam-policy`: the least-privilege IAM policy for the configured target, built from one
+//! table of which AWS API operations each command calls ([`ACTIONS`]). A test runs each
+//! command against the sandbox and checks that the operations it saw are exactly the
+//! table's, so the policy cannot drift from the code.
+//!
+//! Resource ARN formats are those of the AWS Service Authorization Reference:
+//! Connect `arn:${Partition}:connect:${Region}:${Account}:instance/${InstanceId}` and its
+//! `agent/*`, `routing-profile/*`, `security-profile/*`, `agent-group/*` sub-resources;
+//! Identity Store `arn:${Partition}:identitystore::${Account}:identitystore/${StoreId}`
+//! with `arn:${Partition}:identitystore:::user/*`, `group/*`, `membership/*`; IAM Identity
+//! Center `arn:${Partition}:sso:::instance/${InstanceId}` and
+//! `arn:${Partition}:sso::${Account}:application/${InstanceId}/${ApplicationId}`;
+//! `sso:ListInstances` supports no resource (`*`). Parts the config does not give (the
+//! account, a discovered id) are wildcards. Nothing is read from AWS.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+/// Which command's permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFor {
+    /// `onboard` (and `resume`, `retry`, `rollback`, `release`).
+    Onboard,
+    /// `batch`.
+    Batch,
+    /// `migrate`.
+    Migrate,
+    /// `offboard`.
+    Offboard,
+    /// `doctor`.
+    Doctor,
+    /// `drift`.
+    Drift,
+    /// Every command.
+    All,
+}
+
+impl PolicyFor {
+    /// The command's name in [`ACTIONS`].
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyFor::Onboard => "onboard",
+            PolicyFor::Batch => "batch",
+            PolicyFor::Migrate => "migrate",
+            PolicyFor::Offboard => "offboard",
+            PolicyFor::Doctor => "doctor",
+            PolicyFor::Drift => "drift",
+            PolicyFor::All => "all",
+        }
+    }
+}
+
+/// Preflight reads (every command that talks to AWS): the instance, Identity Center's
+/// instance and application (listed when not configured, else described), the catalog.
+const PREFLIGHT: &[&str] = &[
+    "connect:DescribeInstance",
+    "connect:ListRoutingProfiles",
+    "connect:ListSecurityProfiles",
+    "connect:ListUserHierarchyGroups",
+    "sso:ListInstances",
+    "sso:ListApplications",
+    "sso:DescribeApplication",
+];
+
+/// The workflow's calls for one agent: lookups, writes, and their compensations.
+const WORKFLOW: &[&str] = &[
+    "connect:SearchUsers",
+    "connect:DescribeUser",
+    "connect:CreateUser",
+    "connect:DeleteUser",
+    "identitystore:GetUserId",
+    "identitystore:DescribeUser",
+    "identitystore:CreateUser",
+    "identitystore:DeleteUser",
+    "identitystore:GetGroupId",
+    "identitystore:CreateGroup",
+    "identitystore:GetGroupMembershipId",
+    "identitystore:CreateGroupMembership",
+    "identitystore:DeleteGroupMembership",
+    "sso:DescribeApplicationAssignment",
+    "sso:CreateApplicationAssignment",
+    "sso:DeleteApplicationAssignment",
+];
+
+/// A batch's bulk reads.
+const BULK: &[&str] = &[
+    "connect:ListUsers",
+    "identitystore:ListUsers",
+    "identitystore:ListGroupMemberships",
+];
+
+/// The API operations (`service:Operation`, as the sandbox counts them) each command
+/// calls. `offboard` is built from the calls its design makes (per agent: the lookups
+/// onboarding uses, then SSO Admin DeleteApplicationAssignment in user mode, Identity
+/// Store DeleteGroupMembership and DeleteUser, Connect DeleteUser; `--file`: the bulk
+/// reads); its observed-calls test comes with the command.
+pub const ACTIONS: &[(&str, &[&[&str]])] = &[
+    ("onboard", &[PREFLIGHT, WORKFLOW]),
+    ("batch", &[PREFLIGHT, WORKFLOW, BULK]),
+    (
+        "migrate",
+        &[
+            PREFLIGHT,
+            BULK,
+            &[
+                "connect:SearchUsers",
+                "connect:DescribeUser",
+                "identitystore:GetUserId",
+                "identitystore:DescribeUser",
+                "identitystore:CreateUser",
+                "identitystore:DeleteUser",
+                "identitystore:GetGroupId",
+                "identitystore:CreateGroup",
+                "identitystore:GetGroupMembershipId",
+                "identitystore:CreateGroupMembership",
+                "identitystore:DeleteGroupMembership",
+                "sso:DescribeApplicationAssignment",
+                "sso:CreateApplicationAssignment",
+                "sso:DeleteApplicationAssignment",
+            ],
+        ],
+    ),
+    (
+        "offboard",
+        &[
+            PREFLIGHT,
+            BULK,
+            &[
+                "connect:SearchUsers",
+                "connect:DeleteUser",
+                "identitystore:GetUserId",
+                "identitystore:DescribeUser",
+                "identitystore:DeleteUser",
+                "identitystore:GetGroupId",
+                "identitystore:GetGroupMembershipId",
+                "identitystore:DeleteGroupMembership",
+                "sso:DescribeApplicationAssignment",
+                "sso:DeleteApplicationAssignment",
+            ],
+        ],
+    ),
+    (
+        "doctor",
+        &[
+            PREFLIGHT,
+            &[
+                "connect:ListUsers",
+                "connect:DescribeUser",
+                "identitystore:ListUsers",
+                "identitystore:GetGroupId",
+                "identitystore:GetGroupMembershipId",
+                "sso:DescribeApplicationAssignment",
+            ],
+        ],
+    ),
+    (
+        "drift",
+        &[
+            PREFLIGHT,
+            BULK,
+            &[
+                "identitystore:GetGroupId",
+                "sso:DescribeApplicationAssignment",
+                "sso:ListApplicationAssignments",
+            ],
+        ],
+    ),
+];
+
+/// Authorization-only actions an operation needs besides its own (Service Authorization
+/// Reference, "Dependent actions" / tag-on-create): CreateUser with `Tags` is also
+/// authorized as `connect:TagResource`.
+const ALSO_NEEDS: &[(&str, &str)] = &[("connect:CreateUser", "connect:TagResource")];
+
+/// The API operations `command` calls (every command's for `all`).
+pub fn operations(command: PolicyFor) -> BTreeSet<&'static str> {
+    ACTIONS
+        .iter()
+        .filter(|(name, _)| command == PolicyFor::All || *name == command.name())
+        .flat_map(|(_, groups)| groups.iter().flat_map(|g| g.iter().copied()))
+        .collect()
+}
+
+/// The IAM action authorizing an API operation: the operation's service prefix is the
+/// IAM prefix for all three (SSO Admin signs as, and is authorized as, `sso`).
+fn iam_actions(ops: &BTreeSet<&'static str>) -> BTreeSet<&'static str> {
+    let mut out = ops.clone();
+    for (op, extra) in ALSO_NEEDS {
+        if ops.contains(op) {
+            out.insert(extra);
+        }
+    }
+    out
+}
+
+/// The policy document for `command` and the configured target.
+pub fn iam_policy(config: &Config, command: PolicyFor) -> Value {
+    let ops = operations(command);
+    let actions = iam_actions(&ops);
+    let ic = &config.identity_center;
+    let raw_instance = config.connect.instance_id.trim();
+    // What an ARN in the config tells: partition and account.
+    let parts = |arn: &str, i: usize| {
+        arn.split(':')
+            .nth(i)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    };
+    let partition = [
+        Some(raw_instance),
+        ic.application_arn.as_deref(),
+        ic.instance_arn.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| a.starts_with("arn:"))
+    .find_map(|a| parts(a, 1))
+    .unwrap_or_else(|| "aws".into());
+    let connect_account = raw_instance
+        .starts_with("arn:")
+        .then(|| parts(raw_instance, 4))
+        .flatten()
+        .unwrap_or_else(|| "*".into());
+    let ic_account = ic
+        .application_arn
+        .as_deref()
+        .and_then(|a| parts(a, 4))
+        .unwrap_or_else(|| "*".into());
+    let region = config.connect.region().unwrap_or("*");
+    let instance = format!(
+        "arn:{partition}:connect:{region}:{connect_account}:instance/{}",
+        config.connect.instance_id()
+    );
+    let store = format!(
+        "arn:{partition}:identitystore::{ic_account}:identitystore/{}",
+        ic.identity_store_id
+            .as_deref()
+            .map(|s| s.rsplit('/').next().unwrap_or(s))
+            .unwrap_or("*")
+    );
+    let sso_instance = ic
+        .instance_arn
+        .clone()
+        .unwrap_or_else(|| format!("arn:{partition}:sso:::instance/*"));
+    let application = ic.application_arn.clone().unwrap_or_else(|| {
+        let id = sso_instance.rsplit('/').next().unwrap_or("*");
+        format!("arn:{partition}:sso::{ic_account}:application/{id}/*")
+    });
+
+    let pick = |f: &dyn Fn(&str) -> bool| -> Vec<&str> {
+        actions.iter().copied().filter(|a| f(a)).collect()
+    };
+    let mut statements = Vec::new();
+    let connect = pick(&|a| a.starts_with("connect:"));
+    if !connect.is_empty() {
+        statements.push(json!({
+            "Sid": "ConnectInstance",
+            "Effect": "Allow",
+            "Action": connect,
+            "Resource": [
+                instance.clone(),
+                format!("{instance}/agent/*"),
+                format!("{instance}/routing-profile/*"),
+                format!("{instance}/security-profile/*"),
+                format!("{instance}/agent-group/*"),
+            ],
+        }));
+    }
+    let ids = pick(&|a| a.starts_with("identitystore:"));
+    if !ids.is_empty() {
+        statements.push(json!({
+            "Sid": "IdentityStore",
+            "Effect": "Allow",
+            "Action": ids,
+            "Resource": [
+                store,
+                format!("arn:{partition}:identitystore:::user/*"),
+                format!("arn:{partition}:identitystore:::group/*"),
+                format!("arn:{partition}:identitystore:::membership/*"),
+            ],
+        }));
+    }
+    let app = pick(&|a| a.starts_with("sso:") && a != "sso:ListInstances");
+    if !app.is_empty() {
+        statements.push(json!({
+            "Sid": "IdentityCenterApplication",
+            "Effect": "Allow",
+            "Action": app,
+            "Resource": [sso_instance, application],
+        }));
+    }
+    if actions.contains("sso:ListInstances") {
+        statements.push(json!({
+            "Sid": "IdentityCenterInstances",
+            "Effect": "Allow",
+            "Action": ["sso:ListInstances"],
+            "Resource": "*",
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_scoped_except_list_instances_and_all_is_the_union() {
+        let cfg = Config::from_toml_str(
+            "[connect]\ninstance_id = \"arn:aws:connect:eu-west-2:111122223333:instance/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\n[identity_center]\napplication_arn = \"arn:aws:sso::444455556666:application/ssoins-1234567890abcdef/apl-1234567890abcdef\"\ninstance_arn = \"arn:aws:sso:::instance/ssoins-1234567890abcdef\"\nidentity_store_id = \"d-1234567890\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("config");
+        let p = iam_policy(&cfg, PolicyFor::All);
+        let text = p.to_string();
+        assert!(text.contains("arn:aws:connect:eu-west-2:111122223333:instance/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee/agent/*"), "{text}");
+        assert!(
+            text.contains("arn:aws:identitystore::444455556666:identitystore/d-1234567890"),
+            "{text}"
+        );
+        for s in p["Statement"].as_array().unwrap() {
+            if s["Resource"] == "*" {
+                assert_eq!(s["Action"], json!(["sso:ListInstances"]));
+            }
+        }
+        let all = operations(PolicyFor::All);
+        for c in [
+            PolicyFor::Onboard,
+            PolicyFor::Batch,
+            PolicyFor::Migrate,
+            PolicyFor::Offboard,
+            PolicyFor::Doctor,
+            PolicyFor::Drift,
+        ] {
+            assert!(operations(c).is_subset(&all));
+            assert!(!operations(c).is_empty());
+        }
+        assert!(iam_actions(&operations(PolicyFor::Onboard)).contains("connect:TagResource"));
+        assert!(
+            !iam_actions(&operations(PolicyFor::Doctor))
+                .iter()
+                .any(|a| a.contains("Create") || a.contains("Delete")),
+            "doctor is read-only"
+        );
+    }
+}
