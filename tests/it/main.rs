@@ -6,6 +6,7 @@ mod harness;
 mod batch;
 mod chaos;
 mod crash;
+mod doctor;
 mod failures;
 mod input;
 mod lease;
