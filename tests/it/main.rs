@@ -7,6 +7,7 @@ mod batch;
 mod chaos;
 mod crash;
 mod doctor;
+mod drift;
 mod failures;
 mod input;
 mod lease;
