@@ -9,6 +9,7 @@ mod crash;
 mod doctor;
 mod drift;
 mod failures;
+mod iam_policy;
 mod input;
 mod lease;
 mod migrate;

@@ -1,0 +1,393 @@
+//! `iam-policy` cannot drift from the code: for each command, the actions of its policy are
+//! exactly the API operations the sandbox saw it call, over scenarios that take every
+//! branch (discovery or configured ids, group or user mode, a missing group, adopt and
+//! create paths, bulk reads on and off, CONNECT_MANAGED lookups, rollback's deletes).
+
+use std::collections::BTreeSet;
+
+use connect_onboard_sandbox::world::{
+    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership, DEFAULT_APPLICATION_ARN,
+};
+use connect_onboard_sandbox::Seed;
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Configured ids, user mode: SSO Admin DescribeApplication instead of ListApplications,
+/// and per-user assignments (which rollback deletes).
+fn user_mode() -> String {
+    format!("[identity_center]\napplication_arn = \"{DEFAULT_APPLICATION_ARN}\"\nassignment = \"user\"\n")
+}
+
+/// No agents' group yet: the membership step creates it.
+fn no_group() -> Seed {
+    let mut s = Seed::default();
+    s.identity_groups.clear();
+    s
+}
+
+/// Ben already has his Identity Center user (the adopt path describes it).
+fn ben_exists() -> Seed {
+    let mut s = Seed::default();
+    s.identity_users.push(SeedIdentityUser {
+        user_name: "ben@example.com".into(),
+        given_name: "Ben".into(),
+        family_name: "Silva".into(),
+        email: Some("ben@example.com".into()),
+        ..Default::default()
+    });
+    s
+}
+
+/// A CONNECT_MANAGED instance whose user "ana" exists: the lookup describes it to compare
+/// its email.
+fn managed() -> Seed {
+    let mut s = Seed::default();
+    s.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
+    s.connect_instances[0].users.push(SeedConnectUser {
+        username: "ana".into(),
+        first_name: Some("Ana".into()),
+        last_name: Some("Silva".into()),
+        email: Some("ana@example.com".into()),
+        ..Default::default()
+    });
+    s
+}
+
+/// Connect users to migrate.
+fn to_migrate(seed: Seed) -> Seed {
+    let mut s = seed;
+    for u in ["ana@example.com", "ben@example.com"] {
+        s.connect_instances[0].users.push(SeedConnectUser {
+            username: u.into(),
+            first_name: Some("Ana".into()),
+            last_name: Some("Silva".into()),
+            ..Default::default()
+        });
+    }
+    s
+}
+
+fn healthy_agent() -> Seed {
+    let mut s = to_migrate(Seed::default());
+    s.identity_users.push(SeedIdentityUser {
+        user_name: "ana@example.com".into(),
+        given_name: "Ana".into(),
+        family_name: "Silva".into(),
+        email: Some("ana@example.com".into()),
+        ..Default::default()
+    });
+    s.memberships.push(SeedMembership {
+        group: "ConnectAgents".into(),
+        user: "ana@example.com".into(),
+        ..Default::default()
+    });
+    s.assignments.push(SeedAssignment {
+        application: "Amazon Connect".into(),
+        principal_type: "GROUP".into(),
+        principal: "ConnectAgents".into(),
+    });
+    s
+}
+
+fn called(env: &Env) -> BTreeSet<String> {
+    env.sb
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| c.calls > 0)
+        .map(|(op, _)| op)
+        .collect()
+}
+
+async fn run_ok(env: &Env, args: &[&str], code: i32) -> Out {
+    let out = env.run(args).await;
+    assert_eq!(out.code, code, "{args:?}: {out:?}");
+    out
+}
+
+/// Onboards (or batches) in an env, then rolls the run back: its deletes are the
+/// compensations the command may make.
+async fn and_rollback(env: &Env) {
+    let run = first_run_id(&env.status_json().await);
+    run_ok(env, &["rollback", &run], 0).await;
+}
+
+/// What the command's policy allows, less the authorization-only actions (tag-on-create).
+async fn policy_actions(env: &Env, command: &str) -> BTreeSet<String> {
+    let out = run_ok(env, &["iam-policy", "--for", command], 0).await;
+    let p: Value = serde_json::from_str(&out.stdout).expect("policy JSON");
+    assert_eq!(p["Version"], "2012-10-17");
+    let mut actions: BTreeSet<String> = p["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    if actions.contains("connect:CreateUser") {
+        assert!(actions.remove("connect:TagResource"), "tags on create");
+    }
+    actions
+}
+
+async fn observed(
+    scenarios: Vec<(Seed, String, Vec<Vec<String>>)>,
+    rollback: bool,
+) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    for (seed, toml, commands) in scenarios {
+        // CONNECT_MANAGED needs a password; SAML refuses one.
+        let password: &[(&str, &str)] =
+            if seed.connect_instances[0].identity_management_type == "CONNECT_MANAGED" {
+                &[("CONNECT_ONBOARD_PASSWORD", "Passw0rd!x")]
+            } else {
+                &[]
+            };
+        let env = Env::with(seed, &toml).await;
+        for c in &commands {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            let out = env.run_with(&args, password).await;
+            assert!(out.code <= 1, "{args:?}: {out:?}");
+        }
+        if rollback && env.state.exists() {
+            and_rollback(&env).await;
+        }
+        all.extend(called(&env));
+    }
+    all
+}
+
+fn cmd(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+async fn assert_policy_matches(command: &str, observed: BTreeSet<String>) {
+    let env = Env::new().await;
+    let policy = policy_actions(&env, command).await;
+    let missing: Vec<_> = observed.difference(&policy).collect();
+    let unused: Vec<_> = policy.difference(&observed).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "{command}: called but not in the policy: {missing:?}; in the policy but never called: {unused:?}"
+    );
+}
+
+#[tokio::test]
+async fn onboard_policy_equals_the_calls_onboard_makes() {
+    let onboard = |email: &str| {
+        cmd(&[
+            "onboard",
+            "--email",
+            email,
+            "--first-name",
+            "Ana",
+            "--last-name",
+            "Silva",
+        ])
+    };
+    let seen = observed(
+        vec![
+            (
+                Seed::default(),
+                String::new(),
+                vec![onboard("ana@example.com")],
+            ),
+            (no_group(), user_mode(), vec![onboard("ana@example.com")]),
+            (
+                ben_exists(),
+                String::new(),
+                vec![onboard("ben@example.com")],
+            ),
+            (
+                managed(),
+                String::new(),
+                vec![cmd(&[
+                    "onboard",
+                    "--email",
+                    "ana@example.com",
+                    "--username",
+                    "ana",
+                    "--first-name",
+                    "Ana",
+                    "--last-name",
+                    "Silva",
+                ])],
+            ),
+        ],
+        true,
+    )
+    .await;
+    assert_policy_matches("onboard", seen).await;
+}
+
+#[tokio::test]
+async fn batch_policy_equals_the_calls_batch_makes() {
+    let files = tempfile::tempdir().unwrap();
+    let mut scenarios = Vec::new();
+    for (i, (seed, toml, bulk)) in [
+        (Seed::default(), String::new(), "always"),
+        (no_group(), user_mode(), "never"),
+        (ben_exists(), String::new(), "never"),
+        (managed(), String::new(), "never"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows = if seed.connect_instances[0].identity_management_type == "CONNECT_MANAGED" {
+            "email,first_name,last_name,username,password\nana@example.com,Ana,Silva,ana,Passw0rd!x\n"
+        } else {
+            "email,first_name,last_name\nana@example.com,Ana,Silva\nben@example.com,Ben,Silva\n"
+        };
+        let file = files.path().join(format!("agents-{i}.csv"));
+        std::fs::write(&file, rows).unwrap();
+        scenarios.push((
+            seed,
+            toml,
+            vec![cmd(&["batch", path_str(&file), "--bulk-reads", bulk])],
+        ));
+    }
+    let seen = observed(scenarios, true).await;
+    assert_policy_matches("batch", seen).await;
+}
+
+#[tokio::test]
+async fn migrate_policy_equals_the_calls_migrate_makes() {
+    let seen = observed(
+        vec![
+            (
+                to_migrate(Seed::default()),
+                String::new(),
+                vec![cmd(&["migrate", "--bulk-reads", "always"])],
+            ),
+            (
+                to_migrate(no_group()),
+                user_mode(),
+                vec![cmd(&["migrate", "--bulk-reads", "never"])],
+            ),
+            (
+                to_migrate(ben_exists()),
+                String::new(),
+                vec![cmd(&["migrate", "--bulk-reads", "never"])],
+            ),
+        ],
+        true,
+    )
+    .await;
+    assert_policy_matches("migrate", seen).await;
+}
+
+#[tokio::test]
+async fn doctor_policy_equals_the_calls_doctor_makes() {
+    let seen = observed(
+        vec![
+            (
+                healthy_agent(),
+                String::new(),
+                vec![cmd(&["doctor", "ana@example.com"])],
+            ),
+            (
+                healthy_agent(),
+                user_mode(),
+                vec![cmd(&["doctor", "ana@example.com"])],
+            ),
+        ],
+        false,
+    )
+    .await;
+    assert_policy_matches("doctor", seen).await;
+}
+
+#[tokio::test]
+async fn drift_policy_equals_the_calls_drift_makes() {
+    let seen = observed(
+        vec![
+            (healthy_agent(), String::new(), vec![cmd(&["drift"])]),
+            (healthy_agent(), user_mode(), vec![cmd(&["drift"])]),
+        ],
+        false,
+    )
+    .await;
+    assert_policy_matches("drift", seen).await;
+}
+
+#[tokio::test]
+async fn the_policy_is_scoped_to_the_configured_target_and_the_readme_lists_it() {
+    let env = Env::with(Seed::default(), &user_mode()).await;
+    let out = run_ok(&env, &["iam-policy"], 0).await;
+    let p: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(writes(&env), 0);
+    assert_eq!(
+        env.sb.calls().values().map(|c| c.calls).sum::<u64>(),
+        0,
+        "no AWS call"
+    );
+    for s in p["Statement"].as_array().unwrap() {
+        let resources: Vec<String> = match &s["Resource"] {
+            Value::String(r) => vec![r.clone()],
+            v => v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect(),
+        };
+        if resources == ["*"] {
+            assert_eq!(
+                s["Action"],
+                serde_json::json!(["sso:ListInstances"]),
+                "only ListInstances takes *"
+            );
+        }
+        let text = resources.join(" ");
+        match s["Sid"].as_str().unwrap() {
+            "ConnectInstance" => {
+                assert!(
+                    text.contains(&format!(
+                        "arn:aws:connect:us-east-1:*:instance/{INSTANCE}/agent/*"
+                    )),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("/agent-group/*")
+                        && text.contains("/routing-profile/*")
+                        && text.contains("/security-profile/*"),
+                    "{text}"
+                );
+            }
+            "IdentityStore" => assert!(
+                text.contains("arn:aws:identitystore::123456789012:identitystore/*"),
+                "{text}"
+            ),
+            "IdentityCenterApplication" => {
+                assert!(text.contains(DEFAULT_APPLICATION_ARN), "{text}")
+            }
+            "IdentityCenterInstances" => {}
+            other => panic!("unexpected statement {other}"),
+        }
+    }
+    // The README's IAM section lists exactly the actions of `--for all`.
+    let all = policy_actions(&env, "all").await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## IAM permissions")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has an IAM permissions section");
+    let listed: BTreeSet<String> = section
+        .split(|c: char| c.is_whitespace() || c == '`' || c == '"' || c == ',')
+        .filter(|w| {
+            ["connect:", "identitystore:", "sso:"]
+                .iter()
+                .any(|p| w.starts_with(p))
+                && !w.ends_with('*')
+        })
+        .map(str::to_string)
+        .collect();
+    let mut expected = all.clone();
+    expected.insert("connect:TagResource".into());
+    assert_eq!(
+        listed, expected,
+        "README IAM section vs iam-policy --for all"
+    );
+}
