@@ -82,6 +82,22 @@ pub struct DriftReport {
     pub counts: BTreeMap<&'static str, usize>,
     /// Every agent, sorted by status then name.
     pub agents: Vec<DriftAgent>,
+    /// What was read (for the progress line; not in the JSON).
+    #[serde(skip)]
+    pub read: Read,
+}
+
+/// What the bulk read saw, and how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// Connect users listed.
+    pub connect_users: usize,
+    /// Identity Center users listed.
+    pub identity_users: usize,
+    /// Members of the agents' group.
+    pub members: usize,
+    /// Wall time of the reads.
+    pub elapsed: std::time::Duration,
 }
 
 /// The files a fix plan consists of.
@@ -140,6 +156,7 @@ pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
         move |source| target::Error::Aws { context, source }
     };
     let group_mode = target.assignment == AssignmentMode::Group;
+    let started = std::time::Instant::now();
     let snap = Snapshot::take(
         &clients.connect,
         &clients.identity_store,
@@ -170,12 +187,23 @@ pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
             assigned_users.contains(&u.id)
         }
     };
-    Ok(classify(
-        &snap,
-        config.identity_center.role_session_name,
-        &target.group,
-        &is_assigned,
-    ))
+    let read = Read {
+        connect_users: snap.connect_users().count(),
+        identity_users: snap.identity_users().count(),
+        members: (snap.identity_users())
+            .filter(|u| snap.membership(&u.id).is_some())
+            .count(),
+        elapsed: started.elapsed(),
+    };
+    Ok(DriftReport {
+        read,
+        ..classify(
+            &snap,
+            config.identity_center.role_session_name,
+            &target.group,
+            &is_assigned,
+        )
+    })
 }
 
 /// Classifies every agent of the snapshot.
@@ -329,5 +357,9 @@ fn classify(
     for a in &agents {
         *counts.entry(a.status.as_str()).or_default() += 1;
     }
-    DriftReport { counts, agents }
+    DriftReport {
+        counts,
+        agents,
+        read: Read::default(),
+    }
 }

@@ -25,7 +25,7 @@ pub use batch::{
     batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
-pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan};
+pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as DriftRead};
 pub use env::PASSWORD_ENV;
 pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};

@@ -450,6 +450,13 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
         let _ = writeln!(out, "{}", serde_json::json!(r));
         return;
     }
+    eprintln!(
+        "read {} Connect users, {} Identity Center users, {} group members in {:.1} s",
+        r.read.connect_users,
+        r.read.identity_users,
+        r.read.members,
+        r.read.elapsed.as_secs_f64()
+    );
     let counts: Vec<String> = (r.counts.iter())
         .filter(|(_, n)| **n > 0)
         .map(|(s, n)| format!("{s} {n}"))

@@ -208,6 +208,12 @@ async fn every_status_is_found_from_one_bulk_read_with_zero_writes() {
     // Human output: counts, then a line per agent that is not complete, with its fix.
     let human = env.run(&["drift"]).await;
     assert_eq!(human.code, 1, "{human:?}");
+    assert!(
+        human
+            .stderr
+            .contains("read 7 Connect users, 9 Identity Center users, 6 group members"),
+        "{human:?}"
+    );
     let lines: Vec<&str> = human.stdout.lines().collect();
     assert!(lines[0].starts_with("agents: 8 ("), "{human:?}");
     assert!(lines[0].contains("connect_only 1"), "{human:?}");
@@ -305,4 +311,51 @@ async fn a_failed_listing_is_an_error_not_a_classification() {
         .as_str()
         .unwrap()
         .contains("AccessDeniedException"));
+}
+
+#[tokio::test]
+async fn an_agent_that_fits_several_statuses_gets_the_first_that_applies() {
+    let mut s = Seed::default();
+    // Duplicate, and also not in the group and not assigned.
+    connect(&mut s, "dan@example.com");
+    identity(
+        &mut s,
+        "dan@example.com",
+        Some("dan@example.com"),
+        false,
+        false,
+    );
+    identity(&mut s, "dsmith", Some("DAN@example.com"), false, false);
+    // No primary email, and not in the group, not assigned.
+    connect(&mut s, "ola@example.com");
+    identity(&mut s, "ola@example.com", None, false, false);
+    // Username mismatch, and not in the group, not assigned.
+    connect(&mut s, "Pia@Example.com");
+    identity(
+        &mut s,
+        "pia@example.com",
+        Some("pia@example.com"),
+        false,
+        false,
+    );
+    // Not in the group, and not assigned.
+    connect(&mut s, "quinn@example.com");
+    identity(
+        &mut s,
+        "quinn@example.com",
+        Some("quinn@example.com"),
+        false,
+        false,
+    );
+    let env = Env::with(s, USER_MODE).await;
+    let j = env.run(&["drift", "--json"]).await.json();
+    for (user, status) in [
+        ("dan@example.com", "duplicate_identity_user"),
+        ("ola@example.com", "no_primary_email"),
+        ("Pia@Example.com", "username_mismatch"),
+        ("quinn@example.com", "not_in_group"),
+    ] {
+        assert_eq!(status_of(&j, user), status, "{user}: {j:#}");
+    }
+    assert_eq!(j["agents"].as_array().unwrap().len(), 4, "{j:#}");
 }
