@@ -194,11 +194,12 @@ impl Doctor<'_> {
                 None
             }
             [u, ..] => {
+                let names: Vec<String> = near.iter().map(|u| format!("{:?}", u.username)).collect();
                 checks.push(Check::problem(
                     ID,
                     format!(
-                        "the Connect user is {:?}, which differs from {:?} only in case: Amazon Connect usernames are case-sensitive, even with SAML",
-                        u.username, self.who
+                        "the Connect user is {}, which differs from {:?} only in case: Amazon Connect usernames are case-sensitive, even with SAML",
+                        names.join(" and "), self.who
                     ),
                     "Connect usernames cannot be renamed: offboard that Connect user and onboard it again with the exact RoleSessionName (connect-onboard drift --fix-plan DIR writes the files)".into(),
                 ));
@@ -225,13 +226,21 @@ impl Doctor<'_> {
             }
         };
         let folded = self.who.to_lowercase();
-        let found: Vec<IdentityUser> = users
+        let mut found: Vec<IdentityUser> = users
             .into_iter()
             .filter(|u| {
                 u.user_name.to_lowercase() == folded
                     || u.emails.iter().any(|e| e.to_lowercase() == folded)
             })
             .collect();
+        // The one that matches exactly (primary email, then user name) is checked first.
+        found.sort_by_key(|u| {
+            (
+                u.primary_email.as_deref() != Some(self.who),
+                u.user_name != self.who,
+                u.user_name.clone(),
+            )
+        });
         let Some(first) = found.first().cloned() else {
             checks.push(Check::problem(
                 ID,

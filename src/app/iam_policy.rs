@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 
+use super::{Context, Error};
+
 /// Which command's permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyFor {
@@ -196,8 +198,14 @@ fn iam_actions(ops: &BTreeSet<&'static str>) -> BTreeSet<&'static str> {
     out
 }
 
-/// The policy document for `command` and the configured target.
-pub fn iam_policy(config: &Config, command: PolicyFor) -> Value {
+/// The policy document for `command` and the configured target (`--region` over the
+/// config's Connect region).
+pub fn iam_policy(ctx: &Context, command: PolicyFor) -> Result<Value, Error> {
+    let region = ctx.new_run_regions().connect;
+    Ok(policy(ctx.config()?, region.as_deref(), command))
+}
+
+fn policy(config: &Config, region: Option<&str>, command: PolicyFor) -> Value {
     let ops = operations(command);
     let actions = iam_actions(&ops);
     let ic = &config.identity_center;
@@ -229,7 +237,7 @@ pub fn iam_policy(config: &Config, command: PolicyFor) -> Value {
         .as_deref()
         .and_then(|a| parts(a, 4))
         .unwrap_or_else(|| "*".into());
-    let region = config.connect.region().unwrap_or("*");
+    let region = region.unwrap_or("*");
     let instance = format!(
         "arn:{partition}:connect:{region}:{connect_account}:instance/{}",
         config.connect.instance_id()
@@ -314,7 +322,7 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .expect("config");
-        let p = iam_policy(&cfg, PolicyFor::All);
+        let p = policy(&cfg, cfg.connect.region(), PolicyFor::All);
         let text = p.to_string();
         assert!(text.contains("arn:aws:connect:eu-west-2:111122223333:instance/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee/agent/*"), "{text}");
         assert!(

@@ -244,7 +244,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::IamPolicy { for_ } => {
             let ctx = Context::load(&globals(g))?;
-            let policy = app::iam_policy(ctx.config()?, policy_for(for_));
+            let policy = app::iam_policy(&ctx, policy_for(for_))?;
             output::print_policy(&policy);
             Ok(exit::OK)
         }

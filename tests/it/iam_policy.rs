@@ -391,3 +391,36 @@ async fn the_policy_is_scoped_to_the_configured_target_and_the_readme_lists_it()
         "README IAM section vs iam-policy --for all"
     );
 }
+
+#[tokio::test]
+async fn region_flag_and_instance_arn_scope_the_connect_resources() {
+    let env = Env::new().await;
+    let out = run_ok(
+        &env,
+        &["iam-policy", "--for", "doctor", "--region", "eu-west-2"],
+        0,
+    )
+    .await;
+    assert!(
+        out.stdout.contains(&format!(
+            "arn:aws:connect:eu-west-2:*:instance/{INSTANCE}/agent/*"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains("Create") && !out.stdout.contains("Delete"),
+        "doctor is read-only: {out:?}"
+    );
+    std::fs::write(
+        &env.config,
+        format!("[connect]\ninstance_id = \"arn:aws:connect:us-west-2:111122223333:instance/{INSTANCE}\"\n"),
+    )
+    .unwrap();
+    let out = run_ok(&env, &["iam-policy", "--for", "onboard"], 0).await;
+    assert!(
+        out.stdout.contains(&format!(
+            "\"arn:aws:connect:us-west-2:111122223333:instance/{INSTANCE}\""
+        )),
+        "{out:?}"
+    );
+}
