@@ -150,8 +150,13 @@ impl Doctor<'_> {
             )
         });
 
-        let connect_user = self.connect_user(checks).await;
-        let identity_user = self.identity_user(checks).await;
+        // The Identity Center side is read first: what it sends as the RoleSessionName is the
+        // username the Connect user must have, whatever the case of the name asked about.
+        let mut identity_checks = Vec::new();
+        let identity_user = self.identity_user(&mut identity_checks).await;
+        let sent = identity_user.as_ref().and_then(|u| self.sent(u));
+        let connect_user = self.connect_user(checks, sent.as_deref()).await;
+        checks.extend(identity_checks);
         self.session_name(checks, connect_user.as_ref(), identity_user.as_ref());
         let group = self.membership(checks, identity_user.as_ref()).await;
         self.assignment(checks, identity_user.as_ref(), group.as_deref())
@@ -160,7 +165,21 @@ impl Doctor<'_> {
     }
 
     /// The Connect user named exactly `who`; one that differs only in case is the cause.
-    async fn connect_user(&self, checks: &mut Vec<Check>) -> Option<ConnectUser> {
+    /// What the identity provider sends as the RoleSessionName for `u`.
+    fn sent(&self, u: &IdentityUser) -> Option<String> {
+        match self.session {
+            RoleSessionName::Email => u.primary_email.clone(),
+            RoleSessionName::UserName => Some(u.user_name.clone()),
+        }
+    }
+
+    /// The Connect user named exactly `who` (or exactly what the identity provider sends,
+    /// when `who` was typed in another case); one that differs only in case is the cause.
+    async fn connect_user(
+        &self,
+        checks: &mut Vec<Check>,
+        sent: Option<&str>,
+    ) -> Option<ConnectUser> {
         const ID: &str = "connect_user";
         let users = match self.connect.list_users(&self.target.instance_id).await {
             Ok(u) => u,
@@ -173,6 +192,19 @@ impl Doctor<'_> {
             checks.push(Check::ok(
                 ID,
                 format!("Connect user {:?} exists (id {})", u.username, u.id),
+            ));
+            return Some(u.clone());
+        }
+        let folded_who = self.who.to_lowercase();
+        if let Some(u) = (users.iter())
+            .find(|u| Some(u.username.as_str()) == sent && u.username.to_lowercase() == folded_who)
+        {
+            checks.push(Check::ok(
+                ID,
+                format!(
+                    "Connect user {:?} exists (id {}): exactly what the identity provider sends (asked about {:?})",
+                    u.username, u.id, self.who
+                ),
             ));
             return Some(u.clone());
         }
@@ -313,18 +345,19 @@ impl Doctor<'_> {
         iu: Option<&IdentityUser>,
     ) {
         const ID: &str = "role_session_name";
-        let (attr, sent) = match (self.session, iu) {
-            (_, None) => {
-                checks.push(Check::unknown(
-                    ID,
-                    "no Identity Center user to compare".into(),
-                    "fix identity_user first".into(),
-                ));
-                return;
-            }
-            (RoleSessionName::Email, Some(u)) => ("primary email", u.primary_email.clone()),
-            (RoleSessionName::UserName, Some(u)) => ("user name", Some(u.user_name.clone())),
+        let Some(u) = iu else {
+            checks.push(Check::unknown(
+                ID,
+                "no Identity Center user to compare".into(),
+                "fix identity_user first".into(),
+            ));
+            return;
         };
+        let attr = match self.session {
+            RoleSessionName::Email => "primary email",
+            RoleSessionName::UserName => "user name",
+        };
+        let sent = self.sent(u);
         let Some(sent) = sent else {
             checks.push(Check::problem(
                 ID,

@@ -415,3 +415,18 @@ async fn usage_errors_exit_2() {
     let out = env.run(&["doctor", ANA]).await;
     assert_eq!(out.code, 2, "no config: {out:?}");
 }
+
+#[tokio::test]
+async fn an_email_typed_in_another_case_finds_the_user_the_identity_provider_names() {
+    // The admin types the email as the ticket spelled it; the setup itself is right.
+    let env = Env::with(healthy(), "").await;
+    let (out, j) = doctor(&env, "Ana.Silva@Example.COM").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        check(&j, "connect_user")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exactly what the identity provider sends"),
+        "{j:#}"
+    );
+}
