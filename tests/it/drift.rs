@@ -359,3 +359,20 @@ async fn an_agent_that_fits_several_statuses_gets_the_first_that_applies() {
     }
     assert_eq!(j["agents"].as_array().unwrap().len(), 4, "{j:#}");
 }
+
+#[tokio::test]
+async fn a_fix_plan_dir_that_cannot_be_written_is_a_clear_error() {
+    let env = Env::with(world(), USER_MODE).await;
+    let file = env.dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = env
+        .run(&["drift", "--fix-plan", path_str(&file), "--json"])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let err = out.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("writing the fix plan in") && err.contains("not-a-dir"),
+        "{err}"
+    );
+    assert_eq!(writes(&env), 0);
+}
