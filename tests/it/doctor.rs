@@ -411,6 +411,20 @@ async fn usage_errors_exit_2() {
         .contains("EMAIL_OR_USERNAME"));
     let out = env.run(&["doctor"]).await;
     assert_eq!(out.code, 2, "{out:?}");
+    let bad = env.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[connect]\ninstance_id = \"{INSTANCE}\"\n[identity_center]\nrole_session_name = \"upn\"\n"),
+    )
+    .unwrap();
+    let out = env.run(&["--config", path_str(&bad), "doctor", ANA]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("role_session_name = \"upn\"")
+            && out.stderr.contains("expected `email` or `user_name`"),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), 0);
     std::fs::remove_file(&env.config).unwrap();
     let out = env.run(&["doctor", ANA]).await;
     assert_eq!(out.code, 2, "no config: {out:?}");
