@@ -1,4 +1,5 @@
-//! Operations behind the commands: onboard, resume, rollback, release, status. Each wires
+//! Operations behind the commands: onboard, batch, migrate, offboard, resume, rollback,
+//! release, status. Each wires
 //! the configuration, the AWS clients, the checkpoint store and the engine together and
 //! returns data; printing is the CLI's job.
 //!
@@ -13,6 +14,7 @@
 mod batch;
 pub mod env;
 mod migrate;
+mod offboard;
 mod onboard;
 mod runs;
 mod status;
@@ -22,6 +24,7 @@ pub use batch::{
 };
 pub use env::PASSWORD_ENV;
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
+pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, retry, rollback, RunsReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
@@ -71,6 +74,8 @@ impl Error {
             Error::Preflight(target::Error::Aws { source, .. }) => {
                 !(source.is_throttling() || source.is_server_or_transport())
             }
+            // `rollback` of a run whose steps delete: refused before anything is touched.
+            Error::Engine(engine::Error::Irreversible { .. }) => true,
             Error::Engine(_) | Error::Store(_) => false,
         }
     }
@@ -238,6 +243,8 @@ pub(crate) enum WorkflowSource {
     Onboard,
     /// The built-in migration workflow.
     Migrate,
+    /// The built-in offboarding workflow.
+    Offboard,
 }
 
 impl Context {
@@ -256,6 +263,12 @@ impl Context {
             WorkflowSource::Migrate => Workflow::parse(
                 BUILTIN_MIGRATE_WORKFLOW,
                 "built-in migrate-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+            WorkflowSource::Offboard => Workflow::parse(
+                BUILTIN_OFFBOARD_WORKFLOW,
+                "built-in offboard-agent",
                 &steps::registry(&placeholder),
             )
             .map_err(|e| Error::Input(e.to_string()))?,

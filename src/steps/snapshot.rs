@@ -144,6 +144,24 @@ impl Snapshot {
         self.ids_users.get(id)
     }
 
+    /// Every listed Identity Store user whose UserName or one of whose emails is
+    /// `name_or_email` (without case): offboarding needs exactly one.
+    pub fn identity_candidates(&self, name_or_email: &str) -> Vec<&IdentityUser> {
+        let key = name_or_email.to_lowercase();
+        let mut ids: Vec<&String> = Vec::new();
+        for id in [self.ids_by_name.get(&key), self.ids_by_email.get(&key)]
+            .into_iter()
+            .flatten()
+        {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids.into_iter()
+            .filter_map(|id| self.ids_users.get(id))
+            .collect()
+    }
+
     /// The agents' group id, when known (listed, or learnt during the run).
     pub fn group_id(&self) -> Option<String> {
         self.group_id
