@@ -731,7 +731,8 @@ fn result_of(
         ]),
         identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION, steps::IDENTITY_USER_REMOVAL]),
         error: row.last_error,
-        portal_url: (row.state == AgentState::Done).then(|| target.portal_url.clone()),
+        portal_url: (row.state == AgentState::Done && wf.irreversible_steps().is_empty())
+            .then(|| target.portal_url.clone()),
         plan: BTreeMap::new(),
     })
 }

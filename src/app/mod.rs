@@ -341,6 +341,14 @@ pub(crate) fn load_workflow(path: Option<&Path>, env: &Env) -> Result<Workflow, 
             "built-in onboard-agent".to_string(),
         ),
     };
-    Workflow::parse(&source, &origin, &steps::registry(env))
-        .map_err(|e| Error::Input(e.to_string()))
+    let wf = Workflow::parse(&source, &origin, &steps::registry(env))
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let irreversible = wf.irreversible_steps();
+    if !irreversible.is_empty() {
+        return Err(Error::Input(format!(
+            "workflow {origin} deletes (irreversible steps: {}): it is not an onboarding workflow; run it with `offboard`",
+            irreversible.join(", ")
+        )));
+    }
+    Ok(wf)
 }

@@ -81,6 +81,10 @@ async fn offboard_removes_an_onboarded_agent_and_leaves_shared_resources_and_oth
     let agent = &run["agents"][0];
     assert_eq!(agent["email"], ANA);
     assert_eq!(agent["state"], "done");
+    assert!(
+        agent["portal_url"].is_null(),
+        "an offboarded agent signs in nowhere"
+    );
     let steps = agent["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 4);
     assert!(steps
