@@ -244,4 +244,35 @@ mod tests {
         );
         assert!(s.identity_user("ben@example.com").is_none());
     }
+
+    #[test]
+    fn identity_candidates_are_every_user_matching_by_name_or_email_once() {
+        let mut s = Snapshot::default();
+        for (id, name, email) in [
+            ("u1", "am@example.com", "other@example.com"),
+            ("u2", "am.big", "am@example.com"),
+            ("u3", "cy@example.com", "cy@example.com"),
+        ] {
+            s.ids_by_name.insert(name.to_lowercase(), id.into());
+            s.ids_by_email.insert(email.into(), id.into());
+            s.ids_users.insert(
+                id.into(),
+                IdentityUser {
+                    id: id.into(),
+                    user_name: name.into(),
+                    primary_email: Some(email.into()),
+                    emails: vec![email.into()],
+                },
+            );
+        }
+        let ids = |e: &str| -> Vec<String> {
+            s.identity_candidates(e)
+                .iter()
+                .map(|u| u.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("AM@example.com"), ["u1", "u2"], "two users: ambiguous");
+        assert_eq!(ids("cy@example.com"), ["u3"], "name and email: one user");
+        assert!(ids("nobody@example.com").is_empty());
+    }
 }

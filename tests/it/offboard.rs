@@ -435,3 +435,54 @@ async fn a_file_of_batch_agents_is_offboarded_with_bulk_reads_and_a_report() {
     assert_eq!(j["counts"]["already_done"], 2, "{j}");
     env.world().assert_onboarded_once("a0@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_deletes_are_retried_and_an_unfinished_onboarding_is_left_alone() {
+    let env = Env::new().await;
+    assert_eq!(env.onboard(ANA, &[]).await.code, 0);
+    env.faults(json!({"rules": [{"op": "connect:DeleteUser", "action": "throttle", "times": 2}]}));
+    let out = env.run(&["offboard", ANA, "--yes", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        env.calls("connect:DeleteUser"),
+        3,
+        "two throttled, then applied"
+    );
+    assert_eq!(env.applied("connect:DeleteUser"), 1);
+    let j = out.json();
+    let api = (j["calls"].as_array().unwrap().iter())
+        .find(|c| c["api"] == "connect:DeleteUser")
+        .unwrap();
+    assert_eq!(api["throttled"], 2, "the pacer heard the throttles: {j}");
+    env.faults(json!({"rules": []}));
+
+    // Ben's onboarding dies half-way: offboarding him waits until it is finished or rolled back.
+    let out = env
+        .run_with(
+            &[
+                "onboard",
+                "--email",
+                BEN,
+                "--first-name",
+                "Ben",
+                "--last-name",
+                "Ng",
+            ],
+            &[("CONNECT_ONBOARD_CRASH_AT", "after_checkpoint:identity_user")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    let before = writes(&env);
+    let out = env.run(&["offboard", BEN, "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("its onboarding in run")
+            && out.stdout.contains("resume or roll it back first"),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), before, "zero writes");
+    // Resumed, it can be offboarded.
+    assert_eq!(env.run(&["resume"]).await.code, 0);
+    assert_eq!(env.run(&["offboard", BEN, "--yes"]).await.code, 0);
+    env.world().assert_gone(BEN);
+}
