@@ -1163,7 +1163,7 @@ fn an_emails_only_reader_needs_only_the_email_or_login_column() {
         errs.iter().any(|e| e.message.contains("\"email\"")),
         "{errs:?}"
     );
-    let (rows, errs): (Vec<_>, Vec<_>) = Reader::open_emails(&write("k.jsonl", "{\"name\": 1}\n"))
+    let (rows, errs): (Vec<_>, Vec<_>) = Reader::open_emails(write("k.jsonl", "{\"name\": 1}\n"))
         .unwrap()
         .partition(Result::is_ok);
     assert!(rows.is_empty());
