@@ -499,7 +499,8 @@ pub(super) async fn run_rows(
             plan: BTreeMap::new(),
         };
         match latest {
-            Some((run, AgentState::Done | AgentState::Released)) => {
+            // (`offboard` sends an agent it offboarded before only when something is left.)
+            Some((run, AgentState::Done | AgentState::Released)) if !removes => {
                 let a = skip("already_done", run, None, true);
                 record(&mut report, a);
                 continue;

@@ -120,6 +120,9 @@ pub async fn offboard(
             portal_url: None,
             plan: Default::default(),
         };
+        // An earlier offboarding that finished: done, unless something was left (another
+        // side, or a user made again since): then it is identified again.
+        let mut offboarded_in: Option<String> = None;
         if let Some(store) = &store {
             if let Some((run, state)) = store.latest_by_key(&email)? {
                 let removes = match kinds.get(&run) {
@@ -131,10 +134,7 @@ pub async fn offboard(
                     }
                 };
                 match (removes, state) {
-                    (true, AgentState::Done | AgentState::Released) => {
-                        early.push(result("already_done", Some(run), None));
-                        continue;
-                    }
+                    (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
                     // An offboarding to finish: with what it identified then.
                     (true, _) => {
                         let subject: Subject =
@@ -157,8 +157,13 @@ pub async fn offboard(
             }
         }
         match finder.identify(&email, opts.sides).await? {
-            Err(why) => early.push(result("skipped", None, Some(why))),
-            Ok((connect, identity)) => {
+            Identified::Nothing(_) if offboarded_in.is_some() => {
+                early.push(result("already_done", offboarded_in, None))
+            }
+            Identified::Nothing(why) | Identified::Skip(why) => {
+                early.push(result("skipped", None, Some(why)))
+            }
+            Identified::Agent(connect, identity) => {
                 let l = Leaver {
                     connect_user_id: connect,
                     identity_user_id: identity.as_ref().map(|u| u.id.clone()),
@@ -299,6 +304,16 @@ fn checked_emails(opts: &OffboardOptions, target: &Target) -> Result<Vec<agent::
     Ok(specs)
 }
 
+/// What identification found for one agent.
+enum Identified {
+    /// Its Connect user id and Identity Store user (the sides asked for).
+    Agent(Option<String>, Option<IdentityUser>),
+    /// Something, but not what can be removed safely: why.
+    Skip(String),
+    /// Nothing on the sides asked for: why.
+    Nothing(String),
+}
+
 /// Finds an agent's Connect user and Identity Store user by the onboarding rules: per agent,
 /// or from one listing of each directory for many agents.
 struct Finder<'a> {
@@ -399,11 +414,7 @@ impl<'a> Finder<'a> {
     }
 
     /// The agent's Connect user id and Identity Store user, or why it is skipped.
-    async fn identify(
-        &self,
-        email: &str,
-        sides: Sides,
-    ) -> Result<Result<(Option<String>, Option<IdentityUser>), String>, Error> {
+    async fn identify(&self, email: &str, sides: Sides) -> Result<Identified, Error> {
         let connect = match sides {
             Sides::IdentityOnly => None,
             _ => self.connect_user(email).await?,
@@ -416,7 +427,7 @@ impl<'a> Finder<'a> {
             let names: Vec<String> = (identity.iter())
                 .map(|u| format!("{} (UserName {:?})", u.id, u.user_name))
                 .collect();
-            return Ok(Err(format!(
+            return Ok(Identified::Skip(format!(
                 "matches {} IAM Identity Center users by UserName or email: {}; cannot tell which one is the agent's (resolve it in Identity Center)",
                 names.len(),
                 names.join(", ")
@@ -424,23 +435,23 @@ impl<'a> Finder<'a> {
         }
         let identity = identity.pop();
         Ok(match (sides, connect, identity) {
-            (Sides::Both, Some(c), Some(i)) => Ok((Some(c), Some(i))),
-            (Sides::Both, Some(c), None) => Err(format!(
+            (Sides::Both, Some(c), Some(i)) => Identified::Agent(Some(c), Some(i)),
+            (Sides::Both, Some(c), None) => Identified::Skip(format!(
                 "found in Amazon Connect only (user {c}); no IAM Identity Center user has UserName or email {email:?}: pass --connect-only to delete the Connect user alone"
             )),
-            (Sides::Both, None, Some(i)) => Err(format!(
+            (Sides::Both, None, Some(i)) => Identified::Skip(format!(
                 "found in IAM Identity Center only (user {}, UserName {:?}); no Amazon Connect user has username {email:?}: pass --identity-only to remove the Identity Center side alone",
                 i.id, i.user_name
             )),
-            (Sides::ConnectOnly, Some(c), _) => Ok((Some(c), None)),
-            (Sides::IdentityOnly, _, Some(i)) => Ok((None, Some(i))),
-            (Sides::ConnectOnly, None, _) => Err(format!(
+            (Sides::ConnectOnly, Some(c), _) => Identified::Agent(Some(c), None),
+            (Sides::IdentityOnly, _, Some(i)) => Identified::Agent(None, Some(i)),
+            (Sides::ConnectOnly, None, _) => Identified::Nothing(format!(
                 "not found: no Amazon Connect user has username {email:?}"
             )),
-            (Sides::IdentityOnly, _, None) => Err(format!(
+            (Sides::IdentityOnly, _, None) => Identified::Nothing(format!(
                 "not found: no IAM Identity Center user has UserName or email {email:?}"
             )),
-            (Sides::Both, None, None) => Err(format!(
+            (Sides::Both, None, None) => Identified::Nothing(format!(
                 "not found: no Amazon Connect user has username {email:?} and no IAM Identity Center user has UserName or email {email:?}"
             )),
         })

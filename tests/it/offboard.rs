@@ -241,6 +241,25 @@ async fn one_side_only_or_ambiguous_agents_are_skipped_unless_the_side_is_asked_
         .run(&["offboard", identity_only, "--identity-only", "--yes"])
         .await;
     assert_eq!(out.code, 0, "{out:?}");
+    // Both sides exist, only Connect is removed; the Identity Center side is then what is
+    // left: a plain offboard reports it, --identity-only removes it.
+    assert_eq!(env.onboard(ANA, &[]).await.code, 0);
+    let out = env.run(&["offboard", ANA, "--connect-only", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env.run(&["offboard", ANA, "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("found in IAM Identity Center only"),
+        "{out:?}"
+    );
+    let out = env
+        .run(&["offboard", ANA, "--identity-only", "--yes"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env.run(&["offboard", ANA, "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("already_done 1"), "{out:?}");
+    env.world().assert_gone(ANA);
     let w = env.world();
     assert!(!w.connect_users.iter().any(|u| u == connect_only), "{w:#?}");
     assert!(!w.identity_users.contains_key(identity_only), "{w:#?}");
