@@ -99,9 +99,10 @@ fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
 async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     let g = &cli.global;
     let json = g.json;
-    let settings = |on_failure| RunSettings {
+    let settings = |on_failure, concurrency| RunSettings {
         progress: progress_printer(json),
         on_failure,
+        concurrency,
     };
     match cli.command {
         Command::Init { force } => {
@@ -122,7 +123,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let on_failure = on_failure_of(a.on_failure);
             let dry_run = a.dry_run;
             let input = onboard_input(*a);
-            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
+            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure, 1)).await? {
                 OnboardReport::Plan { agent, steps } => {
                     print_plan(&agent, &steps, json);
                     Ok(exit::for_plan(&steps))
@@ -134,14 +135,17 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 }
             }
         }
-        Command::Resume { run_id } => {
+        Command::Resume {
+            run_id,
+            concurrency,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::resume(
                 &ctx,
                 run_id.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
             finish_batch(report, json)
@@ -154,7 +158,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &run_id,
                 email.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, 1),
             )
             .await?;
             // A rollback that finished is a success.
@@ -198,7 +202,11 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
-        Command::Retry { run_id, from } => {
+        Command::Retry {
+            run_id,
+            from,
+            concurrency,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::retry(
@@ -206,7 +214,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 run_id.as_deref(),
                 from.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
             finish_batch(report, json)
@@ -256,6 +264,7 @@ fn quiet(on_failure: OnFailureArg) -> RunSettings {
     RunSettings {
         progress: None,
         on_failure: on_failure_of(on_failure),
+        concurrency: 1,
     }
 }
 

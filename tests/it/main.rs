@@ -12,6 +12,7 @@ mod lease;
 mod migrate;
 mod moto;
 mod onboard;
+mod reliability;
 mod sandbox_cli;
 mod secrets;
 mod tidy;
