@@ -13,6 +13,7 @@ mod migrate;
 mod moto;
 mod onboard;
 mod reliability;
+mod reliability_moto;
 mod sandbox_cli;
 mod secrets;
 mod tidy;

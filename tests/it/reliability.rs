@@ -298,8 +298,19 @@ pub async fn audit(
     pre: &BTreeMap<String, Pre>,
     user_mode: bool,
 ) -> BTreeMap<String, String> {
+    audit_world(env, env.ids(), before, emails, pre, user_mode).await
+}
+
+/// [`audit`] against a given view of the world (the Identity Store half may be moto's).
+pub async fn audit_world(
+    env: &Env,
+    w: WorldIds,
+    before: &WorldIds,
+    emails: &[String],
+    pre: &BTreeMap<String, Pre>,
+    user_mode: bool,
+) -> BTreeMap<String, String> {
     let st = agents_by_email(&env.status_json().await);
-    let w = env.ids();
     let mut want_connect: BTreeSet<String> = before.connect.values().flatten().cloned().collect();
     let mut want_identity: BTreeSet<String> = before.identity.values().flatten().cloned().collect();
     let mut want_members: BTreeSet<(String, String, String)> =
