@@ -73,18 +73,15 @@ async fn world(env: &Env, c: &Ids, group: &str) -> WorldIds {
             Some(aws_sdk_identitystore::types::MemberId::UserId(u)) => u.clone(),
             other => panic!("unexpected member {other:?}"),
         };
-        w.memberships.push((
-            group.to_string(),
-            user,
-            m.membership_id().to_string(),
-        ));
+        w.memberships
+            .push((group.to_string(), user, m.membership_id().to_string()));
     }
     w
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn moto_identity_store_under_kills_and_a_storm_on_the_other_services_has_exactly_one_of_each(
-) {
+async fn moto_identity_store_under_kills_and_a_storm_on_the_other_services_has_exactly_one_of_each()
+{
     let Some(moto) = start_moto() else { return };
     let seed = seed();
     let n = knob("RELIABILITY_MOTO_AGENTS", 40) as usize;
@@ -182,19 +179,34 @@ async fn moto_rollback_leaves_pre_existing_identity_store_users_and_memberships(
     // The group's assignment is refused: every agent fails at its last step and rolls
     // back, killed now and then.
     let mut rules = latency_and_held_writes(60, 0.0);
-    rules.push(json!({"op": "sso:CreateApplicationAssignment", "action": "error",
-        "code": "AccessDeniedException", "status": 400}));
+    rules.push(
+        json!({"op": "sso:CreateApplicationAssignment", "action": "error",
+        "code": "AccessDeniedException", "status": 400}),
+    );
     env.faults(json!({"seed": seed, "rules": rules}));
-    let k = kill_repeatedly(&env, &["batch", &file_of(&env, &emails)], 3, 100..600, 0, &mut rng)
-        .await;
+    let k = kill_repeatedly(
+        &env,
+        &["batch", &file_of(&env, &emails)],
+        3,
+        100..600,
+        0,
+        &mut rng,
+    )
+    .await;
     resume_to_the_end(&env).await;
     eprintln!("seed {seed} (moto rollback): {k:?}");
     let w = world(&env, &c, &group).await;
     let states = audit_world(&env, w.clone(), &before, &emails, &pre, false).await;
     // Every agent created something (its Connect or its Identity Store user at least).
     assert!(states.values().all(|s| s == "rolled_back"), "{states:?}");
-    assert_eq!(w.identity, before.identity, "moto's users are exactly those that existed");
-    assert_eq!(w.memberships, before.memberships, "and so are its memberships");
+    assert_eq!(
+        w.identity, before.identity,
+        "moto's users are exactly those that existed"
+    );
+    assert_eq!(
+        w.memberships, before.memberships,
+        "and so are its memberships"
+    );
     for (id, was) in &kept {
         let now = c
             .describe_user()
@@ -223,7 +235,12 @@ fn fields(u: &aws_sdk_identitystore::operation::describe_user::DescribeUserOutpu
         f.push(n.family_name().unwrap_or_default().to_string());
     }
     for e in u.emails() {
-        f.push(format!("{:?} {:?} {:?}", e.value(), e.r#type(), e.primary()));
+        f.push(format!(
+            "{:?} {:?} {:?}",
+            e.value(),
+            e.r#type(),
+            e.primary()
+        ));
     }
     f
 }
