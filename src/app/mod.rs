@@ -58,6 +58,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The state file failed mid-run: the run stopped, every unfinished agent resumable.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl Error {
@@ -71,7 +74,10 @@ impl Error {
             Error::Preflight(target::Error::Aws { source, .. }) => {
                 !(source.is_throttling() || source.is_server_or_transport())
             }
-            Error::Engine(_) | Error::Store(_) => false,
+            // The state file cannot be opened (corrupt, too new, unwritable): setup, and
+            // nothing was written anywhere.
+            Error::Store(e) => e.is_open_failure(),
+            Error::Engine(_) | Error::Stopped(_) => false,
         }
     }
 }

@@ -14,4 +14,5 @@ mod moto;
 mod onboard;
 mod sandbox_cli;
 mod secrets;
+mod state_faults;
 mod tidy;
