@@ -275,6 +275,12 @@ pub async fn batch(
             Err(errs) => invalid.extend(errs),
         }
     }
+    if valid == 0 && invalid.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no agent rows, only a header: nothing to onboard; nothing was written",
+            opts.file.display()
+        )));
+    }
     if !invalid.is_empty() && !opts.skip_invalid {
         return Err(Error::Input(format!(
             "{}\n{} problem(s) in {}; nothing was written (fix them, or pass --skip-invalid to onboard the valid rows only)",

@@ -8,6 +8,7 @@ mod chaos;
 mod crash;
 mod failures;
 mod input;
+mod inputs_fuzz;
 mod lease;
 mod migrate;
 mod moto;
