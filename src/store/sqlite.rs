@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::committer::Job;
 use super::lease::Holder;
-use super::schema::migrate;
+use super::schema::{check_not_newer, migrate};
 use super::{fmt_ms, now_ms, now_rfc3339, Error, Result, RunRow};
 use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentState, OnFailure, StepState};
@@ -76,6 +76,7 @@ impl Store {
                 })?;
         }
         let conn = Connection::open(path)?;
+        check_not_newer(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Self::init(conn, &path.display().to_string())
