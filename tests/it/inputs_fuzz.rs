@@ -160,7 +160,8 @@ async fn formula_cells_are_neutralised_in_the_csv_report_and_notices() {
         );
     }
 
-    // A rejected formula cell is quoted on stderr, never written anywhere.
+    // A rejected formula cell is quoted on stderr as written (not lower-cased), never
+    // written anywhere.
     let bad = file(
         &env,
         "bad.csv",
@@ -171,7 +172,7 @@ async fn formula_cells_are_neutralised_in_the_csv_report_and_notices() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr
-            .contains("bad.csv:2: column \"email\": invalid email \"=cmd|' /"),
+            .contains("bad.csv:2: column \"email\": invalid email \"=cmd|' /C calc'!A0\""),
         "{out:?}"
     );
     assert_eq!(writes(&env), before);
