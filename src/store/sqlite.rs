@@ -758,6 +758,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_does_not_open_names_itself_and_its_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        std::fs::write(&p, vec![0x5a; 8192]).unwrap();
+        let e = Store::open(&p).unwrap_err();
+        assert!(e.is_open_failure(), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "state file {}: not a connect-onboard state file",
+                p.display()
+            )),
+            "{shown}"
+        );
+        let c = Connection::open(dir.path().join("new.db")).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        drop(c);
+        let e = Store::open(&dir.path().join("new.db"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("written by a newer connect-onboard"), "{e}");
+    }
+
+    #[test]
     fn file_is_private_and_wal() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/state.db");
