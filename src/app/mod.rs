@@ -20,6 +20,7 @@ mod status;
 pub use batch::{
     batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
+pub use crate::aws::retry::{Wait, WaitFn};
 pub use env::PASSWORD_ENV;
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
@@ -89,6 +90,8 @@ pub struct Globals {
     pub profile: Option<String>,
     /// AWS region override (both services).
     pub region: Option<String>,
+    /// Told of every wait between two tries of an AWS call (the progress line).
+    pub on_wait: Option<WaitFn>,
 }
 
 /// Loaded configuration plus where the state lives.
@@ -180,7 +183,7 @@ impl Context {
     }
 
     /// Clients for `regions`; a region left open is the AWS chain's, and is filled in.
-    pub(crate) async fn clients(&self, regions: &mut Regions) -> Clients {
+    pub(crate) async fn clients(&self, regions: &mut Regions) -> Result<Clients, Error> {
         let sdk = aws::load_sdk_config(
             self.globals.profile.as_deref(),
             self.globals.region.as_deref(),
@@ -194,7 +197,7 @@ impl Context {
             Some(p) => Some(aws::load_sdk_config(Some(p), None, env::attempt_timeout()).await),
             None => None,
         };
-        Clients::new(
+        Ok(Clients::new(
             &sdk,
             ic_sdk.as_ref(),
             regions.connect.as_deref(),
@@ -204,8 +207,9 @@ impl Context {
                     .as_ref()
                     .map(Config::rate_limits)
                     .unwrap_or_default(),
-            ),
-        )
+                self.globals.on_wait.clone(),
+            )?,
+        ))
     }
 
     pub(crate) fn open_store(&self) -> Result<Arc<Store>, Error> {
@@ -247,7 +251,7 @@ impl Context {
     pub(crate) async fn new_run(&self, source: WorkflowSource) -> Result<NewRun, Error> {
         let config = self.config()?;
         let mut regions = self.new_run_regions();
-        let clients = self.clients(&mut regions).await;
+        let clients = self.clients(&mut regions).await?;
         let placeholder = env_for(&clients, &Target::placeholder(config));
         let wf = match source {
             WorkflowSource::Onboard => {
@@ -275,9 +279,14 @@ impl Context {
 }
 
 /// The pacer every AWS call of a process goes through: the configured limits, with a
-/// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]).
-fn pacer(limits: aws::pacer::RateLimits) -> aws::pacer::Pacer {
-    aws::pacer::Pacer::new(limits.with_headroom())
+/// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]), and the
+/// per-call retry budget.
+fn pacer(
+    limits: aws::pacer::RateLimits,
+    on_wait: Option<WaitFn>,
+) -> Result<aws::pacer::Pacer, Error> {
+    let retry = aws::retry::CallRetry::with_budget_secs(env::retry_budget().map_err(Error::Input)?);
+    Ok(aws::pacer::Pacer::with_retry(limits.with_headroom(), retry, on_wait))
 }
 
 /// Per-process engine settings (progress callback, test hooks).

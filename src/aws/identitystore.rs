@@ -51,9 +51,7 @@ fn identity_user(id: &str, user_name: Option<&str>, emails: &[it::Email]) -> Ide
 impl SdkIdentityStore {
     async fn get_user_id(&self, store: &str, path: &str, value: &str) -> Result<Option<String>> {
         not_found_to_none(
-            send_once!(
-                identitystore,
-                self.1,
+            send_once!(self.1,
                 "identitystore:GetUserId",
                 self.0
                     .get_user_id()
@@ -78,9 +76,7 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn describe_user(&self, store: &str, user_id: &str) -> Result<Option<IdentityUser>> {
         not_found_to_none(
-            send_once!(
-                identitystore,
-                self.1,
+            send_once!(self.1,
                 "identitystore:DescribeUser",
                 self.0
                     .describe_user()
@@ -93,9 +89,7 @@ impl IdentityStoreApi for SdkIdentityStore {
     }
 
     async fn create_user(&self, store: &str, u: &NewIdentityUser<'_>) -> Result<String> {
-        let out = send_once!(
-            identitystore,
-            self.1,
+        let out = send_once!(self.1,
             "identitystore:CreateUser",
             self.0
                 .create_user()
@@ -121,9 +115,7 @@ impl IdentityStoreApi for SdkIdentityStore {
     }
 
     async fn delete_user(&self, store: &str, user_id: &str) -> Result<()> {
-        send_once!(
-            identitystore,
-            self.1,
+        send_once!(self.1,
             "identitystore:DeleteUser",
             self.0
                 .delete_user()
@@ -136,9 +128,7 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn group_id(&self, store: &str, name: &str) -> Result<Option<String>> {
         not_found_to_none(
-            send_once!(
-                identitystore,
-                self.1,
+            send_once!(self.1,
                 "identitystore:GetGroupId",
                 self.0
                     .get_group_id()
@@ -151,9 +141,7 @@ impl IdentityStoreApi for SdkIdentityStore {
     }
 
     async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String> {
-        let out = send_once!(
-            identitystore,
-            self.1,
+        let out = send_once!(self.1,
             "identitystore:CreateGroup",
             self.0
                 .create_group()
@@ -169,9 +157,7 @@ impl IdentityStoreApi for SdkIdentityStore {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = send_once!(
-                identitystore,
-                self.1,
+            let page = send_once!(self.1,
                 "identitystore:ListUsers",
                 self.0
                     .list_users()
@@ -195,9 +181,7 @@ impl IdentityStoreApi for SdkIdentityStore {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = send_once!(
-                identitystore,
-                self.1,
+            let page = send_once!(self.1,
                 "identitystore:ListGroupMemberships",
                 self.0
                     .list_group_memberships()
@@ -229,9 +213,7 @@ impl IdentityStoreApi for SdkIdentityStore {
         user_id: &str,
     ) -> Result<Option<String>> {
         not_found_to_none(
-            send_once!(
-                identitystore,
-                self.1,
+            send_once!(self.1,
                 "identitystore:GetGroupMembershipId",
                 self.0
                     .get_group_membership_id()
@@ -250,9 +232,7 @@ impl IdentityStoreApi for SdkIdentityStore {
         group_id: &str,
         user_id: &str,
     ) -> Result<String> {
-        let out = send_once!(
-            identitystore,
-            self.1,
+        let out = send_once!(self.1,
             "identitystore:CreateGroupMembership",
             self.0
                 .create_group_membership()
@@ -265,9 +245,7 @@ impl IdentityStoreApi for SdkIdentityStore {
     }
 
     async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()> {
-        send_once!(
-            identitystore,
-            self.1,
+        send_once!(self.1,
             "identitystore:DeleteGroupMembership",
             self.0
                 .delete_group_membership()

@@ -2,7 +2,7 @@
 
 use aws_sdk_ssoadmin::types as st;
 
-use super::error::{from_sdk, no_reason, not_found_to_none, paged, send_once};
+use super::error::{no_reason, not_found_to_none, paged, send_once};
 use super::{Principal, Result, SdkSsoAdmin, SsoAdminApi, SsoApplication, SsoInstance};
 
 fn principal(kind: Principal) -> st::PrincipalType {
@@ -15,7 +15,7 @@ fn principal(kind: Principal) -> st::PrincipalType {
 #[async_trait::async_trait]
 impl SsoAdminApi for SdkSsoAdmin {
     async fn instances(&self) -> Result<Vec<SsoInstance>> {
-        Ok(paged!(self.0.list_instances(), instances, |i| {
+        Ok(paged!(self.1, "sso:ListInstances", self.0.list_instances(), instances, |i| {
             SsoInstance {
                 arn: i.instance_arn().unwrap_or_default().to_string(),
                 identity_store_id: i.identity_store_id().unwrap_or_default().to_string(),
@@ -29,6 +29,8 @@ impl SsoAdminApi for SdkSsoAdmin {
 
     async fn applications(&self, instance_arn: &str) -> Result<Vec<SsoApplication>> {
         Ok(paged!(
+            self.1,
+            "sso:ListApplications",
             self.0.list_applications().instance_arn(instance_arn),
             applications,
             |a| SsoApplication {
@@ -45,13 +47,13 @@ impl SsoAdminApi for SdkSsoAdmin {
 
     async fn describe_application(&self, arn: &str) -> Result<Option<SsoApplication>> {
         not_found_to_none(
-            self.0
-                .describe_application()
-                .application_arn(arn)
-                .send()
-                .await
-                .map_err(|e| from_sdk(e, no_reason))
-                .map(|a| SsoApplication {
+            send_once!(
+                self.1,
+                "sso:DescribeApplication",
+                self.0.describe_application().application_arn(arn),
+                no_reason
+            )
+            .map(|a| SsoApplication {
                     arn: a.application_arn().unwrap_or(arn).to_string(),
                     name: a.name().unwrap_or_default().to_string(),
                     instance_arn: a.instance_arn().unwrap_or_default().to_string(),
@@ -64,9 +66,7 @@ impl SsoAdminApi for SdkSsoAdmin {
     }
 
     async fn is_assigned(&self, app: &str, kind: Principal, id: &str) -> Result<bool> {
-        Ok(not_found_to_none(send_once!(
-            ssoadmin,
-            self.1,
+        Ok(not_found_to_none(send_once!(self.1,
             "sso:DescribeApplicationAssignment",
             self.0
                 .describe_application_assignment()
@@ -79,9 +79,7 @@ impl SsoAdminApi for SdkSsoAdmin {
     }
 
     async fn assign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
-        send_once!(
-            ssoadmin,
-            self.1,
+        send_once!(self.1,
             "sso:CreateApplicationAssignment",
             self.0
                 .create_application_assignment()
@@ -94,9 +92,7 @@ impl SsoAdminApi for SdkSsoAdmin {
     }
 
     async fn unassign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
-        send_once!(
-            ssoadmin,
-            self.1,
+        send_once!(self.1,
             "sso:DeleteApplicationAssignment",
             self.0
                 .delete_application_assignment()

@@ -76,6 +76,7 @@ pub(crate) fn globals(g: &GlobalArgs) -> Globals {
         workflow: g.workflow.clone(),
         profile: g.profile.clone(),
         region: g.region.clone(),
+        on_wait: output::wait_printer(g.json),
     }
 }
 
@@ -169,13 +170,13 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             skip_invalid,
             run,
         } => {
-            let ctx = Context::load(&globals(g))?;
+            let mut outs = Outputs::open(&run, json)?;
+            let ctx = Context::load(&outs.globals(g))?;
             let opts = app::BatchOptions {
                 file,
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run, json)?;
             let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
@@ -186,7 +187,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             usernames,
             run,
         } => {
-            let ctx = Context::load(&globals(g))?;
+            let mut outs = Outputs::open(&run, json)?;
+            let ctx = Context::load(&outs.globals(g))?;
             let opts = app::MigrateOptions {
                 routing_profiles,
                 security_profiles,
@@ -194,7 +196,6 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run, json)?;
             let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
@@ -265,6 +266,8 @@ struct Outputs {
     report: Option<output::ReportWriter>,
     notices: Option<output::NoticeWriter>,
     meter: output::Meter,
+    /// Calls that waited to retry (throttling), shown by the meter.
+    waits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Outputs {
@@ -279,7 +282,16 @@ impl Outputs {
                 .transpose()
                 .map_err(app::Error::Input)?,
             meter: output::Meter::new(json),
+            waits: Default::default(),
         })
+    }
+
+    /// The globals, with waits counted for the meter instead of printed one by one.
+    fn globals(&self, g: &GlobalArgs) -> Globals {
+        Globals {
+            on_wait: Some(output::wait_counter(&self.waits)),
+            ..globals(g)
+        }
     }
 
     /// Closes the files, prints the summary, and decides the exit code.
@@ -298,7 +310,7 @@ impl Outputs {
 
 impl app::Sink for Outputs {
     fn started(&mut self, total: usize) {
-        self.meter.start(total);
+        self.meter.start(total, self.waits.clone());
     }
 
     fn finished(&mut self, a: &app::AgentResult) {
