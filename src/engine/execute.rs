@@ -52,10 +52,7 @@ where
     async fn crash_after_checkpoint(&mut self, step: &str) -> Result<(), Error> {
         if matches!(&self.engine.opts.crash_at, Some((CrashPoint::AfterCheckpoint, s)) if s == step)
         {
-            let changes = std::mem::take(&mut self.deferred);
-            self.journal()
-                .apply(&self.run, &self.agent, &self.token, changes)
-                .await?;
+            self.commit(None).await?;
             std::process::abort();
         }
         Ok(())
@@ -83,17 +80,23 @@ where
         self.fenced()?;
         let step = self.wf().steps[idx].id.clone();
         tracing::debug!(run = %self.run, agent = %self.agent, %step, kind, state = ?up.state, "checkpoint");
-        let mut changes = std::mem::take(&mut self.deferred);
-        changes.push(Change::Step {
+        let change = Change::Step {
             step,
             update: up.clone(),
             kind,
-        });
-        self.journal()
-            .apply(&self.run, &self.agent, &self.token, changes)
-            .await?;
+        };
+        self.commit(Some(change)).await?;
         self.remember(idx, &up);
         Ok(())
+    }
+
+    /// Commits the deferred changes, then `last`, as one durable journal change.
+    async fn commit(&mut self, last: Option<Change>) -> Result<(), JournalError> {
+        let mut changes = std::mem::take(&mut self.deferred);
+        changes.extend(last);
+        self.journal()
+            .apply(&self.run, &self.agent, &self.token, changes)
+            .await
     }
 
     /// Records `up` in memory and defers its checkpoint to the next durable record. Only for
@@ -144,14 +147,11 @@ where
         err: Option<&str>,
     ) -> Result<(), Error> {
         self.fenced()?;
-        let mut changes = std::mem::take(&mut self.deferred);
-        changes.push(Change::Agent {
+        self.commit(Some(Change::Agent {
             state,
             last_error: err.map(str::to_string),
-        });
-        self.journal()
-            .apply(&self.run, &self.agent, &self.token, changes)
-            .await?;
+        }))
+        .await?;
         Ok(())
     }
 
@@ -171,14 +171,8 @@ where
     /// the lease expires.
     pub(super) async fn finish(&mut self) -> Result<(), Error> {
         self.renewer.abort();
-        let mut changes = std::mem::take(&mut self.deferred);
-        let pending = !changes.is_empty();
-        changes.push(Change::ReleaseLease);
-        let r = self
-            .journal()
-            .apply(&self.run, &self.agent, &self.token, changes)
-            .await;
-        match r {
+        let pending = !self.deferred.is_empty();
+        match self.commit(Some(Change::ReleaseLease)).await {
             Err(e) if pending => Err(e.into()),
             _ => Ok(()),
         }
