@@ -37,7 +37,7 @@ mod validate;
 
 pub use rules::check_password;
 pub(crate) use rules::*;
-pub use validate::{migrated, validate};
+pub use validate::{leaver, migrated, validate};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -507,3 +507,34 @@ pub fn migrated(
         send_email_to_connect: false,
     })
 }
+
+/// An agent being offboarded: only its email is needed (trimmed and lower-cased once, as at
+/// onboarding: the Connect username on SAML, the Identity Store UserName and primary email).
+/// The other fields stay empty: offboarding sends none of them.
+pub fn leaver(email: &str, mode: IdentityMode) -> Result<AgentSpec, ValidationErrors> {
+    let mut errs = Vec::new();
+    let Some(email) = validate_email(email, &mut errs) else {
+        return Err(ValidationErrors(errs));
+    };
+    Ok(AgentSpec {
+        username: email.clone(),
+        email,
+        first_name: String::new(),
+        last_name: String::new(),
+        display_name: String::new(),
+        identity_mode: mode,
+        routing_profile: String::new(),
+        security_profiles: Vec::new(),
+        hierarchy_group: None,
+        phone_type: PhoneType::Soft,
+        desk_phone_number: None,
+        auto_accept: false,
+        acw_timeout: 0,
+        secondary_email: None,
+        mobile: None,
+        directory_user_id: None,
+        tags: BTreeMap::new(),
+        needs_password: false,
+        send_email_to_connect: false,
+    })
+}

@@ -19,7 +19,7 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::Workflow;
-use crate::engine::{AgentState, Engine, EngineOptions, PlanDecision, Registry, Secrets};
+use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
@@ -290,6 +290,7 @@ pub async fn batch(
         clients: &clients,
         target: &target,
         wf,
+        early: Vec::new(),
     };
     run_rows(
         ctx, prepared, valid, invalid, &rows, &opts.run, settings, sink,
@@ -305,6 +306,9 @@ pub(super) struct Prepared<'a> {
     pub target: &'a Target,
     /// The workflow, checked.
     pub wf: Workflow,
+    /// Agents already decided before the run phase (offboard: skipped at planning, or
+    /// offboarded before), reported first.
+    pub early: Vec<AgentResult>,
 }
 
 /// The valid rows, readable more than once (a file is streamed again for each pass).
@@ -327,8 +331,9 @@ pub(super) async fn run_rows(
         clients,
         target,
         wf,
+        early,
     } = prepared;
-    sink.started(valid);
+    sink.started(valid + early.len());
     let target = target.clone();
     let concurrency = opts.concurrency.max(1);
     let started = Instant::now();
@@ -353,6 +358,9 @@ pub(super) async fn run_rows(
             report.agents.push(a);
         }
     };
+    for a in early {
+        record(&mut report, a);
+    }
     if opts.dry_run {
         // The same lookups the real run starts with; a journal in memory, nothing written.
         let (registry, _) = registry_for(clients, &target, valid, opts.bulk_reads).await?;
@@ -380,9 +388,7 @@ pub(super) async fn run_rows(
                     .entry(p.decision.as_str().to_string())
                     .or_default() += 1;
             }
-            let blocker = plan
-                .iter()
-                .find(|p| !matches!(p.decision, PlanDecision::Create | PlanDecision::Adopt));
+            let blocker = plan.iter().find(|p| !p.decision.is_clean());
             let a = AgentResult {
                 email,
                 outcome: if blocker.is_some() {
@@ -446,9 +452,42 @@ pub(super) async fn run_rows(
             chunk.clear();
             Ok(())
         };
+    // Whether each earlier run removes agents (offboarding) or creates them.
+    let removes = !wf.irreversible_steps().is_empty();
+    let mut kinds: HashMap<String, bool> = HashMap::new();
     for v in rows()? {
         let key = v.subject.agent.email.clone();
-        let latest = store.latest_by_key(&key)?;
+        let mut latest = store.latest_by_key(&key)?;
+        if let Some((run, state)) = &latest {
+            if !kinds.contains_key(run) {
+                let k = Workflow::declares_irreversible(&store.run(run)?.workflow);
+                kinds.insert(run.clone(), k);
+            }
+            if kinds[run] != removes {
+                // The other direction: unfinished, it must end first; else this is new.
+                if state.unfinished() {
+                    let (what, how) = if removes {
+                        ("onboarding", "resume or roll it back")
+                    } else {
+                        ("offboarding", "resume it")
+                    };
+                    let why = format!("its {what} in run {run} is {}: {how} first", state.as_str());
+                    let a = AgentResult {
+                        email: key.clone(),
+                        outcome: "skipped".into(),
+                        run_id: Some(run.clone()),
+                        connect_user_id: None,
+                        identity_user_id: None,
+                        error: Some(why),
+                        portal_url: None,
+                        plan: BTreeMap::new(),
+                    };
+                    record(&mut report, a);
+                    continue;
+                }
+                latest = None;
+            }
+        }
         let skip = |outcome: &str, run: String, error: Option<String>, portal: bool| AgentResult {
             email: key.clone(),
             outcome: outcome.into(),
@@ -460,7 +499,8 @@ pub(super) async fn run_rows(
             plan: BTreeMap::new(),
         };
         match latest {
-            Some((run, AgentState::Done | AgentState::Released)) => {
+            // (`offboard` sends an agent it offboarded before only when something is left.)
+            Some((run, AgentState::Done | AgentState::Released)) if !removes => {
                 let a = skip("already_done", run, None, true);
                 record(&mut report, a);
                 continue;
@@ -685,10 +725,15 @@ fn result_of(
         email: key.to_string(),
         outcome: row.state.as_str().to_string(),
         run_id: Some(run.to_string()),
-        connect_user_id: id_of(&steps::CONNECT_USER_ACTIONS),
-        identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION]),
+        connect_user_id: id_of(&[
+            steps::CONNECT_USER_ACTIONS[0],
+            steps::CONNECT_USER_ACTIONS[1],
+            steps::CONNECT_USER_REMOVAL,
+        ]),
+        identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION, steps::IDENTITY_USER_REMOVAL]),
         error: row.last_error,
-        portal_url: (row.state == AgentState::Done).then(|| target.portal_url.clone()),
+        portal_url: (row.state == AgentState::Done && wf.irreversible_steps().is_empty())
+            .then(|| target.portal_url.clone()),
         plan: BTreeMap::new(),
     })
 }

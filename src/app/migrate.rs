@@ -197,6 +197,7 @@ pub async fn migrate(
                     security_profile_ids: d.security_profile_ids,
                     hierarchy_group_id: d.hierarchy_group_id,
                     identity_user_name: Some(u.username.clone()),
+                    leaver: None,
                 },
                 password: None,
             }),
@@ -218,6 +219,7 @@ pub async fn migrate(
         clients: &clients,
         target: &target,
         wf,
+        early: Vec::new(),
     };
     run_rows(
         ctx, prepared, count, invalid, &rows, &opts.run, settings, sink,

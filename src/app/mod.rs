@@ -1,4 +1,5 @@
-//! Operations behind the commands: onboard, resume, rollback, release, status. Each wires
+//! Operations behind the commands: onboard, batch, migrate, offboard, resume, rollback,
+//! release, status. Each wires
 //! the configuration, the AWS clients, the checkpoint store and the engine together and
 //! returns data; printing is the CLI's job.
 //!
@@ -17,6 +18,7 @@ mod drift;
 pub mod env;
 mod iam_policy;
 mod migrate;
+mod offboard;
 mod onboard;
 mod runs;
 mod status;
@@ -29,6 +31,7 @@ pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as Dr
 pub use env::PASSWORD_ENV;
 pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
+pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use runs::{release, resume, retry, rollback, RunsReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
@@ -78,6 +81,8 @@ impl Error {
             Error::Preflight(target::Error::Aws { source, .. }) => {
                 !(source.is_throttling() || source.is_server_or_transport())
             }
+            // `rollback` of a run whose steps delete: refused before anything is touched.
+            Error::Engine(engine::Error::Irreversible { .. }) => true,
             Error::Engine(_) | Error::Store(_) => false,
         }
     }
@@ -245,6 +250,8 @@ pub(crate) enum WorkflowSource {
     Onboard,
     /// The built-in migration workflow.
     Migrate,
+    /// The built-in offboarding workflow.
+    Offboard,
 }
 
 impl Context {
@@ -263,6 +270,12 @@ impl Context {
             WorkflowSource::Migrate => Workflow::parse(
                 BUILTIN_MIGRATE_WORKFLOW,
                 "built-in migrate-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+            WorkflowSource::Offboard => Workflow::parse(
+                BUILTIN_OFFBOARD_WORKFLOW,
+                "built-in offboard-agent",
                 &steps::registry(&placeholder),
             )
             .map_err(|e| Error::Input(e.to_string()))?,
@@ -335,6 +348,14 @@ pub(crate) fn load_workflow(path: Option<&Path>, env: &Env) -> Result<Workflow, 
             "built-in onboard-agent".to_string(),
         ),
     };
-    Workflow::parse(&source, &origin, &steps::registry(env))
-        .map_err(|e| Error::Input(e.to_string()))
+    let wf = Workflow::parse(&source, &origin, &steps::registry(env))
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let irreversible = wf.irreversible_steps();
+    if !irreversible.is_empty() {
+        return Err(Error::Input(format!(
+            "workflow {origin} deletes (irreversible steps: {}): it is not an onboarding workflow; run it with `offboard`",
+            irreversible.join(", ")
+        )));
+    }
+    Ok(wf)
 }

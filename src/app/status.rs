@@ -82,10 +82,11 @@ pub struct StepStatus {
 
 pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error> {
     let run = store.run(run_id)?;
-    let portal = run
-        .meta
-        .get("portal_url")
+    // An offboarded agent signs in nowhere any more.
+    let removes = crate::engine::Workflow::declares_irreversible(&run.workflow);
+    let portal = (run.meta.get("portal_url"))
         .and_then(|v| v.as_str())
+        .filter(|_| !removes)
         .map(str::to_string);
     let mut agents = Vec::new();
     for a in store.agents(run_id)? {

@@ -96,6 +96,10 @@ pub(crate) enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Remove leavers: the user's application assignment (user mode), group membership,
+    /// Identity Center user and Connect user. Deletes are irreversible: the plan is shown
+    /// and confirmed first (--yes off a terminal).
+    Offboard(Box<OffboardArgs>),
     /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
     Retry {
         /// Run id (all runs when absent).
@@ -264,4 +268,42 @@ pub(crate) struct RunArgs {
     /// On a permanent failure: remove what this agent's run created, or keep it.
     #[arg(long, value_enum, default_value = "rollback")]
     pub(crate) on_failure: OnFailureArg,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct OffboardArgs {
+    /// The agents' emails (Connect username on SAML, Identity Center UserName / email).
+    #[arg(
+        value_name = "EMAIL",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub(crate) emails: Vec<String>,
+    /// A file of agents in any `batch` format (only the email / user login column is read).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+    /// Print the plan (delete / gone per step) without writing anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Delete without asking (required off a terminal).
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Keep the Identity Center user (its application assignment and membership still go).
+    #[arg(long)]
+    pub(crate) keep_identity_user: bool,
+    /// Remove the Connect user alone (for an agent found in Connect only).
+    #[arg(long, conflicts_with = "identity_only")]
+    pub(crate) connect_only: bool,
+    /// Remove the Identity Center side alone (for an agent found in Identity Center only).
+    #[arg(long)]
+    pub(crate) identity_only: bool,
+    /// Write one row per agent to FILE (.csv, or .json/.jsonl for JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Agents in flight at once (the per-API rate limits hold each quota).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+    /// Identify the agents from one listing of each directory (auto: from 20 agents).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) bulk_reads: BulkReadsArg,
 }

@@ -17,7 +17,8 @@ use crate::engine::{OnFailure, Secrets};
 
 pub use args::Cli;
 use args::{
-    BulkReadsArg, Command, GlobalArgs, OnFailureArg, OnboardArgs, PhoneArg, PolicyArg, RunArgs,
+    BulkReadsArg, Command, GlobalArgs, OffboardArgs, OnFailureArg, OnboardArgs, PhoneArg,
+    PolicyArg, RunArgs,
 };
 use output::{print_plan, print_runs, progress_printer};
 
@@ -177,7 +178,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run, json)?;
+            let mut outs = Outputs::open(run.report.as_deref(), run.notices.as_deref(), json)?;
             let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
@@ -196,10 +197,11 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(&run, json)?;
+            let mut outs = Outputs::open(run.report.as_deref(), run.notices.as_deref(), json)?;
             let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
+        Command::Offboard(a) => offboard(g, *a).await,
         Command::Retry { run_id, from } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
@@ -266,11 +268,7 @@ fn run_options(a: &RunArgs) -> app::RunOptions {
     app::RunOptions {
         dry_run: a.dry_run,
         concurrency: a.concurrency,
-        bulk_reads: match a.bulk_reads {
-            BulkReadsArg::Auto => app::BulkReads::Auto,
-            BulkReadsArg::Always => app::BulkReads::Always,
-            BulkReadsArg::Never => app::BulkReads::Never,
-        },
+        bulk_reads: bulk_reads_of(a.bulk_reads),
     }
 }
 
@@ -291,13 +289,17 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn open(run: &RunArgs, json: bool) -> Result<Self, app::Error> {
+    fn open(
+        report: Option<&std::path::Path>,
+        notices: Option<&std::path::Path>,
+        json: bool,
+    ) -> Result<Self, app::Error> {
         Ok(Outputs {
-            report: (run.report.as_deref())
+            report: report
                 .map(output::ReportWriter::create)
                 .transpose()
                 .map_err(app::Error::Input)?,
-            notices: (run.notices.as_deref())
+            notices: notices
                 .map(output::NoticeWriter::create)
                 .transpose()
                 .map_err(app::Error::Input)?,
@@ -344,6 +346,86 @@ fn policy_for(a: PolicyArg) -> app::PolicyFor {
         PolicyArg::Doctor => app::PolicyFor::Doctor,
         PolicyArg::Drift => app::PolicyFor::Drift,
         PolicyArg::All => app::PolicyFor::All,
+    }
+}
+
+/// `offboard`: the plan is confirmed (on a terminal) or `--yes` given before any write;
+/// the report file is only created once it is.
+async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
+    let json = g.json;
+    let ctx = Context::load(&globals(g))?;
+    let opts = app::OffboardOptions {
+        emails: a.emails,
+        file: a.file,
+        sides: match (a.connect_only, a.identity_only) {
+            (true, _) => app::Sides::ConnectOnly,
+            (_, true) => app::Sides::IdentityOnly,
+            _ => app::Sides::Both,
+        },
+        keep_identity_user: a.keep_identity_user,
+        run: app::RunOptions {
+            dry_run: a.dry_run,
+            concurrency: a.concurrency,
+            bulk_reads: bulk_reads_of(a.bulk_reads),
+        },
+    };
+    let slot: std::cell::RefCell<Option<Outputs>> = std::cell::RefCell::new(None);
+    let (yes, dry_run, report) = (a.yes, a.dry_run, a.report);
+    let mut confirm = |plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]| {
+        if !(yes || dry_run || plan.is_empty()) {
+            output::print_offboard_plan(plan, skipped);
+            if !std::io::stdin().is_terminal() {
+                return Err(app::Error::Input(
+                    "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),
+                ));
+            }
+            eprint!("Delete what is listed above? This cannot be undone. Type \"yes\" to go on: ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            if answer.trim() != "yes" {
+                return Err(app::Error::Input(
+                    "offboarding not confirmed; nothing was written".into(),
+                ));
+            }
+        }
+        *slot.borrow_mut() = Some(Outputs::open(report.as_deref(), None, json)?);
+        Ok(())
+    };
+    let mut sink = Slot(&slot);
+    let out = app::offboard(
+        &ctx,
+        &opts,
+        &quiet(OnFailureArg::Keep),
+        &mut confirm,
+        &mut sink,
+    )
+    .await?;
+    let outs = slot.take().expect("confirmed before the run phase");
+    outs.finish(&out, json)
+}
+
+/// The outputs once they exist (after the confirmation).
+struct Slot<'a>(&'a std::cell::RefCell<Option<Outputs>>);
+
+impl app::Sink for Slot<'_> {
+    fn started(&mut self, total: usize) {
+        if let Some(o) = self.0.borrow_mut().as_mut() {
+            o.started(total);
+        }
+    }
+
+    fn finished(&mut self, a: &app::AgentResult) {
+        if let Some(o) = self.0.borrow_mut().as_mut() {
+            o.finished(a);
+        }
+    }
+}
+
+fn bulk_reads_of(a: BulkReadsArg) -> app::BulkReads {
+    match a {
+        BulkReadsArg::Auto => app::BulkReads::Auto,
+        BulkReadsArg::Always => app::BulkReads::Always,
+        BulkReadsArg::Never => app::BulkReads::Never,
     }
 }
 

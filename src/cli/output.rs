@@ -120,6 +120,47 @@ pub(crate) fn print_plan(agent: &str, steps: &[PlannedStep], json: bool) {
     }
 }
 
+/// Prints what `offboard` will delete, with ids, and the agents it skips (stderr: the
+/// confirmation's question follows it).
+pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]) {
+    eprintln!(
+        "offboarding {} agent(s); these deletions cannot be undone:",
+        plan.len()
+    );
+    for p in plan {
+        eprintln!("  {}", p.email);
+        if let Some(run) = &p.resumes {
+            eprintln!("    finishes the offboarding of run {run}");
+        }
+        if p.user_assignment {
+            if let Some(id) = &p.identity_user_id {
+                eprintln!("    application assignment of user {id}: delete");
+            }
+        }
+        if let (Some(g), Some(id)) = (&p.group, &p.identity_user_id) {
+            eprintln!("    membership of user {id} in group {g:?}: delete (the group stays)");
+        }
+        if let Some(id) = &p.identity_user_id {
+            let name = p.identity_user_name.as_deref().unwrap_or(&p.email);
+            if p.keep_identity_user {
+                eprintln!("    Identity Center user {id} ({name}): kept");
+            } else {
+                eprintln!("    Identity Center user {id} ({name}): delete");
+            }
+        }
+        if let Some(id) = &p.connect_user_id {
+            eprintln!("    Connect user {id} ({}): delete", p.email);
+        }
+    }
+    for s in skipped.iter().filter(|s| s.outcome == "skipped") {
+        eprintln!(
+            "  skipped {}: {}",
+            s.email,
+            s.error.as_deref().unwrap_or_default()
+        );
+    }
+}
+
 /// Prints a batch's summary (stdout) or its JSON.
 pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
     if json {

@@ -127,10 +127,23 @@ pub trait Action<S: Sync>: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
+    /// A removal: its step deletes the resource `lookup` finds (and is done when it finds
+    /// none); such a step must be marked `irreversible = true` and is never compensated.
+    fn removes(&self) -> bool {
+        false
+    }
     /// Looks for the resource, read-only.
     async fn lookup(&self, cx: &StepContext<'_, S>) -> Result<Found, StepError>;
-    /// Creates the resource. `AlreadyExists` if it is there already.
-    async fn create(&self, cx: &StepContext<'_, S>) -> Result<Outputs, StepError>;
+    /// Creates the resource. `AlreadyExists` if it is there already. A removal never
+    /// creates (the engine never calls this for an irreversible step).
+    async fn create(&self, cx: &StepContext<'_, S>) -> Result<Outputs, StepError> {
+        let _ = cx;
+        Err(StepError::new(
+            ErrorKind::Permanent,
+            "NotSupported",
+            "this action removes a resource and creates none",
+        ))
+    }
     /// Deletes the resource recorded in `outputs`. `NotFound` if it is gone.
     async fn delete(&self, cx: &StepContext<'_, S>, outputs: &Outputs) -> Result<(), StepError>;
 }

@@ -44,6 +44,10 @@ where
             if !candidate {
                 continue;
             }
+            if step.irreversible {
+                // Never reached (a removal is never owned): a deletion is not undone.
+                continue;
+            }
             if action.shared() {
                 self.progress(
                     &step.id,

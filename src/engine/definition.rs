@@ -1,11 +1,17 @@
 //! Workflow definitions: the TOML file format, parsed and validated against a registry of
 //! actions into a [`Workflow`] of [`Step`]s.
+//!
+//! A step is either *reversible* (the default: look up, create what is missing, and a
+//! rollback deletes what the run created) or **irreversible** (`irreversible = true`): its
+//! action removes a resource ([`Action::removes`]), the engine looks it up, deletes it when
+//! present and counts it done when absent, and never compensates it. The flag must be
+//! written in the file for every removal action, so the workflow says what it destroys.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::action::Registry;
+use super::action::{Action, Registry};
 use super::retry::RetryPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +27,8 @@ struct StepDef {
     settle_ms: Option<u64>,
     #[serde(default)]
     inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    irreversible: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +59,8 @@ pub struct Step {
     pub settle_ms: u64,
     /// Input name → (step id, output name).
     pub inputs: BTreeMap<String, (String, String)>,
+    /// A removal: deleted when found, done when absent, never compensated.
+    pub irreversible: bool,
 }
 
 /// A validated workflow: steps in order, every reference resolved.
@@ -134,6 +144,7 @@ impl Workflow {
                     known.join(", ")
                 )));
             };
+            check_irreversible(s, &**action).map_err(invalid)?;
             let mut inputs = BTreeMap::new();
             for (name, reference) in &s.inputs {
                 if !action.inputs().contains(&name.as_str()) {
@@ -192,6 +203,7 @@ impl Workflow {
                 retry,
                 settle_ms: s.settle_ms.unwrap_or(0),
                 inputs,
+                irreversible: s.irreversible,
             });
         }
         Ok(Workflow {
@@ -205,5 +217,35 @@ impl Workflow {
     /// Step ids in order.
     pub fn step_ids(&self) -> Vec<String> {
         self.steps.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// The ids of the irreversible steps (never compensated, never rolled back).
+    pub fn irreversible_steps(&self) -> Vec<&str> {
+        (self.steps.iter())
+            .filter(|s| s.irreversible)
+            .map(|s| s.id.as_str())
+            .collect()
+    }
+
+    /// Whether a stored workflow's text declares irreversible steps, without its registry
+    /// (to tell a run that removes agents from one that creates them). Text that does not
+    /// parse declares none.
+    pub fn declares_irreversible(source: &str) -> bool {
+        toml::from_str::<WorkflowDef>(source).is_ok_and(|d| d.steps.iter().any(|s| s.irreversible))
+    }
+}
+
+/// A removal action must be marked irreversible in the file, and only a removal may be.
+fn check_irreversible<S: Sync>(s: &StepDef, action: &dyn Action<S>) -> Result<(), String> {
+    match (s.irreversible, action.removes()) {
+        (true, false) => Err(format!(
+            "step {:?}: irreversible = true is only for removal actions; {} creates its resource, and a rollback undoes it",
+            s.id, s.action
+        )),
+        (false, true) => Err(format!(
+            "step {:?}: action {} deletes what it finds, which cannot be undone: mark the step irreversible = true",
+            s.id, s.action
+        )),
+        _ => Ok(()),
     }
 }

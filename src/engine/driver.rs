@@ -55,6 +55,16 @@ pub enum Error {
         /// Cause.
         source: serde_json::Error,
     },
+    /// `rollback` of a workflow whose steps delete: deletes are never undone.
+    #[error("run {run}: workflow {workflow} deletes (irreversible steps: {steps}); a deletion is never undone, so there is nothing to roll back")]
+    Irreversible {
+        /// Run id.
+        run: String,
+        /// Workflow name.
+        workflow: String,
+        /// The irreversible step ids, comma-separated.
+        steps: String,
+    },
     /// The run's steps do not match the workflow.
     #[error("run {run}: the stored steps do not match workflow {workflow}")]
     Mismatch {
@@ -86,6 +96,10 @@ pub enum PlanDecision {
     Conflict,
     /// The lookup failed.
     Unknown,
+    /// An irreversible step: present, would be deleted.
+    Delete,
+    /// An irreversible step: absent, nothing to delete.
+    Gone,
 }
 
 impl PlanDecision {
@@ -96,7 +110,14 @@ impl PlanDecision {
             PlanDecision::Adopt => "adopt",
             PlanDecision::Conflict => "conflict",
             PlanDecision::Unknown => "unknown",
+            PlanDecision::Delete => "delete",
+            PlanDecision::Gone => "gone",
         }
+    }
+
+    /// Whether a run could go ahead with it (no conflict, no failed lookup).
+    pub fn is_clean(self) -> bool {
+        !matches!(self, PlanDecision::Conflict | PlanDecision::Unknown)
     }
 }
 
@@ -207,8 +228,17 @@ where
                     match action.lookup(&cx).await {
                         Ok(Found::Absent) => PlannedStep {
                             step: step.id.clone(),
-                            decision: PlanDecision::Create,
+                            decision: if step.irreversible {
+                                PlanDecision::Gone
+                            } else {
+                                PlanDecision::Create
+                            },
                             detail: String::new(),
+                        },
+                        Ok(Found::Match(o)) if step.irreversible => PlannedStep {
+                            step: step.id.clone(),
+                            decision: PlanDecision::Delete,
+                            detail: fmt_outputs(&o),
                         },
                         Ok(Found::Match(o)) => {
                             let d = fmt_outputs(&o);
@@ -309,13 +339,22 @@ where
         self.run_agent(run, agent, secrets).await
     }
 
-    /// Compensates the agent's owned steps (explicit `rollback`).
+    /// Compensates the agent's owned steps (explicit `rollback`). Refused for a workflow
+    /// with irreversible steps: what it deleted cannot be brought back.
     pub async fn rollback_agent(
         &self,
         run: &str,
         agent: &str,
         secrets: &Secrets,
     ) -> Result<AgentOutcome, Error> {
+        let irreversible = self.workflow.irreversible_steps();
+        if !irreversible.is_empty() {
+            return Err(Error::Irreversible {
+                run: run.to_string(),
+                workflow: self.workflow.name.clone(),
+                steps: irreversible.join(", "),
+            });
+        }
         let mut d = self.driver(run, agent, secrets).await?;
         let res = d.compensate(None).await;
         let finished = d.finish().await;

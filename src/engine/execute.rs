@@ -49,7 +49,7 @@ where
 
     /// The `after_checkpoint` crash point: makes the step's deferred result durable first,
     /// so the test sees a process that died after the checkpoint.
-    async fn crash_after_checkpoint(&mut self, step: &str) -> Result<(), Error> {
+    pub(super) async fn crash_after_checkpoint(&mut self, step: &str) -> Result<(), Error> {
         if matches!(&self.engine.opts.crash_at, Some((CrashPoint::AfterCheckpoint, s)) if s == step)
         {
             self.commit(None).await?;
@@ -292,6 +292,8 @@ where
             }
             match self.lookup_with_retry(idx).await? {
                 Err(stop) => return self.stop(stop).await,
+                // A removal decides in `remove` (present: delete; absent: done).
+                Ok(l) if self.wf().steps[idx].irreversible => planned[idx] = Some(l),
                 Ok(Lookup::Match(o)) => self.record_found(idx, o).await?,
                 Ok(Lookup::Conflict(m)) => {
                     let stop = self.conflict(idx, m).await?;
@@ -307,7 +309,12 @@ where
             if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
                 continue;
             }
-            if let Err(stop) = self.execute(idx, looked_up).await? {
+            let done = if self.wf().steps[idx].irreversible {
+                self.remove(idx, looked_up).await?
+            } else {
+                self.execute(idx, looked_up).await?
+            };
+            if let Err(stop) = done {
                 return self.stop(stop).await;
             }
         }

@@ -39,7 +39,8 @@ pub struct Progress {
     /// Step id.
     pub step: String,
     /// What happened: created, adopted, exists (owned after an unknown outcome), retrying,
-    /// failed, conflict, rolled_back, kept_shared, nothing_to_undo, compensation_failed.
+    /// failed, conflict, rolled_back, kept_shared, nothing_to_undo, compensation_failed;
+    /// for an irreversible step: deleted, gone (nothing to delete).
     pub event: &'static str,
     /// Ids or the error.
     pub detail: String,

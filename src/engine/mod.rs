@@ -20,6 +20,10 @@
 //!   jitter within the step's budget, then leave the agent `interrupted` (resumable);
 //!   permanent ones fail the agent and trigger compensation (or keep, by option).
 //! - **One writer per agent** through the store's lease; every checkpoint is fenced by it.
+//! - **Irreversible steps** (removals, `remove`): the step's resource is looked up; present,
+//!   its intent to delete (state `running`, the ids) is committed before the delete is sent;
+//!   absent, or a delete answered "not found", the step is done. Never owned, so never
+//!   compensated; `rollback` of such a workflow is refused.
 
 //!
 //! Layer rule (checked by `tests/it/tidy.rs`): this folder names nothing from `aws`, `steps`,
@@ -29,7 +33,7 @@
 //! The parts: [`definition`] (the workflow file), [`action`] (what a step is), [`state`]
 //! (checkpointed states), [`retry`] (the policy and the one retry decision), [`clock`]
 //! (injected time), [`journal`] (the store trait), [`hooks`] (progress and crash points),
-//! `driver` / `execute` / `compensate` (the executor).
+//! `driver` / `execute` / `remove` / `compensate` (the executor).
 
 pub mod action;
 pub mod clock;
@@ -39,6 +43,7 @@ mod driver;
 mod execute;
 pub mod hooks;
 pub mod journal;
+mod remove;
 pub mod retry;
 pub mod state;
 #[cfg(test)]

@@ -28,6 +28,9 @@ struct World {
     deletes: Vec<String>,
     lookups: u32,
     steal_lease_on_create: Option<(Arc<MemoryJournal>, String)>,
+    /// When set, each delete records the journal's step rows as they were when it was sent.
+    journal_at_delete: Option<Arc<MemoryJournal>>,
+    seen_at_delete: Vec<Vec<StepRow>>,
 }
 
 type W = Arc<Mutex<World>>;
@@ -37,6 +40,7 @@ struct Fake {
     world: W,
     inputs: &'static [&'static str],
     shared: bool,
+    removes: bool,
 }
 
 impl Fake {
@@ -63,6 +67,9 @@ impl Action<String> for Fake {
     }
     fn shared(&self) -> bool {
         self.shared
+    }
+    fn removes(&self) -> bool {
+        self.removes
     }
     async fn lookup(&self, _cx: &StepContext<'_, String>) -> Result<Found, StepError> {
         if let Some(Script::Fail(k)) = self.next("lookup") {
@@ -119,6 +126,9 @@ impl Action<String> for Fake {
     async fn delete(&self, _cx: &StepContext<'_, String>, out: &Outputs) -> Result<(), StepError> {
         let script = self.next("delete");
         let mut w = self.world.lock().unwrap();
+        if let Some(j) = w.journal_at_delete.clone() {
+            w.seen_at_delete.push(j.steps("r", "ag").unwrap());
+        }
         match script {
             Some(Script::Fail(k)) => return Err(Fake::err(k)),
             Some(Script::FailWhileOthersCreate(k)) => return Err(Fake::err(k)),
@@ -164,6 +174,8 @@ fn registry(world: &W) -> Registry<String> {
         ("b", &["x"][..], false),
         ("shared", &["x"][..], true),
         ("c", &[][..], false),
+        ("rm", &[][..], false),
+        ("rm2", &[][..], false),
     ] {
         let inputs: &'static [&'static str] = if inputs.is_empty() { &[] } else { &["x"] };
         r.insert(
@@ -173,6 +185,7 @@ fn registry(world: &W) -> Registry<String> {
                 world: world.clone(),
                 inputs,
                 shared,
+                removes: name.starts_with("rm"),
             }),
         );
     }
@@ -869,4 +882,194 @@ async fn retry_leaves_a_done_agent_alone() {
         .unwrap();
     assert_eq!(out.state, AgentState::Done);
     assert_eq!(creates(&s, "a"), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Irreversible steps (removals)
+// ---------------------------------------------------------------------------
+
+const RM_WF: &str = r#"
+    version = 1
+    name = "rm"
+    retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+    [[steps]]
+    id = "first"
+    action = "rm"
+    irreversible = true
+    [[steps]]
+    id = "second"
+    action = "rm2"
+    irreversible = true
+"#;
+
+fn seed_present(s: &Setup, name: &str) {
+    let mut o = Outputs::new();
+    o.insert("id".into(), format!("{name}-theirs"));
+    s.world.lock().unwrap().present.insert(name.into(), o);
+}
+
+fn deletes(s: &Setup) -> Vec<String> {
+    s.world.lock().unwrap().deletes.clone()
+}
+
+#[tokio::test]
+async fn a_removal_deletes_what_it_finds_once_with_its_intent_durable_first() {
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    seed_present(&s, "rm");
+    seed_present(&s, "rm2");
+    s.world.lock().unwrap().journal_at_delete = Some(s.store.clone());
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done);
+    assert_eq!(deletes(&s), ["rm", "rm2"]);
+    let seen = s.world.lock().unwrap().seen_at_delete.clone();
+    // When the first delete was sent, its intent (running, the ids) was in the journal.
+    assert_eq!(seen[0][0].state, StepState::Running);
+    assert_eq!(seen[0][0].outputs["id"], "rm-theirs");
+    assert_eq!(seen[1][1].state, StepState::Running);
+    for st in steps(&s) {
+        assert_eq!(st.state, StepState::Done);
+        assert!(!st.owned && !st.unresolved, "a removal is never owned");
+        assert!(
+            st.outputs.contains_key("id"),
+            "the ids deleted are recorded"
+        );
+    }
+    // Run again: nothing left, nothing deleted twice.
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    assert_eq!(deletes(&s).len(), 2);
+}
+
+#[tokio::test]
+async fn a_removal_of_something_absent_or_gone_meanwhile_is_done() {
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    // "first" is absent from the start; "second" disappears between its lookup and delete.
+    seed_present(&s, "rm2");
+    script(
+        &s,
+        "rm2",
+        "delete",
+        &[Script::ApplyThenFail(ErrorKind::NotFound)],
+    );
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done, "{out:?}");
+    let st = steps(&s);
+    assert_eq!(st[0].state, StepState::Done);
+    assert!(st[0].outputs.is_empty(), "nothing was there");
+    assert_eq!(st[1].state, StepState::Done);
+    assert!(!present(&s, "rm2"));
+}
+
+#[tokio::test]
+async fn a_failed_delete_is_retried_after_looking_again_and_a_permanent_one_is_never_compensated() {
+    // Transient: the delete landed but the answer was lost; the next lookup finds nothing.
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    seed_present(&s, "rm");
+    script(
+        &s,
+        "rm",
+        "delete",
+        &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
+    );
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    assert_eq!(deletes(&s), ["rm"]);
+
+    // Permanent: the agent fails; the earlier removal stays removed and nothing is undone.
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    seed_present(&s, "rm");
+    seed_present(&s, "rm2");
+    script(&s, "rm2", "delete", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Failed, "{out:?}");
+    assert!(!present(&s, "rm") && present(&s, "rm2"));
+    assert_eq!(creates(&s, "rm"), 0, "a removal is never undone");
+    assert_eq!(steps(&s)[1].state, StepState::Failed);
+    // Fixed and retried: it finishes the removal.
+    let out = s
+        .engine
+        .retry_agent("r", "ag", &Secrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(out.state, AgentState::Done);
+    assert!(!present(&s, "rm2"));
+}
+
+#[tokio::test]
+async fn a_mixed_workflow_compensates_its_creates_but_never_its_removals() {
+    let wf = r#"
+        version = 1
+        name = "mixed"
+        retry = { max_attempts = 2, initial_backoff_ms = 1, max_backoff_ms = 2 }
+        [[steps]]
+        id = "gone"
+        action = "rm"
+        irreversible = true
+        [[steps]]
+        id = "one"
+        action = "a"
+        [[steps]]
+        id = "c"
+        action = "c"
+    "#;
+    let s = setup_with(wf, OnFailure::Rollback);
+    seed_present(&s, "rm");
+    script(&s, "c", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::RolledBack, "{out:?}");
+    let st = steps(&s);
+    assert_eq!(st[0].state, StepState::Done, "the removal stays done");
+    assert_eq!(st[1].state, StepState::RolledBack);
+    assert_eq!(deletes(&s), ["rm", "a"]);
+}
+
+#[tokio::test]
+async fn rollback_of_a_workflow_with_irreversible_steps_is_refused() {
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    seed_present(&s, "rm");
+    run(&s).await;
+    let err = s
+        .engine
+        .rollback_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("irreversible steps: first, second") && err.contains("never undone"),
+        "{err}"
+    );
+    assert_eq!(creates(&s, "rm"), 0);
+}
+
+#[tokio::test]
+async fn plan_says_delete_or_gone_for_removals_without_writing() {
+    let s = setup_with(RM_WF, OnFailure::Rollback);
+    seed_present(&s, "rm2");
+    let plan = s.engine.plan(&"ag".to_string(), &Secrets::default()).await;
+    assert_eq!(plan[0].decision, PlanDecision::Gone);
+    assert_eq!(plan[1].decision, PlanDecision::Delete);
+    assert_eq!(plan[1].detail, "id=rm2-theirs");
+    assert!(deletes(&s).is_empty());
+}
+
+#[test]
+fn irreversible_must_mark_exactly_the_removal_actions() {
+    let world: W = Arc::default();
+    let reg = registry(&world);
+    let err = Workflow::parse(
+        "version = 1\nname='t'\n[[steps]]\nid='one'\naction='rm'",
+        "test",
+        &reg,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("mark the step irreversible = true"), "{err}");
+    let err = Workflow::parse(
+        "version = 1\nname='t'\n[[steps]]\nid='one'\naction='a'\nirreversible=true",
+        "test",
+        &reg,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only for removal actions"), "{err}");
+    assert!(Workflow::declares_irreversible(RM_WF));
+    assert!(!Workflow::declares_irreversible(WF));
 }

@@ -1,6 +1,7 @@
 //! The four onboarding actions (Connect user, Identity Center user, group membership,
-//! application assignment), written against the AWS port (`crate::aws`), and the mapping of
-//! each service's error codes to the engine's error classes.
+//! application assignment) and the four offboarding removals (`offboard`), written against
+//! the AWS port (`crate::aws`), and the mapping of each service's error codes to the
+//! engine's error classes.
 //!
 //! Each action is idempotent in the engine's sense: `lookup` is read-only and says whether
 //! the resource exists and fits the agent; `create` reports `AlreadyExists` instead of
@@ -19,6 +20,7 @@ mod connect_user;
 mod existing_user;
 mod group_membership;
 mod identity_user;
+mod offboard;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,9 @@ pub use connect_user::CreateConnectUser;
 pub use existing_user::AdoptConnectUser;
 pub use group_membership::AddGroupMembership;
 pub use identity_user::CreateIdentityUser;
+pub use offboard::{
+    DeleteConnectUser, DeleteIdentityUser, RemoveGroupMembership, RemoveUserAssignment,
+};
 
 /// What the engine stores per agent: the validated agent plus the ids its profile names
 /// resolved to at preflight. Contains no secret.
@@ -56,6 +61,25 @@ pub struct Subject {
     /// agent's Connect username, case kept (SAML matches it case-sensitively).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_user_name: Option<String>,
+    /// An agent being offboarded: what planning identified to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaver: Option<Leaver>,
+}
+
+/// What `offboard` identified at planning time for one agent, by the onboarding rules
+/// (Connect username = the email; the Identity Store user whose UserName or email is it).
+/// A side left `None` is not touched.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Leaver {
+    /// The Connect user to delete.
+    pub connect_user_id: Option<String>,
+    /// The Identity Store user whose assignment and membership are removed (and which is
+    /// deleted unless `keep_identity_user`).
+    pub identity_user_id: Option<String>,
+    /// The agents' group, when it exists (never deleted itself).
+    pub group_id: Option<String>,
+    /// `--keep-identity-user`: the Identity Store user stays (its access to Connect goes).
+    pub keep_identity_user: bool,
 }
 
 impl Subject {
@@ -126,8 +150,30 @@ pub fn registry(env: &Env) -> Registry<Subject> {
         "ssoadmin.application_assignment".into(),
         Arc::new(Paced(AssignApplication(env.clone()))),
     );
+    r.insert(
+        "ssoadmin.remove_user_assignment".into(),
+        Arc::new(Paced(RemoveUserAssignment(env.clone()))),
+    );
+    r.insert(
+        "identitystore.remove_group_membership".into(),
+        Arc::new(Paced(RemoveGroupMembership(env.clone()))),
+    );
+    r.insert(
+        IDENTITY_USER_REMOVAL.into(),
+        Arc::new(Paced(DeleteIdentityUser(env.clone()))),
+    );
+    r.insert(
+        CONNECT_USER_REMOVAL.into(),
+        Arc::new(Paced(DeleteConnectUser(env.clone()))),
+    );
     r
 }
+
+/// The removal of the agent's Connect user (offboarding).
+pub const CONNECT_USER_REMOVAL: &str = "connect.delete_user";
+
+/// The removal of the agent's Identity Store user (offboarding).
+pub const IDENTITY_USER_REMOVAL: &str = "identitystore.delete_user";
 
 /// An action whose AWS calls carry the engine's attempt number to the pacer, so retries
 /// never crowd out first attempts.
@@ -143,6 +189,9 @@ impl<A: Action<Subject>> Action<Subject> for Paced<A> {
     }
     fn shared(&self) -> bool {
         self.0.shared()
+    }
+    fn removes(&self) -> bool {
+        self.0.removes()
     }
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         with_attempt(cx.attempt, self.0.lookup(cx)).await

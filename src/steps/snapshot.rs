@@ -154,6 +154,24 @@ impl Snapshot {
         self.ids_users.get(id)
     }
 
+    /// Every listed Identity Store user whose UserName or one of whose emails is
+    /// `name_or_email` (without case): offboarding needs exactly one.
+    pub fn identity_candidates(&self, name_or_email: &str) -> Vec<&IdentityUser> {
+        let key = name_or_email.to_lowercase();
+        let mut ids: Vec<&String> = Vec::new();
+        for id in [self.ids_by_name.get(&key), self.ids_by_email.get(&key)]
+            .into_iter()
+            .flatten()
+        {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids.into_iter()
+            .filter_map(|id| self.ids_users.get(id))
+            .collect()
+    }
+
     /// The agents' group id, when known (listed, or learnt during the run).
     pub fn group_id(&self) -> Option<String> {
         self.group_id
@@ -236,5 +254,39 @@ mod tests {
             Some("u1")
         );
         assert!(s.identity_user("ben@example.com").is_none());
+    }
+
+    #[test]
+    fn identity_candidates_are_every_user_matching_by_name_or_email_once() {
+        let mut s = Snapshot::default();
+        for (id, name, email) in [
+            ("u1", "am@example.com", "other@example.com"),
+            ("u2", "am.big", "am@example.com"),
+            ("u3", "cy@example.com", "cy@example.com"),
+        ] {
+            s.ids_by_name.insert(name.to_lowercase(), id.into());
+            s.ids_by_email.insert(email.into(), id.into());
+            s.ids_users.insert(
+                id.into(),
+                IdentityUser {
+                    id: id.into(),
+                    user_name: name.into(),
+                    primary_email: Some(email.into()),
+                    emails: vec![email.into()],
+                    primary_emails: 1,
+                    given_name: "Am".into(),
+                    family_name: "Big".into(),
+                },
+            );
+        }
+        let ids = |e: &str| -> Vec<String> {
+            s.identity_candidates(e)
+                .iter()
+                .map(|u| u.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("AM@example.com"), ["u1", "u2"], "two users: ambiguous");
+        assert_eq!(ids("cy@example.com"), ["u3"], "name and email: one user");
+        assert!(ids("nobody@example.com").is_empty());
     }
 }

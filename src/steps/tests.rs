@@ -148,6 +148,7 @@ async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
         security_profile_ids: vec!["sp".into()],
         hierarchy_group_id: None,
         identity_user_name: None,
+        leaver: None,
     };
     let inputs = Outputs::new();
     let secrets = crate::engine::Secrets::default();

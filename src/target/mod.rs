@@ -414,6 +414,7 @@ pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<Field
         security_profile_ids: security,
         hierarchy_group_id: hierarchy,
         identity_user_name: None,
+        leaver: None,
     })
 }
 

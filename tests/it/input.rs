@@ -244,6 +244,25 @@ async fn the_built_in_workflow_and_every_file_in_workflows_are_valid() {
             assert_eq!(out.code, 0, "{name}: {out:?}");
             continue;
         }
+        if name.starts_with("offboard") {
+            // `offboard` runs the embedded copy; as an onboarding workflow it is refused.
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                text,
+                connect_onboard::app::BUILTIN_OFFBOARD_WORKFLOW,
+                "{name}"
+            );
+            let out = env
+                .run(&["offboard", "nobody@example.com", "--dry-run"])
+                .await;
+            assert_eq!(out.code, 1, "{name}: {out:?}");
+            assert!(out.stdout.contains("skipped: not found"), "{name}: {out:?}");
+            std::fs::copy(&path, &env.workflow).unwrap();
+            let out = env.onboard("a@example.com", &["--dry-run"]).await;
+            assert_eq!(out.code, 2, "{name}: {out:?}");
+            assert!(out.stderr.contains("run it with `offboard`"), "{out:?}");
+            continue;
+        }
         std::fs::copy(&path, &env.workflow).unwrap();
         let out = env.onboard("a@example.com", &["--dry-run"]).await;
         assert_eq!(out.code, 0, "{}: {out:?}", path.display());

@@ -14,6 +14,7 @@ mod input;
 mod lease;
 mod migrate;
 mod moto;
+mod offboard;
 mod onboard;
 mod sandbox_cli;
 mod secrets;

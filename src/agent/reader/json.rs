@@ -10,6 +10,8 @@ pub(super) struct JsonState {
     pub(super) src: BufReader<Box<dyn Read + Send>>,
     pub(super) line: u64,
     pub(super) buf: Vec<u8>,
+    /// Only the email is required (offboard).
+    pub(super) emails_only: bool,
 }
 
 /// Reads one line (without `\n`) into `buf`, keeping at most `max` bytes and
@@ -99,7 +101,7 @@ impl JsonState {
             let serde_json::Value::Object(map) = value else {
                 return Step::Row(Err(vec![err("the line is not a JSON object".into())]));
             };
-            return Step::Row(json_row(file, line_start, map, sources));
+            return Step::Row(json_row(file, line_start, map, sources, self.emails_only));
         }
     }
 }
@@ -109,11 +111,17 @@ pub(super) fn json_row(
     line: u64,
     map: serde_json::Map<String, serde_json::Value>,
     sources: &Sources,
+    emails_only: bool,
 ) -> Result<Row, Vec<InputError>> {
     use serde_json::Value;
     let mut errors = Vec::new();
     let mut input = AgentInput::default();
-    for required in ["email", "first_name", "last_name"] {
+    let required: &[&str] = if emails_only {
+        &["email"]
+    } else {
+        &["email", "first_name", "last_name"]
+    };
+    for &required in required {
         if !map.contains_key(required) {
             errors.push(InputError {
                 file: file.to_string(),

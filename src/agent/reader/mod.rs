@@ -246,7 +246,27 @@ impl Reader {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"));
-        Self::build(name, Box::new(file), json_ext)
+        Self::build(name, Box::new(file), json_ext, false)
+    }
+
+    /// Like [`Reader::open`] for a file of which only the email (or the console's user
+    /// login) is read (`offboard`): no other column or key is required.
+    pub fn open_emails(path: impl AsRef<Path>) -> Result<Reader, Vec<InputError>> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|e| {
+            vec![InputError {
+                file: name.clone(),
+                line: 0,
+                column: None,
+                message: format!("cannot open the file: {e}"),
+            }]
+        })?;
+        let json_ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"));
+        Self::build(name, Box::new(file), json_ext, true)
     }
 
     /// Like [`Reader::open`] on any byte source; `name` is used in errors.
@@ -255,7 +275,7 @@ impl Reader {
         name: impl Into<String>,
         source: impl Read + Send + 'static,
     ) -> Result<Reader, Vec<InputError>> {
-        Self::build(name.into(), Box::new(source), false)
+        Self::build(name.into(), Box::new(source), false, false)
     }
 
     pub fn format(&self) -> Format {
@@ -291,6 +311,7 @@ impl Reader {
         file: String,
         mut source: Box<dyn Read + Send>,
         json_by_name: bool,
+        emails_only: bool,
     ) -> Result<Reader, Vec<InputError>> {
         let file_err = |line: u64, message: String| InputError {
             file: file.clone(),
@@ -326,10 +347,11 @@ impl Reader {
                     src: BufReader::new(stream),
                     line: 0,
                     buf: Vec::new(),
+                    emails_only,
                 })),
             });
         }
-        let state = CsvState::open(&file, stream)?;
+        let state = CsvState::open(&file, stream, emails_only)?;
         let format = state.header.format;
         let columns = state.header.columns();
         let sources = state.header.sources.clone();

@@ -148,6 +148,7 @@ impl CsvState {
     pub(super) fn open(
         file: &str,
         stream: Box<dyn Read + Send>,
+        emails_only: bool,
     ) -> Result<CsvState, Vec<InputError>> {
         // A final '\n' so that every record ends with one (see `read_record`).
         let limited = Limited {
@@ -182,7 +183,7 @@ impl CsvState {
                 Err(e) => return Err(vec![e]),
             }
         };
-        let header = analyze_header(file, line, &record)?;
+        let header = analyze_header(file, line, &record, emails_only)?;
         Ok(CsvState {
             rdr,
             record,
@@ -385,6 +386,7 @@ pub(super) fn analyze_header(
     file: &str,
     line: u64,
     record: &csv::ByteRecord,
+    emails_only: bool,
 ) -> Result<Header, Vec<InputError>> {
     let err = |column: Option<String>, message: String| InputError {
         file: file.to_string(),
@@ -529,7 +531,7 @@ pub(super) fn analyze_header(
                 (Kind::FirstName, "first name"),
                 (Kind::LastName, "last name"),
             ] {
-                if !has(k) {
+                if !has(k) && !emails_only {
                     errors.push(err(None, missing(name)));
                 }
             }
@@ -546,7 +548,8 @@ pub(super) fn analyze_header(
                 (Kind::FirstName, "first_name"),
                 (Kind::LastName, "last_name"),
             ] {
-                if !has(k) {
+                let needed = k == Kind::Email || !emails_only;
+                if needed && !has(k) {
                     errors.push(err(None, missing(name)));
                 }
             }

@@ -1130,3 +1130,45 @@ fn input_error_display() {
     let e = InputError { line: 0, ..e };
     assert_eq!(e.to_string(), "a.csv: m");
 }
+
+#[test]
+fn an_emails_only_reader_needs_only_the_email_or_login_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let emails = |p: &std::path::Path| -> Vec<String> {
+        Reader::open_emails(p)
+            .unwrap()
+            .map(|r| r.unwrap().input.email)
+            .collect()
+    };
+    let native = write("n.csv", "email\nana@example.com\n");
+    assert_eq!(emails(&native), ["ana@example.com"]);
+    let console = write("c.csv", "user login\nana@example.com\n");
+    assert_eq!(emails(&console), ["ana@example.com"]);
+    let json = write("j.jsonl", "{\"email\": \"ana@example.com\"}\n");
+    assert_eq!(emails(&json), ["ana@example.com"]);
+    // The ordinary reader still requires the names, and neither reads a file without email.
+    let errs = Reader::open(&native).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.message.contains("first_name")),
+        "{errs:?}"
+    );
+    let none = write("x.csv", "first_name\nAna\n");
+    let errs = Reader::open_emails(&none).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.message.contains("\"email\"")),
+        "{errs:?}"
+    );
+    let (rows, errs): (Vec<_>, Vec<_>) = Reader::open_emails(write("k.jsonl", "{\"name\": 1}\n"))
+        .unwrap()
+        .partition(Result::is_ok);
+    assert!(rows.is_empty());
+    assert!(
+        format!("{errs:?}").contains("the required key \\\"email\\\" is missing"),
+        "{errs:?}"
+    );
+}

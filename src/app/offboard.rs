@@ -1,0 +1,459 @@
+//! `offboard`: leavers, the mirror image of onboarding. Every email (arguments or a `batch`
+//! file) is checked first; then each agent's resources are identified by the onboarding
+//! rules (Connect username = the email; the one Identity Store user whose UserName or email
+//! is it), from per-agent reads or, for many agents, the batch's bulk reads. An agent found
+//! on one side only, matching several Identity Center users, or found nowhere is reported
+//! and skipped unless the side to remove was asked for explicitly. The plan goes to the
+//! caller's confirmation before the first write; then `workflows/offboard-agent.toml`
+//! runs per agent on the batch machinery (`run_rows`: re-runs, concurrency, pacing,
+//! report, `status`, `resume`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::agent::reader::Reader;
+use crate::agent::{self, FieldError};
+use crate::aws::{Clients, ConnectApi, IdentityStoreApi, IdentityUser};
+use crate::config::AssignmentMode;
+use crate::engine::{AgentState, Workflow};
+use crate::steps::snapshot::{Scope, Snapshot};
+use crate::steps::{Leaver, Subject};
+use crate::target::{self, Target};
+
+use super::batch::{run_rows, AgentResult, BatchReport, BulkReads, Prepared, RunOptions, Sink};
+use super::batch::{Valid, BULK_READS_FROM};
+use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
+
+/// The offboarding workflow, embedded.
+pub const BUILTIN_OFFBOARD_WORKFLOW: &str = include_str!("../../workflows/offboard-agent.toml");
+
+/// Which side of an agent to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sides {
+    /// Both: an agent found on one side only is skipped.
+    #[default]
+    Both,
+    /// `--connect-only`: the Connect user alone.
+    ConnectOnly,
+    /// `--identity-only`: the Identity Center user (assignment, membership, user) alone.
+    IdentityOnly,
+}
+
+/// What `offboard` was asked to do.
+#[derive(Debug, Clone)]
+pub struct OffboardOptions {
+    /// Emails given as arguments.
+    pub emails: Vec<String>,
+    /// Or a file in any `batch` format (only the email / user login column is read).
+    pub file: Option<PathBuf>,
+    /// Which sides to remove.
+    pub sides: Sides,
+    /// Keep the Identity Store user (its assignment and membership still go).
+    pub keep_identity_user: bool,
+    /// How to run the agents (dry run, concurrency, bulk reads for the identification).
+    pub run: RunOptions,
+}
+
+/// One agent the plan offboards: what will be deleted, with ids.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedLeaver {
+    /// The normalised email.
+    pub email: String,
+    /// The Connect user to delete.
+    pub connect_user_id: Option<String>,
+    /// The Identity Store user whose access goes.
+    pub identity_user_id: Option<String>,
+    /// Its UserName.
+    pub identity_user_name: Option<String>,
+    /// The Identity Store user is kept.
+    pub keep_identity_user: bool,
+    /// The group whose membership is removed (the group stays).
+    pub group: Option<String>,
+    /// The user's own application assignment is removed (user mode).
+    pub user_assignment: bool,
+    /// An earlier offboarding run this one finishes.
+    pub resumes: Option<String>,
+}
+
+/// The caller's say once the plan is known, before the first write (also for a dry run or
+/// an empty plan, which need no confirmation): `Ok` goes ahead, an error stops with nothing
+/// written.
+pub type Confirm<'a> = dyn FnMut(&[PlannedLeaver], &[AgentResult]) -> Result<(), Error> + 'a;
+
+/// Runs `offboard`.
+pub async fn offboard(
+    ctx: &Context,
+    opts: &OffboardOptions,
+    settings: &RunSettings,
+    confirm: &mut Confirm<'_>,
+    sink: &mut dyn Sink,
+) -> Result<BatchReport, Error> {
+    let NewRun {
+        clients,
+        wf,
+        target,
+        catalog: _,
+    } = ctx.new_run(WorkflowSource::Offboard).await?;
+    let emails = checked_emails(opts, &target)?;
+    // Earlier runs decide first (a finished offboarding, one to finish); nothing is created
+    // for a dry run.
+    let store = if ctx.state_path.exists() {
+        Some(ctx.open_store()?)
+    } else {
+        None
+    };
+    let finder = Finder::new(&clients, &target, emails.len(), opts.run.bulk_reads).await?;
+    let mut planned: Vec<(PlannedLeaver, Subject)> = Vec::new();
+    let mut early: Vec<AgentResult> = Vec::new();
+    let mut kinds: HashMap<String, bool> = HashMap::new();
+    for spec in emails {
+        let email = spec.email.clone();
+        let result = |outcome: &str, run: Option<String>, error: Option<String>| AgentResult {
+            email: email.clone(),
+            outcome: outcome.into(),
+            run_id: run,
+            connect_user_id: None,
+            identity_user_id: None,
+            error,
+            portal_url: None,
+            plan: Default::default(),
+        };
+        // An earlier offboarding that finished: done, unless something was left (another
+        // side, or a user made again since): then it is identified again.
+        let mut offboarded_in: Option<String> = None;
+        if let Some(store) = &store {
+            if let Some((run, state)) = store.latest_by_key(&email)? {
+                let removes = match kinds.get(&run) {
+                    Some(k) => *k,
+                    None => {
+                        let k = Workflow::declares_irreversible(&store.run(&run)?.workflow);
+                        kinds.insert(run.clone(), k);
+                        k
+                    }
+                };
+                match (removes, state) {
+                    (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
+                    // An offboarding to finish: with what it identified then.
+                    (true, _) => {
+                        let subject: Subject =
+                            serde_json::from_value(store.agent(&run, &email)?.subject)
+                                .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
+                        let l = subject.leaver.clone().unwrap_or_default();
+                        planned.push((plan_line(&email, &l, None, &target, Some(run)), subject));
+                        continue;
+                    }
+                    (false, s) if s.unfinished() => {
+                        let why = format!(
+                            "its onboarding in run {run} is {}: resume or roll it back first",
+                            s.as_str()
+                        );
+                        early.push(result("skipped", Some(run), Some(why)));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match finder.identify(&email, opts.sides).await? {
+            Identified::Nothing(_) if offboarded_in.is_some() => {
+                early.push(result("already_done", offboarded_in, None))
+            }
+            Identified::Nothing(why) | Identified::Skip(why) => {
+                early.push(result("skipped", None, Some(why)))
+            }
+            Identified::Agent(connect, identity) => {
+                let l = Leaver {
+                    connect_user_id: connect,
+                    identity_user_id: identity.as_ref().map(|u| u.id.clone()),
+                    group_id: identity.as_ref().and(finder.group_id.clone()),
+                    keep_identity_user: opts.keep_identity_user,
+                };
+                let name = identity.map(|u| u.user_name);
+                let subject = Subject {
+                    agent: spec,
+                    routing_profile_id: String::new(),
+                    security_profile_ids: Vec::new(),
+                    hierarchy_group_id: None,
+                    identity_user_name: None,
+                    leaver: Some(l.clone()),
+                };
+                planned.push((plan_line(&email, &l, name, &target, None), subject));
+            }
+        }
+    }
+    let lines: Vec<PlannedLeaver> = planned.iter().map(|(p, _)| p.clone()).collect();
+    confirm(&lines, &early)?;
+    let subjects: Vec<Subject> = planned.into_iter().map(|(_, s)| s).collect();
+    let valid = subjects.len();
+    let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
+        Ok(Box::new(subjects.iter().map(|s| Valid {
+            subject: s.clone(),
+            password: None,
+        })))
+    };
+    let prepared = Prepared {
+        clients: &clients,
+        target: &target,
+        wf,
+        early,
+    };
+    // The identification did the bulk reads; the removals look up by id.
+    let run = RunOptions {
+        bulk_reads: BulkReads::Never,
+        ..opts.run.clone()
+    };
+    run_rows(
+        ctx,
+        prepared,
+        valid,
+        Vec::new(),
+        &rows,
+        &run,
+        settings,
+        sink,
+    )
+    .await
+}
+
+fn plan_line(
+    email: &str,
+    l: &Leaver,
+    identity_user_name: Option<String>,
+    target: &Target,
+    resumes: Option<String>,
+) -> PlannedLeaver {
+    let identity = l.identity_user_id.is_some();
+    PlannedLeaver {
+        email: email.to_string(),
+        connect_user_id: l.connect_user_id.clone(),
+        identity_user_id: l.identity_user_id.clone(),
+        identity_user_name,
+        keep_identity_user: l.keep_identity_user,
+        group: (identity && l.group_id.is_some()).then(|| target.group.clone()),
+        user_assignment: identity && target.assignment == AssignmentMode::User,
+        resumes,
+    }
+}
+
+/// Every email checked before any read: `origin: invalid email ...: rule`; duplicates name
+/// both places. Any problem: nothing is written.
+fn checked_emails(opts: &OffboardOptions, target: &Target) -> Result<Vec<agent::AgentSpec>, Error> {
+    let mut raw: Vec<(String, String)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    match &opts.file {
+        Some(path) => {
+            let reader = Reader::open_emails(path).map_err(|errs| {
+                Error::Input(
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            let file = reader.file_name().to_string();
+            for row in reader {
+                match row {
+                    Ok(r) => {
+                        let at = match r.column_for("email") {
+                            Some(col) => format!("{file}:{}: column {col:?}", r.line),
+                            None => format!("{file}:{}", r.line),
+                        };
+                        raw.push((at, r.input.email));
+                    }
+                    Err(errs) => problems.extend(errs.iter().map(ToString::to_string)),
+                }
+            }
+        }
+        None => raw.extend(
+            (opts.emails.iter().enumerate())
+                .map(|(i, e)| (format!("argument {}", i + 1), e.clone())),
+        ),
+    }
+    if raw.is_empty() && problems.is_empty() {
+        return Err(Error::Input(
+            "no agent to offboard: give their emails, or --file FILE".into(),
+        ));
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut specs = Vec::new();
+    for (at, email) in raw {
+        match agent::leaver(&email, target.identity_mode) {
+            Err(e) => problems.extend(e.0.iter().map(|fe: &FieldError| format!("{at}: {fe}"))),
+            Ok(spec) => {
+                if let Some(first) = seen.get(&spec.email) {
+                    problems.push(format!(
+                        "{at}: agent {} is already at {first}: one entry per agent (emails compare without case)",
+                        spec.email
+                    ));
+                    continue;
+                }
+                seen.insert(spec.email.clone(), at);
+                specs.push(spec);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Input(format!(
+            "{}\n{} problem(s); nothing was written",
+            problems.join("\n"),
+            problems.len()
+        )));
+    }
+    Ok(specs)
+}
+
+/// What identification found for one agent.
+enum Identified {
+    /// Its Connect user id and Identity Store user (the sides asked for).
+    Agent(Option<String>, Option<IdentityUser>),
+    /// Something, but not what can be removed safely: why.
+    Skip(String),
+    /// Nothing on the sides asked for: why.
+    Nothing(String),
+}
+
+/// Finds an agent's Connect user and Identity Store user by the onboarding rules: per agent,
+/// or from one listing of each directory for many agents.
+struct Finder<'a> {
+    clients: &'a Clients,
+    target: &'a Target,
+    snapshot: Option<Snapshot>,
+    group_id: Option<String>,
+}
+
+fn aws(context: String) -> impl FnOnce(crate::aws::AwsError) -> Error {
+    move |source| target::Error::Aws { context, source }.into()
+}
+
+impl<'a> Finder<'a> {
+    async fn new(
+        clients: &'a Clients,
+        target: &'a Target,
+        agents: usize,
+        mode: BulkReads,
+    ) -> Result<Finder<'a>, Error> {
+        let bulk = match mode {
+            BulkReads::Auto => agents >= BULK_READS_FROM,
+            BulkReads::Always => true,
+            BulkReads::Never => false,
+        };
+        let snapshot = if bulk {
+            let scope = Scope {
+                instance_id: &target.instance_id,
+                identity_store_id: &target.identity_store_id,
+                group: &target.group,
+                application_arn: None,
+            };
+            Some(
+                Snapshot::take(
+                    &clients.connect,
+                    &clients.identity_store,
+                    &clients.sso_admin,
+                    &scope,
+                )
+                .await
+                .map_err(aws("listing users to identify the leavers".into()))?,
+            )
+        } else {
+            None
+        };
+        let group_id = match snapshot.as_ref() {
+            Some(s) => s.group_id(),
+            None => (clients.identity_store)
+                .group_id(&target.identity_store_id, &target.group)
+                .await
+                .map_err(aws(format!("looking up group {:?}", target.group)))?,
+        };
+        Ok(Finder {
+            clients,
+            target,
+            snapshot,
+            group_id,
+        })
+    }
+
+    async fn connect_user(&self, email: &str) -> Result<Option<String>, Error> {
+        if let Some(s) = &self.snapshot {
+            return Ok(s.connect_user(email).map(|u| u.id.clone()));
+        }
+        let u = (self.clients.connect)
+            .find_user(&self.target.instance_id, email)
+            .await
+            .map_err(aws(format!("looking up Connect user {email:?}")))?;
+        Ok(u.map(|u| u.id))
+    }
+
+    async fn identity_users(&self, email: &str) -> Result<Vec<IdentityUser>, Error> {
+        if let Some(s) = &self.snapshot {
+            return Ok(s.identity_candidates(email).into_iter().cloned().collect());
+        }
+        let ids = &self.clients.identity_store;
+        let store = &self.target.identity_store_id;
+        let ctx = || format!("looking up Identity Store user {email:?}");
+        let by_name = ids
+            .user_id_by_name(store, email)
+            .await
+            .map_err(aws(ctx()))?;
+        let by_email = ids
+            .user_id_by_email(store, email)
+            .await
+            .map_err(aws(ctx()))?;
+        let mut users = Vec::new();
+        for id in [by_name, by_email].into_iter().flatten() {
+            if users.iter().any(|u: &IdentityUser| u.id == id) {
+                continue;
+            }
+            // None: deleted between the calls.
+            if let Some(u) = ids.describe_user(store, &id).await.map_err(aws(ctx()))? {
+                users.push(u);
+            }
+        }
+        Ok(users)
+    }
+
+    /// The agent's Connect user id and Identity Store user, or why it is skipped.
+    async fn identify(&self, email: &str, sides: Sides) -> Result<Identified, Error> {
+        let connect = match sides {
+            Sides::IdentityOnly => None,
+            _ => self.connect_user(email).await?,
+        };
+        let mut identity = match sides {
+            Sides::ConnectOnly => Vec::new(),
+            _ => self.identity_users(email).await?,
+        };
+        if identity.len() > 1 {
+            let names: Vec<String> = (identity.iter())
+                .map(|u| format!("{} (UserName {:?})", u.id, u.user_name))
+                .collect();
+            return Ok(Identified::Skip(format!(
+                "matches {} IAM Identity Center users by UserName or email: {}; cannot tell which one is the agent's (resolve it in Identity Center)",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        let identity = identity.pop();
+        Ok(match (sides, connect, identity) {
+            (Sides::Both, Some(c), Some(i)) => Identified::Agent(Some(c), Some(i)),
+            (Sides::Both, Some(c), None) => Identified::Skip(format!(
+                "found in Amazon Connect only (user {c}); no IAM Identity Center user has UserName or email {email:?}: pass --connect-only to delete the Connect user alone"
+            )),
+            (Sides::Both, None, Some(i)) => Identified::Skip(format!(
+                "found in IAM Identity Center only (user {}, UserName {:?}); no Amazon Connect user has username {email:?}: pass --identity-only to remove the Identity Center side alone",
+                i.id, i.user_name
+            )),
+            (Sides::ConnectOnly, Some(c), _) => Identified::Agent(Some(c), None),
+            (Sides::IdentityOnly, _, Some(i)) => Identified::Agent(None, Some(i)),
+            (Sides::ConnectOnly, None, _) => Identified::Nothing(format!(
+                "not found: no Amazon Connect user has username {email:?}"
+            )),
+            (Sides::IdentityOnly, _, None) => Identified::Nothing(format!(
+                "not found: no IAM Identity Center user has UserName or email {email:?}"
+            )),
+            (Sides::Both, None, None) => Identified::Nothing(format!(
+                "not found: no Amazon Connect user has username {email:?} and no IAM Identity Center user has UserName or email {email:?}"
+            )),
+        })
+    }
+}
