@@ -4,6 +4,18 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    ignore_file_size_signal();
     let cli = connect_onboard::cli::Cli::parse();
     std::process::ExitCode::from(connect_onboard::cli::run(cli).await)
+}
+
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills
+/// the process mid-write. Ignored, the write fails with EFBIG instead: the state store
+/// reports it as an error naming the state file and every agent stays resumable.
+fn ignore_file_size_signal() {
+    // SAFETY: called first thing in main, before any other thread exists; SIG_IGN installs
+    // no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }

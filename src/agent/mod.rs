@@ -29,6 +29,8 @@
 //! used by the config's `[defaults]`), `validate` (an input → a spec, all errors at once),
 //! `reader` (agent files: the console's bulk-upload CSV, native CSV, JSON Lines).
 
+#[cfg(test)]
+mod fuzz;
 pub mod reader;
 mod rules;
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub(super) fn validate_email(raw: &str, errs: &mut Vec<FieldError>) -> Option<St
             format!("must be an email address such as agent@example.com (pattern {EMAIL_PATTERN})"),
         ));
     }
+    // The rules judge the normalised email; the error quotes it as written, so that it can
+    // be found in the file.
+    let written = format!("{:?}", raw.trim());
+    for e in &mut errs[before..] {
+        e.value.clone_from(&written);
+    }
     (errs.len() == before).then_some(email)
 }
 

@@ -19,7 +19,7 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::Workflow;
-use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets};
+use crate::engine::{AgentState, Engine, EngineOptions, JournalError, Registry, Secrets};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
@@ -272,6 +272,12 @@ pub async fn batch(
             Ok(_) => valid += 1,
             Err(errs) => invalid.extend(errs),
         }
+    }
+    if valid == 0 && invalid.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no agent rows, only a header: nothing to onboard; nothing was written",
+            opts.file.display()
+        )));
     }
     if !invalid.is_empty() && !opts.skip_invalid {
         return Err(Error::Input(format!(
@@ -578,13 +584,21 @@ pub(super) async fn run_rows(
         done: !run_created,
     };
     let work = pages.chain(resumed.into_iter().map(Ok));
+    // The first failure of the state file itself (disk full, I/O error) stops the run: no
+    // agent starts after it, so none is sent a write whose intent could not be recorded,
+    // and each one left is resumable where its last checkpoint stands.
+    let stopped: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let mut results = stream::iter(work)
         .map(|item| {
             let (engines, store, target, passwords) = (&engines, &store, &target, &passwords);
+            let stopped = &stopped;
             let snapshot = snapshot.clone();
             async move {
                 let (run, key, retry) = item?;
                 let engine = &engines[&*run];
+                if stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    return result_of(store, &run, &key, target, engine.workflow());
+                }
                 let mut secrets = Secrets::default();
                 if let Some(p) = passwords.get(&key) {
                     secrets.insert(steps::PASSWORD, p.expose().to_string());
@@ -599,6 +613,12 @@ pub(super) async fn run_rows(
                 if let Some(s) = &snapshot {
                     s.forget(&key);
                 }
+                if let Err(crate::engine::Error::Journal(JournalError::Storage(why))) = &r {
+                    stopped
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(|| why.clone());
+                }
                 let mut a = result_of(store, &run, &key, target, engine.workflow())?;
                 if let Err(e) = r {
                     a.error.get_or_insert(e.to_string());
@@ -609,6 +629,16 @@ pub(super) async fn run_rows(
         .buffer_unordered(concurrency);
     while let Some(a) = results.next().await {
         record(&mut report, a?);
+    }
+    drop(results);
+    if let Some(why) = stopped.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let unfinished: usize = (report.counts.iter())
+            .filter(|(o, _)| !matches!(o.as_str(), "done" | "already_done" | "released"))
+            .map(|(_, n)| n)
+            .sum();
+        return Err(Error::Stopped(format!(
+            "{why}\nthe run stopped: {unfinished} agent(s) are unfinished, each resumable from its last checkpoint; once the state file can be written again, run `connect-onboard resume`"
+        )));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.calls = clients

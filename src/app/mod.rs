@@ -68,6 +68,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The state file failed mid-run: the run stopped, every unfinished agent resumable.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl Error {
@@ -83,7 +86,10 @@ impl Error {
             }
             // `rollback` of a run whose steps delete: refused before anything is touched.
             Error::Engine(engine::Error::Irreversible { .. }) => true,
-            Error::Engine(_) | Error::Store(_) => false,
+            // The state file cannot be opened (corrupt, too new, unwritable): setup, and
+            // nothing was written anywhere.
+            Error::Store(e) => e.is_open_failure(),
+            Error::Engine(_) | Error::Stopped(_) => false,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | every agent done (for `rollback`: everything rolled back) |
-//! | 1 | some agent failed, was rolled back, is in conflict, interrupted or skipped; a passing AWS failure before any write; an unknown run |
-//! | 2 | usage, configuration, workflow or validation error, before any write |
+//! | 1 | some agent failed, was rolled back, is in conflict, interrupted or skipped; a passing AWS failure before any write; an unknown run; the state file failed mid-run (the run stopped, every agent resumable) |
+//! | 2 | usage, configuration, workflow or validation error, or a state file that cannot be opened (corrupt, newer schema, unwritable, disk full), before any write |
 //! | 3 | a compensation failed: an agent needs attention |
 //!
 //! `doctor`: 0 every check ok, 1 a problem or a check that could not be made; `drift`: 0

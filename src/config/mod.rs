@@ -1081,3 +1081,92 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Property tests: arbitrary text and arbitrary values for each key of the example never
+/// panic the loader, and every rejection names the file and the key or line, and the rule.
+/// 64 cases in CI; more with `PROPTEST_CASES=5000 cargo nextest run -E 'test(/config::fuzz::/)'`.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A TOML value of any shape: strings of any text, numbers, booleans, arrays, tables.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>().prop_map(|s| format!("{s:?}")),
+            "[a-zA-Z0-9:/._ -]{0,40}".prop_map(|s| format!("{s:?}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| format!("{n:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            proptest::collection::vec("[a-zA-Z ]{0,8}", 0..12).prop_map(|v| format!("{v:?}")),
+            "\\PC{0,20}",
+            Just("{ a = 1 }".to_string()),
+        ]
+    }
+
+    fn check(text: &str, key: Option<&str>) -> Result<(), TestCaseError> {
+        let path = Path::new("cfg.toml");
+        match Config::from_toml_str(text, path) {
+            Ok(_) => {}
+            Err(ConfigError::Parse { message, .. }) => {
+                prop_assert!(message.contains("line"), "no line: {message}");
+            }
+            Err(ConfigError::Invalid {
+                key: k,
+                rule,
+                value,
+                ..
+            }) => {
+                prop_assert!(!rule.trim().is_empty());
+                prop_assert!(
+                    k.contains('.') || k == "rate_limits",
+                    "not a dotted key: {k}"
+                );
+                if let Some(key) = key {
+                    prop_assert!(
+                        k.ends_with(key) || k.contains(&format!("{key}[")),
+                        "{k} for a bad {key} = {value:?}"
+                    );
+                }
+            }
+            Err(e @ ConfigError::Read { .. }) => prop_assert!(false, "{e}"),
+        }
+        if let Err(e) = Config::from_toml_str(text, path) {
+            prop_assert!(e.to_string().starts_with("config file cfg.toml: "), "{e}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_text_is_rejected_with_a_line_or_a_key(text in "\\PC{0,200}") {
+            check(&text, None)?;
+        }
+
+        #[test]
+        fn a_bad_value_for_any_key_is_rejected_naming_that_key(which in any::<prop::sample::Index>(), value in value()) {
+            let lines: Vec<&str> = EXAMPLE.lines().collect();
+            let settable: Vec<usize> = (0..lines.len())
+                .filter(|&i| !lines[i].starts_with('#') && lines[i].contains(" = "))
+                .collect();
+            let at = settable[which.index(settable.len())];
+            let key = lines[at].split(" = ").next().unwrap_or_default().trim().to_string();
+            let mut text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            text[at] = format!("{key} = {value}");
+            check(&text.join("\n"), Some(&key))?;
+        }
+    }
+}

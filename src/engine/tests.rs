@@ -1073,3 +1073,63 @@ fn irreversible_must_mark_exactly_the_removal_actions() {
     assert!(Workflow::declares_irreversible(RM_WF));
     assert!(!Workflow::declares_irreversible(WF));
 }
+
+/// 64 cases in CI; more with `PROPTEST_CASES=5000 cargo nextest run -E 'test(/workflow_fuzz/)'`.
+fn fuzz_config() -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
+        ..Default::default()
+    }
+}
+
+/// A rejected workflow file names the file, and the line (TOML) or the step and key.
+fn check_workflow_error(src: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+    let world: W = Arc::default();
+    match Workflow::parse(src, "wf.toml", &registry(&world)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let shown = e.to_string();
+            proptest::prop_assert!(shown.starts_with("workflow wf.toml: "), "{shown}");
+            match e {
+                WorkflowError::Parse { message, .. } => {
+                    proptest::prop_assert!(message.contains("line"), "no line: {message}")
+                }
+                WorkflowError::Invalid { message, .. } => {
+                    proptest::prop_assert!(message.len() > 10, "no rule: {message}")
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(fuzz_config())]
+
+    #[test]
+    fn workflow_fuzz_arbitrary_text_never_panics(src in "\\PC{0,300}") {
+        check_workflow_error(&src)?;
+    }
+
+    /// The test workflow with one line replaced by arbitrary text, or one value by another.
+    #[test]
+    fn workflow_fuzz_one_line_changed(
+        which in proptest::prelude::any::<proptest::sample::Index>(),
+        line in "\\PC{0,40}",
+        value in proptest::prop_oneof!["-?[0-9]{1,12}", "\"[a-z_.]{0,12}\"", "\\{ ?[a-z_]{0,8} ?= ?[0-9a-z\"]{0,6} ?\\}", "\\[\\]"],
+    ) {
+        let lines: Vec<&str> = WF.lines().collect();
+        let at = which.index(lines.len());
+        let mut replaced: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        replaced[at] = line;
+        check_workflow_error(&replaced.join("\n"))?;
+        let mut revalued: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        if let Some((key, _)) = lines[at].split_once(" = ") {
+            revalued[at] = format!("{key} = {value}");
+            check_workflow_error(&revalued.join("\n"))?;
+        }
+    }
+}

@@ -12,7 +12,7 @@ use super::sqlite::{
     exec, tx_acquire_lease, tx_release_lease, tx_renew_lease, tx_set_agent_state, tx_set_subject,
     tx_update_step,
 };
-use super::{Result, Store};
+use super::{describe_sqlite, Result, Store};
 use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
 use crate::engine::AgentState;
 
@@ -159,9 +159,10 @@ impl Store {
             let tx = committer.get_or_insert_with(|| {
                 let (tx, rx) = std::sync::mpsc::channel::<Job>();
                 let (conn, groups) = (self.conn.clone(), self.groups.clone());
+                let path = self.path.clone();
                 std::thread::Builder::new()
                     .name("state-committer".into())
-                    .spawn(move || commit_loop(&conn, &rx, &groups))
+                    .spawn(move || commit_loop(&conn, &rx, &groups, &path))
                     .expect("spawn the state store's committer thread");
                 tx
             });
@@ -178,6 +179,7 @@ pub(super) fn commit_loop(
     conn: &Mutex<Connection>,
     rx: &std::sync::mpsc::Receiver<Job>,
     groups: &std::sync::atomic::AtomicU64,
+    path: &str,
 ) {
     while let Ok(first) = rx.recv() {
         // The connection first, then the queue: what arrived while waiting joins the group.
@@ -191,7 +193,7 @@ pub(super) fn commit_loop(
         }
         let (works, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.work, j.reply)).unzip();
-        let results = commit_group(&conn, works);
+        let results = commit_group(&conn, works, path);
         drop(conn);
         groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (reply, result) in replies.into_iter().zip(results) {
@@ -202,20 +204,26 @@ pub(super) fn commit_loop(
 
 pub(super) type Work = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
 
-fn commit_group(conn: &Connection, works: Vec<Work>) -> Vec<std::result::Result<(), JournalError>> {
+/// A storage failure of the state file at `path`, described (disk full, unwritable, ...).
+fn storage(path: &str, what: &str, e: &rusqlite::Error) -> JournalError {
+    JournalError::Storage(format!("state file {path}: {what}: {}", describe_sqlite(e)))
+}
+
+fn commit_group(
+    conn: &Connection,
+    works: Vec<Work>,
+    path: &str,
+) -> Vec<std::result::Result<(), JournalError>> {
     let n = works.len();
-    let failed = |e: &dyn std::fmt::Display| {
-        (0..n)
-            .map(|_| Err(JournalError::Storage(e.to_string())))
-            .collect()
-    };
+    let failed =
+        |what: &str, e: &rusqlite::Error| (0..n).map(|_| Err(storage(path, what, e))).collect();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE", []) {
-        return failed(&e);
+        return failed("begin failed", &e);
     }
     let mut results = Vec::with_capacity(n);
     for work in works {
         if let Err(e) = exec(conn, "SAVEPOINT job", []) {
-            results.push(Err(JournalError::Storage(e.to_string())));
+            results.push(Err(storage(path, "savepoint failed", &e)));
             continue;
         }
         let r = work(conn);
@@ -225,8 +233,9 @@ fn commit_group(conn: &Connection, works: Vec<Work>) -> Vec<std::result::Result<
             exec(conn, "ROLLBACK TO job", []).and_then(|_| exec(conn, "RELEASE job", []))
         };
         results.push(match (r, closed) {
+            (Err(super::Error::Sqlite(e)), _) => Err(storage(path, "write failed", &e)),
             (Err(e), _) => Err(e.into()),
-            (Ok(()), Err(e)) => Err(JournalError::Storage(e.to_string())),
+            (Ok(()), Err(e)) => Err(storage(path, "write failed", &e)),
             (Ok(()), Ok(_)) => Ok(()),
         });
     }
@@ -235,7 +244,7 @@ fn commit_group(conn: &Connection, works: Vec<Work>) -> Vec<std::result::Result<
             let _ = exec(conn, "ROLLBACK", []);
         }
         // Nothing of this group is durable: every change is reported failed.
-        return failed(&format!("commit failed: {e}"));
+        return failed("commit failed", &e);
     }
     results
 }

@@ -54,8 +54,27 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The state file cannot be used: it does not open, is not a state file (corrupt,
+    /// truncated), was written by a newer build, or cannot be written. Raised by
+    /// [`Store::open`] before anything is read or written.
+    #[error("state file {path}: {problem}")]
+    Open {
+        /// The state file.
+        path: String,
+        /// What is wrong with it, and what to do.
+        problem: String,
+    },
+    /// Reading or writing the open state file failed (disk full, I/O error, locked past the
+    /// busy timeout).
+    #[error("state file {path}: {problem}")]
+    File {
+        /// The state file.
+        path: String,
+        /// What failed.
+        problem: String,
+    },
     /// The state file was written by a newer connect-onboard.
-    #[error("state store schema version {found} is newer than this build understands ({known})")]
+    #[error("schema version {found} is newer than this build understands ({known})")]
     TooNew {
         /// Version in the file.
         found: usize,
@@ -82,6 +101,32 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the state file could not be opened at all ([`Error::Open`]): nothing was
+    /// read from or written to it.
+    pub fn is_open_failure(&self) -> bool {
+        matches!(self, Error::Open { .. })
+    }
+}
+
+/// What a failed SQLite call says about the state file, with a hint where the cause is
+/// the file or its disk rather than a bug.
+pub(crate) fn describe_sqlite(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::NotADatabase | C::DatabaseCorrupt) => format!(
+            "not a connect-onboard state file, or corrupt ({e}): restore it from a backup, or use another --state"
+        ),
+        Some(C::DiskFull | C::SystemIoFailure) => {
+            format!("{e} (is the disk full, or the file over a size limit?)")
+        }
+        Some(C::ReadOnly | C::CannotOpen | C::PermissionDenied) => {
+            format!("cannot be written ({e})")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Result alias of this layer.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -95,9 +140,10 @@ impl From<Error> for JournalError {
     fn from(e: Error) -> Self {
         match e {
             Error::Journal(j) => j,
-            e @ (Error::UnknownState(_) | Error::Corrupt { .. } | Error::TooNew { .. }) => {
-                JournalError::Corrupt(e.to_string())
-            }
+            e @ (Error::UnknownState(_)
+            | Error::Corrupt { .. }
+            | Error::TooNew { .. }
+            | Error::Open { .. }) => JournalError::Corrupt(e.to_string()),
             e => JournalError::Storage(e.to_string()),
         }
     }

@@ -60,6 +60,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE steps ADD COLUMN last_write_ms INTEGER;",
 ];
 
+/// Refuses a file from a newer build before anything (even its journal mode) is changed.
+pub(super) fn check_not_newer(conn: &Connection) -> Result<()> {
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(Error::TooNew {
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
     let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::committer::Job;
 use super::lease::Holder;
-use super::schema::migrate;
+use super::schema::{check_not_newer, migrate};
 use super::{fmt_ms, now_ms, now_rfc3339, Error, Result, RunRow};
 use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentState, OnFailure, StepState};
@@ -22,6 +22,8 @@ pub struct Store {
     pub(super) committer: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     /// Groups committed so far (for tests and benchmarks).
     pub(super) groups: Arc<std::sync::atomic::AtomicU64>,
+    /// The state file (`:memory:` for an in-memory store), for error messages.
+    pub(super) path: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -32,8 +34,27 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the store at `path`: parent directory created, file mode
-    /// 0600, WAL journal, busy timeout, migrations applied.
+    /// 0600, WAL journal, busy timeout, migrations applied. Any failure is an
+    /// [`Error::Open`] naming the file and the problem (not a state file, too new,
+    /// unwritable, disk full), before anything is read or written.
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_file(path).map_err(|e| Error::Open {
+            path: path.display().to_string(),
+            problem: match &e {
+                Error::Sqlite(s) => super::describe_sqlite(s),
+                Error::TooNew { found, known } => format!(
+                    "written by a newer connect-onboard (schema version {found}; this build knows up to {known}): use that version, or another --state"
+                ),
+                Error::Io { path: p, source } if p != &path.display().to_string() => {
+                    format!("cannot create its directory {p}: {source}")
+                }
+                Error::Io { source, .. } => format!("cannot be created: {source}"),
+                e => e.to_string(),
+            },
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {
                 path: dir.display().to_string(),
@@ -55,17 +76,18 @@ impl Store {
                 })?;
         }
         let conn = Connection::open(path)?;
+        check_not_newer(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn)
+        Self::init(conn, &path.display().to_string())
     }
 
     /// An in-memory store, for unit tests of the engine.
     pub fn open_in_memory() -> Result<Store> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, ":memory:")
     }
 
-    fn init(mut conn: Connection) -> Result<Store> {
+    fn init(mut conn: Connection, path: &str) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -74,6 +96,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             committer: Mutex::new(None),
             groups: Arc::default(),
+            path: Arc::from(path),
         })
     }
 
@@ -81,7 +104,7 @@ impl Store {
     /// otherwise (or if the commit fails). BEGIN and COMMIT are cached statements too.
     fn with_tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        exec(&conn, "BEGIN IMMEDIATE", [])?;
+        exec(&conn, "BEGIN IMMEDIATE", []).map_err(|e| self.failed(e.into()))?;
         let out = f(&conn).and_then(|v| {
             exec(&conn, "COMMIT", [])?;
             Ok(v)
@@ -89,12 +112,23 @@ impl Store {
         if out.is_err() && !conn.is_autocommit() {
             let _ = exec(&conn, "ROLLBACK", []);
         }
-        out
+        out.map_err(|e| self.failed(e))
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+        f(&conn).map_err(|e| self.failed(e))
+    }
+
+    /// A SQLite failure, as one of this state file (named, with a hint at the cause).
+    fn failed(&self, e: Error) -> Error {
+        match e {
+            Error::Sqlite(s) => Error::File {
+                path: self.path.to_string(),
+                problem: super::describe_sqlite(&s),
+            },
+            e => e,
+        }
     }
 
     /// Creates a run with its agents and their pending steps, in one transaction.
@@ -721,6 +755,31 @@ mod tests {
         assert!(e.contains("unknown step state \"finished\""), "{e}");
         let e = s.agent("r1", "a@x.io").unwrap_err().to_string();
         assert!(e.contains("unknown agent state \"paused\""), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_open_names_itself_and_its_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        std::fs::write(&p, vec![0x5a; 8192]).unwrap();
+        let e = Store::open(&p).unwrap_err();
+        assert!(e.is_open_failure(), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "state file {}: not a connect-onboard state file",
+                p.display()
+            )),
+            "{shown}"
+        );
+        let c = Connection::open(dir.path().join("new.db")).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        drop(c);
+        let e = Store::open(&dir.path().join("new.db"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("written by a newer connect-onboard"), "{e}");
     }
 
     #[test]
