@@ -4,7 +4,7 @@
 //! | Method | Path | Effect |
 //! |---|---|---|
 //! | GET | `/_sandbox/state` | full world JSON |
-//! | GET | `/_sandbox/calls` | `{"calls": {op: {calls, applied}}, "write_calls": n}` |
+//! | GET | `/_sandbox/calls` | `{"calls": {op: {calls, applied}}, "write_calls": n, "held_after_apply": n}` |
 //! | POST | `/_sandbox/calls/reset` | zero the counters and clear the response log |
 //! | GET / PUT | `/_sandbox/faults` | current fault config / replace it (JSON body) |
 //! | GET | `/_sandbox/ids` | the seeded ids |
@@ -32,7 +32,7 @@ fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
 /// The `/_sandbox/calls` document.
 pub(crate) fn calls_json(shared: &Shared) -> Value {
     let stats = lock(&shared.stats);
-    json!({ "calls": stats.calls, "write_calls": stats.write_calls })
+    json!({ "calls": stats.calls, "write_calls": stats.write_calls, "held_after_apply": stats.held_after_apply })
 }
 
 /// Answers one control request.

@@ -3,8 +3,10 @@
 //! A config has three parts: an eventual-consistency window for newly created
 //! users, optional token-bucket rate limits (with an `aws` preset), and an ordered
 //! list of [`FaultRule`]s that throttle, fail, delay, drop or hang matching calls
-//! (optionally after applying the write). [`FaultEngine`] holds the per-rule hit
-//! counters and the buckets; it is reset whenever a new config is installed.
+//! (optionally after applying the write), each on every matching call or on a seeded,
+//! deterministic fraction of them (`probability` with the config's `seed`).
+//! [`FaultEngine`] holds the per-rule hit counters and the buckets; it is reset whenever a
+//! new config is installed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -79,6 +81,10 @@ pub struct FaultConfig {
     /// Optional token-bucket rate limits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
+    /// Seed of the rules' `probability` draws: the same seed fires the same rule on the
+    /// same matching calls (the n-th call matching rule i fires or not as a pure function
+    /// of seed, i and n).
+    pub seed: u64,
     /// Ordered fault rules.
     pub rules: Vec<FaultRule>,
 }
@@ -140,6 +146,11 @@ impl FaultConfig {
         for (i, r) in self.rules.iter().enumerate() {
             if r.op.is_empty() {
                 return Err(ConfigError::Invalid(format!("rules[{i}].op is empty")));
+            }
+            if r.probability.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+                return Err(ConfigError::Invalid(format!(
+                    "rules[{i}].probability must be between 0 and 1"
+                )));
             }
             if r.action == FaultAction::Latency && r.latency_ms.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -250,6 +261,10 @@ pub struct FaultRule {
     /// Only match requests whose body contains this substring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_contains: Option<String>,
+    /// Fire on this fraction of the matching calls (absent = all), drawn from the config's
+    /// `seed`: deterministic per seed and per matching call's rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 impl FaultRule {
@@ -266,6 +281,7 @@ impl FaultRule {
             after: 0,
             times: None,
             body_contains: None,
+            probability: None,
         }
     }
 
@@ -411,6 +427,12 @@ impl FaultEngine {
             if self.seen[i] <= rule.after || rule.times.is_some_and(|t| self.fired[i] >= t) {
                 continue;
             }
+            if rule
+                .probability
+                .is_some_and(|p| draw(self.config.seed, i, self.seen[i]) >= p)
+            {
+                continue;
+            }
             self.fired[i] += 1;
             let injected = || InjectedError {
                 code: rule.code.clone(),
@@ -469,6 +491,19 @@ impl FaultEngine {
             .or_insert_with(|| Bucket::new(spec, now));
         !bucket.take(now)
     }
+}
+
+/// A uniform draw in [0, 1) for the `nth` call matching rule `rule` under `seed`
+/// (splitmix64 of the three): reproducible whatever the order calls arrive in.
+fn draw(seed: u64, rule: usize, nth: u64) -> f64 {
+    let mut x = seed
+        ^ (rule as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ nth.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -573,6 +608,37 @@ mod tests {
             e.decide("sso:ListInstances", "", t0).outcome,
             Outcome::Proceed
         );
+    }
+
+    #[test]
+    fn probability_fires_on_a_seeded_fraction_the_same_way_every_time() {
+        let mut rule = FaultRule::new("*", FaultAction::Throttle);
+        rule.probability = Some(0.3);
+        let config = |seed| FaultConfig {
+            seed,
+            rules: vec![rule.clone()],
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let run = |seed| {
+            let mut e = FaultEngine::new(config(seed));
+            (0..2000)
+                .map(|_| e.decide("connect:CreateUser", "", now).outcome == Outcome::Throttle)
+                .collect::<Vec<bool>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "same seed, same calls fire");
+        assert_ne!(a, run(8), "another seed, another draw");
+        let fired = a.iter().filter(|f| **f).count();
+        assert!((540..=660).contains(&fired), "about 30 % of 2000: {fired}");
+        let mut bad = rule.clone();
+        bad.probability = Some(1.5);
+        assert!(FaultConfig {
+            rules: vec![bad],
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

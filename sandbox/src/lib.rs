@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 pub use error::{ApiError, Service};
 pub use faults::{ConfigError, FaultAction, FaultConfig, FaultRule, RateLimits, RatePreset};
 pub use ops::{operations, OpInfo};
-pub use server::{OpCounts, RecordedResponse};
+pub use server::{OpCounts, RecordedRequest, RecordedResponse};
 pub use world::{Seed, World, WorldError};
 
 use faults::FaultEngine;
@@ -227,9 +227,36 @@ impl SandboxHandle {
         lock(&self.shared.stats).write_calls
     }
 
-    /// Zeroes the counters and clears the response log.
+    /// How many applied writes have had their answer held (`apply_then_hang`) so far: the
+    /// client is then between a write that landed and the answer it waits for (the hook
+    /// the crash tests kill the client at).
+    pub fn held_after_apply(&self) -> u64 {
+        lock(&self.shared.stats).held_after_apply
+    }
+
+    /// Zeroes the counters and clears the response log (and the request log, which stays
+    /// on if it was).
     pub fn reset_calls(&self) {
-        *lock(&self.shared.stats) = Stats::default();
+        let mut stats = lock(&self.shared.stats);
+        let recording = stats.requests.is_some();
+        *stats = Stats::default();
+        if recording {
+            stats.requests = Some(Vec::new());
+        }
+    }
+
+    /// Starts (or stops and clears) recording every API request: `requests` then returns
+    /// them all, in arrival order. Off by default (the log is unbounded).
+    pub fn record_requests(&self, on: bool) {
+        lock(&self.shared.stats).requests = on.then(Vec::new);
+    }
+
+    /// The requests recorded since `record_requests(true)`.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.stats)
+            .requests
+            .clone()
+            .unwrap_or_default()
     }
 
     /// The bounded log of recent responses (oldest first).

@@ -52,10 +52,30 @@ pub struct RecordedResponse {
 
 const LOG_CAPACITY: usize = 2000;
 
+/// One API request as received (kept only while recording is on: see
+/// `SandboxHandle::record_requests`), so a test can attribute every call to the resource
+/// or agent it names.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordedRequest {
+    /// `service:Operation`.
+    pub op: String,
+    /// Path and query (Connect carries ids there).
+    pub path: String,
+    /// The request body as text.
+    pub body: String,
+    /// The handler's answer when it ran and succeeded (also under `apply_then_*`, whose
+    /// client never sees it): the ids a create returned.
+    pub response: Option<Value>,
+}
+
 #[derive(Default)]
 pub(crate) struct Stats {
     pub calls: BTreeMap<String, OpCounts>,
     pub write_calls: u64,
+    /// Writes applied whose answer is held (`apply_then_hang`), counted as they are held.
+    pub held_after_apply: u64,
+    /// Every request since recording was turned on (unbounded, so off by default).
+    pub requests: Option<Vec<RecordedRequest>>,
     pub log: VecDeque<RecordedResponse>,
 }
 
@@ -88,11 +108,45 @@ impl Shared {
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
 
-    fn count_call(&self, key: &str, mutating: bool) {
+    /// Counts a call; returns its index in the request log when recording.
+    fn count_call(
+        &self,
+        key: &str,
+        mutating: bool,
+        parts: &hyper::http::request::Parts,
+        body: &[u8],
+    ) -> Option<usize> {
         let mut stats = lock(&self.stats);
         stats.calls.entry(key.to_string()).or_default().calls += 1;
         if mutating {
             stats.write_calls += 1;
+        }
+        if let Some(log) = stats.requests.as_mut() {
+            log.push(RecordedRequest {
+                op: key.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default(),
+                body: String::from_utf8_lossy(body).into_owned(),
+                response: None,
+            });
+            return Some(log.len() - 1);
+        }
+        None
+    }
+
+    fn record_answer(&self, index: Option<usize>, result: &Result<Value, ApiError>) {
+        let (Some(i), Ok(body)) = (index, result) else {
+            return;
+        };
+        if let Some(r) = lock(&self.stats)
+            .requests
+            .as_mut()
+            .and_then(|log| log.get_mut(i))
+        {
+            r.response = Some(body.clone());
         }
     }
 
@@ -325,7 +379,7 @@ pub(crate) async fn handle(
     };
     let key = call.key();
     let mutating = is_mutating(&call.op);
-    shared.count_call(&key, mutating);
+    let logged = shared.count_call(&key, mutating, &parts, &bytes);
     let (decision, window_ms) = {
         let mut faults = lock(&shared.faults);
         let body_text = String::from_utf8_lossy(&bytes);
@@ -364,6 +418,7 @@ pub(crate) async fn handle(
     };
     let result = parse_body(call.service, &bytes)
         .and_then(|body| run_handler(&shared, &call, &body, window_ms));
+    shared.record_answer(logged, &result);
     let response = finish(&shared, &call, &key, mutating, result);
     match after {
         None => Ok(response),
@@ -373,6 +428,7 @@ pub(crate) async fn handle(
         )),
         Some(AfterApply::Drop) => Err(Dropped),
         Some(AfterApply::Hang) => {
+            lock(&shared.stats).held_after_apply += 1;
             shared.wait_shutdown().await;
             Err(Dropped)
         }

@@ -313,6 +313,8 @@ pub struct RunSettings {
     pub progress: Option<engine::ProgressFn>,
     /// What to do on a permanent failure.
     pub on_failure: OnFailure,
+    /// Agents driven at once by `resume` and `retry` (as `--concurrency` in a batch).
+    pub concurrency: usize,
 }
 
 pub(crate) fn engine_options(settings: &RunSettings) -> Result<EngineOptions, Error> {

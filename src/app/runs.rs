@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::agent::reader::Reader;
@@ -134,6 +135,7 @@ pub async fn resume(
             continue;
         }
         let engine = engine_for_run(ctx, &store, &run, settings).await?;
+        let mut todo = Vec::new();
         for a in agents {
             if !a.state.resumable() {
                 continue;
@@ -159,7 +161,18 @@ pub async fn resume(
                     continue;
                 }
             }
-            let result = engine.run_agent(&run.id, &a.agent_key, &secrets).await;
+            todo.push(a.agent_key);
+        }
+        // `concurrency` agents at a time, as in a batch (each its own lease).
+        let results: Vec<_> = stream::iter(todo)
+            .map(|key| {
+                let (engine, run, secrets) = (&engine, &run.id, &secrets);
+                async move { engine.run_agent(run, &key, secrets).await }
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        for result in results {
             report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);
@@ -326,6 +339,7 @@ pub async fn retry(
         if !problems.is_empty() {
             return Err(Error::Input(problems.join("\n")));
         }
+        let mut todo = Vec::new();
         for a in agents {
             if let Err(why) = secrets_for(&a.subject, &secrets) {
                 report
@@ -333,15 +347,29 @@ pub async fn retry(
                     .push(format!("{} (run {}): {why}", a.agent_key, run.id));
                 continue;
             }
-            let result = if a.state.resumable() {
-                engine.run_agent(&run.id, &a.agent_key, &secrets).await
-            } else if let Some(subject) = subjects.get(&a.agent_key) {
-                engine
-                    .retry_agent(&run.id, &a.agent_key, &secrets, Some(subject))
-                    .await
-            } else {
-                continue;
-            };
+            if a.state.resumable() {
+                todo.push((a.agent_key, None));
+            } else if let Some(subject) = subjects.remove(&a.agent_key) {
+                todo.push((a.agent_key, Some(subject)));
+            }
+        }
+        // `concurrency` agents at a time, as in a batch (each its own lease).
+        let results: Vec<_> = stream::iter(todo)
+            .map(|(key, subject)| {
+                let (engine, run, secrets) = (&engine, &run.id, &secrets);
+                async move {
+                    match subject {
+                        None => engine.run_agent(run, &key, secrets).await,
+                        Some(subject) => {
+                            engine.retry_agent(run, &key, secrets, Some(&subject)).await
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        for result in results {
             report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);

@@ -50,6 +50,9 @@ pub(crate) enum Command {
     Resume {
         /// Run id (all runs when absent).
         run_id: Option<String>,
+        /// Agents in flight at once (the per-API rate limits hold each quota).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Remove what a run created, for the whole run or one agent.
     Rollback {
@@ -107,6 +110,9 @@ pub(crate) enum Command {
         /// Corrected rows for those agents (any `batch` format; matched by email).
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        /// Agents in flight at once (the per-API rate limits hold each quota).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
     Status {

@@ -120,6 +120,7 @@ pub(super) async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
         let settings = RunSettings {
             progress: progress_printer(g.json),
             on_failure: OnFailure::Rollback,
+            concurrency: 1,
         };
         match app::onboard(&ctx, input, Secrets::default(), false, &settings).await? {
             OnboardReport::Run(s) => runs.push(s),

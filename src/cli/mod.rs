@@ -102,9 +102,10 @@ fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
 async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     let g = &cli.global;
     let json = g.json;
-    let settings = |on_failure| RunSettings {
+    let settings = |on_failure, concurrency| RunSettings {
         progress: progress_printer(json),
         on_failure,
+        concurrency,
     };
     match cli.command {
         Command::Init { force } => {
@@ -125,7 +126,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let on_failure = on_failure_of(a.on_failure);
             let dry_run = a.dry_run;
             let input = onboard_input(*a);
-            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure)).await? {
+            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure, 1)).await? {
                 OnboardReport::Plan { agent, steps } => {
                     print_plan(&agent, &steps, json);
                     Ok(exit::for_plan(&steps))
@@ -137,14 +138,17 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 }
             }
         }
-        Command::Resume { run_id } => {
+        Command::Resume {
+            run_id,
+            concurrency,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::resume(
                 &ctx,
                 run_id.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
             finish_batch(report, json)
@@ -157,7 +161,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &run_id,
                 email.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, 1),
             )
             .await?;
             // A rollback that finished is a success.
@@ -202,7 +206,11 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             outs.finish(&out, json)
         }
         Command::Offboard(a) => offboard(g, *a).await,
-        Command::Retry { run_id, from } => {
+        Command::Retry {
+            run_id,
+            from,
+            concurrency,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
             let report = app::retry(
@@ -210,7 +218,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 run_id.as_deref(),
                 from.as_deref(),
                 secrets,
-                &settings(OnFailure::Rollback),
+                &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
             finish_batch(report, json)
@@ -277,6 +285,7 @@ fn quiet(on_failure: OnFailureArg) -> RunSettings {
     RunSettings {
         progress: None,
         on_failure: on_failure_of(on_failure),
+        concurrency: 1,
     }
 }
 

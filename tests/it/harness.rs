@@ -165,13 +165,18 @@ impl Env {
     }
 
     pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.run_within(Duration::from_secs(60), args, env).await
+    }
+
+    /// Runs the binary, failing the test if it takes longer than `limit`.
+    pub async fn run_within(&self, limit: Duration, args: &[&str], env: &[(&str, &str)]) -> Out {
         let mut c = self.command(args);
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        let out = tokio::time::timeout(limit, c.output())
             .await
-            .expect("connect-onboard finished within 60 s")
+            .unwrap_or_else(|_| panic!("connect-onboard {args:?} finished within {limit:?}"))
             .expect("connect-onboard runs");
         Out {
             code: out.status.code().unwrap_or(-1),
@@ -367,4 +372,94 @@ pub fn step<'a>(status: &'a Value, agent: usize, id: &str) -> &'a Value {
         .iter()
         .find(|s| s["id"] == id)
         .unwrap_or_else(|| panic!("step {id} in {status:#}"))
+}
+
+impl Env {
+    /// Starts the binary without waiting; its output is discarded, so a long run never
+    /// blocks on a full pipe (for tests that kill processes or race them).
+    pub fn spawn_quiet(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c.spawn().expect("connect-onboard starts")
+    }
+
+    /// Every resource's id in the sandbox, keyed the way agents are.
+    pub fn ids(&self) -> WorldIds {
+        self.sb.seed_world(|w| {
+            let inst = &w.connect_instances[INSTANCE];
+            let store = &w.identity_stores[STORE];
+            let mut ids = WorldIds {
+                group_id: store
+                    .groups
+                    .values()
+                    .find(|g| g.display_name == "ConnectAgents")
+                    .map(|g| g.group_id.clone())
+                    .unwrap_or_default(),
+                ..WorldIds::default()
+            };
+            for u in inst.users.values() {
+                ids.connect
+                    .entry(u.username.to_lowercase())
+                    .or_default()
+                    .push(u.id.clone());
+            }
+            for u in store.users.values() {
+                ids.identity
+                    .entry(u.user_name.to_lowercase())
+                    .or_default()
+                    .push(u.user_id.clone());
+            }
+            for m in store.memberships.values() {
+                ids.memberships.push((
+                    m.group_id.clone(),
+                    m.user_id.clone(),
+                    m.membership_id.clone(),
+                ));
+            }
+            for a in &w.assignments {
+                ids.assignments
+                    .push((a.principal_type.clone(), a.principal_id.clone()));
+            }
+            ids
+        })
+    }
+}
+
+/// Every resource's id in the sandbox: Connect users and Identity Store users by lower-cased
+/// name (a name with two ids is a duplicate), memberships (group, user, membership id),
+/// assignments (principal type, principal id) and the agents' group's id.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct WorldIds {
+    pub connect: BTreeMap<String, Vec<String>>,
+    pub identity: BTreeMap<String, Vec<String>>,
+    pub memberships: Vec<(String, String, String)>,
+    pub assignments: Vec<(String, String)>,
+    pub group_id: String,
+}
+
+/// Kills a child with SIGKILL and reaps it; false if it had already exited.
+pub async fn sigkill(child: &mut tokio::process::Child) -> bool {
+    let alive = matches!(child.try_wait(), Ok(None));
+    if alive {
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    let _ = child.wait().await;
+    alive
+}
+
+/// A native agent file (`email,first_name,last_name`) in the test's directory.
+pub fn agents_file(env: &Env, name: &str, emails: &[String]) -> String {
+    let mut text = String::from("email,first_name,last_name\n");
+    for (i, e) in emails.iter().enumerate() {
+        text.push_str(&format!("{e},Agent,Number{i}\n"));
+    }
+    let p = env.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    path_str(&p).to_string()
 }

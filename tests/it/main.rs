@@ -17,6 +17,8 @@ mod migrate;
 mod moto;
 mod offboard;
 mod onboard;
+mod reliability;
+mod reliability_moto;
 mod sandbox_cli;
 mod secrets;
 mod state_faults;

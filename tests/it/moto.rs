@@ -12,9 +12,9 @@ use crate::harness::*;
 
 const EMAIL: &str = "ana.silva@example.com";
 
-struct Moto {
+pub struct Moto {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Moto {
@@ -24,7 +24,7 @@ impl Drop for Moto {
     }
 }
 
-fn start_moto() -> Option<Moto> {
+pub fn start_moto() -> Option<Moto> {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -55,7 +55,7 @@ fn start_moto() -> Option<Moto> {
     panic!("moto_server did not start on port {port}");
 }
 
-async fn moto_client(url: &str) -> aws_sdk_identitystore::Client {
+pub async fn moto_client(url: &str) -> aws_sdk_identitystore::Client {
     let conf = aws_sdk_identitystore::Config::builder()
         .behavior_version(aws_sdk_identitystore::config::BehaviorVersion::latest())
         .region(aws_sdk_identitystore::config::Region::new("us-east-1"))
@@ -83,7 +83,7 @@ async fn moto_user_id(c: &aws_sdk_identitystore::Client, user_name: &str) -> Opt
         .map(|o| o.user_id().to_string())
 }
 
-fn on_moto(env: &mut Env, moto: &Moto) {
+pub fn on_moto(env: &mut Env, moto: &Moto) {
     env.extra_env
         .push(("AWS_ENDPOINT_URL_IDENTITYSTORE".into(), moto.url.clone()));
 }
