@@ -99,7 +99,7 @@ pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
     }
     let config = ctx.config()?;
     let mut regions = ctx.new_run_regions();
-    let clients = ctx.clients(&mut regions).await;
+    let clients = ctx.clients(&mut regions).await?;
     let (target, catalog) =
         target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
     let d = Doctor {

@@ -148,7 +148,7 @@ impl DriftReport {
 pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
     let config = ctx.config()?;
     let mut regions = ctx.new_run_regions();
-    let clients = ctx.clients(&mut regions).await;
+    let clients = ctx.clients(&mut regions).await?;
     let (target, _) =
         target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
     let read = |what: &str| {

@@ -3,6 +3,8 @@
 //!
 //! - `CONNECT_ONBOARD_PASSWORD`: the password for CONNECT_MANAGED instances.
 //! - `CONNECT_ONBOARD_ATTEMPT_TIMEOUT_MS`: per-attempt timeout of every AWS call (30000).
+//! - `CONNECT_ONBOARD_RETRY_BUDGET_S`: how long one AWS call keeps retrying throttling (and
+//!   a read its 5xx/timeouts) before the agent stops resumable (300).
 //! - Test hooks: `CONNECT_ONBOARD_CRASH_AT=<point>:<step>` aborts the process at that point
 //!   (the crash/resume tests); `CONNECT_ONBOARD_LEASE_TTL_MS` shortens the lease.
 
@@ -25,6 +27,17 @@ pub fn attempt_timeout() -> Duration {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30_000);
     Duration::from_millis(ms)
+}
+
+/// How long one AWS call keeps retrying the errors that heal: 300 s, or
+/// `CONNECT_ONBOARD_RETRY_BUDGET_S`.
+pub fn retry_budget() -> Result<Option<u64>, String> {
+    match std::env::var("CONNECT_ONBOARD_RETRY_BUDGET_S") {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+            format!("CONNECT_ONBOARD_RETRY_BUDGET_S={v:?}: expected a whole number of seconds")
+        }),
+    }
 }
 
 /// The crash hook, if set: `CONNECT_ONBOARD_CRASH_AT=<point>:<step>`.

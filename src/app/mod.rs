@@ -23,6 +23,7 @@ mod onboard;
 mod runs;
 mod status;
 
+pub use crate::aws::retry::{Wait, WaitFn};
 pub use batch::{
     batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
@@ -107,6 +108,8 @@ pub struct Globals {
     pub profile: Option<String>,
     /// AWS region override (both services).
     pub region: Option<String>,
+    /// Told of every wait between two tries of an AWS call (the progress line).
+    pub on_wait: Option<WaitFn>,
 }
 
 /// Loaded configuration plus where the state lives.
@@ -198,7 +201,7 @@ impl Context {
     }
 
     /// Clients for `regions`; a region left open is the AWS chain's, and is filled in.
-    pub(crate) async fn clients(&self, regions: &mut Regions) -> Clients {
+    pub(crate) async fn clients(&self, regions: &mut Regions) -> Result<Clients, Error> {
         let sdk = aws::load_sdk_config(
             self.globals.profile.as_deref(),
             self.globals.region.as_deref(),
@@ -212,7 +215,7 @@ impl Context {
             Some(p) => Some(aws::load_sdk_config(Some(p), None, env::attempt_timeout()).await),
             None => None,
         };
-        Clients::new(
+        Ok(Clients::new(
             &sdk,
             ic_sdk.as_ref(),
             regions.connect.as_deref(),
@@ -222,8 +225,9 @@ impl Context {
                     .as_ref()
                     .map(Config::rate_limits)
                     .unwrap_or_default(),
-            ),
-        )
+                self.globals.on_wait.clone(),
+            )?,
+        ))
     }
 
     pub(crate) fn open_store(&self) -> Result<Arc<Store>, Error> {
@@ -267,7 +271,7 @@ impl Context {
     pub(crate) async fn new_run(&self, source: WorkflowSource) -> Result<NewRun, Error> {
         let config = self.config()?;
         let mut regions = self.new_run_regions();
-        let clients = self.clients(&mut regions).await;
+        let clients = self.clients(&mut regions).await?;
         let placeholder = env_for(&clients, &Target::placeholder(config));
         let wf = match source {
             WorkflowSource::Onboard => {
@@ -301,9 +305,18 @@ impl Context {
 }
 
 /// The pacer every AWS call of a process goes through: the configured limits, with a
-/// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]).
-fn pacer(limits: aws::pacer::RateLimits) -> aws::pacer::Pacer {
-    aws::pacer::Pacer::new(limits.with_headroom())
+/// reserve against network jitter ([`aws::pacer::RateLimits::with_headroom`]), and the
+/// per-call retry budget.
+fn pacer(
+    limits: aws::pacer::RateLimits,
+    on_wait: Option<WaitFn>,
+) -> Result<aws::pacer::Pacer, Error> {
+    let retry = aws::retry::CallRetry::with_budget_secs(env::retry_budget().map_err(Error::Input)?);
+    Ok(aws::pacer::Pacer::with_retry(
+        limits.with_headroom(),
+        retry,
+        on_wait,
+    ))
 }
 
 /// Per-process engine settings (progress callback, test hooks).

@@ -50,7 +50,7 @@ async fn run_parts(
         identity_center: target.identity_center_region.clone(),
         identity_center_profile: target.identity_center_profile.clone(),
     };
-    let clients = ctx.clients(&mut regions).await;
+    let clients = ctx.clients(&mut regions).await?;
     let registry = steps::registry(&env_for(&clients, &target));
     let wf = Workflow::parse(&run.workflow, &format!("of run {}", run.id), &registry)
         .map_err(|e| Error::Input(e.to_string()))?;

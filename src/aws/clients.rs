@@ -51,13 +51,16 @@ impl Clients {
         ic_region: Option<&str>,
         pacer: Pacer,
     ) -> Clients {
-        let mut c = aws_sdk_connect::config::Builder::from(sdk);
+        // Every retry is ours (`super::retry`): the SDK's would re-send writes that may
+        // have landed, and would not pace.
+        let off = aws_smithy_types::retry::RetryConfig::disabled;
+        let mut c = aws_sdk_connect::config::Builder::from(sdk).retry_config(off());
         if let Some(r) = connect_region {
             c = c.region(Region::new(r.to_string()));
         }
         let ic = ic_sdk.unwrap_or(sdk);
-        let mut i = aws_sdk_identitystore::config::Builder::from(ic);
-        let mut s = aws_sdk_ssoadmin::config::Builder::from(ic);
+        let mut i = aws_sdk_identitystore::config::Builder::from(ic).retry_config(off());
+        let mut s = aws_sdk_ssoadmin::config::Builder::from(ic).retry_config(off());
         if let Some(r) = ic_region {
             i = i.region(Region::new(r.to_string()));
             s = s.region(Region::new(r.to_string()));

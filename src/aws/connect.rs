@@ -2,7 +2,7 @@
 
 use aws_sdk_connect::types as ct;
 
-use super::error::{from_sdk, no_reason, not_found_to_none, paged, send_once};
+use super::error::{no_reason, not_found_to_none, paged, send_once};
 use super::{
     AwsError, ConnectApi, ConnectInstance, ConnectUser, ConnectUserDetail, Named, NewConnectUser,
     Result, SdkConnect,
@@ -40,7 +40,6 @@ impl SdkConnect {
         let mut token: Option<String> = None;
         loop {
             let page = send_once!(
-                connect,
                 self.1,
                 "connect:SearchUsers",
                 self.0
@@ -79,9 +78,11 @@ impl SdkConnect {
 
 /// Every page of a Connect `List*` call whose summaries have an id and a name.
 macro_rules! named_pages {
-    ($client:expr, $op:ident, $list:ident, $instance:expr) => {
+    ($sdk:expr, $api:expr, $op:ident, $list:ident, $instance:expr) => {
         paged!(
-            $client.$op().instance_id($instance).max_results(1000),
+            $sdk.1,
+            $api,
+            $sdk.0.$op().instance_id($instance).max_results(1000),
             $list,
             |p| Named {
                 id: p.id().unwrap_or_default().to_string(),
@@ -94,13 +95,12 @@ macro_rules! named_pages {
 #[async_trait::async_trait]
 impl ConnectApi for SdkConnect {
     async fn describe_instance(&self, instance: &str) -> Result<ConnectInstance> {
-        let out = self
-            .0
-            .describe_instance()
-            .instance_id(instance)
-            .send()
-            .await
-            .map_err(|e| from_sdk(e, no_reason))?;
+        let out = send_once!(
+            self.1,
+            "connect:DescribeInstance",
+            self.0.describe_instance().instance_id(instance),
+            no_reason
+        )?;
         let i = out.instance();
         Ok(ConnectInstance {
             id: i.and_then(|i| i.id()).unwrap_or(instance).to_string(),
@@ -117,7 +117,8 @@ impl ConnectApi for SdkConnect {
 
     async fn routing_profiles(&self, instance: &str) -> Result<Vec<Named>> {
         Ok(named_pages!(
-            self.0,
+            self,
+            "connect:ListRoutingProfiles",
             list_routing_profiles,
             routing_profile_summary_list,
             instance
@@ -126,7 +127,8 @@ impl ConnectApi for SdkConnect {
 
     async fn security_profiles(&self, instance: &str) -> Result<Vec<Named>> {
         Ok(named_pages!(
-            self.0,
+            self,
+            "connect:ListSecurityProfiles",
             list_security_profiles,
             security_profile_summary_list,
             instance
@@ -135,7 +137,8 @@ impl ConnectApi for SdkConnect {
 
     async fn hierarchy_groups(&self, instance: &str) -> Result<Vec<Named>> {
         Ok(named_pages!(
-            self.0,
+            self,
+            "connect:ListUserHierarchyGroups",
             list_user_hierarchy_groups,
             user_hierarchy_group_summary_list,
             instance
@@ -161,7 +164,6 @@ impl ConnectApi for SdkConnect {
         let mut token: Option<String> = None;
         loop {
             let page = send_once!(
-                connect,
                 self.1,
                 "connect:ListUsers",
                 self.0
@@ -189,7 +191,6 @@ impl ConnectApi for SdkConnect {
     async fn describe_user(&self, instance: &str, user_id: &str) -> Result<Option<ConnectUser>> {
         not_found_to_none(
             send_once!(
-                connect,
                 self.1,
                 "connect:DescribeUser",
                 self.0
@@ -269,7 +270,7 @@ impl ConnectApi for SdkConnect {
                 u.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ));
         }
-        let out = send_once!(connect, self.1, "connect:CreateUser", req, no_reason)?;
+        let out = send_once!(self.1, "connect:CreateUser", req, no_reason)?;
         match out.user_id().filter(|id| !id.is_empty()) {
             Some(id) => Ok((
                 id.to_string(),
@@ -283,13 +284,13 @@ impl ConnectApi for SdkConnect {
                 maybe_applied: true,
                 reason: None,
                 retry_after: None,
+                budget_spent: false,
             }),
         }
     }
 
     async fn delete_user(&self, instance: &str, user_id: &str) -> Result<()> {
         send_once!(
-            connect,
             self.1,
             "connect:DeleteUser",
             self.0.delete_user().instance_id(instance).user_id(user_id),

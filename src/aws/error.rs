@@ -25,6 +25,9 @@ pub struct AwsError {
     /// How long the service asked us to wait (`RetryAfterSeconds` in the error body, or a
     /// `Retry-After` header): the pacer holds that API's tokens until then.
     pub retry_after: Option<std::time::Duration>,
+    /// Set when the call retried this error for its whole time budget ([`super::retry`]):
+    /// the engine must not retry it again.
+    pub budget_spent: bool,
 }
 
 impl AwsError {
@@ -37,6 +40,7 @@ impl AwsError {
             maybe_applied: false,
             reason: None,
             retry_after: None,
+            budget_spent: false,
         }
     }
     /// Whether the code is `code`.
@@ -86,6 +90,7 @@ where
                 status: Some(status),
                 reason: reason(e),
                 retry_after,
+                budget_spent: false,
                 code,
             }
         }
@@ -96,6 +101,7 @@ where
             maybe_applied: true,
             reason: None,
             retry_after: None,
+            budget_spent: false,
         },
         SdkError::DispatchFailure(d) => {
             // A refused connection never carried the request; anything else (reset, closed
@@ -108,6 +114,7 @@ where
                 maybe_applied: !never_sent,
                 reason: None,
                 retry_after: None,
+                budget_spent: false,
             }
         }
         SdkError::ResponseError(r) => AwsError {
@@ -117,6 +124,7 @@ where
             maybe_applied: true,
             reason: None,
             retry_after: None,
+            budget_spent: false,
         },
         SdkError::ConstructionFailure(c) => AwsError {
             code: "ConstructionFailure".into(),
@@ -125,6 +133,7 @@ where
             maybe_applied: false,
             reason: None,
             retry_after: None,
+            budget_spent: false,
         },
         other => AwsError {
             code: "Unknown".into(),
@@ -133,6 +142,7 @@ where
             maybe_applied: true,
             reason: None,
             retry_after: None,
+            budget_spent: false,
         },
     }
 }
@@ -205,54 +215,53 @@ pub(super) fn not_found_to_none<T>(r: Result<T>) -> Result<Option<T>> {
     }
 }
 
-/// Sends one request of a workflow call exactly once (SDK retries off), paced by the
-/// client-side rate limiter, and maps its error:
-/// `send_once!(connect | identitystore | ssoadmin, pacer, "service:Operation", request, reason_fn)`.
-/// A retried create whose first attempt landed would come back "already exists" and hide
-/// that the resource is ours, so the engine, which knows what landed, is the only retry
-/// layer; the pacer hears every outcome, so a throttle slows that API's bucket down.
+/// Sends one request through the pacer, with the per-call retries of errors that heal
+/// ([`super::retry`]; SDK retries are off on every client) and maps its error:
+/// `send_once!(pacer, "service:Operation", request, reason_fn)`. "Once" as the engine sees
+/// it: a write that may have been applied is never sent again here (only the engine, which
+/// knows what landed, retries it, after a lookup); the pacer hears every try, so a throttle
+/// slows that API's bucket down.
 macro_rules! send_once {
-    (connect, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_connect, $pacer, $api, $req, $reason)
-    };
-    (identitystore, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_identitystore, $pacer, $api, $req, $reason)
-    };
-    (ssoadmin, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {
-        send_once!(@ aws_sdk_ssoadmin, $pacer, $api, $req, $reason)
-    };
-    (@ $sdk:ident, $pacer:expr, $api:expr, $req:expr, $reason:expr) => {{
-        let permit = $pacer
-            .acquire($api, $crate::aws::pacer::current_attempt())
-            .await;
-        let res = $req
-            .customize()
-            .config_override(
-                $sdk::config::Builder::default()
-                    .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
-            )
-            .send()
+    ($pacer:expr, $api:expr, $req:expr, $reason:expr) => {{
+        let req = $req;
+        $pacer
+            .call($api, || {
+                let req = req.clone();
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| $crate::aws::error::from_sdk(e, $reason))
+                }
+            })
             .await
-            .map_err(|e| $crate::aws::error::from_sdk(e, $reason));
-        permit.done($crate::aws::error::pacing_outcome(&res));
-        res
     }};
 }
 pub(crate) use send_once;
 
-/// Every page of a paginated read (preflight: SDK retries kept), mapped item by item.
+/// Every page of a paginated read, mapped item by item, as one paced call with the per-call
+/// retries (a retry reads the listing again from its first page):
+/// `paged!(pacer, "service:Operation", request, list_accessor, |item| map)`.
 macro_rules! paged {
-    ($req:expr, $list:ident, |$item:ident| $map:expr) => {{
-        let mut out = Vec::new();
-        let mut pages = $req.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| $crate::aws::error::from_sdk(e, $crate::aws::error::no_reason))?;
-            for $item in page.$list() {
-                out.push($map);
-            }
-        }
-        out
+    ($pacer:expr, $api:expr, $req:expr, $list:ident, |$item:ident| $map:expr) => {{
+        let req = $req;
+        $pacer
+            .call($api, || {
+                let req = req.clone();
+                async move {
+                    let mut out = Vec::new();
+                    let mut pages = req.into_paginator().send();
+                    while let Some(page) = pages.next().await {
+                        let page = page.map_err(|e| {
+                            $crate::aws::error::from_sdk(e, $crate::aws::error::no_reason)
+                        })?;
+                        for $item in page.$list() {
+                            out.push($map);
+                        }
+                    }
+                    Ok(out)
+                }
+            })
+            .await?
     }};
 }
 pub(crate) use paged;

@@ -64,7 +64,6 @@ impl SdkIdentityStore {
     async fn get_user_id(&self, store: &str, path: &str, value: &str) -> Result<Option<String>> {
         not_found_to_none(
             send_once!(
-                identitystore,
                 self.1,
                 "identitystore:GetUserId",
                 self.0
@@ -91,7 +90,6 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn describe_user(&self, store: &str, user_id: &str) -> Result<Option<IdentityUser>> {
         not_found_to_none(
             send_once!(
-                identitystore,
                 self.1,
                 "identitystore:DescribeUser",
                 self.0
@@ -106,7 +104,6 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn create_user(&self, store: &str, u: &NewIdentityUser<'_>) -> Result<String> {
         let out = send_once!(
-            identitystore,
             self.1,
             "identitystore:CreateUser",
             self.0
@@ -134,7 +131,6 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn delete_user(&self, store: &str, user_id: &str) -> Result<()> {
         send_once!(
-            identitystore,
             self.1,
             "identitystore:DeleteUser",
             self.0
@@ -149,7 +145,6 @@ impl IdentityStoreApi for SdkIdentityStore {
     async fn group_id(&self, store: &str, name: &str) -> Result<Option<String>> {
         not_found_to_none(
             send_once!(
-                identitystore,
                 self.1,
                 "identitystore:GetGroupId",
                 self.0
@@ -164,7 +159,6 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String> {
         let out = send_once!(
-            identitystore,
             self.1,
             "identitystore:CreateGroup",
             self.0
@@ -182,7 +176,6 @@ impl IdentityStoreApi for SdkIdentityStore {
         let mut token: Option<String> = None;
         loop {
             let page = send_once!(
-                identitystore,
                 self.1,
                 "identitystore:ListUsers",
                 self.0
@@ -208,7 +201,6 @@ impl IdentityStoreApi for SdkIdentityStore {
         let mut token: Option<String> = None;
         loop {
             let page = send_once!(
-                identitystore,
                 self.1,
                 "identitystore:ListGroupMemberships",
                 self.0
@@ -242,7 +234,6 @@ impl IdentityStoreApi for SdkIdentityStore {
     ) -> Result<Option<String>> {
         not_found_to_none(
             send_once!(
-                identitystore,
                 self.1,
                 "identitystore:GetGroupMembershipId",
                 self.0
@@ -263,7 +254,6 @@ impl IdentityStoreApi for SdkIdentityStore {
         user_id: &str,
     ) -> Result<String> {
         let out = send_once!(
-            identitystore,
             self.1,
             "identitystore:CreateGroupMembership",
             self.0
@@ -278,7 +268,6 @@ impl IdentityStoreApi for SdkIdentityStore {
 
     async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()> {
         send_once!(
-            identitystore,
             self.1,
             "identitystore:DeleteGroupMembership",
             self.0

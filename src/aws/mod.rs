@@ -7,21 +7,23 @@
 //! carrying the service's error *code* (never its message text) and whether the request may
 //! have been applied.
 //!
-//! Endpoints, credentials, profile, region and retry settings all come from the standard
-//! `aws-config` chain (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CONNECT`, ..., `AWS_PROFILE`,
-//! `AWS_MAX_ATTEMPTS`). The workflow's calls (its lookups and writes) run with the SDK's
-//! retries turned off: a retried create whose first attempt landed would come back as
-//! "already exists" and hide that the resource is ours, and the engine's own per-step budget
-//! is then the whole budget. Preflight reads keep the SDK's standard retries.
+//! Endpoints, credentials, profile and region come from the standard `aws-config` chain
+//! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_CONNECT`, ..., `AWS_PROFILE`). The SDK's retries
+//! are off on every client: each call, preflight reads included, goes through the pacer and
+//! retries only what heals (`retry`: throttling on any call, 5xx/timeouts on reads) for a
+//! time budget; a write that may have been applied is never re-sent here (it would come back
+//! "already exists" and hide that the resource is ours): the engine looks up and decides.
 //!
-//! The parts: `error` (AwsError, the one send helper), `clients` (aws-config → the three
-//! SDK clients), and one file per service implementing its trait.
+//! The parts: `error` (AwsError, `send_once!`/`paged!`), `retry` (per-call retries),
+//! `pacer` (rate limits), `clients` (aws-config → the three SDK clients), and one file per
+//! service implementing its trait.
 
 mod clients;
 mod connect;
 pub(crate) mod error;
 mod identitystore;
 pub mod pacer;
+pub mod retry;
 mod ssoadmin;
 
 pub use clients::{load_sdk_config, Clients, SdkConnect, SdkIdentityStore, SdkSsoAdmin};

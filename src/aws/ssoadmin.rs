@@ -2,7 +2,7 @@
 
 use aws_sdk_ssoadmin::types as st;
 
-use super::error::{from_sdk, no_reason, not_found_to_none, paged, send_once};
+use super::error::{no_reason, not_found_to_none, paged, send_once};
 use super::{Principal, Result, SdkSsoAdmin, SsoAdminApi, SsoApplication, SsoInstance};
 
 fn principal(kind: Principal) -> st::PrincipalType {
@@ -15,20 +15,28 @@ fn principal(kind: Principal) -> st::PrincipalType {
 #[async_trait::async_trait]
 impl SsoAdminApi for SdkSsoAdmin {
     async fn instances(&self) -> Result<Vec<SsoInstance>> {
-        Ok(paged!(self.0.list_instances(), instances, |i| {
-            SsoInstance {
-                arn: i.instance_arn().unwrap_or_default().to_string(),
-                identity_store_id: i.identity_store_id().unwrap_or_default().to_string(),
-                status: i
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
+        Ok(paged!(
+            self.1,
+            "sso:ListInstances",
+            self.0.list_instances(),
+            instances,
+            |i| {
+                SsoInstance {
+                    arn: i.instance_arn().unwrap_or_default().to_string(),
+                    identity_store_id: i.identity_store_id().unwrap_or_default().to_string(),
+                    status: i
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                }
             }
-        }))
+        ))
     }
 
     async fn applications(&self, instance_arn: &str) -> Result<Vec<SsoApplication>> {
         Ok(paged!(
+            self.1,
+            "sso:ListApplications",
             self.0.list_applications().instance_arn(instance_arn),
             applications,
             |a| SsoApplication {
@@ -45,27 +53,26 @@ impl SsoAdminApi for SdkSsoAdmin {
 
     async fn describe_application(&self, arn: &str) -> Result<Option<SsoApplication>> {
         not_found_to_none(
-            self.0
-                .describe_application()
-                .application_arn(arn)
-                .send()
-                .await
-                .map_err(|e| from_sdk(e, no_reason))
-                .map(|a| SsoApplication {
-                    arn: a.application_arn().unwrap_or(arn).to_string(),
-                    name: a.name().unwrap_or_default().to_string(),
-                    instance_arn: a.instance_arn().unwrap_or_default().to_string(),
-                    status: a
-                        .status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                }),
+            send_once!(
+                self.1,
+                "sso:DescribeApplication",
+                self.0.describe_application().application_arn(arn),
+                no_reason
+            )
+            .map(|a| SsoApplication {
+                arn: a.application_arn().unwrap_or(arn).to_string(),
+                name: a.name().unwrap_or_default().to_string(),
+                instance_arn: a.instance_arn().unwrap_or_default().to_string(),
+                status: a
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            }),
         )
     }
 
     async fn is_assigned(&self, app: &str, kind: Principal, id: &str) -> Result<bool> {
         Ok(not_found_to_none(send_once!(
-            ssoadmin,
             self.1,
             "sso:DescribeApplicationAssignment",
             self.0
@@ -80,7 +87,6 @@ impl SsoAdminApi for SdkSsoAdmin {
 
     async fn assign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
         send_once!(
-            ssoadmin,
             self.1,
             "sso:CreateApplicationAssignment",
             self.0
@@ -95,7 +101,6 @@ impl SsoAdminApi for SdkSsoAdmin {
 
     async fn unassign(&self, app: &str, kind: Principal, id: &str) -> Result<()> {
         send_once!(
-            ssoadmin,
             self.1,
             "sso:DeleteApplicationAssignment",
             self.0
@@ -109,32 +114,23 @@ impl SsoAdminApi for SdkSsoAdmin {
     }
 
     async fn assignments(&self, app: &str) -> Result<Vec<(Principal, String)>> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = send_once!(
-                ssoadmin,
-                self.1,
-                "sso:ListApplicationAssignments",
-                self.0
-                    .list_application_assignments()
-                    .application_arn(app)
-                    .max_results(100)
-                    .set_next_token(token.take()),
-                no_reason
-            )?;
-            out.extend(page.application_assignments().iter().filter_map(|a| {
+        let all = paged!(
+            self.1,
+            "sso:ListApplicationAssignments",
+            self.0
+                .list_application_assignments()
+                .application_arn(app)
+                .max_results(100),
+            application_assignments,
+            |a| {
                 let kind = match a.principal_type() {
-                    st::PrincipalType::User => Principal::User,
-                    st::PrincipalType::Group => Principal::Group,
-                    _ => return None,
+                    st::PrincipalType::User => Some(Principal::User),
+                    st::PrincipalType::Group => Some(Principal::Group),
+                    _ => None,
                 };
-                Some((kind, a.principal_id().to_string()))
-            }));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
+                kind.map(|k| (k, a.principal_id().to_string()))
             }
-        }
+        );
+        Ok(all.into_iter().flatten().collect())
     }
 }

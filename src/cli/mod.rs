@@ -79,6 +79,7 @@ pub(crate) fn globals(g: &GlobalArgs) -> Globals {
         workflow: g.workflow.clone(),
         profile: g.profile.clone(),
         region: g.region.clone(),
+        on_wait: output::wait_printer(g.json),
     }
 }
 
@@ -176,13 +177,15 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             skip_invalid,
             run,
         } => {
-            let ctx = Context::load(&globals(g))?;
+            let waits = Waits::default();
+            let ctx = Context::load(&counted(g, &waits))?;
             let opts = app::BatchOptions {
                 file,
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(run.report.as_deref(), run.notices.as_deref(), json)?;
+            let mut outs =
+                Outputs::open(run.report.as_deref(), run.notices.as_deref(), json, waits)?;
             let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
@@ -193,7 +196,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             usernames,
             run,
         } => {
-            let ctx = Context::load(&globals(g))?;
+            let waits = Waits::default();
+            let ctx = Context::load(&counted(g, &waits))?;
             let opts = app::MigrateOptions {
                 routing_profiles,
                 security_profiles,
@@ -201,7 +205,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::open(run.report.as_deref(), run.notices.as_deref(), json)?;
+            let mut outs =
+                Outputs::open(run.report.as_deref(), run.notices.as_deref(), json, waits)?;
             let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
             outs.finish(&out, json)
         }
@@ -295,6 +300,20 @@ struct Outputs {
     report: Option<output::ReportWriter>,
     notices: Option<output::NoticeWriter>,
     meter: output::Meter,
+    /// Calls that waited to retry (throttling), shown by the meter.
+    waits: Waits,
+}
+
+/// How many calls have waited to retry so far (counted by the context, shown by the meter).
+type Waits = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// The globals of a command with a progress meter: waits are counted for the meter
+/// instead of printed one line each.
+fn counted(g: &GlobalArgs, waits: &Waits) -> Globals {
+    Globals {
+        on_wait: Some(output::wait_counter(waits)),
+        ..globals(g)
+    }
 }
 
 impl Outputs {
@@ -302,6 +321,7 @@ impl Outputs {
         report: Option<&std::path::Path>,
         notices: Option<&std::path::Path>,
         json: bool,
+        waits: Waits,
     ) -> Result<Self, app::Error> {
         Ok(Outputs {
             report: report
@@ -313,6 +333,7 @@ impl Outputs {
                 .transpose()
                 .map_err(app::Error::Input)?,
             meter: output::Meter::new(json),
+            waits,
         })
     }
 
@@ -332,7 +353,7 @@ impl Outputs {
 
 impl app::Sink for Outputs {
     fn started(&mut self, total: usize) {
-        self.meter.start(total);
+        self.meter.start(total, self.waits.clone());
     }
 
     fn finished(&mut self, a: &app::AgentResult) {
@@ -362,7 +383,8 @@ fn policy_for(a: PolicyArg) -> app::PolicyFor {
 /// the report file is only created once it is.
 async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     let json = g.json;
-    let ctx = Context::load(&globals(g))?;
+    let waits = Waits::default();
+    let ctx = Context::load(&counted(g, &waits))?;
     let opts = app::OffboardOptions {
         emails: a.emails,
         file: a.file,
@@ -397,7 +419,7 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
                 ));
             }
         }
-        *slot.borrow_mut() = Some(Outputs::open(report.as_deref(), None, json)?);
+        *slot.borrow_mut() = Some(Outputs::open(report.as_deref(), None, json, waits.clone())?);
         Ok(())
     };
     let mut sink = Slot(&slot);

@@ -2,6 +2,7 @@
 //! sign-in notices on stdout (or JSON only, with `--json`).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::agent::reader::neutralize_csv_cell;
@@ -345,6 +346,31 @@ impl NoticeWriter {
     }
 }
 
+/// Single-agent commands: one progress line per wait between two tries of an AWS call.
+pub(crate) fn wait_printer(json: bool) -> Option<app::WaitFn> {
+    if json {
+        return None;
+    }
+    Some(app::WaitFn(Arc::new(|w: &app::Wait| {
+        eprintln!(
+            "[..] {}: {}, retrying in {:.2} s (try {}; gives up in {} s)",
+            w.api,
+            w.code,
+            w.wait.as_secs_f64(),
+            w.tries + 1,
+            w.left.as_secs()
+        );
+    })))
+}
+
+/// Batches: waits between tries are counted, and the meter shows the count.
+pub(crate) fn wait_counter(waits: &Arc<AtomicU64>) -> app::WaitFn {
+    let waits = waits.clone();
+    app::WaitFn(Arc::new(move |_: &app::Wait| {
+        waits.fetch_add(1, Ordering::Relaxed);
+    }))
+}
+
 /// Progress of a batch on stderr: a bar on a terminal (done / not done / remaining, rate,
 /// ETA), a line every few seconds otherwise, nothing with `--json`.
 pub(crate) enum Meter {
@@ -357,6 +383,7 @@ pub(crate) enum Meter {
         bar: indicatif::ProgressBar,
         ok: usize,
         not_ok: usize,
+        waits: Arc<AtomicU64>,
     },
     /// A pipe or a log file.
     Lines {
@@ -365,6 +392,7 @@ pub(crate) enum Meter {
         not_ok: usize,
         started: std::time::Instant,
         last: std::time::Instant,
+        waits: Arc<AtomicU64>,
     },
 }
 
@@ -380,7 +408,8 @@ impl Meter {
         }
     }
 
-    pub(crate) fn start(&mut self, total: usize) {
+    /// Starts showing `total` agents; `waits` counts the calls retried after throttling.
+    pub(crate) fn start(&mut self, total: usize, waits: Arc<AtomicU64>) {
         use std::io::IsTerminal;
         if !matches!(self, Meter::Ready { json: false }) {
             return;
@@ -397,6 +426,7 @@ impl Meter {
                 bar,
                 ok: 0,
                 not_ok: 0,
+                waits,
             }
         } else {
             let now = std::time::Instant::now();
@@ -406,6 +436,7 @@ impl Meter {
                 not_ok: 0,
                 started: now,
                 last: now,
+                waits,
             }
         };
     }
@@ -414,14 +445,20 @@ impl Meter {
         let good = matches!(a.outcome.as_str(), "done" | "already_done" | "planned");
         match self {
             Meter::Off | Meter::Ready { .. } => {}
-            Meter::Bar { bar, ok, not_ok } => {
+            Meter::Bar {
+                bar,
+                ok,
+                not_ok,
+                waits,
+            } => {
                 if good {
                     *ok += 1
                 } else {
                     *not_ok += 1
                 }
                 bar.inc(1);
-                bar.set_message(format!("{ok} done, {not_ok} not done"));
+                let w = waits.load(Ordering::Relaxed);
+                bar.set_message(format!("{ok} done, {not_ok} not done, {w} retry waits"));
             }
             Meter::Lines {
                 total,
@@ -429,6 +466,7 @@ impl Meter {
                 not_ok,
                 started,
                 last,
+                waits,
             } => {
                 if good {
                     *ok += 1
@@ -440,8 +478,9 @@ impl Meter {
                     *last = std::time::Instant::now();
                     let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
                     let eta = (*total - n) as f64 / rate.max(f64::MIN_POSITIVE);
+                    let w = waits.load(Ordering::Relaxed);
                     eprintln!(
-                        "progress: {n}/{total} agents ({ok} done, {not_ok} not done), {rate:.2} agents/s, ETA {eta:.0} s"
+                        "progress: {n}/{total} agents ({ok} done, {not_ok} not done), {rate:.2} agents/s, ETA {eta:.0} s, {w} calls waited to retry"
                     );
                 }
             }

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// The service says the resource exists, but lookups do not show it yet (eventual
     /// consistency): wait, within the step's settle window, rather than write again.
     NotVisibleYet,
+    /// A passing error that a lower layer already retried for its whole time budget (a
+    /// throttling storm that outlived it): stop now, resumable, without retrying again.
+    Spent,
 }
 
 /// An action's failure: a class, the service's error code and its message.

@@ -84,12 +84,18 @@ pub fn decide(
     attempt: u32,
 ) -> Decision {
     let passing = match kind {
-        ErrorKind::Transient | ErrorKind::Ambiguous | ErrorKind::NotVisibleYet => true,
+        ErrorKind::Transient
+        | ErrorKind::Ambiguous
+        | ErrorKind::NotVisibleYet
+        | ErrorKind::Spent => true,
         ErrorKind::NotFound => lp != Loop::Undo,
         ErrorKind::Permanent | ErrorKind::Conflict | ErrorKind::AlreadyExists => false,
     };
     if !passing {
         return Decision::Permanent;
+    }
+    if kind == ErrorKind::Spent {
+        return Decision::Exhausted;
     }
     let settling = match lp {
         Loop::Lookup => false,
@@ -124,6 +130,19 @@ mod tests {
                 assert!(retries(decide(&P, lp, kind, false, 1)), "{lp:?} {kind:?}");
                 assert!(retries(decide(&P, lp, kind, false, 2)));
                 assert_eq!(decide(&P, lp, kind, false, 3), Decision::Exhausted);
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_spent_below_stops_resumable_at_once() {
+        for lp in [Loop::Lookup, Loop::Write, Loop::Undo] {
+            for settle in [false, true] {
+                assert_eq!(
+                    decide(&P, lp, ErrorKind::Spent, settle, 1),
+                    Decision::Exhausted,
+                    "{lp:?}"
+                );
             }
         }
     }

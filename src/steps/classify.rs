@@ -15,7 +15,10 @@ pub(super) enum Call {
 
 /// Maps an AWS error to the engine's class, by code.
 pub(super) fn classify(e: AwsError, call: Call) -> StepError {
-    let kind = if e.is_throttling() {
+    let kind = if e.budget_spent {
+        // Retried per call for its whole time budget already.
+        ErrorKind::Spent
+    } else if e.is_throttling() {
         ErrorKind::Transient
     } else if e.is_server_or_transport() {
         if matches!(call, Call::Read) || !e.maybe_applied {

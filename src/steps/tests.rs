@@ -170,6 +170,7 @@ fn err(code: &str, status: u16) -> AwsError {
         maybe_applied: status >= 500,
         reason: None,
         retry_after: None,
+        budget_spent: false,
     }
 }
 

@@ -24,7 +24,8 @@ async fn throttling_is_retried_within_the_budget() {
     env.world().assert_onboarded_once(EMAIL);
     assert_eq!(env.calls("connect:CreateUser"), 3);
     assert!(
-        out.stderr.contains("retrying (ThrottlingException"),
+        out.stderr
+            .contains("connect:CreateUser: ThrottlingException, retrying in"),
         "{out:?}"
     );
 }

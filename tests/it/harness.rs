@@ -123,6 +123,13 @@ impl Env {
         }
     }
 
+    /// Each AWS call retries throttling (and 5xx on reads) for at most `secs` seconds, for
+    /// tests that throttle an operation for good (the default budget is minutes).
+    pub fn retry_budget(&mut self, secs: u64) {
+        self.extra_env
+            .push(("CONNECT_ONBOARD_RETRY_BUDGET_S".into(), secs.to_string()));
+    }
+
     pub fn faults(&self, rules: Value) {
         let f: FaultConfig = serde_json::from_value(rules).expect("fault config");
         self.sb.set_faults(f);

@@ -17,6 +17,7 @@ mod migrate;
 mod moto;
 mod offboard;
 mod onboard;
+mod persistence;
 mod reliability;
 mod reliability_moto;
 mod sandbox_cli;

@@ -330,7 +330,8 @@ async fn user_assignment_mode_assigns_and_compensates_the_user() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_onboard_of_a_done_agent_adopts_and_of_an_unfinished_one_is_refused() {
-    let env = Env::new().await;
+    let mut env = Env::new().await;
+    env.retry_budget(1);
     assert_eq!(env.onboard(EMAIL, &[]).await.code, 0);
     let before = writes(&env);
     let again = env.onboard(EMAIL, &[]).await;

@@ -154,7 +154,7 @@ async fn demo_runs_the_main_job_with_no_aws_account() {
         );
     }
     assert!(
-        stderr.contains("retrying (ThrottlingException"),
+        stderr.contains("connect:CreateUser: ThrottlingException, retrying in"),
         "the demo shows a retry: {stderr}"
     );
     // The state it wrote is readable by `status`, with no config file at all.

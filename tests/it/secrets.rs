@@ -92,7 +92,8 @@ async fn missing_or_invalid_password_is_an_input_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_asks_for_the_password_again() {
-    let env = Env::with(managed_seed(), "").await;
+    let mut env = Env::with(managed_seed(), "").await;
+    env.retry_budget(1);
     env.faults(json!({"rules": [{"op": "connect:CreateUser", "action": "throttle"}]}));
     let out = env
         .run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
@@ -116,7 +117,8 @@ async fn resume_asks_for_the_password_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_checks_a_new_password_before_sending_it() {
-    let env = Env::with(managed_seed(), "").await;
+    let mut env = Env::with(managed_seed(), "").await;
+    env.retry_budget(1);
     env.faults(json!({"rules": [{"op": "connect:CreateUser", "action": "throttle"}]}));
     assert_eq!(
         env.run_with(&args(), &[("CONNECT_ONBOARD_PASSWORD", PASSWORD)])
@@ -333,7 +335,8 @@ fn state_places(env: &Env) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_from_the_environment_or_stdin_leaks_nowhere_at_any_verbosity() {
-    let env = Env::with(managed_seed(), "").await;
+    let mut env = Env::with(managed_seed(), "").await;
+    env.retry_budget(1);
     let mut i = 0;
     for source in [Source::Env, Source::Stdin] {
         for (flag, rust_log) in VERBOSITIES {

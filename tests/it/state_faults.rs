@@ -367,7 +367,8 @@ fn user_version(state: &Path) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_file_from_an_older_schema_is_migrated_and_resumed() {
-    let env = Env::new().await;
+    let mut env = Env::new().await;
+    env.retry_budget(1);
     let current = {
         state_with_one_done(&env).await;
         user_version(&env.state)

@@ -44,6 +44,7 @@
 //!
 //! Time comes from [`tokio::time`], so tests run on paused (virtual) time.
 
+use super::retry::{CallRetry, Wait, WaitFn};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -178,6 +179,10 @@ pub struct Pacer {
 
 struct PacerInner {
     limits: RateLimits,
+    /// Per-call retries of the errors that heal (`crate::aws::retry`).
+    retry: CallRetry,
+    /// Told of every wait between two tries of a call.
+    observer: Option<WaitFn>,
     /// Per-API entry (stats + bucket), created on first use.
     apis: Mutex<HashMap<String, Arc<ApiEntry>>>,
     /// Buckets by name; `identity_center` is shared by many APIs.
@@ -211,9 +216,17 @@ impl fmt::Debug for Pacer {
 
 impl Pacer {
     pub fn new(limits: RateLimits) -> Self {
+        Self::with_retry(limits, CallRetry::default(), None)
+    }
+
+    /// A pacer whose calls retry the errors that heal per `retry`, telling `observer` of
+    /// every wait.
+    pub fn with_retry(limits: RateLimits, retry: CallRetry, observer: Option<WaitFn>) -> Self {
         Self {
             inner: Arc::new(PacerInner {
                 limits,
+                retry,
+                observer,
                 apis: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
             }),
@@ -222,6 +235,18 @@ impl Pacer {
 
     pub fn limits(&self) -> &RateLimits {
         &self.inner.limits
+    }
+
+    /// The per-call retry policy.
+    pub fn call_retry(&self) -> &CallRetry {
+        &self.inner.retry
+    }
+
+    /// Tells the observer, if any, of a wait.
+    pub(crate) fn observe(&self, w: &Wait) {
+        if let Some(f) = &self.inner.observer {
+            (f.0)(w);
+        }
     }
 
     /// Waits until `api`'s bucket hands this caller a token (immediately for an
