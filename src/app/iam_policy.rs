@@ -95,10 +95,7 @@ const BULK: &[&str] = &[
 ];
 
 /// The API operations (`service:Operation`, as the sandbox counts them) each command
-/// calls. `offboard` is built from the calls its design makes (per agent: the lookups
-/// onboarding uses, then SSO Admin DeleteApplicationAssignment in user mode, Identity
-/// Store DeleteGroupMembership and DeleteUser, Connect DeleteUser; `--file`: the bulk
-/// reads); its observed-calls test comes with the command.
+/// calls.
 pub const ACTIONS: &[(&str, &[&[&str]])] = &[
     ("onboard", &[PREFLIGHT, WORKFLOW]),
     ("batch", &[PREFLIGHT, WORKFLOW, BULK]),
@@ -132,6 +129,7 @@ pub const ACTIONS: &[(&str, &[&[&str]])] = &[
             BULK,
             &[
                 "connect:SearchUsers",
+                "connect:DescribeUser",
                 "connect:DeleteUser",
                 "identitystore:GetUserId",
                 "identitystore:DescribeUser",

@@ -1,7 +1,8 @@
 //! `iam-policy` cannot drift from the code: for each command, the actions of its policy are
 //! exactly the API operations the sandbox saw it call, over scenarios that take every
 //! branch (discovery or configured ids, group or user mode, a missing group, adopt and
-//! create paths, bulk reads on and off, CONNECT_MANAGED lookups, rollback's deletes).
+//! create paths, bulk reads on and off, CONNECT_MANAGED lookups, rollback's deletes,
+//! offboarding's per-agent, file and one-side removals).
 
 use std::collections::BTreeSet;
 
@@ -308,6 +309,85 @@ async fn drift_policy_equals_the_calls_drift_makes() {
     )
     .await;
     assert_policy_matches("drift", seen).await;
+}
+
+/// Agents to offboard: ana and ben complete (in the group; the group assigned, or in user
+/// mode each user), co in Connect only, io in Identity Center only.
+fn leavers(user_assignments: bool) -> Seed {
+    let mut s = Seed::default();
+    for u in ["ana@example.com", "ben@example.com", "co@example.com"] {
+        s.connect_instances[0].users.push(SeedConnectUser {
+            username: u.into(),
+            first_name: Some("Ana".into()),
+            last_name: Some("Silva".into()),
+            ..Default::default()
+        });
+    }
+    for u in ["ana@example.com", "ben@example.com", "io@example.com"] {
+        s.identity_users.push(SeedIdentityUser {
+            user_name: u.into(),
+            given_name: "Ana".into(),
+            family_name: "Silva".into(),
+            email: Some(u.into()),
+            ..Default::default()
+        });
+        s.memberships.push(SeedMembership {
+            group: "ConnectAgents".into(),
+            user: u.into(),
+            ..Default::default()
+        });
+        if user_assignments {
+            s.assignments.push(SeedAssignment {
+                application: "Amazon Connect".into(),
+                principal_type: "USER".into(),
+                principal: u.into(),
+            });
+        }
+    }
+    if !user_assignments {
+        s.assignments.push(SeedAssignment {
+            application: "Amazon Connect".into(),
+            principal_type: "GROUP".into(),
+            principal: "ConnectAgents".into(),
+        });
+    }
+    s
+}
+
+#[tokio::test]
+async fn offboard_policy_equals_the_calls_offboard_makes() {
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("leavers.csv");
+    std::fs::write(&file, "email\nben@example.com\n").unwrap();
+    // Per agent (a dry run, then the removal: lookups by name, then each step's lookup by id
+    // and delete), a file with bulk reads (the listings), and each side alone.
+    let commands = || {
+        vec![
+            cmd(&["offboard", "ana@example.com", "--dry-run"]),
+            cmd(&["offboard", "ana@example.com", "--yes"]),
+            cmd(&[
+                "offboard",
+                "--file",
+                path_str(&file),
+                "--yes",
+                "--bulk-reads",
+                "always",
+            ]),
+            cmd(&["offboard", "co@example.com", "--connect-only", "--yes"]),
+            cmd(&["offboard", "io@example.com", "--identity-only", "--yes"]),
+        ]
+    };
+    let seen = observed(
+        vec![
+            // Group mode: the group's assignment is shared and stays.
+            (leavers(false), String::new(), commands()),
+            // User mode: the user's own assignment is removed.
+            (leavers(true), user_mode(), commands()),
+        ],
+        false,
+    )
+    .await;
+    assert_policy_matches("offboard", seen).await;
 }
 
 #[tokio::test]
