@@ -6,13 +6,12 @@
 
 use std::collections::BTreeSet;
 
-use connect_onboard_sandbox::world::{
-    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership, DEFAULT_APPLICATION_ARN,
-};
+use connect_onboard_sandbox::world::DEFAULT_APPLICATION_ARN;
 use connect_onboard_sandbox::Seed;
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::seeds;
 
 /// Configured ids, user mode: SSO Admin DescribeApplication instead of ListApplications,
 /// and per-user assignments (which rollback deletes).
@@ -30,13 +29,13 @@ fn no_group() -> Seed {
 /// Ben already has his Identity Center user (the adopt path describes it).
 fn ben_exists() -> Seed {
     let mut s = Seed::default();
-    s.identity_users.push(SeedIdentityUser {
-        user_name: "ben@example.com".into(),
-        given_name: "Ben".into(),
-        family_name: "Silva".into(),
-        email: Some("ben@example.com".into()),
-        ..Default::default()
-    });
+    seeds::identity_user(
+        &mut s,
+        "ben@example.com",
+        "Ben",
+        "Silva",
+        Some("ben@example.com"),
+    );
     s
 }
 
@@ -45,13 +44,7 @@ fn ben_exists() -> Seed {
 fn managed() -> Seed {
     let mut s = Seed::default();
     s.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
-    s.connect_instances[0].users.push(SeedConnectUser {
-        username: "ana".into(),
-        first_name: Some("Ana".into()),
-        last_name: Some("Silva".into()),
-        email: Some("ana@example.com".into()),
-        ..Default::default()
-    });
+    seeds::connect_user(&mut s, "ana", "Ana", "Silva").email = Some("ana@example.com".into());
     s
 }
 
@@ -59,35 +52,22 @@ fn managed() -> Seed {
 fn to_migrate(seed: Seed) -> Seed {
     let mut s = seed;
     for u in ["ana@example.com", "ben@example.com"] {
-        s.connect_instances[0].users.push(SeedConnectUser {
-            username: u.into(),
-            first_name: Some("Ana".into()),
-            last_name: Some("Silva".into()),
-            ..Default::default()
-        });
+        seeds::connect_user(&mut s, u, "Ana", "Silva");
     }
     s
 }
 
 fn healthy_agent() -> Seed {
     let mut s = to_migrate(Seed::default());
-    s.identity_users.push(SeedIdentityUser {
-        user_name: "ana@example.com".into(),
-        given_name: "Ana".into(),
-        family_name: "Silva".into(),
-        email: Some("ana@example.com".into()),
-        ..Default::default()
-    });
-    s.memberships.push(SeedMembership {
-        group: "ConnectAgents".into(),
-        user: "ana@example.com".into(),
-        ..Default::default()
-    });
-    s.assignments.push(SeedAssignment {
-        application: "Amazon Connect".into(),
-        principal_type: "GROUP".into(),
-        principal: "ConnectAgents".into(),
-    });
+    seeds::identity_user(
+        &mut s,
+        "ana@example.com",
+        "Ana",
+        "Silva",
+        Some("ana@example.com"),
+    );
+    seeds::member(&mut s, "ana@example.com");
+    seeds::group_assigned(&mut s);
     s
 }
 
@@ -175,17 +155,7 @@ async fn assert_policy_matches(command: &str, observed: BTreeSet<String>) {
 
 #[tokio::test]
 async fn onboard_policy_equals_the_calls_onboard_makes() {
-    let onboard = |email: &str| {
-        cmd(&[
-            "onboard",
-            "--email",
-            email,
-            "--first-name",
-            "Ana",
-            "--last-name",
-            "Silva",
-        ])
-    };
+    let onboard = |email: &str| cmd(&onboard_args(email));
     let seen = observed(
         vec![
             (
@@ -202,17 +172,7 @@ async fn onboard_policy_equals_the_calls_onboard_makes() {
             (
                 managed(),
                 String::new(),
-                vec![cmd(&[
-                    "onboard",
-                    "--email",
-                    "ana@example.com",
-                    "--username",
-                    "ana",
-                    "--first-name",
-                    "Ana",
-                    "--last-name",
-                    "Silva",
-                ])],
+                vec![[onboard("ana@example.com"), cmd(&["--username", "ana"])].concat()],
             ),
         ],
         true,
@@ -253,24 +213,15 @@ async fn batch_policy_equals_the_calls_batch_makes() {
 
 #[tokio::test]
 async fn migrate_policy_equals_the_calls_migrate_makes() {
+    let scenarios = [
+        (to_migrate(Seed::default()), String::new(), "always"),
+        (to_migrate(no_group()), user_mode(), "never"),
+        (to_migrate(ben_exists()), String::new(), "never"),
+    ];
     let seen = observed(
-        vec![
-            (
-                to_migrate(Seed::default()),
-                String::new(),
-                vec![cmd(&["migrate", "--bulk-reads", "always"])],
-            ),
-            (
-                to_migrate(no_group()),
-                user_mode(),
-                vec![cmd(&["migrate", "--bulk-reads", "never"])],
-            ),
-            (
-                to_migrate(ben_exists()),
-                String::new(),
-                vec![cmd(&["migrate", "--bulk-reads", "never"])],
-            ),
-        ],
+        (scenarios.into_iter())
+            .map(|(seed, toml, bulk)| (seed, toml, vec![cmd(&["migrate", "--bulk-reads", bulk])]))
+            .collect(),
         true,
     )
     .await;
@@ -316,40 +267,17 @@ async fn drift_policy_equals_the_calls_drift_makes() {
 fn leavers(user_assignments: bool) -> Seed {
     let mut s = Seed::default();
     for u in ["ana@example.com", "ben@example.com", "co@example.com"] {
-        s.connect_instances[0].users.push(SeedConnectUser {
-            username: u.into(),
-            first_name: Some("Ana".into()),
-            last_name: Some("Silva".into()),
-            ..Default::default()
-        });
+        seeds::connect_user(&mut s, u, "Ana", "Silva");
     }
     for u in ["ana@example.com", "ben@example.com", "io@example.com"] {
-        s.identity_users.push(SeedIdentityUser {
-            user_name: u.into(),
-            given_name: "Ana".into(),
-            family_name: "Silva".into(),
-            email: Some(u.into()),
-            ..Default::default()
-        });
-        s.memberships.push(SeedMembership {
-            group: "ConnectAgents".into(),
-            user: u.into(),
-            ..Default::default()
-        });
+        seeds::identity_user(&mut s, u, "Ana", "Silva", Some(u));
+        seeds::member(&mut s, u);
         if user_assignments {
-            s.assignments.push(SeedAssignment {
-                application: "Amazon Connect".into(),
-                principal_type: "USER".into(),
-                principal: u.into(),
-            });
+            seeds::user_assigned(&mut s, u);
         }
     }
     if !user_assignments {
-        s.assignments.push(SeedAssignment {
-            application: "Amazon Connect".into(),
-            principal_type: "GROUP".into(),
-            principal: "ConnectAgents".into(),
-        });
+        seeds::group_assigned(&mut s);
     }
     s
 }
