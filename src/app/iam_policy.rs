@@ -41,7 +41,18 @@ pub enum PolicyFor {
 }
 
 impl PolicyFor {
-    /// The command's name in [`ACTIONS`].
+    /// Every value, in `iam-policy --for`'s order.
+    pub const EVERY: [PolicyFor; 7] = [
+        PolicyFor::Onboard,
+        PolicyFor::Batch,
+        PolicyFor::Migrate,
+        PolicyFor::Offboard,
+        PolicyFor::Doctor,
+        PolicyFor::Drift,
+        PolicyFor::All,
+    ];
+
+    /// The command's name (the value of `iam-policy --for`).
     pub fn name(self) -> &'static str {
         match self {
             PolicyFor::Onboard => "onboard",
@@ -67,12 +78,15 @@ const PREFLIGHT: &[&str] = &[
     "sso:DescribeApplication",
 ];
 
-/// The workflow's calls for one agent: lookups, writes, and their compensations.
-const WORKFLOW: &[&str] = &[
-    "connect:SearchUsers",
-    "connect:DescribeUser",
-    "connect:CreateUser",
-    "connect:DeleteUser",
+/// Looking an agent's Connect user up: by username, then by id.
+const CONNECT_LOOKUPS: &[&str] = &["connect:SearchUsers", "connect:DescribeUser"];
+
+/// The onboarding workflow's Connect user, and its compensation.
+const CONNECT_CREATE: &[&str] = &["connect:CreateUser", "connect:DeleteUser"];
+
+/// The onboarding workflow's Identity Center calls for one agent: lookups, writes, and their
+/// compensations.
+const IDENTITY_CENTER: &[&str] = &[
     "identitystore:GetUserId",
     "identitystore:DescribeUser",
     "identitystore:CreateUser",
@@ -95,43 +109,34 @@ const BULK: &[&str] = &[
 ];
 
 /// The API operations (`service:Operation`, as the sandbox counts them) each command
-/// calls. `offboard` is built from the calls its design makes (per agent: the lookups
-/// onboarding uses, then SSO Admin DeleteApplicationAssignment in user mode, Identity
-/// Store DeleteGroupMembership and DeleteUser, Connect DeleteUser; `--file`: the bulk
-/// reads); its observed-calls test comes with the command.
-pub const ACTIONS: &[(&str, &[&[&str]])] = &[
-    ("onboard", &[PREFLIGHT, WORKFLOW]),
-    ("batch", &[PREFLIGHT, WORKFLOW, BULK]),
+/// calls.
+pub const ACTIONS: &[(PolicyFor, &[&[&str]])] = &[
     (
-        "migrate",
-        &[
-            PREFLIGHT,
-            BULK,
-            &[
-                "connect:SearchUsers",
-                "connect:DescribeUser",
-                "identitystore:GetUserId",
-                "identitystore:DescribeUser",
-                "identitystore:CreateUser",
-                "identitystore:DeleteUser",
-                "identitystore:GetGroupId",
-                "identitystore:CreateGroup",
-                "identitystore:GetGroupMembershipId",
-                "identitystore:CreateGroupMembership",
-                "identitystore:DeleteGroupMembership",
-                "sso:DescribeApplicationAssignment",
-                "sso:CreateApplicationAssignment",
-                "sso:DeleteApplicationAssignment",
-            ],
-        ],
+        PolicyFor::Onboard,
+        &[PREFLIGHT, CONNECT_LOOKUPS, CONNECT_CREATE, IDENTITY_CENTER],
     ),
     (
-        "offboard",
+        PolicyFor::Batch,
+        &[
+            PREFLIGHT,
+            CONNECT_LOOKUPS,
+            CONNECT_CREATE,
+            IDENTITY_CENTER,
+            BULK,
+        ],
+    ),
+    // Adopts the Connect user: never creates or deletes it.
+    (
+        PolicyFor::Migrate,
+        &[PREFLIGHT, BULK, CONNECT_LOOKUPS, IDENTITY_CENTER],
+    ),
+    (
+        PolicyFor::Offboard,
         &[
             PREFLIGHT,
             BULK,
+            CONNECT_LOOKUPS,
             &[
-                "connect:SearchUsers",
                 "connect:DeleteUser",
                 "identitystore:GetUserId",
                 "identitystore:DescribeUser",
@@ -145,7 +150,7 @@ pub const ACTIONS: &[(&str, &[&[&str]])] = &[
         ],
     ),
     (
-        "doctor",
+        PolicyFor::Doctor,
         &[
             PREFLIGHT,
             &[
@@ -159,7 +164,7 @@ pub const ACTIONS: &[(&str, &[&[&str]])] = &[
         ],
     ),
     (
-        "drift",
+        PolicyFor::Drift,
         &[
             PREFLIGHT,
             BULK,
@@ -181,7 +186,7 @@ const ALSO_NEEDS: &[(&str, &str)] = &[("connect:CreateUser", "connect:TagResourc
 pub fn operations(command: PolicyFor) -> BTreeSet<&'static str> {
     ACTIONS
         .iter()
-        .filter(|(name, _)| command == PolicyFor::All || *name == command.name())
+        .filter(|(c, _)| command == PolicyFor::All || *c == command)
         .flat_map(|(_, groups)| groups.iter().flat_map(|g| g.iter().copied()))
         .collect()
 }
@@ -258,56 +263,50 @@ fn policy(config: &Config, region: Option<&str>, command: PolicyFor) -> Value {
         format!("arn:{partition}:sso::{ic_account}:application/{id}/*")
     });
 
-    let pick = |f: &dyn Fn(&str) -> bool| -> Vec<&str> {
-        actions.iter().copied().filter(|a| f(a)).collect()
-    };
+    // One statement a resource family, with the actions that act on it (none: no statement).
     let mut statements = Vec::new();
-    let connect = pick(&|a| a.starts_with("connect:"));
-    if !connect.is_empty() {
-        statements.push(json!({
-            "Sid": "ConnectInstance",
-            "Effect": "Allow",
-            "Action": connect,
-            "Resource": [
-                instance.clone(),
-                format!("{instance}/agent/*"),
-                format!("{instance}/routing-profile/*"),
-                format!("{instance}/security-profile/*"),
-                format!("{instance}/agent-group/*"),
-            ],
-        }));
-    }
-    let ids = pick(&|a| a.starts_with("identitystore:"));
-    if !ids.is_empty() {
-        statements.push(json!({
-            "Sid": "IdentityStore",
-            "Effect": "Allow",
-            "Action": ids,
-            "Resource": [
-                store,
-                format!("arn:{partition}:identitystore:::user/*"),
-                format!("arn:{partition}:identitystore:::group/*"),
-                format!("arn:{partition}:identitystore:::membership/*"),
-            ],
-        }));
-    }
-    let app = pick(&|a| a.starts_with("sso:") && a != "sso:ListInstances");
-    if !app.is_empty() {
-        statements.push(json!({
-            "Sid": "IdentityCenterApplication",
-            "Effect": "Allow",
-            "Action": app,
-            "Resource": [sso_instance, application],
-        }));
-    }
-    if actions.contains("sso:ListInstances") {
-        statements.push(json!({
-            "Sid": "IdentityCenterInstances",
-            "Effect": "Allow",
-            "Action": ["sso:ListInstances"],
-            "Resource": "*",
-        }));
-    }
+    let mut allow = |sid: &str, on: &dyn Fn(&str) -> bool, resource: Value| {
+        let action: Vec<&str> = actions.iter().copied().filter(|a| on(a)).collect();
+        if !action.is_empty() {
+            statements.push(json!({
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": action,
+                "Resource": resource,
+            }));
+        }
+    };
+    allow(
+        "ConnectInstance",
+        &|a| a.starts_with("connect:"),
+        json!([
+            instance.clone(),
+            format!("{instance}/agent/*"),
+            format!("{instance}/routing-profile/*"),
+            format!("{instance}/security-profile/*"),
+            format!("{instance}/agent-group/*"),
+        ]),
+    );
+    allow(
+        "IdentityStore",
+        &|a| a.starts_with("identitystore:"),
+        json!([
+            store,
+            format!("arn:{partition}:identitystore:::user/*"),
+            format!("arn:{partition}:identitystore:::group/*"),
+            format!("arn:{partition}:identitystore:::membership/*"),
+        ]),
+    );
+    allow(
+        "IdentityCenterApplication",
+        &|a| a.starts_with("sso:") && a != "sso:ListInstances",
+        json!([sso_instance, application]),
+    );
+    allow(
+        "IdentityCenterInstances",
+        &|a| a == "sso:ListInstances",
+        json!("*"),
+    );
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -335,14 +334,12 @@ mod tests {
             }
         }
         let all = operations(PolicyFor::All);
-        for c in [
-            PolicyFor::Onboard,
-            PolicyFor::Batch,
-            PolicyFor::Migrate,
-            PolicyFor::Offboard,
-            PolicyFor::Doctor,
-            PolicyFor::Drift,
-        ] {
+        for c in PolicyFor::EVERY {
+            assert_eq!(
+                ACTIONS.iter().filter(|(a, _)| *a == c).count(),
+                usize::from(c != PolicyFor::All),
+                "one row per command: {c:?}"
+            );
             assert!(operations(c).is_subset(&all));
             assert!(!operations(c).is_empty());
         }

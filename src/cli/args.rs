@@ -1,8 +1,12 @@
-//! The command line's shape: clap definitions of the global flags and every command.
+//! The command line's shape: clap definitions of the global flags and every command, and
+//! `iam-policy --for`'s values, which are `app::PolicyFor`'s own.
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::PolicyFor;
 
 /// Onboard Amazon Connect agents into Connect and IAM Identity Center, safely and resumably.
 #[derive(Parser, Debug)]
@@ -157,20 +161,19 @@ pub(crate) enum Command {
     IamPolicy {
         /// Which command's permissions.
         #[arg(long = "for", value_enum, default_value = "all")]
-        for_: PolicyArg,
+        for_: PolicyFor,
     },
 }
 
-/// `iam-policy --for`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub(crate) enum PolicyArg {
-    Onboard,
-    Batch,
-    Migrate,
-    Offboard,
-    Doctor,
-    Drift,
-    All,
+/// `iam-policy --for`: the values and names are `app`'s.
+impl ValueEnum for PolicyFor {
+    fn value_variants<'a>() -> &'a [Self] {
+        &PolicyFor::EVERY
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
 }
 
 #[derive(Args, Debug)]

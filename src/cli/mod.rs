@@ -17,8 +17,7 @@ use crate::engine::{OnFailure, Secrets};
 
 pub use args::Cli;
 use args::{
-    BulkReadsArg, Command, GlobalArgs, OffboardArgs, OnFailureArg, OnboardArgs, PhoneArg,
-    PolicyArg, RunArgs,
+    BulkReadsArg, Command, GlobalArgs, OffboardArgs, OnFailureArg, OnboardArgs, PhoneArg, RunArgs,
 };
 use output::{print_plan, print_runs, progress_printer};
 
@@ -259,7 +258,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::IamPolicy { for_ } => {
             let ctx = Context::load(&globals(g))?;
-            let policy = app::iam_policy(&ctx, policy_for(for_))?;
+            let policy = app::iam_policy(&ctx, for_)?;
             output::print_policy(&policy);
             Ok(exit::OK)
         }
@@ -364,18 +363,6 @@ impl app::Sink for Outputs {
             n.add(a);
         }
         self.meter.tick(a);
-    }
-}
-
-fn policy_for(a: PolicyArg) -> app::PolicyFor {
-    match a {
-        PolicyArg::Onboard => app::PolicyFor::Onboard,
-        PolicyArg::Batch => app::PolicyFor::Batch,
-        PolicyArg::Migrate => app::PolicyFor::Migrate,
-        PolicyArg::Offboard => app::PolicyFor::Offboard,
-        PolicyArg::Doctor => app::PolicyFor::Doctor,
-        PolicyArg::Drift => app::PolicyFor::Drift,
-        PolicyArg::All => app::PolicyFor::All,
     }
 }
 

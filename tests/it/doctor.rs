@@ -1,49 +1,20 @@
 //! `doctor`: a healthy agent passes every check; each cause of "authenticated, but has not
 //! been onboarded to this application" is named by its own check, with zero write calls.
 
-use connect_onboard_sandbox::world::{
-    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership,
-};
 use connect_onboard_sandbox::Seed;
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::seeds;
 
 const ANA: &str = "ana.silva@example.com";
-
-fn identity_user(user_name: &str, email: Option<&str>) -> SeedIdentityUser {
-    SeedIdentityUser {
-        user_name: user_name.into(),
-        given_name: "Ana".into(),
-        family_name: "Silva".into(),
-        email: email.map(str::to_string),
-        ..Default::default()
-    }
-}
 
 /// Ana onboarded by hand, correctly: Connect user, Identity Center user with her email
 /// as the one primary email, member of ConnectAgents, the group assigned to the app.
 fn healthy() -> Seed {
     let mut seed = Seed::default();
-    seed.connect_instances[0].users.push(SeedConnectUser {
-        username: ANA.into(),
-        first_name: Some("Ana".into()),
-        last_name: Some("Silva".into()),
-        security_profiles: vec!["Agent".into()],
-        routing_profile: Some("Basic Routing Profile".into()),
-        ..Default::default()
-    });
-    seed.identity_users.push(identity_user(ANA, Some(ANA)));
-    seed.memberships.push(SeedMembership {
-        group: "ConnectAgents".into(),
-        user: ANA.into(),
-        ..Default::default()
-    });
-    seed.assignments.push(SeedAssignment {
-        application: "Amazon Connect".into(),
-        principal_type: "GROUP".into(),
-        principal: "ConnectAgents".into(),
-    });
+    seeds::onboarded_by_hand(&mut seed, ANA, "Ana", "Silva");
+    seeds::group_assigned(&mut seed);
     seed
 }
 
@@ -73,12 +44,7 @@ fn problems(j: &Value) -> Vec<String> {
 }
 
 fn check<'a>(j: &'a Value, id: &str) -> &'a Value {
-    j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("check {id} in {j:#}"))
+    find(j, "checks", "id", id)
 }
 
 /// The diagnosis names exactly `expected` as not ok, exit 1, and the first one's detail
@@ -238,8 +204,13 @@ async fn a_missing_identity_center_user_is_named() {
 #[tokio::test]
 async fn two_identity_center_users_whose_emails_differ_only_in_case_are_named() {
     let mut seed = healthy();
-    seed.identity_users
-        .push(identity_user("asilva", Some("Ana.Silva@Example.com")));
+    seeds::identity_user(
+        &mut seed,
+        "asilva",
+        "Ana",
+        "Silva",
+        Some("Ana.Silva@Example.com"),
+    );
     diagnosed(
         seed,
         "",

@@ -2,62 +2,41 @@
 //! zero writes, and the fix plan's files hold exactly what the fixes need (and the
 //! commands they are for accept them).
 
-use connect_onboard_sandbox::world::{
-    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership,
-};
 use connect_onboard_sandbox::Seed;
 use serde_json::{json, Value};
 
 use crate::harness::*;
+use crate::seeds;
 
 /// User mode, so that "assigned" is per agent and `complete` and `not_assigned` coexist.
 const USER_MODE: &str = "[identity_center]\nassignment = \"user\"\n";
 
 fn connect(seed: &mut Seed, username: &str) {
-    seed.connect_instances[0].users.push(SeedConnectUser {
-        username: username.into(),
-        first_name: Some("First".into()),
-        last_name: Some("Last".into()),
-        ..Default::default()
-    });
+    seeds::connect_user(seed, username, "First", "Last");
 }
 
 fn identity(seed: &mut Seed, user_name: &str, email: Option<&str>, member: bool, assigned: bool) {
-    seed.identity_users.push(SeedIdentityUser {
-        user_name: user_name.into(),
-        given_name: "Given".into(),
-        family_name: "Family".into(),
-        email: email.map(str::to_string),
-        ..Default::default()
-    });
+    seeds::identity_user(seed, user_name, "Given", "Family", email);
     if member {
-        seed.memberships.push(SeedMembership {
-            group: "ConnectAgents".into(),
-            user: user_name.into(),
-            ..Default::default()
-        });
+        seeds::member(seed, user_name);
     }
     if assigned {
-        seed.assignments.push(SeedAssignment {
-            application: "Amazon Connect".into(),
-            principal_type: "USER".into(),
-            principal: user_name.into(),
-        });
+        seeds::user_assigned(seed, user_name);
     }
+}
+
+/// An agent whose Connect username, Identity Center user name and primary email are all
+/// `email`.
+fn agent(seed: &mut Seed, email: &str, member: bool, assigned: bool) {
+    connect(seed, email);
+    identity(seed, email, Some(email), member, assigned);
 }
 
 /// One agent per status.
 fn world() -> Seed {
     let mut s = Seed::default();
     // complete
-    connect(&mut s, "ana@example.com");
-    identity(
-        &mut s,
-        "ana@example.com",
-        Some("ana@example.com"),
-        true,
-        true,
-    );
+    agent(&mut s, "ana@example.com", true, true);
     // connect_only
     connect(&mut s, "carl@example.com");
     // identity_only
@@ -81,32 +60,11 @@ fn world() -> Seed {
     connect(&mut s, "nora@example.com");
     identity(&mut s, "nora@example.com", None, true, true);
     // not_in_group
-    connect(&mut s, "ned@example.com");
-    identity(
-        &mut s,
-        "ned@example.com",
-        Some("ned@example.com"),
-        false,
-        true,
-    );
+    agent(&mut s, "ned@example.com", false, true);
     // not_assigned
-    connect(&mut s, "nat@example.com");
-    identity(
-        &mut s,
-        "nat@example.com",
-        Some("nat@example.com"),
-        true,
-        false,
-    );
+    agent(&mut s, "nat@example.com", true, false);
     // duplicate_identity_user: two users whose emails differ only in case
-    connect(&mut s, "dan@example.com");
-    identity(
-        &mut s,
-        "dan@example.com",
-        Some("dan@example.com"),
-        true,
-        true,
-    );
+    agent(&mut s, "dan@example.com", true, true);
     identity(&mut s, "dsmith", Some("Dan@Example.com"), false, false);
     // not an agent: an Identity Center user outside the group, with no Connect user
     identity(
@@ -120,12 +78,7 @@ fn world() -> Seed {
 }
 
 fn status_of<'a>(j: &'a Value, connect_username: &str) -> &'a str {
-    j["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["connect_username"] == connect_username)
-        .unwrap_or_else(|| panic!("{connect_username} in {j:#}"))["status"]
+    find(j, "agents", "connect_username", connect_username)["status"]
         .as_str()
         .unwrap()
 }
@@ -155,12 +108,7 @@ async fn every_status_is_found_from_one_bulk_read_with_zero_writes() {
     ] {
         assert_eq!(status_of(&j, user), status, "{user}: {j:#}");
     }
-    let ida = j["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["status"] == "identity_only")
-        .unwrap();
+    let ida = find(&j, "agents", "status", "identity_only");
     assert_eq!(
         (
             &ida["connect_username"],
@@ -173,20 +121,10 @@ async fn every_status_is_found_from_one_bulk_read_with_zero_writes() {
             &json!("ida@example.com")
         )
     );
-    let mia = j["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["status"] == "username_mismatch")
-        .unwrap();
+    let mia = find(&j, "agents", "status", "username_mismatch");
     assert_eq!(mia["email"], "mia@example.com");
     assert!(mia["fix"].as_str().unwrap().contains("offboard"), "{mia:#}");
-    let dan = j["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["status"] == "duplicate_identity_user")
-        .unwrap();
+    let dan = find(&j, "agents", "status", "duplicate_identity_user");
     assert!(
         dan["fix"].as_str().unwrap().contains("\"dsmith\""),
         "{dan:#}"
@@ -277,19 +215,8 @@ async fn the_fix_plan_holds_what_each_command_needs_and_the_commands_accept_it()
 #[tokio::test]
 async fn a_world_without_drift_exits_0() {
     let mut s = Seed::default();
-    connect(&mut s, "ana@example.com");
-    identity(
-        &mut s,
-        "ana@example.com",
-        Some("ana@example.com"),
-        true,
-        false,
-    );
-    s.assignments.push(SeedAssignment {
-        application: "Amazon Connect".into(),
-        principal_type: "GROUP".into(),
-        principal: "ConnectAgents".into(),
-    });
+    agent(&mut s, "ana@example.com", true, false);
+    seeds::group_assigned(&mut s);
     let env = Env::with(s, "").await;
     let out = env.run(&["drift", "--json"]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -317,14 +244,7 @@ async fn a_failed_listing_is_an_error_not_a_classification() {
 async fn an_agent_that_fits_several_statuses_gets_the_first_that_applies() {
     let mut s = Seed::default();
     // Duplicate, and also not in the group and not assigned.
-    connect(&mut s, "dan@example.com");
-    identity(
-        &mut s,
-        "dan@example.com",
-        Some("dan@example.com"),
-        false,
-        false,
-    );
+    agent(&mut s, "dan@example.com", false, false);
     identity(&mut s, "dsmith", Some("DAN@example.com"), false, false);
     // No primary email, and not in the group, not assigned.
     connect(&mut s, "ola@example.com");
@@ -339,14 +259,7 @@ async fn an_agent_that_fits_several_statuses_gets_the_first_that_applies() {
         false,
     );
     // Not in the group, and not assigned.
-    connect(&mut s, "quinn@example.com");
-    identity(
-        &mut s,
-        "quinn@example.com",
-        Some("quinn@example.com"),
-        false,
-        false,
-    );
+    agent(&mut s, "quinn@example.com", false, false);
     let env = Env::with(s, USER_MODE).await;
     let j = env.run(&["drift", "--json"]).await.json();
     for (user, status) in [

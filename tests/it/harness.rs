@@ -25,6 +25,19 @@ pub const ONBOARD_ANA: [&str; 7] = [
     "Silva",
 ];
 
+/// `onboard` for an agent named Ana Silva whose email is `email`.
+pub fn onboard_args(email: &str) -> Vec<&str> {
+    vec![
+        "onboard",
+        "--email",
+        email,
+        "--first-name",
+        "Ana",
+        "--last-name",
+        "Silva",
+    ]
+}
+
 /// Polls `cond` every 20 ms for up to 30 s.
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -193,15 +206,7 @@ impl Env {
     }
 
     pub async fn onboard(&self, email: &str, extra: &[&str]) -> Out {
-        let mut args = vec![
-            "onboard",
-            "--email",
-            email,
-            "--first-name",
-            "Ana",
-            "--last-name",
-            "Silva",
-        ];
+        let mut args = onboard_args(email);
         args.extend_from_slice(extra);
         self.run(&args).await
     }
@@ -281,6 +286,16 @@ impl Env {
                     })
                     .collect(),
             }
+        })
+    }
+
+    /// The first Connect user of the instance, as the sandbox holds it (for a test that
+    /// made one).
+    pub fn first_connect_user(&self) -> connect_onboard_sandbox::world::ConnectUser {
+        self.sb.seed_world(|w| {
+            (w.connect_instances[INSTANCE].users.values().next())
+                .expect("a Connect user")
+                .clone()
         })
     }
 
@@ -373,12 +388,17 @@ pub fn first_run_id(status: &Value) -> String {
 }
 
 pub fn step<'a>(status: &'a Value, agent: usize, id: &str) -> &'a Value {
-    status["runs"][0]["agents"][agent]["steps"]
+    find(&status["runs"][0]["agents"][agent], "steps", "id", id)
+}
+
+/// The first element of the array `j[list]` whose `key` is `value`.
+pub fn find<'a>(j: &'a Value, list: &str, key: &str, value: &str) -> &'a Value {
+    j[list]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no array {list} in {j:#}"))
         .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("step {id} in {status:#}"))
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no {list} with {key} {value:?} in {j:#}"))
 }
 
 impl Env {

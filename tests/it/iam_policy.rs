@@ -1,17 +1,17 @@
 //! `iam-policy` cannot drift from the code: for each command, the actions of its policy are
 //! exactly the API operations the sandbox saw it call, over scenarios that take every
 //! branch (discovery or configured ids, group or user mode, a missing group, adopt and
-//! create paths, bulk reads on and off, CONNECT_MANAGED lookups, rollback's deletes).
+//! create paths, bulk reads on and off, CONNECT_MANAGED lookups, rollback's deletes,
+//! offboarding's per-agent, file and one-side removals).
 
 use std::collections::BTreeSet;
 
-use connect_onboard_sandbox::world::{
-    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership, DEFAULT_APPLICATION_ARN,
-};
+use connect_onboard_sandbox::world::DEFAULT_APPLICATION_ARN;
 use connect_onboard_sandbox::Seed;
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::seeds;
 
 /// Configured ids, user mode: SSO Admin DescribeApplication instead of ListApplications,
 /// and per-user assignments (which rollback deletes).
@@ -29,13 +29,13 @@ fn no_group() -> Seed {
 /// Ben already has his Identity Center user (the adopt path describes it).
 fn ben_exists() -> Seed {
     let mut s = Seed::default();
-    s.identity_users.push(SeedIdentityUser {
-        user_name: "ben@example.com".into(),
-        given_name: "Ben".into(),
-        family_name: "Silva".into(),
-        email: Some("ben@example.com".into()),
-        ..Default::default()
-    });
+    seeds::identity_user(
+        &mut s,
+        "ben@example.com",
+        "Ben",
+        "Silva",
+        Some("ben@example.com"),
+    );
     s
 }
 
@@ -44,13 +44,7 @@ fn ben_exists() -> Seed {
 fn managed() -> Seed {
     let mut s = Seed::default();
     s.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
-    s.connect_instances[0].users.push(SeedConnectUser {
-        username: "ana".into(),
-        first_name: Some("Ana".into()),
-        last_name: Some("Silva".into()),
-        email: Some("ana@example.com".into()),
-        ..Default::default()
-    });
+    seeds::connect_user(&mut s, "ana", "Ana", "Silva").email = Some("ana@example.com".into());
     s
 }
 
@@ -58,35 +52,22 @@ fn managed() -> Seed {
 fn to_migrate(seed: Seed) -> Seed {
     let mut s = seed;
     for u in ["ana@example.com", "ben@example.com"] {
-        s.connect_instances[0].users.push(SeedConnectUser {
-            username: u.into(),
-            first_name: Some("Ana".into()),
-            last_name: Some("Silva".into()),
-            ..Default::default()
-        });
+        seeds::connect_user(&mut s, u, "Ana", "Silva");
     }
     s
 }
 
 fn healthy_agent() -> Seed {
     let mut s = to_migrate(Seed::default());
-    s.identity_users.push(SeedIdentityUser {
-        user_name: "ana@example.com".into(),
-        given_name: "Ana".into(),
-        family_name: "Silva".into(),
-        email: Some("ana@example.com".into()),
-        ..Default::default()
-    });
-    s.memberships.push(SeedMembership {
-        group: "ConnectAgents".into(),
-        user: "ana@example.com".into(),
-        ..Default::default()
-    });
-    s.assignments.push(SeedAssignment {
-        application: "Amazon Connect".into(),
-        principal_type: "GROUP".into(),
-        principal: "ConnectAgents".into(),
-    });
+    seeds::identity_user(
+        &mut s,
+        "ana@example.com",
+        "Ana",
+        "Silva",
+        Some("ana@example.com"),
+    );
+    seeds::member(&mut s, "ana@example.com");
+    seeds::group_assigned(&mut s);
     s
 }
 
@@ -174,17 +155,7 @@ async fn assert_policy_matches(command: &str, observed: BTreeSet<String>) {
 
 #[tokio::test]
 async fn onboard_policy_equals_the_calls_onboard_makes() {
-    let onboard = |email: &str| {
-        cmd(&[
-            "onboard",
-            "--email",
-            email,
-            "--first-name",
-            "Ana",
-            "--last-name",
-            "Silva",
-        ])
-    };
+    let onboard = |email: &str| cmd(&onboard_args(email));
     let seen = observed(
         vec![
             (
@@ -201,17 +172,7 @@ async fn onboard_policy_equals_the_calls_onboard_makes() {
             (
                 managed(),
                 String::new(),
-                vec![cmd(&[
-                    "onboard",
-                    "--email",
-                    "ana@example.com",
-                    "--username",
-                    "ana",
-                    "--first-name",
-                    "Ana",
-                    "--last-name",
-                    "Silva",
-                ])],
+                vec![[onboard("ana@example.com"), cmd(&["--username", "ana"])].concat()],
             ),
         ],
         true,
@@ -252,24 +213,15 @@ async fn batch_policy_equals_the_calls_batch_makes() {
 
 #[tokio::test]
 async fn migrate_policy_equals_the_calls_migrate_makes() {
+    let scenarios = [
+        (to_migrate(Seed::default()), String::new(), "always"),
+        (to_migrate(no_group()), user_mode(), "never"),
+        (to_migrate(ben_exists()), String::new(), "never"),
+    ];
     let seen = observed(
-        vec![
-            (
-                to_migrate(Seed::default()),
-                String::new(),
-                vec![cmd(&["migrate", "--bulk-reads", "always"])],
-            ),
-            (
-                to_migrate(no_group()),
-                user_mode(),
-                vec![cmd(&["migrate", "--bulk-reads", "never"])],
-            ),
-            (
-                to_migrate(ben_exists()),
-                String::new(),
-                vec![cmd(&["migrate", "--bulk-reads", "never"])],
-            ),
-        ],
+        (scenarios.into_iter())
+            .map(|(seed, toml, bulk)| (seed, toml, vec![cmd(&["migrate", "--bulk-reads", bulk])]))
+            .collect(),
         true,
     )
     .await;
@@ -308,6 +260,62 @@ async fn drift_policy_equals_the_calls_drift_makes() {
     )
     .await;
     assert_policy_matches("drift", seen).await;
+}
+
+/// Agents to offboard: ana and ben complete (in the group; the group assigned, or in user
+/// mode each user), co in Connect only, io in Identity Center only.
+fn leavers(user_assignments: bool) -> Seed {
+    let mut s = Seed::default();
+    for u in ["ana@example.com", "ben@example.com", "co@example.com"] {
+        seeds::connect_user(&mut s, u, "Ana", "Silva");
+    }
+    for u in ["ana@example.com", "ben@example.com", "io@example.com"] {
+        seeds::identity_user(&mut s, u, "Ana", "Silva", Some(u));
+        seeds::member(&mut s, u);
+        if user_assignments {
+            seeds::user_assigned(&mut s, u);
+        }
+    }
+    if !user_assignments {
+        seeds::group_assigned(&mut s);
+    }
+    s
+}
+
+#[tokio::test]
+async fn offboard_policy_equals_the_calls_offboard_makes() {
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("leavers.csv");
+    std::fs::write(&file, "email\nben@example.com\n").unwrap();
+    // Per agent (a dry run, then the removal: lookups by name, then each step's lookup by id
+    // and delete), a file with bulk reads (the listings), and each side alone.
+    let commands = || {
+        vec![
+            cmd(&["offboard", "ana@example.com", "--dry-run"]),
+            cmd(&["offboard", "ana@example.com", "--yes"]),
+            cmd(&[
+                "offboard",
+                "--file",
+                path_str(&file),
+                "--yes",
+                "--bulk-reads",
+                "always",
+            ]),
+            cmd(&["offboard", "co@example.com", "--connect-only", "--yes"]),
+            cmd(&["offboard", "io@example.com", "--identity-only", "--yes"]),
+        ]
+    };
+    let seen = observed(
+        vec![
+            // Group mode: the group's assignment is shared and stays.
+            (leavers(false), String::new(), commands()),
+            // User mode: the user's own assignment is removed.
+            (leavers(true), user_mode(), commands()),
+        ],
+        false,
+    )
+    .await;
+    assert_policy_matches("offboard", seen).await;
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! HTTP against the in-process sandbox (and moto for Identity Store), one binary with modules.
 
 mod harness;
+mod seeds;
 
 mod batch;
 mod chaos;

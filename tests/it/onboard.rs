@@ -1,11 +1,10 @@
 //! The main job: onboarding, adoption of what exists, conflicts, dry runs, status output.
 
-use connect_onboard_sandbox::world::{
-    SeedAssignment, SeedConnectUser, SeedIdentityUser, SeedMembership,
-};
+use connect_onboard_sandbox::world::SeedIdentityUser;
 use connect_onboard_sandbox::Seed;
 
 use crate::harness::*;
+use crate::seeds;
 
 const EMAIL: &str = "ana.silva@example.com";
 
@@ -41,22 +40,10 @@ async fn onboards_one_agent_end_to_end() {
         "sign-in notice: {out:?}"
     );
     // The Connect user is a SAML user: username = email, no Email/Password sent.
-    let (has_email, tags, first) = env.sb.seed_world(|w| {
-        let u = w.connect_instances[INSTANCE]
-            .users
-            .values()
-            .next()
-            .unwrap()
-            .clone();
-        (
-            u.identity_info.email.clone(),
-            u.tags.clone(),
-            u.identity_info.first_name.clone(),
-        )
-    });
-    assert_eq!(has_email, None, "Email is never sent on SAML");
-    assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
-    assert_eq!(first.as_deref(), Some("Ana"));
+    let u = env.first_connect_user();
+    assert_eq!(u.identity_info.email, None, "Email is never sent on SAML");
+    assert_eq!(u.tags.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(u.identity_info.first_name.as_deref(), Some("Ana"));
     // The Identity Store user has exactly one, primary, work email.
     let emails = env.sb.seed_world(|w| {
         let s = &w.identity_stores[STORE];
@@ -133,32 +120,8 @@ async fn status_json_has_the_documented_shape() {
 
 fn seed_existing() -> Seed {
     let mut seed = Seed::default();
-    seed.connect_instances[0].users.push(SeedConnectUser {
-        username: EMAIL.into(),
-        first_name: Some("Ana".into()),
-        last_name: Some("Silva".into()),
-        security_profiles: vec!["Agent".into()],
-        routing_profile: Some("Basic Routing Profile".into()),
-        ..Default::default()
-    });
-    seed.identity_users.push(SeedIdentityUser {
-        user_name: EMAIL.into(),
-        display_name: Some("Ana Silva".into()),
-        given_name: "Ana".into(),
-        family_name: "Silva".into(),
-        email: Some(EMAIL.into()),
-        ..Default::default()
-    });
-    seed.memberships.push(SeedMembership {
-        group: "ConnectAgents".into(),
-        user: EMAIL.into(),
-        ..Default::default()
-    });
-    seed.assignments.push(SeedAssignment {
-        application: "Amazon Connect".into(),
-        principal_type: "GROUP".into(),
-        principal: "ConnectAgents".into(),
-    });
+    seeds::onboarded_by_hand(&mut seed, EMAIL, "Ana", "Silva");
+    seeds::group_assigned(&mut seed);
     seed
 }
 
@@ -264,14 +227,7 @@ async fn email_owned_by_another_user_name_is_a_conflict() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_prints_the_plan_and_writes_nothing() {
     let mut seed = Seed::default();
-    seed.connect_instances[0].users.push(SeedConnectUser {
-        username: EMAIL.into(),
-        first_name: Some("Ana".into()),
-        last_name: Some("Silva".into()),
-        security_profiles: vec!["Agent".into()],
-        routing_profile: Some("Basic Routing Profile".into()),
-        ..Default::default()
-    });
+    seeds::connect_agent(&mut seed, EMAIL, "Ana", "Silva");
     let env = Env::with(seed, "").await;
     let out = env.onboard(EMAIL, &["--dry-run", "--json"]).await;
     assert_eq!(out.code, 0, "{out:?}");

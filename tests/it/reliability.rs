@@ -262,12 +262,7 @@ fn step_list(agent: &Value) -> Vec<Value> {
 }
 
 fn step_of<'a>(agent: &'a Value, id: &str) -> &'a Value {
-    agent["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("step {id} in {agent:#}"))
+    find(agent, "steps", "id", id)
 }
 
 fn res(agent: &Value, step: &str, key: &str) -> String {

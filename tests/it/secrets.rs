@@ -39,15 +39,8 @@ async fn password_is_sent_to_connect_and_nowhere_else() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     // It reached Connect (the sandbox enforces the password rules on CONNECT_MANAGED).
-    let (username, email) = env.sb.seed_world(|w| {
-        let u = w.connect_instances[INSTANCE]
-            .users
-            .values()
-            .next()
-            .unwrap()
-            .clone();
-        (u.username, u.identity_info.email)
-    });
+    let u = env.first_connect_user();
+    let (username, email) = (u.username, u.identity_info.email);
     assert_eq!(username, "asilva");
     assert_eq!(
         email.as_deref(),
