@@ -512,7 +512,7 @@ fn create_user(
         check_exists(&inst.hierarchy_groups, h, "HierarchyGroup")?;
     }
     let tags = parse_tags(req)?;
-    if inst.users.values().any(|u| u.username == username) {
+    if inst.user_named(username).is_some() {
         return Err(ApiError::new(
             SVC,
             "DuplicateResourceException",
@@ -545,9 +545,7 @@ fn create_user(
         last_modified_time: ctx.epoch,
         created_ms: Some(ctx.now_ms),
     };
-    instance_mut(world, raw_instance)?
-        .users
-        .insert(id.clone(), user);
+    instance_mut(world, raw_instance)?.insert_user(user);
     Ok(json!({ "UserId": id, "UserArn": arn }))
 }
 
@@ -625,8 +623,7 @@ fn describe_user(world: &World, raw_instance: &str, user_id: &str) -> Result<Val
 
 fn delete_user(world: &mut World, raw_instance: &str, user_id: &str) -> Result<Value, ApiError> {
     let inst = instance_mut(world, raw_instance)?;
-    inst.users
-        .remove(user_id)
+    inst.remove_user(user_id)
         .map(|_| json!({}))
         .ok_or_else(|| not_found(format!("User not found for UserId: {user_id}")))
 }
@@ -750,19 +747,39 @@ fn criteria_match(req: &Req, crit: &Map<String, Value>, u: &ConnectUser) -> Resu
     Ok(true)
 }
 
+/// The username of a criteria that is one exact Username condition and nothing else (how
+/// a user is looked up by name): such a search is answered from the username index, with
+/// the result the scan would give.
+fn exact_username(crit: &Map<String, Value>) -> Option<&str> {
+    let cond = crit.get("StringCondition")?.as_object()?;
+    let text = |key: &str| cond.get(key).and_then(Value::as_str);
+    (crit.len() == 1
+        && text("FieldName") == Some("Username")
+        && text("ComparisonType") == Some("EXACT"))
+    .then(|| text("Value"))
+    .flatten()
+}
+
 fn search_users(world: &World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let inst = instance(world, req.str("InstanceId")?)?;
     let max = req.max_results("MaxResults", 500, 100)?;
     let token = req.opt_str("NextToken")?;
     let criteria = req.opt_obj("SearchCriteria")?;
     let mut items = Vec::new();
-    for u in inst.users.values().filter(|u| ctx.visible(u.created_ms)) {
-        let hit = match criteria {
-            Some(c) => criteria_match(req, c, u)?,
-            None => true,
-        };
-        if hit {
+    if let Some(username) = criteria.and_then(exact_username) {
+        let user = inst.user_named(username);
+        if let Some(u) = user.filter(|u| ctx.visible(u.created_ms)) {
             items.push((u.username.clone(), user_search_json(u)));
+        }
+    } else {
+        for u in inst.users.values().filter(|u| ctx.visible(u.created_ms)) {
+            let hit = match criteria {
+                Some(c) => criteria_match(req, c, u)?,
+                None => true,
+            };
+            if hit {
+                items.push((u.username.clone(), user_search_json(u)));
+            }
         }
     }
     let total = items.len();
@@ -1062,6 +1079,130 @@ mod tests {
         body["PhoneConfig"] = json!({"PhoneType": "DESK_PHONE", "DeskPhoneNumber": "+12145550198", "AfterContactWorkTimeLimit": 30});
         body["Tags"] = json!({"team": "blue"});
         assert!(create(&mut w, body).is_ok());
+    }
+
+    fn call_with(
+        w: &mut World,
+        ctx: &Ctx,
+        op: &str,
+        labels: &[&str],
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let obj = body.as_object().cloned().unwrap_or_default();
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let call = ConnectCall {
+            op,
+            labels: &labels,
+            query: &HashMap::new(),
+            body: &obj,
+        };
+        dispatch(w, ctx, &call)
+    }
+
+    fn search(w: &mut World, ctx: &Ctx, criteria: Value) -> Vec<String> {
+        let body = json!({"InstanceId": DEFAULT_CONNECT_INSTANCE_ID, "SearchCriteria": criteria});
+        let out = call_with(w, ctx, "SearchUsers", &[], body).expect("search");
+        let users = out["Users"].as_array().cloned().unwrap_or_default();
+        assert_eq!(out["ApproximateTotalCount"], json!(users.len()));
+        users
+            .iter()
+            .map(|u| u["Username"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn exact(name: &str) -> Value {
+        json!({"StringCondition": {"FieldName": "Username", "Value": name, "ComparisonType": "EXACT"}})
+    }
+
+    #[test]
+    fn username_uniqueness_survives_deletes() {
+        let mut w = world();
+        let body = saml_body(&w, "dana@example.com");
+        let first = create(&mut w, body.clone()).expect("created")["UserId"].clone();
+        assert_eq!(
+            create(&mut w, body.clone()).map_err(|e| e.code),
+            Err("DuplicateResourceException".into())
+        );
+        let user = first.as_str().unwrap_or_default();
+        call_with(
+            &mut w,
+            &ctx(),
+            "DeleteUser",
+            &[DEFAULT_CONNECT_INSTANCE_ID, user],
+            json!({}),
+        )
+        .expect("deleted");
+        assert!(search(&mut w, &ctx(), exact("dana@example.com")).is_empty());
+        let second =
+            create(&mut w, body.clone()).expect("the name is free again")["UserId"].clone();
+        assert_ne!(first, second);
+        assert_eq!(
+            create(&mut w, body).map_err(|e| e.code),
+            Err("DuplicateResourceException".into())
+        );
+        // The helpers for tests keep the index too.
+        let inst = DEFAULT_CONNECT_INSTANCE_ID;
+        let id = w
+            .add_connect_user(inst, "erin@example.com", "Erin", "E")
+            .expect("added");
+        assert!(w
+            .add_connect_user(inst, "erin@example.com", "Erin", "E")
+            .is_err());
+        assert!(w.remove_connect_user(inst, &id));
+        assert!({
+            let b = saml_body(&w, "erin@example.com");
+            create(&mut w, b)
+        }
+        .is_ok());
+    }
+
+    #[test]
+    fn seeded_users_are_indexed() {
+        let seed = Seed::from_toml_str(
+            "[[connect_instances]]\nid = \"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\n[[connect_instances.users]]\nusername = \"seeded@example.com\"\nfirst_name = \"S\"\nlast_name = \"D\"\n",
+        )
+        .expect("seed");
+        let mut w = World::from_seed(&seed).expect("world");
+        let body = saml_body(&w, "seeded@example.com");
+        assert_eq!(
+            create(&mut w, body).map_err(|e| e.code),
+            Err("DuplicateResourceException".into())
+        );
+        assert_eq!(
+            search(&mut w, &ctx(), exact("seeded@example.com")),
+            ["seeded@example.com"]
+        );
+    }
+
+    #[test]
+    fn exact_username_search_matches_the_scan() {
+        let mut w = world();
+        for name in ["ann@example.com", "Ann@example.com", "annie@example.com"] {
+            let b = saml_body(&w, name);
+            create(&mut w, b).expect("created");
+        }
+        // Indexed (one exact condition) and scanned (the same inside AndConditions) agree:
+        // case-sensitive, whole names only.
+        for name in [
+            "ann@example.com",
+            "Ann@example.com",
+            "ANN@example.com",
+            "ann",
+        ] {
+            let scanned = search(&mut w, &ctx(), json!({"AndConditions": [exact(name)]}));
+            assert_eq!(search(&mut w, &ctx(), exact(name)), scanned, "{name}");
+        }
+        assert_eq!(
+            search(&mut w, &ctx(), exact("Ann@example.com")),
+            ["Ann@example.com"]
+        );
+        // A user inside the consistency window is found by neither.
+        let later = Ctx {
+            now_ms: 0,
+            window_ms: 1_000,
+            epoch: 1.0,
+        };
+        assert!(search(&mut w, &later, exact("ann@example.com")).is_empty());
     }
 
     #[test]

@@ -274,17 +274,6 @@ fn check_list_len(req: &Req, key: &str, min: usize, max: usize) -> Result<(), Ap
     }
 }
 
-/// `a` equals `b` without case (as `a.to_lowercase() == b.to_lowercase()`), without
-/// allocating: the uniqueness scans run once per user per create.
-fn eq_fold(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        return a.eq_ignore_ascii_case(b);
-    }
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .eq(b.chars().flat_map(char::to_lowercase))
-}
-
 fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let store_id = store_id(world, req)?;
     let user_name = req
@@ -425,7 +414,7 @@ fn delete_user(world: &mut World, req: &Req) -> Result<Value, ApiError> {
             format!("USER with id {id} not found"),
         ));
     }
-    store.memberships.retain(|_, m| m.user_id != id);
+    store.retain_memberships(|m| m.user_id != id);
     let store_id = store.id.clone();
     let apps: Vec<String> = world
         .applications
@@ -470,27 +459,21 @@ fn unique_attribute(req: &Req, resource_type: &str) -> Result<(String, String), 
 fn get_user_id(world: &World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let store = store(world, req)?;
     let (path, value) = unique_attribute(req, "USER")?;
-    let lower = value.to_lowercase();
-    let matches = |u: &IdsUser| match path.as_str() {
-        "username" => Ok(eq_fold(&u.user_name, &lower)),
-        "emails.value" => Ok(u.email_values().any(|e| eq_fold(e, &lower))),
-        _ => Err(invalid(format!(
-            "{path} is not a valid unique attribute path; use userName or emails.value"
-        ))),
-    };
-    for u in store.users.values().filter(|u| ctx.visible(u.created_ms)) {
-        if matches(u)? {
-            return Ok(
-                json!({ "IdentityStoreId": store.id, "UserId": u.user_id, "UserArn": user_arn(&u.user_id) }),
-            );
+    let kind = match path.as_str() {
+        "username" => 'n',
+        "emails.value" => 'e',
+        _ => {
+            return Err(invalid(format!(
+                "{path} is not a valid unique attribute path; use userName or emails.value"
+            )))
         }
-    }
-    if !["username", "emails.value"].contains(&path.as_str()) {
-        return Err(invalid(format!(
-            "{path} is not a valid unique attribute path; use userName or emails.value"
-        )));
-    }
-    Err(not_found("USER", None, "USER not found"))
+    };
+    // The first visible holder in id order, as a scan of the users would find it.
+    (store.users_holding(kind, &value))
+        .filter(|u| ctx.visible(u.created_ms))
+        .min_by(|a, b| a.user_id.cmp(&b.user_id))
+        .map(|u| json!({ "IdentityStoreId": store.id, "UserId": u.user_id, "UserArn": user_arn(&u.user_id) }))
+        .ok_or_else(|| not_found("USER", None, "USER not found"))
 }
 
 fn list_users(world: &World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
@@ -642,7 +625,7 @@ fn delete_group(world: &mut World, req: &Req) -> Result<Value, ApiError> {
             format!("GROUP with id {id} not found"),
         ));
     }
-    store.memberships.retain(|_, m| m.group_id != id);
+    store.retain_memberships(|m| m.group_id != id);
     world
         .assignments
         .retain(|a| !(a.principal_type == "GROUP" && a.principal_id == id));
@@ -686,25 +669,18 @@ fn create_membership(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, A
     let user_id = member_user_id(req)?;
     let store = store_mut(world, req)?;
     check_group_and_user(store, group_id, user_id)?;
-    if store
-        .memberships
-        .values()
-        .any(|m| m.group_id == group_id && m.user_id == user_id)
-    {
+    if store.membership(group_id, user_id).is_some() {
         return Err(conflict(format!(
             "Member {user_id} is already in group {group_id}"
         )));
     }
     let id = crate::world::new_uuid();
-    store.memberships.insert(
-        id.clone(),
-        Membership {
-            membership_id: id.clone(),
-            group_id: group_id.into(),
-            user_id: user_id.into(),
-            created_at: ctx.epoch,
-        },
-    );
+    store.insert_membership(Membership {
+        membership_id: id.clone(),
+        group_id: group_id.into(),
+        user_id: user_id.into(),
+        created_at: ctx.epoch,
+    });
     Ok(
         json!({ "IdentityStoreId": store.id, "MembershipId": id, "MembershipArn": membership_arn(&id) }),
     )
@@ -716,9 +692,7 @@ fn get_membership_id(world: &World, req: &Req) -> Result<Value, ApiError> {
     let user_id = member_user_id(req)?;
     check_group_and_user(store, group_id, user_id)?;
     store
-        .memberships
-        .values()
-        .find(|m| m.group_id == group_id && m.user_id == user_id)
+        .membership(group_id, user_id)
         .map(|m| json!({ "IdentityStoreId": store.id, "MembershipId": m.membership_id, "MembershipArn": membership_arn(&m.membership_id) }))
         .ok_or_else(|| not_found("GROUP_MEMBERSHIP", None, "GROUP_MEMBERSHIP not found"))
 }
@@ -727,8 +701,7 @@ fn delete_membership(world: &mut World, req: &Req) -> Result<Value, ApiError> {
     let id = resource_id(req, "MembershipId")?.to_string();
     let store = store_mut(world, req)?;
     store
-        .memberships
-        .remove(&id)
+        .remove_membership(&id)
         .map(|_| json!({}))
         .ok_or_else(|| {
             not_found(
@@ -798,10 +771,7 @@ fn is_member_in_groups(world: &World, req: &Req) -> Result<Value, ApiError> {
     let results: Vec<Value> = groups
         .iter()
         .map(|g| {
-            let exists = store
-                .memberships
-                .values()
-                .any(|m| m.group_id == *g && m.user_id == user_id);
+            let exists = store.membership(g, user_id).is_some();
             json!({ "GroupId": g, "MemberId": { "UserId": user_id }, "MembershipExists": exists })
         })
         .collect();
@@ -924,5 +894,180 @@ mod tests {
         )
         .expect_err("gone");
         assert_eq!(e.code, "ResourceNotFoundException");
+    }
+
+    fn group_id(w: &mut World, name: &str) -> Value {
+        call(w, "GetGroupId", json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID,
+            "AlternateIdentifier": {"UniqueAttribute": {"AttributePath": "displayName", "AttributeValue": name}}}))
+            .expect("group")["GroupId"].clone()
+    }
+
+    fn user_id_by(w: &mut World, ctx: &Ctx, path: &str, value: &str) -> Result<Value, ApiError> {
+        let body = json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID,
+            "AlternateIdentifier": {"UniqueAttribute": {"AttributePath": path, "AttributeValue": value}}});
+        dispatch(w, ctx, "GetUserId", body.as_object().expect("object"))
+            .map(|o| o["UserId"].clone())
+    }
+
+    #[test]
+    fn user_names_and_emails_are_freed_by_delete() {
+        let mut w = World::from_seed(&Seed::default()).expect("world");
+        let first = call(&mut w, "CreateUser", user_body("fay", "fay@example.com")).expect("user")
+            ["UserId"]
+            .clone();
+        assert_eq!(
+            user_id_by(&mut w, &ctx(), "userName", "FAY").ok(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            user_id_by(&mut w, &ctx(), "emails.value", "Fay@Example.com").ok(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            user_id_by(&mut w, &ctx(), "displayName", "fay").map_err(|e| e.code),
+            Err("ValidationException".into())
+        );
+        call(
+            &mut w,
+            "DeleteUser",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "UserId": first}),
+        )
+        .expect("delete");
+        assert_eq!(
+            user_id_by(&mut w, &ctx(), "userName", "fay").map_err(|e| e.code),
+            Err("ResourceNotFoundException".into())
+        );
+        let second = call(&mut w, "CreateUser", user_body("Fay", "FAY@example.com"))
+            .expect("name and email are free again")["UserId"]
+            .clone();
+        assert_ne!(first, second);
+        assert_eq!(
+            user_id_by(&mut w, &ctx(), "userName", "fay").ok(),
+            Some(second)
+        );
+        assert_eq!(
+            call(&mut w, "CreateUser", user_body("fay", "other@example.com")).map_err(|e| e.code),
+            Err("ConflictException".into())
+        );
+        // Inside the consistency window GetUserId does not see the new user, the
+        // uniqueness check does.
+        let soon = Ctx {
+            now_ms: 0,
+            window_ms: 1_000,
+            epoch: 1.0,
+        };
+        assert_eq!(
+            user_id_by(&mut w, &soon, "userName", "fay").map_err(|e| e.code),
+            Err("ResourceNotFoundException".into())
+        );
+        // A seeded user is in the index from the start.
+        let seeded = w
+            .add_identity_user("gil", "gil@example.com", "Gil", "G")
+            .expect("seeded");
+        assert_eq!(
+            user_id_by(&mut w, &soon, "userName", "GIL").ok(),
+            Some(json!(seeded))
+        );
+        assert!(call(&mut w, "CreateUser", user_body("x", "gil@example.com")).is_err());
+    }
+
+    #[test]
+    fn a_membership_is_unique_per_group_and_member() {
+        let mut w = World::from_seed(&Seed::default()).expect("world");
+        let agents = group_id(&mut w, "ConnectAgents");
+        let leads = call(
+            &mut w,
+            "CreateGroup",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "DisplayName": "Leads"}),
+        )
+        .expect("group")["GroupId"]
+            .clone();
+        let hal = call(&mut w, "CreateUser", user_body("hal", "hal@example.com")).expect("user")
+            ["UserId"]
+            .clone();
+        let ivy = call(&mut w, "CreateUser", user_body("ivy", "ivy@example.com")).expect("user")
+            ["UserId"]
+            .clone();
+        let body = |g: &Value, u: &Value| json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "GroupId": g, "MemberId": {"UserId": u}});
+        let m = call(&mut w, "CreateGroupMembership", body(&agents, &hal)).expect("hal in agents")
+            ["MembershipId"]
+            .clone();
+        call(&mut w, "CreateGroupMembership", body(&agents, &ivy)).expect("ivy in agents");
+        call(&mut w, "CreateGroupMembership", body(&leads, &hal)).expect("hal in leads");
+        let dup = call(&mut w, "CreateGroupMembership", body(&agents, &hal)).expect_err("dup");
+        assert_eq!((dup.code.as_str(), dup.status), ("ConflictException", 409));
+        assert_eq!(
+            call(&mut w, "GetGroupMembershipId", body(&agents, &hal)).expect("found")
+                ["MembershipId"],
+            m
+        );
+        let is_member = |w: &mut World, u: &Value| {
+            let out = call(
+                w,
+                "IsMemberInGroups",
+                json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID,
+                "MemberId": {"UserId": u}, "GroupIds": [agents, leads]}),
+            )
+            .expect("is member");
+            out["Results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["MembershipExists"] == json!(true))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(is_member(&mut w, &hal), [true, true]);
+        assert_eq!(is_member(&mut w, &ivy), [true, false]);
+        // Deleting the membership frees the pair.
+        call(
+            &mut w,
+            "DeleteGroupMembership",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "MembershipId": m}),
+        )
+        .expect("delete");
+        assert_eq!(
+            call(&mut w, "GetGroupMembershipId", body(&agents, &hal)).map_err(|e| e.code),
+            Err("ResourceNotFoundException".into())
+        );
+        assert_eq!(is_member(&mut w, &hal), [false, true]);
+        let again = call(&mut w, "CreateGroupMembership", body(&agents, &hal)).expect("again")
+            ["MembershipId"]
+            .clone();
+        assert_ne!(again, m);
+        // Deleting a group drops its memberships from the index.
+        call(
+            &mut w,
+            "DeleteGroup",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "GroupId": leads}),
+        )
+        .expect("delete group");
+        assert_eq!(
+            w.identity_stores[DEFAULT_IDENTITY_STORE_ID]
+                .memberships
+                .len(),
+            2
+        );
+        assert!(w.identity_stores[DEFAULT_IDENTITY_STORE_ID]
+            .membership(
+                leads.as_str().unwrap_or_default(),
+                hal.as_str().unwrap_or_default()
+            )
+            .is_none());
+        // A seeded membership is in the index from the start.
+        let gid = w.add_group("Seeded").expect("group");
+        let uid = w
+            .add_identity_user("jo", "jo@example.com", "Jo", "J")
+            .expect("user");
+        w.add_membership(&gid, &uid).expect("membership");
+        assert!(w.add_membership(&gid, &uid).is_err());
+        assert_eq!(
+            call(
+                &mut w,
+                "CreateGroupMembership",
+                body(&json!(gid), &json!(uid))
+            )
+            .map_err(|e| e.code),
+            Err("ConflictException".into())
+        );
     }
 }

@@ -264,15 +264,13 @@ fn create_assignment(world: &mut World, req: &Req) -> Result<Value, ApiError> {
             ),
         ));
     }
-    world.assignments.push(a);
+    world.assignments.insert(a);
     Ok(json!({}))
 }
 
 fn delete_assignment(world: &mut World, req: &Req) -> Result<Value, ApiError> {
     let a = assignment_for(world, req)?;
-    let before = world.assignments.len();
-    world.assignments.retain(|x| x != &a);
-    if world.assignments.len() == before {
+    if !world.assignments.remove(&a) {
         return Err(not_found(format!(
             "{} {} is not assigned to the application",
             a.principal_type, a.principal_id
@@ -414,7 +412,16 @@ mod tests {
             Some(1)
         );
         call(&mut w, "DeleteApplicationAssignment", body.clone()).expect("delete");
-        assert!(call(&mut w, "DeleteApplicationAssignment", body).is_err());
+        assert!(call(&mut w, "DeleteApplicationAssignment", body.clone()).is_err());
+        assert_eq!(
+            call(&mut w, "DescribeApplicationAssignment", body.clone()).map_err(|e| e.code),
+            Err("ResourceNotFoundException".into())
+        );
+        call(&mut w, "CreateApplicationAssignment", body.clone()).expect("again after delete");
+        assert!(call(&mut w, "DescribeApplicationAssignment", body).is_ok());
+        assert!(w
+            .add_assignment(DEFAULT_APPLICATION_ARN, "GROUP", &gid)
+            .is_err());
         let unknown = json!({"ApplicationArn": DEFAULT_APPLICATION_ARN, "PrincipalType": "USER", "PrincipalId": "1234567890-00000000-0000-4000-8000-000000000000"});
         assert_eq!(
             call(&mut w, "CreateApplicationAssignment", unknown).map_err(|e| e.code),

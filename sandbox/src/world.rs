@@ -5,8 +5,9 @@
 //! name-derived ids. `World` also offers small helpers (`add_connect_user`,
 //! `add_identity_user`, ...) for tests that want pre-existing resources.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -413,8 +414,47 @@ pub struct ConnectInstance {
     pub security_profiles: BTreeMap<String, ConnectResource>,
     /// Hierarchy groups by id.
     pub hierarchy_groups: BTreeMap<String, ConnectResource>,
-    /// Users by id.
+    /// Users by id. Add and remove them with [`ConnectInstance::insert_user`] and
+    /// [`ConnectInstance::remove_user`], which keep the username index.
     pub users: BTreeMap<String, ConnectUser>,
+    /// Username (exact: Connect usernames are case-sensitive) → user id, for CreateUser's
+    /// uniqueness check and SearchUsers' exact Username lookup. Built from `users` on
+    /// first use, then kept by `insert_user` and `remove_user`.
+    #[serde(skip)]
+    username_index: OnceLock<HashMap<String, String>>,
+}
+
+impl ConnectInstance {
+    fn username_index(&self) -> &HashMap<String, String> {
+        self.username_index.get_or_init(|| {
+            (self.users.values())
+                .map(|u| (u.username.clone(), u.id.clone()))
+                .collect()
+        })
+    }
+
+    /// The user with exactly this username.
+    pub fn user_named(&self, username: &str) -> Option<&ConnectUser> {
+        (self.username_index().get(username)).and_then(|id| self.users.get(id))
+    }
+
+    /// Adds (or replaces) a user, and its username to the index.
+    pub fn insert_user(&mut self, u: ConnectUser) {
+        self.remove_user(&u.id);
+        if let Some(index) = self.username_index.get_mut() {
+            index.insert(u.username.clone(), u.id.clone());
+        }
+        self.users.insert(u.id.clone(), u);
+    }
+
+    /// Removes a user, and its username from the index.
+    pub fn remove_user(&mut self, id: &str) -> Option<ConnectUser> {
+        let u = self.users.remove(id)?;
+        if let Some(index) = self.username_index.get_mut() {
+            index.remove(&u.username);
+        }
+        Some(u)
+    }
 }
 
 /// An Identity Store user. `name`, `emails` and `attributes` keep the wire JSON.
@@ -485,61 +525,131 @@ pub struct IdentityStore {
     pub users: BTreeMap<String, IdsUser>,
     /// Groups by id.
     pub groups: BTreeMap<String, IdsGroup>,
-    /// Memberships by id.
+    /// Memberships by id. Add and remove them with [`IdentityStore::insert_membership`],
+    /// [`IdentityStore::remove_membership`] and [`IdentityStore::retain_memberships`],
+    /// which keep the membership index.
     pub memberships: BTreeMap<String, Membership>,
-    /// The uniqueness checks' index: `n:<folded user name>` and `e:<folded email>` → how
-    /// many users hold it. Kept by [`IdentityStore::insert_user`] and
-    /// [`IdentityStore::remove_user`]; rebuilt when absent (a deserialised store).
+    /// `n:<folded user name>` and `e:<folded email>` → the ids of the users holding it, for
+    /// the uniqueness checks and GetUserId. Built from `users` on first use, then kept by
+    /// [`IdentityStore::insert_user`] and [`IdentityStore::remove_user`].
     #[serde(skip)]
-    pub folded: std::collections::HashMap<String, usize>,
+    user_index: OnceLock<HashMap<String, Vec<String>>>,
+    /// (GroupId, UserId) → MembershipId, for CreateGroupMembership's uniqueness check,
+    /// GetGroupMembershipId and IsMemberInGroups. Built from `memberships` on first use.
+    #[serde(skip)]
+    membership_index: OnceLock<HashMap<(String, String), String>>,
 }
 
 impl IdentityStore {
+    /// The index keys of a user: its user name and emails, folded.
     fn keys(u: &IdsUser) -> Vec<String> {
         let mut keys = vec![format!("n:{}", u.user_name.to_lowercase())];
         keys.extend(u.email_values().map(|e| format!("e:{}", e.to_lowercase())));
         keys
     }
 
-    /// Adds a user, and its names to the index.
+    fn user_index(&self) -> &HashMap<String, Vec<String>> {
+        self.user_index.get_or_init(|| {
+            let mut index: HashMap<String, Vec<String>> = HashMap::new();
+            for u in self.users.values() {
+                for k in Self::keys(u) {
+                    index.entry(k).or_default().push(u.user_id.clone());
+                }
+            }
+            index
+        })
+    }
+
+    /// Adds (or replaces) a user, and its names to the index.
     pub fn insert_user(&mut self, u: IdsUser) {
-        self.ensure_index();
-        for k in Self::keys(&u) {
-            *self.folded.entry(k).or_default() += 1;
+        self.remove_user(&u.user_id);
+        if let Some(index) = self.user_index.get_mut() {
+            for k in Self::keys(&u) {
+                index.entry(k).or_default().push(u.user_id.clone());
+            }
         }
         self.users.insert(u.user_id.clone(), u);
     }
 
-    /// Removes a user, and its names from the index.
+    /// Removes a user, and its names from the index (not its memberships).
     pub fn remove_user(&mut self, id: &str) -> Option<IdsUser> {
-        self.ensure_index();
         let u = self.users.remove(id)?;
-        for k in Self::keys(&u) {
-            if let Some(n) = self.folded.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    self.folded.remove(&k);
+        if let Some(index) = self.user_index.get_mut() {
+            for k in Self::keys(&u) {
+                if let Some(ids) = index.get_mut(&k) {
+                    ids.retain(|x| x != id);
+                    if ids.is_empty() {
+                        index.remove(&k);
+                    }
                 }
             }
         }
         Some(u)
     }
 
-    /// Whether a user holds this user name (`name`) or email, compared without case.
-    pub fn holds(&mut self, kind: char, value: &str) -> bool {
-        self.ensure_index();
-        self.folded
-            .contains_key(&format!("{kind}:{}", value.to_lowercase()))
+    /// The users holding this user name (`kind` 'n') or email ('e'), compared without
+    /// case, in no particular order.
+    pub fn users_holding(&self, kind: char, value: &str) -> impl Iterator<Item = &IdsUser> {
+        let key = format!("{kind}:{}", value.to_lowercase());
+        (self.user_index().get(&key).into_iter().flatten()).filter_map(|id| self.users.get(id))
     }
 
-    fn ensure_index(&mut self) {
-        if self.folded.is_empty() && !self.users.is_empty() {
-            for u in self.users.values() {
-                for k in Self::keys(u) {
-                    *self.folded.entry(k).or_default() += 1;
-                }
-            }
+    /// Whether a user holds this user name (`kind` 'n') or email ('e'), compared without case.
+    pub fn holds(&self, kind: char, value: &str) -> bool {
+        self.users_holding(kind, value).next().is_some()
+    }
+
+    fn membership_index(&self) -> &HashMap<(String, String), String> {
+        self.membership_index.get_or_init(|| {
+            (self.memberships.values())
+                .map(|m| {
+                    (
+                        (m.group_id.clone(), m.user_id.clone()),
+                        m.membership_id.clone(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// The membership of `user_id` in `group_id`.
+    pub fn membership(&self, group_id: &str, user_id: &str) -> Option<&Membership> {
+        (self.membership_index())
+            .get(&(group_id.to_string(), user_id.to_string()))
+            .and_then(|id| self.memberships.get(id))
+    }
+
+    /// Adds (or replaces) a membership, and its pair to the index.
+    pub fn insert_membership(&mut self, m: Membership) {
+        self.remove_membership(&m.membership_id);
+        if let Some(index) = self.membership_index.get_mut() {
+            index.insert(
+                (m.group_id.clone(), m.user_id.clone()),
+                m.membership_id.clone(),
+            );
         }
+        self.memberships.insert(m.membership_id.clone(), m);
+    }
+
+    /// Removes a membership by id, and its pair from the index.
+    pub fn remove_membership(&mut self, id: &str) -> Option<Membership> {
+        let m = self.memberships.remove(id)?;
+        if let Some(index) = self.membership_index.get_mut() {
+            index.remove(&(m.group_id.clone(), m.user_id.clone()));
+        }
+        Some(m)
+    }
+
+    /// Keeps the memberships `keep` accepts (a scan: for deleting a user or a group).
+    pub fn retain_memberships(&mut self, mut keep: impl FnMut(&Membership) -> bool) {
+        let mut index = self.membership_index.get_mut();
+        self.memberships.retain(|_, m| {
+            let kept = keep(m);
+            if let (false, Some(index)) = (kept, index.as_mut()) {
+                index.remove(&(m.group_id.clone(), m.user_id.clone()));
+            }
+            kept
+        });
     }
 }
 
@@ -601,8 +711,8 @@ pub struct World {
     pub sso_instances: BTreeMap<String, SsoInstance>,
     /// Applications by ARN.
     pub applications: BTreeMap<String, Application>,
-    /// Direct assignments.
-    pub assignments: Vec<Assignment>,
+    /// Direct assignments (a set: lookups by the whole assignment).
+    pub assignments: BTreeSet<Assignment>,
     #[serde(skip)]
     clock: Instant,
 }
@@ -665,7 +775,7 @@ impl World {
             identity_stores: BTreeMap::new(),
             sso_instances: BTreeMap::new(),
             applications: BTreeMap::new(),
-            assignments: vec![],
+            assignments: BTreeSet::new(),
             clock: Instant::now(),
         };
         for inst in &seed.connect_instances {
@@ -758,6 +868,7 @@ impl World {
             security_profiles: resources("security-profile", &s.security_profiles),
             hierarchy_groups: resources("agent-group", &s.hierarchy_groups),
             users: BTreeMap::new(),
+            username_index: OnceLock::new(),
         };
         if self.connect_instances.insert(s.id.clone(), inst).is_some() {
             return Err(WorldError::Duplicate(format!("connect instance {}", s.id)));
@@ -828,14 +939,14 @@ impl World {
         user: ConnectUser,
     ) -> Result<String, WorldError> {
         let inst = self.connect_instance_mut(instance_id)?;
-        if inst.users.values().any(|x| x.username == user.username) {
+        if inst.user_named(&user.username).is_some() {
             return Err(WorldError::Duplicate(format!(
                 "connect user {}",
                 user.username
             )));
         }
         let id = user.id.clone();
-        inst.users.insert(id.clone(), user);
+        inst.insert_user(user);
         Ok(id)
     }
 
@@ -863,7 +974,8 @@ impl World {
                 users: BTreeMap::new(),
                 groups: BTreeMap::new(),
                 memberships: BTreeMap::new(),
-                folded: Default::default(),
+                user_index: OnceLock::new(),
+                membership_index: OnceLock::new(),
             });
         for app in &s.applications {
             if self.applications.contains_key(&app.arn) {
@@ -916,11 +1028,7 @@ impl World {
     ) -> Result<String, WorldError> {
         let store = self.identity_store_mut(store_id)?;
         let lower = user_name.to_lowercase();
-        if store
-            .users
-            .values()
-            .any(|x| x.user_name.to_lowercase() == lower)
-        {
+        if store.holds('n', user_name) {
             return Err(WorldError::Duplicate(format!("identity user {user_name}")));
         }
         let id = id.unwrap_or_else(|| {
@@ -1143,25 +1251,18 @@ impl World {
         if !store.users.contains_key(user_id) {
             return Err(WorldError::NotFound(format!("user {user_id}")));
         }
-        if store
-            .memberships
-            .values()
-            .any(|m| m.group_id == group_id && m.user_id == user_id)
-        {
+        if store.membership(group_id, user_id).is_some() {
             return Err(WorldError::Duplicate(format!(
                 "membership {group_id}/{user_id}"
             )));
         }
         let id = new_uuid();
-        store.memberships.insert(
-            id.clone(),
-            Membership {
-                membership_id: id.clone(),
-                group_id: group_id.into(),
-                user_id: user_id.into(),
-                created_at: 1_700_000_000.0,
-            },
-        );
+        store.insert_membership(Membership {
+            membership_id: id.clone(),
+            group_id: group_id.into(),
+            user_id: user_id.into(),
+            created_at: 1_700_000_000.0,
+        });
         Ok(id)
     }
 
@@ -1178,10 +1279,9 @@ impl World {
             principal_type: principal_type.into(),
             principal_id: principal_id.into(),
         };
-        if self.assignments.contains(&a) {
+        if !self.assignments.insert(a) {
             return Err(WorldError::Duplicate(format!("assignment {principal_id}")));
         }
-        self.assignments.push(a);
         Ok(())
     }
 
@@ -1189,7 +1289,7 @@ impl World {
     pub fn remove_connect_user(&mut self, instance_id: &str, user_id: &str) -> bool {
         self.connect_instances
             .get_mut(instance_id)
-            .is_some_and(|i| i.users.remove(user_id).is_some())
+            .is_some_and(|i| i.remove_user(user_id).is_some())
     }
 }
 
