@@ -515,15 +515,16 @@ pub fn migrated(
 }
 
 /// An agent being offboarded: only its email is needed (trimmed and lower-cased once, as at
-/// onboarding: the Connect username on SAML, the Identity Store UserName and primary email).
-/// The other fields stay empty: offboarding sends none of them.
-pub fn leaver(email: &str, mode: IdentityMode) -> Result<AgentSpec, ValidationErrors> {
+/// onboarding: the Identity Store UserName and primary email compare without case). The
+/// username keeps the case typed, as Connect usernames are case-sensitive (a migrated user
+/// keeps its own). The other fields stay empty: offboarding sends none of them.
+pub fn leaver(typed: &str, mode: IdentityMode) -> Result<AgentSpec, ValidationErrors> {
     let mut errs = Vec::new();
-    let Some(email) = validate_email(email, &mut errs) else {
+    let Some(email) = validate_email(typed, &mut errs) else {
         return Err(ValidationErrors(errs));
     };
     Ok(AgentSpec {
-        username: email.clone(),
+        username: typed.trim().to_string(),
         email,
         first_name: String::new(),
         last_name: String::new(),

@@ -114,8 +114,9 @@ pub struct FixPlan {
 impl DriftReport {
     /// The fix plan: connect_only / not_in_group / not_assigned → migrate (it adopts the
     /// Connect user, creates or adopts the Identity Center user, joins, assigns);
-    /// identity_only → batch; username_mismatch → offboard the wrongly named Connect user,
-    /// then batch with the Identity Center email. Duplicates and missing primary emails
+    /// identity_only → batch; username_mismatch → offboard the wrongly named Connect user
+    /// alone (`--connect-only`: the Identity Center user, its sign-in and MFA, stay), then
+    /// batch with the Identity Center email. Duplicates and missing primary emails
     /// are fixed by hand in the console (see their fix).
     pub fn plan(&self) -> FixPlan {
         let mut p = FixPlan::default();
@@ -294,7 +295,7 @@ fn classify(
             agent(
                 DriftStatus::UsernameMismatch,
                 Some(format!(
-                    "Connect username {:?} is not exactly {:?}: offboard it (fix plan: offboard.csv), then onboard again (batch.csv)",
+                    "Connect username {:?} is not exactly {:?}: remove that Connect user alone (fix plan: offboard --connect-only --file offboard.csv), then onboard again (batch.csv: the Identity Center user is kept and adopted)",
                     c.username,
                     sent.unwrap_or_default()
                 )),

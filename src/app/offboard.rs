@@ -156,7 +156,7 @@ pub async fn offboard(
                 }
             }
         }
-        match finder.identify(&email, opts.sides).await? {
+        match finder.identify(&spec.username, &email, opts.sides).await? {
             Identified::Nothing(_) if offboarded_in.is_some() => {
                 early.push(result("already_done", offboarded_in, None))
             }
@@ -413,11 +413,13 @@ impl<'a> Finder<'a> {
         Ok(users)
     }
 
-    /// The agent's Connect user id and Identity Store user, or why it is skipped.
-    async fn identify(&self, email: &str, sides: Sides) -> Result<Identified, Error> {
-        let connect = match sides {
+    /// The agent's Connect user id and Identity Store user, or why it is skipped. The
+    /// Connect user is the one with exactly the username `typed`, else the one named as its
+    /// Identity Center user is (the RoleSessionName that `migrate` kept, case and all).
+    async fn identify(&self, typed: &str, email: &str, sides: Sides) -> Result<Identified, Error> {
+        let mut connect = match sides {
             Sides::IdentityOnly => None,
-            _ => self.connect_user(email).await?,
+            _ => self.connect_user(typed).await?,
         };
         let mut identity = match sides {
             Sides::ConnectOnly => Vec::new(),
@@ -432,6 +434,15 @@ impl<'a> Finder<'a> {
                 names.len(),
                 names.join(", ")
             )));
+        }
+        if let (Sides::Both, None, [user]) = (sides, &connect, identity.as_slice()) {
+            let names = [Some(&user.user_name), user.primary_email.as_ref()];
+            for name in names.into_iter().flatten().filter(|n| n.as_str() != typed) {
+                connect = self.connect_user(name).await?;
+                if connect.is_some() {
+                    break;
+                }
+            }
         }
         let identity = identity.pop();
         Ok(match (sides, connect, identity) {

@@ -571,7 +571,7 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
     if let Some(dir) = plan {
         let _ = writeln!(
             out,
-            "fix plan in {}: review, then run offboard --file offboard.csv, batch batch.csv, migrate --usernames migrate-usernames.txt",
+            "fix plan in {}: review, then run offboard --connect-only --file offboard.csv, batch batch.csv, migrate --usernames migrate-usernames.txt",
             dir.display()
         );
     }
@@ -579,7 +579,8 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
 
 /// Writes the fix plan's files into `dir`: `migrate-usernames.txt` (one Connect username
 /// per line, exact, as `migrate --usernames` reads it), `batch.csv` (native CSV:
-/// email,first_name,last_name) and `offboard.csv` (email: the Connect username to remove).
+/// email,first_name,last_name) and `offboard.csv` (email: the Connect username to remove, with
+/// `offboard --connect-only`).
 pub(crate) fn write_fix_plan(dir: &std::path::Path, plan: &app::FixPlan) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("writing the fix plan in {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| err(&e))?;

@@ -185,8 +185,24 @@ async fn the_fix_plan_holds_what_each_command_needs_and_the_commands_accept_it()
     );
     assert_eq!(read("offboard.csv"), "email\nMia@Example.com\n");
 
-    // The files are what the commands read: migrate fixes connect_only, not_in_group and
-    // not_assigned; batch gives ida her Connect user.
+    // The files are what the commands read: offboard removes Mia's wrongly named Connect
+    // user alone (her Identity Center user stays); migrate fixes connect_only, not_in_group
+    // and not_assigned; batch gives ida and mia their Connect users.
+    let mia_ic = env.world().identity_users["mia@example.com"].clone();
+    let o = env
+        .run(&[
+            "offboard",
+            "--connect-only",
+            "--file",
+            path_str(&dir.join("offboard.csv")),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!env
+        .world()
+        .connect_users
+        .contains(&"Mia@Example.com".to_string()));
     let m = env
         .run(&[
             "migrate",
@@ -206,9 +222,15 @@ async fn the_fix_plan_holds_what_each_command_needs_and_the_commands_accept_it()
         "ned@example.com",
         "nat@example.com",
         "ida@example.com",
+        "mia@example.com",
     ] {
         assert_eq!(status_of(&j, user), "complete", "{user}: {j:#}");
     }
+    assert_eq!(
+        env.world().identity_users["mia@example.com"],
+        mia_ic,
+        "Mia's Identity Center user is the one she had"
+    );
     assert_eq!(j["counts"]["identity_only"], 0, "{j:#}");
 }
 

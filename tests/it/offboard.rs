@@ -574,3 +574,48 @@ async fn on_a_terminal_the_plan_is_confirmed_by_typing_yes() {
     env.world().assert_gone(ANA);
     assert_shared_intact(&env.world());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migrated_agent_with_a_mixed_case_username_is_found_on_both_sides() {
+    use connect_onboard_sandbox::world::SeedConnectUser;
+    let mut seed = Seed::default();
+    for name in ["Ana.Silva@Example.com", "Ben.Ng@Example.com"] {
+        seed.connect_instances[0].users.push(SeedConnectUser {
+            username: name.into(),
+            first_name: Some("A".into()),
+            last_name: Some("B".into()),
+            security_profiles: vec!["Agent".into()],
+            routing_profile: Some("Basic Routing Profile".into()),
+            ..Default::default()
+        });
+    }
+    let env = Env::with(seed, "").await;
+    let out = env.run(&["migrate"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // Typed in lower case, one per agent: the Connect user is found through the Identity
+    // Center user's UserName (the RoleSessionName migrate kept), not skipped as "Identity
+    // Center only".
+    let out = env.run(&["offboard", ANA, "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // From a file (the fix-plan's offboard.csv shape), with the bulk reads.
+    let file = env.dir.path().join("leavers.csv");
+    std::fs::write(&file, "email\nben.ng@example.com\n").unwrap();
+    let out = env
+        .run(&[
+            "offboard",
+            "--file",
+            file.to_str().unwrap(),
+            "--bulk-reads",
+            "always",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    for name in ["Ana.Silva@Example.com", "Ben.Ng@Example.com"] {
+        assert!(!w.connect_users.contains(&name.to_string()), "{w:#?}");
+        assert!(!w.identity_users.contains_key(name), "{w:#?}");
+    }
+    assert_shared_intact(&w);
+    assert_eq!(deletes(&env), [0, 2, 2, 2]);
+}
