@@ -45,6 +45,7 @@ pub fn start_moto() -> Option<Moto> {
             return None;
         }
     };
+    check_moto_version();
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -53,6 +54,36 @@ pub fn start_moto() -> Option<Moto> {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("moto_server did not start on port {port}");
+}
+
+/// The oldest moto these cross-checks were written against (`.ci/run` pins it): older ones
+/// lack IsMemberInGroups and GetGroupMembershipId and answer them 500, which the tool
+/// retries (as it must for a real 500) for minutes per call instead of failing fast.
+const MOTO_MIN: (u32, u32, u32) = (5, 2, 5);
+
+fn check_moto_version() {
+    let out = Command::new("python3")
+        .args(["-c", "import moto; print(moto.__version__)"])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let v: Vec<u32> = (text.split('.'))
+        .map(|p| {
+            p.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    let found = (
+        v.first().copied().unwrap_or(0),
+        v.get(1).copied().unwrap_or(0),
+        v.get(2).copied().unwrap_or(0),
+    );
+    assert!(
+        found >= MOTO_MIN,
+        "moto {text:?} is older than {MOTO_MIN:?}: pip install 'moto[server]==5.2.5' (as .ci/run does)"
+    );
 }
 
 pub async fn moto_client(url: &str) -> aws_sdk_identitystore::Client {
