@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use super::reader::{InputError, Reader, FIELDS};
 use super::{validate, AgentInput, Defaults, IdentityMode, PhoneType, Secret};
 
-/// 64 cases unless `PROPTEST_CASES` says otherwise.
-fn config() -> ProptestConfig {
+/// 64 cases unless `PROPTEST_CASES` says otherwise (every property test of the crate).
+pub(crate) fn config() -> ProptestConfig {
     ProptestConfig {
         cases: std::env::var("PROPTEST_CASES")
             .ok()

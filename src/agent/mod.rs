@@ -30,7 +30,7 @@
 //! `reader` (agent files: the console's bulk-upload CSV, native CSV, JSON Lines).
 
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;
 pub mod reader;
 mod rules;
 #[cfg(test)]

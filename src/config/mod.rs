@@ -1091,15 +1091,7 @@ mod fuzz {
 
     use super::*;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(64),
-            ..ProptestConfig::default()
-        }
-    }
+    use crate::agent::fuzz::config;
 
     /// A TOML value of any shape: strings of any text, numbers, booleans, arrays, tables.
     fn value() -> impl Strategy<Value = String> {
