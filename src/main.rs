@@ -5,8 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ignore_file_size_signal();
-    let cli = connect_onboard::cli::Cli::parse();
-    std::process::ExitCode::from(connect_onboard::cli::run(cli).await)
+    let code = match connect_onboard::cli::Cli::try_parse() {
+        Ok(cli) => connect_onboard::cli::run(cli).await,
+        Err(e) => connect_onboard::cli::usage_error(e),
+    };
+    std::process::ExitCode::from(code)
 }
 
 /// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills

@@ -142,10 +142,50 @@ impl From<&ApiStats> for CallStats {
 /// Where `batch` and `migrate` report as they go: the number of agents once every row is
 /// checked, then each agent's result as soon as it is known.
 pub trait Sink {
-    /// Every row is checked: `total` agents will be reported.
-    fn started(&mut self, total: usize);
+    /// Every row is checked and the command is about to write: `total` agents will be
+    /// reported. The sink creates its files now, not before (a rejected command touches
+    /// none); an error here stops the command before any AWS write.
+    fn started(&mut self, total: usize) -> Result<(), String>;
+    /// A row rejected by validation (`--skip-invalid`), outcome `invalid`: reported, not
+    /// counted among the agents.
+    fn rejected(&mut self, _row: &AgentResult) {}
     /// One agent's result.
     fn finished(&mut self, agent: &AgentResult);
+}
+
+/// A row that failed validation: who it names (as written, when the row could be read) and
+/// every problem, each `file:line: column ...: rule`.
+#[derive(Debug, Clone)]
+pub(super) struct Rejected {
+    /// The row's email or username as written, if it could be read.
+    pub who: Option<String>,
+    /// Its problems.
+    pub problems: Vec<String>,
+}
+
+impl From<String> for Rejected {
+    fn from(problem: String) -> Self {
+        Rejected {
+            who: None,
+            problems: vec![problem],
+        }
+    }
+}
+
+impl Rejected {
+    /// The report's row for it.
+    fn result(&self) -> AgentResult {
+        AgentResult {
+            email: self.who.clone().unwrap_or_default(),
+            outcome: "invalid".into(),
+            run_id: None,
+            connect_user_id: None,
+            identity_user_id: None,
+            error: Some(self.problems.join("; ")),
+            portal_url: None,
+            plan: BTreeMap::new(),
+        }
+    }
 }
 
 /// A validated row.
@@ -192,12 +232,24 @@ impl<'a> Checked<'a> {
 }
 
 impl Iterator for Checked<'_> {
-    type Item = Result<Valid, Vec<String>>;
+    type Item = Result<Valid, Rejected>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let row = match self.reader.next()? {
             Ok(r) => r,
-            Err(errs) => return Some(Err(errs.iter().map(ToString::to_string).collect())),
+            Err(errs) => {
+                return Some(Err(Rejected {
+                    who: None,
+                    problems: errs.iter().map(ToString::to_string).collect(),
+                }))
+            }
+        };
+        let who = Some(row.input.email.trim().to_string()).filter(|e| !e.is_empty());
+        let reject = |problems: Vec<String>| {
+            Some(Err(Rejected {
+                who: who.clone(),
+                problems,
+            }))
         };
         let file = &self.file;
         let at = |fe: &FieldError| match row.column_for(&fe.field) {
@@ -206,29 +258,29 @@ impl Iterator for Checked<'_> {
         };
         let spec = match agent::validate(&row.input, self.defaults, self.target.identity_mode) {
             Ok(s) => s,
-            Err(e) => return Some(Err(e.0.iter().map(at).collect())),
+            Err(e) => return reject(e.0.iter().map(at).collect()),
         };
         use std::hash::BuildHasher;
         let key = (u128::from(self.hashers.0.hash_one(&spec.email)) << 64)
             | u128::from(self.hashers.1.hash_one(&spec.email));
         if let Some(first) = self.seen.get(&key) {
-            return Some(Err(vec![format!(
+            return reject(vec![format!(
                 "{file}:{}: agent {} is already on line {first}: one row per agent (emails compare without case)",
                 row.line, spec.email
-            )]));
+            )]);
         }
         self.seen.insert(key, row.line);
         let password = row.input.password.clone();
         if spec.needs_password && password.is_none() {
-            return Some(Err(vec![format!(
+            return reject(vec![format!(
                 "{file}:{}: invalid password <redacted>: instance {} stores users in Amazon Connect (CONNECT_MANAGED): each row needs a password",
                 row.line, self.target.instance_id
-            )]));
+            )]);
         }
-        Some(match target::resolve(spec, self.catalog) {
-            Ok(subject) => Ok(Valid { subject, password }),
-            Err(errs) => Err(errs.iter().map(at).collect()),
-        })
+        match target::resolve(spec, self.catalog) {
+            Ok(subject) => Some(Ok(Valid { subject, password })),
+            Err(errs) => reject(errs.iter().map(at).collect()),
+        }
     }
 }
 
@@ -265,27 +317,28 @@ pub async fn batch(
     } = ctx.new_run(WorkflowSource::Onboard).await?;
 
     // Pass 1: every row checked, nothing kept but the problems.
-    let mut invalid = Vec::new();
+    let mut rejected = Vec::new();
     let mut valid = 0usize;
     for row in Checked::open(&opts.file, &config.defaults, &target, &catalog)? {
         match row {
             Ok(_) => valid += 1,
-            Err(errs) => invalid.extend(errs),
+            Err(r) => rejected.push(r),
         }
     }
-    if valid == 0 && invalid.is_empty() {
+    if valid == 0 && rejected.is_empty() {
         return Err(Error::Input(format!(
             "{}: no agent rows, only a header: nothing to onboard; nothing was written",
             opts.file.display()
         )));
     }
-    if !invalid.is_empty() && !opts.skip_invalid {
-        return Err(Error::Input(format!(
-            "{}\n{} problem(s) in {}; nothing was written (fix them, or pass --skip-invalid to onboard the valid rows only)",
-            invalid.join("\n"),
-            invalid.len(),
+    if !rejected.is_empty() && !opts.skip_invalid {
+        let problems: Vec<String> = rejected.into_iter().flat_map(|r| r.problems).collect();
+        let summary = format!(
+            "{} problem(s) in {}; nothing was written (fix them, or pass --skip-invalid to onboard the valid rows only)",
+            problems.len(),
             opts.file.display()
-        )));
+        );
+        return Err(Error::Invalid { problems, summary });
     }
     let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
         Ok(Box::new(
@@ -299,7 +352,7 @@ pub async fn batch(
         early: Vec::new(),
     };
     run_rows(
-        ctx, prepared, valid, invalid, &rows, &opts.run, settings, sink,
+        ctx, prepared, valid, rejected, &rows, &opts.run, settings, sink,
     )
     .await
 }
@@ -327,7 +380,7 @@ pub(super) async fn run_rows(
     ctx: &Context,
     prepared: Prepared<'_>,
     valid: usize,
-    invalid: Vec<String>,
+    rejected: Vec<Rejected>,
     rows: &Rows<'_>,
     opts: &RunOptions,
     settings: &RunSettings,
@@ -339,7 +392,11 @@ pub(super) async fn run_rows(
         wf,
         early,
     } = prepared;
-    sink.started(valid + early.len());
+    sink.started(valid + early.len()).map_err(Error::Input)?;
+    for r in &rejected {
+        sink.rejected(&r.result());
+    }
+    let invalid = rejected.into_iter().flat_map(|r| r.problems).collect();
     let target = target.clone();
     let concurrency = opts.concurrency.max(1);
     let started = Instant::now();
@@ -715,11 +772,14 @@ async fn registry_for(
             application_arn: (target.assignment == AssignmentMode::Group)
                 .then_some(target.application_arn.as_str()),
         };
-        let snapshot = Snapshot::take(
-            &clients.connect,
-            &clients.identity_store,
-            &clients.sso_admin,
-            &scope,
+        let snapshot = crate::aws::retry::for_caller(
+            Arc::from("bulk read"),
+            Snapshot::take(
+                &clients.connect,
+                &clients.identity_store,
+                &clients.sso_admin,
+                &scope,
+            ),
         )
         .await
         .map_err(|source| target::Error::Aws {

@@ -15,7 +15,7 @@ use crate::aws::{ConnectApi, ConnectUser};
 use crate::steps::Subject;
 use crate::target::{self, Catalog};
 
-use super::batch::{run_rows, BatchReport, Prepared, RunOptions, Sink, Valid};
+use super::batch::{run_rows, BatchReport, Prepared, Rejected, RunOptions, Sink, Valid};
 use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
 
 /// The built-in migration workflow, embedded.
@@ -222,7 +222,14 @@ pub async fn migrate(
         early: Vec::new(),
     };
     run_rows(
-        ctx, prepared, count, invalid, &rows, &opts.run, settings, sink,
+        ctx,
+        prepared,
+        count,
+        invalid.into_iter().map(Rejected::from).collect(),
+        &rows,
+        &opts.run,
+        settings,
+        sink,
     )
     .await
 }

@@ -60,6 +60,15 @@ pub enum Error {
     /// Invalid agent fields.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Fields(Vec<FieldError>),
+    /// Rows of an agent file that failed validation: every problem (`file:line: column
+    /// ...: rule`), then a summary line; nothing was written.
+    #[error("{}\n{summary}", problems.join("\n"))]
+    Invalid {
+        /// Every problem of every row.
+        problems: Vec<String>,
+        /// What it means for the command.
+        summary: String,
+    },
     /// Preflight failed.
     #[error(transparent)]
     Preflight(#[from] target::Error),
@@ -78,7 +87,7 @@ impl Error {
     /// Whether the error is an input/usage error that came before any write.
     pub fn is_input(&self) -> bool {
         match self {
-            Error::Input(_) | Error::Fields(_) => true,
+            Error::Input(_) | Error::Fields(_) | Error::Invalid { .. } => true,
             Error::Preflight(target::Error::Config(_)) => true,
             // A read that failed for a passing reason (throttled, 5xx, network) is not the
             // user's input; one that was refused (access denied, validation) is setup.

@@ -295,11 +295,8 @@ fn checked_emails(opts: &OffboardOptions, target: &Target) -> Result<Vec<agent::
         }
     }
     if !problems.is_empty() {
-        return Err(Error::Input(format!(
-            "{}\n{} problem(s); nothing was written",
-            problems.join("\n"),
-            problems.len()
-        )));
+        let summary = format!("{} problem(s); nothing was written", problems.len());
+        return Err(Error::Invalid { problems, summary });
     }
     Ok(specs)
 }

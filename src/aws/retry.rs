@@ -142,6 +142,7 @@ impl Pacer {
                 Some(wait) => {
                     tracing::debug!(api, code = %e.code, tries, ?wait, "waiting to retry the call");
                     self.observe(&Wait {
+                        who: current_caller(),
                         api: api.to_string(),
                         code: e.code.clone(),
                         tries,
@@ -159,9 +160,27 @@ impl Pacer {
     }
 }
 
+tokio::task_local! {
+    static CALLER: std::sync::Arc<str>;
+}
+
+/// Runs `f` with its calls made for `who` (an agent's key, or the name of a start-up
+/// read): every [`Wait`] of those calls names it.
+pub async fn for_caller<F: Future>(who: std::sync::Arc<str>, f: F) -> F::Output {
+    CALLER.scope(who, f).await
+}
+
+/// Who the calls made now are for, if a caller said ([`for_caller`]).
+fn current_caller() -> Option<String> {
+    CALLER.try_with(|w| w.to_string()).ok()
+}
+
 /// A wait between two tries of one call, as told to the pacer's observer.
 #[derive(Debug, Clone)]
 pub struct Wait {
+    /// Who the call is for: an agent's key, or a start-up read's name; `None` when no
+    /// caller said.
+    pub who: Option<String>,
     /// `service:Operation`.
     pub api: String,
     /// The error code that caused it.

@@ -19,6 +19,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
     /// Config file.
     #[arg(long, global = true, default_value = "connect-onboard.toml")]
@@ -55,7 +56,7 @@ pub(crate) enum Command {
         /// Run id (all runs when absent).
         run_id: Option<String>,
         /// Agents in flight at once (the per-API rate limits hold each quota).
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
         concurrency: usize,
     },
     /// Remove what a run created, for the whole run or one agent.
@@ -106,6 +107,7 @@ pub(crate) enum Command {
     /// Remove leavers: the user's application assignment (user mode), group membership,
     /// Identity Center user and Connect user. Deletes are irreversible: the plan is shown
     /// and confirmed first (--yes off a terminal).
+    #[command(override_usage = "connect-onboard offboard (EMAIL... | --file FILE) [OPTIONS]")]
     Offboard(Box<OffboardArgs>),
     /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
     Retry {
@@ -115,7 +117,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
         /// Agents in flight at once (the per-API rate limits hold each quota).
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
         concurrency: usize,
     },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
@@ -243,6 +245,19 @@ pub(crate) enum OnFailureArg {
     Keep,
 }
 
+/// The most agents in flight at once: far past what any AWS quota lets progress (the
+/// per-API rate limiter, not this, holds each quota), and memory follows it.
+pub(crate) const MAX_CONCURRENCY: usize = 1_000;
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 1 to {MAX_CONCURRENCY} (agents in flight at once; the per-API rate limiter holds each quota)"
+        )),
+    }
+}
+
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -269,7 +284,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) notices: Option<PathBuf>,
     /// Agents in flight at once (the per-API rate limits hold each quota).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
     pub(crate) concurrency: usize,
     /// List each directory once (auto: from 20 agents) instead of a lookup per agent.
     #[arg(long, value_enum, default_value = "auto")]
@@ -310,7 +325,7 @@ pub(crate) struct OffboardArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
     /// Agents in flight at once (the per-API rate limits hold each quota).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
     pub(crate) concurrency: usize,
     /// Identify the agents from one listing of each directory (auto: from 20 agents).
     #[arg(long, value_enum, default_value = "auto")]

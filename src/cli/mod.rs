@@ -30,10 +30,12 @@ pub async fn run(cli: Cli) -> u8 {
         Err(e) => {
             let code = exit::for_error(&e);
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": e.to_string(), "exit_code": code })
-                );
+                let mut out = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+                if let app::Error::Invalid { problems, summary } = &e {
+                    out["error"] = summary.clone().into();
+                    out["invalid"] = problems.clone().into();
+                }
+                println!("{out}");
             }
             for line in e.to_string().lines() {
                 eprintln!("connect-onboard: error: {line}");
@@ -41,6 +43,44 @@ pub async fn run(cli: Cli) -> u8 {
             code
         }
     }
+}
+
+/// A command line that clap refused: help and version are printed as asked (exit 0);
+/// a usage error is printed by clap on stderr and, when `--json` was among the arguments,
+/// as `{"error": ..., "exit_code": 2}` on stdout like every other error.
+pub fn usage_error(e: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.use_stderr() {
+            exit::INPUT
+        } else {
+            exit::OK
+        };
+    }
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json {
+        // The message: the rendered text up to its first blank line (the usage and the
+        // hint follow it), on one line.
+        let text = e.render().to_string();
+        let message: Vec<&str> = text
+            .trim_start_matches("error: ")
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "error": message.join(" "), "usage": text.trim_end(), "exit_code": exit::INPUT })
+        );
+    }
+    let _ = e.print();
+    exit::INPUT
 }
 
 fn init_tracing(verbose: u8) {
@@ -183,10 +223,15 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs =
-                Outputs::open(run.report.as_deref(), run.notices.as_deref(), json, waits)?;
-            let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
-            outs.finish(&out, json)
+            let mut outs = Outputs::new(
+                run.report.as_deref(),
+                run.notices.as_deref(),
+                json,
+                run.dry_run,
+                waits,
+            );
+            let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
+            outs.finish(out, json)
         }
         Command::Migrate {
             routing_profiles,
@@ -204,10 +249,15 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs =
-                Outputs::open(run.report.as_deref(), run.notices.as_deref(), json, waits)?;
-            let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await?;
-            outs.finish(&out, json)
+            let mut outs = Outputs::new(
+                run.report.as_deref(),
+                run.notices.as_deref(),
+                json,
+                run.dry_run,
+                waits,
+            );
+            let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
+            outs.finish(out, json)
         }
         Command::Offboard(a) => offboard(g, *a).await,
         Command::Retry {
@@ -294,8 +344,11 @@ fn quiet(on_failure: OnFailureArg) -> RunSettings {
 }
 
 /// Where `batch` and `migrate` stream their results: `--report`, `--notices` and the
-/// progress meter.
+/// progress meter. The files are created only when the run phase starts (after every
+/// check, before the first write), each as a temporary file renamed into place at the end.
 struct Outputs {
+    report_path: Option<std::path::PathBuf>,
+    notices_path: Option<std::path::PathBuf>,
     report: Option<output::ReportWriter>,
     notices: Option<output::NoticeWriter>,
     meter: output::Meter,
@@ -316,43 +369,58 @@ fn counted(g: &GlobalArgs, waits: &Waits) -> Globals {
 }
 
 impl Outputs {
-    fn open(
+    fn new(
         report: Option<&std::path::Path>,
         notices: Option<&std::path::Path>,
         json: bool,
+        dry_run: bool,
         waits: Waits,
-    ) -> Result<Self, app::Error> {
-        Ok(Outputs {
-            report: report
-                .map(output::ReportWriter::create)
-                .transpose()
-                .map_err(app::Error::Input)?,
-            notices: notices
-                .map(output::NoticeWriter::create)
-                .transpose()
-                .map_err(app::Error::Input)?,
-            meter: output::Meter::new(json),
+    ) -> Self {
+        Outputs {
+            report_path: report.map(Into::into),
+            notices_path: notices.map(Into::into),
+            report: None,
+            notices: None,
+            meter: output::Meter::new(json, dry_run),
             waits,
-        })
+        }
     }
 
-    /// Closes the files, prints the summary, and decides the exit code.
-    fn finish(self, out: &app::BatchReport, json: bool) -> Result<u8, app::Error> {
+    /// Puts the files in place (also after a run that stopped with an error: what the
+    /// report holds happened), then, for a run that returned, prints the summary and
+    /// decides the exit code.
+    fn finish(
+        self,
+        out: Result<app::BatchReport, app::Error>,
+        json: bool,
+    ) -> Result<u8, app::Error> {
         self.meter.finish();
-        if let Some(r) = self.report {
-            r.finish().map_err(app::Error::Input)?;
-        }
-        if let Some(n) = self.notices {
-            n.finish().map_err(app::Error::Input)?;
-        }
-        output::print_batch(out, json);
-        Ok(exit::for_batch(out))
+        let report = self.report.map(|r| r.finish()).transpose();
+        let notices = self.notices.map(|n| n.finish()).transpose();
+        let out = out?;
+        report.map_err(app::Error::Input)?;
+        notices.map_err(app::Error::Input)?;
+        output::print_batch(&out, json);
+        Ok(exit::for_batch(&out))
     }
 }
 
 impl app::Sink for Outputs {
-    fn started(&mut self, total: usize) {
+    fn started(&mut self, total: usize) -> Result<(), String> {
+        if let Some(p) = &self.report_path {
+            self.report = Some(output::ReportWriter::create(p)?);
+        }
+        if let Some(d) = &self.notices_path {
+            self.notices = Some(output::NoticeWriter::create(d)?);
+        }
         self.meter.start(total, self.waits.clone());
+        Ok(())
+    }
+
+    fn rejected(&mut self, row: &app::AgentResult) {
+        if let Some(r) = self.report.as_mut() {
+            r.add(row);
+        }
     }
 
     fn finished(&mut self, a: &app::AgentResult) {
@@ -406,7 +474,13 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
                 ));
             }
         }
-        *slot.borrow_mut() = Some(Outputs::open(report.as_deref(), None, json, waits.clone())?);
+        *slot.borrow_mut() = Some(Outputs::new(
+            report.as_deref(),
+            None,
+            json,
+            dry_run,
+            waits.clone(),
+        ));
         Ok(())
     };
     let mut sink = Slot(&slot);
@@ -417,18 +491,25 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
         &mut confirm,
         &mut sink,
     )
-    .await?;
-    let outs = slot.take().expect("confirmed before the run phase");
-    outs.finish(&out, json)
+    .await;
+    match slot.take() {
+        Some(outs) => outs.finish(out, json),
+        // Refused before the confirmation: nothing was opened.
+        None => out.map(|o| {
+            output::print_batch(&o, json);
+            exit::for_batch(&o)
+        }),
+    }
 }
 
 /// The outputs once they exist (after the confirmation).
 struct Slot<'a>(&'a std::cell::RefCell<Option<Outputs>>);
 
 impl app::Sink for Slot<'_> {
-    fn started(&mut self, total: usize) {
-        if let Some(o) = self.0.borrow_mut().as_mut() {
-            o.started(total);
+    fn started(&mut self, total: usize) -> Result<(), String> {
+        match self.0.borrow_mut().as_mut() {
+            Some(o) => o.started(total),
+            None => Ok(()),
         }
     }
 

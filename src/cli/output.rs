@@ -214,9 +214,57 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
     }
 }
 
+/// A file written beside its destination and renamed into place when complete: a command
+/// that fails (or a crash) never leaves half a file, nor touches the one that was there.
+pub(crate) struct AtomicFile {
+    path: std::path::PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    /// A temporary file in `path`'s directory (which must exist).
+    pub(crate) fn create(path: &std::path::Path) -> std::io::Result<AtomicFile> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// The temporary file, to write to.
+    pub(crate) fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Flushes to disk and renames over the destination.
+    pub(crate) fn commit(self) -> std::io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        self.tmp
+            .persist(&self.path)
+            .map(|_| ())
+            .map_err(|e| e.error)
+    }
+}
+
+/// Writes `contents` to `path` through an [`AtomicFile`].
+pub(crate) fn write_atomic(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.file().write_all(contents)?;
+    f.commit()
+}
+
 /// Writes one row per agent, as results arrive: JSON Lines when the file ends in `.json`
 /// or `.jsonl` (one object per agent), else CSV with cells that a spreadsheet would run as
-/// formulas neutralised.
+/// formulas neutralised. Rows go to a temporary file beside FILE, renamed over it by
+/// [`ReportWriter::finish`].
 pub(crate) struct ReportWriter {
     path: std::path::PathBuf,
     out: ReportOut,
@@ -224,22 +272,34 @@ pub(crate) struct ReportWriter {
 }
 
 enum ReportOut {
-    Csv(Box<csv::Writer<std::fs::File>>),
-    Json(std::io::BufWriter<std::fs::File>),
+    Csv(Box<csv::Writer<AtomicFile>>),
+    Json(std::io::BufWriter<AtomicFile>),
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file().flush()
+    }
+}
+
+fn report_error(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
+    format!("writing the report {}: {e}", path.display())
 }
 
 impl ReportWriter {
     pub(crate) fn create(path: &std::path::Path) -> Result<Self, String> {
-        let err = |e: &dyn std::fmt::Display| format!("writing the report {}: {e}", path.display());
+        let err = |e: &dyn std::fmt::Display| report_error(path, e);
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("jsonl"));
+        let file = AtomicFile::create(path).map_err(|e| err(&e))?;
         let out = if json {
-            ReportOut::Json(std::io::BufWriter::new(
-                std::fs::File::create(path).map_err(|e| err(&e))?,
-            ))
+            ReportOut::Json(std::io::BufWriter::new(file))
         } else {
-            let mut w = csv::Writer::from_path(path).map_err(|e| err(&e))?;
+            let mut w = csv::Writer::from_writer(file);
             w.write_record([
                 "email",
                 "outcome",
@@ -281,23 +341,25 @@ impl ReportWriter {
         }
     }
 
+    /// Renames the complete report into place (unless a row failed to be written).
     pub(crate) fn finish(self) -> Result<(), String> {
-        let flushed = match self.out {
-            ReportOut::Json(mut w) => w.flush().map_err(|e| e.to_string()),
-            ReportOut::Csv(mut w) => w.flush().map_err(|e| e.to_string()),
+        let file = match self.out {
+            ReportOut::Json(w) => w.into_inner().map_err(|e| e.error().to_string()),
+            ReportOut::Csv(w) => w.into_inner().map_err(|e| e.error().to_string()),
         };
-        match self.error.map(Err).unwrap_or(flushed) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(format!("writing the report {}: {e}", self.path.display())),
-        }
+        let done = match (self.error, file) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(f)) => f.commit().map_err(|e| e.to_string()),
+        };
+        done.map_err(|e| report_error(&self.path, &e))
     }
 }
 
 /// Writes a sign-in notice per agent that is done, and `notices.csv` (email, username,
-/// portal URL) for a mail merge, as results arrive.
+/// portal URL) for a mail merge, as results arrive. Each file is renamed into place whole.
 pub(crate) struct NoticeWriter {
     dir: std::path::PathBuf,
-    merge: csv::Writer<std::fs::File>,
+    merge: csv::Writer<AtomicFile>,
     error: Option<String>,
 }
 
@@ -305,7 +367,8 @@ impl NoticeWriter {
     pub(crate) fn create(dir: &std::path::Path) -> Result<Self, String> {
         let err = |e: &dyn std::fmt::Display| format!("writing notices in {}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        let mut merge = csv::Writer::from_path(dir.join("notices.csv")).map_err(|e| err(&e))?;
+        let file = AtomicFile::create(&dir.join("notices.csv")).map_err(|e| err(&e))?;
+        let mut merge = csv::Writer::from_writer(file);
         merge
             .write_record(["email", "username", "portal_url"])
             .map_err(|e| err(&e))?;
@@ -325,7 +388,7 @@ impl NoticeWriter {
         let file = self
             .dir
             .join(format!("{}.txt", a.email.replace(['/', '\\'], "_")));
-        let res = std::fs::write(file, text)
+        let res = write_atomic(&file, text.as_bytes())
             .map_err(|e| e.to_string())
             .and_then(|_| {
                 self.merge
@@ -337,12 +400,13 @@ impl NoticeWriter {
         }
     }
 
-    pub(crate) fn finish(mut self) -> Result<(), String> {
-        let flushed = self.merge.flush().map_err(|e| e.to_string());
-        match self.error.map(Err).unwrap_or(flushed) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(format!("writing notices in {}: {e}", self.dir.display())),
-        }
+    pub(crate) fn finish(self) -> Result<(), String> {
+        let done = match (self.error, self.merge.into_inner()) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e.error().to_string()),
+            (None, Ok(f)) => f.commit().map_err(|e| e.to_string()),
+        };
+        done.map_err(|e| format!("writing notices in {}: {e}", self.dir.display()))
     }
 }
 
@@ -353,7 +417,8 @@ pub(crate) fn wait_printer(json: bool) -> Option<app::WaitFn> {
     }
     Some(app::WaitFn(Arc::new(|w: &app::Wait| {
         eprintln!(
-            "[..] {}: {}, retrying in {:.2} s (try {}; gives up in {} s)",
+            "[{}] {}: {}, retrying in {:.2} s (try {}; gives up in {} s)",
+            w.who.as_deref().unwrap_or("start-up read"),
             w.api,
             w.code,
             w.wait.as_secs_f64(),
@@ -371,26 +436,24 @@ pub(crate) fn wait_counter(waits: &Arc<AtomicU64>) -> app::WaitFn {
     }))
 }
 
-/// Progress of a batch on stderr: a bar on a terminal (done / not done / remaining, rate,
-/// ETA), a line every few seconds otherwise, nothing with `--json`.
+/// Progress of a batch on stderr: a bar on a terminal (finished well / not / remaining,
+/// rate, ETA), a line every few seconds otherwise, nothing with `--json`. A dry run counts
+/// agents `planned`. The rate and the ETA are shown only once [`Pace::meaningful`]: the
+/// first agents finish on the buckets' bursts, faster than the quota lets the rest go.
 pub(crate) enum Meter {
     /// `--json`: stdout carries the JSON only, stderr stays quiet.
     Off,
     /// Waiting for the number of agents.
-    Ready { json: bool },
+    Ready { dry_run: bool },
     /// A terminal.
     Bar {
         bar: indicatif::ProgressBar,
-        ok: usize,
-        not_ok: usize,
+        pace: Pace,
         waits: Arc<AtomicU64>,
     },
     /// A pipe or a log file.
     Lines {
-        total: usize,
-        ok: usize,
-        not_ok: usize,
-        started: std::time::Instant,
+        pace: Pace,
         last: std::time::Instant,
         waits: Arc<AtomicU64>,
     },
@@ -399,88 +462,116 @@ pub(crate) enum Meter {
 /// How often a non-terminal progress line is printed.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Counts and timing of a batch's finished agents.
+pub(crate) struct Pace {
+    total: usize,
+    ok: usize,
+    not_ok: usize,
+    /// What a good outcome is called (`done`, or `planned` in a dry run).
+    good: &'static str,
+    started: std::time::Instant,
+}
+
+/// Finished agents before a rate is shown.
+const RATE_AFTER_AGENTS: usize = 10;
+/// Seconds of running before a rate is shown.
+const RATE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Pace {
+    fn new(total: usize, dry_run: bool) -> Pace {
+        Pace {
+            total,
+            ok: 0,
+            not_ok: 0,
+            good: if dry_run { "planned" } else { "done" },
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, a: &app::AgentResult) {
+        if matches!(a.outcome.as_str(), "done" | "already_done" | "planned") {
+            self.ok += 1
+        } else {
+            self.not_ok += 1
+        }
+    }
+
+    fn finished(&self) -> usize {
+        self.ok + self.not_ok
+    }
+
+    /// Enough agents have finished, over long enough, for a rate to mean something.
+    fn meaningful(finished: usize, elapsed: std::time::Duration) -> bool {
+        finished >= RATE_AFTER_AGENTS && elapsed >= RATE_AFTER
+    }
+
+    /// `N done, M not done`, then the rate and ETA once they mean something.
+    fn summary(&self, waits: u64) -> String {
+        let n = self.finished();
+        let elapsed = self.started.elapsed();
+        let mut s = format!(
+            "{} {}, {} not {}",
+            self.ok, self.good, self.not_ok, self.good
+        );
+        if Pace::meaningful(n, elapsed) && n < self.total {
+            let rate = n as f64 / elapsed.as_secs_f64();
+            let eta = (self.total - n) as f64 / rate;
+            s.push_str(&format!(", {rate:.2} agents/s, ETA {eta:.0} s"));
+        }
+        s.push_str(&format!(", {waits} calls waited to retry"));
+        s
+    }
+}
+
 impl Meter {
-    pub(crate) fn new(json: bool) -> Meter {
+    pub(crate) fn new(json: bool, dry_run: bool) -> Meter {
         if json {
             Meter::Off
         } else {
-            Meter::Ready { json }
+            Meter::Ready { dry_run }
         }
     }
 
     /// Starts showing `total` agents; `waits` counts the calls retried after throttling.
     pub(crate) fn start(&mut self, total: usize, waits: Arc<AtomicU64>) {
         use std::io::IsTerminal;
-        if !matches!(self, Meter::Ready { json: false }) {
+        let Meter::Ready { dry_run } = *self else {
             return;
-        }
+        };
+        let pace = Pace::new(total, dry_run);
         *self = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} agents · {msg} · {per_sec} · ETA {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} agents · {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            Meter::Bar {
-                bar,
-                ok: 0,
-                not_ok: 0,
-                waits,
-            }
+            Meter::Bar { bar, pace, waits }
         } else {
-            let now = std::time::Instant::now();
             Meter::Lines {
-                total,
-                ok: 0,
-                not_ok: 0,
-                started: now,
-                last: now,
+                pace,
+                last: std::time::Instant::now(),
                 waits,
             }
         };
     }
 
     pub(crate) fn tick(&mut self, a: &app::AgentResult) {
-        let good = matches!(a.outcome.as_str(), "done" | "already_done" | "planned");
         match self {
             Meter::Off | Meter::Ready { .. } => {}
-            Meter::Bar {
-                bar,
-                ok,
-                not_ok,
-                waits,
-            } => {
-                if good {
-                    *ok += 1
-                } else {
-                    *not_ok += 1
-                }
+            Meter::Bar { bar, pace, waits } => {
+                pace.add(a);
                 bar.inc(1);
-                let w = waits.load(Ordering::Relaxed);
-                bar.set_message(format!("{ok} done, {not_ok} not done, {w} retry waits"));
+                bar.set_message(pace.summary(waits.load(Ordering::Relaxed)));
             }
-            Meter::Lines {
-                total,
-                ok,
-                not_ok,
-                started,
-                last,
-                waits,
-            } => {
-                if good {
-                    *ok += 1
-                } else {
-                    *not_ok += 1
-                }
-                let n = *ok + *not_ok;
-                if last.elapsed() >= PROGRESS_EVERY || n == *total {
+            Meter::Lines { pace, last, waits } => {
+                pace.add(a);
+                let n = pace.finished();
+                if last.elapsed() >= PROGRESS_EVERY || n == pace.total {
                     *last = std::time::Instant::now();
-                    let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    let eta = (*total - n) as f64 / rate.max(f64::MIN_POSITIVE);
-                    let w = waits.load(Ordering::Relaxed);
                     eprintln!(
-                        "progress: {n}/{total} agents ({ok} done, {not_ok} not done), {rate:.2} agents/s, ETA {eta:.0} s, {w} calls waited to retry"
+                        "progress: {n}/{} agents ({})",
+                        pace.total,
+                        pace.summary(waits.load(Ordering::Relaxed))
                     );
                 }
             }

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSpec;
 use crate::aws::pacer::with_attempt;
+use crate::aws::retry::for_caller;
 use crate::aws::{ConnectApi, IdentityStoreApi, SsoAdminApi};
 use crate::config::AssignmentMode;
 use crate::engine::{Action, Found, Outputs, Registry, StepContext, StepError};
@@ -175,8 +176,13 @@ pub const CONNECT_USER_REMOVAL: &str = "connect.delete_user";
 /// The removal of the agent's Identity Store user (offboarding).
 pub const IDENTITY_USER_REMOVAL: &str = "identitystore.delete_user";
 
+/// Who an action's calls are for, as wait lines name it: the agent.
+fn caller(cx: &StepContext<'_, Subject>) -> std::sync::Arc<str> {
+    std::sync::Arc::from(cx.subject.agent.email.as_str())
+}
+
 /// An action whose AWS calls carry the engine's attempt number to the pacer, so retries
-/// never crowd out first attempts.
+/// never crowd out first attempts, and name their agent to the wait lines.
 struct Paced<A>(A);
 
 #[async_trait::async_trait]
@@ -194,12 +200,12 @@ impl<A: Action<Subject>> Action<Subject> for Paced<A> {
         self.0.removes()
     }
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
-        with_attempt(cx.attempt, self.0.lookup(cx)).await
+        with_attempt(cx.attempt, for_caller(caller(cx), self.0.lookup(cx))).await
     }
     async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
-        with_attempt(cx.attempt, self.0.create(cx)).await
+        with_attempt(cx.attempt, for_caller(caller(cx), self.0.create(cx))).await
     }
     async fn delete(&self, cx: &StepContext<'_, Subject>, out: &Outputs) -> Result<(), StepError> {
-        with_attempt(cx.attempt, self.0.delete(cx, out)).await
+        with_attempt(cx.attempt, for_caller(caller(cx), self.0.delete(cx, out))).await
     }
 }

@@ -159,12 +159,16 @@ pub fn now_rfc3339() -> String {
     fmt_ms(now_ms())
 }
 
-/// An epoch-milliseconds time as RFC 3339.
+/// An epoch-milliseconds time as RFC 3339 in UTC with exactly three fractional digits
+/// (`2026-12-04T16:46:06.120Z`): the same width for every instant, so that the stored
+/// strings sort as the instants do (`ORDER BY created_at`) and read alike in `status`.
 pub fn fmt_ms(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
 }
 
 /// A run's row.
@@ -180,4 +184,24 @@ pub struct RunRow {
     pub workflow: String,
     /// Free-form run metadata (JSON), e.g. the resolved configuration.
     pub meta: serde_json::Value,
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::fmt_ms;
+
+    #[test]
+    fn timestamps_have_three_fractional_digits_and_sort_as_instants() {
+        // A whole second, a tenth and a millisecond: RFC 3339's shortest forms would be
+        // `...:06Z`, `...:06.1Z` and `...:06.001Z`, and `Z` sorts after `.`.
+        let whole = fmt_ms(1_796_402_766_000);
+        let tenth = fmt_ms(1_796_402_766_100);
+        let milli = fmt_ms(1_796_402_766_001);
+        assert_eq!(whole, "2026-12-04T16:46:06.000Z");
+        assert_eq!(tenth, "2026-12-04T16:46:06.100Z");
+        assert_eq!(milli, "2026-12-04T16:46:06.001Z");
+        let mut sorted = vec![tenth.clone(), whole.clone(), milli.clone()];
+        sorted.sort();
+        assert_eq!(sorted, vec![whole, milli, tenth]);
+    }
 }

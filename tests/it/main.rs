@@ -19,6 +19,7 @@ mod moto;
 mod offboard;
 mod onboard;
 mod persistence;
+mod readme;
 mod reliability;
 mod reliability_moto;
 mod sandbox_cli;
