@@ -19,7 +19,9 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::Workflow;
-use crate::engine::{AgentState, Engine, EngineOptions, JournalError, Registry, Secrets};
+use crate::engine::{
+    AgentState, Engine, EngineOptions, JournalError, Registry, Secrets, StepState,
+};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
@@ -806,9 +808,11 @@ fn result_of(
             .filter(|s| actions.contains(&s.action.as_str()))
             .map(|s| s.id.as_str())
             .collect();
+        // A step that was rolled back names a user that no longer exists.
         steps
             .iter()
             .find(|s| ids.contains(&s.step_id.as_str()))
+            .filter(|s| s.state != StepState::RolledBack)
             .and_then(|s| s.outputs.get("user_id").cloned())
     };
     Ok(AgentResult {

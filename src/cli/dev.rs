@@ -93,9 +93,20 @@ pub(super) async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
     for (k, v) in handle.env_lines() {
         std::env::set_var(k, v);
     }
-    let state = g.state.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("connect-onboard-demo-{}.db", std::process::id()))
-    });
+    // Without --state the checkpoints go to a temporary directory, removed at the end (the
+    // sandbox they describe is gone then too); --state FILE keeps them.
+    let (state, scratch) = match &g.state {
+        Some(p) => (p.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("connect-onboard-demo-")
+                .tempdir()
+                .map_err(|e| {
+                    app::Error::Input(format!("creating the demo's state directory: {e}"))
+                })?;
+            (dir.path().join("state.db"), Some(dir))
+        }
+    };
     let mut globals = globals(g);
     globals.state = Some(state.clone());
     let ctx = Context::from_config(config::sandbox(), &globals);
@@ -130,7 +141,14 @@ pub(super) async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
     print_runs(&runs, g.json);
     let calls = handle.calls();
     let total: u64 = calls.values().map(|c| c.calls).sum();
-    eprintln!("demo: {total} AWS calls served by the sandbox; `connect-onboard --state {} status` shows the checkpoints", state.display());
+    drop(ctx);
+    match scratch {
+        Some(dir) => {
+            eprintln!("demo: {total} AWS calls served by the sandbox; its state file was temporary and is removed (pass --state FILE to keep the checkpoints, then `connect-onboard --state FILE status`)");
+            let _ = dir.close();
+        }
+        None => eprintln!("demo: {total} AWS calls served by the sandbox; `connect-onboard --state {} status` shows the checkpoints", state.display()),
+    }
     handle.shutdown().await;
     Ok(exit::for_runs(&runs, 0))
 }

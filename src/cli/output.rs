@@ -709,3 +709,23 @@ pub(crate) fn print_policy(policy: &serde_json::Value) {
         serde_json::to_string_pretty(policy).unwrap_or_default()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Pace;
+
+    #[test]
+    fn a_rate_is_shown_only_after_enough_agents_and_time() {
+        assert!(
+            !Pace::meaningful(3, Duration::from_secs(60)),
+            "too few agents"
+        );
+        assert!(
+            !Pace::meaningful(50, Duration::from_secs(2)),
+            "too early: the burst"
+        );
+        assert!(Pace::meaningful(10, Duration::from_secs(10)));
+    }
+}

@@ -10,6 +10,7 @@ mod crash;
 mod doctor;
 mod drift;
 mod failures;
+mod first_hour;
 mod iam_policy;
 mod input;
 mod inputs_fuzz;
