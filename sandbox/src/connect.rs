@@ -1,5 +1,6 @@
 //! Amazon Connect (rest-json): routes and handlers for instances, users and the
-//! profile/hierarchy listings, with the CreateUser rules of aws-domain.md §1.5/§3.
+//! profile/hierarchy listings, with the CreateUser rules of the Amazon Connect API
+//! Reference ("CreateUser") and the identity-management rules of the Administrator Guide.
 //!
 //! Requests arrive as (operation, URI labels, query, JSON body); handlers work on
 //! the locked [`World`] and return the output document or an [`ApiError`].

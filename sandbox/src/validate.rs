@@ -1,4 +1,5 @@
-//! Field rules of the emulated APIs (aws-domain.md §1.5 and §3), as pure functions.
+//! Field rules of the emulated APIs (the API References' "CreateUser" constraints and
+//! the Connect Administrator Guide's identity-management rules), as pure functions.
 //!
 //! Each returns `Err(message)` with an AWS-style message; the service modules wrap
 //! that in their own error code. Kept free of request plumbing so they are easy to

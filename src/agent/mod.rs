@@ -7,7 +7,8 @@
 //! workflow, after the Connect user or the Identity Center user already exists.
 //! The rules come from the botocore models of Connect `CreateUser` and Identity
 //! Store `CreateUser` and from the identity-management rules of the instance
-//! (see `aws-domain.md` §1.5 and §3):
+//! (AWS docs: Amazon Connect API Reference "CreateUser", Identity Store API Reference
+//! "CreateUser", Amazon Connect Administrator Guide "Plan for identity management"):
 //!
 //! * On **SAML** instances the Connect username, the Identity Store `UserName`
 //!   and the primary email are one string (the email, trimmed and lower-cased

@@ -3,7 +3,7 @@
 use super::*;
 
 // ---------------------------------------------------------------------------
-// Reusable checks (also used by config.rs for the [defaults] table)
+// Reusable checks (also used by `config` for the [defaults] table)
 // ---------------------------------------------------------------------------
 
 pub(super) fn nchars(s: &str) -> usize {
@@ -29,7 +29,7 @@ pub(super) fn distinct_offenders(s: &str, ok: impl Fn(char) -> bool) -> Vec<char
     out
 }
 
-/// A broken rule with the *raw* value, from the checks shared with config.rs
+/// A broken rule with the *raw* value, from the checks shared with `config`
 /// (which quotes values itself). Converts into a [`FieldError`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Violation {

@@ -6,7 +6,7 @@
 //! error naming the key and line), and [`Config::validate`] checks every value
 //! against the botocore model patterns before any AWS call is made, because the
 //! Rust SDK validates nothing client-side. The `[defaults]` rules are shared
-//! with `agent.rs` (security profiles, ACW timeout, tags).
+//! with `agent::rules` (security profiles, ACW timeout, tags).
 //!
 //! Endpoints are never configured here: they come only from the
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_CONNECT` / `AWS_ENDPOINT_URL_IDENTITYSTORE`

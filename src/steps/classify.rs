@@ -1,5 +1,6 @@
 //! Error classification: an AWS error's *code* (never its message) and the kind of call that
-//! failed decide the engine's class (aws-domain.md §2.3).
+//! failed decide the engine's class (the documented error codes of each operation and the
+//! AWS SDKs' "Retry behavior" page).
 
 use crate::aws::AwsError;
 use crate::engine::{ErrorKind, Outputs, StepError};

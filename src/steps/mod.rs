@@ -6,7 +6,8 @@
 //! Each action is idempotent in the engine's sense: `lookup` is read-only and says whether
 //! the resource exists and fits the agent; `create` reports `AlreadyExists` instead of
 //! failing on a duplicate; `delete` reports `NotFound` for a resource already gone.
-//! Classification is by error code only (aws-domain.md §2.3): Connect
+//! Classification is by error code only (the services' documented errors, AWS SDK
+//! "Retry behavior"): Connect
 //! `LimitExceededException` is the users-per-instance quota (permanent), not throttling;
 //! SSO Admin `ConflictException` and a not-found principal right after its creation are
 //! propagation races (transient).
