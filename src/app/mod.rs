@@ -30,6 +30,8 @@ pub use batch::{
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
 pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as DriftRead};
 pub use env::PASSWORD_ENV;
+/// The name under which the CLI hands a password to the steps (in memory only).
+pub use crate::steps::PASSWORD as PASSWORD_SECRET;
 pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};

@@ -134,7 +134,7 @@ fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
         app::env::password()
     };
     if let Some(p) = pw.filter(|p| !p.is_empty()) {
-        s.insert(crate::steps::PASSWORD, p);
+        s.insert(app::PASSWORD_SECRET, p);
     }
     Ok(s)
 }

@@ -35,65 +35,83 @@ fn every_module_starts_with_a_doc_comment() {
     }
 }
 
-/// The layer rule holds for a folder's code; its unit tests (`tests.rs`) may drive it with
-/// a lower layer's test doubles (the engine's use the store's in-memory journal).
-fn assert_names_none_of(dir: &str, forbidden: &[&str]) {
-    for path in files(dir).into_iter().filter(|p| !p.ends_with("tests.rs")) {
-        let text = std::fs::read_to_string(&path).unwrap();
-        for f in forbidden {
-            assert!(
-                !text.contains(f),
-                "{} mentions {f}: the layer rule forbids it",
-                path.display()
-            );
+const AWS: [&str; 3] = ["aws_sdk", "aws_config", "aws_smithy"];
+
+/// The layer table of ARCHITECTURE.md ("may use"): for each folder of `src/`, the crate's
+/// modules its code may name (`crate::X`, or `crate::X::Y` for one part of X). Only `aws`
+/// names the SDK.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("engine", &[]),
+    ("store", &["engine"]),
+    ("agent", &[]),
+    ("aws", &[]),
+    ("config", &["agent", "aws::pacer"]),
+    ("steps", &["engine", "aws", "agent", "config"]),
+    ("target", &["aws", "config", "agent", "steps"]),
+    (
+        "app",
+        &["engine", "store", "agent", "aws", "config", "steps", "target"],
+    ),
+    ("cli", &["app", "agent", "config", "engine"]),
+];
+
+/// Every `crate::...` path named in `text` (module path only, without the item).
+fn crate_paths(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"crate::([a-z_]+(?:::[a-z_]+)*)").unwrap();
+    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+}
+
+#[test]
+fn every_folder_names_only_the_layers_the_architecture_table_allows() {
+    let folders: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for f in &folders {
+        assert!(
+            LAYERS.iter().any(|(d, _)| d == f),
+            "src/{f} is not in the layer table (tests/it/tidy.rs and ARCHITECTURE.md)"
+        );
+    }
+    for (dir, allowed) in LAYERS {
+        let path = format!("src/{dir}");
+        for file in files(&path).into_iter().filter(|p| !p.ends_with("tests.rs")) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // Doc comments may mention other layers; code may not.
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for p in crate_paths(&code) {
+                let ok = p.split("::").next() == Some(dir)
+                    || allowed
+                        .iter()
+                        .any(|a| p == *a || p.starts_with(&format!("{a}::")));
+                assert!(
+                    ok,
+                    "{} names crate::{p}: {dir} may use only {allowed:?} (ARCHITECTURE.md)",
+                    file.display()
+                );
+            }
+            if *dir != "aws" {
+                let sdk = regex::Regex::new(&format!(r"\b({})\w*::", AWS.join("|"))).unwrap();
+                assert!(
+                    !sdk.is_match(&code),
+                    "{} names the SDK: only src/aws does",
+                    file.display()
+                );
+            }
         }
     }
 }
 
-const AWS: [&str; 3] = ["aws_sdk", "aws_config", "aws_smithy"];
-
 #[test]
-fn the_engine_names_nothing_above_it() {
-    let mut forbidden = AWS.to_vec();
-    forbidden.extend([
-        "crate::aws",
-        "crate::steps",
-        "crate::target",
-        "crate::config",
-        "crate::app",
-        "crate::cli",
-        "crate::agent",
-        "crate::store",
-    ]);
-    assert_names_none_of("src/engine", &forbidden);
-}
-
-#[test]
-fn the_store_uses_only_the_engine() {
-    let mut forbidden = AWS.to_vec();
-    forbidden.extend([
-        "crate::aws",
-        "crate::steps",
-        "crate::target",
-        "crate::config",
-        "crate::app",
-        "crate::cli",
-        "crate::agent",
-    ]);
-    assert_names_none_of("src/store", &forbidden);
-}
-
-#[test]
-fn only_the_aws_layer_names_the_sdk() {
-    for dir in [
-        "src/steps",
-        "src/target",
-        "src/app",
-        "src/agent",
-        "src/config",
-    ] {
-        assert_names_none_of(dir, &AWS);
-    }
+fn the_layer_check_sees_a_forbidden_path() {
+    let paths = crate_paths("use crate::aws::pacer::RateLimits;\nlet x = crate::steps::PASSWORD;");
+    assert_eq!(paths, vec!["aws::pacer", "steps"]);
 }
 
 #[test]
