@@ -17,6 +17,9 @@
 //!
 //! Run: `cargo bench --bench batch` (`ONLY=quota,contended,overhead,aws-cli` to choose).
 
+// Test and bench code: unwrap is how a check fails, and printing is its report.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

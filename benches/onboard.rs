@@ -10,6 +10,9 @@
 //! It reports medians over `AGENTS` agents, for `ROUNDS` rounds, and the ratio 2/3.
 //! Run: `cargo bench --bench onboard` (AGENTS=n ROUNDS=n to change the sizes).
 
+// Test and bench code: unwrap is how a check fails, and printing is its report.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -86,18 +86,21 @@ const IDS_STRING_PATTERN: &str = r"[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \u00a0\u3000
 const TAG_KEY_PATTERN: &str = r"^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]*$";
 const PASSWORD_PATTERN: &str = r"^(?=.*[a-z])(?=.*[A-Z])(?=.*\d)[a-zA-Z\d\S]{8,64}$";
 
-static EMAIL_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(EMAIL_PATTERN).unwrap());
+static EMAIL_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(EMAIL_PATTERN).expect("a valid pattern"));
 // `\d` in the regex crate is Unicode; AWS means ASCII digits.
-static E164_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\+[1-9][0-9]{1,14}$").unwrap());
+static E164_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\+[1-9][0-9]{1,14}$").expect("a valid pattern"));
 static CONNECT_USERNAME_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.@-]+$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.@-]+$").expect("a valid pattern"));
 static IDS_USERNAME_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$").unwrap());
-static IDS_STRING_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \x{a0}\x{3000}]+$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$").expect("a valid pattern"));
+static IDS_STRING_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \x{a0}\x{3000}]+$").expect("a valid pattern")
+});
 /// The model's tag-key pattern without its `(?!aws:)` lookahead (checked separately).
 static TAG_KEY_CHARS_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").expect("a valid pattern"));
 
 // ---------------------------------------------------------------------------
 // Enums

@@ -24,14 +24,14 @@ mod runs;
 mod status;
 
 pub use crate::aws::retry::{Wait, WaitFn};
+/// The name under which the CLI hands a password to the steps (in memory only).
+pub use crate::steps::PASSWORD as PASSWORD_SECRET;
 pub use batch::{
     batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
 };
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
 pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as DriftRead};
 pub use env::PASSWORD_ENV;
-/// The name under which the CLI hands a password to the steps (in memory only).
-pub use crate::steps::PASSWORD as PASSWORD_SECRET;
 pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};

@@ -43,30 +43,32 @@ const INSTANCE_ARN_PATTERN: &str =
 const APPLICATION_ARN_PATTERN: &str = r"^arn:aws(-[a-z]{1,5}){0,3}:sso::\d{12}:application/(sso)?ins-[a-zA-Z0-9-.]{16}/apl-[a-zA-Z0-9]{16}$";
 const GROUP_PATTERN: &str = r"[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \u00a0]+";
 
-static UUID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!("^{UUID}$")).unwrap());
+static UUID_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!("^{UUID}$")).expect("a valid pattern"));
 /// Captures: 1 partition suffix, 2 region, 3 account, 4 instance UUID.
 static CONNECT_ARN_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r"^arn:aws([a-z-]*):connect:([^:]*):(\d{{12}}):instance/({UUID})$"
     ))
-    .unwrap()
+    .expect("a valid pattern")
 });
 static REGION_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-[a-z]+)+-[0-9]$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-[a-z]+)+-[0-9]$").expect("a valid pattern"));
 static IDENTITY_STORE_ID_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(arn:aws[a-z-]*:identitystore::[0-9]{12}:identitystore/)?(d-[0-9a-f]{10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$").unwrap()
+    Regex::new(r"^(arn:aws[a-z-]*:identitystore::[0-9]{12}:identitystore/)?(d-[0-9a-f]{10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$").expect("a valid pattern")
 });
 /// Captures: 1 partition, 2 instance id (`ssoins-…`).
 static INSTANCE_ARN_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:(aws(?:-[a-z]{1,5}){0,3}):sso:::instance/((?:sso)?ins-[a-zA-Z0-9.\-]{16})$")
-        .unwrap()
+        .expect("a valid pattern")
 });
 /// Captures: 1 partition, 2 instance id (`ssoins-…`).
 static APPLICATION_ARN_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:(aws(?:-[a-z]{1,5}){0,3}):sso::[0-9]{12}:application/((?:sso)?ins-[a-zA-Z0-9.\-]{16})/apl-[a-zA-Z0-9]{16}$").unwrap()
+    Regex::new(r"^arn:(aws(?:-[a-z]{1,5}){0,3}):sso::[0-9]{12}:application/((?:sso)?ins-[a-zA-Z0-9.\-]{16})/apl-[a-zA-Z0-9]{16}$").expect("a valid pattern")
 });
-static GROUP_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \x{a0}]+$").unwrap());
+static GROUP_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[\p{L}\p{M}\p{S}\p{N}\p{P}\t\n\r \x{a0}]+$").expect("a valid pattern")
+});
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -640,7 +642,13 @@ mod tests {
         let uncommented: String = EXAMPLE
             .lines()
             .map(|l| match l.strip_prefix("# ") {
-                Some(r) if Regex::new(r"^[a-z_]+ = ").unwrap().is_match(r) => r,
+                Some(r)
+                    if Regex::new(r"^[a-z_]+ = ")
+                        .expect("a valid pattern")
+                        .is_match(r) =>
+                {
+                    r
+                }
                 _ => l,
             })
             .collect::<Vec<_>>()

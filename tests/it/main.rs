@@ -1,6 +1,9 @@
 //! The integration tier: the real `connect-onboard` binary and the real AWS SDK clients over
 //! HTTP against the in-process sandbox (and moto for Identity Store), one binary with modules.
 
+// Test and bench code: unwrap is how a check fails, and printing is its report.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
 mod harness;
 mod seeds;
 

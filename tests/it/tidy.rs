@@ -50,7 +50,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("target", &["aws", "config", "agent", "steps"]),
     (
         "app",
-        &["engine", "store", "agent", "aws", "config", "steps", "target"],
+        &[
+            "engine", "store", "agent", "aws", "config", "steps", "target",
+        ],
     ),
     ("cli", &["app", "agent", "config", "engine"]),
 ];
@@ -77,7 +79,10 @@ fn every_folder_names_only_the_layers_the_architecture_table_allows() {
     }
     for (dir, allowed) in LAYERS {
         let path = format!("src/{dir}");
-        for file in files(&path).into_iter().filter(|p| !p.ends_with("tests.rs")) {
+        for file in files(&path)
+            .into_iter()
+            .filter(|p| !p.ends_with("tests.rs"))
+        {
             let text = std::fs::read_to_string(&file).unwrap();
             // Doc comments may mention other layers; code may not.
             let code: String = text
