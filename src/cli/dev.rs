@@ -71,7 +71,7 @@ pub(super) async fn sandbox(
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown().await;
     eprintln!("sandbox stopped");
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// `demo`: the main job end to end with no AWS account.

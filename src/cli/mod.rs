@@ -161,7 +161,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             std::fs::write(&g.config, config::EXAMPLE)
                 .map_err(|e| app::Error::Input(format!("writing {}: {e}", g.config.display())))?;
             eprintln!("wrote {}", g.config.display());
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Onboard(a) => {
             let ctx = Context::load(&globals(g))?;
@@ -284,13 +284,13 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let ctx = Context::load_for_state(&globals(g))?;
             let status = app::release(&ctx, &run_id, &email).await?;
             print_runs(&[status], json);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Status { run_id } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let runs = app::status(&ctx, run_id.as_deref())?;
             print_runs(&runs, json);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Sandbox { port, seed, faults } => dev::sandbox(port, seed, faults, json).await,
         Command::Demo => dev::demo(g).await,
