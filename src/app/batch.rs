@@ -472,11 +472,8 @@ pub(super) async fn run_rows(
             if kinds[run] != removes {
                 // The other direction: unfinished, it must end first; else this is new.
                 if state.unfinished() {
-                    let (what, how) = if removes {
-                        ("onboarding", "resume or roll it back")
-                    } else {
-                        ("offboarding", "resume it")
-                    };
+                    let what = if removes { "onboarding" } else { "offboarding" };
+                    let how = super::status::advice(*state, run, &key).unwrap_or_default();
                     let why = format!("its {what} in run {run} is {}: {how} first", state.as_str());
                     let a = AgentResult {
                         email: key.clone(),
@@ -513,7 +510,9 @@ pub(super) async fn run_rows(
             }
             Some((run, AgentState::NeedsAttention)) => {
                 let why = format!(
-                    "needs attention in run {run}: `connect-onboard rollback {run} --email {key}` or `release`"
+                    "needs attention in run {run}: {}",
+                    super::status::advice(AgentState::NeedsAttention, &run, &key)
+                        .unwrap_or_default()
                 );
                 let a = skip("skipped", run, Some(why), false);
                 record(&mut report, a);

@@ -17,7 +17,7 @@ use crate::store::{RunRow, Store};
 use crate::target;
 use crate::target::Target;
 
-use super::status::{run_status, RunStatus};
+use super::status::{advice, run_status, RunStatus};
 use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
 
 /// Rebuilds the engine of a stored run: its own workflow snapshot and target.
@@ -83,6 +83,8 @@ pub struct RunsReport {
     pub runs: Vec<RunStatus>,
     /// Agents skipped, with the reason.
     pub skipped: Vec<String>,
+    /// Agents driven (0: there was nothing to resume or retry).
+    pub driven: usize,
 }
 
 impl RunsReport {
@@ -115,6 +117,7 @@ pub async fn resume(
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     for run in runs {
         let agents = store.agents(&run.id)?;
@@ -124,8 +127,10 @@ pub async fn resume(
             .collect();
         for a in &attention {
             report.skipped.push(format!(
-                "{} (run {}): needs attention after a failed compensation; fix the cause, then `connect-onboard rollback {} --email {}`",
-                a.agent_key, run.id, run.id, a.agent_key
+                "{} (run {}): needs attention after a failed compensation: {}",
+                a.agent_key,
+                run.id,
+                advice(a.state, &run.id, &a.agent_key).unwrap_or_default()
             ));
         }
         if !agents.iter().any(|a| a.state.resumable()) {
@@ -163,6 +168,7 @@ pub async fn resume(
             }
             todo.push(a.agent_key);
         }
+        report.driven += todo.len();
         // `concurrency` agents at a time, as in a batch (each its own lease).
         let results: Vec<_> = stream::iter(todo)
             .map(|key| {
@@ -194,13 +200,12 @@ pub async fn rollback(
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     let email = email.map(|e| e.trim().to_lowercase());
     let agents = store.agents(run_id)?;
     if let Some(e) = &email {
-        if !agents.iter().any(|a| &a.agent_key == e) {
-            return Err(Error::Input(format!("run {run_id} has no agent {e}")));
-        }
+        known_agent(&store, run_id, e)?;
     }
     for a in agents {
         if email.as_ref().is_some_and(|e| e != &a.agent_key) {
@@ -220,13 +225,25 @@ pub async fn rollback(
     Ok(report)
 }
 
+/// `--email E` names an agent of the run: the same usage error (exit 2) for every command
+/// that takes one.
+fn known_agent(store: &Store, run_id: &str, email: &str) -> Result<(), Error> {
+    if store.agents(run_id)?.iter().any(|a| a.agent_key == email) {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "run {run_id} has no agent {email} (see `connect-onboard status {run_id}`)"
+        )))
+    }
+}
+
 /// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
 pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStatus, Error> {
     let store = ctx.existing_store()?;
     let run = store.run(run_id)?;
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
     let email = email.trim().to_lowercase();
-    store.agent(run_id, &email)?;
+    known_agent(&store, run_id, &email)?;
     engine.release_agent(run_id, &email).await?;
     run_status(&store, run_id)
 }
@@ -278,6 +295,7 @@ pub async fn retry(
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     for run in runs {
         let agents: Vec<_> = store
@@ -353,6 +371,7 @@ pub async fn retry(
                 todo.push((a.agent_key, Some(subject)));
             }
         }
+        report.driven += todo.len();
         // `concurrency` agents at a time, as in a batch (each its own lease).
         let results: Vec<_> = stream::iter(todo)
             .map(|(key, subject)| {

@@ -20,9 +20,9 @@ pub struct Cli {
 
 #[derive(Args, Debug)]
 pub(crate) struct GlobalArgs {
-    /// Config file.
-    #[arg(long, global = true, default_value = "connect-onboard.toml")]
-    pub(crate) config: PathBuf,
+    /// Config file [default: connect-onboard.toml].
+    #[arg(long, global = true, value_name = "CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// State file (overrides [state] path).
     #[arg(long, global = true)]
     pub(crate) state: Option<PathBuf>,
@@ -44,6 +44,13 @@ pub(crate) struct GlobalArgs {
     /// Read the password (CONNECT_MANAGED instances) from stdin instead of CONNECT_ONBOARD_PASSWORD.
     #[arg(long, global = true)]
     pub(crate) password_stdin: bool,
+}
+
+impl GlobalArgs {
+    /// The config file: `--config`, else `connect-onboard.toml`.
+    pub(crate) fn config_path(&self) -> PathBuf {
+        (self.config.clone()).unwrap_or_else(|| PathBuf::from("connect-onboard.toml"))
+    }
 }
 
 #[derive(Subcommand, Debug)]

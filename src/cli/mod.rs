@@ -73,7 +73,8 @@ fn init_tracing(verbose: u8) {
 
 pub(crate) fn globals(g: &GlobalArgs) -> Globals {
     Globals {
-        config: g.config.clone(),
+        config: g.config_path(),
+        config_given: g.config.is_some(),
         state: g.state.clone(),
         workflow: g.workflow.clone(),
         profile: g.profile.clone(),
@@ -109,15 +110,16 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     };
     match cli.command {
         Command::Init { force } => {
-            if g.config.exists() && !force {
+            let path = g.config_path();
+            if path.exists() && !force {
                 return Err(app::Error::Input(format!(
                     "{} exists; pass --force to overwrite it",
-                    g.config.display()
+                    path.display()
                 )));
             }
-            std::fs::write(&g.config, config::EXAMPLE)
-                .map_err(|e| app::Error::Input(format!("writing {}: {e}", g.config.display())))?;
-            eprintln!("wrote {}", g.config.display());
+            std::fs::write(&path, config::EXAMPLE)
+                .map_err(|e| app::Error::Input(format!("writing {}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
             Ok(0)
         }
         Command::Onboard(a) => {
@@ -151,7 +153,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
-            finish_batch(report, json)
+            finish_batch(report, json, "resume")
         }
         Command::Rollback { run_id, email } => {
             let ctx = Context::load_for_state(&globals(g))?;
@@ -225,7 +227,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
-            finish_batch(report, json)
+            finish_batch(report, json, "retry")
         }
         Command::Release { run_id, email } => {
             let ctx = Context::load_for_state(&globals(g))?;
@@ -236,6 +238,9 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         Command::Status { run_id } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let runs = app::status(&ctx, run_id.as_deref())?;
+            if runs.is_empty() && !json {
+                println!("no runs yet");
+            }
             print_runs(&runs, json);
             Ok(0)
         }
@@ -265,12 +270,14 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     }
 }
 
-fn finish_batch(report: app::RunsReport, json: bool) -> Result<u8, app::Error> {
+/// `resume`, `retry`: what was skipped, "nothing to VERB" when no agent was driven, then
+/// the runs.
+fn finish_batch(report: app::RunsReport, json: bool, verb: &str) -> Result<u8, app::Error> {
     for s in &report.skipped {
         eprintln!("skipped: {s}");
     }
-    if report.runs.is_empty() && !json {
-        println!("nothing to resume");
+    if report.driven == 0 && !json {
+        println!("nothing to {verb}");
     }
     print_runs(&report.runs, json);
     Ok(exit::for_runs(&report.runs, report.skipped.len()))
