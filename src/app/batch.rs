@@ -195,9 +195,18 @@ impl Iterator for Checked<'_> {
     type Item = Result<Valid, Vec<String>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let row = match self.reader.next()? {
-            Ok(r) => r,
-            Err(errs) => return Some(Err(errs.iter().map(ToString::to_string).collect())),
+        // Every problem of the row at once: its cells that cannot be read, then the rules
+        // on the rest of it (a field whose cell failed is not judged again).
+        let (row, mut problems, failed) = match self.reader.next()? {
+            Ok(r) => (r, Vec::new(), Vec::new()),
+            Err(errs) => {
+                let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                let Some(row) = self.reader.take_partial() else {
+                    return Some(Err(shown));
+                };
+                let failed: Vec<String> = errs.into_iter().filter_map(|e| e.column).collect();
+                (row, shown, failed)
+            }
         };
         let file = &self.file;
         let at = |fe: &FieldError| match row.column_for(&fe.field) {
@@ -206,24 +215,38 @@ impl Iterator for Checked<'_> {
         };
         let spec = match agent::validate(&row.input, self.defaults, self.target.identity_mode) {
             Ok(s) => s,
-            Err(e) => return Some(Err(e.0.iter().map(at).collect())),
+            Err(e) => {
+                problems.extend(
+                    (e.0.iter())
+                        .filter(|fe| {
+                            row.column_for(&fe.field)
+                                .is_none_or(|c| !failed.iter().any(|f| f == c))
+                        })
+                        .map(at),
+                );
+                return Some(Err(problems));
+            }
         };
         use std::hash::BuildHasher;
         let key = (u128::from(self.hashers.0.hash_one(&spec.email)) << 64)
             | u128::from(self.hashers.1.hash_one(&spec.email));
         if let Some(first) = self.seen.get(&key) {
-            return Some(Err(vec![format!(
+            problems.push(format!(
                 "{file}:{}: agent {} is already on line {first}: one row per agent (emails compare without case)",
                 row.line, spec.email
-            )]));
+            ));
+            return Some(Err(problems));
         }
         self.seen.insert(key, row.line);
         let password = row.input.password.clone();
-        if spec.needs_password && password.is_none() {
-            return Some(Err(vec![format!(
+        if spec.needs_password && password.is_none() && !failed.iter().any(|c| Some(c.as_str()) == row.column_for("password")) {
+            problems.push(format!(
                 "{file}:{}: invalid password <redacted>: instance {} stores users in Amazon Connect (CONNECT_MANAGED): each row needs a password",
                 row.line, self.target.instance_id
-            )]));
+            ));
+        }
+        if !problems.is_empty() {
+            return Some(Err(problems));
         }
         Some(match target::resolve(spec, self.catalog) {
             Ok(subject) => Ok(Valid { subject, password }),

@@ -34,7 +34,10 @@ pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
-pub use runs::{release, resume, retry, rollback, RunsReport};
+pub use runs::{
+    release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
+    RollbackReport, RunsReport,
+};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 
 use std::path::{Path, PathBuf};

@@ -186,14 +186,59 @@ pub async fn resume(
     Ok(report)
 }
 
-/// Compensates the owned steps of a run, or of one agent in it.
+/// One agent of a rollback's plan: what it would remove.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRollback {
+    /// The agent.
+    pub email: String,
+    /// Its state now (`done`: working users would be deleted).
+    pub state: AgentState,
+    /// Per step the run owns, last first: the recorded ids of what would be deleted.
+    pub remove: Vec<PlannedRemoval>,
+}
+
+/// One resource a rollback would delete.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRemoval {
+    /// The step that created it.
+    pub step: String,
+    /// Its recorded ids.
+    pub resources: std::collections::BTreeMap<String, String>,
+}
+
+/// What `rollback` did: its plan (`--dry-run`), or the rollback.
+#[derive(Debug)]
+pub enum RollbackReport {
+    /// `--dry-run`: what would be removed; nothing was touched.
+    Planned {
+        /// The run.
+        run_id: String,
+        /// Per agent in scope.
+        agents: Vec<PlannedRollback>,
+    },
+    /// Rolled back.
+    Done(RunsReport),
+}
+
+/// Asked before a rollback that would delete a finished (`done`) agent's working users:
+/// `Ok` goes on; an error stops it with nothing touched.
+pub type ConfirmRollback<'a> = dyn FnMut(&str, &[PlannedRollback]) -> Result<(), Error> + 'a;
+
+/// Compensates the owned steps of a run, or of one agent in it. Rolling back an agent that
+/// is `done` deletes users that work, as offboarding does: `confirm` sees the plan first
+/// (every agent in scope) and may refuse; a failed, interrupted or needs-attention agent
+/// is rolled back without asking. `dry_run` returns the plan only. Later runs that adopted
+/// what the rollback deleted are marked `interrupted` (their adopted steps pending again),
+/// so that `status` stops showing them `done` and `resume` onboards them again.
 pub async fn rollback(
     ctx: &Context,
     run_id: &str,
     email: Option<&str>,
     secrets: Secrets,
     settings: &RunSettings,
-) -> Result<RunsReport, Error> {
+    dry_run: bool,
+    confirm: &mut ConfirmRollback<'_>,
+) -> Result<RollbackReport, Error> {
     let store = ctx.existing_store()?;
     let run = store.run(run_id)?;
     let engine = engine_for_run(ctx, &store, &run, settings).await?;
@@ -203,14 +248,39 @@ pub async fn rollback(
         driven: 0,
     };
     let email = email.map(|e| e.trim().to_lowercase());
-    let agents = store.agents(run_id)?;
     if let Some(e) = &email {
         known_agent(&store, run_id, e)?;
     }
-    for a in agents {
-        if email.as_ref().is_some_and(|e| e != &a.agent_key) {
+    let agents: Vec<_> = (store.agents(run_id)?.into_iter())
+        .filter(|a| email.as_ref().is_none_or(|e| e == &a.agent_key))
+        .collect();
+    let mut plan = Vec::new();
+    for a in &agents {
+        if a.state == AgentState::Released {
             continue;
         }
+        let remove = (engine.rollback_plan(run_id, &a.agent_key).await?.into_iter())
+            .map(|(step, resources)| PlannedRemoval { step, resources })
+            .collect();
+        plan.push(PlannedRollback {
+            email: a.agent_key.clone(),
+            state: a.state,
+            remove,
+        });
+    }
+    if dry_run {
+        return Ok(RollbackReport::Planned {
+            run_id: run_id.to_string(),
+            agents: plan,
+        });
+    }
+    let destructive = plan
+        .iter()
+        .any(|p| p.state == AgentState::Done && !p.remove.is_empty());
+    if destructive {
+        confirm(run_id, &plan)?;
+    }
+    for a in agents {
         if a.state == AgentState::Released {
             report.skipped.push(format!(
                 "{}: released; its resources are no longer managed",
@@ -218,11 +288,82 @@ pub async fn rollback(
             ));
             continue;
         }
+        let before = store.steps(run_id, &a.agent_key)?;
         let result = engine.rollback_agent(run_id, &a.agent_key, &secrets).await;
         report.settle(result)?;
+        // What this rollback deleted: steps that held a resource and are rolled back now.
+        let after = store.steps(run_id, &a.agent_key)?;
+        let deleted: Vec<(String, std::collections::BTreeMap<String, String>)> = (after.iter())
+            .filter(|s| s.state == StepState::RolledBack)
+            .filter_map(|s| {
+                let b = before.iter().find(|b| b.step_id == s.step_id)?;
+                (b.state != StepState::RolledBack && !b.outputs.is_empty())
+                    .then(|| (s.step_id.clone(), b.outputs.clone()))
+            })
+            .collect();
+        if !deleted.is_empty() {
+            mark_adopters(&store, run_id, &a.agent_key, &deleted, &mut report)?;
+        }
     }
     report.runs.push(run_status(&store, run_id)?);
-    Ok(report)
+    Ok(RollbackReport::Done(report))
+}
+
+/// The other runs of `agent` that adopted a resource `run`'s rollback just deleted: each
+/// such step is pending again and the agent `interrupted`, naming why, so `status` no
+/// longer shows it `done / adopted` and `resume` (or the batch again) looks it up anew.
+fn mark_adopters(
+    store: &Store,
+    run: &str,
+    agent: &str,
+    deleted: &[(String, std::collections::BTreeMap<String, String>)],
+    report: &mut RunsReport,
+) -> Result<(), Error> {
+    for other in store.runs_of_agent(agent)? {
+        if other == run {
+            continue;
+        }
+        let steps = store.steps(&other, agent)?;
+        let gone: Vec<&str> = (steps.iter())
+            .filter(|s| s.state == StepState::Adopted)
+            .filter(|s| deleted.iter().any(|(id, o)| *id == s.step_id && *o == s.outputs))
+            .map(|s| s.step_id.as_str())
+            .collect();
+        if gone.is_empty() {
+            continue;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = store.acquire_lease(&other, agent, &token, 60_000) {
+            report.skipped.push(format!(
+                "{agent} (run {other}) adopted what this rollback deleted ({}) but could not be marked: {e}",
+                gone.join(", ")
+            ));
+            continue;
+        }
+        let why = format!(
+            "{}: adopted, then deleted by `rollback {run}`; {} onboards it again",
+            gone.join(", "),
+            advice(AgentState::Interrupted, &other, agent).unwrap_or_default()
+        );
+        let marked = (|| -> Result<(), crate::store::Error> {
+            for id in &gone {
+                let update = crate::engine::StepUpdate {
+                    state: Some(StepState::Pending),
+                    owned: Some(false),
+                    unresolved: Some(false),
+                    outputs: Some(Default::default()),
+                    last_error: Some(Some(format!("Deleted: deleted by `rollback {run}`"))),
+                    ..Default::default()
+                };
+                store.update_step(&other, agent, &token, id, &update, "adopted_resource_deleted")?;
+            }
+            store.set_agent_state(&other, agent, &token, AgentState::Interrupted, Some(&why))
+        })();
+        let released = store.release_lease(&other, agent, &token);
+        marked?;
+        released?;
+    }
+    Ok(())
 }
 
 /// `--email E` names an agent of the run: the same usage error (exit 2) for every command

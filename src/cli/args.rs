@@ -65,13 +65,21 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// Remove what a run created, for the whole run or one agent.
+    /// Remove what a run created, for the whole run or one agent. Rolling back an agent
+    /// that is done deletes working users: the plan is shown and confirmed first (--yes off
+    /// a terminal).
     Rollback {
         /// Run id.
         run_id: String,
         /// Only this agent.
         #[arg(long)]
         email: Option<String>,
+        /// Print what would be removed; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll back done agents without asking (needed off a terminal).
+        #[arg(long)]
+        yes: bool,
     },
     /// Close an agent that needs attention: keep its leftovers, stop managing them.
     Release {

@@ -155,17 +155,39 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             .await?;
             finish_batch(report, json, "resume")
         }
-        Command::Rollback { run_id, email } => {
+        Command::Rollback {
+            run_id,
+            email,
+            dry_run,
+            yes,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
-            let report = app::rollback(
+            // Done agents lose working users: the plan first, then "yes" (or --yes).
+            let mut confirm = |run: &str, plan: &[app::PlannedRollback]| {
+                if yes {
+                    return Ok(());
+                }
+                output::print_rollback_plan(run, plan, false, false);
+                confirm_on_terminal("Roll back what is listed above?", "rollback")
+            };
+            let report = match app::rollback(
                 &ctx,
                 &run_id,
                 email.as_deref(),
                 secrets,
                 &settings(OnFailure::Rollback, 1),
+                dry_run,
+                &mut confirm,
             )
-            .await?;
+            .await?
+            {
+                app::RollbackReport::Planned { run_id, agents } => {
+                    output::print_rollback_plan(&run_id, &agents, true, json);
+                    return Ok(exit::OK);
+                }
+                app::RollbackReport::Done(report) => report,
+            };
             // A rollback that finished is a success.
             for s in &report.skipped {
                 eprintln!("skipped: {s}");
@@ -399,19 +421,7 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     let mut confirm = |plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]| {
         if !(yes || dry_run || plan.is_empty()) {
             output::print_offboard_plan(plan, skipped);
-            if !std::io::stdin().is_terminal() {
-                return Err(app::Error::Input(
-                    "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),
-                ));
-            }
-            eprint!("Delete what is listed above? This cannot be undone. Type \"yes\" to go on: ");
-            let mut answer = String::new();
-            let _ = std::io::stdin().read_line(&mut answer);
-            if answer.trim() != "yes" {
-                return Err(app::Error::Input(
-                    "offboarding not confirmed; nothing was written".into(),
-                ));
-            }
+            confirm_on_terminal("Delete what is listed above?", "offboarding")?;
         }
         *slot.borrow_mut() = Some(Outputs::open(report.as_deref(), None, json, waits.clone())?);
         Ok(())
@@ -427,6 +437,26 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     .await?;
     let outs = slot.take().expect("confirmed before the run phase");
     outs.finish(&out, json)
+}
+
+/// The confirmation of an irreversible command (`offboard`, `rollback` of done agents),
+/// after its plan was printed: "yes" typed on a terminal goes on; anything else, or no
+/// terminal to ask on (then `--yes` is the way), is a usage error with nothing written.
+fn confirm_on_terminal(question: &str, what: &str) -> Result<(), app::Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(app::Error::Input(
+            "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),
+        ));
+    }
+    eprint!("{question} This cannot be undone. Type \"yes\" to go on: ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if answer.trim() != "yes" {
+        return Err(app::Error::Input(format!(
+            "{what} not confirmed; nothing was written"
+        )));
+    }
+    Ok(())
 }
 
 /// The outputs once they exist (after the confirmation).
