@@ -239,7 +239,12 @@ impl Iterator for Checked<'_> {
         }
         self.seen.insert(key, row.line);
         let password = row.input.password.clone();
-        if spec.needs_password && password.is_none() && !failed.iter().any(|c| Some(c.as_str()) == row.column_for("password")) {
+        if spec.needs_password
+            && password.is_none()
+            && !failed
+                .iter()
+                .any(|c| Some(c.as_str()) == row.column_for("password"))
+        {
             problems.push(format!(
                 "{file}:{}: invalid password <redacted>: instance {} stores users in Amazon Connect (CONNECT_MANAGED): each row needs a password",
                 row.line, self.target.instance_id

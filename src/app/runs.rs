@@ -259,9 +259,12 @@ pub async fn rollback(
         if a.state == AgentState::Released {
             continue;
         }
-        let remove = (engine.rollback_plan(run_id, &a.agent_key).await?.into_iter())
-            .map(|(step, resources)| PlannedRemoval { step, resources })
-            .collect();
+        let remove = (engine
+            .rollback_plan(run_id, &a.agent_key)
+            .await?
+            .into_iter())
+        .map(|(step, resources)| PlannedRemoval { step, resources })
+        .collect();
         plan.push(PlannedRollback {
             email: a.agent_key.clone(),
             state: a.state,
@@ -326,7 +329,11 @@ fn mark_adopters(
         let steps = store.steps(&other, agent)?;
         let gone: Vec<&str> = (steps.iter())
             .filter(|s| s.state == StepState::Adopted)
-            .filter(|s| deleted.iter().any(|(id, o)| *id == s.step_id && *o == s.outputs))
+            .filter(|s| {
+                deleted
+                    .iter()
+                    .any(|(id, o)| *id == s.step_id && *o == s.outputs)
+            })
             .map(|s| s.step_id.as_str())
             .collect();
         if gone.is_empty() {
@@ -355,7 +362,14 @@ fn mark_adopters(
                     last_error: Some(Some(format!("Deleted: deleted by `rollback {run}`"))),
                     ..Default::default()
                 };
-                store.update_step(&other, agent, &token, id, &update, "adopted_resource_deleted")?;
+                store.update_step(
+                    &other,
+                    agent,
+                    &token,
+                    id,
+                    &update,
+                    "adopted_resource_deleted",
+                )?;
             }
             store.set_agent_state(&other, agent, &token, AgentState::Interrupted, Some(&why))
         })();

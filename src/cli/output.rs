@@ -622,7 +622,12 @@ pub(crate) fn print_policy(policy: &serde_json::Value) {
 /// What `rollback` would delete, per agent, with ids. `--dry-run` prints it on stdout (or
 /// `{"dry_run": true, "run_id", "agents": [{"email", "state", "remove": [{"step",
 /// "resources"}]}]}`); before a confirmation it goes to stderr, the question following it.
-pub(crate) fn print_rollback_plan(run: &str, plan: &[app::PlannedRollback], dry_run: bool, json: bool) {
+pub(crate) fn print_rollback_plan(
+    run: &str,
+    plan: &[app::PlannedRollback],
+    dry_run: bool,
+    json: bool,
+) {
     if json {
         println!(
             "{}",
@@ -633,7 +638,11 @@ pub(crate) fn print_rollback_plan(run: &str, plan: &[app::PlannedRollback], dry_
     let mut lines = vec![format!(
         "rollback of run {run}: {} agent(s); these deletions cannot be undone{}:",
         plan.len(),
-        if dry_run { " (dry run, nothing touched)" } else { "" }
+        if dry_run {
+            " (dry run, nothing touched)"
+        } else {
+            ""
+        }
     )];
     for p in plan {
         lines.push(format!("  {} ({})", p.email, p.state.as_str()));
@@ -641,7 +650,11 @@ pub(crate) fn print_rollback_plan(run: &str, plan: &[app::PlannedRollback], dry_
             lines.push("    nothing this run created is left".into());
         }
         for r in &p.remove {
-            let ids: Vec<String> = r.resources.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let ids: Vec<String> = r
+                .resources
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             lines.push(format!("    {}: delete ({})", r.step, ids.join(" ")));
         }
     }

@@ -191,7 +191,8 @@ where
             AgentState::RolledBack
         };
         // A compensation that failed before and has now finished is no longer a reason.
-        let cause = cause.filter(|c| state != AgentState::RolledBack || !is_compensation_failure(c));
+        let cause =
+            cause.filter(|c| state != AgentState::RolledBack || !is_compensation_failure(c));
         self.set_agent(state, cause.as_deref()).await?;
         Ok(AgentOutcome {
             state,

@@ -231,43 +231,41 @@ where
                     decision: PlanDecision::Create,
                     detail: "depends on a resource this run creates".into(),
                 },
-                Some(found) => {
-                    match found {
-                        Ok(Found::Absent) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: if step.irreversible {
-                                PlanDecision::Gone
-                            } else {
-                                PlanDecision::Create
-                            },
-                            detail: String::new(),
+                Some(found) => match found {
+                    Ok(Found::Absent) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: if step.irreversible {
+                            PlanDecision::Gone
+                        } else {
+                            PlanDecision::Create
                         },
-                        Ok(Found::Match(o)) if step.irreversible => PlannedStep {
+                        detail: String::new(),
+                    },
+                    Ok(Found::Match(o)) if step.irreversible => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Delete,
+                        detail: fmt_outputs(&o),
+                    },
+                    Ok(Found::Match(o)) => {
+                        let d = fmt_outputs(&o);
+                        known.insert(step.id.clone(), o);
+                        PlannedStep {
                             step: step.id.clone(),
-                            decision: PlanDecision::Delete,
-                            detail: fmt_outputs(&o),
-                        },
-                        Ok(Found::Match(o)) => {
-                            let d = fmt_outputs(&o);
-                            known.insert(step.id.clone(), o);
-                            PlannedStep {
-                                step: step.id.clone(),
-                                decision: PlanDecision::Adopt,
-                                detail: d,
-                            }
+                            decision: PlanDecision::Adopt,
+                            detail: d,
                         }
-                        Ok(Found::Conflict(m)) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: PlanDecision::Conflict,
-                            detail: m,
-                        },
-                        Err(e) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: PlanDecision::Unknown,
-                            detail: format!("lookup failed: {e}"),
-                        },
                     }
-                }
+                    Ok(Found::Conflict(m)) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Conflict,
+                        detail: m,
+                    },
+                    Err(e) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Unknown,
+                        detail: format!("lookup failed: {e}"),
+                    },
+                },
             };
             out.push(planned);
         }

@@ -21,6 +21,7 @@ mod onboard;
 mod persistence;
 mod reliability;
 mod reliability_moto;
+mod runs;
 mod sandbox_cli;
 mod secrets;
 mod state_faults;

@@ -506,50 +506,6 @@ async fn throttled_deletes_are_retried_and_an_unfinished_onboarding_is_left_alon
     env.world().assert_gone(BEN);
 }
 
-/// Runs `connect-onboard args` on a terminal (a pty from util-linux `script`), typing
-/// `typed`; returns the exit code and everything the terminal showed.
-async fn on_a_terminal(env: &Env, args: &[&str], typed: &str) -> (i32, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let base = env.command(args);
-    let base = base.as_std();
-    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_str().unwrap().replace('\'', "'\\''"));
-    let mut line = quote(base.get_program());
-    for a in base.get_args() {
-        line.push(' ');
-        line.push_str(&quote(a));
-    }
-    let mut c = tokio::process::Command::new("script");
-    c.args(["-qec", &line, "/dev/null"]);
-    c.env_clear();
-    c.env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.current_dir(env.dir.path());
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = c.spawn().expect("script(1) runs");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s).await;
-        s
-    });
-    stdin.write_all(typed.as_bytes()).await.unwrap();
-    stdin.flush().await.unwrap();
-    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
-        .await
-        .expect("finished within 60 s")
-        .unwrap();
-    drop(stdin);
-    (status.code().unwrap_or(-1), reader.await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_terminal_the_plan_is_confirmed_by_typing_yes() {
     let env = Env::new().await;
