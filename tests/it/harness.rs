@@ -150,7 +150,10 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(BIN);
-        if !args.contains(&"--config") {
+        // The config is `connect-onboard.toml` in the working directory, the default: it is
+        // named only when it lives elsewhere (a named `--config` must exist).
+        let default = self.dir.path().join("connect-onboard.toml");
+        if !args.contains(&"--config") && self.config != default {
             c.args(["--config", self.config.to_str().unwrap()]);
         }
         c.args(["--workflow", self.workflow.to_str().unwrap()]);

@@ -100,7 +100,7 @@ async fn offboard_removes_an_onboarded_agent_and_leaves_shared_resources_and_oth
     assert_eq!(writes(&env), before);
     // A rollback of an offboarding is refused: deletes are never undone.
     let out = env
-        .run(&["rollback", run["run_id"].as_str().unwrap()])
+        .run(&["rollback", run["run_id"].as_str().unwrap(), "--yes"])
         .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("never undone"), "{out:?}");
@@ -496,7 +496,8 @@ async fn throttled_deletes_are_retried_and_an_unfinished_onboarding_is_left_alon
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout.contains("its onboarding in run")
-            && out.stdout.contains("resume or roll it back first"),
+            && out.stdout.contains("`connect-onboard resume ")
+            && out.stdout.contains("first"),
         "{out:?}"
     );
     assert_eq!(writes(&env), before, "zero writes");
