@@ -8,8 +8,8 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::agent::reader::Reader;
-use crate::agent::{self, AgentInput};
+use crate::agent;
+use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
 use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
 use crate::steps::{self, Subject};
@@ -403,9 +403,18 @@ pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStat
     run_status(&store, run_id)
 }
 
-/// Corrected rows given to `retry --from`, by normalised email.
-fn corrections(path: &Path) -> Result<HashMap<String, (u64, AgentInput)>, Error> {
-    let reader = Reader::open(path).map_err(|errs| {
+/// A corrected row given to `retry --from`: the row (with the cells that could not be read
+/// left unset) and those cells' columns.
+struct Correction {
+    row: Row,
+    failed: Vec<String>,
+}
+
+/// Corrected rows given to `retry --from`, by normalised email, and the problems of the
+/// cells that could not be read (every row's; the rules are checked later, on the rest of
+/// each row, so that every problem of a row is reported at once).
+fn corrections(path: &Path) -> Result<(HashMap<String, Correction>, Vec<String>), Error> {
+    let mut reader = Reader::open(path).map_err(|errs| {
         Error::Input(
             errs.iter()
                 .map(ToString::to_string)
@@ -415,18 +424,23 @@ fn corrections(path: &Path) -> Result<HashMap<String, (u64, AgentInput)>, Error>
     })?;
     let mut out = HashMap::new();
     let mut errors = Vec::new();
-    for row in reader {
-        match row {
-            Ok(r) => {
-                out.insert(r.input.email.trim().to_lowercase(), (r.line, r.input));
+    while let Some(row) = reader.next() {
+        let (row, failed) = match row {
+            Ok(r) => (r, Vec::new()),
+            Err(errs) => {
+                errors.extend(errs.iter().map(ToString::to_string));
+                match reader.take_partial() {
+                    Some(r) => (r, errs.into_iter().filter_map(|e| e.column).collect()),
+                    None => continue,
+                }
             }
-            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
-        }
+        };
+        out.insert(
+            row.input.email.trim().to_lowercase(),
+            Correction { row, failed },
+        );
     }
-    if !errors.is_empty() {
-        return Err(Error::Input(errors.join("\n")));
-    }
-    Ok(out)
+    Ok((out, errors))
 }
 
 /// Re-attempts every failed, rolled-back or interrupted agent of one run, or of all runs,
@@ -445,7 +459,7 @@ pub async fn retry(
         Some(id) => vec![store.run(id)?],
         None => store.runs()?,
     };
-    let fixes = from.map(corrections).transpose()?.unwrap_or_default();
+    let (fixes, mut unreadable) = from.map(corrections).transpose()?.unwrap_or_default();
     let defaults = ctx.config().map(|c| c.defaults.clone()).unwrap_or_default();
     let mut report = RunsReport {
         runs: Vec::new(),
@@ -480,11 +494,21 @@ pub async fn retry(
                 ))
             })?;
             let spec = match fixes.get(&a.agent_key) {
-                Some((line, input)) => {
-                    match agent::validate(input, &defaults, target.identity_mode) {
-                        Ok(spec) => spec,
+                Some(Correction { row, failed }) => {
+                    let line = row.line;
+                    match agent::validate(&row.input, &defaults, target.identity_mode) {
+                        Ok(spec) if failed.is_empty() => spec,
+                        // Its unreadable cells are reported already.
+                        Ok(_) => continue,
                         Err(e) => {
-                            problems.extend(e.0.iter().map(|fe| format!("line {line}: {fe}")));
+                            problems.extend(
+                                (e.0.iter())
+                                    .filter(|fe| {
+                                        row.column_for(&fe.field)
+                                            .is_none_or(|c| !failed.iter().any(|f| f == c))
+                                    })
+                                    .map(|fe| format!("line {line}: {fe}")),
+                            );
                             continue;
                         }
                     }
@@ -509,8 +533,9 @@ pub async fn retry(
                 )),
             }
         }
-        if !problems.is_empty() {
-            return Err(Error::Input(problems.join("\n")));
+        if !problems.is_empty() || !unreadable.is_empty() {
+            unreadable.extend(problems);
+            return Err(Error::Input(unreadable.join("\n")));
         }
         let mut todo = Vec::new();
         for a in agents {
@@ -547,6 +572,9 @@ pub async fn retry(
             report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);
+    }
+    if !unreadable.is_empty() {
+        return Err(Error::Input(unreadable.join("\n")));
     }
     Ok(report)
 }

@@ -178,6 +178,39 @@ async fn a_row_reports_every_problem_at_once() {
     assert!(!env.state.exists());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrected_row_for_retry_reports_every_problem_at_once() {
+    let env = Env::new().await;
+    env.faults(json!({"rules": [
+        {"op": "connect:CreateUser", "action": "error", "code": "AccessDeniedException",
+         "status": 403}
+    ]}));
+    let out = env.onboard(ANA, &["--json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let run = out.json()["runs"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.faults(json!({"rules": []}));
+    let fixed = write(
+        &env,
+        "fixed.csv",
+        "email,first_name,last_name,auto_accept,acw_timeout\nana@example.com,Ana,Silva,maybe,-5\n",
+    );
+    let before = writes(&env);
+    let out = env.run(&["retry", &run, "--from", &fixed]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("fixed.csv:2: column \"auto_accept\""),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("line 2: invalid acw_timeout \"-5\""),
+        "{out:?}"
+    );
+    assert_eq!(writes(&env), before);
+}
+
 // ---------------------------------------------------------------------------------------
 // Item 10: rolling back done agents is confirmed; later adopting runs are marked.
 // ---------------------------------------------------------------------------------------
