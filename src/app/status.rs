@@ -20,9 +20,7 @@ pub(crate) fn advice(state: AgentState, run: &str, agent: &str) -> Option<String
         | AgentState::Running
         | AgentState::Interrupted
         | AgentState::RollingBack => Some(format!("`connect-onboard resume {run}`")),
-        AgentState::Failed => Some(format!(
-            "`connect-onboard retry {run}` once the cause is fixed, or `connect-onboard rollback {run} --email {agent}`"
-        )),
+        AgentState::Failed => Some(format!("`connect-onboard retry {run}` once the cause is fixed")),
         AgentState::Done | AgentState::RolledBack | AgentState::Released => None,
     }
 }
@@ -70,6 +68,9 @@ pub struct AgentStatus {
     pub state: AgentState,
     /// Last error.
     pub last_error: Option<String>,
+    /// What to run next for its state (the one advice: `resume`, `retry`, or `rollback` /
+    /// `release` for an agent that needs attention); `null` when nothing is left to do.
+    pub next: Option<String>,
     /// Where the agent signs in.
     pub portal_url: Option<String>,
     /// Created (RFC 3339).
@@ -129,6 +130,7 @@ pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error
             })
             .collect();
         agents.push(AgentStatus {
+            next: advice(a.state, run_id, &a.agent_key),
             email: a.agent_key,
             state: a.state,
             last_error: a.last_error,

@@ -84,6 +84,9 @@ pub(crate) fn print_runs(runs: &[RunStatus], json: bool) {
             if let Some(e) = &a.last_error {
                 let _ = writeln!(out, "    last error: {e}");
             }
+            if let Some(next) = &a.next {
+                let _ = writeln!(out, "    next: {next}");
+            }
         }
         for a in r
             .agents

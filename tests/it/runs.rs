@@ -337,6 +337,14 @@ async fn an_agent_needing_attention_is_told_rollback_or_release_everywhere() {
         .unwrap()
         .to_string();
 
+    let st = env.status_json().await;
+    let next = st["runs"][0]["agents"][0]["next"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        next.contains(&format!("rollback {run} --email {ANA}")) && next.contains("release"),
+        "status says what to run next: {st}"
+    );
     let told = |out: &Out, what: &str| {
         let text = format!("{}{}", out.stdout, out.stderr);
         assert!(
