@@ -195,6 +195,8 @@ pub struct PlannedRollback {
     pub state: AgentState,
     /// Per step the run owns, last first: the recorded ids of what would be deleted.
     pub remove: Vec<PlannedRemoval>,
+    /// Later runs of the agent that adopted some of it: they will be marked `interrupted`.
+    pub adopted_by: Vec<String>,
 }
 
 /// One resource a rollback would delete.
@@ -259,16 +261,18 @@ pub async fn rollback(
         if a.state == AgentState::Released {
             continue;
         }
-        let remove = (engine
-            .rollback_plan(run_id, &a.agent_key)
-            .await?
-            .into_iter())
-        .map(|(step, resources)| PlannedRemoval { step, resources })
-        .collect();
+        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
+        let adopted_by = (adopters(&store, run_id, &a.agent_key, &removed)?.into_iter())
+            .map(|(run, _)| run)
+            .collect();
+        let remove = (removed.into_iter())
+            .map(|(step, resources)| PlannedRemoval { step, resources })
+            .collect();
         plan.push(PlannedRollback {
             email: a.agent_key.clone(),
             state: a.state,
             remove,
+            adopted_by,
         });
     }
     if dry_run {
@@ -312,6 +316,38 @@ pub async fn rollback(
     Ok(RollbackReport::Done(report))
 }
 
+/// The other runs of `agent` with a step `adopted` with the same ids as one of `removed`,
+/// and those steps.
+fn adopters(
+    store: &Store,
+    run: &str,
+    agent: &str,
+    removed: &[(String, std::collections::BTreeMap<String, String>)],
+) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut out = Vec::new();
+    if removed.is_empty() {
+        return Ok(out);
+    }
+    for other in store.runs_of_agent(agent)? {
+        if other == run {
+            continue;
+        }
+        let gone: Vec<String> = (store.steps(&other, agent)?.into_iter())
+            .filter(|s| s.state == StepState::Adopted)
+            .filter(|s| {
+                removed
+                    .iter()
+                    .any(|(id, o)| *id == s.step_id && *o == s.outputs)
+            })
+            .map(|s| s.step_id)
+            .collect();
+        if !gone.is_empty() {
+            out.push((other, gone));
+        }
+    }
+    Ok(out)
+}
+
 /// The other runs of `agent` that adopted a resource `run`'s rollback just deleted: each
 /// such step is pending again and the agent `interrupted`, naming why, so `status` no
 /// longer shows it `done / adopted` and `resume` (or the batch again) looks it up anew.
@@ -322,23 +358,7 @@ fn mark_adopters(
     deleted: &[(String, std::collections::BTreeMap<String, String>)],
     report: &mut RunsReport,
 ) -> Result<(), Error> {
-    for other in store.runs_of_agent(agent)? {
-        if other == run {
-            continue;
-        }
-        let steps = store.steps(&other, agent)?;
-        let gone: Vec<&str> = (steps.iter())
-            .filter(|s| s.state == StepState::Adopted)
-            .filter(|s| {
-                deleted
-                    .iter()
-                    .any(|(id, o)| *id == s.step_id && *o == s.outputs)
-            })
-            .map(|s| s.step_id.as_str())
-            .collect();
-        if gone.is_empty() {
-            continue;
-        }
+    for (other, gone) in adopters(store, run, agent, deleted)? {
         let token = uuid::Uuid::new_v4().to_string();
         if let Err(e) = store.acquire_lease(&other, agent, &token, 60_000) {
             report.skipped.push(format!(

@@ -624,7 +624,7 @@ pub(crate) fn print_policy(policy: &serde_json::Value) {
 
 /// What `rollback` would delete, per agent, with ids. `--dry-run` prints it on stdout (or
 /// `{"dry_run": true, "run_id", "agents": [{"email", "state", "remove": [{"step",
-/// "resources"}]}]}`); before a confirmation it goes to stderr, the question following it.
+/// "resources"}], "adopted_by": [run]}]}`); before a confirmation it goes to stderr, the question following it.
 pub(crate) fn print_rollback_plan(
     run: &str,
     plan: &[app::PlannedRollback],
@@ -659,6 +659,11 @@ pub(crate) fn print_rollback_plan(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             lines.push(format!("    {}: delete ({})", r.step, ids.join(" ")));
+        }
+        for run in &p.adopted_by {
+            lines.push(format!(
+                "    run {run} adopted some of it: it will show the agent interrupted, to resume"
+            ));
         }
     }
     lines.push("  (adopted and shared resources are kept)".into());

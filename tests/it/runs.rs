@@ -293,6 +293,11 @@ async fn a_later_run_that_adopted_what_a_rollback_deleted_is_no_longer_shown_don
     let env = Env::new().await;
     let first = run_of(&env.onboard(ANA, &["--json"]).await);
     let second = run_of(&env.onboard(ANA, &["--json"]).await);
+    // The plan says so first.
+    let out = env.run(&["rollback", &first, "--dry-run", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let j = out.json();
+    assert_eq!(j["agents"][0]["adopted_by"], json!([second]), "{j}");
     let out = env.run(&["rollback", &first, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(ANA);
