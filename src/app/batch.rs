@@ -237,13 +237,20 @@ impl Iterator for Checked<'_> {
     type Item = Result<Valid, Rejected>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let row = match self.reader.next()? {
-            Ok(r) => r,
+        // Every problem of the row at once: its cells that cannot be read, then the rules
+        // on the rest of it (a field whose cell failed is not judged again).
+        let (row, mut problems, failed) = match self.reader.next()? {
+            Ok(r) => (r, Vec::new(), Vec::new()),
             Err(errs) => {
-                return Some(Err(Rejected {
-                    who: None,
-                    problems: errs.iter().map(ToString::to_string).collect(),
-                }))
+                let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                let Some(row) = self.reader.take_partial() else {
+                    return Some(Err(Rejected {
+                        who: None,
+                        problems: shown,
+                    }));
+                };
+                let failed: Vec<String> = errs.into_iter().filter_map(|e| e.column).collect();
+                (row, shown, failed)
             }
         };
         let who = Some(row.input.email.trim().to_string()).filter(|e| !e.is_empty());
@@ -260,24 +267,43 @@ impl Iterator for Checked<'_> {
         };
         let spec = match agent::validate(&row.input, self.defaults, self.target.identity_mode) {
             Ok(s) => s,
-            Err(e) => return reject(e.0.iter().map(at).collect()),
+            Err(e) => {
+                problems.extend(
+                    (e.0.iter())
+                        .filter(|fe| {
+                            row.column_for(&fe.field)
+                                .is_none_or(|c| !failed.iter().any(|f| f == c))
+                        })
+                        .map(at),
+                );
+                return reject(problems);
+            }
         };
         use std::hash::BuildHasher;
         let key = (u128::from(self.hashers.0.hash_one(&spec.email)) << 64)
             | u128::from(self.hashers.1.hash_one(&spec.email));
         if let Some(first) = self.seen.get(&key) {
-            return reject(vec![format!(
+            problems.push(format!(
                 "{file}:{}: agent {} is already on line {first}: one row per agent (emails compare without case)",
                 row.line, spec.email
-            )]);
+            ));
+            return reject(problems);
         }
         self.seen.insert(key, row.line);
         let password = row.input.password.clone();
-        if spec.needs_password && password.is_none() {
-            return reject(vec![format!(
+        if spec.needs_password
+            && password.is_none()
+            && !failed
+                .iter()
+                .any(|c| Some(c.as_str()) == row.column_for("password"))
+        {
+            problems.push(format!(
                 "{file}:{}: invalid password <redacted>: instance {} stores users in Amazon Connect (CONNECT_MANAGED): each row needs a password",
                 row.line, self.target.instance_id
-            )]);
+            ));
+        }
+        if !problems.is_empty() {
+            return reject(problems);
         }
         match target::resolve(spec, self.catalog) {
             Ok(subject) => Some(Ok(Valid { subject, password })),
@@ -531,11 +557,8 @@ pub(super) async fn run_rows(
             if kinds[run] != removes {
                 // The other direction: unfinished, it must end first; else this is new.
                 if state.unfinished() {
-                    let (what, how) = if removes {
-                        ("onboarding", "resume or roll it back")
-                    } else {
-                        ("offboarding", "resume it")
-                    };
+                    let what = if removes { "onboarding" } else { "offboarding" };
+                    let how = super::status::advice(*state, run, &key).unwrap_or_default();
                     let why = format!("its {what} in run {run} is {}: {how} first", state.as_str());
                     let a = AgentResult {
                         email: key.clone(),
@@ -572,7 +595,9 @@ pub(super) async fn run_rows(
             }
             Some((run, AgentState::NeedsAttention)) => {
                 let why = format!(
-                    "needs attention in run {run}: `connect-onboard rollback {run} --email {key}` or `release`"
+                    "needs attention in run {run}: {}",
+                    super::status::advice(AgentState::NeedsAttention, &run, &key)
+                        .unwrap_or_default()
                 );
                 let a = skip("skipped", run, Some(why), false);
                 record(&mut report, a);

@@ -36,7 +36,10 @@ pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
-pub use runs::{release, resume, retry, rollback, RunsReport};
+pub use runs::{
+    release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
+    RollbackReport, RunsReport,
+};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 
 use std::path::{Path, PathBuf};
@@ -111,6 +114,8 @@ impl Error {
 pub struct Globals {
     /// Config file.
     pub config: PathBuf,
+    /// Whether `--config` named it (then it must exist, whatever else is given).
+    pub config_given: bool,
     /// State file override.
     pub state: Option<PathBuf>,
     /// Workflow file override.
@@ -130,6 +135,10 @@ pub struct Context {
     /// The state file.
     pub state_path: PathBuf,
     pub(crate) globals: Globals,
+    /// The one pacer of the process: every client this context builds (the new run's, and
+    /// those of earlier runs a batch resumes or retries) shares it, so each AWS quota is
+    /// paced once and every call the command makes is counted in one place.
+    pacer: std::sync::OnceLock<aws::pacer::Pacer>,
 }
 
 /// Where a run's clients point, resolved once and recorded in the run.
@@ -156,13 +165,17 @@ impl Context {
     }
 
     /// For commands on existing runs (resume, rollback, release, status): the config file
-    /// is optional when `--state` names the state file, since every run records its target.
+    /// is optional, since every run records its target; without one the state file is
+    /// `--state`, else the default `[state] path`. A `--config PATH` that was given must
+    /// exist, even with `--state`.
     pub fn load_for_state(globals: &Globals) -> Result<Context, Error> {
-        if globals.state.is_some() && !globals.config.exists() {
+        if !globals.config_given && !globals.config.exists() {
             return Ok(Context {
                 config: None,
-                state_path: globals.state.clone().unwrap_or_default(),
+                state_path: (globals.state.clone())
+                    .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_PATH)),
                 globals: globals.clone(),
+                pacer: Default::default(),
             });
         }
         Context::load(globals)
@@ -178,6 +191,7 @@ impl Context {
             config: Some(config),
             state_path,
             globals: globals.clone(),
+            pacer: Default::default(),
         }
     }
 
@@ -231,14 +245,23 @@ impl Context {
             ic_sdk.as_ref(),
             regions.connect.as_deref(),
             regions.identity_center.as_deref(),
-            pacer(
-                self.config
-                    .as_ref()
-                    .map(Config::rate_limits)
-                    .unwrap_or_default(),
-                self.globals.on_wait.clone(),
-            )?,
+            self.pacer()?,
         ))
+    }
+
+    /// The process's pacer, built on first use (see the field).
+    pub(crate) fn pacer(&self) -> Result<aws::pacer::Pacer, Error> {
+        if let Some(p) = self.pacer.get() {
+            return Ok(p.clone());
+        }
+        let p = pacer(
+            self.config
+                .as_ref()
+                .map(Config::rate_limits)
+                .unwrap_or_default(),
+            self.globals.on_wait.clone(),
+        )?;
+        Ok(self.pacer.get_or_init(|| p).clone())
     }
 
     pub(crate) fn open_store(&self) -> Result<Arc<Store>, Error> {

@@ -146,8 +146,9 @@ pub async fn offboard(
                     }
                     (false, s) if s.unfinished() => {
                         let why = format!(
-                            "its onboarding in run {run} is {}: resume or roll it back first",
-                            s.as_str()
+                            "its onboarding in run {run} is {}: {} first",
+                            s.as_str(),
+                            super::status::advice(s, &run, &email).unwrap_or_default()
                         );
                         early.push(result("skipped", Some(run), Some(why)));
                         continue;

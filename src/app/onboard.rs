@@ -111,7 +111,15 @@ pub async fn onboard(
             &[AgentState::Failed],
         )
         .map_err(|e| match e {
-            e @ store::Error::Unfinished { .. } => Error::Input(e.to_string()),
+            store::Error::Unfinished { agent, run, state } => {
+                let advice = AgentState::parse(&state)
+                    .ok()
+                    .and_then(|s| super::status::advice(s, &run, &agent))
+                    .unwrap_or_else(|| format!("`connect-onboard status {run}`"));
+                Error::Input(format!(
+                    "{agent} already has an unfinished onboarding in run {run} (state {state}): {advice}"
+                ))
+            }
             e => Error::Store(e),
         })?;
     let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);

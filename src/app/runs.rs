@@ -8,8 +8,8 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::agent::reader::Reader;
-use crate::agent::{self, AgentInput};
+use crate::agent;
+use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
 use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
 use crate::steps::{self, Subject};
@@ -17,7 +17,7 @@ use crate::store::{RunRow, Store};
 use crate::target;
 use crate::target::Target;
 
-use super::status::{run_status, RunStatus};
+use super::status::{advice, run_status, RunStatus};
 use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
 
 /// Rebuilds the engine of a stored run: its own workflow snapshot and target.
@@ -83,6 +83,8 @@ pub struct RunsReport {
     pub runs: Vec<RunStatus>,
     /// Agents skipped, with the reason.
     pub skipped: Vec<String>,
+    /// Agents driven (0: there was nothing to resume or retry).
+    pub driven: usize,
 }
 
 impl RunsReport {
@@ -115,6 +117,7 @@ pub async fn resume(
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     for run in runs {
         let agents = store.agents(&run.id)?;
@@ -124,8 +127,10 @@ pub async fn resume(
             .collect();
         for a in &attention {
             report.skipped.push(format!(
-                "{} (run {}): needs attention after a failed compensation; fix the cause, then `connect-onboard rollback {} --email {}`",
-                a.agent_key, run.id, run.id, a.agent_key
+                "{} (run {}): needs attention after a failed compensation: {}",
+                a.agent_key,
+                run.id,
+                advice(a.state, &run.id, &a.agent_key).unwrap_or_default()
             ));
         }
         if !agents.iter().any(|a| a.state.resumable()) {
@@ -163,6 +168,7 @@ pub async fn resume(
             }
             todo.push(a.agent_key);
         }
+        report.driven += todo.len();
         // `concurrency` agents at a time, as in a batch (each its own lease).
         let results: Vec<_> = stream::iter(todo)
             .map(|key| {
@@ -180,32 +186,108 @@ pub async fn resume(
     Ok(report)
 }
 
-/// Compensates the owned steps of a run, or of one agent in it.
+/// One agent of a rollback's plan: what it would remove.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRollback {
+    /// The agent.
+    pub email: String,
+    /// Its state now (`done`: working users would be deleted).
+    pub state: AgentState,
+    /// Per step the run owns, last first: the recorded ids of what would be deleted.
+    pub remove: Vec<PlannedRemoval>,
+    /// Later runs of the agent that adopted some of it: they will be marked `interrupted`.
+    pub adopted_by: Vec<String>,
+}
+
+/// One resource a rollback would delete.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRemoval {
+    /// The step that created it.
+    pub step: String,
+    /// Its recorded ids.
+    pub resources: std::collections::BTreeMap<String, String>,
+}
+
+/// What `rollback` did: its plan (`--dry-run`), or the rollback.
+#[derive(Debug)]
+pub enum RollbackReport {
+    /// `--dry-run`: what would be removed; nothing was touched.
+    Planned {
+        /// The run.
+        run_id: String,
+        /// Per agent in scope.
+        agents: Vec<PlannedRollback>,
+    },
+    /// Rolled back.
+    Done(RunsReport),
+}
+
+/// Asked before a rollback that would delete a finished (`done`) agent's working users:
+/// `Ok` goes on; an error stops it with nothing touched.
+pub type ConfirmRollback<'a> = dyn FnMut(&str, &[PlannedRollback]) -> Result<(), Error> + 'a;
+
+/// Compensates the owned steps of a run, or of one agent in it. Rolling back an agent that
+/// is `done` deletes users that work, as offboarding does: `confirm` sees the plan first
+/// (every agent in scope) and may refuse; a failed, interrupted or needs-attention agent
+/// is rolled back without asking. `dry_run` returns the plan only. Later runs that adopted
+/// what the rollback deleted are marked `interrupted` (their adopted steps pending again),
+/// so that `status` stops showing them `done` and `resume` onboards them again.
 pub async fn rollback(
     ctx: &Context,
     run_id: &str,
     email: Option<&str>,
     secrets: Secrets,
     settings: &RunSettings,
-) -> Result<RunsReport, Error> {
+    dry_run: bool,
+    confirm: &mut ConfirmRollback<'_>,
+) -> Result<RollbackReport, Error> {
     let store = ctx.existing_store()?;
     let run = store.run(run_id)?;
     let engine = engine_for_run(ctx, &store, &run, settings).await?;
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     let email = email.map(|e| e.trim().to_lowercase());
-    let agents = store.agents(run_id)?;
     if let Some(e) = &email {
-        if !agents.iter().any(|a| &a.agent_key == e) {
-            return Err(Error::Input(format!("run {run_id} has no agent {e}")));
-        }
+        known_agent(&store, run_id, e)?;
     }
-    for a in agents {
-        if email.as_ref().is_some_and(|e| e != &a.agent_key) {
+    let agents: Vec<_> = (store.agents(run_id)?.into_iter())
+        .filter(|a| email.as_ref().is_none_or(|e| e == &a.agent_key))
+        .collect();
+    let mut plan = Vec::new();
+    for a in &agents {
+        if a.state == AgentState::Released {
             continue;
         }
+        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
+        let adopted_by = (adopters(&store, run_id, &a.agent_key, &removed)?.into_iter())
+            .map(|(run, _)| run)
+            .collect();
+        let remove = (removed.into_iter())
+            .map(|(step, resources)| PlannedRemoval { step, resources })
+            .collect();
+        plan.push(PlannedRollback {
+            email: a.agent_key.clone(),
+            state: a.state,
+            remove,
+            adopted_by,
+        });
+    }
+    if dry_run {
+        return Ok(RollbackReport::Planned {
+            run_id: run_id.to_string(),
+            agents: plan,
+        });
+    }
+    let destructive = plan
+        .iter()
+        .any(|p| p.state == AgentState::Done && !p.remove.is_empty());
+    if destructive {
+        confirm(run_id, &plan)?;
+    }
+    for a in agents {
         if a.state == AgentState::Released {
             report.skipped.push(format!(
                 "{}: released; its resources are no longer managed",
@@ -213,11 +295,121 @@ pub async fn rollback(
             ));
             continue;
         }
+        let before = store.steps(run_id, &a.agent_key)?;
         let result = engine.rollback_agent(run_id, &a.agent_key, &secrets).await;
         report.settle(result)?;
+        // What this rollback deleted: steps that held a resource and are rolled back now.
+        let after = store.steps(run_id, &a.agent_key)?;
+        let deleted: Vec<(String, std::collections::BTreeMap<String, String>)> = (after.iter())
+            .filter(|s| s.state == StepState::RolledBack)
+            .filter_map(|s| {
+                let b = before.iter().find(|b| b.step_id == s.step_id)?;
+                (b.state != StepState::RolledBack && !b.outputs.is_empty())
+                    .then(|| (s.step_id.clone(), b.outputs.clone()))
+            })
+            .collect();
+        if !deleted.is_empty() {
+            mark_adopters(&store, run_id, &a.agent_key, &deleted, &mut report)?;
+        }
     }
     report.runs.push(run_status(&store, run_id)?);
-    Ok(report)
+    Ok(RollbackReport::Done(report))
+}
+
+/// The other runs of `agent` with a step `adopted` with the same ids as one of `removed`,
+/// and those steps.
+fn adopters(
+    store: &Store,
+    run: &str,
+    agent: &str,
+    removed: &[(String, std::collections::BTreeMap<String, String>)],
+) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut out = Vec::new();
+    if removed.is_empty() {
+        return Ok(out);
+    }
+    for other in store.runs_of_agent(agent)? {
+        if other == run {
+            continue;
+        }
+        let gone: Vec<String> = (store.steps(&other, agent)?.into_iter())
+            .filter(|s| s.state == StepState::Adopted)
+            .filter(|s| {
+                removed
+                    .iter()
+                    .any(|(id, o)| *id == s.step_id && *o == s.outputs)
+            })
+            .map(|s| s.step_id)
+            .collect();
+        if !gone.is_empty() {
+            out.push((other, gone));
+        }
+    }
+    Ok(out)
+}
+
+/// The other runs of `agent` that adopted a resource `run`'s rollback just deleted: each
+/// such step is pending again and the agent `interrupted`, naming why, so `status` no
+/// longer shows it `done / adopted` and `resume` (or the batch again) looks it up anew.
+fn mark_adopters(
+    store: &Store,
+    run: &str,
+    agent: &str,
+    deleted: &[(String, std::collections::BTreeMap<String, String>)],
+    report: &mut RunsReport,
+) -> Result<(), Error> {
+    for (other, gone) in adopters(store, run, agent, deleted)? {
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = store.acquire_lease(&other, agent, &token, 60_000) {
+            report.skipped.push(format!(
+                "{agent} (run {other}) adopted what this rollback deleted ({}) but could not be marked: {e}",
+                gone.join(", ")
+            ));
+            continue;
+        }
+        let why = format!(
+            "{}: adopted, then deleted by `rollback {run}`; {} onboards it again",
+            gone.join(", "),
+            advice(AgentState::Interrupted, &other, agent).unwrap_or_default()
+        );
+        let marked = (|| -> Result<(), crate::store::Error> {
+            for id in &gone {
+                let update = crate::engine::StepUpdate {
+                    state: Some(StepState::Pending),
+                    owned: Some(false),
+                    unresolved: Some(false),
+                    outputs: Some(Default::default()),
+                    last_error: Some(Some(format!("Deleted: deleted by `rollback {run}`"))),
+                    ..Default::default()
+                };
+                store.update_step(
+                    &other,
+                    agent,
+                    &token,
+                    id,
+                    &update,
+                    "adopted_resource_deleted",
+                )?;
+            }
+            store.set_agent_state(&other, agent, &token, AgentState::Interrupted, Some(&why))
+        })();
+        let released = store.release_lease(&other, agent, &token);
+        marked?;
+        released?;
+    }
+    Ok(())
+}
+
+/// `--email E` names an agent of the run: the same usage error (exit 2) for every command
+/// that takes one.
+fn known_agent(store: &Store, run_id: &str, email: &str) -> Result<(), Error> {
+    if store.agents(run_id)?.iter().any(|a| a.agent_key == email) {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "run {run_id} has no agent {email} (see `connect-onboard status {run_id}`)"
+        )))
+    }
 }
 
 /// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
@@ -226,14 +418,23 @@ pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStat
     let run = store.run(run_id)?;
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
     let email = email.trim().to_lowercase();
-    store.agent(run_id, &email)?;
+    known_agent(&store, run_id, &email)?;
     engine.release_agent(run_id, &email).await?;
     run_status(&store, run_id)
 }
 
-/// Corrected rows given to `retry --from`, by normalised email.
-fn corrections(path: &Path) -> Result<HashMap<String, (u64, AgentInput)>, Error> {
-    let reader = Reader::open(path).map_err(|errs| {
+/// A corrected row given to `retry --from`: the row (with the cells that could not be read
+/// left unset) and those cells' columns.
+struct Correction {
+    row: Row,
+    failed: Vec<String>,
+}
+
+/// Corrected rows given to `retry --from`, by normalised email, and the problems of the
+/// cells that could not be read (every row's; the rules are checked later, on the rest of
+/// each row, so that every problem of a row is reported at once).
+fn corrections(path: &Path) -> Result<(HashMap<String, Correction>, Vec<String>), Error> {
+    let mut reader = Reader::open(path).map_err(|errs| {
         Error::Input(
             errs.iter()
                 .map(ToString::to_string)
@@ -243,18 +444,23 @@ fn corrections(path: &Path) -> Result<HashMap<String, (u64, AgentInput)>, Error>
     })?;
     let mut out = HashMap::new();
     let mut errors = Vec::new();
-    for row in reader {
-        match row {
-            Ok(r) => {
-                out.insert(r.input.email.trim().to_lowercase(), (r.line, r.input));
+    while let Some(row) = reader.next() {
+        let (row, failed) = match row {
+            Ok(r) => (r, Vec::new()),
+            Err(errs) => {
+                errors.extend(errs.iter().map(ToString::to_string));
+                match reader.take_partial() {
+                    Some(r) => (r, errs.into_iter().filter_map(|e| e.column).collect()),
+                    None => continue,
+                }
             }
-            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
-        }
+        };
+        out.insert(
+            row.input.email.trim().to_lowercase(),
+            Correction { row, failed },
+        );
     }
-    if !errors.is_empty() {
-        return Err(Error::Input(errors.join("\n")));
-    }
-    Ok(out)
+    Ok((out, errors))
 }
 
 /// Re-attempts every failed, rolled-back or interrupted agent of one run, or of all runs,
@@ -273,11 +479,12 @@ pub async fn retry(
         Some(id) => vec![store.run(id)?],
         None => store.runs()?,
     };
-    let fixes = from.map(corrections).transpose()?.unwrap_or_default();
+    let (fixes, mut unreadable) = from.map(corrections).transpose()?.unwrap_or_default();
     let defaults = ctx.config().map(|c| c.defaults.clone()).unwrap_or_default();
     let mut report = RunsReport {
         runs: Vec::new(),
         skipped: Vec::new(),
+        driven: 0,
     };
     for run in runs {
         let agents: Vec<_> = store
@@ -307,11 +514,21 @@ pub async fn retry(
                 ))
             })?;
             let spec = match fixes.get(&a.agent_key) {
-                Some((line, input)) => {
-                    match agent::validate(input, &defaults, target.identity_mode) {
-                        Ok(spec) => spec,
+                Some(Correction { row, failed }) => {
+                    let line = row.line;
+                    match agent::validate(&row.input, &defaults, target.identity_mode) {
+                        Ok(spec) if failed.is_empty() => spec,
+                        // Its unreadable cells are reported already.
+                        Ok(_) => continue,
                         Err(e) => {
-                            problems.extend(e.0.iter().map(|fe| format!("line {line}: {fe}")));
+                            problems.extend(
+                                (e.0.iter())
+                                    .filter(|fe| {
+                                        row.column_for(&fe.field)
+                                            .is_none_or(|c| !failed.iter().any(|f| f == c))
+                                    })
+                                    .map(|fe| format!("line {line}: {fe}")),
+                            );
                             continue;
                         }
                     }
@@ -336,8 +553,9 @@ pub async fn retry(
                 )),
             }
         }
-        if !problems.is_empty() {
-            return Err(Error::Input(problems.join("\n")));
+        if !problems.is_empty() || !unreadable.is_empty() {
+            unreadable.extend(problems);
+            return Err(Error::Input(unreadable.join("\n")));
         }
         let mut todo = Vec::new();
         for a in agents {
@@ -353,6 +571,7 @@ pub async fn retry(
                 todo.push((a.agent_key, Some(subject)));
             }
         }
+        report.driven += todo.len();
         // `concurrency` agents at a time, as in a batch (each its own lease).
         let results: Vec<_> = stream::iter(todo)
             .map(|(key, subject)| {
@@ -373,6 +592,9 @@ pub async fn retry(
             report.settle(result)?;
         }
         report.runs.push(run_status(&store, &run.id)?);
+    }
+    if !unreadable.is_empty() {
+        return Err(Error::Input(unreadable.join("\n")));
     }
     Ok(report)
 }

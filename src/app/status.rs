@@ -8,8 +8,29 @@ use crate::store::Store;
 
 use super::{Context, Error};
 
-/// Status of one run, or of every run.
+/// What to run next for an agent left in `state` in `run`: the one advice every command
+/// gives for that state (`None`: nothing is left to do). An agent that needs attention is
+/// told `rollback` or `release`, never `resume`, which skips it.
+pub(crate) fn advice(state: AgentState, run: &str, agent: &str) -> Option<String> {
+    match state {
+        AgentState::NeedsAttention => Some(format!(
+            "`connect-onboard rollback {run} --email {agent}` once the cause is fixed, or `connect-onboard release {run} --email {agent}` to keep its leftovers"
+        )),
+        AgentState::Pending
+        | AgentState::Running
+        | AgentState::Interrupted
+        | AgentState::RollingBack => Some(format!("`connect-onboard resume {run}`")),
+        AgentState::Failed => Some(format!("`connect-onboard retry {run}` once the cause is fixed")),
+        AgentState::Done | AgentState::RolledBack | AgentState::Released => None,
+    }
+}
+
+/// Status of one run, or of every run. A state file that does not exist yet (and was not
+/// named with `--state`) means nothing has run: no runs.
 pub fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus>, Error> {
+    if run_id.is_none() && ctx.globals.state.is_none() && !ctx.state_path.exists() {
+        return Ok(Vec::new());
+    }
     let store = ctx.existing_store()?;
     match run_id {
         Some(id) => Ok(vec![run_status(&store, id)?]),
@@ -47,6 +68,9 @@ pub struct AgentStatus {
     pub state: AgentState,
     /// Last error.
     pub last_error: Option<String>,
+    /// What to run next for its state (the one advice: `resume`, `retry`, or `rollback` /
+    /// `release` for an agent that needs attention); `null` when nothing is left to do.
+    pub next: Option<String>,
     /// Where the agent signs in.
     pub portal_url: Option<String>,
     /// Created (RFC 3339).
@@ -106,6 +130,7 @@ pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error
             })
             .collect();
         agents.push(AgentStatus {
+            next: advice(a.state, run_id, &a.agent_key),
             email: a.agent_key,
             state: a.state,
             last_error: a.last_error,

@@ -21,9 +21,9 @@ pub struct Cli {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
-    /// Config file.
-    #[arg(long, global = true, default_value = "connect-onboard.toml")]
-    pub(crate) config: PathBuf,
+    /// Config file [default: connect-onboard.toml].
+    #[arg(long, global = true, value_name = "CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// State file (overrides [state] path).
     #[arg(long, global = true)]
     pub(crate) state: Option<PathBuf>,
@@ -47,6 +47,13 @@ pub(crate) struct GlobalArgs {
     pub(crate) password_stdin: bool,
 }
 
+impl GlobalArgs {
+    /// The config file: `--config`, else `connect-onboard.toml`.
+    pub(crate) fn config_path(&self) -> PathBuf {
+        (self.config.clone()).unwrap_or_else(|| PathBuf::from("connect-onboard.toml"))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Onboard one agent.
@@ -59,13 +66,21 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
         concurrency: usize,
     },
-    /// Remove what a run created, for the whole run or one agent.
+    /// Remove what a run created, for the whole run or one agent. Rolling back an agent
+    /// that is done deletes working users: the plan is shown and confirmed first (--yes off
+    /// a terminal).
     Rollback {
         /// Run id.
         run_id: String,
         /// Only this agent.
         #[arg(long)]
         email: Option<String>,
+        /// Print what would be removed; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll back done agents without asking (needed off a terminal).
+        #[arg(long)]
+        yes: bool,
     },
     /// Close an agent that needs attention: keep its leftovers, stop managing them.
     Release {

@@ -116,7 +116,8 @@ fn init_tracing(verbose: u8) {
 
 pub(crate) fn globals(g: &GlobalArgs) -> Globals {
     Globals {
-        config: g.config.clone(),
+        config: g.config_path(),
+        config_given: g.config.is_some(),
         state: g.state.clone(),
         workflow: g.workflow.clone(),
         profile: g.profile.clone(),
@@ -152,15 +153,16 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     };
     match cli.command {
         Command::Init { force } => {
-            if g.config.exists() && !force {
+            let path = g.config_path();
+            if path.exists() && !force {
                 return Err(app::Error::Input(format!(
                     "{} exists; pass --force to overwrite it",
-                    g.config.display()
+                    path.display()
                 )));
             }
-            std::fs::write(&g.config, config::EXAMPLE)
-                .map_err(|e| app::Error::Input(format!("writing {}: {e}", g.config.display())))?;
-            eprintln!("wrote {}", g.config.display());
+            std::fs::write(&path, config::EXAMPLE)
+                .map_err(|e| app::Error::Input(format!("writing {}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
             Ok(exit::OK)
         }
         Command::Onboard(a) => {
@@ -194,19 +196,41 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
-            finish_batch(report, json)
+            finish_batch(report, json, "resume")
         }
-        Command::Rollback { run_id, email } => {
+        Command::Rollback {
+            run_id,
+            email,
+            dry_run,
+            yes,
+        } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let secrets = read_secrets(g)?;
-            let report = app::rollback(
+            // Done agents lose working users: the plan first, then "yes" (or --yes).
+            let mut confirm = |run: &str, plan: &[app::PlannedRollback]| {
+                if yes {
+                    return Ok(());
+                }
+                output::print_rollback_plan(run, plan, false, false);
+                confirm_on_terminal("Roll back what is listed above?", "rollback")
+            };
+            let report = match app::rollback(
                 &ctx,
                 &run_id,
                 email.as_deref(),
                 secrets,
                 &settings(OnFailure::Rollback, 1),
+                dry_run,
+                &mut confirm,
             )
-            .await?;
+            .await?
+            {
+                app::RollbackReport::Planned { run_id, agents } => {
+                    output::print_rollback_plan(&run_id, &agents, true, json);
+                    return Ok(exit::OK);
+                }
+                app::RollbackReport::Done(report) => report,
+            };
             // A rollback that finished is a success.
             for s in &report.skipped {
                 eprintln!("skipped: {s}");
@@ -278,7 +302,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 &settings(OnFailure::Rollback, concurrency),
             )
             .await?;
-            finish_batch(report, json)
+            finish_batch(report, json, "retry")
         }
         Command::Release { run_id, email } => {
             let ctx = Context::load_for_state(&globals(g))?;
@@ -289,6 +313,9 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         Command::Status { run_id } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let runs = app::status(&ctx, run_id.as_deref())?;
+            if runs.is_empty() && !json {
+                println!("no runs yet");
+            }
             print_runs(&runs, json);
             Ok(exit::OK)
         }
@@ -318,12 +345,14 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     }
 }
 
-fn finish_batch(report: app::RunsReport, json: bool) -> Result<u8, app::Error> {
+/// `resume`, `retry`: what was skipped, "nothing to VERB" when no agent was driven, then
+/// the runs.
+fn finish_batch(report: app::RunsReport, json: bool, verb: &str) -> Result<u8, app::Error> {
     for s in &report.skipped {
         eprintln!("skipped: {s}");
     }
-    if report.runs.is_empty() && !json {
-        println!("nothing to resume");
+    if report.driven == 0 && !json {
+        println!("nothing to {verb}");
     }
     print_runs(&report.runs, json);
     Ok(exit::for_runs(&report.runs, report.skipped.len()))
@@ -463,19 +492,7 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     let mut confirm = |plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]| {
         if !(yes || dry_run || plan.is_empty()) {
             output::print_offboard_plan(plan, skipped);
-            if !std::io::stdin().is_terminal() {
-                return Err(app::Error::Input(
-                    "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),
-                ));
-            }
-            eprint!("Delete what is listed above? This cannot be undone. Type \"yes\" to go on: ");
-            let mut answer = String::new();
-            let _ = std::io::stdin().read_line(&mut answer);
-            if answer.trim() != "yes" {
-                return Err(app::Error::Input(
-                    "offboarding not confirmed; nothing was written".into(),
-                ));
-            }
+            confirm_on_terminal("Delete what is listed above?", "offboarding")?;
         }
         *slot.borrow_mut() = Some(Outputs::new(
             report.as_deref(),
@@ -503,6 +520,26 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
             exit::for_batch(&o)
         }),
     }
+}
+
+/// The confirmation of an irreversible command (`offboard`, `rollback` of done agents),
+/// after its plan was printed: "yes" typed on a terminal goes on; anything else, or no
+/// terminal to ask on (then `--yes` is the way), is a usage error with nothing written.
+fn confirm_on_terminal(question: &str, what: &str) -> Result<(), app::Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(app::Error::Input(
+            "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),
+        ));
+    }
+    eprint!("{question} This cannot be undone. Type \"yes\" to go on: ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if answer.trim() != "yes" {
+        return Err(app::Error::Input(format!(
+            "{what} not confirmed; nothing was written"
+        )));
+    }
+    Ok(())
 }
 
 /// The outputs once they exist (after the confirmation).

@@ -84,6 +84,9 @@ pub(crate) fn print_runs(runs: &[RunStatus], json: bool) {
             if let Some(e) = &a.last_error {
                 let _ = writeln!(out, "    last error: {e}");
             }
+            if let Some(next) = &a.next {
+                let _ = writeln!(out, "    next: {next}");
+            }
         }
         for a in r
             .agents
@@ -708,6 +711,60 @@ pub(crate) fn print_policy(policy: &serde_json::Value) {
         "{}",
         serde_json::to_string_pretty(policy).unwrap_or_default()
     );
+}
+
+/// What `rollback` would delete, per agent, with ids. `--dry-run` prints it on stdout (or
+/// `{"dry_run": true, "run_id", "agents": [{"email", "state", "remove": [{"step",
+/// "resources"}], "adopted_by": [run]}]}`); before a confirmation it goes to stderr, the question following it.
+pub(crate) fn print_rollback_plan(
+    run: &str,
+    plan: &[app::PlannedRollback],
+    dry_run: bool,
+    json: bool,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "dry_run": dry_run, "run_id": run, "agents": plan })
+        );
+        return;
+    }
+    let mut lines = vec![format!(
+        "rollback of run {run}: {} agent(s); these deletions cannot be undone{}:",
+        plan.len(),
+        if dry_run {
+            " (dry run, nothing touched)"
+        } else {
+            ""
+        }
+    )];
+    for p in plan {
+        lines.push(format!("  {} ({})", p.email, p.state.as_str()));
+        if p.remove.is_empty() {
+            lines.push("    nothing this run created is left".into());
+        }
+        for r in &p.remove {
+            let ids: Vec<String> = r
+                .resources
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            lines.push(format!("    {}: delete ({})", r.step, ids.join(" ")));
+        }
+        for run in &p.adopted_by {
+            lines.push(format!(
+                "    run {run} adopted some of it: it will show the agent interrupted, to resume"
+            ));
+        }
+    }
+    lines.push("  (adopted and shared resources are kept)".into());
+    for l in lines {
+        if dry_run {
+            println!("{l}");
+        } else {
+            eprintln!("{l}");
+        }
+    }
 }
 
 #[cfg(test)]

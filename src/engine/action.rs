@@ -137,6 +137,15 @@ pub trait Action<S: Sync>: Send + Sync {
     }
     /// Looks for the resource, read-only.
     async fn lookup(&self, cx: &StepContext<'_, S>) -> Result<Found, StepError>;
+    /// A dry run's lookup while some inputs are not known (an earlier step would create
+    /// the resource they come from; `cx.inputs` holds only the known ones): `None` when
+    /// the answer depends on them (the default), else what the lookup would find. A
+    /// resource that does not depend on the agent (a shared one) can be found anyway, so
+    /// that the plan says what the run will do.
+    async fn lookup_unbound(&self, cx: &StepContext<'_, S>) -> Option<Result<Found, StepError>> {
+        let _ = cx;
+        None
+    }
     /// Creates the resource. `AlreadyExists` if it is there already. A removal never
     /// creates (the engine never calls this for an irreversible step).
     async fn create(&self, cx: &StepContext<'_, S>) -> Result<Outputs, StepError> {

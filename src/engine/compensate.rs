@@ -11,6 +11,13 @@ use super::journal::StepUpdate;
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, StepState};
 
+/// How an agent's `last_error` starts when its compensation failed (needs attention).
+const COMPENSATION_FAILED: &str = "compensation of ";
+
+fn is_compensation_failure(cause: &str) -> bool {
+    cause.starts_with(COMPENSATION_FAILED)
+}
+
 impl<S> Driver<'_, S>
 where
     S: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -85,6 +92,7 @@ where
                                     state: Some(StepState::RolledBack),
                                     owned: Some(false),
                                     unresolved: Some(false),
+                                    last_error: Some(None),
                                     ..Default::default()
                                 },
                                 "step_nothing_to_undo",
@@ -182,6 +190,9 @@ where
         } else {
             AgentState::RolledBack
         };
+        // A compensation that failed before and has now finished is no longer a reason.
+        let cause =
+            cause.filter(|c| state != AgentState::RolledBack || !is_compensation_failure(c));
         self.set_agent(state, cause.as_deref()).await?;
         Ok(AgentOutcome {
             state,
@@ -231,7 +242,7 @@ where
         )
         .await?;
         self.progress(&step_id, "compensation_failed", e.to_string());
-        let msg = format!("compensation of {step_id} failed: {e}");
+        let msg = format!("{COMPENSATION_FAILED}{step_id} failed: {e}");
         self.set_agent(AgentState::NeedsAttention, Some(&msg))
             .await?;
         Ok(AgentOutcome {

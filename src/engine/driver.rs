@@ -212,55 +212,60 @@ where
         for step in &self.workflow.steps {
             let action = &self.registry[&step.action];
             let inputs = bind(step, &known);
-            let planned = match inputs {
+            let unbound = inputs.is_none();
+            let inputs = inputs.unwrap_or_else(|| bind_known(step, &known));
+            let cx = StepContext {
+                subject,
+                inputs: &inputs,
+                secrets,
+                attempt: 1,
+            };
+            let found = if unbound {
+                action.lookup_unbound(&cx).await
+            } else {
+                Some(action.lookup(&cx).await)
+            };
+            let planned = match found {
                 None => PlannedStep {
                     step: step.id.clone(),
                     decision: PlanDecision::Create,
                     detail: "depends on a resource this run creates".into(),
                 },
-                Some(inputs) => {
-                    let cx = StepContext {
-                        subject,
-                        inputs: &inputs,
-                        secrets,
-                        attempt: 1,
-                    };
-                    match action.lookup(&cx).await {
-                        Ok(Found::Absent) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: if step.irreversible {
-                                PlanDecision::Gone
-                            } else {
-                                PlanDecision::Create
-                            },
-                            detail: String::new(),
+                Some(found) => match found {
+                    Ok(Found::Absent) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: if step.irreversible {
+                            PlanDecision::Gone
+                        } else {
+                            PlanDecision::Create
                         },
-                        Ok(Found::Match(o)) if step.irreversible => PlannedStep {
+                        detail: String::new(),
+                    },
+                    Ok(Found::Match(o)) if step.irreversible => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Delete,
+                        detail: fmt_outputs(&o),
+                    },
+                    Ok(Found::Match(o)) => {
+                        let d = fmt_outputs(&o);
+                        known.insert(step.id.clone(), o);
+                        PlannedStep {
                             step: step.id.clone(),
-                            decision: PlanDecision::Delete,
-                            detail: fmt_outputs(&o),
-                        },
-                        Ok(Found::Match(o)) => {
-                            let d = fmt_outputs(&o);
-                            known.insert(step.id.clone(), o);
-                            PlannedStep {
-                                step: step.id.clone(),
-                                decision: PlanDecision::Adopt,
-                                detail: d,
-                            }
+                            decision: PlanDecision::Adopt,
+                            detail: d,
                         }
-                        Ok(Found::Conflict(m)) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: PlanDecision::Conflict,
-                            detail: m,
-                        },
-                        Err(e) => PlannedStep {
-                            step: step.id.clone(),
-                            decision: PlanDecision::Unknown,
-                            detail: format!("lookup failed: {e}"),
-                        },
                     }
-                }
+                    Ok(Found::Conflict(m)) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Conflict,
+                        detail: m,
+                    },
+                    Err(e) => PlannedStep {
+                        step: step.id.clone(),
+                        decision: PlanDecision::Unknown,
+                        detail: format!("lookup failed: {e}"),
+                    },
+                },
             };
             out.push(planned);
         }
@@ -347,20 +352,51 @@ where
         agent: &str,
         secrets: &Secrets,
     ) -> Result<AgentOutcome, Error> {
-        let irreversible = self.workflow.irreversible_steps();
-        if !irreversible.is_empty() {
-            return Err(Error::Irreversible {
-                run: run.to_string(),
-                workflow: self.workflow.name.clone(),
-                steps: irreversible.join(", "),
-            });
-        }
+        self.reversible(run)?;
         let mut d = self.driver(run, agent, secrets).await?;
         let res = d.compensate(None).await;
         let finished = d.finish().await;
         let outcome = res?;
         finished?;
         Ok(outcome)
+    }
+
+    /// A run whose steps delete cannot be rolled back.
+    fn reversible(&self, run: &str) -> Result<(), Error> {
+        let irreversible = self.workflow.irreversible_steps();
+        if irreversible.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Irreversible {
+                run: run.to_string(),
+                workflow: self.workflow.name.clone(),
+                steps: irreversible.join(", "),
+            })
+        }
+    }
+
+    /// What [`Engine::rollback_agent`] would remove, touching nothing: the steps the agent
+    /// owns or may own (compensation's candidates), last first, with their recorded ids.
+    /// Adopted and shared resources are never removed, so they are not listed.
+    pub async fn rollback_plan(
+        &self,
+        run: &str,
+        agent: &str,
+    ) -> Result<Vec<(String, Outputs)>, Error> {
+        self.reversible(run)?;
+        let rows = self.journal.steps(run, agent).await?;
+        let mut out = Vec::new();
+        for step in self.workflow.steps.iter().rev() {
+            let Some(row) = rows.iter().find(|r| r.step_id == step.id) else {
+                continue;
+            };
+            let candidate = !matches!(row.state, StepState::Adopted | StepState::RolledBack)
+                && (row.owned || row.unresolved);
+            if candidate && !self.registry[&step.action].shared() {
+                out.push((step.id.clone(), row.outputs.clone()));
+            }
+        }
+        Ok(out)
     }
 
     /// Marks an agent released: its leftovers are kept and no longer owned by the run.
@@ -486,6 +522,13 @@ pub(super) fn bind(step: &Step, known: &BTreeMap<String, Outputs>) -> Option<Out
         inputs.insert(name.clone(), v.clone());
     }
     Some(inputs)
+}
+
+/// The inputs of `step` whose source steps are known (a dry run's partial binding).
+fn bind_known(step: &Step, known: &BTreeMap<String, Outputs>) -> Outputs {
+    (step.inputs.iter())
+        .filter_map(|(name, (src, out))| Some((name.clone(), known.get(src)?.get(out)?.clone())))
+        .collect()
 }
 
 pub(super) fn fmt_outputs(o: &Outputs) -> String {

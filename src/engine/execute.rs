@@ -275,7 +275,10 @@ where
             AgentState::NeedsAttention => {
                 return Ok(AgentOutcome {
                     state,
-                    error: Some("compensation failed earlier; run `rollback` to retry it".into()),
+                    error: Some(
+                        "compensation failed earlier: `rollback` retries it, `release` closes it"
+                            .into(),
+                    ),
                 })
             }
             _ => {}

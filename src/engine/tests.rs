@@ -91,6 +91,17 @@ impl Action<String> for Fake {
             None => Found::Absent,
         })
     }
+    /// A shared resource does not depend on the agent: a dry run can look it up anyway.
+    async fn lookup_unbound(
+        &self,
+        cx: &StepContext<'_, String>,
+    ) -> Option<Result<Found, StepError>> {
+        if self.shared {
+            Some(self.lookup(cx).await)
+        } else {
+            None
+        }
+    }
     async fn create(&self, cx: &StepContext<'_, String>) -> Result<Outputs, StepError> {
         let script = self.next("create");
         let mut w = self.world.lock().unwrap();
@@ -521,6 +532,13 @@ async fn failing_compensation_needs_attention_and_a_later_rollback_finishes() {
     assert_eq!(out.state, AgentState::NeedsAttention);
     assert_eq!(steps(&s)[1].state, StepState::NeedsAttention);
     assert!(present(&s, "a"), "stops at the failed compensation");
+    let why = s.store.agent("r", "ag").unwrap().last_error.unwrap();
+    assert!(why.starts_with("compensation of two failed"), "{why}");
+    // What a rollback would remove, last first, touching nothing (the shared step is kept).
+    let plan = s.engine.rollback_plan("r", "ag").await.unwrap();
+    let ids: Vec<&str> = plan.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["two", "one"]);
+    assert!(present(&s, "a") && present(&s, "b"));
     // resume does not touch it
     assert_eq!(run(&s).await.state, AgentState::NeedsAttention);
     let out = s
@@ -530,6 +548,12 @@ async fn failing_compensation_needs_attention_and_a_later_rollback_finishes() {
         .unwrap();
     assert_eq!(out.state, AgentState::RolledBack);
     assert!(!present(&s, "a") && !present(&s, "b"));
+    assert_eq!(
+        s.store.agent("r", "ag").unwrap().last_error,
+        None,
+        "the finished rollback drops the stale compensation error"
+    );
+    assert!(s.engine.rollback_plan("r", "ag").await.unwrap().is_empty());
     // Idempotent: a second rollback is fine and deletes nothing more.
     let n = s.world.lock().unwrap().deletes.len();
     let out = s
@@ -675,6 +699,23 @@ async fn plan_reports_create_adopt_and_conflict_without_writing() {
     let actions: Vec<&str> = plan.iter().map(|p| p.decision.as_str()).collect();
     assert_eq!(actions, vec!["adopt", "conflict", "create"]);
     assert_eq!(creates(&s, "b"), 0);
+    assert_eq!(s.store.event_count(), 1, "only the run's creation event");
+}
+
+#[tokio::test]
+async fn plan_looks_up_a_shared_step_whose_inputs_this_run_would_create() {
+    let s = setup();
+    let mut o = Outputs::new();
+    o.insert("id".into(), "shared-id".into());
+    s.world.lock().unwrap().present.insert("shared".into(), o);
+    let plan = s.engine.plan(&"ag".to_string(), &Secrets::default()).await;
+    let actions: Vec<&str> = plan.iter().map(|p| p.decision.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["create", "create", "adopt"],
+        "the shared resource exists: the run will adopt it"
+    );
+    assert_eq!(plan[1].detail, "depends on a resource this run creates");
     assert_eq!(s.store.event_count(), 1, "only the run's creation event");
 }
 

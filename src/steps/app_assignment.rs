@@ -78,6 +78,49 @@ impl Action<Subject> for AssignApplication {
         })
     }
 
+    /// A dry run of a new agent: in group mode the assignment is the group's, which does not
+    /// depend on the agent, so it is looked up (the group by name, then its assignment; the
+    /// batch's snapshot answers both when it holds them) and planned as the run will find it.
+    async fn lookup_unbound(
+        &self,
+        cx: &StepContext<'_, Subject>,
+    ) -> Option<Result<Found, StepError>> {
+        if self.0.assignment != AssignmentMode::Group {
+            return None;
+        }
+        let snapshot = self.0.snapshot.as_ref();
+        let group = match (cx.inputs.get("group_id").cloned()).or_else(|| snapshot?.group_id()) {
+            Some(g) => g,
+            None => match (self.0.identity_store)
+                .group_id(&self.0.identity_store_id, &self.0.group)
+                .await
+            {
+                // The run creates the group, then assigns it.
+                Ok(None) => return Some(Ok(Found::Absent)),
+                Ok(Some(g)) => g,
+                Err(e) => return Some(Err(read(e))),
+            },
+        };
+        let assigned = match snapshot.and_then(|s| s.group_assigned()) {
+            Some(a) => a,
+            None => match (self.0.sso_admin)
+                .is_assigned(&self.0.application_arn, Principal::Group, &group)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return Some(Err(read(e))),
+            },
+        };
+        Some(Ok(if assigned {
+            Found::Match(outputs([
+                ("principal_type", principal_name(Principal::Group)),
+                ("principal_id", &group),
+            ]))
+        } else {
+            Found::Absent
+        }))
+    }
+
     async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
         let (kind, id) = self.principal(cx)?;
         self.0

@@ -203,6 +203,12 @@ impl<A: Action<Subject>> Action<Subject> for Paced<A> {
     async fn lookup(&self, cx: &StepContext<'_, Subject>) -> Result<Found, StepError> {
         with_attempt(cx.attempt, for_caller(caller(cx), self.0.lookup(cx))).await
     }
+    async fn lookup_unbound(
+        &self,
+        cx: &StepContext<'_, Subject>,
+    ) -> Option<Result<Found, StepError>> {
+        with_attempt(cx.attempt, self.0.lookup_unbound(cx)).await
+    }
     async fn create(&self, cx: &StepContext<'_, Subject>) -> Result<Outputs, StepError> {
         with_attempt(cx.attempt, for_caller(caller(cx), self.0.create(cx))).await
     }

@@ -172,6 +172,17 @@ impl Store {
         })
     }
 
+    /// Every run that holds the agent with this key, oldest first.
+    pub fn runs_of_agent(&self, key: &str) -> Result<Vec<String>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT run_id FROM agents WHERE agent_key = ?1 ORDER BY created_at, rowid",
+            )?;
+            let rows = st.query_map(params![key], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
     /// A page of a run's agent keys after `after` (a rowid; 0 for the first page), in
     /// insertion order, with the rowid to continue from: a large run is walked in pages.
     pub fn agent_keys_page(

@@ -544,7 +544,7 @@ async fn a_rerun_retries_a_kept_failure_in_its_own_run_so_what_it_created_stays_
     let st = env.status_json().await;
     assert_eq!(st["runs"].as_array().unwrap().len(), 1, "{st}");
     assert_eq!(step(&st, 0, "connect_user")["owned"], true, "{st}");
-    let out = env.run(&["rollback", &first]).await;
+    let out = env.run(&["rollback", &first, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone("ana@example.com");
 }

@@ -101,7 +101,7 @@ async fn random_faults_and_crashes_converge_to_exactly_one_of_each() {
             assert_eq!(step(&st, 0, id)["owned"], true, "seed {seed}: {id}");
         }
         env.faults(json!({}));
-        let out = env.run(&["rollback", &first_run_id(&st)]).await;
+        let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
         assert_eq!(out.code, 0, "seed {seed}: {out:?}");
         let w = env.world();
         w.assert_gone(EMAIL);
@@ -178,7 +178,7 @@ async fn random_read_faults_and_rollback_faults_still_remove_exactly_what_was_cr
             .iter()
             .map(|c| ("CONNECT_ONBOARD_CRASH_AT", c.as_str()))
             .collect();
-        let _ = env.run_with(&["rollback", &run], &vars).await;
+        let _ = env.run_with(&["rollback", &run, "--yes"], &vars).await;
         let mut state = String::new();
         for _ in 0..5 {
             let st = env.status_json().await;
@@ -186,7 +186,7 @@ async fn random_read_faults_and_rollback_faults_still_remove_exactly_what_was_cr
             if state == "rolled_back" {
                 break;
             }
-            let _ = env.run(&["rollback", &run]).await;
+            let _ = env.run(&["rollback", &run, "--yes"]).await;
         }
         assert_eq!(
             state, "rolled_back",

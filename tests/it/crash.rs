@@ -41,7 +41,7 @@ async fn crash_then_resume(point: &str, step_id: &str) {
         );
     }
     // And rollback removes exactly what the interrupted run created.
-    let out = env.run(&["rollback", &first_run_id(&st)]).await;
+    let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
     assert_eq!(out.code, 0, "{hook}: {out:?}");
     env.world().assert_gone(EMAIL);
 }
@@ -75,10 +75,13 @@ async fn crash_between_a_delete_and_its_checkpoint_then_rollback_finishes() {
         let run = first_run_id(&env.status_json().await);
         let hook = format!("after_delete:{s}");
         let out = env
-            .run_with(&["rollback", &run], &[("CONNECT_ONBOARD_CRASH_AT", &hook)])
+            .run_with(
+                &["rollback", &run, "--yes"],
+                &[("CONNECT_ONBOARD_CRASH_AT", &hook)],
+            )
             .await;
         assert_ne!(out.code, 0, "{hook}: {out:?}");
-        let out = env.run(&["rollback", &run]).await;
+        let out = env.run(&["rollback", &run, "--yes"]).await;
         assert_eq!(out.code, 0, "{hook}: {out:?}");
         env.world().assert_gone(EMAIL);
         let st = env.status_json().await;
@@ -94,12 +97,12 @@ async fn crash_between_a_delete_and_its_checkpoint_then_rollback_finishes() {
     let run = first_run_id(&env.status_json().await);
     let out = env
         .run_with(
-            &["rollback", &run],
+            &["rollback", &run, "--yes"],
             &[("CONNECT_ONBOARD_CRASH_AT", "after_delete:app_assignment")],
         )
         .await;
     assert_ne!(out.code, 0, "{out:?}");
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
     assert!(w.assignments.is_empty(), "{w:#?}");

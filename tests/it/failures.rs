@@ -52,7 +52,7 @@ async fn a_write_that_applied_then_failed_is_owned_not_repeated() {
         );
     }
     // And so a rollback removes them.
-    let out = env.run(&["rollback", &first_run_id(&st)]).await;
+    let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(EMAIL);
 }
@@ -128,7 +128,7 @@ async fn keep_on_failure_keeps_then_rollback_removes() {
     let st = env.status_json().await;
     assert_eq!(st["runs"][0]["agents"][0]["state"], "failed");
     let out = env
-        .run(&["rollback", &first_run_id(&st), "--email", EMAIL])
+        .run(&["rollback", &first_run_id(&st), "--email", EMAIL, "--yes"])
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(EMAIL);
@@ -191,7 +191,7 @@ async fn failing_compensation_needs_attention_exit_3_and_rollback_finishes_it() 
     let out = env.run(&["resume"]).await;
     assert_eq!(out.code, 3, "{out:?}");
     env.faults(json!({}));
-    let out = env.run(&["rollback", &first_run_id(&st)]).await;
+    let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(EMAIL);
 }
@@ -208,7 +208,7 @@ async fn release_closes_an_agent_and_keeps_its_leftovers() {
     let out = env.run(&["release", &run, "--email", EMAIL]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.faults(json!({}));
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 1, "a released agent is skipped: {out:?}");
     assert_eq!(
         env.world().connect_users,
@@ -267,7 +267,7 @@ async fn rollback_deletes_by_recorded_ids_without_searching() {
     assert_eq!(env.onboard(EMAIL, &[]).await.code, 0);
     let run = first_run_id(&env.status_json().await);
     env.sb.reset_calls();
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     env.world().assert_gone(EMAIL);
     for op in [

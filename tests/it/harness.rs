@@ -150,7 +150,10 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(BIN);
-        if !args.contains(&"--config") {
+        // The config is `connect-onboard.toml` in the working directory, the default: it is
+        // named only when it lives elsewhere (a named `--config` must exist).
+        let default = self.dir.path().join("connect-onboard.toml");
+        if !args.contains(&"--config") && self.config != default {
             c.args(["--config", self.config.to_str().unwrap()]);
         }
         c.args(["--workflow", self.workflow.to_str().unwrap()]);
@@ -489,4 +492,48 @@ pub fn agents_file(env: &Env, name: &str, emails: &[String]) -> String {
     let p = env.dir.path().join(name);
     std::fs::write(&p, text).unwrap();
     path_str(&p).to_string()
+}
+
+/// Runs `connect-onboard args` on a terminal (a pty from util-linux `script`), typing
+/// `typed`; returns the exit code and everything the terminal showed.
+pub async fn on_a_terminal(env: &Env, args: &[&str], typed: &str) -> (i32, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = env.command(args);
+    let base = base.as_std();
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_str().unwrap().replace('\'', "'\\''"));
+    let mut line = quote(base.get_program());
+    for a in base.get_args() {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut c = tokio::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]);
+    c.env_clear();
+    c.env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.current_dir(env.dir.path());
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = c.spawn().expect("script(1) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s).await;
+        s
+    });
+    stdin.write_all(typed.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("finished within 60 s")
+        .unwrap();
+    drop(stdin);
+    (status.code().unwrap_or(-1), reader.await.unwrap())
 }

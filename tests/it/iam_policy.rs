@@ -90,7 +90,7 @@ async fn run_ok(env: &Env, args: &[&str], code: i32) -> Out {
 /// compensations the command may make.
 async fn and_rollback(env: &Env) {
     let run = first_run_id(&env.status_json().await);
-    run_ok(env, &["rollback", &run], 0).await;
+    run_ok(env, &["rollback", &run, "--yes"], 0).await;
 }
 
 /// What the command's policy allows, less the authorization-only actions (tag-on-create).

@@ -26,6 +26,7 @@ mod persistence;
 mod readme;
 mod reliability;
 mod reliability_moto;
+mod runs;
 mod sandbox_cli;
 mod secrets;
 mod state_faults;

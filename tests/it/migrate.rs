@@ -85,7 +85,7 @@ async fn migrate_keeps_usernames_exactly_adopts_connect_users_and_rollback_leave
 
     // Rollback: what the run created goes; the Connect users and Ben's user stay.
     let run = j["run_id"].as_str().unwrap().to_string();
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
     assert_eq!(w.connect_users.len(), connect_before, "{w:#?}");

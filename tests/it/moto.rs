@@ -196,7 +196,7 @@ async fn identity_store_steps_against_moto_onboard_and_roll_back() {
     assert_eq!(members.group_memberships().len(), 1);
 
     let st = env.status_json().await;
-    let out = env.run(&["rollback", &first_run_id(&st)]).await;
+    let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(moto_user_id(&c, EMAIL).await, None, "rolled back in moto");
     let members = c

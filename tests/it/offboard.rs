@@ -100,7 +100,7 @@ async fn offboard_removes_an_onboarded_agent_and_leaves_shared_resources_and_oth
     assert_eq!(writes(&env), before);
     // A rollback of an offboarding is refused: deletes are never undone.
     let out = env
-        .run(&["rollback", run["run_id"].as_str().unwrap()])
+        .run(&["rollback", run["run_id"].as_str().unwrap(), "--yes"])
         .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("never undone"), "{out:?}");
@@ -496,7 +496,8 @@ async fn throttled_deletes_are_retried_and_an_unfinished_onboarding_is_left_alon
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout.contains("its onboarding in run")
-            && out.stdout.contains("resume or roll it back first"),
+            && out.stdout.contains("`connect-onboard resume ")
+            && out.stdout.contains("first"),
         "{out:?}"
     );
     assert_eq!(writes(&env), before, "zero writes");
@@ -504,50 +505,6 @@ async fn throttled_deletes_are_retried_and_an_unfinished_onboarding_is_left_alon
     assert_eq!(env.run(&["resume"]).await.code, 0);
     assert_eq!(env.run(&["offboard", BEN, "--yes"]).await.code, 0);
     env.world().assert_gone(BEN);
-}
-
-/// Runs `connect-onboard args` on a terminal (a pty from util-linux `script`), typing
-/// `typed`; returns the exit code and everything the terminal showed.
-async fn on_a_terminal(env: &Env, args: &[&str], typed: &str) -> (i32, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let base = env.command(args);
-    let base = base.as_std();
-    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_str().unwrap().replace('\'', "'\\''"));
-    let mut line = quote(base.get_program());
-    for a in base.get_args() {
-        line.push(' ');
-        line.push_str(&quote(a));
-    }
-    let mut c = tokio::process::Command::new("script");
-    c.args(["-qec", &line, "/dev/null"]);
-    c.env_clear();
-    c.env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.current_dir(env.dir.path());
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = c.spawn().expect("script(1) runs");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s).await;
-        s
-    });
-    stdin.write_all(typed.as_bytes()).await.unwrap();
-    stdin.flush().await.unwrap();
-    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
-        .await
-        .expect("finished within 60 s")
-        .unwrap();
-    drop(stdin);
-    (status.code().unwrap_or(-1), reader.await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]

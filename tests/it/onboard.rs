@@ -143,7 +143,7 @@ async fn adopts_everything_that_already_exists_and_writes_nothing() {
     }
     // A rollback of the run removes nothing that was adopted.
     let run = first_run_id(&st);
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(writes(&env), 0);
     env.world().assert_onboarded_once(EMAIL);
@@ -162,7 +162,7 @@ async fn partial_adoption_creates_only_what_is_missing_and_rollback_keeps_the_ad
     assert_eq!(step(&st, 0, "identity_user")["owned"], true);
     assert_eq!(step(&st, 0, "group_membership")["owned"], true);
     assert_eq!(env.calls("connect:CreateUser"), 0);
-    let out = env.run(&["rollback", &first_run_id(&st)]).await;
+    let out = env.run(&["rollback", &first_run_id(&st), "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
     assert_eq!(
@@ -274,7 +274,7 @@ async fn user_assignment_mode_assigns_and_compensates_the_user() {
     assert_eq!(w.assignments, vec![("USER".to_string(), EMAIL.to_string())]);
     let st = env.status_json().await;
     let run = st["runs"][1]["run_id"].as_str().unwrap().to_string();
-    let out = env.run(&["rollback", &run]).await;
+    let out = env.run(&["rollback", &run, "--yes"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let w = env.world();
     assert!(

@@ -1012,7 +1012,7 @@ async fn retry_racing_rollback_leaves_each_agent_done_or_rolled_back_writing_not
         &env,
         &[
             vec!["retry", &run, "--concurrency", "8"],
-            vec!["rollback", &run],
+            vec!["rollback", &run, "--yes"],
         ],
     )
     .await;

@@ -157,11 +157,11 @@ async fn demo_runs_the_main_job_with_no_aws_account() {
         stderr.contains("connect:CreateUser: ThrottlingException, retrying in"),
         "the demo shows a retry: {stderr}"
     );
-    // The state it wrote is readable by `status`, with no config file at all.
+    // The state it wrote is readable by `status`, with no config file at all (a named
+    // `--config` must exist, so none is named).
     let mut s = tokio::process::Command::new(BIN);
+    s.current_dir(dir.path());
     s.args([
-        "--config",
-        "/nonexistent.toml",
         "--state",
         dir.path().join("demo.db").to_str().unwrap(),
         "status",

@@ -101,7 +101,7 @@ impl JsonState {
             let serde_json::Value::Object(map) = value else {
                 return Step::Row(Err(vec![err("the line is not a JSON object".into())]));
             };
-            return Step::Row(json_row(file, line_start, map, sources, self.emails_only));
+            return json_row(file, line_start, map, sources, self.emails_only);
         }
     }
 }
@@ -112,7 +112,7 @@ pub(super) fn json_row(
     map: serde_json::Map<String, serde_json::Value>,
     sources: &Sources,
     emails_only: bool,
-) -> Result<Row, Vec<InputError>> {
+) -> Step {
     use serde_json::Value;
     let mut errors = Vec::new();
     let mut input = AgentInput::default();
@@ -260,14 +260,15 @@ pub(super) fn json_row(
             errors.push(e);
         }
     }
+    let row = Row {
+        line,
+        input,
+        sources: sources.clone(),
+    };
     if errors.is_empty() {
-        Ok(Row {
-            line,
-            input,
-            sources: sources.clone(),
-        })
+        Step::Row(Ok(row))
     } else {
-        Err(errors)
+        Step::Partial(errors, row)
     }
 }
 

@@ -210,6 +210,8 @@ pub struct Reader {
     columns: Vec<Column>,
     sources: Sources,
     inner: Inner,
+    /// The row whose cell errors were returned last (see [`Reader::take_partial`]).
+    partial: Option<Row>,
 }
 
 enum Inner {
@@ -282,6 +284,14 @@ impl Reader {
         self.format
     }
 
+    /// The row whose cell errors the iterator just returned, with those cells left unset:
+    /// the caller validates the rest of it too, so that every problem of a row is
+    /// reported at once. `None` when the row could not be read as cells at all (shifted
+    /// cells, invalid JSON, a repeated header) or after any other item.
+    pub fn take_partial(&mut self) -> Option<Row> {
+        self.partial.take()
+    }
+
     /// The file name used in errors.
     pub fn file_name(&self) -> &str {
         &self.file
@@ -343,6 +353,7 @@ impl Reader {
                 format: Format::JsonLines,
                 columns: Vec::new(),
                 sources: Sources { headers, by_field },
+                partial: None,
                 inner: Inner::Json(Box::new(JsonState {
                     src: BufReader::new(stream),
                     line: 0,
@@ -360,6 +371,7 @@ impl Reader {
             format,
             columns,
             sources,
+            partial: None,
             inner: Inner::Csv(Box::new(state)),
         })
     }
@@ -369,6 +381,7 @@ impl Iterator for Reader {
     type Item = Result<Row, Vec<InputError>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.partial = None;
         let step = match &mut self.inner {
             Inner::Csv(state) => state.next_row(&self.file),
             Inner::Json(state) => state.next_row(&self.file, &self.sources),
@@ -376,6 +389,10 @@ impl Iterator for Reader {
         };
         match step {
             Step::Row(r) => Some(r),
+            Step::Partial(errors, row) => {
+                self.partial = Some(row);
+                Some(Err(errors))
+            }
             Step::Fatal(e) => {
                 self.inner = Inner::Done;
                 Some(Err(vec![e]))
@@ -394,6 +411,8 @@ impl std::iter::FusedIterator for Reader {}
 #[allow(clippy::large_enum_variant)]
 enum Step {
     Row(Result<Row, Vec<InputError>>),
+    /// A row some of whose cells are errors; the row holds the others.
+    Partial(Vec<InputError>, Row),
     Fatal(InputError),
     End,
 }

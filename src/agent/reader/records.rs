@@ -209,7 +209,7 @@ impl CsvState {
                     message: "the header is repeated (files pasted together?)".into(),
                 }]));
             }
-            return Step::Row(self.parse_row(file, line));
+            return self.parse_row(file, line);
         }
     }
 
@@ -226,7 +226,9 @@ impl CsvState {
             .all(|(cell, norm)| columns::normalize(&String::from_utf8_lossy(cell)) == *norm)
     }
 
-    pub(super) fn parse_row(&self, file: &str, line: u64) -> Result<Row, Vec<InputError>> {
+    /// One row: every cell applied; a cell that fails is an error and is left unset, so
+    /// the rest of the row can still be validated ([`Step::Partial`]).
+    pub(super) fn parse_row(&self, file: &str, line: u64) -> Step {
         let header = &self.header;
         let width = header.kinds.len();
         let mut errors = Vec::new();
@@ -239,7 +241,7 @@ impl CsvState {
         if used > width {
             // Cells are shifted (an unquoted comma): their values are
             // meaningless, and the password may now sit under another header.
-            return Err(vec![InputError {
+            return Step::Row(Err(vec![InputError {
                 file: file.to_string(),
                 line,
                 column: None,
@@ -247,7 +249,7 @@ impl CsvState {
                     "the row has {used} cells but the header has {width} columns \
                      (a value containing a comma must be in double quotes)"
                 ),
-            }]);
+            }]));
         }
 
         for (index, kind) in header.kinds.iter().enumerate() {
@@ -350,14 +352,15 @@ impl CsvState {
             }
         }
 
+        let row = Row {
+            line,
+            input,
+            sources,
+        };
         if errors.is_empty() {
-            Ok(Row {
-                line,
-                input,
-                sources,
-            })
+            Step::Row(Ok(row))
         } else {
-            Err(errors)
+            Step::Partial(errors, row)
         }
     }
 }

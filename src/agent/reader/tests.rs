@@ -877,6 +877,32 @@ fn native_csv_errors() {
     assert_eq!(row.input.hierarchy_group.as_deref(), Some("hg-1234"));
 }
 
+#[test]
+fn a_row_with_cell_errors_keeps_its_other_cells_for_validation() {
+    let text = "email,first_name,last_name,auto_accept,acw_timeout\na@x.example,A,B,maybe,-5\nb@x.example,B,C,yes,7\n";
+    let mut r = open(text).unwrap();
+    assert!(r.next().unwrap().is_err());
+    let partial = r.take_partial().expect("the rest of the row");
+    assert_eq!(partial.line, 2);
+    assert_eq!(partial.input.email, "a@x.example");
+    assert_eq!(
+        partial.input.auto_accept, None,
+        "the failed cell is left unset"
+    );
+    assert_eq!(
+        partial.input.acw_timeout,
+        Some(-5),
+        "judged by the rules later"
+    );
+    assert!(r.take_partial().is_none(), "taken once");
+    assert!(r.next().unwrap().is_ok());
+    assert!(r.take_partial().is_none(), "only after an error");
+    // Shifted cells are not a row: nothing to validate.
+    let mut r = open("email,first_name,last_name\na@x.example,A,B,extra\n").unwrap();
+    assert!(r.next().unwrap().is_err());
+    assert!(r.take_partial().is_none());
+}
+
 // ---- JSON Lines ----------------------------------------------------------
 
 #[test]
