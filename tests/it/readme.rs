@@ -11,8 +11,10 @@
 //! matches any number of lines.
 //!
 //! `$ connect-onboard ARGS` runs the binary (a trailing `< /dev/null` is what the harness
-//! does anyway); `$ cat FILE` prints a file. `README_BLESS=1` rewrites the blocks that do
-//! not match with what the commands printed, for review with `git diff`.
+//! does anyway); `$ cat FILE` prints a file. A run id in a command (`rollback r-2026...`)
+//! stands for the run id that the examples before it printed last, as a reader would copy
+//! it. `README_BLESS=1` rewrites the blocks that do not match with what the commands
+//! printed, for review with `git diff`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -216,16 +218,25 @@ async fn every_console_example_of_the_readme_prints_what_it_shows() {
     let bless = std::env::var_os("README_BLESS").is_some();
     let mut failures = Vec::new();
     let mut blessed = readme.clone();
+    let run_id = Regex::new(r"r-\d{8}-\d{6}-[0-9a-f]{6}").unwrap();
+    let mut last_run: Option<String> = None;
     // Replace from the end, so earlier ranges stay valid.
     let mut replacements = Vec::new();
     for b in &blocks {
         let mut body = String::new();
         let mut block_ok = true;
         for ex in &b.commands {
-            let (d, e, cmd) = (dir.path().to_path_buf(), env.clone(), ex.command.clone());
+            let cmd = match &last_run {
+                Some(r) => run_id.replace_all(&ex.command, r.as_str()).into_owned(),
+                None => ex.command.clone(),
+            };
+            let (d, e) = (dir.path().to_path_buf(), env.clone());
             let actual = tokio::task::spawn_blocking(move || run(&d, &e, &cmd))
                 .await
                 .unwrap();
+            if let Some(m) = run_id.find_iter(&actual).last() {
+                last_run = Some(m.as_str().to_string());
+            }
             let norm_actual: Vec<String> = normalise(&actual)
                 .lines()
                 .map(|l| l.trim_end().to_string())
