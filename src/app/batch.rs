@@ -29,7 +29,9 @@ use crate::target::{self, Target};
 
 use super::onboard::new_run_id;
 use super::runs::engine_for_run;
-use super::{engine_options, env_for, Context, Error, NewRun, RunSettings, WorkflowSource};
+use super::{
+    engine_options, env_for, Context, Error, NewRun, Outcome, RunSettings, WorkflowSource,
+};
 
 /// Rows inserted per state-store transaction when a run is created.
 const INSERT_CHUNK: usize = 1_000;
@@ -77,8 +79,9 @@ pub const BULK_READS_FROM: usize = 20;
 pub struct AgentResult {
     /// The normalised email.
     pub email: String,
-    /// The agent's state (`done`, `rolled_back`, ...), or `already_done`/`skipped`.
-    pub outcome: String,
+    /// The agent's state (`done`, `rolled_back`, ...), or what the command decided
+    /// (`already_done`, `skipped`, `planned`, `invalid`...).
+    pub outcome: Outcome,
     /// The run that holds it.
     pub run_id: Option<String>,
     /// Connect user id, when known.
@@ -105,7 +108,7 @@ pub struct BatchReport {
     /// Rows rejected by validation (`file:line: column ...: rule`).
     pub invalid: Vec<String>,
     /// Agents by outcome.
-    pub counts: BTreeMap<String, usize>,
+    pub counts: BTreeMap<Outcome, usize>,
     /// Dry run: per step, how many agents would create / adopt / conflict / unknown.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub plan: BTreeMap<String, BTreeMap<String, usize>>,
@@ -179,7 +182,7 @@ impl Rejected {
     fn result(&self) -> AgentResult {
         AgentResult {
             email: self.who.clone().unwrap_or_default(),
-            outcome: "invalid".into(),
+            outcome: Outcome::Invalid,
             run_id: None,
             connect_user_id: None,
             identity_user_id: None,
@@ -440,12 +443,9 @@ pub(super) async fn run_rows(
     };
     let mut record = |report: &mut BatchReport, a: AgentResult| {
         sink.finished(&a);
-        *report.counts.entry(a.outcome.clone()).or_default() += 1;
+        *report.counts.entry(a.outcome).or_default() += 1;
         // A dry run lists every agent with its plan; a run, those that are not done.
-        if report.dry_run
-            || a.error.is_some()
-            || !matches!(a.outcome.as_str(), "done" | "already_done")
-        {
+        if report.dry_run || a.error.is_some() || !a.outcome.finished_well() {
             report.agents.push(a);
         }
     };
@@ -483,11 +483,10 @@ pub(super) async fn run_rows(
             let a = AgentResult {
                 email,
                 outcome: if blocker.is_some() {
-                    "conflict"
+                    Outcome::Conflict
                 } else {
-                    "planned"
-                }
-                .into(),
+                    Outcome::Planned
+                },
                 run_id: None,
                 connect_user_id: None,
                 identity_user_id: None,
@@ -562,7 +561,7 @@ pub(super) async fn run_rows(
                     let why = format!("its {what} in run {run} is {}: {how} first", state.as_str());
                     let a = AgentResult {
                         email: key.clone(),
-                        outcome: "skipped".into(),
+                        outcome: Outcome::Skipped,
                         run_id: Some(run.clone()),
                         connect_user_id: None,
                         identity_user_id: None,
@@ -576,20 +575,21 @@ pub(super) async fn run_rows(
                 latest = None;
             }
         }
-        let skip = |outcome: &str, run: String, error: Option<String>, portal: bool| AgentResult {
-            email: key.clone(),
-            outcome: outcome.into(),
-            run_id: Some(run),
-            connect_user_id: None,
-            identity_user_id: None,
-            error,
-            portal_url: portal.then(|| target.portal_url.clone()),
-            plan: BTreeMap::new(),
-        };
+        let skip =
+            |outcome: Outcome, run: String, error: Option<String>, portal: bool| AgentResult {
+                email: key.clone(),
+                outcome,
+                run_id: Some(run),
+                connect_user_id: None,
+                identity_user_id: None,
+                error,
+                portal_url: portal.then(|| target.portal_url.clone()),
+                plan: BTreeMap::new(),
+            };
         match latest {
             // (`offboard` sends an agent it offboarded before only when something is left.)
             Some((run, AgentState::Done | AgentState::Released)) if !removes => {
-                let a = skip("already_done", run, None, true);
+                let a = skip(Outcome::AlreadyDone, run, None, true);
                 record(&mut report, a);
                 continue;
             }
@@ -599,7 +599,7 @@ pub(super) async fn run_rows(
                     super::status::advice(AgentState::NeedsAttention, &run, &key)
                         .unwrap_or_default()
                 );
-                let a = skip("skipped", run, Some(why), false);
+                let a = skip(Outcome::Skipped, run, Some(why), false);
                 record(&mut report, a);
                 continue;
             }
@@ -717,7 +717,7 @@ pub(super) async fn run_rows(
     drop(results);
     if let Some(why) = stopped.into_inner().unwrap_or_else(|p| p.into_inner()) {
         let unfinished: usize = (report.counts.iter())
-            .filter(|(o, _)| !matches!(o.as_str(), "done" | "already_done" | "released"))
+            .filter(|(o, _)| !o.finished_well())
             .map(|(_, n)| n)
             .sum();
         return Err(Error::Stopped(format!(
@@ -842,7 +842,7 @@ fn result_of(
     };
     Ok(AgentResult {
         email: key.to_string(),
-        outcome: row.state.as_str().to_string(),
+        outcome: Outcome::of_state(row.state),
         run_id: Some(run.to_string()),
         connect_user_id: id_of(&[
             steps::CONNECT_USER_ACTIONS[0],

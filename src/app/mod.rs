@@ -20,6 +20,7 @@ mod iam_policy;
 mod migrate;
 mod offboard;
 mod onboard;
+mod outcome;
 mod runs;
 mod status;
 
@@ -36,6 +37,7 @@ pub use iam_policy::{iam_policy, PolicyFor, ACTIONS};
 pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
+pub use outcome::Outcome;
 pub use runs::{
     release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
     RollbackReport, RunsReport,

@@ -24,7 +24,7 @@ use crate::target::{self, Target};
 
 use super::batch::{run_rows, AgentResult, BatchReport, BulkReads, Prepared, RunOptions, Sink};
 use super::batch::{Valid, BULK_READS_FROM};
-use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
+use super::{Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 
 /// The offboarding workflow, embedded.
 pub const BUILTIN_OFFBOARD_WORKFLOW: &str = include_str!("../../workflows/offboard-agent.toml");
@@ -110,9 +110,9 @@ pub async fn offboard(
     let mut kinds: HashMap<String, bool> = HashMap::new();
     for spec in emails {
         let email = spec.email.clone();
-        let result = |outcome: &str, run: Option<String>, error: Option<String>| AgentResult {
+        let result = |outcome: Outcome, run: Option<String>, error: Option<String>| AgentResult {
             email: email.clone(),
-            outcome: outcome.into(),
+            outcome,
             run_id: run,
             connect_user_id: None,
             identity_user_id: None,
@@ -150,7 +150,7 @@ pub async fn offboard(
                             s.as_str(),
                             super::status::advice(s, &run, &email).unwrap_or_default()
                         );
-                        early.push(result("skipped", Some(run), Some(why)));
+                        early.push(result(Outcome::Skipped, Some(run), Some(why)));
                         continue;
                     }
                     _ => {}
@@ -159,10 +159,10 @@ pub async fn offboard(
         }
         match finder.identify(&spec.username, &email, opts.sides).await? {
             Identified::Nothing(_) if offboarded_in.is_some() => {
-                early.push(result("already_done", offboarded_in, None))
+                early.push(result(Outcome::AlreadyDone, offboarded_in, None))
             }
             Identified::Nothing(why) | Identified::Skip(why) => {
-                early.push(result("skipped", None, Some(why)))
+                early.push(result(Outcome::Skipped, None, Some(why)))
             }
             Identified::Agent(connect, identity) => {
                 let l = Leaver {

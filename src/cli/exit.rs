@@ -53,9 +53,7 @@ fn states(runs: &[RunStatus]) -> impl Iterator<Item = AgentState> + '_ {
 pub fn for_runs(runs: &[RunStatus], skipped: usize) -> u8 {
     if states(runs).any(|s| s == AgentState::NeedsAttention) {
         NEEDS_ATTENTION
-    } else if skipped == 0
-        && states(runs).all(|s| matches!(s, AgentState::Done | AgentState::Released))
-    {
+    } else if skipped == 0 && states(runs).all(|s| app::Outcome::of_state(s).finished_well()) {
         OK
     } else {
         INCOMPLETE
@@ -76,13 +74,9 @@ pub fn for_rollback(runs: &[RunStatus], skipped: usize) -> u8 {
 /// `batch`: 0 when every valid agent is done (now or in an earlier run) and no row was
 /// skipped as invalid, 3 when one needs attention, else 1. A dry run: 0 for a clean plan.
 pub fn for_batch(r: &app::BatchReport) -> u8 {
-    if r.counts.contains_key(AgentState::NeedsAttention.as_str()) {
+    if r.counts.contains_key(&app::Outcome::NeedsAttention) {
         NEEDS_ATTENTION
-    } else if r.invalid.is_empty()
-        && r.counts
-            .keys()
-            .all(|o| matches!(o.as_str(), "done" | "released" | "already_done" | "planned"))
-    {
+    } else if r.invalid.is_empty() && r.counts.keys().all(|o| o.finished_well()) {
         OK
     } else {
         INCOMPLETE

@@ -156,7 +156,10 @@ pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::A
             eprintln!("    Connect user {id} ({}): delete", p.email);
         }
     }
-    for s in skipped.iter().filter(|s| s.outcome == "skipped") {
+    for s in skipped
+        .iter()
+        .filter(|s| s.outcome == app::Outcome::Skipped)
+    {
         eprintln!(
             "  skipped {}: {}",
             s.email,
@@ -492,7 +495,7 @@ impl Pace {
     }
 
     fn add(&mut self, a: &app::AgentResult) {
-        if matches!(a.outcome.as_str(), "done" | "already_done" | "planned") {
+        if a.outcome.finished_well() {
             self.ok += 1
         } else {
             self.not_ok += 1
