@@ -390,8 +390,11 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     let slot: std::cell::RefCell<Option<Outputs>> = std::cell::RefCell::new(None);
     let (yes, dry_run, report) = (a.yes, a.dry_run, a.report);
     let mut confirm = |plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]| {
+        if dry_run && !json && !plan.is_empty() {
+            output::print_offboard_plan(plan, &[], true);
+        }
         if !(yes || dry_run || plan.is_empty()) {
-            output::print_offboard_plan(plan, skipped);
+            output::print_offboard_plan(plan, skipped, false);
             if !std::io::stdin().is_terminal() {
                 return Err(app::Error::Input(
                     "refusing to delete without --yes: there is no terminal to confirm on; nothing was written (check the plan above, then run again with --yes)".into(),

@@ -121,13 +121,24 @@ pub(crate) fn print_plan(agent: &str, steps: &[PlannedStep], json: bool) {
     }
 }
 
-/// Prints what `offboard` will delete, with ids, and the agents it skips (stderr: the
-/// confirmation's question follows it).
-pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]) {
-    eprintln!(
-        "offboarding {} agent(s); these deletions cannot be undone:",
-        plan.len()
-    );
+/// Prints what `offboard` will delete, with ids, what it keeps, and the agents it skips
+/// (stderr: the confirmation's question follows it). A dry run prints the same plan.
+pub(crate) fn print_offboard_plan(
+    plan: &[app::PlannedLeaver],
+    skipped: &[app::AgentResult],
+    dry_run: bool,
+) {
+    if dry_run {
+        eprintln!(
+            "offboarding {} agent(s) would do this (dry run, nothing written):",
+            plan.len()
+        );
+    } else {
+        eprintln!(
+            "offboarding {} agent(s); these deletions cannot be undone:",
+            plan.len()
+        );
+    }
     for p in plan {
         eprintln!("  {}", p.email);
         if let Some(run) = &p.resumes {
@@ -143,14 +154,26 @@ pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::A
         }
         if let Some(id) = &p.identity_user_id {
             let name = p.identity_user_name.as_deref().unwrap_or(&p.email);
-            if p.keep_identity_user {
-                eprintln!("    Identity Center user {id} ({name}): kept");
+            let what = if p.keep_identity_user {
+                "keep"
             } else {
-                eprintln!("    Identity Center user {id} ({name}): delete");
-            }
+                "delete"
+            };
+            eprintln!("    Identity Center user {id} ({name}): {what}");
+        }
+        if p.resumes.is_none() && p.sides == app::Sides::ConnectOnly {
+            eprintln!(
+                "    Identity Center user, its membership and assignment: keep (--connect-only)"
+            );
         }
         if let Some(id) = &p.connect_user_id {
-            eprintln!("    Connect user {id} ({}): delete", p.email);
+            match &p.connect_username {
+                Some(name) => eprintln!("    Connect user {id} ({name}): delete"),
+                None => eprintln!("    Connect user {id}: delete"),
+            }
+        }
+        if p.resumes.is_none() && p.sides == app::Sides::IdentityOnly {
+            eprintln!("    Connect user: keep (--identity-only)");
         }
     }
     for s in skipped.iter().filter(|s| s.outcome == "skipped") {
