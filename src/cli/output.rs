@@ -592,11 +592,32 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
         );
     }
     if let Some(dir) = plan {
-        let _ = writeln!(
-            out,
-            "fix plan in {}: review, then run offboard --connect-only --file offboard.csv, batch batch.csv, migrate --usernames migrate-usernames.txt",
-            dir.display()
-        );
+        // The commands whose files have rows, in the order that converges: a wrongly named
+        // Connect user goes before batch makes the right one.
+        let fp = r.plan();
+        let commands: Vec<&str> = [
+            (!fp.offboard.is_empty()).then_some("offboard --connect-only --file offboard.csv"),
+            (!fp.batch.is_empty()).then_some("batch batch.csv"),
+            (!fp.migrate_usernames.is_empty())
+                .then_some("migrate --usernames migrate-usernames.txt"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let _ = if commands.is_empty() {
+            writeln!(
+                out,
+                "fix plan in {}: nothing to run (what is left is fixed by hand: see each fix above)",
+                dir.display()
+            )
+        } else {
+            writeln!(
+                out,
+                "fix plan in {}: review, then run {}",
+                dir.display(),
+                commands.join(", ")
+            )
+        };
     }
 }
 
