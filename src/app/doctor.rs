@@ -221,7 +221,7 @@ impl Doctor<'_> {
                 cu.username
             ),
             Some(why) => format!(
-                "not by migrate ({why}): create an Identity Center user whose primary email is exactly {:?} in the IAM Identity Center console, or onboard the person with their email and offboard --connect-only this Connect user",
+                "not by migrate ({why}): give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console",
                 cu.username
             ),
         }
@@ -236,7 +236,7 @@ impl Doctor<'_> {
         }
         let remove = wrong
             .map(|w| {
-                format!("offboard --connect-only {w} (Connect usernames cannot be renamed), then ")
+                format!("connect-onboard offboard --connect-only {w} (Connect usernames cannot be renamed), then ")
             })
             .unwrap_or_default();
         let Some(u) = iu else {

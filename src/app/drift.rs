@@ -473,7 +473,7 @@ fn classify(
                     by_hand(&why, &if twins.len() > 1 {
                         "choose the one to keep: migrate --usernames FILE naming it exactly, then offboard --connect-only the other".to_string()
                     } else {
-                        format!("create an Identity Center user whose primary email is exactly {:?} in the IAM Identity Center console, or onboard the person with their email and offboard this Connect user", c.username)
+                        format!("give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console", c.username)
                     }),
                 ),
             });
