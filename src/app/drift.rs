@@ -505,7 +505,9 @@ fn classify(
         } else if sent.as_deref() != Some(c.username.as_str()) {
             let s = sent.clone().unwrap_or_default();
             let mismatch = format!("Connect username {:?} is not exactly {s:?}", c.username);
-            let exact = folded[&c.username.to_lowercase()].contains(&s.as_str()) && s != c.username;
+            // Another Connect user is exactly what the identity provider sends: this one is
+            // surplus.
+            let exact = s != c.username && snap.connect_user(&s).is_some();
             let first_offboard = offboarded.get(&c.username.to_lowercase()).filter(|o| **o != c.username);
             let route = rules
                 .not_saml()
