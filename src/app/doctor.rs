@@ -17,6 +17,7 @@ use crate::config::{AssignmentMode, RoleSessionName};
 use crate::engine::{AgentState, StepState};
 use crate::target::{self, Catalog, Target};
 
+use super::drift::Rules;
 use super::{Context, Error};
 
 /// What `doctor` found.
@@ -102,6 +103,9 @@ pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
     let clients = ctx.clients(&mut regions).await?;
     let (target, catalog) =
         target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
+    // connect-onboard's own record first: an unfinished run is finished by its own fix,
+    // whatever it left missing.
+    let (state, unfinished) = state_check(ctx, who);
     let d = Doctor {
         who,
         target: &target,
@@ -110,10 +114,16 @@ pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
         ids: &clients.identity_store,
         sso: &clients.sso_admin,
         session: config.identity_center.role_session_name,
+        rules: Rules {
+            session: config.identity_center.role_session_name,
+            mode: target.identity_mode,
+            defaults: &config.defaults,
+        },
+        unfinished,
     };
     let mut checks = Vec::new();
     d.run(&mut checks).await;
-    checks.push(state_check(ctx, who));
+    checks.push(state);
     Ok(DoctorReport {
         agent: who.to_string(),
         ok: checks.iter().all(|c| c.status == CheckStatus::Ok),
@@ -129,6 +139,10 @@ struct Doctor<'a> {
     ids: &'a dyn IdentityStoreApi,
     sso: &'a dyn SsoAdminApi,
     session: RoleSessionName,
+    /// The rules the fixes are judged by (drift's: a fix offered is one that works).
+    rules: Rules<'a>,
+    /// The fix of the agent's unfinished run, if its latest run is unfinished.
+    unfinished: Option<String>,
 }
 
 impl Doctor<'_> {
@@ -155,12 +169,27 @@ impl Doctor<'_> {
         let mut identity_checks = Vec::new();
         let identity_user = self.identity_user(&mut identity_checks).await;
         let sent = identity_user.as_ref().and_then(|u| self.sent(u));
-        let connect_user = self.connect_user(checks, sent.as_deref()).await;
+        let connect_user = self
+            .connect_user(checks, sent.as_deref(), identity_user.as_ref())
+            .await;
+        // A missing Identity Center user's fix depends on the Connect user.
+        for c in identity_checks.iter_mut() {
+            if c.id == "identity_user" && c.status == CheckStatus::Problem {
+                c.fix = Some(self.create_identity_fix(connect_user.as_ref()));
+            }
+        }
         checks.extend(identity_checks);
         self.session_name(checks, connect_user.as_ref(), identity_user.as_ref());
-        let group = self.membership(checks, identity_user.as_ref()).await;
-        self.assignment(checks, identity_user.as_ref(), group.as_deref())
+        let group = self
+            .membership(checks, connect_user.as_ref(), identity_user.as_ref())
             .await;
+        self.assignment(
+            checks,
+            connect_user.as_ref(),
+            identity_user.as_ref(),
+            group.as_deref(),
+        )
+        .await;
         self.profiles(checks, connect_user.as_ref()).await;
     }
 
@@ -173,12 +202,96 @@ impl Doctor<'_> {
         }
     }
 
+    /// How to create the missing Identity Center user: finish the unfinished run; migrate
+    /// the Connect user when migrate will (else why not, and what to do by hand); onboard
+    /// when there is no Connect user either.
+    fn create_identity_fix(&self, cu: Option<&ConnectUser>) -> String {
+        if let Some(fix) = &self.unfinished {
+            return format!("finish the agent's run: {fix}");
+        }
+        let Some(cu) = cu else {
+            return format!(
+                "onboard the agent: connect-onboard onboard --email {} --first-name ... --last-name ...",
+                self.who
+            );
+        };
+        match self.rules.migrate_refusal(&cu.username, None) {
+            None => format!(
+                "create it: connect-onboard migrate --usernames FILE (a file with the line {:?})",
+                cu.username
+            ),
+            Some(why) => format!(
+                "not by migrate ({why}): give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console",
+                cu.username
+            ),
+        }
+    }
+
+    /// How to give the agent a Connect user named exactly as the identity provider sends
+    /// for `iu`, removing `wrong` first if there is one: through `offboard --connect-only`
+    /// and `batch`/`onboard` when they make exactly that name, else by hand.
+    fn rename_fix(&self, wrong: Option<&str>, iu: Option<&IdentityUser>) -> String {
+        if let Some(fix) = &self.unfinished {
+            return format!("finish the agent's run: {fix}");
+        }
+        let remove = wrong
+            .map(|w| {
+                format!("connect-onboard offboard --connect-only {w} (Connect usernames cannot be renamed), then ")
+            })
+            .unwrap_or_default();
+        let Some(u) = iu else {
+            return format!(
+                "{remove}onboard the agent: connect-onboard onboard --email {} --first-name ... --last-name ...",
+                self.who
+            );
+        };
+        match self.rules.batch_row(u) {
+            Ok((email, first, last)) => format!(
+                "{remove}connect-onboard onboard --email {email} --first-name {first:?} --last-name {last:?} (it adopts the Identity Center user; connect-onboard drift --fix-plan DIR writes the files)"
+            ),
+            Err(why) => format!(
+                "not by connect-onboard ({why}): create the Connect user {} in the Amazon Connect console{}, or change Identity Center user {:?}'s primary email (and user name) to the Connect username",
+                self.sent(u).map(|s| format!("{s:?}")).unwrap_or_else(|| "named as the identity provider sends".into()),
+                wrong.map(|w| format!(" and remove {w:?}")).unwrap_or_default(),
+                u.user_name
+            ),
+        }
+    }
+
+    /// How to add the missing membership or assignment: finish the unfinished run; migrate
+    /// when it adopts both users as they are; else in the console.
+    fn join_fix(
+        &self,
+        cu: Option<&ConnectUser>,
+        iu: Option<&IdentityUser>,
+        by_hand: &str,
+    ) -> String {
+        if let Some(fix) = &self.unfinished {
+            return format!("finish the agent's run: {fix}");
+        }
+        let refusal = match cu {
+            Some(cu) => self.rules.migrate_refusal(&cu.username, iu),
+            None => Some("there is no Connect user to migrate".into()),
+        };
+        match (refusal, cu) {
+            (None, Some(cu)) => format!(
+                "connect-onboard migrate --usernames FILE (a file with the line {:?}), or {by_hand}",
+                cu.username
+            ),
+            (why, _) => format!(
+                "{by_hand} (not by migrate: {})",
+                why.unwrap_or_default()
+            ),
+        }
+    }
+
     /// The Connect user named exactly `who` (or exactly what the identity provider sends,
     /// when `who` was typed in another case); one that differs only in case is the cause.
     async fn connect_user(
         &self,
         checks: &mut Vec<Check>,
         sent: Option<&str>,
+        iu: Option<&IdentityUser>,
     ) -> Option<ConnectUser> {
         const ID: &str = "connect_user";
         let users = match self.connect.list_users(&self.target.instance_id).await {
@@ -217,11 +330,11 @@ impl Doctor<'_> {
             [] => {
                 checks.push(Check::problem(
                     ID,
-                    format!("no Connect user is named {:?} (not even in another case)", self.who),
                     format!(
-                        "onboard the agent: connect-onboard onboard --email {} --first-name ... --last-name ... (or migrate, if the Identity Center user exists)",
+                        "no Connect user is named {:?} (not even in another case)",
                         self.who
                     ),
+                    self.rename_fix(None, iu),
                 ));
                 None
             }
@@ -233,7 +346,7 @@ impl Doctor<'_> {
                         "the Connect user is {}, which differs from {:?} only in case: Amazon Connect usernames are case-sensitive, even with SAML",
                         names.join(" and "), self.who
                     ),
-                    "Connect usernames cannot be renamed: offboard that Connect user and onboard it again with the exact RoleSessionName (connect-onboard drift --fix-plan DIR writes the files)".into(),
+                    self.rename_fix(Some(&u.username), iu),
                 ));
                 Some((*u).clone())
             }
@@ -387,7 +500,7 @@ impl Doctor<'_> {
                     "the identity provider sends {sent:?} ({attr}) but the Connect username is {:?}: they differ only in case, and Connect compares case-sensitively",
                     cu.username
                 ),
-                "offboard and onboard the Connect user with the exact RoleSessionName, or change the Identity Center user's email to the Connect username".into(),
+                self.rename_fix(Some(&cu.username), Some(u)),
             )
         } else {
             Check::problem(
@@ -405,6 +518,7 @@ impl Doctor<'_> {
     async fn membership(
         &self,
         checks: &mut Vec<Check>,
+        cu: Option<&ConnectUser>,
         iu: Option<&IdentityUser>,
     ) -> Option<String> {
         const ID: &str = "group_membership";
@@ -439,10 +553,17 @@ impl Doctor<'_> {
             ),
             Ok(None) => Check::problem(
                 ID,
-                format!("{:?} is not a member of {:?}", u.user_name, self.target.group),
                 format!(
-                    "connect-onboard migrate --usernames FILE (with the Connect username), or add the user to {:?} in the IAM Identity Center console",
-                    self.target.group
+                    "{:?} is not a member of {:?}",
+                    u.user_name, self.target.group
+                ),
+                self.join_fix(
+                    cu,
+                    iu,
+                    &format!(
+                        "add the user to {:?} in the IAM Identity Center console",
+                        self.target.group
+                    ),
                 ),
             ),
             Err(e) => Check::read_failed(ID, "the group membership", &e),
@@ -454,6 +575,7 @@ impl Doctor<'_> {
     async fn assignment(
         &self,
         checks: &mut Vec<Check>,
+        cu: Option<&ConnectUser>,
         iu: Option<&IdentityUser>,
         group: Option<&str>,
     ) {
@@ -507,7 +629,13 @@ impl Doctor<'_> {
             Ok(false) => Check::problem(
                 ID,
                 format!("the {what} is not assigned to the application {app}"),
-                "connect-onboard migrate --usernames FILE (it assigns), or assign it in the IAM Identity Center console".into(),
+                self.join_fix(
+                    cu,
+                    iu,
+                    &format!(
+                        "assign the {what} to the application in the IAM Identity Center console"
+                    ),
+                ),
             ),
             Err(e) => Check::read_failed(ID, "the application assignment", &e),
         });
@@ -574,8 +702,27 @@ impl Doctor<'_> {
 }
 
 /// What connect-onboard's own state says about the agent: its runs, unfinished steps and
-/// owned resources. Read only; no state file is created.
-fn state_check(ctx: &Context, who: &str) -> Check {
+/// owned resources, and the fix of its latest run when that is unfinished. Read only; no
+/// state file is created.
+fn state_check(ctx: &Context, who: &str) -> (Check, Option<String>) {
+    let check = state_check_inner(ctx, who);
+    let fix = (check.status == CheckStatus::Problem)
+        .then(|| check.fix.clone())
+        .flatten();
+    (check, fix)
+}
+
+/// A step's resources as they are best named: the ARN when the step has one (it holds the
+/// id), else the ids, labelled.
+fn resources(step: &str, outputs: &std::collections::BTreeMap<String, String>) -> String {
+    if let Some((_, arn)) = outputs.iter().find(|(k, _)| k.ends_with("_arn")) {
+        return format!("{step} {arn}");
+    }
+    let ids: Vec<String> = outputs.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{step} ({})", ids.join(", "))
+}
+
+fn state_check_inner(ctx: &Context, who: &str) -> Check {
     const ID: &str = "state";
     if !ctx.state_path.exists() {
         return Check::ok(
@@ -623,11 +770,7 @@ fn state_check(ctx: &Context, who: &str) -> Check {
                     StepState::Done | StepState::Running | StepState::NeedsAttention
                 )
             {
-                owned.push(format!(
-                    "{} {}",
-                    s.step_id,
-                    s.outputs.values().cloned().collect::<Vec<_>>().join("/")
-                ));
+                owned.push(resources(&s.step_id, &s.outputs));
             }
             if !matches!(
                 s.state,

@@ -7,11 +7,18 @@
 //! `connect_only`, `identity_only`, `no_primary_email`, `username_mismatch`,
 //! `not_in_group`, `not_assigned`, `complete`. Read-only; `--fix-plan DIR` files are written
 //! by the CLI from [`DriftReport::plan`].
+//!
+//! The fix plan converges: each agent goes into the plan's files only when the commands
+//! that read them (`offboard --connect-only`, `batch`, `migrate --usernames`, in that order)
+//! will leave it `complete` — judged by the very rules those commands apply (the same
+//! validation, the Connect username `batch` makes, the Identity Center user `migrate` and
+//! `batch` adopt). Any other agent is left out, and its fix says why and what to do by hand.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::agent::{self, AgentInput, Defaults, IdentityMode};
 use crate::aws::{IdentityUser, Principal, SsoAdminApi as _};
 use crate::config::{AssignmentMode, RoleSessionName};
 use crate::steps::snapshot::{Scope, Snapshot};
@@ -42,6 +49,18 @@ pub enum DriftStatus {
 }
 
 impl DriftStatus {
+    /// Every status, in the order they are tried.
+    pub const ALL: [DriftStatus; 8] = [
+        DriftStatus::DuplicateIdentityUser,
+        DriftStatus::ConnectOnly,
+        DriftStatus::IdentityOnly,
+        DriftStatus::NoPrimaryEmail,
+        DriftStatus::UsernameMismatch,
+        DriftStatus::NotInGroup,
+        DriftStatus::NotAssigned,
+        DriftStatus::Complete,
+    ];
+
     /// The JSON name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,10 +89,54 @@ pub struct DriftAgent {
     pub status: DriftStatus,
     /// The fix, in one line (None when complete).
     pub fix: Option<String>,
-    /// Names for a `batch` row (identity side), not printed.
+    /// The fix plan's files this agent is in, in the order they are run; empty when it is
+    /// fixed by hand (its `fix` says why and how).
+    pub fix_plan: Vec<&'static str>,
+    /// How the fix plan fixes it.
     #[serde(skip)]
-    pub names: (String, String),
+    pub route: Route,
+    /// The `batch` row (email, first name, last name), for the routes that use batch.
+    #[serde(skip)]
+    pub batch_row: Option<(String, String, String)>,
 }
+
+/// How the fix plan fixes an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Nothing to fix, or fixed by hand: in no file.
+    #[default]
+    None,
+    /// `migrate --usernames` (the Connect username).
+    Migrate,
+    /// `batch` (the Identity Center user's email).
+    Batch,
+    /// `offboard --connect-only` removes the wrongly named Connect user, then `batch`
+    /// makes the right one and adopts the Identity Center user.
+    OffboardThenBatch,
+    /// `offboard --connect-only` removes a surplus Connect user: another one is exactly
+    /// what the identity provider sends.
+    Offboard,
+}
+
+impl Route {
+    /// The fix plan's files, in the order they are run.
+    fn files(self) -> Vec<&'static str> {
+        match self {
+            Route::None => vec![],
+            Route::Migrate => vec![MIGRATE_FILE],
+            Route::Batch => vec![BATCH_FILE],
+            Route::OffboardThenBatch => vec![OFFBOARD_FILE, BATCH_FILE],
+            Route::Offboard => vec![OFFBOARD_FILE],
+        }
+    }
+}
+
+/// The fix plan's file for `migrate --usernames`.
+pub const MIGRATE_FILE: &str = "migrate-usernames.txt";
+/// The fix plan's file for `batch`.
+pub const BATCH_FILE: &str = "batch.csv";
+/// The fix plan's file for `offboard --connect-only --file`.
+pub const OFFBOARD_FILE: &str = "offboard.csv";
 
 /// What `drift` found.
 #[derive(Debug, Clone, Serialize)]
@@ -112,35 +175,30 @@ pub struct FixPlan {
 }
 
 impl DriftReport {
-    /// The fix plan: connect_only / not_in_group / not_assigned → migrate (it adopts the
-    /// Connect user, creates or adopts the Identity Center user, joins, assigns);
-    /// identity_only → batch; username_mismatch → offboard the wrongly named Connect user
-    /// alone (`--connect-only`: the Identity Center user, its sign-in and MFA, stay), then
-    /// batch with the Identity Center email. Duplicates and missing primary emails
-    /// are fixed by hand in the console (see their fix).
+    /// The fix plan: each agent's [`Route`] decides its rows (decided by [`classify`] with
+    /// the rules of the commands that read them). One row per name in each file: the
+    /// commands refuse a file with an agent twice.
     pub fn plan(&self) -> FixPlan {
         let mut p = FixPlan::default();
         for a in &self.agents {
-            match a.status {
-                DriftStatus::ConnectOnly | DriftStatus::NotInGroup | DriftStatus::NotAssigned => {
-                    p.migrate_usernames.extend(a.connect_username.clone())
+            let connect = a.connect_username.clone();
+            match a.route {
+                Route::None => {}
+                Route::Migrate => p.migrate_usernames.extend(connect),
+                Route::Batch => p.batch.extend(a.batch_row.clone()),
+                Route::OffboardThenBatch => {
+                    p.offboard.extend(connect);
+                    p.batch.extend(a.batch_row.clone());
                 }
-                DriftStatus::IdentityOnly => p.batch.extend(
-                    a.email
-                        .clone()
-                        .map(|e| (e, a.names.0.clone(), a.names.1.clone())),
-                ),
-                DriftStatus::UsernameMismatch => {
-                    p.offboard.extend(a.connect_username.clone());
-                    p.batch.extend(
-                        a.email
-                            .clone()
-                            .map(|e| (e, a.names.0.clone(), a.names.1.clone())),
-                    );
-                }
-                _ => {}
+                Route::Offboard => p.offboard.extend(connect),
             }
         }
+        let mut seen = HashSet::new();
+        p.batch.retain(|r| seen.insert(r.0.to_lowercase()));
+        let mut seen = HashSet::new();
+        p.offboard.retain(|u| seen.insert(u.to_lowercase()));
+        let mut seen = HashSet::new();
+        p.migrate_usernames.retain(|u| seen.insert(u.clone()));
         p
     }
 }
@@ -200,17 +258,130 @@ pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
         read,
         ..classify(
             &snap,
-            config.identity_center.role_session_name,
+            &Rules {
+                session: config.identity_center.role_session_name,
+                mode: target.identity_mode,
+                defaults: &config.defaults,
+            },
             &target.group,
             &is_assigned,
         )
     })
 }
 
+/// The rules a fix is judged by: what the identity provider sends, the instance's identity
+/// management, and the defaults `batch` applies to a row.
+pub(super) struct Rules<'a> {
+    /// What the identity provider sends as the RoleSessionName.
+    pub session: RoleSessionName,
+    /// The Connect instance's identity management.
+    pub mode: IdentityMode,
+    /// The config's `[defaults]`, which `batch` applies to each row.
+    pub defaults: &'a Defaults,
+}
+
+impl Rules<'_> {
+    /// What the identity provider sends as the RoleSessionName for `u`.
+    pub(super) fn sent(&self, u: &IdentityUser) -> Option<String> {
+        match self.session {
+            RoleSessionName::Email => u.primary_email.clone(),
+            RoleSessionName::UserName => Some(u.user_name.clone()),
+        }
+    }
+
+    /// Why no command of connect-onboard fixes agents here: on an instance that is not
+    /// SAML, nobody signs in through IAM Identity Center (and `migrate` refuses it).
+    pub(super) fn not_saml(&self) -> Option<String> {
+        (self.mode != IdentityMode::Saml).then(|| {
+            format!(
+                "the instance uses {} identity management: its users sign in to Amazon Connect itself, not through IAM Identity Center",
+                self.mode
+            )
+        })
+    }
+
+    /// The `batch` row that gives `u` its Connect user, when `batch` will leave the agent
+    /// complete: the row passes batch's validation; batch names the Connect user by the
+    /// email lower-cased, which must be exactly what the identity provider sends for `u`;
+    /// and batch adopts `u` (its user name and one primary email are that email, without
+    /// case). Else why not.
+    pub(super) fn batch_row(&self, u: &IdentityUser) -> Result<(String, String, String), String> {
+        if let Some(why) = self.not_saml() {
+            return Err(why);
+        }
+        let p = match (&u.primary_email, u.primary_emails) {
+            (Some(p), 1) => p.clone(),
+            _ => {
+                return Err(format!(
+                    "Identity Center user {:?} has no single primary email for batch to onboard",
+                    u.user_name
+                ))
+            }
+        };
+        let input = AgentInput {
+            email: p.clone(),
+            first_name: u.given_name.clone(),
+            last_name: u.family_name.clone(),
+            ..AgentInput::default()
+        };
+        let spec = agent::validate(&input, self.defaults, self.mode).map_err(|e| {
+            let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            format!("batch would refuse its row: {}", why.join("; "))
+        })?;
+        if !(u.user_name.eq_ignore_ascii_case(&spec.email) && p.eq_ignore_ascii_case(&spec.email)) {
+            return Err(format!(
+                "its user name {:?} is not its email {p:?}, and batch adopts only an Identity Center user named by its email",
+                u.user_name
+            ));
+        }
+        let sent = self.sent(u);
+        if sent.as_deref() != Some(spec.username.as_str()) {
+            return Err(format!(
+                "the identity provider sends {}, and batch would name the Connect user {:?} (connect-onboard makes Connect usernames from the email, lower-cased)",
+                sent.map(|s| format!("{s:?}")).unwrap_or_else(|| "nothing".into()),
+                spec.username
+            ));
+        }
+        Ok((p, u.given_name.clone(), u.family_name.clone()))
+    }
+
+    /// Why `migrate --usernames` will not leave Connect user `c` complete (with `u`, its
+    /// Identity Center user if there is one), if it will not: migrate refuses the username,
+    /// or the Identity Center user is not the one migrate adopts (its user name and one
+    /// primary email exactly the Connect username).
+    pub(super) fn migrate_refusal(&self, c: &str, u: Option<&IdentityUser>) -> Option<String> {
+        if let Some(why) = self.not_saml() {
+            return Some(why);
+        }
+        if let Err(e) = agent::migrated(c, "First", "Last") {
+            let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            return Some(format!(
+                "migrate refuses Connect user {c:?}: {}",
+                why.join("; ")
+            ));
+        }
+        let u = u?;
+        let exact =
+            u.user_name == c && u.primary_email.as_deref() == Some(c) && u.primary_emails == 1;
+        (!exact).then(|| {
+            format!(
+                "migrate adopts only an Identity Center user whose user name and one primary email are exactly {c:?}, and {:?} has primary email {}",
+                u.user_name,
+                u.primary_email.as_deref().map(|e| format!("{e:?}")).unwrap_or_else(|| "none".into())
+            )
+        })
+    }
+}
+
+/// A fix done by hand: why the fix plan leaves the agent out, and what to do.
+fn by_hand(why: &str, what: &str) -> String {
+    format!("not in the fix plan ({why}): {what}")
+}
+
 /// Classifies every agent of the snapshot.
 fn classify(
     snap: &Snapshot,
-    session: RoleSessionName,
+    rules: &Rules<'_>,
     group: &str,
     is_assigned: &dyn Fn(&IdentityUser) -> bool,
 ) -> DriftReport {
@@ -241,6 +412,27 @@ fn classify(
             us.iter().map(|u| format!("{:?}", u.user_name)).collect::<Vec<_>>().join(", ")
         )
     };
+    // Connect usernames by folded form: of two that differ only in case, at most one can
+    // have an Identity Center user, and offboard takes one entry per email.
+    let mut folded: HashMap<String, Vec<&str>> = HashMap::new();
+    for c in snap.connect_users() {
+        (folded.entry(c.username.to_lowercase()).or_default()).push(c.username.as_str());
+    }
+    for v in folded.values_mut() {
+        v.sort_unstable();
+    }
+    let offboardable = |c: &str| -> Result<(), String> {
+        agent::leaver(c, rules.mode).map(|_| ()).map_err(|e| {
+            let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            format!(
+                "offboard cannot name Connect user {c:?}: {}",
+                why.join("; ")
+            )
+        })
+    };
+    // The first Connect user of each folded name that the plan offboards; offboard.csv
+    // holds one entry per email.
+    let mut offboarded: HashMap<String, String> = HashMap::new();
     let mut matched: HashSet<&str> = HashSet::new();
     let mut agents = Vec::new();
     let mut connect: Vec<_> = snap.connect_users().collect();
@@ -249,21 +441,42 @@ fn classify(
         let us = matches(&c.username);
         matched.extend(us.iter().map(|u| u.id.as_str()));
         let first = us.first().copied();
-        let agent = |status: DriftStatus, fix: Option<String>| DriftAgent {
+        let agent = |status: DriftStatus, route: Route, fix: String| DriftAgent {
             connect_username: Some(c.username.clone()),
             identity_user_name: first.map(|u| u.user_name.clone()),
             email: first.and_then(|u| u.primary_email.clone()),
             status,
-            fix,
-            names: first
-                .map(|u| (u.given_name.clone(), u.family_name.clone()))
-                .unwrap_or_default(),
+            fix: Some(fix),
+            fix_plan: route.files(),
+            route,
+            batch_row: None,
         };
+        let twins = &folded[&c.username.to_lowercase()];
         let Some(u) = first else {
-            agents.push(agent(
-                DriftStatus::ConnectOnly,
-                Some("create the Identity Center user: migrate --usernames (fix plan: migrate-usernames.txt)".into()),
-            ));
+            let refusal = rules.migrate_refusal(&c.username, None).or_else(|| {
+                (twins.len() > 1).then(|| {
+                    format!(
+                        "Connect users {} differ only in case, and only one can have an Identity Center user",
+                        twins.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(" and ")
+                    )
+                })
+            });
+            agents.push(match refusal {
+                None => agent(
+                    DriftStatus::ConnectOnly,
+                    Route::Migrate,
+                    "create the Identity Center user: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
+                ),
+                Some(why) => agent(
+                    DriftStatus::ConnectOnly,
+                    Route::None,
+                    by_hand(&why, &if twins.len() > 1 {
+                        "choose the one to keep: migrate --usernames FILE naming it exactly, then offboard --connect-only the other".to_string()
+                    } else {
+                        format!("give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console", c.username)
+                    }),
+                ),
+            });
             continue;
         };
         // Several users for this person, or another user sharing one of this user's
@@ -277,41 +490,87 @@ fn classify(
             all.dedup_by(|a, b| a.id == b.id);
             all
         };
-        let sent = match session {
-            RoleSessionName::Email => u.primary_email.clone(),
-            RoleSessionName::UserName => Some(u.user_name.clone()),
-        };
+        let sent = rules.sent(u);
         agents.push(if dups.len() > 1 {
-            agent(DriftStatus::DuplicateIdentityUser, Some(dup_fix(&dups)))
+            agent(DriftStatus::DuplicateIdentityUser, Route::None, by_hand("Identity Center is changed by hand", &dup_fix(&dups)))
         } else if u.primary_emails != 1 {
             agent(
                 DriftStatus::NoPrimaryEmail,
-                Some(format!(
+                Route::None,
+                by_hand("Identity Center is changed by hand", &format!(
                     "give Identity Center user {:?} exactly one email, marked primary, equal to the Connect username (IAM Identity Center console)",
                     u.user_name
                 )),
             )
         } else if sent.as_deref() != Some(c.username.as_str()) {
-            agent(
-                DriftStatus::UsernameMismatch,
-                Some(format!(
-                    "Connect username {:?} is not exactly {:?}: remove that Connect user alone (fix plan: offboard --connect-only --file offboard.csv), then onboard again (batch.csv: the Identity Center user is kept and adopted)",
-                    c.username,
-                    sent.unwrap_or_default()
-                )),
-            )
+            let s = sent.clone().unwrap_or_default();
+            let mismatch = format!("Connect username {:?} is not exactly {s:?}", c.username);
+            // Another Connect user is exactly what the identity provider sends: this one is
+            // surplus.
+            let exact = s != c.username && snap.connect_user(&s).is_some();
+            let first_offboard = offboarded.get(&c.username.to_lowercase()).filter(|o| **o != c.username);
+            let route = rules
+                .not_saml()
+                .map_or(Ok(()), Err)
+                .and_then(|()| offboardable(&c.username))
+                .and_then(|()| match first_offboard {
+                    Some(o) => Err(format!("offboard.csv already removes {o:?}, and offboard takes one entry per email: run the plan, then drift again")),
+                    None => Ok(()),
+                })
+                .and_then(|()| {
+                    if exact {
+                        Ok((Route::Offboard, None))
+                    } else {
+                        rules.batch_row(u).map(|row| (Route::OffboardThenBatch, Some(row)))
+                    }
+                });
+            match route {
+                Ok((route, row)) => {
+                    offboarded.entry(c.username.to_lowercase()).or_insert_with(|| c.username.clone());
+                    let fix = if route == Route::Offboard {
+                        format!("{mismatch}, and Connect user {s:?} is: remove {:?} alone (fix plan: offboard --connect-only --file offboard.csv); {s:?} stays", c.username)
+                    } else {
+                        format!("{mismatch}: remove that Connect user alone (fix plan: offboard --connect-only --file offboard.csv), then onboard again (batch.csv: the Identity Center user is kept and adopted)")
+                    };
+                    DriftAgent { batch_row: row, ..agent(DriftStatus::UsernameMismatch, route, fix) }
+                }
+                Err(why) => agent(
+                    DriftStatus::UsernameMismatch,
+                    Route::None,
+                    by_hand(&format!("{mismatch}; {why}"), &format!(
+                        "change Identity Center user {:?}'s primary email (and user name) to {:?} in the IAM Identity Center console, or create the Connect user {s:?} in the Amazon Connect console and remove {:?}",
+                        u.user_name, c.username, c.username
+                    )),
+                ),
+            }
         } else if snap.membership(&u.id).is_none() {
-            agent(
-                DriftStatus::NotInGroup,
-                Some(format!("join {group:?}: migrate --usernames (fix plan: migrate-usernames.txt)")),
-            )
+            match rules.migrate_refusal(&c.username, Some(u)) {
+                None => agent(
+                    DriftStatus::NotInGroup,
+                    Route::Migrate,
+                    format!("join {group:?}: migrate --usernames (fix plan: migrate-usernames.txt)"),
+                ),
+                Some(why) => agent(
+                    DriftStatus::NotInGroup,
+                    Route::None,
+                    by_hand(&why, &format!("add {:?} to the group {group:?} in the IAM Identity Center console", u.user_name)),
+                ),
+            }
         } else if !is_assigned(u) {
-            agent(
-                DriftStatus::NotAssigned,
-                Some("assign the application: migrate --usernames (fix plan: migrate-usernames.txt)".into()),
-            )
+            match rules.migrate_refusal(&c.username, Some(u)) {
+                None => agent(
+                    DriftStatus::NotAssigned,
+                    Route::Migrate,
+                    "assign the application: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
+                ),
+                Some(why) => agent(
+                    DriftStatus::NotAssigned,
+                    Route::None,
+                    by_hand(&why, "assign the application to the agents' group (or, in user mode, the user) in the IAM Identity Center console"),
+                ),
+            }
         } else {
-            agent(DriftStatus::Complete, None)
+            DriftAgent { fix: None, ..agent(DriftStatus::Complete, Route::None, String::new()) }
         });
     }
     // Group members with no Connect user.
@@ -324,13 +583,31 @@ fn classify(
         let mut dups: Vec<&IdentityUser> = names(u).into_iter().flat_map(&matches).collect();
         dups.sort_by(|a, b| a.id.cmp(&b.id));
         dups.dedup_by(|a, b| a.id == b.id);
-        let (status, fix) = if dups.len() > 1 {
-            (DriftStatus::DuplicateIdentityUser, dup_fix(&dups))
-        } else {
+        let (status, route, fix, row) = if dups.len() > 1 {
             (
-                DriftStatus::IdentityOnly,
-                "create the Connect user: batch (fix plan: batch.csv), or offboard the Identity Center user".into(),
+                DriftStatus::DuplicateIdentityUser,
+                Route::None,
+                by_hand("Identity Center is changed by hand", &dup_fix(&dups)),
+                None,
             )
+        } else {
+            match rules.batch_row(u) {
+                Ok(row) => (
+                    DriftStatus::IdentityOnly,
+                    Route::Batch,
+                    "create the Connect user: batch (fix plan: batch.csv), or offboard the Identity Center user".into(),
+                    Some(row),
+                ),
+                Err(why) => (
+                    DriftStatus::IdentityOnly,
+                    Route::None,
+                    by_hand(&why, &format!(
+                        "create the Connect user {} in the Amazon Connect console, then migrate --usernames FILE naming it; or offboard --identity-only the Identity Center user",
+                        rules.sent(u).map(|s| format!("{s:?}")).unwrap_or_else(|| "named as the identity provider sends".into())
+                    )),
+                    None,
+                ),
+            }
         };
         agents.push(DriftAgent {
             connect_username: None,
@@ -338,23 +615,16 @@ fn classify(
             email: u.primary_email.clone(),
             status,
             fix: Some(fix),
-            names: (u.given_name.clone(), u.family_name.clone()),
+            fix_plan: route.files(),
+            route,
+            batch_row: row,
         });
     }
     agents.sort_by_key(|a| a.status);
-    let mut counts: BTreeMap<&'static str, usize> = [
-        DriftStatus::DuplicateIdentityUser,
-        DriftStatus::ConnectOnly,
-        DriftStatus::IdentityOnly,
-        DriftStatus::NoPrimaryEmail,
-        DriftStatus::UsernameMismatch,
-        DriftStatus::NotInGroup,
-        DriftStatus::NotAssigned,
-        DriftStatus::Complete,
-    ]
-    .into_iter()
-    .map(|s| (s.as_str(), 0))
-    .collect();
+    let mut counts: BTreeMap<&'static str, usize> = DriftStatus::ALL
+        .into_iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
     for a in &agents {
         *counts.entry(a.status.as_str()).or_default() += 1;
     }

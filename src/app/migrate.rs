@@ -145,6 +145,13 @@ pub async fn migrate(
             ),
             source,
         })?;
+    // Every Connect username of the instance, by its folded form: Identity Center user
+    // names are unique without case, so of two Connect users differing only in case at
+    // most one can be migrated.
+    let mut by_folded: HashMap<String, Vec<String>> = HashMap::new();
+    for u in &listed {
+        (by_folded.entry(u.username.to_lowercase()).or_default()).push(u.username.clone());
+    }
     let wanted: Vec<ConnectUser> = listed
         .into_iter()
         .filter(|u| {
@@ -175,15 +182,17 @@ pub async fn migrate(
 
     let mut invalid = Vec::new();
     let mut valid: Vec<Valid> = Vec::new();
-    let mut by_folded: HashMap<String, String> = HashMap::new();
     for u in described.iter().filter(|u| filters.keeps(u)) {
         let d = u.detail.clone().unwrap_or_default();
-        if let Some(other) = by_folded.insert(u.username.to_lowercase(), u.username.clone()) {
-            invalid.push(format!(
-                "Connect users {other:?} and {:?} differ only in case: Identity Center user names are unique without case, so at most one of them can be migrated; rename or remove the other",
-                u.username
-            ));
-            continue;
+        let clash = &by_folded[&u.username.to_lowercase()];
+        if clash.len() > 1 {
+            match case_clash(&u.username, clash, filters.usernames.as_ref()) {
+                Err(why) => {
+                    invalid.push(why);
+                    continue;
+                }
+                Ok(note) => tracing::warn!("{note}"),
+            }
         }
         match agent::migrated(&u.username, &d.first_name, &d.last_name) {
             Err(e) => invalid.extend(
@@ -232,4 +241,37 @@ pub async fn migrate(
         sink,
     )
     .await
+}
+
+/// `username` shares its folded form with the other Connect users of `clash` (all of
+/// them, `username` included), so at most one of them can get an Identity Center user.
+/// It is migrated only when `--usernames` names it exactly and names none of the others
+/// (`Ok`: the note saying which and why); else it is skipped with the reason (`Err`).
+fn case_clash(
+    username: &str,
+    clash: &[String],
+    named: Option<&BTreeSet<String>>,
+) -> Result<String, String> {
+    let mut all: Vec<&str> = clash.iter().map(String::as_str).collect();
+    all.sort_unstable();
+    let names = all
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let others: Vec<&str> = all.iter().copied().filter(|n| *n != username).collect();
+    let why = format!(
+        "Connect users {names} differ only in case, and Identity Center user names are unique without case, so only one of them can have an Identity Center user"
+    );
+    match named {
+        Some(set) if set.contains(username) && !others.iter().any(|o| set.contains(*o)) => {
+            Ok(format!(
+                "{why}: migrating {username:?}, the one --usernames names exactly; {} keeps no Identity Center user (remove it: connect-onboard drift --fix-plan DIR, or doctor {username})",
+                others.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+            ))
+        }
+        _ => Err(format!(
+            "Connect user {username:?} not migrated: {why}; migrate does not guess which: name that one exactly in migrate --usernames FILE, and remove the other with offboard --connect-only (connect-onboard drift lists both, doctor {username} shows which one the identity provider signs in as)"
+        )),
+    }
 }

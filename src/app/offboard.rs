@@ -19,7 +19,7 @@ use crate::aws::{Clients, ConnectApi, IdentityStoreApi, IdentityUser};
 use crate::config::AssignmentMode;
 use crate::engine::{AgentState, Workflow};
 use crate::steps::snapshot::{Scope, Snapshot};
-use crate::steps::{Leaver, Subject};
+use crate::steps::{Leaver, Subject, CONNECT_USER_REMOVAL, IDENTITY_USER_REMOVAL};
 use crate::target::{self, Target};
 
 use super::batch::{run_rows, AgentResult, BatchReport, BulkReads, Prepared, RunOptions, Sink};
@@ -30,7 +30,8 @@ use super::{Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 pub const BUILTIN_OFFBOARD_WORKFLOW: &str = include_str!("../../workflows/offboard-agent.toml");
 
 /// Which side of an agent to remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sides {
     /// Both: an agent found on one side only is skipped.
     #[default]
@@ -63,6 +64,11 @@ pub struct PlannedLeaver {
     pub email: String,
     /// The Connect user to delete.
     pub connect_user_id: Option<String>,
+    /// Its username, as Amazon Connect has it (case kept); unknown when resuming.
+    pub connect_username: Option<String>,
+    /// Which sides this offboarding removes (the other is kept).
+    #[serde(skip)]
+    pub sides: Sides,
     /// The Identity Store user whose access goes.
     pub identity_user_id: Option<String>,
     /// Its UserName.
@@ -141,7 +147,10 @@ pub async fn offboard(
                             serde_json::from_value(store.agent(&run, &email)?.subject)
                                 .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
                         let l = subject.leaver.clone().unwrap_or_default();
-                        planned.push((plan_line(&email, &l, None, &target, Some(run)), subject));
+                        planned.push((
+                            plan_line(&email, &l, (None, None), &target, Some(run)),
+                            subject,
+                        ));
                         continue;
                     }
                     (false, s) if s.unfinished() => {
@@ -165,6 +174,7 @@ pub async fn offboard(
                 early.push(result(Outcome::Skipped, None, Some(why)))
             }
             Identified::Agent(connect, identity) => {
+                let (connect, connect_username) = connect.unzip();
                 let l = Leaver {
                     connect_user_id: connect,
                     identity_user_id: identity.as_ref().map(|u| u.id.clone()),
@@ -180,12 +190,19 @@ pub async fn offboard(
                     identity_user_name: None,
                     leaver: Some(l.clone()),
                 };
-                planned.push((plan_line(&email, &l, name, &target, None), subject));
+                planned.push((
+                    plan_line(&email, &l, (connect_username, name), &target, None),
+                    subject,
+                ));
             }
         }
     }
     let lines: Vec<PlannedLeaver> = planned.iter().map(|(p, _)| p.clone()).collect();
     confirm(&lines, &early)?;
+    // What each agent's offboarding leaves in place: a dry run says `keep` for it.
+    let kept: HashMap<String, Vec<String>> = (planned.iter())
+        .filter_map(|(p, s)| Some((p.email.clone(), kept_steps(&wf, s.leaver.as_ref()?))))
+        .collect();
     let subjects: Vec<Subject> = planned.into_iter().map(|(_, s)| s).collect();
     let valid = subjects.len();
     let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
@@ -205,7 +222,11 @@ pub async fn offboard(
         bulk_reads: BulkReads::Never,
         ..opts.run.clone()
     };
-    run_rows(
+    let mut sink = KeepLabels {
+        inner: sink,
+        kept: &kept,
+    };
+    let mut report = run_rows(
         ctx,
         prepared,
         valid,
@@ -213,22 +234,89 @@ pub async fn offboard(
         &rows,
         &run,
         settings,
-        sink,
+        &mut sink,
     )
-    .await
+    .await?;
+    for a in &mut report.agents {
+        for step in keep_labels(a, &kept) {
+            let counts = report.plan.entry(step).or_default();
+            if let Some(n) = counts.get_mut("gone") {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove("gone");
+                }
+            }
+            *counts.entry("keep".into()).or_default() += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// The steps of `wf` that an offboarding of `l` leaves alone: the side not asked for
+/// (`--connect-only`, `--identity-only`) and a kept Identity Center user. Their lookups
+/// find nothing to delete, which a dry run would call `gone`; the resources are kept.
+fn kept_steps(wf: &Workflow, l: &Leaver) -> Vec<String> {
+    let identity_side = l.identity_user_id.is_none();
+    (wf.steps.iter())
+        .filter(|s| match s.action.as_str() {
+            CONNECT_USER_REMOVAL => l.connect_user_id.is_none(),
+            IDENTITY_USER_REMOVAL => identity_side || l.keep_identity_user,
+            _ => identity_side,
+        })
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// Relabels `a`'s planned `gone` steps that its offboarding keeps as `keep`; returns them.
+fn keep_labels(a: &mut AgentResult, kept: &HashMap<String, Vec<String>>) -> Vec<String> {
+    let mut changed = Vec::new();
+    for step in kept.get(&a.email).into_iter().flatten() {
+        if let Some(d) = a.plan.get_mut(step).filter(|d| d.as_str() == "gone") {
+            *d = "keep".into();
+            changed.push(step.clone());
+        }
+    }
+    changed
+}
+
+/// The caller's sink, seeing `keep` where the offboarding keeps a resource.
+struct KeepLabels<'a> {
+    inner: &'a mut dyn Sink,
+    kept: &'a HashMap<String, Vec<String>>,
+}
+
+impl Sink for KeepLabels<'_> {
+    fn started(&mut self, total: usize) -> Result<(), String> {
+        self.inner.started(total)
+    }
+    fn rejected(&mut self, row: &AgentResult) {
+        self.inner.rejected(row);
+    }
+    fn finished(&mut self, a: &AgentResult) {
+        let mut a = a.clone();
+        keep_labels(&mut a, self.kept);
+        self.inner.finished(&a);
+    }
 }
 
 fn plan_line(
     email: &str,
     l: &Leaver,
-    identity_user_name: Option<String>,
+    names: (Option<String>, Option<String>),
     target: &Target,
     resumes: Option<String>,
 ) -> PlannedLeaver {
     let identity = l.identity_user_id.is_some();
+    let (connect_username, identity_user_name) = names;
     PlannedLeaver {
         email: email.to_string(),
         connect_user_id: l.connect_user_id.clone(),
+        connect_username,
+        sides: match (l.connect_user_id.is_some(), identity) {
+            (true, false) => Sides::ConnectOnly,
+            (false, true) => Sides::IdentityOnly,
+            _ => Sides::Both,
+        },
         identity_user_id: l.identity_user_id.clone(),
         identity_user_name,
         keep_identity_user: l.keep_identity_user,
@@ -304,8 +392,8 @@ fn checked_emails(opts: &OffboardOptions, target: &Target) -> Result<Vec<agent::
 
 /// What identification found for one agent.
 enum Identified {
-    /// Its Connect user id and Identity Store user (the sides asked for).
-    Agent(Option<String>, Option<IdentityUser>),
+    /// Its Connect user (id, username) and Identity Store user (the sides asked for).
+    Agent(Option<(String, String)>, Option<IdentityUser>),
     /// Something, but not what can be removed safely: why.
     Skip(String),
     /// Nothing on the sides asked for: why.
@@ -372,15 +460,18 @@ impl<'a> Finder<'a> {
         })
     }
 
-    async fn connect_user(&self, email: &str) -> Result<Option<String>, Error> {
+    /// The Connect user named exactly `name`: (id, username).
+    async fn connect_user(&self, name: &str) -> Result<Option<(String, String)>, Error> {
         if let Some(s) = &self.snapshot {
-            return Ok(s.connect_user(email).map(|u| u.id.clone()));
+            return Ok(s
+                .connect_user(name)
+                .map(|u| (u.id.clone(), u.username.clone())));
         }
         let u = (self.clients.connect)
-            .find_user(&self.target.instance_id, email)
+            .find_user(&self.target.instance_id, name)
             .await
-            .map_err(aws(format!("looking up Connect user {email:?}")))?;
-        Ok(u.map(|u| u.id))
+            .map_err(aws(format!("looking up Connect user {name:?}")))?;
+        Ok(u.map(|u| (u.id, u.username)))
     }
 
     async fn identity_users(&self, email: &str) -> Result<Vec<IdentityUser>, Error> {
@@ -445,7 +536,7 @@ impl<'a> Finder<'a> {
         let identity = identity.pop();
         Ok(match (sides, connect, identity) {
             (Sides::Both, Some(c), Some(i)) => Identified::Agent(Some(c), Some(i)),
-            (Sides::Both, Some(c), None) => Identified::Skip(format!(
+            (Sides::Both, Some((c, _)), None) => Identified::Skip(format!(
                 "found in Amazon Connect only (user {c}); no IAM Identity Center user has UserName or email {email:?}: pass --connect-only to delete the Connect user alone"
             )),
             (Sides::Both, None, Some(i)) => Identified::Skip(format!(

@@ -490,8 +490,11 @@ async fn offboard(g: &GlobalArgs, a: OffboardArgs) -> Result<u8, app::Error> {
     let slot: std::cell::RefCell<Option<Outputs>> = std::cell::RefCell::new(None);
     let (yes, dry_run, report) = (a.yes, a.dry_run, a.report);
     let mut confirm = |plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]| {
+        if dry_run && !json && !plan.is_empty() {
+            output::print_offboard_plan(plan, &[], true);
+        }
         if !(yes || dry_run || plan.is_empty()) {
-            output::print_offboard_plan(plan, skipped);
+            output::print_offboard_plan(plan, skipped, false);
             confirm_on_terminal("Delete what is listed above?", "offboarding")?;
         }
         *slot.borrow_mut() = Some(Outputs::new(

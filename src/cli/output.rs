@@ -124,13 +124,24 @@ pub(crate) fn print_plan(agent: &str, steps: &[PlannedStep], json: bool) {
     }
 }
 
-/// Prints what `offboard` will delete, with ids, and the agents it skips (stderr: the
-/// confirmation's question follows it).
-pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::AgentResult]) {
-    eprintln!(
-        "offboarding {} agent(s); these deletions cannot be undone:",
-        plan.len()
-    );
+/// Prints what `offboard` will delete, with ids, what it keeps, and the agents it skips
+/// (stderr: the confirmation's question follows it). A dry run prints the same plan.
+pub(crate) fn print_offboard_plan(
+    plan: &[app::PlannedLeaver],
+    skipped: &[app::AgentResult],
+    dry_run: bool,
+) {
+    if dry_run {
+        eprintln!(
+            "offboarding {} agent(s) would do this (dry run, nothing written):",
+            plan.len()
+        );
+    } else {
+        eprintln!(
+            "offboarding {} agent(s); these deletions cannot be undone:",
+            plan.len()
+        );
+    }
     for p in plan {
         eprintln!("  {}", p.email);
         if let Some(run) = &p.resumes {
@@ -146,14 +157,26 @@ pub(crate) fn print_offboard_plan(plan: &[app::PlannedLeaver], skipped: &[app::A
         }
         if let Some(id) = &p.identity_user_id {
             let name = p.identity_user_name.as_deref().unwrap_or(&p.email);
-            if p.keep_identity_user {
-                eprintln!("    Identity Center user {id} ({name}): kept");
+            let what = if p.keep_identity_user {
+                "keep"
             } else {
-                eprintln!("    Identity Center user {id} ({name}): delete");
-            }
+                "delete"
+            };
+            eprintln!("    Identity Center user {id} ({name}): {what}");
+        }
+        if p.resumes.is_none() && p.sides == app::Sides::ConnectOnly {
+            eprintln!(
+                "    Identity Center user, its membership and assignment: keep (--connect-only)"
+            );
         }
         if let Some(id) = &p.connect_user_id {
-            eprintln!("    Connect user {id} ({}): delete", p.email);
+            match &p.connect_username {
+                Some(name) => eprintln!("    Connect user {id} ({name}): delete"),
+                None => eprintln!("    Connect user {id}: delete"),
+            }
+        }
+        if p.resumes.is_none() && p.sides == app::Sides::IdentityOnly {
+            eprintln!("    Connect user: keep (--identity-only)");
         }
     }
     for s in skipped
@@ -666,11 +689,32 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
         );
     }
     if let Some(dir) = plan {
-        let _ = writeln!(
-            out,
-            "fix plan in {}: review, then run offboard --connect-only --file offboard.csv, batch batch.csv, migrate --usernames migrate-usernames.txt",
-            dir.display()
-        );
+        // The commands whose files have rows, in the order that converges: a wrongly named
+        // Connect user goes before batch makes the right one.
+        let fp = r.plan();
+        let commands: Vec<&str> = [
+            (!fp.offboard.is_empty()).then_some("offboard --connect-only --file offboard.csv"),
+            (!fp.batch.is_empty()).then_some("batch batch.csv"),
+            (!fp.migrate_usernames.is_empty())
+                .then_some("migrate --usernames migrate-usernames.txt"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let _ = if commands.is_empty() {
+            writeln!(
+                out,
+                "fix plan in {}: nothing to run (what is left is fixed by hand: see each fix above)",
+                dir.display()
+            )
+        } else {
+            writeln!(
+                out,
+                "fix plan in {}: review, then run {}",
+                dir.display(),
+                commands.join(", ")
+            )
+        };
     }
 }
 

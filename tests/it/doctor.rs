@@ -415,3 +415,120 @@ async fn an_email_typed_in_another_case_finds_the_user_the_identity_provider_nam
         "{j:#}"
     );
 }
+
+/// Issue 15 item 16: an interrupted agent's missing membership is fixed by `resume` (its
+/// run creates it), not by `migrate --usernames`; and its owned resources are printed as
+/// clean ids or ARNs, not an ARN with the id appended again.
+#[tokio::test]
+async fn an_interrupted_agents_missing_membership_is_fixed_by_resume_and_resources_are_clean() {
+    let env = Env::new().await;
+    let out = env
+        .run_with(
+            &ONBOARD_ANA,
+            &[("CONNECT_ONBOARD_CRASH_AT", "before_write:group_membership")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "crashed: {out:?}");
+    let st = env.status_json().await;
+    let run = first_run_id(&st);
+    let connect = &step(&st, 0, "connect_user")["resources"];
+    let (arn, id) = (
+        connect["user_arn"].as_str().unwrap(),
+        connect["user_id"].as_str().unwrap(),
+    );
+    let ic = step(&st, 0, "identity_user")["resources"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, j) = doctor(&env, ANA).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let m = check(&j, "group_membership");
+    assert_eq!(m["status"], "problem", "{j:#}");
+    let fix = m["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(&format!("connect-onboard resume {run}")),
+        "{m:#}"
+    );
+    assert!(!fix.contains("migrate"), "{m:#}");
+    let state = check(&j, "state")["detail"].as_str().unwrap();
+    assert!(!state.contains(&format!("{arn}/{id}")), "{state}");
+    assert!(!state.contains(&format!("{id}/{arn}")), "{state}");
+    assert!(state.contains(&format!("connect_user {arn}")), "{state}");
+    assert!(
+        state.contains(&format!("identity_user (user_id {ic})")),
+        "{state}"
+    );
+}
+
+/// Issue 15 item 2: doctor never offers a fix that the command it names refuses or that
+/// leaves the agent as it was: a Connect username that is not an email is not sent to
+/// migrate; a RoleSessionName with capitals is not "offboard and onboard again" (onboard
+/// makes lower-case usernames); a user migrate would not adopt is joined by hand.
+#[tokio::test]
+async fn doctor_offers_no_dead_end_fix() {
+    // cy.lee: a Connect user whose username is not an email, and nothing else.
+    let mut s = Seed::default();
+    seeds::connect_agent(&mut s, "cy.lee", "Cy", "Lee");
+    let env = Env::with(s, "").await;
+    let (_, j) = doctor(&env, "cy.lee").await;
+    let c = check(&j, "identity_user");
+    assert_eq!(c["status"], "problem", "{j:#}");
+    let fix = c["fix"].as_str().unwrap();
+    assert!(!fix.contains("migrate --usernames"), "{c:#}");
+    assert!(fix.contains("not an email"), "{c:#}");
+
+    // The identity provider sends "Ben.Okafor@Example.com"; the Connect user is lower case.
+    let mut s = Seed::default();
+    seeds::connect_agent(&mut s, "ben.okafor@example.com", "Ben", "Okafor");
+    let big = "Ben.Okafor@Example.com";
+    seeds::identity_user(&mut s, big, "Ben", "Okafor", Some(big));
+    seeds::member(&mut s, big);
+    seeds::group_assigned(&mut s);
+    let env = Env::with(s, "").await;
+    let (_, j) = doctor(&env, "ben.okafor@example.com").await;
+    assert_eq!(problems(&j), ["role_session_name=problem"], "{j:#}");
+    let c = check(&j, "role_session_name");
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        !fix.contains("offboard") && !fix.contains("onboard --email"),
+        "{c:#}"
+    );
+    assert!(
+        fix.contains(&format!("create the Connect user {big:?}")),
+        "{c:#}"
+    );
+
+    // The reverse (the README's case) is fixed by connect-onboard: named exactly.
+    let mut s = Seed::default();
+    seeds::connect_agent(&mut s, big, "Ben", "Okafor");
+    let small = "ben.okafor@example.com";
+    seeds::identity_user(&mut s, small, "Ben", "Okafor", Some(small));
+    seeds::member(&mut s, small);
+    seeds::group_assigned(&mut s);
+    let env = Env::with(s, "").await;
+    let (_, j) = doctor(&env, small).await;
+    let fix = check(&j, "role_session_name")["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fix.contains(&format!("offboard --connect-only {big}"))
+            && fix.contains(&format!("onboard --email {small}")),
+        "{fix}"
+    );
+
+    // Not in the group, with an Identity Center user name migrate would not adopt.
+    let mut s = Seed::default();
+    seeds::connect_agent(&mut s, "nel@example.com", "Nel", "Ng");
+    seeds::identity_user(&mut s, "nel", "Nel", "Ng", Some("nel@example.com"));
+    seeds::group_assigned(&mut s);
+    let env = Env::with(s, "").await;
+    let (_, j) = doctor(&env, "nel@example.com").await;
+    let c = check(&j, "group_membership");
+    assert_eq!(c["status"], "problem", "{j:#}");
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        !fix.contains("migrate --usernames") && fix.contains("IAM Identity Center console"),
+        "{c:#}"
+    );
+}

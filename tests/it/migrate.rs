@@ -174,3 +174,75 @@ async fn migrate_refuses_an_instance_that_is_not_saml_before_any_write() {
     assert!(out.stderr.contains("fixed when it is created"), "{out:?}");
     assert_eq!(writes(&env), 0);
 }
+
+/// Item 9 of issue 15: two Connect users whose names differ only in case. Identity Center
+/// user names are unique without case, so only one can be migrated, and migrate does not
+/// pick one: both are skipped, each with the reason naming both, unless `--usernames`
+/// names exactly one of them, which is then migrated with a note saying which and why.
+#[tokio::test]
+async fn connect_users_differing_only_in_case_are_both_skipped_unless_usernames_names_one() {
+    let mut seed = Seed::default();
+    let users = &mut seed.connect_instances[0].users;
+    for name in ["Pat@example.com", "pat@example.com", "ben@example.com"] {
+        users.push(connect_user(name, "Pat", "Basic Routing Profile"));
+    }
+    let env = Env::with(seed, "").await;
+    let pat_ic = |env: &Env| -> Vec<String> {
+        (env.world().identity_users.keys())
+            .filter(|k| k.eq_ignore_ascii_case("pat@example.com"))
+            .cloned()
+            .collect()
+    };
+
+    let out = env.run(&["migrate", "--json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let j = out.json();
+    assert_eq!(
+        j["counts"],
+        serde_json::json!({"done": 1}),
+        "ben only: {j:#}"
+    );
+    let invalid: Vec<&str> = (j["invalid"].as_array().unwrap().iter())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(invalid.len(), 2, "{j:#}");
+    for (line, name) in invalid.iter().zip(["Pat@example.com", "pat@example.com"]) {
+        assert!(
+            line.starts_with(&format!("Connect user {name:?} not migrated"))
+                && line.contains("\"Pat@example.com\" and \"pat@example.com\" differ only in case")
+                && line.contains("--usernames")
+                && line.contains("drift"),
+            "{line}"
+        );
+    }
+    assert_eq!(pat_ic(&env), Vec::<String>::new(), "neither is migrated");
+
+    // Naming both is no choice either.
+    let list = env.dir.path().join("both.txt");
+    std::fs::write(&list, "Pat@example.com\npat@example.com\n").unwrap();
+    let out = env
+        .run(&["migrate", "--usernames", path_str(&list), "--json"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.json()["invalid"].as_array().unwrap().len(),
+        2,
+        "{out:?}"
+    );
+    assert_eq!(pat_ic(&env), Vec::<String>::new());
+
+    // Naming one exactly migrates that one, and says so.
+    let list = env.dir.path().join("one.txt");
+    std::fs::write(&list, "Pat@example.com\n").unwrap();
+    let out = env.run(&["migrate", "--usernames", path_str(&list)]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("migrating \"Pat@example.com\", the one --usernames names exactly")
+            && out
+                .stderr
+                .contains("\"pat@example.com\" keeps no Identity Center user"),
+        "{out:?}"
+    );
+    assert_eq!(pat_ic(&env), ["Pat@example.com"]);
+}

@@ -10,6 +10,7 @@ use crate::harness::*;
 
 const ANA: &str = "ana.silva@example.com";
 const BEN: &str = "ben.ng@example.com";
+const BEN_OKAFOR: &str = "ben.okafor@example.com";
 const DELETES: [&str; 4] = [
     "sso:DeleteApplicationAssignment",
     "identitystore:DeleteGroupMembership",
@@ -575,4 +576,90 @@ async fn a_migrated_agent_with_a_mixed_case_username_is_found_on_both_sides() {
     }
     assert_shared_intact(&w);
     assert_eq!(deletes(&env), [0, 2, 2, 2]);
+}
+
+/// Item 8 of issue 15: a `--connect-only` dry run says `keep` for the Identity Center side it
+/// leaves (not `gone`: the user and its membership exist), and names the Connect user by
+/// its real username, not the lower-cased email.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_only_dry_run_says_keep_for_the_kept_side_and_names_the_real_username() {
+    let mut seed = Seed::default();
+    crate::seeds::connect_agent(&mut seed, "Ben.Okafor@Example.com", "Ben", "Okafor");
+    crate::seeds::identity_user(&mut seed, BEN_OKAFOR, "Ben", "Okafor", Some(BEN_OKAFOR));
+    crate::seeds::member(&mut seed, BEN_OKAFOR);
+    crate::seeds::user_assigned(&mut seed, BEN_OKAFOR);
+    let env = Env::with(seed, USER_MODE).await;
+    let typed = "Ben.Okafor@Example.com";
+    let connect_id = env.first_connect_user().id;
+
+    let out = env
+        .run(&["offboard", "--connect-only", "--dry-run", typed])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writes(&env), 0);
+    let table: Vec<&str> = out.stdout.lines().collect();
+    for (step, label) in [
+        ("app_assignment", "keep 1"),
+        ("group_membership", "keep 1"),
+        ("identity_user", "keep 1"),
+        ("connect_user", "delete 1"),
+    ] {
+        assert!(
+            table
+                .iter()
+                .any(|l| l.trim_start().starts_with(step) && l.ends_with(label)),
+            "{step}: {label}: {out:?}"
+        );
+    }
+    assert!(!out.stdout.contains("gone"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "Connect user {connect_id} (Ben.Okafor@Example.com): delete"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("Identity Center user, its membership and assignment: keep"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains(&format!("({BEN_OKAFOR})")), "{out:?}");
+    let j = env
+        .run(&["offboard", "--connect-only", "--dry-run", "--json", typed])
+        .await
+        .json();
+    assert_eq!(
+        j["plan"],
+        json!({"app_assignment": {"keep": 1}, "group_membership": {"keep": 1},
+               "identity_user": {"keep": 1}, "connect_user": {"delete": 1}}),
+        "{j:#}"
+    );
+    assert_eq!(j["agents"][0]["plan"]["identity_user"], "keep", "{j:#}");
+
+    // The confirmation shows the same names; --keep-identity-user says keep, too.
+    let out = env.run(&["offboard", "--connect-only", typed]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "Connect user {connect_id} (Ben.Okafor@Example.com): delete"
+        )),
+        "{out:?}"
+    );
+    let mut seed = Seed::default();
+    crate::seeds::onboarded_by_hand(&mut seed, ANA, "Ana", "Silva");
+    crate::seeds::group_assigned(&mut seed);
+    let env = Env::with(seed, "").await;
+    let j = env
+        .run(&[
+            "offboard",
+            "--keep-identity-user",
+            "--dry-run",
+            "--json",
+            ANA,
+        ])
+        .await
+        .json();
+    assert_eq!(j["plan"]["identity_user"], json!({"keep": 1}), "{j:#}");
+    assert_eq!(j["plan"]["group_membership"], json!({"delete": 1}), "{j:#}");
+    assert_eq!(writes(&env), 0);
 }
