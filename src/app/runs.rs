@@ -533,10 +533,20 @@ pub async fn retry(
                         }
                     }
                 }
-                None => stored.agent,
+                // A migrated agent names no profiles: its Connect user's own ids stand, and
+                // the stored subject is retried as it is.
+                None if stored.agent.routing_profile.is_empty() => {
+                    subjects.insert(a.agent_key.clone(), a.subject.clone());
+                    continue;
+                }
+                None => stored.agent.clone(),
             };
             match target::resolve(spec, &catalog) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    // What the row does not say is the stored subject's: the Identity
+                    // Store UserName a migration keeps (case and all), an offboarding's ids.
+                    s.identity_user_name = stored.identity_user_name.clone();
+                    s.leaver = stored.leaver.clone();
                     subjects.insert(
                         a.agent_key.clone(),
                         serde_json::to_value(&s).unwrap_or_default(),

@@ -246,3 +246,36 @@ async fn connect_users_differing_only_in_case_are_both_skipped_unless_usernames_
     );
     assert_eq!(pat_ic(&env), ["Pat@example.com"]);
 }
+
+#[tokio::test]
+async fn retry_of_a_failed_migration_keeps_the_connect_username_exactly() {
+    let mut seed = Seed::default();
+    seed.connect_instances[0].users.push(connect_user(
+        "Mia.Lopez@Example.com",
+        "Mia",
+        "Basic Routing Profile",
+    ));
+    let env = Env::with(seed, "").await;
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateGroupMembership", "action": "error", "code": "AccessDeniedException", "status": 403}
+    ]}));
+    let out = env.run(&["migrate"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        env.world().identity_users.is_empty(),
+        "rolled back: {:?}",
+        env.world()
+    );
+    // The permission is granted; `retry` runs the stored subject again.
+    env.faults(serde_json::json!({"rules": []}));
+    let out = env.run(&["retry"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("skipped"), "{out:?}");
+    let w = env.world();
+    assert_eq!(
+        w.identity_users.keys().collect::<Vec<_>>(),
+        vec!["Mia.Lopez@Example.com"],
+        "the Identity Center UserName is the Connect username, case kept: {w:?}"
+    );
+    assert_eq!(w.connect_users, vec!["Mia.Lopez@Example.com".to_string()]);
+}
