@@ -724,7 +724,6 @@ pub(crate) fn print_drift(r: &app::DriftReport, plan: Option<&std::path::Path>, 
 /// `offboard --connect-only`).
 pub(crate) fn write_fix_plan(dir: &std::path::Path, plan: &app::FixPlan) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("writing the fix plan in {}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
     let mut usernames = String::from(
         "# Connect usernames for: connect-onboard migrate --usernames migrate-usernames.txt\n",
     );
@@ -732,23 +731,35 @@ pub(crate) fn write_fix_plan(dir: &std::path::Path, plan: &app::FixPlan) -> Resu
         usernames.push_str(u);
         usernames.push('\n');
     }
-    std::fs::write(dir.join("migrate-usernames.txt"), usernames).map_err(|e| err(&e))?;
-    let mut batch = csv::Writer::from_path(dir.join("batch.csv")).map_err(|e| err(&e))?;
-    batch
-        .write_record(["email", "first_name", "last_name"])
-        .map_err(|e| err(&e))?;
-    for (email, first, last) in &plan.batch {
-        batch
-            .write_record([email, first, last])
-            .map_err(|e| err(&e))?;
+    let csv_of = |header: &[&str], rows: &mut dyn Iterator<Item = Vec<&str>>| {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(header).map_err(|e| err(&e))?;
+        for r in rows {
+            w.write_record(r).map_err(|e| err(&e))?;
+        }
+        w.into_inner().map_err(|e| err(e.error()))
+    };
+    let batch = csv_of(
+        &["email", "first_name", "last_name"],
+        &mut plan
+            .batch
+            .iter()
+            .map(|(e, f, l)| vec![e.as_str(), f.as_str(), l.as_str()]),
+    )?;
+    let offboard = csv_of(
+        &["email"],
+        &mut plan.offboard.iter().map(|l| vec![l.as_str()]),
+    )?;
+    // Every file is whole or not there: each is renamed into place once written.
+    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    for (name, bytes) in [
+        ("migrate-usernames.txt", usernames.into_bytes()),
+        ("batch.csv", batch),
+        ("offboard.csv", offboard),
+    ] {
+        write_atomic(&dir.join(name), &bytes).map_err(|e| err(&e))?;
     }
-    batch.flush().map_err(|e| err(&e))?;
-    let mut off = csv::Writer::from_path(dir.join("offboard.csv")).map_err(|e| err(&e))?;
-    off.write_record(["email"]).map_err(|e| err(&e))?;
-    for login in &plan.offboard {
-        off.write_record([login]).map_err(|e| err(&e))?;
-    }
-    off.flush().map_err(|e| err(&e))
+    Ok(())
 }
 
 /// `iam-policy`: the policy document, pretty-printed (it is JSON with or without `--json`).
