@@ -84,6 +84,34 @@ pub(super) fn parse_identity_info(
     Ok(base)
 }
 
+/// CreateUser's sign-in fields: a Password exactly on CONNECT_MANAGED instances (and a
+/// valid one), a DirectoryUserId only on EXISTING_DIRECTORY ones.
+pub(super) fn check_sign_in(
+    imt: &str,
+    password: Option<&str>,
+    directory_user_id: Option<&str>,
+) -> Result<(), ApiError> {
+    match imt {
+        "CONNECT_MANAGED" => {
+            let p = password
+                .ok_or_else(|| invalid("Password is required for CONNECT_MANAGED instances"))?;
+            validate::connect_password(p).map_err(invalid)?;
+        }
+        _ if password.is_some() => {
+            return Err(invalid(format!(
+                "Password cannot be set on {imt} instances"
+            )));
+        }
+        _ => {}
+    }
+    if directory_user_id.is_some() && imt != "EXISTING_DIRECTORY" {
+        return Err(invalid(format!(
+            "DirectoryUserId cannot be set on {imt} instances"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn parse_phone_config(
     req: &Req,
     obj: &Map<String, Value>,

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::fields::{
-    check_exists, check_security_profiles, parse_identity_info, parse_phone_config, parse_tags,
+    check_exists, check_security_profiles, check_sign_in, parse_identity_info, parse_phone_config,
+    parse_tags,
 };
 use super::{
     instance, instance_mut, invalid, not_found, page_size, put_opt, user_mut, with_token, SVC,
@@ -29,24 +30,7 @@ pub(super) fn create_user(
     validate::connect_username(username, imt).map_err(invalid)?;
     let password = req.opt_str("Password")?;
     let directory_user_id = req.opt_str("DirectoryUserId")?;
-    match imt {
-        "CONNECT_MANAGED" => {
-            let p = password
-                .ok_or_else(|| invalid("Password is required for CONNECT_MANAGED instances"))?;
-            validate::connect_password(p).map_err(invalid)?;
-        }
-        _ if password.is_some() => {
-            return Err(invalid(format!(
-                "Password cannot be set on {imt} instances"
-            )));
-        }
-        _ => {}
-    }
-    if directory_user_id.is_some() && imt != "EXISTING_DIRECTORY" {
-        return Err(invalid(format!(
-            "DirectoryUserId cannot be set on {imt} instances"
-        )));
-    }
+    check_sign_in(imt, password, directory_user_id)?;
     let identity_info = parse_identity_info(
         req,
         imt,
