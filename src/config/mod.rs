@@ -356,202 +356,229 @@ impl Config {
         }
     }
 
+    /// Every value that breaks its AWS rule, in file order (one function per table).
     fn violations(&self) -> Vec<Violation> {
         let mut out = Vec::new();
-        let mut bad = |key: &str, raw: &str, rule: String| {
-            out.push(Violation {
-                field: key.to_string(),
-                raw: raw.to_string(),
-                rule,
-            })
-        };
+        connect_violations(&self.connect, &mut out);
+        identity_center_id_violations(&self.identity_center, &mut out);
+        identity_center_name_violations(&self.identity_center, &mut out);
+        defaults_violations(&self.defaults, &mut out);
+        // [state]
+        if self.state.path.as_os_str().is_empty() {
+            bad(&mut out, "state.path", "", "must not be empty".to_string());
+        }
+        out
+    }
+}
 
-        // [connect]
-        let id = &self.connect.instance_id;
-        let mut arn_region: Option<&str> = None;
-        if let Some(c) = CONNECT_ARN_RE.captures(id) {
-            let region = c.get(2).map_or("", |m| m.as_str());
-            if REGION_RE.is_match(region) {
-                arn_region = Some(region);
-            } else {
-                bad(
-                    "connect.instance_id",
-                    id,
-                    format!("the ARN's region {region:?} is not an AWS region (pattern {REGION_PATTERN})"),
-                );
-            }
-        } else if !UUID_RE.is_match(id) {
+/// Records that `key` (value `raw`) breaks `rule`.
+fn bad(out: &mut Vec<Violation>, key: &str, raw: &str, rule: String) {
+    out.push(Violation {
+        field: key.to_string(),
+        raw: raw.to_string(),
+        rule,
+    })
+}
+
+/// `[connect]`: the instance id or ARN, and the region (which must agree with the ARN's).
+fn connect_violations(connect: &ConnectConfig, out: &mut Vec<Violation>) {
+    let id = &connect.instance_id;
+    let mut arn_region: Option<&str> = None;
+    if let Some(c) = CONNECT_ARN_RE.captures(id) {
+        let region = c.get(2).map_or("", |m| m.as_str());
+        if REGION_RE.is_match(region) {
+            arn_region = Some(region);
+        } else {
             bad(
+                out,
                 "connect.instance_id",
                 id,
                 format!(
-                    "must be a Connect instance id (a UUID such as {SANDBOX_INSTANCE_ID}) or an instance ARN (arn:aws:connect:<region>:<12-digit account>:instance/<uuid>)"
+                    "the ARN's region {region:?} is not an AWS region (pattern {REGION_PATTERN})"
                 ),
             );
         }
-        if let Some(r) = &self.connect.region {
-            if !REGION_RE.is_match(r) {
-                bad(
-                    "connect.region",
-                    r,
-                    format!(
-                        "must be an AWS region such as \"us-east-1\" (pattern {REGION_PATTERN})"
-                    ),
-                );
-            } else if let Some(ar) = arn_region.filter(|ar| ar != r) {
-                bad(
-                    "connect.region",
-                    r,
-                    format!("differs from the region {ar:?} in connect.instance_id; the instance lives in {ar:?} (drop connect.region or fix it)"),
-                );
-            }
+    } else if !UUID_RE.is_match(id) {
+        bad(
+            out,
+            "connect.instance_id",
+            id,
+            format!(
+                "must be a Connect instance id (a UUID such as {SANDBOX_INSTANCE_ID}) or an instance ARN (arn:aws:connect:<region>:<12-digit account>:instance/<uuid>)"
+            ),
+        );
+    }
+    if let Some(r) = &connect.region {
+        if !REGION_RE.is_match(r) {
+            bad(
+                out,
+                "connect.region",
+                r,
+                format!("must be an AWS region such as \"us-east-1\" (pattern {REGION_PATTERN})"),
+            );
+        } else if let Some(ar) = arn_region.filter(|ar| ar != r) {
+            bad(
+                out,
+                "connect.region",
+                r,
+                format!("differs from the region {ar:?} in connect.instance_id; the instance lives in {ar:?} (drop connect.region or fix it)"),
+            );
         }
+    }
+}
 
-        // [identity_center]
-        let ic = &self.identity_center;
-        if let Some(r) = &ic.region {
-            if !REGION_RE.is_match(r) {
-                bad(
-                    "identity_center.region",
-                    r,
-                    format!(
-                        "must be an AWS region such as \"us-east-1\" (pattern {REGION_PATTERN})"
-                    ),
-                );
-            }
+/// `[identity_center]`: the region, identity store id, instance and application ARNs (the
+/// application must be in the configured instance).
+fn identity_center_id_violations(ic: &IdentityCenterConfig, out: &mut Vec<Violation>) {
+    if let Some(r) = &ic.region {
+        if !REGION_RE.is_match(r) {
+            bad(
+                out,
+                "identity_center.region",
+                r,
+                format!("must be an AWS region such as \"us-east-1\" (pattern {REGION_PATTERN})"),
+            );
         }
-        if let Some(s) = &ic.identity_store_id {
-            let n = s.chars().count();
-            if n > 93 || !IDENTITY_STORE_ID_RE.is_match(s) {
-                bad(
-                    "identity_center.identity_store_id",
-                    s,
-                    format!(
-                        "must be an identity store id such as \"d-0123456789\" (\"d-\" and 10 lower-case hex digits), a lower-case UUID, or an identitystore ARN; at most 93 characters (pattern {IDENTITY_STORE_ID_PATTERN})"
-                    ),
-                );
-            }
-        }
-        let mut instance = None;
-        if let Some(a) = &ic.instance_arn {
-            match INSTANCE_ARN_RE.captures(a) {
-                Some(c) => instance = Some((c[1].to_string(), c[2].to_string())),
-                None => bad(
-                    "identity_center.instance_arn",
-                    a,
-                    format!(
-                        "must be an IAM Identity Center instance ARN such as \"arn:aws:sso:::instance/ssoins-0123456789abcdef\" (pattern {INSTANCE_ARN_PATTERN})"
-                    ),
+    }
+    if let Some(s) = &ic.identity_store_id {
+        let n = s.chars().count();
+        if n > 93 || !IDENTITY_STORE_ID_RE.is_match(s) {
+            bad(
+                out,
+                "identity_center.identity_store_id",
+                s,
+                format!(
+                    "must be an identity store id such as \"d-0123456789\" (\"d-\" and 10 lower-case hex digits), a lower-case UUID, or an identitystore ARN; at most 93 characters (pattern {IDENTITY_STORE_ID_PATTERN})"
                 ),
-            }
+            );
         }
-        if let Some(a) = &ic.application_arn {
-            match APPLICATION_ARN_RE.captures(a) {
-                Some(c) => {
-                    if let Some((part, ins)) = &instance {
-                        if &c[1] != part || &c[2] != ins {
-                            bad(
-                                "identity_center.application_arn",
-                                a,
-                                format!(
-                                    "belongs to Identity Center instance {}:{} but identity_center.instance_arn is {}:{}; the application must be in the configured instance",
-                                    &c[1], &c[2], part, ins
-                                ),
-                            );
-                        }
+    }
+    let mut instance = None;
+    if let Some(a) = &ic.instance_arn {
+        match INSTANCE_ARN_RE.captures(a) {
+            Some(c) => instance = Some((c[1].to_string(), c[2].to_string())),
+            None => bad(
+                out,
+                "identity_center.instance_arn",
+                a,
+                format!(
+                    "must be an IAM Identity Center instance ARN such as \"arn:aws:sso:::instance/ssoins-0123456789abcdef\" (pattern {INSTANCE_ARN_PATTERN})"
+                ),
+            ),
+        }
+    }
+    if let Some(a) = &ic.application_arn {
+        match APPLICATION_ARN_RE.captures(a) {
+            Some(c) => {
+                if let Some((part, ins)) = &instance {
+                    if &c[1] != part || &c[2] != ins {
+                        bad(
+                            out,
+                            "identity_center.application_arn",
+                            a,
+                            format!(
+                                "belongs to Identity Center instance {}:{} but identity_center.instance_arn is {}:{}; the application must be in the configured instance",
+                                &c[1], &c[2], part, ins
+                            ),
+                        );
                     }
                 }
-                None => bad(
-                    "identity_center.application_arn",
-                    a,
-                    format!(
-                        "must be an IAM Identity Center application ARN such as \"arn:aws:sso::123456789012:application/ssoins-0123456789abcdef/apl-0123456789abcdef\" (pattern {APPLICATION_ARN_PATTERN})"
-                    ),
-                ),
             }
-        }
-        let g = &ic.group;
-        let gn = g.chars().count();
-        if gn == 0 || gn > 1024 {
-            bad(
-                "identity_center.group",
-                g,
+            None => bad(
+                out,
+                "identity_center.application_arn",
+                a,
                 format!(
-                    "must be 1 to 1024 characters (Identity Store group DisplayName), got {gn}"
+                    "must be an IAM Identity Center application ARN such as \"arn:aws:sso::123456789012:application/ssoins-0123456789abcdef/apl-0123456789abcdef\" (pattern {APPLICATION_ARN_PATTERN})"
                 ),
-            );
-        } else if !GROUP_RE.is_match(g) {
-            bad(
-                "identity_center.group",
-                g,
-                format!(
-                    "contains characters an Identity Store group DisplayName cannot have (pattern {GROUP_PATTERN})"
-                ),
-            );
-        } else if is_reserved_identity_store_name(g) {
-            bad(
-                "identity_center.group",
-                g,
-                "\"Administrator\" and \"AWSAdministrators\" are reserved IAM Identity Center names".to_string(),
-            );
+            ),
         }
-        if let Some(p) = &ic.profile {
-            if p.trim().is_empty() || p.chars().any(char::is_whitespace) {
-                bad(
-                    "identity_center.profile",
-                    p,
-                    "must be an AWS profile name (no whitespace)".to_string(),
-                );
-            }
-        }
-        if let Some(u) = &ic.portal_url {
-            let rest = u.strip_prefix("https://").unwrap_or("");
-            if rest.is_empty() || rest.starts_with('/') || u.chars().any(char::is_whitespace) {
-                bad(
-                    "identity_center.portal_url",
-                    u,
-                    "must be an https:// URL such as \"https://d-0123456789.awsapps.com/start\""
-                        .to_string(),
-                );
-            }
-        }
+    }
+}
 
-        // [defaults]
-        let d = &self.defaults;
-        if d.routing_profile.trim().is_empty() {
+/// `[identity_center]`: the group's DisplayName, the profile name and the portal URL.
+fn identity_center_name_violations(ic: &IdentityCenterConfig, out: &mut Vec<Violation>) {
+    let g = &ic.group;
+    let gn = g.chars().count();
+    if gn == 0 || gn > 1024 {
+        bad(
+            out,
+            "identity_center.group",
+            g,
+            format!("must be 1 to 1024 characters (Identity Store group DisplayName), got {gn}"),
+        );
+    } else if !GROUP_RE.is_match(g) {
+        bad(
+            out,
+            "identity_center.group",
+            g,
+            format!(
+                "contains characters an Identity Store group DisplayName cannot have (pattern {GROUP_PATTERN})"
+            ),
+        );
+    } else if is_reserved_identity_store_name(g) {
+        bad(
+            out,
+            "identity_center.group",
+            g,
+            "\"Administrator\" and \"AWSAdministrators\" are reserved IAM Identity Center names"
+                .to_string(),
+        );
+    }
+    if let Some(p) = &ic.profile {
+        if p.trim().is_empty() || p.chars().any(char::is_whitespace) {
             bad(
-                "defaults.routing_profile",
-                &d.routing_profile,
-                "must be a non-empty routing profile name or id".to_string(),
+                out,
+                "identity_center.profile",
+                p,
+                "must be an AWS profile name (no whitespace)".to_string(),
             );
         }
-        if let Err(vs) = check_security_profiles("defaults.security_profiles", &d.security_profiles)
-        {
-            for v in vs {
-                bad(&v.field, &v.raw, v.rule);
-            }
+    }
+    if let Some(u) = &ic.portal_url {
+        let rest = u.strip_prefix("https://").unwrap_or("");
+        if rest.is_empty() || rest.starts_with('/') || u.chars().any(char::is_whitespace) {
+            bad(
+                out,
+                "identity_center.portal_url",
+                u,
+                "must be an https:// URL such as \"https://d-0123456789.awsapps.com/start\""
+                    .to_string(),
+            );
         }
-        if let Some(h) = &d.hierarchy_group {
-            if h.trim().is_empty() {
-                bad(
-                    "defaults.hierarchy_group",
-                    h,
-                    "must not be empty when given; omit the key instead".to_string(),
-                );
-            }
-        }
-        if let Err(v) = check_acw_timeout("defaults.acw_timeout", d.acw_timeout) {
-            bad(&v.field, &v.raw, v.rule);
-        }
-        for v in check_tags("defaults.tags", &d.tags) {
-            bad(&v.field, &v.raw, v.rule);
-        }
+    }
+}
 
-        // [state]
-        if self.state.path.as_os_str().is_empty() {
-            bad("state.path", "", "must not be empty".to_string());
+/// `[defaults]`: the profiles, hierarchy group, ACW timeout and tags new agents get.
+fn defaults_violations(d: &Defaults, out: &mut Vec<Violation>) {
+    if d.routing_profile.trim().is_empty() {
+        bad(
+            out,
+            "defaults.routing_profile",
+            &d.routing_profile,
+            "must be a non-empty routing profile name or id".to_string(),
+        );
+    }
+    if let Err(vs) = check_security_profiles("defaults.security_profiles", &d.security_profiles) {
+        for v in vs {
+            bad(out, &v.field, &v.raw, v.rule);
         }
-        out
+    }
+    if let Some(h) = &d.hierarchy_group {
+        if h.trim().is_empty() {
+            bad(
+                out,
+                "defaults.hierarchy_group",
+                h,
+                "must not be empty when given; omit the key instead".to_string(),
+            );
+        }
+    }
+    if let Err(v) = check_acw_timeout("defaults.acw_timeout", d.acw_timeout) {
+        bad(out, &v.field, &v.raw, v.rule);
+    }
+    for v in check_tags("defaults.tags", &d.tags) {
+        bad(out, &v.field, &v.raw, v.rule);
     }
 }
 

@@ -39,144 +39,8 @@ where
         self.set_agent(AgentState::RollingBack, cause.as_deref())
             .await?;
         for idx in (0..self.steps.len()).rev() {
-            let step = self.wf().steps[idx].clone();
-            let action = self.engine.registry[&step.action].clone();
-            let rt = &self.steps[idx];
-            // Ours for sure (owned) or possibly (a write with an unknown outcome), in any
-            // state but adopted or already rolled back.
-            let candidate = match rt.state {
-                StepState::Adopted | StepState::RolledBack => false,
-                _ => rt.owned || rt.unresolved,
-            };
-            if !candidate {
-                continue;
-            }
-            if step.irreversible {
-                // Never reached (a removal is never owned): a deletion is not undone.
-                continue;
-            }
-            if action.shared() {
-                self.progress(
-                    &step.id,
-                    "kept_shared",
-                    "shared by every agent; not removed".into(),
-                );
-                continue;
-            }
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                self.fenced()?;
-                // An unresolved write without ids: find out whether it landed.
-                if self.steps[idx].outputs.is_empty() || self.steps[idx].unresolved {
-                    match self.lookup(idx, attempt).await {
-                        Ok(Lookup::Match(o)) => {
-                            self.update(
-                                idx,
-                                StepUpdate {
-                                    owned: Some(true),
-                                    unresolved: Some(false),
-                                    outputs: Some(o),
-                                    ..Default::default()
-                                },
-                                "step_found_owned",
-                            )
-                            .await?;
-                        }
-                        Ok(Lookup::Absent | Lookup::Conflict(_) | Lookup::Unknown)
-                            if !self.within_settle(idx) =>
-                        {
-                            self.update(
-                                idx,
-                                StepUpdate {
-                                    state: Some(StepState::RolledBack),
-                                    owned: Some(false),
-                                    unresolved: Some(false),
-                                    last_error: Some(None),
-                                    ..Default::default()
-                                },
-                                "step_nothing_to_undo",
-                            )
-                            .await?;
-                            self.progress(&step.id, "nothing_to_undo", String::new());
-                            break;
-                        }
-                        Ok(_) => {
-                            let e = StepError::new(
-                                ErrorKind::NotVisibleYet,
-                                "NotVisibleYet",
-                                "waiting for the settle window",
-                            );
-                            if self.undo_retry(idx, attempt, &e).await? {
-                                continue;
-                            }
-                            return self.needs_attention(idx, &e).await;
-                        }
-                        Err(e) => {
-                            if self.undo_retry(idx, attempt, &e).await? {
-                                continue;
-                            }
-                            return self.needs_attention(idx, &e).await;
-                        }
-                    }
-                }
-                self.update(
-                    idx,
-                    StepUpdate {
-                        state: Some(StepState::Compensating),
-                        ..Default::default()
-                    },
-                    "undo_intent",
-                )
-                .await?;
-                let outputs = self.steps[idx].outputs.clone();
-                let inputs = bind(&step, &self.known()).unwrap_or_default();
-                let cx = StepContext {
-                    subject: &self.subject,
-                    inputs: &inputs,
-                    secrets: self.secrets,
-                    attempt,
-                };
-                let res = action.delete(&cx, &outputs).await;
-                self.crash(CrashPoint::AfterDelete, &step.id);
-                let res = match res {
-                    // Within the settle window of our latest create, "not found" may
-                    // only mean "not visible yet": wait it out rather than leak it.
-                    Err(e) if e.kind == ErrorKind::NotFound && self.within_settle(idx) => {
-                        Err(StepError::new(
-                            ErrorKind::Transient,
-                            e.code,
-                            format!(
-                                "{} (within the settle window: may not be visible yet)",
-                                e.message
-                            ),
-                        ))
-                    }
-                    Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-                    other => other,
-                };
-                match res {
-                    Ok(()) => {
-                        self.update(
-                            idx,
-                            StepUpdate {
-                                state: Some(StepState::RolledBack),
-                                last_error: Some(None),
-                                ..Default::default()
-                            },
-                            "undo_done",
-                        )
-                        .await?;
-                        self.progress(&step.id, "rolled_back", fmt_outputs(&outputs));
-                        break;
-                    }
-                    Err(e) => {
-                        if self.undo_retry(idx, attempt, &e).await? {
-                            continue;
-                        }
-                        return self.needs_attention(idx, &e).await;
-                    }
-                }
+            if let Some(stopped) = self.undo_step(idx).await? {
+                return Ok(stopped);
             }
         }
         // Nothing owned is left; what was adopted stays.
@@ -198,6 +62,147 @@ where
             state,
             error: cause,
         })
+    }
+
+    /// Whether compensation undoes step `idx`: ours for sure (owned) or possibly (a write
+    /// with an unknown outcome), in any state but adopted or already rolled back.
+    fn undo_candidate(&self, idx: usize) -> bool {
+        let rt = &self.steps[idx];
+        match rt.state {
+            StepState::Adopted | StepState::RolledBack => false,
+            _ => rt.owned || rt.unresolved,
+        }
+    }
+
+    /// Undoes step `idx` if it is ours, retrying under its policy; `Some` is the agent's
+    /// outcome when the undo failed for good (the agent needs attention).
+    async fn undo_step(&mut self, idx: usize) -> Result<Option<AgentOutcome>, Error> {
+        if !self.undo_candidate(idx) {
+            return Ok(None);
+        }
+        let step = &self.wf().steps[idx];
+        if step.irreversible {
+            // Never reached (a removal is never owned): a deletion is not undone.
+            return Ok(None);
+        }
+        if self.engine.registry[&step.action].shared() {
+            let id = step.id.clone();
+            self.progress(
+                &id,
+                "kept_shared",
+                "shared by every agent; not removed".into(),
+            );
+            return Ok(None);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.fenced()?;
+            let e = match self.undo_attempt(idx, attempt).await? {
+                Undone::Finished => return Ok(None),
+                Undone::Failed(e) => e,
+            };
+            if !self.undo_retry(idx, attempt, &e).await? {
+                return self.needs_attention(idx, &e).await.map(Some);
+            }
+        }
+    }
+
+    /// One attempt at undoing step `idx`: settles an unresolved write first, then records
+    /// the intent and deletes what the step created.
+    async fn undo_attempt(&mut self, idx: usize, attempt: u32) -> Result<Undone, Error> {
+        // An unresolved write without ids: find out whether it landed.
+        if self.steps[idx].outputs.is_empty() || self.steps[idx].unresolved {
+            if let Some(settled) = self.resolve_before_undo(idx, attempt).await? {
+                return Ok(settled);
+            }
+        }
+        let step = self.wf().steps[idx].clone();
+        let action = self.engine.registry[&step.action].clone();
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(StepState::Compensating),
+                ..Default::default()
+            },
+            "undo_intent",
+        )
+        .await?;
+        let outputs = self.steps[idx].outputs.clone();
+        let inputs = bind(&step, &self.known()).unwrap_or_default();
+        let cx = StepContext {
+            subject: &self.subject,
+            inputs: &inputs,
+            secrets: self.secrets,
+            attempt,
+        };
+        let res = action.delete(&cx, &outputs).await;
+        self.crash(CrashPoint::AfterDelete, &step.id);
+        if let Err(e) = undo_result(res, self.within_settle(idx)) {
+            return Ok(Undone::Failed(e));
+        }
+        self.update(
+            idx,
+            StepUpdate {
+                state: Some(StepState::RolledBack),
+                last_error: Some(None),
+                ..Default::default()
+            },
+            "undo_done",
+        )
+        .await?;
+        self.progress(&step.id, "rolled_back", fmt_outputs(&outputs));
+        Ok(Undone::Finished)
+    }
+
+    /// Looks up an unresolved write before undoing it: `None` when it landed (now owned,
+    /// with its ids: delete it), `Some` when there is nothing to undo or the lookup failed.
+    async fn resolve_before_undo(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+    ) -> Result<Option<Undone>, Error> {
+        match self.lookup(idx, attempt).await {
+            Ok(Lookup::Match(o)) => {
+                self.update(
+                    idx,
+                    StepUpdate {
+                        owned: Some(true),
+                        unresolved: Some(false),
+                        outputs: Some(o),
+                        ..Default::default()
+                    },
+                    "step_found_owned",
+                )
+                .await?;
+                Ok(None)
+            }
+            Ok(Lookup::Absent | Lookup::Conflict(_) | Lookup::Unknown)
+                if !self.within_settle(idx) =>
+            {
+                self.update(
+                    idx,
+                    StepUpdate {
+                        state: Some(StepState::RolledBack),
+                        owned: Some(false),
+                        unresolved: Some(false),
+                        last_error: Some(None),
+                        ..Default::default()
+                    },
+                    "step_nothing_to_undo",
+                )
+                .await?;
+                let id = self.wf().steps[idx].id.clone();
+                self.progress(&id, "nothing_to_undo", String::new());
+                Ok(Some(Undone::Finished))
+            }
+            Ok(_) => Ok(Some(Undone::Failed(StepError::new(
+                ErrorKind::NotVisibleYet,
+                "NotVisibleYet",
+                "waiting for the settle window",
+            )))),
+            Err(e) => Ok(Some(Undone::Failed(e))),
+        }
     }
 
     pub(super) async fn undo_retry(
@@ -249,5 +254,31 @@ where
             state: AgentState::NeedsAttention,
             error: Some(msg),
         })
+    }
+}
+
+/// What one attempt at undoing a step came to.
+enum Undone {
+    /// Rolled back, or nothing to undo: on to the previous step.
+    Finished,
+    /// This attempt failed (retried under the step's policy, or given up).
+    Failed(StepError),
+}
+
+/// A delete's answer as compensation reads it. "Not found" is done (nothing left to undo),
+/// except within the settle window of our latest create, where it may only mean "not
+/// visible yet": a transient error, waited out rather than leaking the resource.
+fn undo_result(res: Result<(), StepError>, within_settle: bool) -> Result<(), StepError> {
+    match res {
+        Err(e) if e.kind == ErrorKind::NotFound && within_settle => Err(StepError::new(
+            ErrorKind::Transient,
+            e.code,
+            format!(
+                "{} (within the settle window: may not be visible yet)",
+                e.message
+            ),
+        )),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
