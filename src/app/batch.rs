@@ -19,14 +19,13 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::Workflow;
-use crate::engine::{
-    AgentState, Engine, EngineOptions, JournalError, Registry, Secrets, StepState,
-};
+use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets, StepState};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, Store};
 use crate::target::{self, Target};
 
+use super::drive::{drive, Direction, Directions, Drive, Drivers, Work};
 use super::onboard::new_run_id;
 use super::runs::engine_for_run;
 use super::{
@@ -322,6 +321,11 @@ fn join(errs: &[InputError]) -> String {
         .join("\n")
 }
 
+/// A subject as the store keeps it.
+fn subject_json(s: &Subject) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(s).map_err(|e| Error::Input(format!("agent {}: {e}", s.agent.email)))
+}
+
 fn secrets_of(v: &Valid) -> Secrets {
     let mut s = Secrets::default();
     if let Some(p) = &v.password {
@@ -519,7 +523,7 @@ pub(super) async fn run_rows(
     // Agents to drive in an earlier run: unfinished ones resume (no subject); failed or
     // rolled-back ones are retried there, with this file's row when the run has the same
     // workflow, so that what the earlier run still owns stays owned by it.
-    let mut resume: BTreeMap<String, Vec<(String, Option<serde_json::Value>)>> = BTreeMap::new();
+    let mut resume: BTreeMap<String, Vec<(String, Drive)>> = BTreeMap::new();
     let mut passwords: HashMap<String, Secret> = HashMap::new();
     let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
     let flush =
@@ -543,17 +547,14 @@ pub(super) async fn run_rows(
             Ok(())
         };
     // Whether each earlier run removes agents (offboarding) or creates them.
-    let removes = !wf.irreversible_steps().is_empty();
-    let mut kinds: HashMap<String, bool> = HashMap::new();
+    let direction = Direction::of(&wf);
+    let removes = direction == Direction::Offboards;
+    let mut directions = Directions::default();
     for v in rows()? {
         let key = v.subject.agent.email.clone();
         let mut latest = store.latest_by_key(&key)?;
         if let Some((run, state)) = &latest {
-            if !kinds.contains_key(run) {
-                let k = Workflow::declares_irreversible(&store.run(run)?.workflow);
-                kinds.insert(run.clone(), k);
-            }
-            if kinds[run] != removes {
+            if directions.of(&store, run)? != direction {
                 // The other direction: unfinished, it must end first; else this is new.
                 if state.unfinished() {
                     let what = if removes { "onboarding" } else { "offboarding" };
@@ -603,27 +604,22 @@ pub(super) async fn run_rows(
                 record(&mut report, a);
                 continue;
             }
-            Some((run, s)) if s.resumable() => {
-                resume.entry(run).or_default().push((key.clone(), None))
-            }
+            Some((run, s)) if s.resumable() => resume
+                .entry(run)
+                .or_default()
+                .push((key.clone(), Drive::Resume)),
             Some((run, AgentState::Failed | AgentState::RolledBack)) => {
-                let same_workflow = store.run(&run)?.workflow_name == wf.name;
-                let subject = if same_workflow {
-                    serde_json::to_value(&v.subject).unwrap_or_default()
+                // This file's row when the run has the same workflow; else the run's own.
+                let how = if store.run(&run)?.workflow_name == wf.name {
+                    Drive::RetryWith(subject_json(&v.subject)?)
                 } else {
-                    serde_json::Value::Null
+                    Drive::Retry
                 };
-                resume
-                    .entry(run)
-                    .or_default()
-                    .push((key.clone(), Some(subject)));
+                resume.entry(run).or_default().push((key.clone(), how));
             }
             _ => {
                 fresh += 1;
-                chunk.push((
-                    key.clone(),
-                    serde_json::to_value(&v.subject).unwrap_or_default(),
-                ));
+                chunk.push((key.clone(), subject_json(&v.subject)?));
                 if chunk.len() == INSERT_CHUNK {
                     flush(&mut chunk, &mut run_created)?;
                 }
@@ -657,7 +653,11 @@ pub(super) async fn run_rows(
             engine_for_run(ctx, &store, &row, settings).await?,
         );
         let run: Arc<str> = Arc::from(run.as_str());
-        resumed.extend(keys.into_iter().map(|(k, retry)| (run.clone(), k, retry)));
+        resumed.extend(keys.into_iter().map(|(key, how)| Work {
+            run: run.clone(),
+            key,
+            how,
+        }));
     }
     // The new run's agents are read back a page at a time, not held.
     let pages = KeyPages {
@@ -668,54 +668,35 @@ pub(super) async fn run_rows(
         done: !run_created,
     };
     let work = pages.chain(resumed.into_iter().map(Ok));
-    // The first failure of the state file itself (disk full, I/O error) stops the run: no
-    // agent starts after it, so none is sent a write whose intent could not be recorded,
-    // and each one left is resumable where its last checkpoint stands.
-    let stopped: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let mut results = stream::iter(work)
-        .map(|item| {
-            let (engines, store, target, passwords) = (&engines, &store, &target, &passwords);
-            let stopped = &stopped;
-            let snapshot = snapshot.clone();
-            async move {
-                let (run, key, retry) = item?;
-                let engine = &engines[&*run];
-                if stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                    return result_of(store, &run, &key, target, engine.workflow());
-                }
-                let mut secrets = Secrets::default();
-                if let Some(p) = passwords.get(&key) {
-                    secrets.insert(steps::PASSWORD, p.expose().to_string());
-                }
-                let r = match &retry {
-                    None => engine.run_agent(&run, &key, &secrets).await,
-                    Some(subject) => {
-                        let subject = Some(subject).filter(|s| !s.is_null());
-                        engine.retry_agent(&run, &key, &secrets, subject).await
-                    }
-                };
-                if let Some(s) = &snapshot {
-                    s.forget(&key);
-                }
-                if let Err(crate::engine::Error::Journal(JournalError::Storage(why))) = &r {
-                    stopped
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert_with(|| why.clone());
-                }
-                let mut a = result_of(store, &run, &key, target, engine.workflow())?;
-                if let Err(e) = r {
-                    a.error.get_or_insert(e.to_string());
-                }
-                Ok::<_, Error>(a)
-            }
-        })
-        .buffer_unordered(concurrency);
-    while let Some(a) = results.next().await {
-        record(&mut report, a?);
-    }
-    drop(results);
-    if let Some(why) = stopped.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let secrets = |key: &str| {
+        let mut s = Secrets::default();
+        if let Some(p) = passwords.get(key) {
+            s.insert(steps::PASSWORD, p.expose().to_string());
+        }
+        s
+    };
+    let forget = |key: &str| {
+        if let Some(s) = &snapshot {
+            s.forget(key);
+        }
+    };
+    let drivers = Drivers {
+        engines: &engines,
+        secrets: &secrets,
+        concurrency,
+        after: Some(&forget),
+    };
+    let stopped = drive(&drivers, work, |d| {
+        let engine = &engines[&*d.work.run];
+        let mut a = result_of(&store, &d.work.run, &d.work.key, &target, engine.workflow())?;
+        if let Some(Err(e)) = d.result {
+            a.error.get_or_insert(e.to_string());
+        }
+        record(&mut report, a);
+        Ok(())
+    })
+    .await?;
+    if let Some(why) = stopped {
         let unfinished: usize = (report.counts.iter())
             .filter(|(o, _)| !o.finished_well())
             .map(|(_, n)| n)
@@ -747,10 +728,6 @@ struct KeyPages {
 /// Keys read per page.
 const KEY_PAGE: usize = 1_000;
 
-/// One agent to drive: its run, its key, and for a retry the subject to retry with (`Null`:
-/// keep the stored one).
-type Work = (Arc<str>, String, Option<serde_json::Value>);
-
 impl Iterator for KeyPages {
     type Item = Result<Work, Error>;
 
@@ -758,7 +735,11 @@ impl Iterator for KeyPages {
         loop {
             if let Some((rowid, key)) = self.page.next() {
                 self.after = rowid;
-                return Some(Ok((self.run.clone(), key, None)));
+                return Some(Ok(Work {
+                    run: self.run.clone(),
+                    key,
+                    how: Drive::Resume,
+                }));
             }
             if self.done {
                 return None;

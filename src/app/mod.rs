@@ -15,6 +15,7 @@
 mod batch;
 mod doctor;
 mod drift;
+mod drive;
 pub mod env;
 mod iam_policy;
 mod migrate;

@@ -24,6 +24,7 @@ use crate::target::{self, Target};
 
 use super::batch::{run_rows, AgentResult, BatchReport, BulkReads, Prepared, RunOptions, Sink};
 use super::batch::{Valid, BULK_READS_FROM};
+use super::drive::{Direction, Directions};
 use super::{Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 
 /// The offboarding workflow, embedded.
@@ -113,7 +114,7 @@ pub async fn offboard(
     let finder = Finder::new(&clients, &target, emails.len(), opts.run.bulk_reads).await?;
     let mut planned: Vec<(PlannedLeaver, Subject)> = Vec::new();
     let mut early: Vec<AgentResult> = Vec::new();
-    let mut kinds: HashMap<String, bool> = HashMap::new();
+    let mut directions = Directions::default();
     for spec in emails {
         let email = spec.email.clone();
         let result = |outcome: Outcome, run: Option<String>, error: Option<String>| AgentResult {
@@ -131,14 +132,7 @@ pub async fn offboard(
         let mut offboarded_in: Option<String> = None;
         if let Some(store) = &store {
             if let Some((run, state)) = store.latest_by_key(&email)? {
-                let removes = match kinds.get(&run) {
-                    Some(k) => *k,
-                    None => {
-                        let k = Workflow::declares_irreversible(&store.run(&run)?.workflow);
-                        kinds.insert(run.clone(), k);
-                        k
-                    }
-                };
+                let removes = directions.of(store, &run)? == Direction::Offboards;
                 match (removes, state) {
                     (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
                     // An offboarding to finish: with what it identified then.

@@ -1,11 +1,10 @@
 //! Operations on stored runs: `resume`, `rollback`, `release`. Each rebuilds the engine
 //! from the run's own snapshot (workflow text and target), not from today's config.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::agent;
@@ -17,6 +16,7 @@ use crate::store::{RunRow, Store};
 use crate::target;
 use crate::target::Target;
 
+use super::drive::{drive, Drive, Drivers, Work};
 use super::status::{advice, run_status, RunStatus};
 use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
 
@@ -100,6 +100,47 @@ impl RunsReport {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Drives `todo` of run `run` with its engine, `concurrency` at a time (the run
+    /// driver): an agent held by another process is skipped with the holder named; any
+    /// other engine failure, or a failure of the state file, stops the operation.
+    async fn drive(
+        &mut self,
+        run: &str,
+        engine: Engine<Subject>,
+        todo: Vec<(String, Drive)>,
+        secrets: &Secrets,
+        settings: &RunSettings,
+    ) -> Result<(), Error> {
+        self.driven += todo.len();
+        let engines = BTreeMap::from([(run.to_string(), engine)]);
+        let run: Arc<str> = Arc::from(run);
+        let secrets = |_: &str| secrets.clone();
+        let drivers = Drivers {
+            engines: &engines,
+            secrets: &secrets,
+            concurrency: settings.concurrency,
+            after: None,
+        };
+        let work = todo.into_iter().map(|(key, how)| {
+            Ok(Work {
+                run: run.clone(),
+                key,
+                how,
+            })
+        });
+        let stopped = drive(&drivers, work, |d| match d.result {
+            None => Ok(()),
+            Some(result) => self.settle(result),
+        })
+        .await?;
+        match stopped {
+            Some(why) => Err(Error::Stopped(format!(
+                "{why}\nstopped: every unfinished agent is resumable from its last checkpoint; once the state file can be written again, run `connect-onboard resume`"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Finishes every interrupted or unfinished agent of one run, or of all runs.
@@ -166,21 +207,11 @@ pub async fn resume(
                     continue;
                 }
             }
-            todo.push(a.agent_key);
+            todo.push((a.agent_key, Drive::Resume));
         }
-        report.driven += todo.len();
-        // `concurrency` agents at a time, as in a batch (each its own lease).
-        let results: Vec<_> = stream::iter(todo)
-            .map(|key| {
-                let (engine, run, secrets) = (&engine, &run.id, &secrets);
-                async move { engine.run_agent(run, &key, secrets).await }
-            })
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
-        for result in results {
-            report.settle(result)?;
-        }
+        report
+            .drive(&run.id, engine, todo, &secrets, settings)
+            .await?;
         report.runs.push(run_status(&store, &run.id)?);
     }
     Ok(report)
@@ -576,31 +607,14 @@ pub async fn retry(
                 continue;
             }
             if a.state.resumable() {
-                todo.push((a.agent_key, None));
+                todo.push((a.agent_key, Drive::Resume));
             } else if let Some(subject) = subjects.remove(&a.agent_key) {
-                todo.push((a.agent_key, Some(subject)));
+                todo.push((a.agent_key, Drive::RetryWith(subject)));
             }
         }
-        report.driven += todo.len();
-        // `concurrency` agents at a time, as in a batch (each its own lease).
-        let results: Vec<_> = stream::iter(todo)
-            .map(|(key, subject)| {
-                let (engine, run, secrets) = (&engine, &run.id, &secrets);
-                async move {
-                    match subject {
-                        None => engine.run_agent(run, &key, secrets).await,
-                        Some(subject) => {
-                            engine.retry_agent(run, &key, secrets, Some(&subject)).await
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
-        for result in results {
-            report.settle(result)?;
-        }
+        report
+            .drive(&run.id, engine, todo, &secrets, settings)
+            .await?;
         report.runs.push(run_status(&store, &run.id)?);
     }
     if !unreadable.is_empty() {

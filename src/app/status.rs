@@ -107,7 +107,7 @@ pub struct StepStatus {
 pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error> {
     let run = store.run(run_id)?;
     // An offboarded agent signs in nowhere any more.
-    let removes = crate::engine::Workflow::declares_irreversible(&run.workflow);
+    let removes = super::drive::direction_of_row(&run) == super::drive::Direction::Offboards;
     let portal = (run.meta.get("portal_url"))
         .and_then(|v| v.as_str())
         .filter(|_| !removes)
