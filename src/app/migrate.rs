@@ -15,7 +15,7 @@ use crate::aws::{ConnectApi, ConnectUser};
 use crate::steps::Subject;
 use crate::target::{self, Catalog};
 
-use super::batch::{run_rows, BatchReport, Prepared, Rejected, RunOptions, Sink, Valid};
+use super::phase::{run_rows, BatchReport, Phase, Rejected, RunOptions, Sink, Valid};
 use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
 
 /// The built-in migration workflow, embedded.
@@ -224,23 +224,18 @@ pub async fn migrate(
     let rows = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
         Ok(Box::new(valid.iter().cloned()))
     };
-    let prepared = Prepared {
+    let phase = Phase {
         clients: &clients,
         target: &target,
         wf,
         early: Vec::new(),
-    };
-    run_rows(
-        ctx,
-        prepared,
-        count,
-        invalid.into_iter().map(Rejected::from).collect(),
-        &rows,
-        &opts.run,
+        valid: count,
+        rejected: invalid.into_iter().map(Rejected::from).collect(),
+        rows: &rows,
+        opts: &opts.run,
         settings,
-        sink,
-    )
-    .await
+    };
+    run_rows(ctx, phase, sink).await
 }
 
 /// `username` shares its folded form with the other Connect users of `clash` (all of

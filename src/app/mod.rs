@@ -22,15 +22,14 @@ mod migrate;
 mod offboard;
 mod onboard;
 mod outcome;
+mod phase;
 mod runs;
 mod status;
 
 pub use crate::aws::retry::{Wait, WaitFn};
 /// The name under which the CLI hands a password to the steps (in memory only).
 pub use crate::steps::PASSWORD as PASSWORD_SECRET;
-pub use batch::{
-    batch, AgentResult, BatchOptions, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM,
-};
+pub use batch::{batch, BatchOptions};
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
 pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as DriftRead};
 pub use env::PASSWORD_ENV;
@@ -39,6 +38,7 @@ pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use outcome::Outcome;
+pub use phase::{AgentResult, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM};
 pub use runs::{
     release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
     RollbackReport, RunsReport,

@@ -22,9 +22,9 @@ use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{Leaver, Subject, CONNECT_USER_REMOVAL, IDENTITY_USER_REMOVAL};
 use crate::target::{self, Target};
 
-use super::batch::{run_rows, AgentResult, BatchReport, BulkReads, Prepared, RunOptions, Sink};
-use super::batch::{Valid, BULK_READS_FROM};
 use super::drive::{Direction, Directions};
+use super::phase::{run_rows, AgentResult, BatchReport, BulkReads, Phase, RunOptions, Sink};
+use super::phase::{Valid, BULK_READS_FROM};
 use super::{Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 
 /// The offboarding workflow, embedded.
@@ -205,32 +205,27 @@ pub async fn offboard(
             password: None,
         })))
     };
-    let prepared = Prepared {
-        clients: &clients,
-        target: &target,
-        wf,
-        early,
-    };
     // The identification did the bulk reads; the removals look up by id.
     let run = RunOptions {
         bulk_reads: BulkReads::Never,
         ..opts.run.clone()
     };
+    let phase = Phase {
+        clients: &clients,
+        target: &target,
+        wf,
+        early,
+        valid,
+        rejected: Vec::new(),
+        rows: &rows,
+        opts: &run,
+        settings,
+    };
     let mut sink = KeepLabels {
         inner: sink,
         kept: &kept,
     };
-    let mut report = run_rows(
-        ctx,
-        prepared,
-        valid,
-        Vec::new(),
-        &rows,
-        &run,
-        settings,
-        &mut sink,
-    )
-    .await?;
+    let mut report = run_rows(ctx, phase, &mut sink).await?;
     for a in &mut report.agents {
         for step in keep_labels(a, &kept) {
             let counts = report.plan.entry(step).or_default();

@@ -1,0 +1,705 @@
+//! The run phase of a file of agents, shared by `batch`, `migrate` and `offboard`: what it
+//! reports (`AgentResult`, `BatchReport`, the `Sink` that streams results), and how it runs
+//! (`run_rows`): a dry run's plan, or the re-run rules per agent (already done, skipped, to
+//! resume or retry in its own run, or new), the new agents inserted a chunk at a time, then
+//! every agent driven by the run driver (`drive`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::agent::Secret;
+use crate::aws::pacer::ApiStats;
+use crate::aws::Clients;
+use crate::config::AssignmentMode;
+use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets, StepState, Workflow};
+use crate::steps::snapshot::{Scope, Snapshot};
+use crate::steps::{self, Subject};
+use crate::store::{self, MemoryJournal, RunRow, Store};
+use crate::target::{self, Target};
+
+use super::drive::{drive, Direction, Directions, Drive, Drivers, Work};
+use super::onboard::new_run_id;
+use super::runs::engine_for_run;
+use super::{engine_options, env_for, Context, Error, Outcome, RunSettings};
+
+/// Rows inserted per state-store transaction when a run is created.
+const INSERT_CHUNK: usize = 1_000;
+
+/// How `batch` and `migrate` run their agents.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Plan only: zero writes, no state file.
+    pub dry_run: bool,
+    /// Agents in flight at once (the pacer, not this, holds each API to its quota).
+    pub concurrency: usize,
+    /// List each directory once instead of looking every agent up.
+    pub bulk_reads: BulkReads,
+}
+
+/// When a batch lists the directories once instead of looking each agent up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BulkReads {
+    /// From [`BULK_READS_FROM`] agents on: a listing costs a call per page of users, per-agent
+    /// lookups about seven calls per agent.
+    #[default]
+    Auto,
+    /// Always list.
+    Always,
+    /// Never: per-agent lookups only.
+    Never,
+}
+
+/// Valid agents from which `BulkReads::Auto` lists the directories.
+pub const BULK_READS_FROM: usize = 20;
+
+/// One agent's outcome, as the report lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentResult {
+    /// The normalised email.
+    pub email: String,
+    /// The agent's state (`done`, `rolled_back`, ...), or what the command decided
+    /// (`already_done`, `skipped`, `planned`, `invalid`...).
+    pub outcome: Outcome,
+    /// The run that holds it.
+    pub run_id: Option<String>,
+    /// Connect user id, when known.
+    pub connect_user_id: Option<String>,
+    /// Identity Store user id, when known.
+    pub identity_user_id: Option<String>,
+    /// Why it is not done.
+    pub error: Option<String>,
+    /// Where it signs in (done agents).
+    #[serde(skip)]
+    pub portal_url: Option<String>,
+    /// A dry run: per step, what would happen (`create`, `adopt`, `conflict`, `unknown`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan: BTreeMap<String, String>,
+}
+
+/// What `batch` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    /// The new run, if one was created.
+    pub run_id: Option<String>,
+    /// Dry run: nothing was written.
+    pub dry_run: bool,
+    /// Rows rejected by validation (`file:line: column ...: rule`).
+    pub invalid: Vec<String>,
+    /// Agents by outcome.
+    pub counts: BTreeMap<Outcome, usize>,
+    /// Dry run: per step, how many agents would create / adopt / conflict / unknown.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan: BTreeMap<String, BTreeMap<String, usize>>,
+    /// The agents that are not done (or carry an error); every agent goes to the sink.
+    pub agents: Vec<AgentResult>,
+    /// Per AWS API: calls, retries, throttled.
+    pub calls: Vec<CallStats>,
+    /// Wall time of the run phase, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// Calls made to one API.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallStats {
+    /// `service:Operation`.
+    pub api: String,
+    /// Calls sent.
+    pub calls: u64,
+    /// Of which retries of an earlier failed call (paced after first attempts).
+    pub retries: u64,
+    /// Calls answered with throttling.
+    pub throttled: u64,
+}
+
+impl From<&ApiStats> for CallStats {
+    fn from(s: &ApiStats) -> Self {
+        CallStats {
+            api: s.api.clone(),
+            calls: s.first_attempts + s.retries,
+            retries: s.retries,
+            throttled: s.throttled,
+        }
+    }
+}
+
+/// Where `batch` and `migrate` report as they go: the number of agents once every row is
+/// checked, then each agent's result as soon as it is known.
+pub trait Sink {
+    /// Every row is checked and the command is about to write: `total` agents will be
+    /// reported. The sink creates its files now, not before (a rejected command touches
+    /// none); an error here stops the command before any AWS write.
+    fn started(&mut self, total: usize) -> Result<(), String>;
+    /// A row rejected by validation (`--skip-invalid`), outcome `invalid`: reported, not
+    /// counted among the agents.
+    fn rejected(&mut self, _row: &AgentResult) {}
+    /// One agent's result.
+    fn finished(&mut self, agent: &AgentResult);
+}
+
+/// A row that failed validation: who it names (as written, when the row could be read) and
+/// every problem, each `file:line: column ...: rule`.
+#[derive(Debug, Clone)]
+pub(super) struct Rejected {
+    /// The row's email or username as written, if it could be read.
+    pub who: Option<String>,
+    /// Its problems.
+    pub problems: Vec<String>,
+}
+
+impl From<String> for Rejected {
+    fn from(problem: String) -> Self {
+        Rejected {
+            who: None,
+            problems: vec![problem],
+        }
+    }
+}
+
+impl Rejected {
+    /// The report's row for it.
+    fn result(&self) -> AgentResult {
+        AgentResult {
+            email: self.who.clone().unwrap_or_default(),
+            outcome: Outcome::Invalid,
+            run_id: None,
+            connect_user_id: None,
+            identity_user_id: None,
+            error: Some(self.problems.join("; ")),
+            portal_url: None,
+            plan: BTreeMap::new(),
+        }
+    }
+}
+
+/// A validated row.
+#[derive(Clone)]
+pub(super) struct Valid {
+    /// The agent, resolved.
+    pub subject: Subject,
+    /// Its password (CONNECT_MANAGED), in memory only.
+    pub password: Option<Secret>,
+}
+
+/// A subject as the store keeps it.
+fn subject_json(s: &Subject) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(s).map_err(|e| Error::Input(format!("agent {}: {e}", s.agent.email)))
+}
+
+fn secrets_of(v: &Valid) -> Secrets {
+    let mut s = Secrets::default();
+    if let Some(p) = &v.password {
+        s.insert(steps::PASSWORD, p.expose().to_string());
+    }
+    s
+}
+
+/// What the run phase acts with: everything `batch`, `migrate` and `offboard` checked
+/// and resolved before it, and how to run.
+pub(super) struct Phase<'a> {
+    /// The SDK clients (with the shared pacer).
+    pub clients: &'a Clients,
+    /// The resolved target.
+    pub target: &'a Target,
+    /// The workflow, checked.
+    pub wf: Workflow,
+    /// Agents already decided before the run phase (offboard: skipped at planning, or
+    /// offboarded before), reported first.
+    pub early: Vec<AgentResult>,
+    /// How many valid rows `rows` yields.
+    pub valid: usize,
+    /// Rows that failed validation (`--skip-invalid`), reported, never run.
+    pub rejected: Vec<Rejected>,
+    /// The valid rows.
+    pub rows: &'a Rows<'a>,
+    /// How to run them.
+    pub opts: &'a RunOptions,
+    /// Progress, failure policy.
+    pub settings: &'a RunSettings,
+}
+
+/// The valid rows, readable more than once (a file is streamed again for each pass).
+pub(super) type Rows<'a> = dyn Fn() -> Result<Box<dyn Iterator<Item = Valid> + 'a>, Error> + 'a;
+
+/// Where the run phase's results go: the sink (as each is known) and the report (counts,
+/// and the agents that are not done).
+struct Recorder<'s> {
+    sink: &'s mut dyn Sink,
+    report: BatchReport,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, a: AgentResult) {
+        self.sink.finished(&a);
+        *self.report.counts.entry(a.outcome).or_default() += 1;
+        // A dry run lists every agent with its plan; a run, those that are not done.
+        if self.report.dry_run || a.error.is_some() || !a.outcome.finished_well() {
+            self.report.agents.push(a);
+        }
+    }
+}
+
+/// The run phase shared by `batch`, `migrate` and `offboard`: a dry run's plan, or the
+/// run itself — sort the rows by the re-run rules (inserting the new agents in chunks),
+/// then drive them with the run driver; results to `sink`.
+pub(super) async fn run_rows(
+    ctx: &Context,
+    mut phase: Phase<'_>,
+    sink: &mut dyn Sink,
+) -> Result<BatchReport, Error> {
+    sink.started(phase.valid + phase.early.len())
+        .map_err(Error::Input)?;
+    for r in &phase.rejected {
+        sink.rejected(&r.result());
+    }
+    let started = Instant::now();
+    let report = BatchReport {
+        run_id: None,
+        dry_run: phase.opts.dry_run,
+        invalid: (phase.rejected.iter())
+            .flat_map(|r| r.problems.iter().cloned())
+            .collect(),
+        counts: BTreeMap::new(),
+        plan: BTreeMap::new(),
+        agents: Vec::new(),
+        calls: Vec::new(),
+        elapsed_ms: 0,
+    };
+    let mut out = Recorder { sink, report };
+    for a in std::mem::take(&mut phase.early) {
+        out.record(a);
+    }
+    if phase.opts.dry_run {
+        plan_rows(&phase, &mut out).await?;
+    } else {
+        let sorted = sort_rows(ctx, &phase, &mut out)?;
+        drive_rows(ctx, &phase, sorted, &mut out).await?;
+    }
+    let mut report = out.report;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.calls = (phase.clients.connect.1.snapshot().iter())
+        .map(Into::into)
+        .collect();
+    Ok(report)
+}
+
+/// A dry run: every row planned with the lookups the real run starts with, over a journal
+/// in memory; nothing written.
+async fn plan_rows(phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<(), Error> {
+    let (registry, _) = registry_for(
+        phase.clients,
+        phase.target,
+        phase.valid,
+        phase.opts.bulk_reads,
+    )
+    .await?;
+    let engine = Engine::new(
+        phase.wf.clone(),
+        registry,
+        Arc::new(MemoryJournal::default()),
+        EngineOptions::default(),
+    );
+    let mut plans = stream::iter((phase.rows)()?)
+        .map(|v| {
+            let engine = &engine;
+            async move {
+                let plan = engine.plan(&v.subject, &secrets_of(&v)).await;
+                (v.subject.agent.email, plan)
+            }
+        })
+        .buffered(phase.opts.concurrency.max(1));
+    while let Some((email, plan)) = plans.next().await {
+        for p in &plan {
+            *(out.report.plan.entry(p.step.clone()).or_default())
+                .entry(p.decision.as_str().to_string())
+                .or_default() += 1;
+        }
+        let blocker = plan.iter().find(|p| !p.decision.is_clean());
+        out.record(AgentResult {
+            email,
+            outcome: if blocker.is_some() {
+                Outcome::Conflict
+            } else {
+                Outcome::Planned
+            },
+            run_id: None,
+            connect_user_id: None,
+            identity_user_id: None,
+            error: blocker.map(|p| format!("{}: {}: {}", p.step, p.decision.as_str(), p.detail)),
+            portal_url: None,
+            plan: (plan.iter())
+                .map(|p| (p.step.clone(), p.decision.as_str().to_string()))
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
+/// The rows sorted by what their latest run says.
+struct Sorted {
+    store: Arc<Store>,
+    /// The new run's id, if it got agents.
+    new_run: Option<String>,
+    /// Agents in the new run.
+    fresh: usize,
+    /// Agents to drive in an earlier run, by run: unfinished ones resume; failed or
+    /// rolled-back ones are retried there, so that what that run still owns stays its own.
+    earlier: BTreeMap<String, Vec<(String, Drive)>>,
+    /// CONNECT_MANAGED passwords, in memory only.
+    passwords: HashMap<String, Secret>,
+}
+
+/// Pass 2: each row by what its latest run says (already done, skipped, to resume or retry
+/// in its run, or new); the new ones go into the new run, a chunk of rows per transaction.
+fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<Sorted, Error> {
+    let store = ctx.open_store()?;
+    let wf = &phase.wf;
+    let run_id = new_run_id();
+    let mut sorted = Sorted {
+        store: store.clone(),
+        new_run: None,
+        fresh: 0,
+        earlier: BTreeMap::new(),
+        passwords: HashMap::new(),
+    };
+    let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
+    let flush = |chunk: &mut Vec<(String, serde_json::Value)>,
+                 new_run: &mut Option<String>|
+     -> Result<(), Error> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if new_run.is_none() {
+            let run = RunRow {
+                id: run_id.clone(),
+                created_at: store::now_rfc3339(),
+                workflow_name: wf.name.clone(),
+                workflow: wf.source.clone(),
+                meta: serde_json::to_value(phase.target).unwrap_or_default(),
+            };
+            store.create_run(&run, &[], &wf.step_ids(), phase.settings.on_failure)?;
+            *new_run = Some(run_id.clone());
+        }
+        store.add_agents(&run_id, chunk, &wf.step_ids(), phase.settings.on_failure)?;
+        chunk.clear();
+        Ok(())
+    };
+    let direction = Direction::of(wf);
+    let mut directions = Directions::default();
+    for v in (phase.rows)()? {
+        let key = v.subject.agent.email.clone();
+        match rerun_rule(&store, &mut directions, direction, &key, phase.target)? {
+            Rerun::Report(a) => {
+                out.record(a);
+                continue;
+            }
+            Rerun::InRun(run, Drive::Resume) => sorted
+                .earlier
+                .entry(run)
+                .or_default()
+                .push((key.clone(), Drive::Resume)),
+            Rerun::InRun(run, _) => {
+                // This file's row when the run has the same workflow; else the run's own.
+                let how = if store.run(&run)?.workflow_name == wf.name {
+                    Drive::RetryWith(subject_json(&v.subject)?)
+                } else {
+                    Drive::Retry
+                };
+                sorted
+                    .earlier
+                    .entry(run)
+                    .or_default()
+                    .push((key.clone(), how));
+            }
+            Rerun::New => {
+                sorted.fresh += 1;
+                chunk.push((key.clone(), subject_json(&v.subject)?));
+                if chunk.len() == INSERT_CHUNK {
+                    flush(&mut chunk, &mut sorted.new_run)?;
+                }
+            }
+        }
+        if let Some(p) = v.password {
+            sorted.passwords.insert(key, p);
+        }
+    }
+    flush(&mut chunk, &mut sorted.new_run)?;
+    Ok(sorted)
+}
+
+/// What an agent's latest run says about a new pass at it.
+enum Rerun {
+    /// Decided without driving it: reported as it is.
+    Report(AgentResult),
+    /// Drive it in that earlier run (resume, or retry).
+    InRun(String, Drive),
+    /// A new agent of this run.
+    New,
+}
+
+/// The re-run rules for one agent of a run going `direction`.
+fn rerun_rule(
+    store: &Store,
+    directions: &mut Directions,
+    direction: Direction,
+    key: &str,
+    target: &Target,
+) -> Result<Rerun, Error> {
+    let Some((run, state)) = store.latest_by_key(key)? else {
+        return Ok(Rerun::New);
+    };
+    let skip = |outcome: Outcome, error: Option<String>, portal: bool| AgentResult {
+        email: key.to_string(),
+        outcome,
+        run_id: Some(run.clone()),
+        connect_user_id: None,
+        identity_user_id: None,
+        error,
+        portal_url: portal.then(|| target.portal_url.clone()),
+        plan: BTreeMap::new(),
+    };
+    if directions.of(store, &run)? != direction {
+        // The other direction: unfinished, it must end first; else this is new.
+        if !state.unfinished() {
+            return Ok(Rerun::New);
+        }
+        let what = match direction {
+            Direction::Offboards => "onboarding",
+            Direction::Onboards => "offboarding",
+        };
+        let how = super::status::advice(state, &run, key).unwrap_or_default();
+        let why = format!("its {what} in run {run} is {}: {how} first", state.as_str());
+        return Ok(Rerun::Report(skip(Outcome::Skipped, Some(why), false)));
+    }
+    Ok(match state {
+        // (`offboard` sends an agent it offboarded before only when something is left.)
+        AgentState::Done | AgentState::Released if direction == Direction::Onboards => {
+            Rerun::Report(skip(Outcome::AlreadyDone, None, true))
+        }
+        AgentState::NeedsAttention => {
+            let why = format!(
+                "needs attention in run {run}: {}",
+                super::status::advice(AgentState::NeedsAttention, &run, key).unwrap_or_default()
+            );
+            Rerun::Report(skip(Outcome::Skipped, Some(why), false))
+        }
+        s if s.resumable() => Rerun::InRun(run, Drive::Resume),
+        AgentState::Failed | AgentState::RolledBack => Rerun::InRun(run, Drive::Retry),
+        _ => Rerun::New,
+    })
+}
+
+/// Drives the new run's agents and the earlier runs' ones, `concurrency` at a time.
+async fn drive_rows(
+    ctx: &Context,
+    phase: &Phase<'_>,
+    sorted: Sorted,
+    out: &mut Recorder<'_>,
+) -> Result<(), Error> {
+    let Sorted {
+        store,
+        new_run,
+        fresh,
+        earlier,
+        passwords,
+    } = sorted;
+    let mut engines: BTreeMap<String, Engine<Subject>> = BTreeMap::new();
+    let mut snapshot = None;
+    if let Some(run) = &new_run {
+        out.report.run_id = Some(run.clone());
+        let (registry, listed) =
+            registry_for(phase.clients, phase.target, fresh, phase.opts.bulk_reads).await?;
+        snapshot = listed;
+        let engine = Engine::new(
+            phase.wf.clone(),
+            registry,
+            store.clone(),
+            engine_options(phase.settings)?,
+        );
+        engines.insert(run.clone(), engine);
+    }
+    let mut resumed: Vec<Work> = Vec::new();
+    for (run, keys) in earlier {
+        let row = store.run(&run)?;
+        let engine = engine_for_run(ctx, &store, &row, phase.settings).await?;
+        engines.insert(run.clone(), engine);
+        let run: Arc<str> = Arc::from(run.as_str());
+        resumed.extend(keys.into_iter().map(|(key, how)| Work {
+            run: run.clone(),
+            key,
+            how,
+        }));
+    }
+    // The new run's agents are read back a page at a time, not held.
+    let pages = KeyPages {
+        store: store.clone(),
+        run: Arc::from(new_run.as_deref().unwrap_or_default()),
+        after: 0,
+        page: Vec::new().into_iter(),
+        done: new_run.is_none(),
+    };
+    let work = pages.chain(resumed.into_iter().map(Ok));
+    let secrets = |key: &str| {
+        let mut s = Secrets::default();
+        if let Some(p) = passwords.get(key) {
+            s.insert(steps::PASSWORD, p.expose().to_string());
+        }
+        s
+    };
+    let forget = |key: &str| {
+        if let Some(s) = &snapshot {
+            s.forget(key);
+        }
+    };
+    let drivers = Drivers {
+        engines: &engines,
+        secrets: &secrets,
+        concurrency: phase.opts.concurrency,
+        after: Some(&forget),
+    };
+    let stopped = drive(&drivers, work, |d| {
+        let wf = engines[&*d.work.run].workflow();
+        let mut a = result_of(&store, &d.work.run, &d.work.key, phase.target, wf)?;
+        if let Some(Err(e)) = d.result {
+            a.error.get_or_insert(e.to_string());
+        }
+        out.record(a);
+        Ok(())
+    })
+    .await?;
+    if let Some(why) = stopped {
+        let unfinished: usize = (out.report.counts.iter())
+            .filter(|(o, _)| !o.finished_well())
+            .map(|(_, n)| n)
+            .sum();
+        return Err(Error::Stopped(format!(
+            "{why}\nthe run stopped: {unfinished} agent(s) are unfinished, each resumable from its last checkpoint; once the state file can be written again, run `connect-onboard resume`"
+        )));
+    }
+    Ok(())
+}
+
+/// A run's agent keys, read from the store a page at a time.
+struct KeyPages {
+    store: Arc<Store>,
+    run: Arc<str>,
+    after: i64,
+    page: std::vec::IntoIter<(i64, String)>,
+    done: bool,
+}
+
+/// Keys read per page.
+const KEY_PAGE: usize = 1_000;
+
+impl Iterator for KeyPages {
+    type Item = Result<Work, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((rowid, key)) = self.page.next() {
+                self.after = rowid;
+                return Some(Ok(Work {
+                    run: self.run.clone(),
+                    key,
+                    how: Drive::Resume,
+                }));
+            }
+            if self.done {
+                return None;
+            }
+            match self.store.agent_keys_page(&self.run, self.after, KEY_PAGE) {
+                Ok(page) => {
+                    self.done = page.len() < KEY_PAGE;
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
+/// The actions for `agents` new agents: over bulk reads when there are enough of them (a
+/// listing costs a call per page, per-agent lookups about seven calls per agent).
+async fn registry_for(
+    clients: &Clients,
+    target: &Target,
+    agents: usize,
+    mode: BulkReads,
+) -> Result<(Registry<Subject>, Option<Arc<Snapshot>>), Error> {
+    let mut env = env_for(clients, target);
+    let bulk = match mode {
+        BulkReads::Auto => agents >= BULK_READS_FROM,
+        BulkReads::Always => true,
+        BulkReads::Never => false,
+    };
+    if bulk {
+        let scope = Scope {
+            instance_id: &target.instance_id,
+            identity_store_id: &target.identity_store_id,
+            group: &target.group,
+            application_arn: (target.assignment == AssignmentMode::Group)
+                .then_some(target.application_arn.as_str()),
+        };
+        let snapshot = crate::aws::retry::for_caller(
+            Arc::from("bulk read"),
+            Snapshot::take(
+                &clients.connect,
+                &clients.identity_store,
+                &clients.sso_admin,
+                &scope,
+            ),
+        )
+        .await
+        .map_err(|source| target::Error::Aws {
+            context: "listing users for the batch's bulk reads".into(),
+            source,
+        })?;
+        env.snapshot = Some(Arc::new(snapshot));
+    }
+    Ok((steps::registry(&env), env.snapshot))
+}
+
+fn result_of(
+    store: &Store,
+    run: &str,
+    key: &str,
+    target: &Target,
+    wf: &Workflow,
+) -> Result<AgentResult, Error> {
+    let row = store.agent(run, key)?;
+    let steps = store.steps(run, key)?;
+    // The user ids of the steps whose actions make users, whatever the workflow names them.
+    let id_of = |actions: &[&str]| {
+        let ids: Vec<&str> = (wf.steps.iter())
+            .filter(|s| actions.contains(&s.action.as_str()))
+            .map(|s| s.id.as_str())
+            .collect();
+        // A step that was rolled back names a user that no longer exists.
+        steps
+            .iter()
+            .find(|s| ids.contains(&s.step_id.as_str()))
+            .filter(|s| s.state != StepState::RolledBack)
+            .and_then(|s| s.outputs.get("user_id").cloned())
+    };
+    Ok(AgentResult {
+        email: key.to_string(),
+        outcome: Outcome::of_state(row.state),
+        run_id: Some(run.to_string()),
+        connect_user_id: id_of(&[
+            steps::CONNECT_USER_ACTIONS[0],
+            steps::CONNECT_USER_ACTIONS[1],
+            steps::CONNECT_USER_REMOVAL,
+        ]),
+        identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION, steps::IDENTITY_USER_REMOVAL]),
+        error: row.last_error,
+        portal_url: (row.state == AgentState::Done && wf.irreversible_steps().is_empty())
+            .then(|| target.portal_url.clone()),
+        plan: BTreeMap::new(),
+    })
+}
