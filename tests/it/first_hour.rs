@@ -277,3 +277,33 @@ async fn the_demo_removes_its_temporary_state_file_and_says_so() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the demo left {left:?} in TMPDIR");
 }
+
+#[tokio::test]
+async fn a_rejected_file_s_problems_are_a_json_array_and_timestamps_have_fixed_width() {
+    let env = Env::new().await;
+    let bad = bad_file(&env);
+    let out = env.run(&["--json", "batch", &bad]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let j = out.json();
+    let invalid = j["invalid"].as_array().unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(invalid.len(), 1, "{j}");
+    assert!(invalid[0].as_str().unwrap().contains("bad.csv:3"), "{j}");
+    assert!(
+        !j["error"].as_str().unwrap().contains('\n'),
+        "the error is one line; the rows are the array: {j}"
+    );
+    // Every timestamp `status` shows has exactly three fractional digits.
+    assert_eq!(env.run(&ONBOARD_ANA).await.code, 0);
+    let status = env.status_json().await;
+    let re = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$").unwrap();
+    let run = &status["runs"][0];
+    let agent = &run["agents"][0];
+    for t in [
+        &run["created_at"],
+        &agent["created_at"],
+        &agent["updated_at"],
+        &agent["steps"][0]["updated_at"],
+    ] {
+        assert!(re.is_match(t.as_str().unwrap_or_default()), "{t} in {status}");
+    }
+}
