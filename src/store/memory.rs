@@ -1,16 +1,19 @@
-//! An in-memory journal: the same contract as the state file (lease-fenced changes, one
-//! event per change) without a file. Dry runs use it (they must write nothing anywhere),
-//! and so do the engine's unit tests.
+//! An in-memory journal and run store: the same contract as the state file (lease-fenced
+//! changes, one event per change, runs and their agents in insertion order) without a
+//! file. Dry runs use it (they must write nothing anywhere), and so do the engine's unit
+//! tests and the state-semantics suite (`run_store`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{fmt_ms, now_ms, now_rfc3339};
+use super::{fmt_ms, now_ms, now_rfc3339, Error, RunRow};
 use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentState, OnFailure, StepState};
 
 #[derive(Debug)]
 struct Entry {
+    /// Insertion position (the run store's page cursor).
+    seq: i64,
     row: AgentRow,
     steps: Vec<StepRow>,
     lease: Option<(String, i64)>,
@@ -21,6 +24,10 @@ struct Entry {
 pub struct MemoryJournal {
     agents: Mutex<BTreeMap<(String, String), Entry>>,
     events: Mutex<u64>,
+    /// Runs, oldest first (only those created through the run store).
+    runs: Mutex<Vec<RunRow>>,
+    /// The last insertion position given.
+    seq: Mutex<i64>,
 }
 
 impl MemoryJournal {
@@ -32,9 +39,22 @@ impl MemoryJournal {
         steps: &[String],
         on_failure: OnFailure,
     ) {
+        self.add_entries(run, agents, steps, on_failure);
+    }
+
+    /// Adds agents to a run (its row aside).
+    pub(super) fn add_entries(
+        &self,
+        run: &str,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: OnFailure,
+    ) {
         let now = now_rfc3339();
         let mut map = self.lock();
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         for (key, subject) in agents {
+            *seq += 1;
             let steps = steps
                 .iter()
                 .enumerate()
@@ -65,6 +85,7 @@ impl MemoryJournal {
             map.insert(
                 (run.to_string(), key.clone()),
                 Entry {
+                    seq: *seq,
                     row,
                     steps,
                     lease: None,
@@ -72,6 +93,94 @@ impl MemoryJournal {
             );
             *self.events.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         }
+    }
+
+    /// A run, with its agents; with `exclusive`, refused when one of the agents has a run
+    /// in an open state, or in a holding state with a step that owns or may own a resource.
+    pub(super) fn insert_run(
+        &self,
+        run: &RunRow,
+        agents: &[(String, serde_json::Value)],
+        steps: &[String],
+        on_failure: OnFailure,
+        exclusive: Option<(&[AgentState], &[AgentState])>,
+    ) -> Result<(), Error> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((open, holding)) = exclusive {
+            let map = self.lock();
+            for (key, _) in agents {
+                let earlier = map.values().filter(|e| &e.row.agent_key == key);
+                for e in earlier {
+                    let holds = e.steps.iter().any(|s| s.owned || s.unresolved);
+                    if open.contains(&e.row.state) || (holds && holding.contains(&e.row.state)) {
+                        return Err(Error::Unfinished {
+                            agent: key.clone(),
+                            run: e.row.run_id.clone(),
+                            state: e.row.state.as_str().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        runs.push(run.clone());
+        drop(runs);
+        self.add_entries(&run.id, agents, steps, on_failure);
+        Ok(())
+    }
+
+    /// One run created through the run store.
+    pub(super) fn run_row(&self, run: &str) -> Result<RunRow, Error> {
+        (self.runs.lock().unwrap_or_else(|p| p.into_inner()).iter())
+            .find(|r| r.id == run)
+            .cloned()
+            .ok_or_else(|| JournalError::NotFound(format!("run {run}")).into())
+    }
+
+    /// The runs, oldest first.
+    pub(super) fn run_rows(&self) -> Vec<RunRow> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A run's entries, in insertion order.
+    fn entries_of(&self, run: &str) -> Vec<(i64, AgentRow)> {
+        let mut rows: Vec<(i64, AgentRow)> = (self.lock().values())
+            .filter(|e| e.row.run_id == run)
+            .map(|e| (e.seq, e.row.clone()))
+            .collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        rows
+    }
+
+    /// A run's agents, in insertion order.
+    pub(super) fn rows_of(&self, run: &str) -> Vec<AgentRow> {
+        self.entries_of(run).into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Up to `limit` keys of a run after position `after`.
+    pub(super) fn keys_after(&self, run: &str, after: i64, limit: usize) -> Vec<(i64, String)> {
+        (self.entries_of(run).into_iter())
+            .filter(|(seq, _)| *seq > after)
+            .take(limit)
+            .map(|(seq, r)| (seq, r.agent_key))
+            .collect()
+    }
+
+    /// The runs holding `key`, oldest first.
+    pub(super) fn runs_holding(&self, key: &str) -> Vec<String> {
+        let mut held: Vec<(i64, String)> = (self.lock().values())
+            .filter(|e| e.row.agent_key == key)
+            .map(|e| (e.seq, e.row.run_id.clone()))
+            .collect();
+        held.sort();
+        held.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The newest run holding `key`, and the agent's state there.
+    pub(super) fn latest(&self, key: &str) -> Option<(String, AgentState)> {
+        (self.lock().values())
+            .filter(|e| e.row.agent_key == key)
+            .max_by_key(|e| e.seq)
+            .map(|e| (e.row.run_id.clone(), e.row.state))
     }
 
     /// Number of journal events so far.

@@ -21,12 +21,14 @@
 mod committer;
 mod lease;
 mod memory;
+mod run_store;
 mod schema;
 mod sqlite;
 
 pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 pub use lease::Holder;
 pub use memory::MemoryJournal;
+pub use run_store::RunStore;
 pub use sqlite::Store;
 
 use serde::{Deserialize, Serialize};

@@ -304,6 +304,9 @@ async fn a_rejected_file_s_problems_are_a_json_array_and_timestamps_have_fixed_w
         &agent["updated_at"],
         &agent["steps"][0]["updated_at"],
     ] {
-        assert!(re.is_match(t.as_str().unwrap_or_default()), "{t} in {status}");
+        assert!(
+            re.is_match(t.as_str().unwrap_or_default()),
+            "{t} in {status}"
+        );
     }
 }
