@@ -105,7 +105,7 @@ pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
         target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
     // connect-onboard's own record first: an unfinished run is finished by its own fix,
     // whatever it left missing.
-    let (state, unfinished) = state_check(ctx, who);
+    let (state, unfinished) = state_check(ctx, who).await;
     let d = Doctor {
         who,
         target: &target,
@@ -704,8 +704,8 @@ impl Doctor<'_> {
 /// What connect-onboard's own state says about the agent: its runs, unfinished steps and
 /// owned resources, and the fix of its latest run when that is unfinished. Read only; no
 /// state file is created.
-fn state_check(ctx: &Context, who: &str) -> (Check, Option<String>) {
-    let check = state_check_inner(ctx, who);
+async fn state_check(ctx: &Context, who: &str) -> (Check, Option<String>) {
+    let check = state_check_inner(ctx, who).await;
     let fix = (check.status == CheckStatus::Problem)
         .then(|| check.fix.clone())
         .flatten();
@@ -722,7 +722,7 @@ fn resources(step: &str, outputs: &std::collections::BTreeMap<String, String>) -
     format!("{step} ({})", ids.join(", "))
 }
 
-fn state_check_inner(ctx: &Context, who: &str) -> Check {
+async fn state_check_inner(ctx: &Context, who: &str) -> Check {
     const ID: &str = "state";
     if !ctx.state_path.exists() {
         return Check::ok(
@@ -744,7 +744,7 @@ fn state_check_inner(ctx: &Context, who: &str) -> Check {
         }
     };
     let keys = [who.to_string(), who.to_lowercase()];
-    let runs = match store.runs() {
+    let runs = match store.runs().await {
         Ok(r) => r,
         Err(e) => {
             return Check::unknown(
@@ -759,11 +759,22 @@ fn state_check_inner(ctx: &Context, who: &str) -> Check {
     let mut owned = Vec::new();
     let mut latest: Option<(String, AgentState)> = None;
     for run in &runs {
-        let Some(agent) = keys.iter().find_map(|k| store.agent(&run.id, k).ok()) else {
+        let mut found = None;
+        for k in &keys {
+            if let Ok(a) = store.agent(&run.id, k).await {
+                found = Some(a);
+                break;
+            }
+        }
+        let Some(agent) = found else {
             continue;
         };
         seen.push(format!("{} {}", run.id, agent.state.as_str()));
-        for s in store.steps(&run.id, &agent.agent_key).unwrap_or_default() {
+        for s in store
+            .steps(&run.id, &agent.agent_key)
+            .await
+            .unwrap_or_default()
+        {
             if s.owned
                 && matches!(
                     s.state,

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{Stream, StreamExt};
 
 use crate::engine::{self, AgentOutcome, Engine, JournalError, Secrets, Workflow};
 use crate::steps::Subject;
-use crate::store::{RunRow, Store};
+use crate::store::{RunRow, RunStore};
 
 use super::Error;
 
@@ -65,12 +65,12 @@ pub(super) struct Drivers<'a> {
 /// write whose intent could not be recorded.
 pub(super) async fn drive(
     d: &Drivers<'_>,
-    work: impl Iterator<Item = Result<Work, Error>>,
-    mut done: impl FnMut(Driven) -> Result<(), Error>,
+    work: impl Stream<Item = Result<Work, Error>>,
+    mut done: impl AsyncFnMut(Driven) -> Result<(), Error>,
 ) -> Result<Option<String>, Error> {
     let stopped: Mutex<Option<String>> = Mutex::new(None);
-    let mut results = stream::iter(work)
-        .map(|item| {
+    let mut results = Box::pin(
+        work.map(|item| {
             let stopped = &stopped;
             async move {
                 let work = item?;
@@ -109,9 +109,10 @@ pub(super) async fn drive(
                 })
             }
         })
-        .buffer_unordered(d.concurrency.max(1));
+        .buffer_unordered(d.concurrency.max(1)),
+    );
     while let Some(driven) = results.next().await {
-        done(driven?)?;
+        done(driven?).await?;
     }
     drop(results);
     Ok(stopped.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -143,11 +144,11 @@ pub(super) struct Directions(HashMap<String, Direction>);
 
 impl Directions {
     /// The direction of run `run`.
-    pub fn of(&mut self, store: &Store, run: &str) -> Result<Direction, Error> {
+    pub async fn of(&mut self, store: &dyn RunStore, run: &str) -> Result<Direction, Error> {
         if let Some(d) = self.0.get(run) {
             return Ok(*d);
         }
-        let d = direction_of_row(&store.run(run)?);
+        let d = direction_of_row(&store.run(run).await?);
         self.0.insert(run.to_string(), d);
         Ok(d)
     }

@@ -267,11 +267,13 @@ impl Context {
         Ok(self.pacer.get_or_init(|| p).clone())
     }
 
-    pub(crate) fn open_store(&self) -> Result<Arc<Store>, Error> {
+    /// The state store (the SQLite state file), behind the store traits: nothing above
+    /// this line knows which backend it is.
+    pub(crate) fn open_store(&self) -> Result<StateStore, Error> {
         Ok(Arc::new(Store::open(&self.state_path)?))
     }
 
-    pub(crate) fn existing_store(&self) -> Result<Arc<Store>, Error> {
+    pub(crate) fn existing_store(&self) -> Result<StateStore, Error> {
         if !self.state_path.exists() {
             return Err(Error::Input(format!(
                 "no state file at {}: no onboarding has run with this state file yet (see --state or [state] path)",
@@ -279,6 +281,16 @@ impl Context {
             )));
         }
         self.open_store()
+    }
+}
+
+/// The state store as every operation holds it: the run-level operations and the engine's
+/// journal, whatever the backend.
+pub(crate) type StateStore = Arc<dyn store::RunStore>;
+
+impl From<engine::JournalError> for Error {
+    fn from(e: engine::JournalError) -> Self {
+        Error::Store(store::Error::Journal(e))
     }
 }
 

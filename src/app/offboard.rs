@@ -131,14 +131,14 @@ pub async fn offboard(
         // side, or a user made again since): then it is identified again.
         let mut offboarded_in: Option<String> = None;
         if let Some(store) = &store {
-            if let Some((run, state)) = store.latest_by_key(&email)? {
-                let removes = directions.of(store, &run)? == Direction::Offboards;
+            if let Some((run, state)) = store.latest_by_key(&email).await? {
+                let removes = directions.of(&**store, &run).await? == Direction::Offboards;
                 match (removes, state) {
                     (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
                     // An offboarding to finish: with what it identified then.
                     (true, _) => {
                         let subject: Subject =
-                            serde_json::from_value(store.agent(&run, &email)?.subject)
+                            serde_json::from_value(store.agent(&run, &email).await?.subject)
                                 .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
                         let l = subject.leaver.clone().unwrap_or_default();
                         planned.push((

@@ -110,6 +110,7 @@ pub async fn onboard(
             &open,
             &[AgentState::Failed],
         )
+        .await
         .map_err(|e| match e {
             store::Error::Unfinished { agent, run, state } => {
                 let advice = AgentState::parse(&state)
@@ -124,7 +125,7 @@ pub async fn onboard(
         })?;
     let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);
     engine.run_agent(&run_id, &email, &secrets).await?;
-    Ok(OnboardReport::Run(run_status(&store, &run_id)?))
+    Ok(OnboardReport::Run(run_status(&*store, &run_id).await?))
 }
 
 pub(super) fn new_run_id() -> String {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 
 use crate::agent::Secret;
@@ -18,13 +18,13 @@ use crate::config::AssignmentMode;
 use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets, StepState, Workflow};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
-use crate::store::{self, MemoryJournal, RunRow, Store};
+use crate::store::{self, MemoryJournal, RunRow, RunStore};
 use crate::target::{self, Target};
 
-use super::drive::{drive, Direction, Directions, Drive, Drivers, Work};
+use super::drive::{drive, Direction, Directions, Drive, Driven, Drivers, Work};
 use super::onboard::new_run_id;
 use super::runs::engine_for_run;
-use super::{engine_options, env_for, Context, Error, Outcome, RunSettings};
+use super::{engine_options, env_for, Context, Error, Outcome, RunSettings, StateStore};
 
 /// Rows inserted per state-store transaction when a run is created.
 const INSERT_CHUNK: usize = 1_000;
@@ -275,7 +275,7 @@ pub(super) async fn run_rows(
     if phase.opts.dry_run {
         plan_rows(&phase, &mut out).await?;
     } else {
-        let sorted = sort_rows(ctx, &phase, &mut out)?;
+        let sorted = sort_rows(ctx, &phase, &mut out).await?;
         drive_rows(ctx, &phase, sorted, &mut out).await?;
     }
     let mut report = out.report;
@@ -340,7 +340,7 @@ async fn plan_rows(phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<(), Erro
 
 /// The rows sorted by what their latest run says.
 struct Sorted {
-    store: Arc<Store>,
+    store: StateStore,
     /// The new run's id, if it got agents.
     new_run: Option<String>,
     /// Agents in the new run.
@@ -354,7 +354,11 @@ struct Sorted {
 
 /// Pass 2: each row by what its latest run says (already done, skipped, to resume or retry
 /// in its run, or new); the new ones go into the new run, a chunk of rows per transaction.
-fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<Sorted, Error> {
+async fn sort_rows(
+    ctx: &Context,
+    phase: &Phase<'_>,
+    out: &mut Recorder<'_>,
+) -> Result<Sorted, Error> {
     let store = ctx.open_store()?;
     let wf = &phase.wf;
     let run_id = new_run_id();
@@ -366,32 +370,11 @@ fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result
         passwords: HashMap::new(),
     };
     let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
-    let flush = |chunk: &mut Vec<(String, serde_json::Value)>,
-                 new_run: &mut Option<String>|
-     -> Result<(), Error> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        if new_run.is_none() {
-            let run = RunRow {
-                id: run_id.clone(),
-                created_at: store::now_rfc3339(),
-                workflow_name: wf.name.clone(),
-                workflow: wf.source.clone(),
-                meta: serde_json::to_value(phase.target).unwrap_or_default(),
-            };
-            store.create_run(&run, &[], &wf.step_ids(), phase.settings.on_failure)?;
-            *new_run = Some(run_id.clone());
-        }
-        store.add_agents(&run_id, chunk, &wf.step_ids(), phase.settings.on_failure)?;
-        chunk.clear();
-        Ok(())
-    };
     let direction = Direction::of(wf);
     let mut directions = Directions::default();
     for v in (phase.rows)()? {
         let key = v.subject.agent.email.clone();
-        match rerun_rule(&store, &mut directions, direction, &key, phase.target)? {
+        match rerun_rule(&*store, &mut directions, direction, &key, phase.target).await? {
             Rerun::Report(a) => {
                 out.record(a);
                 continue;
@@ -403,7 +386,7 @@ fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result
                 .push((key.clone(), Drive::Resume)),
             Rerun::InRun(run, _) => {
                 // This file's row when the run has the same workflow; else the run's own.
-                let how = if store.run(&run)?.workflow_name == wf.name {
+                let how = if store.run(&run).await?.workflow_name == wf.name {
                     Drive::RetryWith(subject_json(&v.subject)?)
                 } else {
                     Drive::Retry
@@ -418,7 +401,7 @@ fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result
                 sorted.fresh += 1;
                 chunk.push((key.clone(), subject_json(&v.subject)?));
                 if chunk.len() == INSERT_CHUNK {
-                    flush(&mut chunk, &mut sorted.new_run)?;
+                    flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
                 }
             }
         }
@@ -426,8 +409,40 @@ fn sort_rows(ctx: &Context, phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result
             sorted.passwords.insert(key, p);
         }
     }
-    flush(&mut chunk, &mut sorted.new_run)?;
+    flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
     Ok(sorted)
+}
+
+/// Inserts a chunk of new agents in one transaction, creating the run with the first.
+async fn flush(
+    store: &dyn RunStore,
+    phase: &Phase<'_>,
+    run_id: &str,
+    chunk: &mut Vec<(String, serde_json::Value)>,
+    new_run: &mut Option<String>,
+) -> Result<(), Error> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let (wf, on_failure) = (&phase.wf, phase.settings.on_failure);
+    if new_run.is_none() {
+        let run = RunRow {
+            id: run_id.to_string(),
+            created_at: store::now_rfc3339(),
+            workflow_name: wf.name.clone(),
+            workflow: wf.source.clone(),
+            meta: serde_json::to_value(phase.target).unwrap_or_default(),
+        };
+        store
+            .create_run(&run, &[], &wf.step_ids(), on_failure)
+            .await?;
+        *new_run = Some(run_id.to_string());
+    }
+    store
+        .add_agents(run_id, chunk, &wf.step_ids(), on_failure)
+        .await?;
+    chunk.clear();
+    Ok(())
 }
 
 /// What an agent's latest run says about a new pass at it.
@@ -441,14 +456,14 @@ enum Rerun {
 }
 
 /// The re-run rules for one agent of a run going `direction`.
-fn rerun_rule(
-    store: &Store,
+async fn rerun_rule(
+    store: &dyn RunStore,
     directions: &mut Directions,
     direction: Direction,
     key: &str,
     target: &Target,
 ) -> Result<Rerun, Error> {
-    let Some((run, state)) = store.latest_by_key(key)? else {
+    let Some((run, state)) = store.latest_by_key(key).await? else {
         return Ok(Rerun::New);
     };
     let skip = |outcome: Outcome, error: Option<String>, portal: bool| AgentResult {
@@ -461,7 +476,7 @@ fn rerun_rule(
         portal_url: portal.then(|| target.portal_url.clone()),
         plan: BTreeMap::new(),
     };
-    if directions.of(store, &run)? != direction {
+    if directions.of(store, &run).await? != direction {
         // The other direction: unfinished, it must end first; else this is new.
         if !state.unfinished() {
             return Ok(Rerun::New);
@@ -523,7 +538,7 @@ async fn drive_rows(
     }
     let mut resumed: Vec<Work> = Vec::new();
     for (run, keys) in earlier {
-        let row = store.run(&run)?;
+        let row = store.run(&run).await?;
         let engine = engine_for_run(ctx, &store, &row, phase.settings).await?;
         engines.insert(run.clone(), engine);
         let run: Arc<str> = Arc::from(run.as_str());
@@ -534,14 +549,8 @@ async fn drive_rows(
         }));
     }
     // The new run's agents are read back a page at a time, not held.
-    let pages = KeyPages {
-        store: store.clone(),
-        run: Arc::from(new_run.as_deref().unwrap_or_default()),
-        after: 0,
-        page: Vec::new().into_iter(),
-        done: new_run.is_none(),
-    };
-    let work = pages.chain(resumed.into_iter().map(Ok));
+    let pages = key_pages(store.clone(), new_run.as_deref());
+    let work = pages.chain(stream::iter(resumed.into_iter().map(Ok)));
     let secrets = |key: &str| {
         let mut s = Secrets::default();
         if let Some(p) = passwords.get(key) {
@@ -560,9 +569,9 @@ async fn drive_rows(
         concurrency: phase.opts.concurrency,
         after: Some(&forget),
     };
-    let stopped = drive(&drivers, work, |d| {
+    let stopped = drive(&drivers, work, async |d: Driven| {
         let wf = engines[&*d.work.run].workflow();
-        let mut a = result_of(&store, &d.work.run, &d.work.key, phase.target, wf)?;
+        let mut a = result_of(&*store, &d.work.run, &d.work.key, phase.target, wf).await?;
         if let Some(Err(e)) = d.result {
             a.error.get_or_insert(e.to_string());
         }
@@ -582,46 +591,52 @@ async fn drive_rows(
     Ok(())
 }
 
-/// A run's agent keys, read from the store a page at a time.
-struct KeyPages {
-    store: Arc<Store>,
-    run: Arc<str>,
-    after: i64,
-    page: std::vec::IntoIter<(i64, String)>,
-    done: bool,
-}
-
 /// Keys read per page.
 const KEY_PAGE: usize = 1_000;
 
-impl Iterator for KeyPages {
-    type Item = Result<Work, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some((rowid, key)) = self.page.next() {
-                self.after = rowid;
-                return Some(Ok(Work {
-                    run: self.run.clone(),
+/// A run's agents to drive, its keys read from the store a page at a time (not held).
+fn key_pages(
+    store: StateStore,
+    run: Option<&str>,
+) -> impl Stream<Item = Result<Work, Error>> + use<> {
+    struct Cursor {
+        store: StateStore,
+        run: Arc<str>,
+        after: i64,
+        done: bool,
+    }
+    let cursor = Cursor {
+        store,
+        run: Arc::from(run.unwrap_or_default()),
+        after: 0,
+        done: run.is_none(),
+    };
+    stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        let page = match c.store.agent_keys_page(&c.run, c.after, KEY_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                c.done = true;
+                return Some((vec![Err(Error::from(e))], c));
+            }
+        };
+        c.done = page.len() < KEY_PAGE;
+        c.after = page.last().map_or(c.after, |(pos, _)| *pos);
+        let run = c.run.clone();
+        let work = (page.into_iter())
+            .map(|(_, key)| {
+                Ok(Work {
+                    run: run.clone(),
                     key,
                     how: Drive::Resume,
-                }));
-            }
-            if self.done {
-                return None;
-            }
-            match self.store.agent_keys_page(&self.run, self.after, KEY_PAGE) {
-                Ok(page) => {
-                    self.done = page.len() < KEY_PAGE;
-                    self.page = page.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e.into()));
-                }
-            }
-        }
-    }
+                })
+            })
+            .collect();
+        Some((work, c))
+    })
+    .flat_map(stream::iter)
 }
 
 /// The actions for `agents` new agents: over bulk reads when there are enough of them (a
@@ -665,15 +680,15 @@ async fn registry_for(
     Ok((steps::registry(&env), env.snapshot))
 }
 
-fn result_of(
-    store: &Store,
+async fn result_of(
+    store: &dyn RunStore,
     run: &str,
     key: &str,
     target: &Target,
     wf: &Workflow,
 ) -> Result<AgentResult, Error> {
-    let row = store.agent(run, key)?;
-    let steps = store.steps(run, key)?;
+    let row = store.agent(run, key).await?;
+    let steps = store.steps(run, key).await?;
     // The user ids of the steps whose actions make users, whatever the workflow names them.
     let id_of = |actions: &[&str]| {
         let ids: Vec<&str> = (wf.steps.iter())

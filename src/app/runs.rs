@@ -12,18 +12,21 @@ use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
 use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
 use crate::steps::{self, Subject};
-use crate::store::{RunRow, Store};
+use crate::store::{RunRow, RunStore};
 use crate::target;
 use crate::target::Target;
 
-use super::drive::{drive, Drive, Drivers, Work};
+use super::drive::{drive, Drive, Driven, Drivers, Work};
 use super::status::{advice, run_status, RunStatus};
-use super::{engine_options, env_for, Context, Error, Regions, RunSettings, PASSWORD_ENV};
+use super::{
+    engine_options, env_for, Context, Error, Regions, RunSettings, StateStore, PASSWORD_ENV,
+};
+use futures::StreamExt;
 
 /// Rebuilds the engine of a stored run: its own workflow snapshot and target.
 pub(super) async fn engine_for_run(
     ctx: &Context,
-    store: &Arc<Store>,
+    store: &StateStore,
     run: &RunRow,
     settings: &RunSettings,
 ) -> Result<Engine<Subject>, Error> {
@@ -39,7 +42,7 @@ fn target_of(run: &RunRow) -> Result<Target, Error> {
 /// The engine of a stored run, and the clients it acts through.
 async fn run_parts(
     ctx: &Context,
-    store: &Arc<Store>,
+    store: &StateStore,
     run: &RunRow,
     settings: &RunSettings,
 ) -> Result<(Engine<Subject>, Clients, Target), Error> {
@@ -122,14 +125,14 @@ impl RunsReport {
             concurrency: settings.concurrency,
             after: None,
         };
-        let work = todo.into_iter().map(|(key, how)| {
+        let work = futures::stream::iter(todo).map(|(key, how): (String, Drive)| {
             Ok(Work {
                 run: run.clone(),
                 key,
                 how,
             })
         });
-        let stopped = drive(&drivers, work, |d| match d.result {
+        let stopped = drive(&drivers, work, async |d: Driven| match d.result {
             None => Ok(()),
             Some(result) => self.settle(result),
         })
@@ -152,8 +155,8 @@ pub async fn resume(
 ) -> Result<RunsReport, Error> {
     let store = ctx.existing_store()?;
     let runs = match run_id {
-        Some(id) => vec![store.run(id)?],
-        None => store.runs()?,
+        Some(id) => vec![store.run(id).await?],
+        None => store.runs().await?,
     };
     let mut report = RunsReport {
         runs: Vec::new(),
@@ -161,7 +164,7 @@ pub async fn resume(
         driven: 0,
     };
     for run in runs {
-        let agents = store.agents(&run.id)?;
+        let agents = store.agents(&run.id).await?;
         let attention: Vec<_> = agents
             .iter()
             .filter(|a| a.state == AgentState::NeedsAttention)
@@ -176,7 +179,7 @@ pub async fn resume(
         }
         if !agents.iter().any(|a| a.state.resumable()) {
             if run_id.is_some() || !attention.is_empty() {
-                report.runs.push(run_status(&store, &run.id)?);
+                report.runs.push(run_status(&*store, &run.id).await?);
             }
             continue;
         }
@@ -195,7 +198,7 @@ pub async fn resume(
                 .map(|s| s.id.as_str())
                 .collect();
             let needs_connect = a.state != AgentState::RollingBack
-                && store.steps(&run.id, &a.agent_key)?.iter().any(|s| {
+                && store.steps(&run.id, &a.agent_key).await?.iter().any(|s| {
                     password_steps.contains(&s.step_id.as_str())
                         && !matches!(s.state, StepState::Done | StepState::Adopted)
                 });
@@ -212,7 +215,7 @@ pub async fn resume(
         report
             .drive(&run.id, engine, todo, &secrets, settings)
             .await?;
-        report.runs.push(run_status(&store, &run.id)?);
+        report.runs.push(run_status(&*store, &run.id).await?);
     }
     Ok(report)
 }
@@ -273,7 +276,7 @@ pub async fn rollback(
     confirm: &mut ConfirmRollback<'_>,
 ) -> Result<RollbackReport, Error> {
     let store = ctx.existing_store()?;
-    let run = store.run(run_id)?;
+    let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, settings).await?;
     let mut report = RunsReport {
         runs: Vec::new(),
@@ -282,9 +285,9 @@ pub async fn rollback(
     };
     let email = email.map(|e| e.trim().to_lowercase());
     if let Some(e) = &email {
-        known_agent(&store, run_id, e)?;
+        known_agent(&*store, run_id, e).await?;
     }
-    let agents: Vec<_> = (store.agents(run_id)?.into_iter())
+    let agents: Vec<_> = (store.agents(run_id).await?.into_iter())
         .filter(|a| email.as_ref().is_none_or(|e| e == &a.agent_key))
         .collect();
     let mut plan = Vec::new();
@@ -293,9 +296,11 @@ pub async fn rollback(
             continue;
         }
         let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
-        let adopted_by = (adopters(&store, run_id, &a.agent_key, &removed)?.into_iter())
-            .map(|(run, _)| run)
-            .collect();
+        let adopted_by = (adopters(&*store, run_id, &a.agent_key, &removed)
+            .await?
+            .into_iter())
+        .map(|(run, _)| run)
+        .collect();
         let remove = (removed.into_iter())
             .map(|(step, resources)| PlannedRemoval { step, resources })
             .collect();
@@ -326,11 +331,11 @@ pub async fn rollback(
             ));
             continue;
         }
-        let before = store.steps(run_id, &a.agent_key)?;
+        let before = store.steps(run_id, &a.agent_key).await?;
         let result = engine.rollback_agent(run_id, &a.agent_key, &secrets).await;
         report.settle(result)?;
         // What this rollback deleted: steps that held a resource and are rolled back now.
-        let after = store.steps(run_id, &a.agent_key)?;
+        let after = store.steps(run_id, &a.agent_key).await?;
         let deleted: Vec<(String, std::collections::BTreeMap<String, String>)> = (after.iter())
             .filter(|s| s.state == StepState::RolledBack)
             .filter_map(|s| {
@@ -340,17 +345,17 @@ pub async fn rollback(
             })
             .collect();
         if !deleted.is_empty() {
-            mark_adopters(&store, run_id, &a.agent_key, &deleted, &mut report)?;
+            mark_adopters(&*store, run_id, &a.agent_key, &deleted, &mut report).await?;
         }
     }
-    report.runs.push(run_status(&store, run_id)?);
+    report.runs.push(run_status(&*store, run_id).await?);
     Ok(RollbackReport::Done(report))
 }
 
 /// The other runs of `agent` with a step `adopted` with the same ids as one of `removed`,
 /// and those steps.
-fn adopters(
-    store: &Store,
+async fn adopters(
+    store: &dyn RunStore,
     run: &str,
     agent: &str,
     removed: &[(String, std::collections::BTreeMap<String, String>)],
@@ -359,11 +364,11 @@ fn adopters(
     if removed.is_empty() {
         return Ok(out);
     }
-    for other in store.runs_of_agent(agent)? {
+    for other in store.runs_of_agent(agent).await? {
         if other == run {
             continue;
         }
-        let gone: Vec<String> = (store.steps(&other, agent)?.into_iter())
+        let gone: Vec<String> = (store.steps(&other, agent).await?.into_iter())
             .filter(|s| s.state == StepState::Adopted)
             .filter(|s| {
                 removed
@@ -382,16 +387,16 @@ fn adopters(
 /// The other runs of `agent` that adopted a resource `run`'s rollback just deleted: each
 /// such step is pending again and the agent `interrupted`, naming why, so `status` no
 /// longer shows it `done / adopted` and `resume` (or the batch again) looks it up anew.
-fn mark_adopters(
-    store: &Store,
+async fn mark_adopters(
+    store: &dyn RunStore,
     run: &str,
     agent: &str,
     deleted: &[(String, std::collections::BTreeMap<String, String>)],
     report: &mut RunsReport,
 ) -> Result<(), Error> {
-    for (other, gone) in adopters(store, run, agent, deleted)? {
+    for (other, gone) in adopters(store, run, agent, deleted).await? {
         let token = uuid::Uuid::new_v4().to_string();
-        if let Err(e) = store.acquire_lease(&other, agent, &token, 60_000) {
+        if let Err(e) = store.acquire_lease(&other, agent, &token, 60_000).await {
             report.skipped.push(format!(
                 "{agent} (run {other}) adopted what this rollback deleted ({}) but could not be marked: {e}",
                 gone.join(", ")
@@ -403,38 +408,43 @@ fn mark_adopters(
             gone.join(", "),
             advice(AgentState::Interrupted, &other, agent).unwrap_or_default()
         );
-        let marked = (|| -> Result<(), crate::store::Error> {
-            for id in &gone {
-                let update = crate::engine::StepUpdate {
+        // Every step and the agent's state in one change, then the lease goes.
+        let mut changes: Vec<crate::engine::journal::Change> = (gone.iter())
+            .map(|id| crate::engine::journal::Change::Step {
+                step: id.clone(),
+                update: crate::engine::StepUpdate {
                     state: Some(StepState::Pending),
                     owned: Some(false),
                     unresolved: Some(false),
                     outputs: Some(Default::default()),
                     last_error: Some(Some(format!("Deleted: deleted by `rollback {run}`"))),
                     ..Default::default()
-                };
-                store.update_step(
-                    &other,
-                    agent,
-                    &token,
-                    id,
-                    &update,
-                    "adopted_resource_deleted",
-                )?;
-            }
-            store.set_agent_state(&other, agent, &token, AgentState::Interrupted, Some(&why))
-        })();
-        let released = store.release_lease(&other, agent, &token);
-        marked?;
-        released?;
+                },
+                kind: "adopted_resource_deleted",
+            })
+            .collect();
+        changes.push(crate::engine::journal::Change::Agent {
+            state: AgentState::Interrupted,
+            last_error: Some(why),
+        });
+        changes.push(crate::engine::journal::Change::ReleaseLease);
+        if let Err(e) = store.apply(&other, agent, &token, changes).await {
+            let _ = store.release_lease(&other, agent, &token).await;
+            return Err(e.into());
+        }
     }
     Ok(())
 }
 
 /// `--email E` names an agent of the run: the same usage error (exit 2) for every command
 /// that takes one.
-fn known_agent(store: &Store, run_id: &str, email: &str) -> Result<(), Error> {
-    if store.agents(run_id)?.iter().any(|a| a.agent_key == email) {
+async fn known_agent(store: &dyn RunStore, run_id: &str, email: &str) -> Result<(), Error> {
+    if store
+        .agents(run_id)
+        .await?
+        .iter()
+        .any(|a| a.agent_key == email)
+    {
         Ok(())
     } else {
         Err(Error::Input(format!(
@@ -446,12 +456,12 @@ fn known_agent(store: &Store, run_id: &str, email: &str) -> Result<(), Error> {
 /// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
 pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStatus, Error> {
     let store = ctx.existing_store()?;
-    let run = store.run(run_id)?;
+    let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
     let email = email.trim().to_lowercase();
-    known_agent(&store, run_id, &email)?;
+    known_agent(&*store, run_id, &email).await?;
     engine.release_agent(run_id, &email).await?;
-    run_status(&store, run_id)
+    run_status(&*store, run_id).await
 }
 
 /// A corrected row given to `retry --from`: the row (with the cells that could not be read
@@ -507,8 +517,8 @@ pub async fn retry(
 ) -> Result<RunsReport, Error> {
     let store = ctx.existing_store()?;
     let runs = match run_id {
-        Some(id) => vec![store.run(id)?],
-        None => store.runs()?,
+        Some(id) => vec![store.run(id).await?],
+        None => store.runs().await?,
     };
     let (fixes, mut unreadable) = from.map(corrections).transpose()?.unwrap_or_default();
     let defaults = ctx.config().map(|c| c.defaults.clone()).unwrap_or_default();
@@ -519,7 +529,8 @@ pub async fn retry(
     };
     for run in runs {
         let agents: Vec<_> = store
-            .agents(&run.id)?
+            .agents(&run.id)
+            .await?
             .into_iter()
             .filter(|a| {
                 matches!(a.state, AgentState::Failed | AgentState::RolledBack)
@@ -528,7 +539,7 @@ pub async fn retry(
             .collect();
         if agents.is_empty() {
             if run_id.is_some() {
-                report.runs.push(run_status(&store, &run.id)?);
+                report.runs.push(run_status(&*store, &run.id).await?);
             }
             continue;
         }
@@ -615,7 +626,7 @@ pub async fn retry(
         report
             .drive(&run.id, engine, todo, &secrets, settings)
             .await?;
-        report.runs.push(run_status(&store, &run.id)?);
+        report.runs.push(run_status(&*store, &run.id).await?);
     }
     if !unreadable.is_empty() {
         return Err(Error::Input(unreadable.join("\n")));

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::engine::{AgentState, StepState};
-use crate::store::Store;
+use crate::store::RunStore;
 
 use super::{Context, Error};
 
@@ -27,19 +27,20 @@ pub(crate) fn advice(state: AgentState, run: &str, agent: &str) -> Option<String
 
 /// Status of one run, or of every run. A state file that does not exist yet (and was not
 /// named with `--state`) means nothing has run: no runs.
-pub fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus>, Error> {
+pub async fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus>, Error> {
     if run_id.is_none() && ctx.globals.state.is_none() && !ctx.state_path.exists() {
         return Ok(Vec::new());
     }
     let store = ctx.existing_store()?;
-    match run_id {
-        Some(id) => Ok(vec![run_status(&store, id)?]),
-        None => store
-            .runs()?
-            .iter()
-            .map(|r| run_status(&store, &r.id))
-            .collect(),
+    let ids = match run_id {
+        Some(id) => vec![id.to_string()],
+        None => store.runs().await?.into_iter().map(|r| r.id).collect(),
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(run_status(&*store, &id).await?);
     }
+    Ok(out)
 }
 
 /// One run, as `status --json` prints it.
@@ -104,8 +105,8 @@ pub struct StepStatus {
     pub updated_at: String,
 }
 
-pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error> {
-    let run = store.run(run_id)?;
+pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<RunStatus, Error> {
+    let run = store.run(run_id).await?;
     // An offboarded agent signs in nowhere any more.
     let removes = super::drive::direction_of_row(&run) == super::drive::Direction::Offboards;
     let portal = (run.meta.get("portal_url"))
@@ -113,9 +114,10 @@ pub(crate) fn run_status(store: &Store, run_id: &str) -> Result<RunStatus, Error
         .filter(|_| !removes)
         .map(str::to_string);
     let mut agents = Vec::new();
-    for a in store.agents(run_id)? {
+    for a in store.agents(run_id).await? {
         let steps = store
-            .steps(run_id, &a.agent_key)?
+            .steps(run_id, &a.agent_key)
+            .await?
             .into_iter()
             .map(|s| StepStatus {
                 adopted: s.state == StepState::Adopted,

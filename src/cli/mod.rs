@@ -312,7 +312,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::Status { run_id } => {
             let ctx = Context::load_for_state(&globals(g))?;
-            let runs = app::status(&ctx, run_id.as_deref())?;
+            let runs = app::status(&ctx, run_id.as_deref()).await?;
             if runs.is_empty() && !json {
                 println!("no runs yet");
             }
