@@ -22,6 +22,7 @@ use connect_onboard::aws::{
     SsoAdminApi,
 };
 use connect_onboard::config;
+use connect_onboard::engine::Journal;
 use connect_onboard::engine::{Engine, EngineOptions, Secrets, Workflow};
 use connect_onboard::steps;
 use connect_onboard::store::{self, RunRow, StepUpdate, Store};
@@ -93,28 +94,31 @@ async fn main() {
                 connect_onboard::engine::OnFailure::Rollback,
             )
             .unwrap();
-        store.acquire_lease("r", "a", "t", 600_000).unwrap();
+        Journal::acquire_lease(&*store, "r", "a", "t", 600_000)
+            .await
+            .unwrap();
         let mut tx = Vec::new();
         for i in 0..200 {
             let t = Instant::now();
-            store
-                .update_step(
-                    "r",
-                    "a",
-                    "t",
-                    "s",
-                    &StepUpdate {
-                        state: Some(if i % 2 == 0 {
-                            connect_onboard::engine::StepState::Running
-                        } else {
-                            connect_onboard::engine::StepState::Done
-                        }),
-                        bump_attempts: true,
-                        ..Default::default()
-                    },
-                    "bench",
-                )
-                .unwrap();
+            Journal::update_step(
+                &*store,
+                "r",
+                "a",
+                "t",
+                "s",
+                &StepUpdate {
+                    state: Some(if i % 2 == 0 {
+                        connect_onboard::engine::StepState::Running
+                    } else {
+                        connect_onboard::engine::StepState::Done
+                    }),
+                    bump_attempts: true,
+                    ..Default::default()
+                },
+                "bench",
+            )
+            .await
+            .unwrap();
             tx.push(t.elapsed());
         }
 

@@ -11,25 +11,37 @@ use crate::engine::{AgentState, StepState};
 use crate::store::lease::Holder;
 use crate::store::{fmt_ms, now_ms, now_rfc3339, Error, Result};
 
+/// The checkpoint writes, synchronous, for the store's own unit tests: the product writes
+/// through the async [`Journal`](crate::engine::Journal) impl and its group committer.
 impl Store {
     /// Takes the agent's lease for `ttl_ms` under `token`, unless a live process holds it.
     /// An expired lease, or one whose holder is a dead process on this host, is taken over.
-    pub fn acquire_lease(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn acquire_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<()> {
         self.with_tx(|tx| tx_acquire_lease(tx, run, agent, token, ttl_ms))
     }
 
     /// Extends the lease; fails with `LeaseLost` if `token` no longer holds it.
-    pub fn renew_lease(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn renew_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<()> {
         self.with_tx(|tx| tx_renew_lease(tx, run, agent, token, ttl_ms))
     }
 
-    /// Releases the lease if `token` holds it.
-    pub fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<()> {
-        self.with_tx(|tx| tx_release_lease(tx, run, agent, token))
-    }
-
     /// Applies `update` to a step, checked against the lease, with a journal event `kind`.
-    pub fn update_step(
+    #[cfg(test)]
+    pub(crate) fn update_step(
         &self,
         run: &str,
         agent: &str,
@@ -42,7 +54,8 @@ impl Store {
     }
 
     /// Sets the agent's state (and last error), checked against the lease.
-    pub fn set_agent_state(
+    #[cfg(test)]
+    pub(crate) fn set_agent_state(
         &self,
         run: &str,
         agent: &str,
@@ -51,17 +64,6 @@ impl Store {
         last_error: Option<&str>,
     ) -> Result<()> {
         self.with_tx(|tx| tx_set_agent_state(tx, run, agent, token, state, last_error))
-    }
-
-    /// Replaces the agent's subject, checked against the lease.
-    pub fn set_subject(
-        &self,
-        run: &str,
-        agent: &str,
-        token: &str,
-        subject: &serde_json::Value,
-    ) -> Result<()> {
-        self.with_tx(|tx| tx_set_subject(tx, run, agent, token, subject))
     }
 }
 
