@@ -61,12 +61,20 @@ async fn run_parts(
     Ok((engine, clients, target))
 }
 
-fn secrets_for(subject: &serde_json::Value, base: &Secrets) -> Result<(), String> {
-    let needs = subject
-        .pointer("/agent/needs_password")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    if !needs {
+/// An agent's subject as its run stored it.
+fn stored_subject(a: &crate::store::AgentRow) -> Result<Subject, Error> {
+    serde_json::from_value(a.subject.clone()).map_err(|e| {
+        Error::Input(format!(
+            "agent {}: stored subject does not parse: {e}",
+            a.agent_key
+        ))
+    })
+}
+
+/// Whether the secrets hold what the agent's subject needs (its password, checked as at
+/// onboard, when its instance stores users in Connect).
+fn secrets_for(subject: &Subject, base: &Secrets) -> Result<(), String> {
+    if !subject.agent.needs_password {
         return Ok(());
     }
     match base.get(steps::PASSWORD) {
@@ -203,7 +211,7 @@ pub async fn resume(
                         && !matches!(s.state, StepState::Done | StepState::Adopted)
                 });
             if needs_connect {
-                if let Err(why) = secrets_for(&a.subject, &secrets) {
+                if let Err(why) = secrets_for(&stored_subject(&a)?, &secrets) {
                     report
                         .skipped
                         .push(format!("{} (run {}): {why}", a.agent_key, run.id));
@@ -549,12 +557,7 @@ pub async fn retry(
         let catalog = target::catalog(&clients.connect, &target.instance_id).await?;
         let mut problems = Vec::new();
         for a in agents.iter().filter(|a| !a.state.resumable()) {
-            let stored: Subject = serde_json::from_value(a.subject.clone()).map_err(|e| {
-                Error::Input(format!(
-                    "agent {}: stored subject does not parse: {e}",
-                    a.agent_key
-                ))
-            })?;
+            let stored = stored_subject(a)?;
             let spec = match fixes.get(&a.agent_key) {
                 Some(Correction { row, failed }) => {
                     let line = row.line;
@@ -589,10 +592,9 @@ pub async fn retry(
                     // Store UserName a migration keeps (case and all), an offboarding's ids.
                     s.identity_user_name = stored.identity_user_name.clone();
                     s.leaver = stored.leaver.clone();
-                    subjects.insert(
-                        a.agent_key.clone(),
-                        serde_json::to_value(&s).unwrap_or_default(),
-                    );
+                    let json = serde_json::to_value(&s)
+                        .map_err(|e| Error::Input(format!("agent {}: {e}", a.agent_key)))?;
+                    subjects.insert(a.agent_key.clone(), json);
                 }
                 Err(errs) => report.skipped.push(format!(
                     "{} (run {}): {}",
@@ -611,7 +613,7 @@ pub async fn retry(
         }
         let mut todo = Vec::new();
         for a in agents {
-            if let Err(why) = secrets_for(&a.subject, &secrets) {
+            if let Err(why) = secrets_for(&stored_subject(&a)?, &secrets) {
                 report
                     .skipped
                     .push(format!("{} (run {}): {why}", a.agent_key, run.id));
