@@ -1,7 +1,8 @@
 //! The command line: clap definitions, the mapping of flags to `app` operations, and all
 //! printing. Human progress goes to stderr, results to stdout; `--json` puts only JSON on
 //! stdout. The parts: `args` (clap), this file (flags → `app` calls), `output`
-//! (tables, progress lines, plans), `exit` (the one exit-code table), `dev` (`sandbox`, `demo`).
+//! (tables, progress lines, plans), `files` (reports, notices, fix plans, renamed into
+//! place), `meter` (wait lines and the batch meter), `exit` (the one exit-code table), `dev` (`sandbox`, `demo`).
 
 // The one layer that prints (Cargo.toml denies printing elsewhere).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -9,6 +10,8 @@
 mod args;
 mod dev;
 pub mod exit;
+mod files;
+mod meter;
 mod output;
 
 use std::io::{IsTerminal, Read};
@@ -122,7 +125,7 @@ pub(crate) fn globals(g: &GlobalArgs) -> Globals {
         workflow: g.workflow.clone(),
         profile: g.profile.clone(),
         region: g.region.clone(),
-        on_wait: output::wait_printer(g.json),
+        on_wait: meter::wait_printer(g.json),
     }
 }
 
@@ -331,7 +334,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let ctx = Context::load(&globals(g))?;
             let report = app::drift(&ctx).await?;
             if let Some(dir) = &fix_plan {
-                output::write_fix_plan(dir, &report.plan()).map_err(app::Error::Input)?;
+                files::write_fix_plan(dir, &report.plan()).map_err(app::Error::Input)?;
             }
             output::print_drift(&report, fix_plan.as_deref(), json);
             Ok(exit::for_drift(&report))
@@ -381,9 +384,9 @@ fn quiet(on_failure: OnFailureArg) -> RunSettings {
 struct Outputs {
     report_path: Option<std::path::PathBuf>,
     notices_path: Option<std::path::PathBuf>,
-    report: Option<output::ReportWriter>,
-    notices: Option<output::NoticeWriter>,
-    meter: output::Meter,
+    report: Option<files::ReportWriter>,
+    notices: Option<files::NoticeWriter>,
+    meter: meter::Meter,
     /// Calls that waited to retry (throttling), shown by the meter.
     waits: Waits,
 }
@@ -395,7 +398,7 @@ type Waits = std::sync::Arc<std::sync::atomic::AtomicU64>;
 /// instead of printed one line each.
 fn counted(g: &GlobalArgs, waits: &Waits) -> Globals {
     Globals {
-        on_wait: Some(output::wait_counter(waits)),
+        on_wait: Some(meter::wait_counter(waits)),
         ..globals(g)
     }
 }
@@ -413,7 +416,7 @@ impl Outputs {
             notices_path: notices.map(Into::into),
             report: None,
             notices: None,
-            meter: output::Meter::new(json, dry_run),
+            meter: meter::Meter::new(json, dry_run),
             waits,
         }
     }
@@ -440,10 +443,10 @@ impl Outputs {
 impl app::Sink for Outputs {
     fn started(&mut self, total: usize) -> Result<(), String> {
         if let Some(p) = &self.report_path {
-            self.report = Some(output::ReportWriter::create(p)?);
+            self.report = Some(files::ReportWriter::create(p)?);
         }
         if let Some(d) = &self.notices_path {
-            self.notices = Some(output::NoticeWriter::create(d)?);
+            self.notices = Some(files::NoticeWriter::create(d)?);
         }
         self.meter.start(total, self.waits.clone());
         Ok(())
