@@ -253,13 +253,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 skip_invalid,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::new(
-                run.report.as_deref(),
-                run.notices.as_deref(),
-                json,
-                run.dry_run,
-                waits,
-            );
+            let mut outs = Outputs::for_run(&run, json, waits);
             let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
             outs.finish(out, json)
         }
@@ -279,13 +273,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::new(
-                run.report.as_deref(),
-                run.notices.as_deref(),
-                json,
-                run.dry_run,
-                waits,
-            );
+            let mut outs = Outputs::for_run(&run, json, waits);
             let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
             outs.finish(out, json)
         }
@@ -404,6 +392,17 @@ fn counted(g: &GlobalArgs, waits: &Waits) -> Globals {
 }
 
 impl Outputs {
+    /// The outputs `batch` and `migrate` were asked for.
+    fn for_run(run: &RunArgs, json: bool, waits: Waits) -> Self {
+        Outputs::new(
+            run.report.as_deref(),
+            run.notices.as_deref(),
+            json,
+            run.dry_run,
+            waits,
+        )
+    }
+
     fn new(
         report: Option<&std::path::Path>,
         notices: Option<&std::path::Path>,

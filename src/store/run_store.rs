@@ -225,20 +225,25 @@ mod semantics {
         vec!["connect_user".into(), "identity_user".into()]
     }
 
+    /// Run `id`, created at `at`, with `keys` as its agents.
+    async fn seed(s: &dyn RunStore, id: &str, at: &str, keys: &[&str]) {
+        s.create_run(
+            &run_row(id, at),
+            &agents(keys),
+            &steps(),
+            OnFailure::Rollback,
+        )
+        .await
+        .unwrap();
+    }
+
     const T1: &str = "2026-12-07T10:00:00.000Z";
     const T2: &str = "2026-12-07T11:00:00.000Z";
 
     #[tokio::test]
     async fn runs_agents_and_pages_come_back_as_inserted() {
         for (name, s) in stores() {
-            s.create_run(
-                &run_row("r1", T1),
-                &agents(&["b@x", "a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
+            seed(&*s, "r1", T1, &["b@x", "a@x"]).await;
             s.add_agents("r1", &agents(&["c@x"]), &steps(), OnFailure::Rollback)
                 .await
                 .unwrap();
@@ -282,22 +287,8 @@ mod semantics {
     #[tokio::test]
     async fn the_latest_run_of_an_agent_is_the_newest() {
         for (name, s) in stores() {
-            s.create_run(
-                &run_row("r1", T1),
-                &agents(&["a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
-            s.create_run(
-                &run_row("r2", T2),
-                &agents(&["a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
+            seed(&*s, "r1", T1, &["a@x"]).await;
+            seed(&*s, "r2", T2, &["a@x"]).await;
             assert_eq!(
                 s.latest_by_key("a@x").await.unwrap(),
                 Some(("r2".to_string(), AgentState::Pending)),
@@ -317,14 +308,7 @@ mod semantics {
     #[tokio::test]
     async fn an_unfinished_agent_refuses_an_exclusive_run_and_nothing_is_written() {
         for (name, s) in stores() {
-            s.create_run(
-                &run_row("r1", T1),
-                &agents(&["a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
+            seed(&*s, "r1", T1, &["a@x"]).await;
             let refused = s
                 .create_run_exclusive(
                     &run_row("r2", T2),
@@ -366,14 +350,7 @@ mod semantics {
     #[tokio::test]
     async fn a_live_lease_has_one_holder_and_fences_every_checkpoint() {
         for (name, s) in stores() {
-            s.create_run(
-                &run_row("r1", T1),
-                &agents(&["a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
+            seed(&*s, "r1", T1, &["a@x"]).await;
             s.acquire_lease("r1", "a@x", "A", 60_000).await.unwrap();
             assert!(
                 matches!(
@@ -417,14 +394,7 @@ mod semantics {
     #[tokio::test]
     async fn a_batch_of_changes_is_all_or_nothing() {
         for (name, s) in stores() {
-            s.create_run(
-                &run_row("r1", T1),
-                &agents(&["a@x"]),
-                &steps(),
-                OnFailure::Rollback,
-            )
-            .await
-            .unwrap();
+            seed(&*s, "r1", T1, &["a@x"]).await;
             s.acquire_lease("r1", "a@x", "A", 60_000).await.unwrap();
             let done = StepUpdate {
                 state: Some(StepState::Done),
