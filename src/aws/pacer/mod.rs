@@ -32,21 +32,23 @@
 //! background share used to hold the rate near its 10 % floor: 22 × the clean bound).
 //! So the bucket counts the answers to the calls granted since its last decrease, and:
 //! * decrease only on a throttle in **excess** of the learned background share `b`: more
-//!   than `b·n + 2σ` of those `n` answers (with `b = 0`, the first throttle, as before),
+//!   than `b·n + 3σ` of those `n` answers (with `b = 0`, the first throttle, as before),
 //!   and at most once per generation (calls granted before the last decrease were sent at
 //!   the old rate: their throttles only count), like TCP's one cut per window;
 //! * the decrease is CUBIC's (`W = rate`, fast convergence when below the last `W`),
 //!   by the excess share once measured on [`MEASURED_OUTCOMES`] answers (a server bucket
-//!   at 70 % of our rate throttles 30 % of our calls: one cut of 30 % lands on it), at
-//!   least `1 − β` ([`BETA`]), never below 10 % of the configured rate; our bucket is
-//!   emptied (the server's is);
-//! * each decrease is a **probe**: after [`PROBE_OUTCOMES`] answers at the lower rate, if
-//!   the throttled share has not fallen by half, the throttles did not follow our rate:
-//!   the decrease is undone and the share (before and after) becomes `b`; while a probe
-//!   runs, no other decrease unless the share *rises* well past the one that caused it
-//!   (a server bucket still overrun, or still draining). (A server bucket's share falls to ~0 after a cut in
-//!   proportion to it.) A window with a share below `b` pulls `b` down (the background
-//!   may have gone); a probe raises it again.
+//!   at 70 % of our rate throttles 30 % of our calls: one cut of 30 % lands on it, and
+//!   `W` is then that rate), at least `1 − β` ([`BETA`]), at most to [`MAX_CUT`], never
+//!   below 10 % of the configured rate; our bucket is emptied (the server's is);
+//! * each decrease is a **probe**: the rate is held for [`PROBE_OUTCOMES`] answers. A
+//!   server bucket we overran throttles a share `f` at rate `r`, so `1 − (1 − f)/c` after a
+//!   cut by `c` (to ~0 once below its rate); a background share stays `f`. If the share
+//!   after is nearer `f` (and 2σ above the other), the throttles did not follow our rate:
+//!   the decrease is undone and the share (before and after) becomes `b`. Once `b > 0`, a
+//!   cut is at least to [`PROBE_CUT`] (a shallow cut would be too weak a test). While a
+//!   probe runs, no other decrease unless the share *rises* well past the one that caused
+//!   it (a server bucket still overrun, or still draining). A sliding window whose share is
+//!   below `b` pulls `b` down (the background may have gone); a probe raises it again.
 //! * success: `rate = W·(1 − (1−β)·(1 − t/T)³)`, `t` = time since that throttle,
 //!   `T` = [`RECOVERY`] (20 s): back at `W` after `T` (flat around it), then
 //!   probing above it; never above the configured rate, and never downward.
