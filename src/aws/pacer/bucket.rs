@@ -184,7 +184,14 @@ impl BucketState {
             self.throttled += 1.0;
         }
         if let Some(p) = self.probe {
-            if self.seen >= PROBE_OUTCOMES {
+            // A cut sized on too few answers cannot be judged either: hold it only until
+            // the share since it is measured, then the next throttle sizes a measured one.
+            let length = if p.measured {
+                PROBE_OUTCOMES
+            } else {
+                MEASURED_OUTCOMES
+            };
+            if self.seen >= length {
                 self.settle(p, now);
             }
         } else if self.seen >= 2.0 * WINDOW_OUTCOMES {
