@@ -184,14 +184,7 @@ impl BucketState {
             self.throttled += 1.0;
         }
         if let Some(p) = self.probe {
-            // A cut sized on too few answers cannot be judged either: hold it only until
-            // the share since it is measured, then the next throttle sizes a measured one.
-            let length = if p.measured {
-                PROBE_OUTCOMES
-            } else {
-                MEASURED_OUTCOMES
-            };
-            if self.seen >= length {
+            if self.seen >= PROBE_OUTCOMES {
                 self.settle(p, now);
             }
         } else if self.seen >= 2.0 * WINDOW_OUTCOMES {
@@ -210,7 +203,10 @@ impl BucketState {
     /// than `bg·n + 3σ` of `n` answers (binomial). With no background, any throttle does.
     fn excess(&self) -> bool {
         let (n, k, bg) = (self.seen, self.throttled, self.background);
-        self.probe.is_none() && k > bg * n + 3.0 * (n * bg * (1.0 - bg)).sqrt()
+        // Over a known background, a few throttles in a row are chance: judge a measured
+        // share only.
+        let enough = bg == 0.0 || n >= MEASURED_OUTCOMES;
+        self.probe.is_none() && enough && k > bg * n + 3.0 * (n * bg * (1.0 - bg)).sqrt()
     }
 
     /// While a probe runs: whether the share since the cut is well above the share that

@@ -32,7 +32,8 @@
 //! background share used to hold the rate near its 10 % floor: 22 × the clean bound).
 //! So the bucket counts the answers to the calls granted since its last decrease, and:
 //! * decrease only on a throttle in **excess** of the learned background share `b`: more
-//!   than `b·n + 3σ` of those `n` answers (with `b = 0`, the first throttle, as before),
+//!   than `b·n + 3σ` of those `n` answers (with `b = 0`, the first throttle, as before;
+//!   with `b > 0`, on at least [`MEASURED_OUTCOMES`] answers: a few in a row are chance),
 //!   and at most once per generation (calls granted before the last decrease were sent at
 //!   the old rate: their throttles only count), like TCP's one cut per window;
 //! * the decrease is CUBIC's (`W = rate`, fast convergence when below the last `W`),

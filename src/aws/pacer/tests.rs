@@ -556,9 +556,8 @@ async fn in_flight_throttles_decrease_once_and_a_cut_that_does_not_help_is_undon
         1e-9,
         "one decrease",
     );
-    // While the decrease is on trial (sized on one answer: until the share since it is
-    // measured), throttles do not decrease again.
-    for _ in 0..(MEASURED_OUTCOMES as usize - 1) {
+    // While the decrease is on trial, throttles do not decrease again.
+    for _ in 0..(PROBE_OUTCOMES as usize - 1) {
         p.acquire(api, Attempt::Retry)
             .await
             .done(Outcome::Throttled { retry_after: None });
@@ -825,7 +824,10 @@ async fn contention_sweep() {
             let (max_ratio, max_throttles) = if server_burst >= 5.0 {
                 (1.1, n / 10)
             } else {
-                (1.3, n * 15 / 100)
+                // Each decrease holds its rate for a probe (at least MEASURED_OUTCOMES
+                // answers before another): 34 of 200 at 30 % (25 with one cut per
+                // throttle, before the probes), still no storm.
+                (1.3, n * 20 / 100)
             };
             assert!(
                 ratio <= max_ratio,
@@ -874,9 +876,10 @@ async fn contention_ends_rate_recovers() {
     assert_eq!(p.current_rate(api), Some(2.0));
     // 90 s at up to 2/s = 180 calls; the climb (~2·RECOVERY) costs ~10 s' worth, and a
     // probe under way when the contention ends holds the rate for up to PROBE_OUTCOMES
-    // answers (~20 s at 2/s) before it (144 calls; 153 before the probes).
-    assert!(calls_after_switch >= 140, "{calls_after_switch}");
-    assert!(throttles <= 8, "{throttles}");
+    // answers (~20 s at 2/s) before it (143 calls; 153 before the probes).
+    assert!(calls_after_switch >= 125, "{calls_after_switch}");
+    // 10 with the probes (6 before them): each cut holds its rate for a few answers.
+    assert!(throttles <= 12, "{throttles}");
     println!("recovery: {calls_after_switch} calls in the 90 s after contention ended, {throttles} throttles");
 }
 
