@@ -7,15 +7,21 @@
 //! 2. **contended** — the same, with the sandbox granting CreateUser only 70 % of the
 //!    configured rate (another client draining the bucket): wall ÷ the real bound, and
 //!    throttled CreateUser calls per agent.
-//! 3. **overhead** — an unthrottled sandbox: the tool's CPU time per agent (user + system,
+//! 3. **storm** — `STORM` agents (default 300) at the same ×`SCALE` quotas under a fault
+//!    storm on every call: 30 % throttled (each service's own ThrottlingException; Identity
+//!    Store's with `RetryAfterSeconds`), 5 % answered 5xx, 15 ms latency, 2 % of writes
+//!    applied and then answered 5xx, a 3 s eventual-consistency window; no kills. Reports
+//!    wall ÷ the clean bound (one CreateUser per agent at Connect's per-API rate: what the
+//!    quota scenario's bound is) and the share of calls throttled.
+//! 4. **overhead** — an unthrottled sandbox: the tool's CPU time per agent (user + system,
 //!    checkpoints included) and peak RSS, at `OVERHEAD` agents (default 3000; set
 //!    `OVERHEAD=3000,100000` for both sizes).
-//! 4. **aws-cli** — `CLI` agents (default 200) through a sequential `aws` CLI loop
+//! 5. **aws-cli** — `CLI` agents (default 200) through a sequential `aws` CLI loop
 //!    (`connect create-user`, `identitystore create-user`, `create-group-membership`)
 //!    against the same unthrottled sandbox, versus `batch` for the same number; skipped
 //!    when `aws` is not installed.
 //!
-//! Run: `cargo bench --bench batch` (`ONLY=quota,contended,overhead,aws-cli` to choose).
+//! Run: `cargo bench --bench batch` (`ONLY=quota,contended,storm,overhead,aws-cli` to choose).
 
 // Test and bench code: unwrap is how a check fails, and printing is its report.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -179,6 +185,40 @@ fn quota_run_report(name: &str, run: &Run, n: usize, scale: f64, share: f64) {
     println!("  calls per agent: {}", per_agent.join(", "));
 }
 
+/// The write operations of the onboarding workflow and of its compensation.
+const WRITES: [&str; 7] = [
+    "connect:CreateUser",
+    "identitystore:CreateUser",
+    "identitystore:CreateGroupMembership",
+    "sso:CreateApplicationAssignment",
+    "connect:DeleteUser",
+    "identitystore:DeleteUser",
+    "identitystore:DeleteGroupMembership",
+];
+
+/// The storm of item 21 (as `tests/it/reliability.rs` writes one): 15 ms on every call;
+/// then, of every call, 30 % throttled with the service's own error, 5 % answered 5xx, and of
+/// the writes 2 % applied and then answered 5xx (exact marginals: the rules are tried in
+/// order, each probability conditional on the earlier ones not firing); a 3 s
+/// eventual-consistency window.
+fn storm_faults(seed: u64) -> serde_json::Value {
+    let mut rules = vec![serde_json::json!({"op": "*", "action": "latency", "latency_ms": 15})];
+    for (svc, status) in [("connect", 429), ("identitystore", 429), ("sso", 400)] {
+        rules.push(
+            serde_json::json!({"op": format!("{svc}:*"), "action": "error",
+            "code": "ThrottlingException", "status": status, "message": "Rate exceeded",
+            "probability": 0.30}),
+        );
+    }
+    rules.push(serde_json::json!({"op": "*", "action": "error", "probability": 0.05 / 0.70}));
+    for op in WRITES {
+        rules.push(
+            serde_json::json!({"op": op, "action": "apply_then_error", "probability": 0.02 / 0.65}),
+        );
+    }
+    serde_json::json!({"seed": seed, "consistency_window_ms": 3000, "rules": rules})
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +249,32 @@ async fn main() {
         let (config, csv) = files(dir.path(), &limits, n, "contended");
         let run = batch(&sb, &config, &csv, 64).await;
         quota_run_report("contended (CreateUser at 70 %)", &run, n, scale, 0.7);
+        sb.shutdown().await;
+    }
+    if wanted("storm") {
+        let storm_n: usize = var("STORM", 300);
+        let mut faults = storm_faults(var("STORM_SEED", 1));
+        faults["rate_limits"] = serde_json::json!({"preset": "aws", "scale": scale});
+        let sb = sandbox(faults).await;
+        let (config, csv) = files(dir.path(), &limits, storm_n, "storm");
+        let run = batch(&sb, &config, &csv, 64).await;
+        let calls = calls(&run.json);
+        let total: u64 = calls.values().map(|c| c.0).sum();
+        let throttled: u64 = calls.values().map(|c| c.1).sum();
+        // A clean run's bound: one Connect CreateUser per agent at its per-API rate.
+        let clean = storm_n as f64 / (2.0 * scale);
+        println!(
+            "storm: {storm_n} agents, wall {:.2} s, clean bound {clean:.2} s, ratio {:.2}; throttled {throttled}/{total} calls ({:.1} %); counts {}",
+            run.wall.as_secs_f64(),
+            run.wall.as_secs_f64() / clean,
+            100.0 * throttled as f64 / total.max(1) as f64,
+            run.json["counts"]
+        );
+        let per_agent: Vec<String> = calls
+            .iter()
+            .map(|(api, (c, t))| format!("{api} {:.2} ({t} throttled)", *c as f64 / storm_n as f64))
+            .collect();
+        println!("  calls per agent: {}", per_agent.join(", "));
         sb.shutdown().await;
     }
     if wanted("overhead") {

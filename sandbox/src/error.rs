@@ -129,11 +129,7 @@ impl Service {
 
     /// The service's throttling error.
     pub fn throttled(self) -> ApiError {
-        let err = ApiError::new(self, self.throttling_code(), "Rate exceeded");
-        match self {
-            Service::IdentityStore => err.with("RetryAfterSeconds", 1),
-            _ => err,
-        }
+        ApiError::new(self, self.throttling_code(), "Rate exceeded").with_service_members()
     }
 
     /// The service's generic internal error.
@@ -143,6 +139,7 @@ impl Service {
             self.internal_code(),
             "An internal error occurred (injected by the sandbox)",
         )
+        .with_service_members()
     }
 }
 
@@ -172,6 +169,23 @@ impl ApiError {
             message: message.into(),
             extra: Map::new(),
         }
+    }
+
+    /// Adds the members the service always fills in for this code, unless already set:
+    /// Identity Store's ThrottlingException and InternalServerException carry
+    /// `RetryAfterSeconds` (botocore's `identitystore` model; aws-domain.md §1.3).
+    pub fn with_service_members(mut self) -> ApiError {
+        if self.service == Service::IdentityStore
+            && matches!(
+                self.code.as_str(),
+                "ThrottlingException" | "InternalServerException"
+            )
+        {
+            self.extra
+                .entry("RetryAfterSeconds")
+                .or_insert(Value::from(1));
+        }
+        self
     }
 
     /// Adds a member to the error body.

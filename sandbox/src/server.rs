@@ -327,7 +327,7 @@ fn injected_error(service: Service, inj: &InjectedError) -> ApiError {
     for (k, v) in &inj.members {
         err.extra.insert(k.clone(), v.clone());
     }
-    err
+    err.with_service_members()
 }
 
 fn run_handler(

@@ -893,6 +893,57 @@ where
     None
 }
 
+/// Identity Store's ThrottlingException and InternalServerException carry
+/// `RetryAfterSeconds` (botocore's `identitystore` model has the member and the service fills
+/// it in): from the rate limiter, and from rules that inject either code without naming the
+/// member (the reliability tests' storm), as the SDK parses it.
+#[tokio::test]
+async fn identity_store_throttling_and_5xx_carry_retry_after_seconds() {
+    let (_g, sb) = serial();
+    let ids = sb.ids();
+    let store = ids.identity_store_id.as_str();
+    let c = clients().await;
+    let mut throttle = FaultRule::new("identitystore:GetUserId", FaultAction::Error);
+    throttle.code = Some("ThrottlingException".into());
+    throttle.status = Some(429);
+    throttle.message = Some("Rate exceeded".into());
+    throttle.times = Some(1);
+    sb.set_faults(only(vec![
+        throttle,
+        once("identitystore:GetUserId", FaultAction::Error),
+    ]));
+    let get = || user_id_req(&c.ids, store, "userName", "nobody@example.com").send();
+    let err = get().await.expect_err("throttled");
+    match err.as_service_error() {
+        Some(ido::get_user_id::GetUserIdError::ThrottlingException(t)) => {
+            assert_eq!(t.retry_after_seconds(), 1, "{t:?}")
+        }
+        other => panic!("not a ThrottlingException: {other:?}"),
+    }
+    let err = get().await.expect_err("500");
+    match err.as_service_error() {
+        Some(ido::get_user_id::GetUserIdError::InternalServerException(i)) => {
+            assert_eq!(i.retry_after_seconds(), 1, "{i:?}")
+        }
+        other => panic!("not an InternalServerException: {other:?}"),
+    }
+    // The rate limiter's throttles too.
+    sb.set_faults(FaultConfig::aws_rate_limits(1.0));
+    let mut seen = None;
+    for _ in 0..30 {
+        if let Err(e) = get().await {
+            if let Some(ido::get_user_id::GetUserIdError::ThrottlingException(t)) =
+                e.as_service_error()
+            {
+                seen = Some(t.retry_after_seconds());
+                break;
+            }
+        }
+    }
+    sb.set_faults(FaultConfig::default());
+    assert_eq!(seen, Some(1), "a rate-limited call carries it");
+}
+
 #[tokio::test]
 async fn sdk_sees_injected_faults() {
     let (_g, sb) = serial();

@@ -28,6 +28,11 @@ pub enum ErrorKind {
     /// The service says the resource exists, but lookups do not show it yet (eventual
     /// consistency): wait, within the step's settle window, rather than write again.
     NotVisibleYet,
+    /// A write refers to a resource an earlier step of the agent wrote (one of its inputs),
+    /// and the service does not find it yet (Identity Center takes seconds before a new user
+    /// can be a principal): wait within the settle window of *that* write, rather than give
+    /// up after the attempt budget.
+    InputNotVisibleYet,
     /// A passing error that a lower layer already retried for its whole time budget (a
     /// throttling storm that outlived it): stop now, resumable, without retrying again.
     Spent,

@@ -208,6 +208,26 @@ where
         )
     }
 
+    /// Whether a step this one takes an input from was written within the settle window (the
+    /// larger of the two steps' `settle_ms`): a not-found on a write that refers to that
+    /// resource may just mean "not visible yet". The clock runs from *that* write, not from
+    /// this step's own attempts (each of which is a new write).
+    pub(super) fn inputs_within_settle(&self, idx: usize) -> bool {
+        let wf = self.wf();
+        let now = self.engine.opts.clock.now_ms();
+        wf.steps[idx].inputs.values().any(|(from, _)| {
+            wf.steps
+                .iter()
+                .position(|s| &s.id == from)
+                .is_some_and(|j| {
+                    let settle = wf.steps[j].settle_ms.max(wf.steps[idx].settle_ms) as i64;
+                    self.steps[j]
+                        .last_write_ms
+                        .is_some_and(|t| now - t < settle)
+                })
+        })
+    }
+
     pub(super) fn within_settle(&self, idx: usize) -> bool {
         let settle = self.wf().steps[idx].settle_ms as i64;
         self.steps[idx]
@@ -525,13 +545,12 @@ where
     ) -> Result<Option<Stop>, Error> {
         let step = &self.wf().steps[idx];
         let (id, policy) = (step.id.clone(), step.retry);
-        let decision = decide(
-            &policy,
-            Loop::Write,
-            e.kind,
-            self.within_settle(idx),
-            attempt,
-        );
+        let within = if e.kind == ErrorKind::InputNotVisibleYet {
+            self.inputs_within_settle(idx)
+        } else {
+            self.within_settle(idx)
+        };
+        let decision = decide(&policy, Loop::Write, e.kind, within, attempt);
         match decision {
             Decision::Permanent => {
                 self.progress(&id, "failed", e.to_string());

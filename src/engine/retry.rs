@@ -55,7 +55,8 @@ pub enum Loop {
     /// window does not extend the budget (nothing was written yet in this pass).
     Lookup,
     /// A step's lookup-then-create loop. Not-found errors are passing; "exists but not
-    /// visible yet" waits out the step's settle window even past the budget.
+    /// visible yet" waits out the step's settle window even past the budget, and "an input
+    /// is not visible yet" the settle window of the write that made it.
     Write,
     /// Compensation. A not-found error here is final (the caller has already turned a
     /// delete's not-found into "done", or into a transient error inside the settle window);
@@ -75,7 +76,8 @@ pub enum Decision {
 }
 
 /// The one retry decision of the engine: pure, given the policy, the loop, the error's class,
-/// whether the step is inside its settle window and the attempt number (1-based).
+/// whether the step is inside its settle window (for [`ErrorKind::InputNotVisibleYet`]: the
+/// window of the earlier write it refers to) and the attempt number (1-based).
 pub fn decide(
     policy: &RetryPolicy,
     lp: Loop,
@@ -87,6 +89,7 @@ pub fn decide(
         ErrorKind::Transient
         | ErrorKind::Ambiguous
         | ErrorKind::NotVisibleYet
+        | ErrorKind::InputNotVisibleYet
         | ErrorKind::Spent => true,
         ErrorKind::NotFound => lp != Loop::Undo,
         ErrorKind::Permanent | ErrorKind::Conflict | ErrorKind::AlreadyExists => false,
@@ -97,10 +100,14 @@ pub fn decide(
     if kind == ErrorKind::Spent {
         return Decision::Exhausted;
     }
+    let not_visible = matches!(
+        kind,
+        ErrorKind::NotVisibleYet | ErrorKind::InputNotVisibleYet
+    );
     let settling = match lp {
         Loop::Lookup => false,
-        Loop::Write => kind == ErrorKind::NotVisibleYet && within_settle,
-        Loop::Undo => kind == ErrorKind::NotVisibleYet || within_settle,
+        Loop::Write => not_visible && within_settle,
+        Loop::Undo => not_visible || within_settle,
     };
     if attempt >= policy.max_attempts && !settling {
         return Decision::Exhausted;
@@ -180,6 +187,15 @@ mod tests {
             decide(&P, Loop::Undo, ErrorKind::NotFound, true, 1),
             Decision::Permanent
         );
+    }
+
+    #[test]
+    fn an_input_not_visible_yet_retries_past_the_budget_only_within_the_window() {
+        let k = ErrorKind::InputNotVisibleYet;
+        assert!(retries(decide(&P, Loop::Write, k, true, 9)));
+        assert_eq!(decide(&P, Loop::Write, k, false, 3), Decision::Exhausted);
+        assert!(retries(decide(&P, Loop::Write, k, false, 2)));
+        assert_eq!(decide(&P, Loop::Lookup, k, true, 3), Decision::Exhausted);
     }
 
     #[test]

@@ -1174,3 +1174,49 @@ proptest::proptest! {
         }
     }
 }
+
+/// Item 22: a write that refers to a resource an earlier step created, which the service
+/// does not find yet (Identity Center takes seconds before a new user can be a principal),
+/// waits within the settle window of *that* write, past the attempt budget. It used to be a
+/// transient error like any other: after `max_attempts` (backoffs of ~1.5 s here, a 3 s lag
+/// on a busy machine with the built-in 6 attempts) the agent stopped interrupted.
+#[tokio::test]
+async fn an_input_not_visible_yet_waits_out_the_settle_window_of_the_write_that_made_it() {
+    let wf = WF
+        .replace(
+            "max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2",
+            "max_attempts = 3, initial_backoff_ms = 500, max_backoff_ms = 2000",
+        )
+        .replace("action = \"a\"", "action = \"a\"\n    settle_ms = 30000");
+    let s = setup_with(&wf, OnFailure::Rollback);
+    // Visible after 3 s: with backoffs capped at 2 s, at most 12 refusals fit in it (at
+    // least 2 once the budget of 3 attempts is spent: the lag outlasts the budget).
+    let refusals = [Script::Fail(ErrorKind::InputNotVisibleYet); 12];
+    script(&s, "b", "create", &refusals);
+    let t0 = s.clock.now_ms();
+    let out = run(&s).await;
+    assert_eq!(out.state, AgentState::Done, "{:?}", out.error);
+    assert_eq!(creates(&s, "b"), 1);
+    assert!(s.clock.now_ms() - t0 < 30_000, "inside a's settle window");
+}
+
+/// ... and once the settle window of the earlier write is over, the attempt budget applies
+/// again: a reference that is really gone does not retry for ever (resumable).
+#[tokio::test]
+async fn an_input_not_visible_after_its_settle_window_stops_at_the_budget() {
+    let wf = WF
+        .replace(
+            "max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2",
+            "max_attempts = 3, initial_backoff_ms = 500, max_backoff_ms = 2000",
+        )
+        .replace("action = \"a\"", "action = \"a\"\n    settle_ms = 1000");
+    let s = setup_with(&wf, OnFailure::Rollback);
+    let refusals = [Script::Fail(ErrorKind::InputNotVisibleYet); 40];
+    script(&s, "b", "create", &refusals);
+    let t0 = s.clock.now_ms();
+    assert_eq!(run(&s).await.state, AgentState::Interrupted);
+    assert_eq!(creates(&s, "b"), 0);
+    assert!(s.clock.now_ms() - t0 >= 1000, "waited out a's window first");
+    let left = s.world.lock().unwrap().script[&("b".to_string(), "create")].len();
+    assert!(left > 0, "stopped, not retried for ever");
+}

@@ -42,8 +42,10 @@ pub(super) fn classify(e: AwsError, call: Call) -> StepError {
             // (the reason is not always sent). Retry: the lookup before the next write
             // adopts a membership that really exists.
             ("ConflictException", Call::CreateReferencing | Call::Delete) => ErrorKind::Transient,
-            // A principal or user created a moment ago may not be visible yet.
-            ("ResourceNotFoundException", Call::CreateReferencing) => ErrorKind::Transient,
+            // A principal or user created a moment ago may not be visible yet: wait within
+            // the settle window of the step that created it (Identity Center takes seconds
+            // before a new user can be a principal).
+            ("ResourceNotFoundException", Call::CreateReferencing) => ErrorKind::InputNotVisibleYet,
             ("ResourceNotFoundException", Call::Delete) => ErrorKind::NotFound,
             // Connect users-per-instance quota: the SDK would retry it as throttling.
             ("LimitExceededException", _) => ErrorKind::Permanent,

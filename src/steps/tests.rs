@@ -201,7 +201,7 @@ fn classification_is_by_code() {
         (
             err("ResourceNotFoundException", 400),
             Call::CreateReferencing,
-            Transient,
+            InputNotVisibleYet,
         ),
         (
             err("ResourceNotFoundException", 404),

@@ -496,10 +496,12 @@ async fn a_contended_run_adapts_without_a_retry_storm() {
     assert_eq!(out.code, 0, "throttles are not agent failures: {out:?}");
     assert_eq!(env.applied("connect:CreateUser"), 40);
     // Unpaced, 35 of the 40 first attempts would be throttled at once, then retried in
-    // waves. Adaptive pacing: a handful.
+    // waves. Adaptive pacing: a handful. (11 since the pacer tells throttles that follow
+    // its rate from background ones: its first decrease, sized on a few answers, is held
+    // until the share since it is measured, where each throttle used to cut again: 6.)
     let calls = env.calls("connect:CreateUser");
     assert!(
-        calls <= 46,
+        calls <= 54,
         "{calls} CreateUser calls for 40 agents: {out:?}"
     );
 }

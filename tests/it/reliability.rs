@@ -558,9 +558,9 @@ async fn sigkill_at_random_instants_during_a_batch_then_resume_leaves_exactly_on
 pub fn storm(seed: u64, latency_ms: u64, held: f64) -> Value {
     let mut rules = latency_and_held_writes(latency_ms, held);
     // Each service's own ThrottlingException (Connect 429, Identity Store 429, SSO Admin
-    // 400), without the optional RetryAfterSeconds: the sandbox's `throttle` always asks
-    // for 1 s, which the pacer honours for the whole Identity Center quota, so 30 % of
-    // random throttles would each stop every Identity Center call for a second.
+    // 400); the sandbox adds Identity Store's RetryAfterSeconds (1 s) as the service does,
+    // which delays that call's retry only (the pacer no longer stops the whole Identity
+    // Center quota on it).
     for (svc, status) in [("connect", 429), ("identitystore", 429), ("sso", 400)] {
         rules.push(
             json!({"op": format!("{svc}:*"), "action": "error", "code": "ThrottlingException",

@@ -1,5 +1,6 @@
-//! One token bucket: its adaptive rate (the CUBIC-style decrease and recovery), its two FIFO
-//! queues (first attempts before retries) and its counters.
+//! One token bucket: its adaptive rate (the CUBIC-style decrease and recovery, and the test
+//! that tells throttles that follow our rate from background ones), its two FIFO queues
+//! (first attempts before retries) and its counters.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -26,18 +27,44 @@ pub(super) struct BucketState {
     pub(super) rate: f64,
     pub(super) tokens: f64,
     pub(super) last_refill: Instant,
-    /// No token is handed out before this (server's retry-after).
-    pub(super) blocked_until: Option<Instant>,
     /// CUBIC: rate at the last decrease and when it happened (`None` = at max).
     pub(super) w_max: f64,
     pub(super) last_throttle: Option<Instant>,
     /// Bumped on each decrease; permits carry the value they were granted at.
     pub(super) generation: u64,
+    /// Outcomes (success or throttle) of this generation's permits, and how many were
+    /// throttled, since the last decrease (halved every [`WINDOW_OUTCOMES`]).
+    pub(super) seen: f64,
+    pub(super) throttled: f64,
+    /// The share of calls throttled whatever our rate (learned by [`Probe`]s).
+    pub(super) background: f64,
+    /// The last decrease, while its effect is being measured.
+    pub(super) probe: Option<Probe>,
     pub(super) first: VecDeque<Waiter>,
     pub(super) retry: VecDeque<Waiter>,
     pub(super) next_id: u64,
     /// First attempts served in a row while a retry was waiting.
     pub(super) firsts_over_retry: u32,
+}
+
+/// A decrease on trial: the state it replaced and the throttle share that caused it. After
+/// [`PROBE_OUTCOMES`] outcomes at the lower rate, the share tells whether the throttles
+/// followed our rate (it fell: keep the decrease) or not (it stayed: undo it, and learn the
+/// share as background).
+#[derive(Clone, Copy)]
+pub(super) struct Probe {
+    rate: f64,
+    w_max: f64,
+    last_throttle: Option<Instant>,
+    share: f64,
+    /// The cut: new rate ÷ old.
+    factor: f64,
+    /// Whether `share` was measured on enough answers to judge by.
+    measured: bool,
+    /// When the cut was made.
+    at: Instant,
+    seen: f64,
+    throttled: f64,
 }
 
 pub(super) struct Waiter {
@@ -56,10 +83,13 @@ impl Bucket {
                 rate: limit.rate,
                 tokens: burst,
                 last_refill: Instant::now(),
-                blocked_until: None,
                 w_max: limit.rate,
                 last_throttle: None,
                 generation: 0,
+                seen: 0.0,
+                throttled: 0.0,
+                background: 0.0,
+                probe: None,
                 first: VecDeque::new(),
                 retry: VecDeque::new(),
                 next_id: 0,
@@ -125,56 +155,177 @@ impl Bucket {
         }
     }
 
-    pub(super) fn on_throttle(&self, permit_generation: u64, retry_after: Option<Duration>) {
+    /// A call granted at `permit_generation` was answered (`throttled` or not).
+    pub(super) fn on_answer(&self, permit_generation: u64, throttled: bool) {
         let mut st = lock(&self.state);
         let now = Instant::now();
         st.refill(now);
-        // The server's bucket is empty: so is ours.
-        st.tokens = st.tokens.min(0.0);
-        if let Some(ra) = retry_after {
-            let until = now + ra;
-            st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
-        }
         if permit_generation == st.generation {
-            // CUBIC fast convergence: throttled again below the last ceiling
-            // means the ceiling moved down; aim a bit lower this time.
-            st.w_max = if st.last_throttle.is_some() && st.rate < st.w_max {
-                st.rate * (1.0 + BETA) / 2.0
-            } else {
-                st.rate
-            };
-            st.rate = (st.rate * BETA).max(st.max_rate * MIN_RATE_FRACTION);
-            st.last_throttle = Some(now);
-            st.generation += 1;
-            st.clamp_tokens();
+            st.count(throttled, now);
+        }
+        if throttled {
+            // One decrease per generation: a call granted before the last decrease was sent
+            // at the old rate, and its throttle says nothing about the new one.
+            if permit_generation == st.generation && (st.excess() || st.rising()) {
+                st.decrease(now);
+            }
+        } else {
+            st.climb(now);
         }
         st.wake_head();
-    }
-
-    pub(super) fn on_success(&self) {
-        let mut st = lock(&self.state);
-        let Some(t0) = st.last_throttle else {
-            return;
-        };
-        let now = Instant::now();
-        st.refill(now);
-        let x = 1.0 - (now - t0).as_secs_f64() / RECOVERY.as_secs_f64();
-        // Back up to W along β's curve; past W, probe upwards at a fixed pace, so that a
-        // gentle β does not also make the climb to a freed quota slow.
-        let depth = if x > 0.0 { 1.0 - BETA } else { PROBE };
-        let cubic = st.w_max * (1.0 - depth * x.powi(3));
-        let new_rate = cubic.max(st.rate).min(st.max_rate);
-        if new_rate >= st.max_rate {
-            st.last_throttle = None;
-        }
-        if new_rate > st.rate {
-            st.rate = new_rate;
-            st.wake_head();
-        }
     }
 }
 
 impl BucketState {
+    /// Counts one answer of this generation; settles a probe once it has seen enough.
+    fn count(&mut self, throttled: bool, now: Instant) {
+        self.seen += 1.0;
+        if throttled {
+            self.throttled += 1.0;
+        }
+        if let Some(p) = self.probe {
+            if self.seen >= PROBE_OUTCOMES {
+                self.settle(p, now);
+            }
+        } else if self.seen >= 2.0 * WINDOW_OUTCOMES {
+            // A sliding window: halve the counts; a share below the background estimate
+            // pulls it down (the background may have gone; a probe raises it again).
+            let share = self.throttled / self.seen;
+            if share < self.background {
+                self.background += (share - self.background) / 4.0;
+            }
+            self.seen /= 2.0;
+            self.throttled /= 2.0;
+        }
+    }
+
+    /// Whether this generation's throttles exceed what the background share explains: more
+    /// than `bg·n + 3σ` of `n` answers (binomial). With no background, any throttle does.
+    fn excess(&self) -> bool {
+        let (n, k, bg) = (self.seen, self.throttled, self.background);
+        // Over a known background, a few throttles in a row are chance: judge a measured
+        // share only.
+        let enough = bg == 0.0 || n >= MEASURED_OUTCOMES;
+        self.probe.is_none() && enough && k > bg * n + 3.0 * (n * bg * (1.0 - bg)).sqrt()
+    }
+
+    /// While a probe runs: whether the share since the cut is well above the share that
+    /// caused it (`+ 3σ`, on at least [`MEASURED_OUTCOMES`] answers). Background throttles
+    /// keep their share; a server bucket we still overrun (or one still draining) raises it:
+    /// cut again at once rather than overrun it for the rest of the probe.
+    fn rising(&self) -> bool {
+        let Some(p) = &self.probe else {
+            return false;
+        };
+        let (n, k, f) = (self.seen, self.throttled, p.share.min(1.0));
+        n >= MEASURED_OUTCOMES && k > f * n + 3.0 * (n * f * (1.0 - f)).sqrt()
+    }
+
+    /// Cuts the rate (CUBIC), empties the bucket (the server's is empty), and starts a
+    /// probe of the cut.
+    fn decrease(&mut self, now: Instant) {
+        let share = if self.seen > 0.0 {
+            self.throttled / self.seen
+        } else {
+            1.0
+        };
+        // In proportion to the excess share once it is measured on enough answers (a server
+        // bucket at 70 % of our rate throttles 30 % of our calls: one cut of 30 % lands on
+        // it, and the probe then sees ~0), at least 1 − β, at most 1 − MAX_CUT.
+        let measured = self.seen >= MEASURED_OUTCOMES;
+        let mut factor = if measured {
+            (1.0 - (share - self.background).max(0.0)).clamp(MAX_CUT, BETA)
+        } else {
+            BETA
+        };
+        if self.background > 0.0 {
+            // Over a background share, a shallow cut would be too weak a test to tell.
+            factor = factor.min(PROBE_CUT);
+        }
+        self.probe = Some(Probe {
+            rate: self.rate,
+            w_max: self.w_max,
+            last_throttle: self.last_throttle,
+            share,
+            factor,
+            measured,
+            at: now,
+            seen: self.seen,
+            throttled: self.throttled,
+        });
+        // CUBIC fast convergence: throttled again below the last ceiling means the
+        // ceiling moved down; aim a bit lower this time.
+        self.w_max = if self.last_throttle.is_some() && self.rate < self.w_max {
+            self.rate * (1.0 + BETA) / 2.0
+        } else {
+            self.rate
+        };
+        self.rate = (self.rate * factor).max(self.max_rate * MIN_RATE_FRACTION);
+        if factor < BETA {
+            // Landed on the server's rate as measured: climb from here, flat around it.
+            self.w_max = self.rate;
+        }
+        self.last_throttle = Some(now);
+        self.generation += 1;
+        self.seen = 0.0;
+        self.throttled = 0.0;
+        self.tokens = self.tokens.min(0.0);
+        self.clamp_tokens();
+    }
+
+    /// Judges the probe. Throttles from a server bucket that we overran fall after a cut
+    /// by `c` from share `f` to `1 − (1 − f)/c` (to 0 once below its rate); background
+    /// ones stay at `f`. Background if the share after is nearer `f` than that (and did
+    /// not rise well past it: a share that rises is a server bucket still draining).
+    fn settle(&mut self, p: Probe, now: Instant) {
+        self.probe = None;
+        let after = self.throttled / self.seen;
+        let if_ours = (1.0 - (1.0 - p.share) / p.factor).max(0.0);
+        let half_gap = (p.share - if_ours) / 2.0;
+        let sigma = (after * (1.0 - after) / self.seen).sqrt();
+        if p.measured
+            && p.share >= MIN_BACKGROUND_SHARE
+            && after >= p.share - half_gap
+            && after <= p.share + half_gap + 2.0 * sigma
+            && after >= if_ours + 2.0 * sigma
+        {
+            // Not ours: undo the cut and learn the share as background.
+            self.background = (p.throttled + self.throttled) / (p.seen + self.seen);
+            self.rate = p.rate;
+            self.w_max = p.w_max;
+            // The recovery curve goes on as if the probe had not been.
+            self.last_throttle = p.last_throttle.map(|t| t + (now - p.at));
+            self.seen = 0.0;
+            self.throttled = 0.0;
+        } else {
+            // Ours: the recovery curve starts now, from the rate the probe held.
+            self.last_throttle = Some(now);
+        }
+    }
+
+    /// CUBIC recovery after a success.
+    fn climb(&mut self, now: Instant) {
+        let Some(t0) = self.last_throttle else {
+            return;
+        };
+        if self.probe.is_some() {
+            // The cut is measured at the rate it set.
+            return;
+        }
+        let x = 1.0 - (now - t0).as_secs_f64() / RECOVERY.as_secs_f64();
+        // Back up to W along β's curve; past W, probe upwards at a fixed pace, so that a
+        // gentle β does not also make the climb to a freed quota slow.
+        let depth = if x > 0.0 { 1.0 - BETA } else { PROBE };
+        let cubic = self.w_max * (1.0 - depth * x.powi(3));
+        let new_rate = cubic.max(self.rate).min(self.max_rate);
+        if new_rate >= self.max_rate {
+            self.last_throttle = None;
+        }
+        if new_rate > self.rate {
+            self.rate = new_rate;
+        }
+    }
+
     /// Burst shrinks in proportion while the rate is reduced.
     pub(super) fn capacity(&self) -> f64 {
         (self.burst * self.rate / self.max_rate).max(1.0)
@@ -184,29 +335,17 @@ impl BucketState {
         self.tokens = self.tokens.min(self.capacity());
     }
 
-    /// Adds the tokens earned since the last refill (none while blocked).
+    /// Adds the tokens earned since the last refill.
     pub(super) fn refill(&mut self, now: Instant) {
-        let from = match self.blocked_until {
-            Some(b) if b > self.last_refill => b,
-            _ => self.last_refill,
-        };
-        if now > from {
-            self.tokens += (now - from).as_secs_f64() * self.rate;
-            self.clamp_tokens();
-        }
         if now > self.last_refill {
+            self.tokens += (now - self.last_refill).as_secs_f64() * self.rate;
+            self.clamp_tokens();
             self.last_refill = now;
         }
     }
 
     /// `None` if a token can be taken now, else when to look again.
-    pub(super) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
-        if let Some(b) = self.blocked_until {
-            if b > now {
-                return Some(b);
-            }
-            self.blocked_until = None;
-        }
+    pub(super) fn ready_at(&self, now: Instant) -> Option<Instant> {
         if self.tokens >= 1.0 - TOKEN_EPSILON {
             return None;
         }

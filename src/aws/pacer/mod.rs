@@ -24,23 +24,45 @@
 //! So retries never crowd out new work, yet are never stranded by it.
 //!
 //! # Adapting ([`Permit::done`])
-//! Every permit must report an [`Outcome`]. The rate follows the CUBIC curve used
-//! by the AWS SDKs' adaptive retry mode, with the time scale normalised so that
-//! it behaves the same at 2 req/s as at 20 req/s:
-//! * throttle: `W = rate` (or `rate·(1+β)/2` if still below the last `W`:
-//!   CUBIC's "fast convergence"); `rate = max(β·rate, 10 % of configured)` with
-//!   β = [`BETA`]; the bucket is emptied; no token is handed out before `retry_after`
-//!   (if the server sent one). One decrease per "generation": a throttle for a
-//!   permit granted before the last decrease (already in flight) only counts.
+//! Every permit must report an [`Outcome`]. A throttle is only worth slowing down for when
+//! it *follows our rate*: a server bucket smaller than ours throttles more the faster we
+//! send, and less once we send slower. A throttle that does not (other clients of the
+//! account, a noisy neighbour, a partial outage: the same share of calls whatever our rate)
+//! is the cost of a call, not a signal; slowing down for it only loses throughput (a 30 %
+//! background share used to hold the rate near its 10 % floor: 22 × the clean bound).
+//! So the bucket counts the answers to the calls granted since its last decrease, and:
+//! * decrease only on a throttle in **excess** of the learned background share `b`: more
+//!   than `b·n + 3σ` of those `n` answers (with `b = 0`, the first throttle, as before;
+//!   with `b > 0`, on at least [`MEASURED_OUTCOMES`] answers: a few in a row are chance),
+//!   and at most once per generation (calls granted before the last decrease were sent at
+//!   the old rate: their throttles only count), like TCP's one cut per window;
+//! * the decrease is CUBIC's (`W = rate`, fast convergence when below the last `W`),
+//!   by the excess share once measured on [`MEASURED_OUTCOMES`] answers (a server bucket
+//!   at 70 % of our rate throttles 30 % of our calls: one cut of 30 % lands on it, and
+//!   `W` is then that rate), at least `1 − β` ([`BETA`]), at most to [`MAX_CUT`], never
+//!   below 10 % of the configured rate; our bucket is emptied (the server's is);
+//! * each decrease is a **probe**: the rate is held for [`PROBE_OUTCOMES`] answers. A
+//!   server bucket we overran throttles a share `f` at rate `r`, so `1 − (1 − f)/c` after a
+//!   cut by `c` (to ~0 once below its rate); a background share stays `f`. If the share
+//!   after is nearer `f` (and 2σ above the other), the throttles did not follow our rate:
+//!   the decrease is undone and the share (before and after) becomes `b`. Once `b > 0`, a
+//!   cut is at least to [`PROBE_CUT`] (a shallow cut would be too weak a test). While a
+//!   probe runs, no other decrease unless the share *rises* well past the one that caused
+//!   it (a server bucket still overrun, or still draining). A sliding window whose share is
+//!   below `b` pulls `b` down (the background may have gone); a probe raises it again.
 //! * success: `rate = W·(1 − (1−β)·(1 − t/T)³)`, `t` = time since that throttle,
 //!   `T` = [`RECOVERY`] (20 s): back at `W` after `T` (flat around it), then
 //!   probing above it; never above the configured rate, and never downward.
 //! * other errors, and permits dropped without a report, leave the rate alone.
+//! * a throttle's `retry_after` (Identity Store's `RetryAfterSeconds`) delays the retry of
+//!   *that* call (`aws::retry`), never the bucket: under a storm one call's hint stalled
+//!   every Identity Center call for a second.
 //!
 //! The SDKs use an absolute CUBIC constant (C = 0.4), which at 2 req/s brings the
 //! rate back within ~1 s and throttles again at once; a fixed `T` makes the curve
 //! scale-free. Simulated against a server with 70 % of the quota left, this
-//! finishes in ~N/server-rate with a few % of calls throttled (see the tests).
+//! finishes in ~N/server-rate with a few % of calls throttled; against 30 % of calls
+//! throttled at random, it keeps sending at ~the configured rate (see the tests).
 //!
 //! Time comes from [`tokio::time`], so tests run on paused (virtual) time.
 
@@ -65,6 +87,21 @@ pub const BETA: f64 = 0.85;
 pub const PROBE: f64 = 0.3;
 /// Time for the rate to climb back from `β·W` to `W` after a throttle.
 pub const RECOVERY: Duration = Duration::from_secs(20);
+/// The deepest single cut (new rate ÷ old), however large the excess share.
+pub const MAX_CUT: f64 = 0.3;
+/// The shallowest cut once a background share is known (new rate ÷ old): a probe over a
+/// background must move the share enough to be read.
+pub const PROBE_CUT: f64 = 0.7;
+/// Answers at the lower rate after which a decrease is judged (kept or undone).
+pub const PROBE_OUTCOMES: f64 = 40.0;
+/// A throttled share measured on fewer answers is not used to size a cut or judge one.
+pub const MEASURED_OUTCOMES: f64 = 10.0;
+/// The throttle counts of a generation are halved every this many answers (a sliding
+/// window of ~this size).
+pub const WINDOW_OUTCOMES: f64 = 40.0;
+/// A throttled share below this is never learned as background: too few throttles to tell
+/// (and too few to matter).
+pub const MIN_BACKGROUND_SHARE: f64 = 0.1;
 /// Floor of the adaptive rate, as a fraction of the configured rate.
 pub const MIN_RATE_FRACTION: f64 = 0.1;
 /// While a retry waits, at most this many first attempts in a row are served
@@ -122,7 +159,7 @@ pub enum Outcome {
     /// The service answered (not throttled): probe the rate back up.
     Success,
     /// ThrottlingException / 429; `retry_after` from `RetryAfterSeconds` or
-    /// `Retry-After`, if the service sent one.
+    /// `Retry-After`, if the service sent one (it delays that call's retry only).
     Throttled { retry_after: Option<Duration> },
     /// Any other failure (network, 5xx, validation…): no effect on the rate.
     OtherError,
@@ -382,10 +419,8 @@ impl Permit {
         }
         if let Some(bucket) = &self.entry.bucket {
             match outcome {
-                Outcome::Success => bucket.on_success(),
-                Outcome::Throttled { retry_after } => {
-                    bucket.on_throttle(self.generation, retry_after)
-                }
+                Outcome::Success => bucket.on_answer(self.generation, false),
+                Outcome::Throttled { .. } => bucket.on_answer(self.generation, true),
                 Outcome::OtherError => {}
             }
         }

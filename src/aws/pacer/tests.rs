@@ -466,7 +466,7 @@ async fn retry_is_not_starved_by_endless_first_attempts() {
 // ---- adaptive --------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-async fn throttle_drops_rate_honours_retry_after_and_recovers() {
+async fn throttle_drops_rate_and_recovers() {
     let p = Pacer::new(limits(&[("connect:*", 2.0, 5)]));
     let api = "connect:CreateUser";
     p.acquire(api, Attempt::First)
@@ -480,15 +480,14 @@ async fn throttle_drops_rate_honours_retry_after_and_recovers() {
         1e-9,
         "rate after throttle",
     );
-    // No token before retry_after, although 4 burst tokens were left.
+    // The bucket was emptied (the server's is): the next token comes at the new rate.
     let t0 = Instant::now();
     let permit = p.acquire(api, Attempt::Retry).await;
-    assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
     assert_near(
         secs(t0.elapsed()),
-        3.0 + 1.0 / (2.0 * BETA),
+        1.0 / (2.0 * BETA),
         0.01,
-        "first token after block",
+        "first token after the decrease",
     );
     permit.done(Outcome::Success);
     // Stream of successes: the rate climbs monotonically back to 2.0, never above.
@@ -505,17 +504,46 @@ async fn throttle_drops_rate_honours_retry_after_and_recovers() {
     }
     assert_eq!(last, 2.0);
     let reached = reached.expect("rate returned to the configured value");
-    // W = 2.0, so the cubic is back at 2.0 after RECOVERY (plus the 3 s block).
+    // W = 2.0, so the cubic is back at 2.0 after RECOVERY, which starts once the cut's
+    // probe (PROBE_OUTCOMES answers at 2·β per s) has held the lower rate.
+    let hold = PROBE_OUTCOMES / (2.0 * BETA);
     assert!(
-        reached <= 3.0 + secs(RECOVERY) + 1.0,
+        reached <= hold + secs(RECOVERY) + 1.0,
         "reached 2.0 at {reached}s"
     );
     let s = &p.snapshot()[0];
     assert_eq!((s.throttled, s.retries, s.succeeded), (1, 1, 201));
 }
 
+/// Item 21 (c): Identity Store's RetryAfterSeconds delays the retry of the call that got it
+/// (`aws::retry`), not the other calls of the bucket: under a storm, each such throttle
+/// used to stop every Identity Center call for a second.
 #[tokio::test(start_paused = true)]
-async fn in_flight_throttles_decrease_once() {
+async fn one_calls_retry_after_does_not_stall_the_others() {
+    let p = Pacer::new(limits(&[("identity_center", 20.0, 20)]));
+    let api = "identitystore:CreateUser";
+    // Nothing is known of the background yet: this throttle decreases the rate, and still
+    // the other calls go on at once, at the new rate.
+    p.acquire(api, Attempt::First)
+        .await
+        .done(Outcome::Throttled {
+            retry_after: Some(Duration::from_secs(5)),
+        });
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        p.acquire("sso:CreateApplicationAssignment", Attempt::First)
+            .await
+            .done(Outcome::Success);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "other calls waited {:?} for one call's retry_after",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_throttles_decrease_once_and_a_cut_that_does_not_help_is_undone() {
     let p = Pacer::new(limits(&[("identity_center", 20.0, 20)]));
     let api = "identitystore:CreateUser";
     let permits: Vec<Permit> = futures_join(&p, api, 5).await;
@@ -528,29 +556,39 @@ async fn in_flight_throttles_decrease_once() {
         1e-9,
         "one decrease",
     );
-    // A call granted after the decrease and throttled decreases again.
-    p.acquire(api, Attempt::Retry)
-        .await
-        .done(Outcome::Throttled { retry_after: None });
-    assert_near(
-        p.current_rate(api).unwrap(),
-        20.0 * BETA * BETA,
-        1e-9,
-        "second decrease",
-    );
-    // Floor: never below MIN_RATE_FRACTION of the configured rate.
-    for _ in 0..50 {
+    // While the decrease is on trial, throttles do not decrease again.
+    for _ in 0..(PROBE_OUTCOMES as usize - 1) {
         p.acquire(api, Attempt::Retry)
             .await
             .done(Outcome::Throttled { retry_after: None });
+        assert_near(
+            p.current_rate(api).unwrap(),
+            20.0 * BETA,
+            1e-9,
+            "no second decrease",
+        );
     }
-    assert_near(
-        p.current_rate(api).unwrap(),
-        20.0 * MIN_RATE_FRACTION,
-        1e-9,
-        "floor",
+    // Half the calls throttled at every rate (another client, an outage): the next cut is
+    // judged by its probe, found not to help, and undone; the share becomes background,
+    // and the rate climbs back to the configured one.
+    let mut lowest = f64::MAX;
+    for i in 0..600 {
+        let outcome = if i % 2 == 0 {
+            Outcome::Throttled { retry_after: None }
+        } else {
+            Outcome::Success
+        };
+        p.acquire(api, Attempt::First).await.done(outcome);
+        lowest = lowest.min(p.current_rate(api).unwrap());
+    }
+    println!(
+        "lowest rate {lowest:.2}, final {:.2}",
+        p.current_rate(api).unwrap()
     );
-    assert_eq!(p.snapshot()[0].throttled, 56);
+    assert!(
+        p.current_rate(api).unwrap() >= 0.9 * 20.0,
+        "climbing back to the configured rate"
+    );
 }
 
 async fn futures_join(p: &Pacer, api: &str, n: usize) -> Vec<Permit> {
@@ -583,6 +621,11 @@ struct Server {
     state: Mutex<(f64, Instant)>,
     /// Retry-after the server sends with a throttle.
     retry_after: Option<Duration>,
+    /// Share of the calls the bucket let through that are throttled anyway, whatever our
+    /// rate (another client of the account, a noisy neighbour: the sandbox's storm rules),
+    /// drawn from a seeded xorshift.
+    background: f64,
+    rng: Mutex<u64>,
 }
 
 impl Server {
@@ -592,7 +635,22 @@ impl Server {
             burst,
             state: Mutex::new((burst, Instant::now())),
             retry_after,
+            background: 0.0,
+            rng: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
+    }
+
+    fn with_background(mut self, share: f64) -> Self {
+        self.background = share;
+        self
+    }
+
+    fn draw(&self) -> f64 {
+        let mut x = self.rng.lock().unwrap();
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn call(&self) -> Outcome {
@@ -602,6 +660,11 @@ impl Server {
         st.1 = now;
         if st.0 >= 1.0 {
             st.0 -= 1.0;
+            if self.background > 0.0 && self.draw() < self.background {
+                return Outcome::Throttled {
+                    retry_after: self.retry_after,
+                };
+            }
             Outcome::Success
         } else {
             Outcome::Throttled {
@@ -614,7 +677,12 @@ impl Server {
 struct SimResult {
     elapsed: f64,
     throttles: u64,
+    /// n ÷ what the server lets through (its rate, less the background share).
     ideal: f64,
+    /// Calls sent (first attempts and retries) per second.
+    send_rate: f64,
+    /// First attempts per second.
+    first_rate: f64,
 }
 
 /// `n` calls by `workers` concurrent workers through the pacer (configured
@@ -631,6 +699,8 @@ struct Sim {
     latency: Duration,
     workers: usize,
     n: u64,
+    /// Share of calls throttled whatever the rate.
+    background: f64,
 }
 
 /// Connect CreateUser (2/s burst 5) against a server with `fraction` left.
@@ -644,17 +714,17 @@ fn connect_sim(n: u64, workers: usize, fraction: f64, retry_after: Option<Durati
         latency: Duration::from_millis(80),
         workers,
         n,
+        background: 0.0,
     }
 }
 
 async fn simulate(sim: Sim) -> SimResult {
     let (key, rate, burst) = sim.rule;
     let p = Pacer::new(limits(&[(key, rate, burst)]));
-    let server = Arc::new(Server::new(
-        rate * sim.fraction,
-        sim.server_burst,
-        sim.retry_after,
-    ));
+    let server = Arc::new(
+        Server::new(rate * sim.fraction, sim.server_burst, sim.retry_after)
+            .with_background(sim.background),
+    );
     let next = Arc::new(AtomicU64::new(0));
     let (n, api, latency) = (sim.n, sim.api, sim.latency);
     let t0 = Instant::now();
@@ -686,10 +756,13 @@ async fn simulate(sim: Sim) -> SimResult {
     assert_eq!(s.succeeded, n);
     assert_eq!(s.first_attempts, n);
     assert_eq!(s.retries, s.throttled);
+    let elapsed = secs(t0.elapsed());
     SimResult {
-        elapsed: secs(t0.elapsed()),
+        elapsed,
         throttles: s.throttled,
-        ideal: n as f64 / server.rate,
+        ideal: n as f64 / (server.rate * (1.0 - sim.background)),
+        send_rate: (s.first_attempts + s.retries) as f64 / elapsed,
+        first_rate: s.first_attempts as f64 / elapsed,
     }
 }
 
@@ -751,7 +824,10 @@ async fn contention_sweep() {
             let (max_ratio, max_throttles) = if server_burst >= 5.0 {
                 (1.1, n / 10)
             } else {
-                (1.3, n * 15 / 100)
+                // Each decrease holds its rate for a probe (at least MEASURED_OUTCOMES
+                // answers before another): 34 of 200 at 30 % (25 with one cut per
+                // throttle, before the probes), still no storm.
+                (1.3, n * 20 / 100)
             };
             assert!(
                 ratio <= max_ratio,
@@ -798,9 +874,12 @@ async fn contention_ends_rate_recovers() {
         };
     }
     assert_eq!(p.current_rate(api), Some(2.0));
-    // 90 s at up to 2/s = 180 calls; the climb (~2·RECOVERY) costs ~10 s' worth.
-    assert!(calls_after_switch >= 150, "{calls_after_switch}");
-    assert!(throttles <= 8, "{throttles}");
+    // 90 s at up to 2/s = 180 calls; the climb (~2·RECOVERY) costs ~10 s' worth, and a
+    // probe under way when the contention ends holds the rate for up to PROBE_OUTCOMES
+    // answers (~20 s at 2/s) before it (143 calls; 153 before the probes).
+    assert!(calls_after_switch >= 125, "{calls_after_switch}");
+    // 10 with the probes (6 before them): each cut holds its rate for a few answers.
+    assert!(throttles <= 12, "{throttles}");
     println!("recovery: {calls_after_switch} calls in the 90 s after contention ended, {throttles} throttles");
 }
 
@@ -818,6 +897,7 @@ async fn contended_identity_center_many_in_flight() {
         latency: Duration::from_millis(250),
         workers: 50,
         n,
+        background: 0.0,
     })
     .await;
     let ratio = r.elapsed / r.ideal;
@@ -831,6 +911,89 @@ async fn contended_identity_center_many_in_flight() {
     );
     assert!(ratio <= 1.1, "ratio {ratio}");
     assert!(r.throttles <= n / 10, "{}", r.throttles);
+}
+
+/// Item 21 (a): 30 % of the calls throttled whatever our rate (the storm of the reliability
+/// tests and of the `storm` bench): the pacer keeps sending at ~the configured rate, so first
+/// attempts get ~what the throttles leave of it (they used to hold the rate near its floor).
+#[tokio::test(start_paused = true)]
+async fn background_throttles_keep_the_configured_rate() {
+    for (rule, api, latency, workers, n) in [
+        (("connect:*", 2.0, 5), "connect:CreateUser", 80, 20, 400),
+        (
+            ("identity_center", 20.0, 20),
+            "identitystore:CreateUser",
+            15,
+            64,
+            3000,
+        ),
+    ] {
+        let r = simulate(Sim {
+            rule,
+            api,
+            fraction: 10.0,
+            server_burst: 100.0,
+            retry_after: Some(Duration::from_secs(1)),
+            latency: Duration::from_millis(latency),
+            workers,
+            n,
+            background: 0.3,
+        })
+        .await;
+        let configured = rule.1;
+        println!(
+            "background 30 %: {api}: {n} calls in {:.1}s, sent {:.2}/s and first attempts              {:.2}/s of {configured}/s configured, throttled {} ({:.1}% of calls sent)",
+            r.elapsed,
+            r.send_rate,
+            r.first_rate,
+            r.throttles,
+            100.0 * r.throttles as f64 / (n + r.throttles) as f64
+        );
+        assert!(
+            r.send_rate >= 0.9 * configured,
+            "{api}: sent {:.2}/s of {configured}/s",
+            r.send_rate
+        );
+        // Retries take tokens too: first attempts can have at most 70 % of the rate.
+        assert!(
+            r.first_rate >= 0.85 * 0.7 * configured,
+            "{api}: first attempts {:.2}/s of {configured}/s",
+            r.first_rate
+        );
+    }
+}
+
+/// Item 21 (b): throttles that follow our rate (a server bucket at 50 % of the configured
+/// rate) still bring the rate down to the server's, under a 30 % background share too.
+#[tokio::test(start_paused = true)]
+async fn throttles_that_follow_our_rate_bring_it_to_the_servers_under_background_ones() {
+    for background in [0.0, 0.3] {
+        let n = 600;
+        let r = simulate(Sim {
+            background,
+            ..connect_sim(n, 20, 0.5, None)
+        })
+        .await;
+        let server = 2.0 * 0.5;
+        println!(
+            "server at 50 %, background {:.0} %: {n} calls in {:.1}s (ideal {:.1}s, ratio              {:.3}), sent {:.2}/s against the server's {server}/s, throttled {}",
+            background * 100.0,
+            r.elapsed,
+            r.ideal,
+            r.elapsed / r.ideal,
+            r.send_rate,
+            r.throttles
+        );
+        assert!(r.elapsed <= 1.1 * r.ideal, "ratio {}", r.elapsed / r.ideal);
+        // Over a background share the two kinds of throttles are told apart less surely
+        // (the probes are noisier): the rate comes down, not always all the way.
+        let max_send = if background > 0.0 { 1.6 } else { 1.15 };
+        assert!(
+            r.send_rate <= max_send * server,
+            "sent {:.2}/s against a server at {server}/s",
+            r.send_rate
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
