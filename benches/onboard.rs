@@ -70,7 +70,7 @@ async fn main() {
         connect_onboard::aws::pacer::Pacer::new(connect_onboard::aws::pacer::RateLimits::none()),
     );
     let cfg = config::sandbox();
-    let (target, catalog) = target::discover(&cfg, &clients.connect, &clients.sso_admin)
+    let (target, catalog) = preflight::discover(&cfg, &clients.connect, &clients.sso_admin)
         .await
         .unwrap();
     let env = connect_onboard::app::env_for(&clients, &target);
@@ -139,7 +139,7 @@ async fn main() {
                 ..Default::default()
             };
             let spec = agent::validate(&input, &cfg.defaults, IdentityMode::Saml).unwrap();
-            let subject = target::resolve(spec, &catalog).unwrap();
+            let subject = preflight::resolve(spec, &catalog).unwrap();
             subjects.push((
                 subject.agent.email.clone(),
                 serde_json::to_value(&subject).unwrap(),

@@ -6,7 +6,7 @@
 //! only the layers listed after it:
 //! - [`cli`] — clap arguments, output, the one exit-code table, developer commands.
 //! - [`app`] — the operations behind the commands; returns data, never prints.
-//! - [`target`] — preflight reads and checks before the first write; name → id resolution.
+//! - [`preflight`] — preflight reads and checks before the first write; name → id resolution.
 //! - [`steps`] — the onboarding actions over the AWS port, and error classification.
 //! - [`aws`] — the AWS port: three small traits and their SDK implementations.
 //! - [`config`] — the TOML configuration file.
@@ -22,6 +22,6 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod preflight;
 pub mod steps;
 pub mod store;
-pub mod target;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::agent::reader::{InputError, Reader};
 use crate::agent::{self, FieldError};
-use crate::target::{self, Target};
+use crate::preflight::{self, Target};
 
 use super::phase::{run_rows, BatchReport, Phase, Rejected, RunOptions, Sink, Valid};
 use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
@@ -37,7 +37,7 @@ struct Checked<'a> {
     hashers: (std::hash::RandomState, std::hash::RandomState),
     defaults: &'a agent::Defaults,
     target: &'a Target,
-    catalog: &'a target::Catalog,
+    catalog: &'a preflight::Catalog,
 }
 
 impl<'a> Checked<'a> {
@@ -45,7 +45,7 @@ impl<'a> Checked<'a> {
         path: &std::path::Path,
         defaults: &'a agent::Defaults,
         target: &'a Target,
-        catalog: &'a target::Catalog,
+        catalog: &'a preflight::Catalog,
     ) -> Result<Self, Error> {
         let reader = Reader::open(path).map_err(|errs| Error::Input(join(&errs)))?;
         Ok(Checked {
@@ -132,7 +132,7 @@ impl Iterator for Checked<'_> {
         if !problems.is_empty() {
             return reject(problems);
         }
-        match target::resolve(spec, self.catalog) {
+        match preflight::resolve(spec, self.catalog) {
             Ok(subject) => Some(Ok(Valid { subject, password })),
             Err(errs) => reject(errs.iter().map(at).collect()),
         }

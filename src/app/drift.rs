@@ -21,8 +21,8 @@ use serde::Serialize;
 use crate::agent::{self, AgentInput, Defaults, IdentityMode};
 use crate::aws::{IdentityUser, Principal, SsoAdminApi as _};
 use crate::config::{AssignmentMode, RoleSessionName};
+use crate::preflight;
 use crate::steps::snapshot::{Scope, Snapshot};
-use crate::target;
 
 use super::{Context, Error};
 
@@ -209,10 +209,10 @@ pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
     let mut regions = ctx.new_run_regions();
     let clients = ctx.clients(&mut regions).await?;
     let (target, _) =
-        target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
+        preflight::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
     let read = |what: &str| {
         let context = format!("listing {what} for drift");
-        move |source| target::Error::Aws { context, source }
+        move |source| preflight::Error::Aws { context, source }
     };
     let group_mode = target.assignment == AssignmentMode::Group;
     let started = std::time::Instant::now();

@@ -12,8 +12,8 @@ use futures::stream::{self, StreamExt};
 
 use crate::agent::{self, IdentityMode};
 use crate::aws::{ConnectApi, ConnectUser};
+use crate::preflight::{self, Catalog};
 use crate::steps::Subject;
-use crate::target::{self, Catalog};
 
 use super::phase::{run_rows, BatchReport, Phase, Rejected, RunOptions, Sink, Valid};
 use super::{Context, Error, NewRun, RunSettings, WorkflowSource};
@@ -51,7 +51,7 @@ impl Filters {
             values
                 .iter()
                 .filter_map(|v| {
-                    target::resolve_name(field, what, v, items)
+                    preflight::resolve_name(field, what, v, items)
                         .map_err(|e| errs.push(e.to_string()))
                         .ok()
                 })
@@ -138,7 +138,7 @@ pub async fn migrate(
         .connect
         .list_users(&target.instance_id)
         .await
-        .map_err(|source| target::Error::Aws {
+        .map_err(|source| preflight::Error::Aws {
             context: format!(
                 "listing the users of Connect instance {}",
                 target.instance_id
@@ -168,7 +168,7 @@ pub async fn migrate(
             connect
                 .describe_user(instance, &u.id)
                 .await
-                .map_err(|source| target::Error::Aws {
+                .map_err(|source| preflight::Error::Aws {
                     context: format!("describing Connect user {:?}", u.username),
                     source,
                 })

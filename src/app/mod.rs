@@ -52,9 +52,9 @@ use crate::agent::FieldError;
 use crate::aws::{self, Clients};
 use crate::config::Config;
 use crate::engine::{self, EngineOptions, OnFailure, Workflow};
+use crate::preflight::{self, Target};
 use crate::steps::{self, Env};
 use crate::store::{self, Store};
-use crate::target::{self, Target};
 
 /// The built-in workflow, embedded.
 pub const BUILTIN_WORKFLOW: &str = include_str!("../../workflows/onboard-agent.toml");
@@ -79,7 +79,7 @@ pub enum Error {
     },
     /// Preflight failed.
     #[error(transparent)]
-    Preflight(#[from] target::Error),
+    Preflight(#[from] preflight::Error),
     /// The engine or the store failed.
     #[error(transparent)]
     Engine(#[from] engine::Error),
@@ -96,10 +96,10 @@ impl Error {
     pub fn is_input(&self) -> bool {
         match self {
             Error::Input(_) | Error::Fields(_) | Error::Invalid { .. } => true,
-            Error::Preflight(target::Error::Config(_)) => true,
+            Error::Preflight(preflight::Error::Config(_)) => true,
             // A read that failed for a passing reason (throttled, 5xx, network) is not the
             // user's input; one that was refused (access denied, validation) is setup.
-            Error::Preflight(target::Error::Aws { source, .. }) => {
+            Error::Preflight(preflight::Error::Aws { source, .. }) => {
                 !(source.is_throttling() || source.is_server_or_transport())
             }
             // `rollback` of a run whose steps delete: refused before anything is touched.
@@ -300,7 +300,7 @@ pub(crate) struct NewRun {
     pub(crate) clients: Clients,
     pub(crate) wf: Workflow,
     pub(crate) target: Target,
-    pub(crate) catalog: target::Catalog,
+    pub(crate) catalog: preflight::Catalog,
 }
 
 /// Which workflow a new run runs.
@@ -340,7 +340,7 @@ impl Context {
             .map_err(|e| Error::Input(e.to_string()))?,
         };
         let (mut target, catalog) =
-            target::discover(config, &clients.connect, &clients.sso_admin).await?;
+            preflight::discover(config, &clients.connect, &clients.sso_admin).await?;
         target.connect_region = regions.connect.clone();
         target.identity_center_region = regions.identity_center.clone();
         target.identity_center_profile = regions.identity_center_profile.clone();

@@ -18,9 +18,9 @@ use crate::agent::{self, FieldError};
 use crate::aws::{Clients, ConnectApi, IdentityStoreApi, IdentityUser};
 use crate::config::AssignmentMode;
 use crate::engine::{AgentState, Workflow};
+use crate::preflight::{self, Target};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{Leaver, Subject, CONNECT_USER_REMOVAL, IDENTITY_USER_REMOVAL};
-use crate::target::{self, Target};
 
 use super::drive::{Direction, Directions};
 use super::phase::{run_rows, AgentResult, BatchReport, BulkReads, Phase, RunOptions, Sink};
@@ -399,7 +399,7 @@ struct Finder<'a> {
 }
 
 fn aws(context: String) -> impl FnOnce(crate::aws::AwsError) -> Error {
-    move |source| target::Error::Aws { context, source }.into()
+    move |source| preflight::Error::Aws { context, source }.into()
 }
 
 impl<'a> Finder<'a> {

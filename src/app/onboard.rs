@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentInput, FieldError};
 use crate::engine::{AgentState, Engine, EngineOptions, PlannedStep, Secrets};
+use crate::preflight;
 use crate::steps;
 use crate::store::{self, MemoryJournal, RunRow};
-use crate::target;
 
 use super::status::{run_status, RunStatus};
 use super::{
@@ -52,7 +52,7 @@ pub async fn onboard(
     }
     let spec = agent::validate(&input, &config.defaults, target.identity_mode)
         .map_err(|e| Error::Fields(e.0))?;
-    let subject = target::resolve(spec, &catalog).map_err(Error::Fields)?;
+    let subject = preflight::resolve(spec, &catalog).map_err(Error::Fields)?;
     let mut secrets = secrets;
     if let Some(p) = &input.password {
         secrets.insert(steps::PASSWORD, p.expose().to_string());

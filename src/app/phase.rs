@@ -16,10 +16,10 @@ use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
 use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets, StepState, Workflow};
+use crate::preflight::{self, Target};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow, RunStore};
-use crate::target::{self, Target};
 
 use super::drive::{drive, Direction, Directions, Drive, Driven, Drivers, Work};
 use super::onboard::new_run_id;
@@ -671,7 +671,7 @@ async fn registry_for(
             ),
         )
         .await
-        .map_err(|source| target::Error::Aws {
+        .map_err(|source| preflight::Error::Aws {
             context: "listing users for the batch's bulk reads".into(),
             source,
         })?;

@@ -11,10 +11,10 @@ use crate::agent;
 use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
 use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
+use crate::preflight;
+use crate::preflight::Target;
 use crate::steps::{self, Subject};
 use crate::store::{RunRow, RunStore};
-use crate::target;
-use crate::target::Target;
 
 use super::drive::{drive, Drive, Driven, Drivers, Work};
 use super::status::{advice, run_status, RunStatus};
@@ -554,7 +554,7 @@ pub async fn retry(
         let (engine, clients, target) = run_parts(ctx, &store, &run, settings).await?;
         // Checked before any write: every corrected row of this run's agents.
         let mut subjects: HashMap<String, serde_json::Value> = HashMap::new();
-        let catalog = target::catalog(&clients.connect, &target.instance_id).await?;
+        let catalog = preflight::catalog(&clients.connect, &target.instance_id).await?;
         let mut problems = Vec::new();
         for a in agents.iter().filter(|a| !a.state.resumable()) {
             let stored = stored_subject(a)?;
@@ -586,7 +586,7 @@ pub async fn retry(
                 }
                 None => stored.agent.clone(),
             };
-            match target::resolve(spec, &catalog) {
+            match preflight::resolve(spec, &catalog) {
                 Ok(mut s) => {
                     // What the row does not say is the stored subject's: the Identity
                     // Store UserName a migration keeps (case and all), an offboarding's ids.

@@ -19,7 +19,7 @@ use crate::agent::IdentityMode;
 use crate::aws::SsoAdminApi;
 use crate::aws::{AwsError, ConnectApi, ConnectUser, IdentityStoreApi, IdentityUser};
 use crate::config::RoleSessionName;
-use crate::target::{self, Catalog, Target};
+use crate::preflight::{self, Catalog, Target};
 
 use super::drift::Rules;
 use super::{Context, Error};
@@ -106,7 +106,7 @@ pub async fn doctor(ctx: &Context, who: &str) -> Result<DoctorReport, Error> {
     let mut regions = ctx.new_run_regions();
     let clients = ctx.clients(&mut regions).await?;
     let (target, catalog) =
-        target::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
+        preflight::discover_for_diagnosis(config, &clients.connect, &clients.sso_admin).await?;
     // connect-onboard's own record first: an unfinished run is finished by its own fix,
     // whatever it left missing.
     let (state, unfinished) = state_check(ctx, who).await;
