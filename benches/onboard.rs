@@ -24,9 +24,9 @@ use connect_onboard::aws::{
 use connect_onboard::config;
 use connect_onboard::engine::Journal;
 use connect_onboard::engine::{Engine, EngineOptions, Secrets, Workflow};
+use connect_onboard::preflight;
 use connect_onboard::steps;
 use connect_onboard::store::{self, RunRow, StepUpdate, Store};
-use connect_onboard::preflight;
 use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxOptions, Seed};
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -4,12 +4,13 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::action::{ErrorKind, StepContext, StepError};
-use super::driver::{bind, fmt_outputs, AgentOutcome, Driver, Error, Lookup};
+use super::action::{ErrorKind, StepError};
+use super::driver::{fmt_outputs, AgentOutcome, Driver, Error, Lookup};
 use super::hooks::CrashPoint;
 use super::journal::StepUpdate;
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, StepState};
+use super::write::{delete_not_found, Call, Crashes};
 
 /// How an agent's `last_error` starts when its compensation failed (needs attention).
 const COMPENSATION_FAILED: &str = "compensation of ";
@@ -117,28 +118,27 @@ where
                 return Ok(settled);
             }
         }
-        let step = self.wf().steps[idx].clone();
-        let action = self.engine.registry[&step.action].clone();
-        self.update(
-            idx,
-            StepUpdate {
-                state: Some(StepState::Compensating),
-                ..Default::default()
-            },
-            "undo_intent",
-        )
-        .await?;
-        let outputs = self.steps[idx].outputs.clone();
-        let inputs = bind(&step, &self.known()).unwrap_or_default();
-        let cx = StepContext {
-            subject: &self.subject,
-            inputs: &inputs,
-            secrets: self.secrets,
-            attempt,
+        let step_id = self.wf().steps[idx].id.clone();
+        let intent = StepUpdate {
+            state: Some(StepState::Compensating),
+            ..Default::default()
         };
-        let res = action.delete(&cx, &outputs).await;
-        self.crash(CrashPoint::AfterDelete, &step.id);
-        if let Err(e) = undo_result(res, self.within_settle(idx)) {
+        let outputs = self.steps[idx].outputs.clone();
+        let crashes = Crashes {
+            before: None,
+            after: CrashPoint::AfterDelete,
+        };
+        let res = self
+            .send(
+                idx,
+                attempt,
+                (intent, "undo_intent"),
+                Call::Delete(&outputs),
+                crashes,
+            )
+            .await?;
+        // What this run created: within its settle window "not found" may not be final.
+        if let Err(e) = delete_not_found(res, self.within_settle(idx)) {
             return Ok(Undone::Failed(e));
         }
         self.update(
@@ -151,7 +151,7 @@ where
             "undo_done",
         )
         .await?;
-        self.progress(&step.id, "rolled_back", fmt_outputs(&outputs));
+        self.progress(&step_id, "rolled_back", fmt_outputs(&outputs));
         Ok(Undone::Finished)
     }
 
@@ -263,22 +263,4 @@ enum Undone {
     Finished,
     /// This attempt failed (retried under the step's policy, or given up).
     Failed(StepError),
-}
-
-/// A delete's answer as compensation reads it. "Not found" is done (nothing left to undo),
-/// except within the settle window of our latest create, where it may only mean "not
-/// visible yet": a transient error, waited out rather than leaking the resource.
-fn undo_result(res: Result<(), StepError>, within_settle: bool) -> Result<(), StepError> {
-    match res {
-        Err(e) if e.kind == ErrorKind::NotFound && within_settle => Err(StepError::new(
-            ErrorKind::Transient,
-            e.code,
-            format!(
-                "{} (within the settle window: may not be visible yet)",
-                e.message
-            ),
-        )),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }

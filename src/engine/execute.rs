@@ -14,6 +14,7 @@ use super::hooks::{CrashPoint, Progress};
 use super::journal::{Change, Journal, JournalError, StepUpdate};
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, OnFailure, StepState};
+use super::write::{Call, Crashes};
 
 impl<S> Driver<'_, S>
 where
@@ -398,7 +399,6 @@ where
         mut looked_up: Option<Lookup>,
     ) -> Result<Result<(), Stop>, Error> {
         let step = self.wf().steps[idx].clone();
-        let action = self.engine.registry[&step.action].clone();
         let mut attempt: u32 = 0;
         // Set after a create answered AlreadyExists: the resource exists even if lookups
         // cannot see it yet, so keep looking instead of writing again.
@@ -459,28 +459,20 @@ where
             // 2. Write-ahead: record the intent, then write.
             attempt += 1;
             let was_unresolved = self.steps[idx].unresolved;
-            self.update(
-                idx,
-                StepUpdate {
-                    state: Some(StepState::Running),
-                    unresolved: Some(true),
-                    bump_attempts: true,
-                    mark_write: Some(self.engine.opts.clock.now_ms()),
-                    ..Default::default()
-                },
-                "step_intent",
-            )
-            .await?;
-            self.crash(CrashPoint::BeforeWrite, &step.id);
-            let inputs = bind(&step, &self.known()).unwrap_or_default();
-            let cx = StepContext {
-                subject: &self.subject,
-                inputs: &inputs,
-                secrets: self.secrets,
-                attempt,
+            let intent = StepUpdate {
+                state: Some(StepState::Running),
+                unresolved: Some(true),
+                bump_attempts: true,
+                mark_write: Some(self.engine.opts.clock.now_ms()),
+                ..Default::default()
             };
-            let result = action.create(&cx).await;
-            self.crash(CrashPoint::AfterWrite, &step.id);
+            let crashes = Crashes {
+                before: Some(CrashPoint::BeforeWrite),
+                after: CrashPoint::AfterWrite,
+            };
+            let result = self
+                .send(idx, attempt, (intent, "step_intent"), Call::Create, crashes)
+                .await?;
             match result {
                 Ok(outputs) => {
                     let detail = fmt_outputs(&outputs);

@@ -48,6 +48,7 @@ pub mod retry;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use action::{Action, ErrorKind, Found, Outputs, Registry, Secrets, StepContext, StepError};
 pub use clock::{Clock, SystemClock, VirtualClock};

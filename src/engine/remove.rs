@@ -7,11 +7,12 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::action::{ErrorKind, StepContext};
-use super::driver::{bind, fmt_outputs, Driver, Error, Lookup, Stop};
+use super::action::ErrorKind;
+use super::driver::{fmt_outputs, Driver, Error, Lookup, Stop};
 use super::hooks::CrashPoint;
 use super::journal::StepUpdate;
 use super::state::StepState;
+use super::write::{delete_not_found, Call, Crashes};
 
 impl<S> Driver<'_, S>
 where
@@ -24,7 +25,6 @@ where
         mut looked_up: Option<Lookup>,
     ) -> Result<Result<(), Stop>, Error> {
         let step = self.wf().steps[idx].clone();
-        let action = self.engine.registry[&step.action].clone();
         let mut attempt: u32 = 0;
         loop {
             self.fenced()?;
@@ -57,39 +57,34 @@ where
             };
             // Write-ahead: the intent to delete, with what is deleted, before the delete.
             attempt += 1;
-            self.update(
-                idx,
-                StepUpdate {
-                    state: Some(StepState::Running),
-                    owned: Some(false),
-                    unresolved: Some(false),
-                    outputs: Some(outputs.clone()),
-                    bump_attempts: true,
-                    mark_write: Some(self.engine.opts.clock.now_ms()),
-                    ..Default::default()
-                },
-                "delete_intent",
-            )
-            .await?;
-            self.crash(CrashPoint::BeforeWrite, &step.id);
-            let inputs = bind(&step, &self.known()).unwrap_or_default();
-            let cx = StepContext {
-                subject: &self.subject,
-                inputs: &inputs,
-                secrets: self.secrets,
-                attempt,
+            let intent = StepUpdate {
+                state: Some(StepState::Running),
+                owned: Some(false),
+                unresolved: Some(false),
+                outputs: Some(outputs.clone()),
+                bump_attempts: true,
+                mark_write: Some(self.engine.opts.clock.now_ms()),
+                ..Default::default()
             };
-            let result = action.delete(&cx, &outputs).await;
-            self.crash(CrashPoint::AfterWrite, &step.id);
-            match result {
-                Ok(()) => {
-                    self.removed(idx, Some(&outputs))?;
-                    self.crash_after_checkpoint(&step.id).await?;
-                    return Ok(Ok(()));
-                }
-                // Gone meanwhile (someone else, or an earlier delete of ours): done.
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    self.removed(idx, None)?;
+            let crashes = Crashes {
+                before: Some(CrashPoint::BeforeWrite),
+                after: CrashPoint::AfterWrite,
+            };
+            let sent = self
+                .send(
+                    idx,
+                    attempt,
+                    (intent, "delete_intent"),
+                    Call::Delete(&outputs),
+                    crashes,
+                )
+                .await?;
+            // What existed before the run: no write of ours to settle, so "not found" is
+            // gone meanwhile (someone else, or an earlier delete of ours): done.
+            let gone = matches!(&sent, Err(e) if e.kind == ErrorKind::NotFound);
+            match delete_not_found(sent, false) {
+                Ok(_) => {
+                    self.removed(idx, (!gone).then_some(&outputs))?;
                     self.crash_after_checkpoint(&step.id).await?;
                     return Ok(Ok(()));
                 }

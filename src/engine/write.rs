@@ -1,0 +1,93 @@
+//! The write-ahead sequence, once: every write the engine sends — a forward step's create,
+//! an irreversible step's delete, a compensation's delete — goes through [`Driver::send`]:
+//! its intent is durable before the call, the call gets the step's bound inputs, and the
+//! crash-test hooks stand at the same points around every write. Also the one rule for a
+//! delete answered "not found" ([`delete_not_found`]).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::action::{ErrorKind, Outputs, StepContext, StepError};
+use super::driver::{bind, Driver, Error};
+use super::hooks::CrashPoint;
+use super::journal::StepUpdate;
+
+/// Which call a write is.
+pub(super) enum Call<'o> {
+    /// The step's create.
+    Create,
+    /// The step's delete of these resources.
+    Delete(&'o Outputs),
+}
+
+/// Where the crash-test hooks stand around one write.
+pub(super) struct Crashes {
+    /// After the intent is durable, before the call (`None`: no hook).
+    pub before: Option<CrashPoint>,
+    /// After the call, before its result is recorded.
+    pub after: CrashPoint,
+}
+
+impl<S> Driver<'_, S>
+where
+    S: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Records `intent` (with the journal event `kind`) durably, then sends `call` with the
+    /// step's inputs bound from the earlier steps' outputs, the crash hooks around it. The
+    /// outer error is the journal's; the inner result is the call's (a delete's `Ok` holds
+    /// no outputs).
+    pub(super) async fn send(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        intent: (StepUpdate, &'static str),
+        call: Call<'_>,
+        crashes: Crashes,
+    ) -> Result<Result<Outputs, StepError>, Error> {
+        let step = self.wf().steps[idx].clone();
+        let action = self.engine.registry[&step.action].clone();
+        let (update, kind) = intent;
+        self.update(idx, update, kind).await?;
+        if let Some(point) = crashes.before {
+            self.crash(point, &step.id);
+        }
+        let inputs = bind(&step, &self.known()).unwrap_or_default();
+        let cx = StepContext {
+            subject: &self.subject,
+            inputs: &inputs,
+            secrets: self.secrets,
+            attempt,
+        };
+        let result = match call {
+            Call::Create => action.create(&cx).await,
+            Call::Delete(outputs) => action.delete(&cx, outputs).await.map(|()| Outputs::new()),
+        };
+        self.crash(crashes.after, &step.id);
+        Ok(result)
+    }
+}
+
+/// A delete answered "not found": done — nothing is left to delete — except while the
+/// resource is within the settle window of a write of ours (`within_settle`), where "not
+/// found" may only mean "not visible yet": then it is a transient error, waited out rather
+/// than leaving the resource behind. Compensation deletes what this run just created, so
+/// its window applies; an irreversible removal deletes what existed before the run (it was
+/// looked up and found first, and no write of ours made it), so for it the window is never
+/// open and "not found" is done at once.
+pub(super) fn delete_not_found(
+    res: Result<Outputs, StepError>,
+    within_settle: bool,
+) -> Result<Outputs, StepError> {
+    match res {
+        Err(e) if e.kind == ErrorKind::NotFound && within_settle => Err(StepError::new(
+            ErrorKind::Transient,
+            e.code,
+            format!(
+                "{} (within the settle window: may not be visible yet)",
+                e.message
+            ),
+        )),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(Outputs::new()),
+        other => other,
+    }
+}
