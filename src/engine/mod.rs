@@ -43,6 +43,7 @@ mod driver;
 mod execute;
 pub mod hooks;
 pub mod journal;
+mod plumbing;
 mod remove;
 pub mod retry;
 pub mod state;
