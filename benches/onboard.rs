@@ -13,6 +13,7 @@
 // Test and bench code: unwrap is how a check fails, and printing is its report.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+use connect_onboard::engine::journal::EventKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,7 +116,7 @@ async fn main() {
                     bump_attempts: true,
                     ..Default::default()
                 },
-                "bench",
+                EventKind::StepIntent,
             )
             .await
             .unwrap();

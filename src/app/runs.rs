@@ -1,6 +1,7 @@
 //! Operations on stored runs: `resume`, `rollback`, `release`. Each rebuilds the engine
 //! from the run's own snapshot (workflow text and target), not from today's config.
 
+use crate::engine::journal::EventKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -428,7 +429,7 @@ async fn mark_adopters(
                     last_error: Some(Some(format!("Deleted: deleted by `rollback {run}`"))),
                     ..Default::default()
                 },
-                kind: "adopted_resource_deleted",
+                kind: EventKind::AdoptedResourceDeleted,
             })
             .collect();
         changes.push(crate::engine::journal::Change::Agent {

@@ -1,6 +1,7 @@
 //! Compensation: undo, in reverse order, every step the run owns or may own (an unresolved
 //! write), never adopted or shared ones; checkpointed, idempotent, resumable.
 
+use super::journal::EventKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -132,7 +133,7 @@ where
             .send(
                 idx,
                 attempt,
-                (intent, "undo_intent"),
+                (intent, EventKind::UndoIntent),
                 Call::Delete(&outputs),
                 crashes,
             )
@@ -148,7 +149,7 @@ where
                 last_error: Some(None),
                 ..Default::default()
             },
-            "undo_done",
+            EventKind::UndoDone,
         )
         .await?;
         self.progress(&step_id, "rolled_back", fmt_outputs(&outputs));
@@ -172,7 +173,7 @@ where
                         outputs: Some(o),
                         ..Default::default()
                     },
-                    "step_found_owned",
+                    EventKind::StepFoundOwned,
                 )
                 .await?;
                 Ok(None)
@@ -189,7 +190,7 @@ where
                         last_error: Some(None),
                         ..Default::default()
                     },
-                    "step_nothing_to_undo",
+                    EventKind::StepNothingToUndo,
                 )
                 .await?;
                 let id = self.wf().steps[idx].id.clone();
@@ -243,7 +244,7 @@ where
                 last_error: Some(Some(e.to_string())),
                 ..Default::default()
             },
-            "undo_failed",
+            EventKind::UndoFailed,
         )
         .await?;
         self.progress(&step_id, "compensation_failed", e.to_string());

@@ -2,6 +2,7 @@
 //! the per-agent [`Driver`] it builds: lease, checkpointed step states, lease renewal.
 //! The forward pass lives in `execute`, compensation in `compensate`.
 
+use super::journal::EventKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -330,7 +331,7 @@ where
                     _ => continue,
                 };
                 self.journal
-                    .update_step(run, agent, &token, &step.step_id, &up, "step_retry")
+                    .update_step(run, agent, &token, &step.step_id, &up, EventKind::StepRetry)
                     .await?;
             }
             self.journal
@@ -417,7 +418,7 @@ where
                         unresolved: Some(false),
                         ..Default::default()
                     },
-                    "released",
+                    EventKind::Released,
                 )
                 .await?;
         }

@@ -1,6 +1,7 @@
 //! The forward pass of one agent: plan (look every step up before any write), then per
 //! step look up, record the intent, write, record the result; retries by [`decide`].
 
+use super::journal::EventKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -120,7 +121,7 @@ where
                 last_error: Some(Some(e.to_string())),
                 ..Default::default()
             },
-            "step_error",
+            EventKind::StepError,
         )
         .await
     }
@@ -204,7 +205,13 @@ where
                 after: CrashPoint::AfterWrite,
             };
             let result = self
-                .send(idx, attempt, (intent, "step_intent"), Call::Create, crashes)
+                .send(
+                    idx,
+                    attempt,
+                    (intent, EventKind::StepIntent),
+                    Call::Create,
+                    crashes,
+                )
                 .await?;
             match result {
                 Ok(outputs) => {
@@ -219,7 +226,7 @@ where
                             last_error: Some(None),
                             ..Default::default()
                         },
-                        "step_done",
+                        EventKind::StepDone,
                     )?;
                     self.crash_after_checkpoint(&step.id).await?;
                     self.progress(&step.id, "created", detail);
@@ -235,7 +242,7 @@ where
                             last_error: Some(Some(e.to_string())),
                             ..Default::default()
                         },
-                        "step_exists",
+                        EventKind::StepExists,
                     )
                     .await?;
                     exists = Some(e);
@@ -249,7 +256,7 @@ where
                             last_error: Some(Some(e.to_string())),
                             ..Default::default()
                         },
-                        "step_error",
+                        EventKind::StepError,
                     )
                     .await?;
                     if let Some(stop) = self.retry_or_stop(idx, attempt, &e).await? {
@@ -291,7 +298,7 @@ where
                         last_error: Some(Some(e.to_string())),
                         ..Default::default()
                     },
-                    "step_failed",
+                    EventKind::StepFailed,
                 )
                 .await?;
                 Ok(Some(Stop::Permanent(format!("{id}: {e}"))))

@@ -58,6 +58,80 @@ pub struct AgentRow {
     pub updated_at: String,
 }
 
+/// What a journal event records: the kind of each change, as the store's `events` table
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `step_intent`.
+    StepIntent,
+    /// `step_done`.
+    StepDone,
+    /// `step_error`.
+    StepError,
+    /// `step_exists`.
+    StepExists,
+    /// `step_adopted`.
+    StepAdopted,
+    /// `step_conflict`.
+    StepConflict,
+    /// `step_failed`.
+    StepFailed,
+    /// `step_found_owned`.
+    StepFoundOwned,
+    /// `step_gone`.
+    StepGone,
+    /// `step_retry`.
+    StepRetry,
+    /// `step_deleted`.
+    StepDeleted,
+    /// `step_nothing_to_undo`.
+    StepNothingToUndo,
+    /// `delete_intent`.
+    DeleteIntent,
+    /// `undo_intent`.
+    UndoIntent,
+    /// `undo_done`.
+    UndoDone,
+    /// `undo_failed`.
+    UndoFailed,
+    /// `adopted_resource_deleted`.
+    AdoptedResourceDeleted,
+    /// `agent_created`.
+    AgentCreated,
+    /// `agent_subject_replaced`.
+    AgentSubjectReplaced,
+    /// `released`: an operator released the step's resource from the run.
+    Released,
+}
+
+impl EventKind {
+    /// The name the store records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::StepIntent => "step_intent",
+            EventKind::StepDone => "step_done",
+            EventKind::StepError => "step_error",
+            EventKind::StepExists => "step_exists",
+            EventKind::StepAdopted => "step_adopted",
+            EventKind::StepConflict => "step_conflict",
+            EventKind::StepFailed => "step_failed",
+            EventKind::StepFoundOwned => "step_found_owned",
+            EventKind::StepGone => "step_gone",
+            EventKind::StepRetry => "step_retry",
+            EventKind::StepDeleted => "step_deleted",
+            EventKind::StepNothingToUndo => "step_nothing_to_undo",
+            EventKind::DeleteIntent => "delete_intent",
+            EventKind::UndoIntent => "undo_intent",
+            EventKind::UndoDone => "undo_done",
+            EventKind::UndoFailed => "undo_failed",
+            EventKind::AdoptedResourceDeleted => "adopted_resource_deleted",
+            EventKind::AgentCreated => "agent_created",
+            EventKind::AgentSubjectReplaced => "agent_subject_replaced",
+            EventKind::Released => "released",
+        }
+    }
+}
+
 /// A change to one step, applied in one transaction with its journal event.
 #[derive(Debug, Clone, Default)]
 pub struct StepUpdate {
@@ -88,7 +162,7 @@ pub enum Change {
         /// The update.
         update: StepUpdate,
         /// Journal event kind.
-        kind: &'static str,
+        kind: EventKind,
     },
     /// [`Journal::set_agent_state`].
     Agent {
@@ -166,7 +240,7 @@ pub trait Journal: Send + Sync {
         token: &str,
         step: &str,
         update: &StepUpdate,
-        kind: &str,
+        kind: EventKind,
     ) -> Result<(), JournalError>;
     /// Sets the agent's state and last error under the lease.
     async fn set_agent_state(

@@ -2,6 +2,7 @@
 //! checkpoints (durable now, or deferred to the next durable change), the lease fence,
 //! crash-test hooks, progress events, lookups and the settle windows.
 
+use super::journal::EventKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -75,11 +76,11 @@ where
         &mut self,
         idx: usize,
         up: StepUpdate,
-        kind: &'static str,
+        kind: EventKind,
     ) -> Result<(), Error> {
         self.fenced()?;
         let step = self.wf().steps[idx].id.clone();
-        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind, state = ?up.state, "checkpoint");
+        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind = kind.as_str(), state = ?up.state, "checkpoint");
         let change = Change::Step {
             step,
             update: up.clone(),
@@ -107,11 +108,11 @@ where
         &mut self,
         idx: usize,
         up: StepUpdate,
-        kind: &'static str,
+        kind: EventKind,
     ) -> Result<(), Error> {
         self.fenced()?;
         let step = self.wf().steps[idx].id.clone();
-        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind, state = ?up.state, "checkpoint deferred");
+        tracing::debug!(run = %self.run, agent = %self.agent, %step, kind = kind.as_str(), state = ?up.state, "checkpoint deferred");
         self.remember(idx, &up);
         self.deferred.push(Change::Step {
             step,
@@ -256,9 +257,9 @@ where
                 ..Default::default()
             },
             if ours {
-                "step_found_owned"
+                EventKind::StepFoundOwned
             } else {
-                "step_adopted"
+                EventKind::StepAdopted
             },
         )?;
         self.progress(&step_id, if ours { "exists" } else { "adopted" }, detail);
@@ -276,7 +277,7 @@ where
                 last_error: Some(Some(format!("Conflict: {m}"))),
                 ..Default::default()
             },
-            "step_conflict",
+            EventKind::StepConflict,
         )
         .await?;
         Ok(Stop::Permanent(format!("{step_id}: conflict: {m}")))

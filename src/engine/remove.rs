@@ -4,6 +4,7 @@
 //! answered "not found" is done (someone else removed it, or our unanswered delete
 //! landed). A removal is never owned, so compensation never touches it.
 
+use super::journal::EventKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -74,7 +75,7 @@ where
                 .send(
                     idx,
                     attempt,
-                    (intent, "delete_intent"),
+                    (intent, EventKind::DeleteIntent),
                     Call::Delete(&outputs),
                     crashes,
                 )
@@ -95,7 +96,7 @@ where
                             last_error: Some(Some(e.to_string())),
                             ..Default::default()
                         },
-                        "step_error",
+                        EventKind::StepError,
                     )
                     .await?;
                     // Look again before the next delete: it may have landed.
@@ -125,9 +126,9 @@ where
                 ..Default::default()
             },
             if deleted.is_some() {
-                "step_deleted"
+                EventKind::StepDeleted
             } else {
-                "step_gone"
+                EventKind::StepGone
             },
         )?;
         match deleted {

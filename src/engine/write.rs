@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::action::{ErrorKind, Outputs, StepContext, StepError};
 use super::driver::{bind, Driver, Error};
 use super::hooks::CrashPoint;
-use super::journal::StepUpdate;
+use super::journal::{EventKind, StepUpdate};
 
 /// Which call a write is.
 pub(super) enum Call<'o> {
@@ -40,7 +40,7 @@ where
         &mut self,
         idx: usize,
         attempt: u32,
-        intent: (StepUpdate, &'static str),
+        intent: (StepUpdate, EventKind),
         call: Call<'_>,
         crashes: Crashes,
     ) -> Result<Result<Outputs, StepError>, Error> {

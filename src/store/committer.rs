@@ -4,6 +4,7 @@
 //! COMMIT is durable. One fsync per group instead of one per checkpoint, and still every
 //! write's intent on disk before the write is sent.
 
+use crate::engine::journal::EventKind;
 use std::sync::Mutex;
 
 use rusqlite::Connection;
@@ -62,11 +63,11 @@ impl Journal for Store {
         token: &str,
         step: &str,
         update: &StepUpdate,
-        kind: &str,
+        kind: EventKind,
     ) -> std::result::Result<(), JournalError> {
         let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
-        let (step, update, kind) = (step.to_string(), update.clone(), kind.to_string());
-        self.submit(move |c| tx_update_step(c, &run, &agent, &token, &step, &update, &kind))
+        let (step, update) = (step.to_string(), update.clone());
+        self.submit(move |c| tx_update_step(c, &run, &agent, &token, &step, &update, kind))
             .await
     }
     async fn set_agent_state(
@@ -109,7 +110,7 @@ impl Journal for Store {
             for change in &changes {
                 match change {
                     Change::Step { step, update, kind } => {
-                        tx_update_step(c, &run, &agent, &token, step, update, kind)?
+                        tx_update_step(c, &run, &agent, &token, step, update, *kind)?
                     }
                     Change::Agent { state, last_error } => {
                         tx_set_agent_state(c, &run, &agent, &token, *state, last_error.as_deref())?

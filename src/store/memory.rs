@@ -3,6 +3,7 @@
 //! file. Dry runs use it (they must write nothing anywhere), and so do the engine's unit
 //! tests and the state-semantics suite (`run_store`).
 
+use crate::engine::journal::EventKind;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -316,7 +317,7 @@ impl MemoryJournal {
         token: &str,
         step: &str,
         up: &StepUpdate,
-        _kind: &str,
+        _kind: EventKind,
     ) -> Result<(), JournalError> {
         let found = self.fenced(run, agent, token, |e| e.update_step(step, up))?;
         if !found {
@@ -432,7 +433,7 @@ impl Journal for MemoryJournal {
         token: &str,
         step: &str,
         up: &StepUpdate,
-        kind: &str,
+        kind: EventKind,
     ) -> Result<(), JournalError> {
         MemoryJournal::update_step(self, run, agent, token, step, up, kind)
     }
@@ -492,7 +493,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            j.update_step("r", "a", "t", "s", &up, "x"),
+            j.update_step("r", "a", "t", "s", &up, EventKind::StepIntent),
             Err(JournalError::LeaseLost { .. })
         ));
         j.acquire_lease("r", "a", "t", 60_000).unwrap();
@@ -500,7 +501,8 @@ mod tests {
             j.acquire_lease("r", "a", "u", 60_000),
             Err(JournalError::Leased { .. })
         ));
-        j.update_step("r", "a", "t", "s", &up, "x").unwrap();
+        j.update_step("r", "a", "t", "s", &up, EventKind::StepIntent)
+            .unwrap();
         let s = &j.steps("r", "a").unwrap()[0];
         assert_eq!(
             (s.state, s.first_write_ms, s.last_write_ms),
@@ -508,7 +510,7 @@ mod tests {
         );
         assert_eq!(j.event_count(), 2);
         assert!(matches!(
-            j.update_step("r", "a", "t", "nope", &up, "x"),
+            j.update_step("r", "a", "t", "nope", &up, EventKind::StepIntent),
             Err(JournalError::NotFound(_))
         ));
         j.set_agent_state("r", "a", "t", AgentState::Done, None)

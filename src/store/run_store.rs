@@ -195,6 +195,7 @@ mod semantics {
 
     use super::*;
     use crate::engine::journal::Change;
+    use crate::engine::journal::EventKind;
     use crate::engine::{JournalError, StepState, StepUpdate};
     use crate::store::Error;
 
@@ -366,13 +367,13 @@ mod semantics {
             };
             assert!(
                 matches!(
-                    s.update_step("r1", "a@x", "B", "connect_user", &up, "step_intent")
+                    s.update_step("r1", "a@x", "B", "connect_user", &up, EventKind::StepIntent)
                         .await,
                     Err(JournalError::LeaseLost { .. })
                 ),
                 "{name}: a checkpoint under another's lease is refused"
             );
-            s.update_step("r1", "a@x", "A", "connect_user", &up, "step_intent")
+            s.update_step("r1", "a@x", "A", "connect_user", &up, EventKind::StepIntent)
                 .await
                 .unwrap();
             s.renew_lease("r1", "a@x", "A", 60_000).await.unwrap();
@@ -404,12 +405,12 @@ mod semantics {
                 Change::Step {
                     step: "connect_user".into(),
                     update: done.clone(),
-                    kind: "step_done",
+                    kind: EventKind::StepDone,
                 },
                 Change::Step {
                     step: "no_such_step".into(),
                     update: done.clone(),
-                    kind: "step_done",
+                    kind: EventKind::StepDone,
                 },
             ];
             assert!(s.apply("r1", "a@x", "A", bad).await.is_err(), "{name}");
@@ -422,7 +423,7 @@ mod semantics {
                 Change::Step {
                     step: "connect_user".into(),
                     update: done,
-                    kind: "step_done",
+                    kind: EventKind::StepDone,
                 },
                 Change::Agent {
                     state: AgentState::Done,

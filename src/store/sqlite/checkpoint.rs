@@ -3,6 +3,7 @@
 //! appending its `events` row in the same transaction. The `tx_*` functions run inside a
 //! transaction the caller (the group committer, or the synchronous methods here) holds.
 
+use crate::engine::journal::EventKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
@@ -48,7 +49,7 @@ impl Store {
         token: &str,
         step: &str,
         update: &StepUpdate,
-        kind: &str,
+        kind: EventKind,
     ) -> Result<()> {
         self.with_tx(|tx| tx_update_step(tx, run, agent, token, step, update, kind))
     }
@@ -159,7 +160,7 @@ pub(in crate::store) fn tx_update_step(
     token: &str,
     step: &str,
     update: &StepUpdate,
-    kind: &str,
+    kind: EventKind,
 ) -> Result<()> {
     check_lease(tx, run, agent, token)?;
     // One statement, prepared once per connection: a checkpoint's cost is its
@@ -202,7 +203,7 @@ pub(in crate::store) fn tx_update_step(
         );
     }
     let detail = update.last_error.clone().flatten().or(outputs);
-    journal(tx, run, agent, Some(step), kind, detail.as_deref())?;
+    journal(tx, run, agent, Some(step), kind.as_str(), detail.as_deref())?;
     Ok(())
 }
 
@@ -238,7 +239,14 @@ pub(in crate::store) fn tx_set_subject(
         "UPDATE agents SET subject = ?3, updated_at = ?4 WHERE run_id = ?1 AND agent_key = ?2",
         params![run, agent, subject.to_string(), now_rfc3339()],
     )?;
-    journal(tx, run, agent, None, "agent_subject_replaced", None)?;
+    journal(
+        tx,
+        run,
+        agent,
+        None,
+        EventKind::AgentSubjectReplaced.as_str(),
+        None,
+    )?;
     Ok(())
 }
 

@@ -158,6 +158,7 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+    use crate::engine::journal::EventKind;
     use crate::engine::journal::Journal;
     use crate::engine::journal::{JournalError, StepUpdate};
     use crate::engine::{AgentState, OnFailure, StepState};
@@ -277,10 +278,11 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            s.update_step("r1", "a@x.io", "t2", "s1", &up, "x"),
+            s.update_step("r1", "a@x.io", "t2", "s1", &up, EventKind::StepIntent),
             Err(Error::Journal(JournalError::LeaseLost { .. }))
         ));
-        s.update_step("r1", "a@x.io", "t1", "s1", &up, "x").unwrap();
+        s.update_step("r1", "a@x.io", "t1", "s1", &up, EventKind::StepIntent)
+            .unwrap();
         assert_eq!(
             s.steps("r1", "a@x.io").unwrap()[0].state,
             StepState::Running
@@ -371,7 +373,7 @@ mod tests {
                 mark_write: Some(now_ms()),
                 ..Default::default()
             },
-            "step_done",
+            EventKind::StepDone,
         )
         .unwrap();
         assert_eq!(s.event_count().unwrap(), before + 1);
@@ -397,7 +399,16 @@ mod tests {
         };
         let (a, b) = (s.clone(), s.clone());
         let ok = tokio::spawn(async move {
-            Journal::update_step(&*a, "r1", "a@x.io", "t", "s1", &up(StepState::Running), "x").await
+            Journal::update_step(
+                &*a,
+                "r1",
+                "a@x.io",
+                "t",
+                "s1",
+                &up(StepState::Running),
+                EventKind::StepIntent,
+            )
+            .await
         });
         let refused = tokio::spawn(async move {
             Journal::update_step(
@@ -407,7 +418,7 @@ mod tests {
                 "stolen",
                 "s2",
                 &up(StepState::Done),
-                "x",
+                EventKind::StepIntent,
             )
             .await
         });

@@ -2,6 +2,7 @@
 //! that have an unfinished run), adding agents in chunks, and reading runs, agents and steps
 //! back.
 
+use crate::engine::journal::EventKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::checkpoint::{exec, journal};
@@ -233,7 +234,14 @@ fn insert_agents(
                 params![run_id, key, step, seq as i64, now],
             )?;
         }
-        journal(tx, run_id, key, None, "agent_created", None)?;
+        journal(
+            tx,
+            run_id,
+            key,
+            None,
+            EventKind::AgentCreated.as_str(),
+            None,
+        )?;
     }
     Ok(())
 }
