@@ -247,181 +247,41 @@ pub(super) fn validate_name(
 }
 
 /// Validate one agent against the rules of the instance's identity `mode`,
-/// applying `defaults`. Collects all errors.
+/// applying `defaults`. Collects all errors: each field's check adds its own to `errs`.
 pub fn validate(
     input: &AgentInput,
     defaults: &Defaults,
     mode: IdentityMode,
 ) -> Result<AgentSpec, ValidationErrors> {
     let mut errs: Vec<FieldError> = Vec::new();
+    let e = &mut errs;
 
-    let email = validate_email(&input.email, &mut errs);
+    let email = validate_email(&input.email, e);
     let email_norm = input.email.trim().to_lowercase();
-    let username = validate_username(
-        &input.username,
-        &email_norm,
-        email.is_some(),
-        mode,
-        &mut errs,
-    );
-
+    let username = validate_username(&input.username, &email_norm, email.is_some(), mode, e);
     let (first_max, last_max) = match mode {
         IdentityMode::Saml | IdentityMode::ExistingDirectory => (255, 300),
         IdentityMode::ConnectManaged => (255, 256),
     };
-    let first = validate_name("first_name", &input.first_name, first_max, mode, &mut errs);
-    let last = validate_name("last_name", &input.last_name, last_max, mode, &mut errs);
-    let display_name = match (&first, &last) {
-        (Some(f), Some(l)) => {
-            let d = format!("{f} {l}");
-            let e = check_identity_store_string("display_name", &d);
-            if e.is_empty() {
-                Some(d)
-            } else {
-                errs.extend((e).into_iter().map(FieldError::from));
-                None
-            }
-        }
-        _ => None,
-    };
-
-    // Password
-    match (mode, &input.password) {
-        (IdentityMode::Saml, Some(_)) => errs.push(FieldError::redacted(
-            "password",
-            "the instance uses SAML: Connect rejects a password (agents sign in through IAM Identity Center)",
-        )),
-        (IdentityMode::ExistingDirectory, Some(_)) => errs.push(FieldError::redacted(
-            "password",
-            "the instance uses EXISTING_DIRECTORY: Connect rejects a password (agents sign in with their directory credentials)",
-        )),
-        (IdentityMode::ConnectManaged, Some(p)) => {
-            if let Err(e) = check_password(p) {
-                errs.push(e);
-            }
-        }
-        _ => {}
-    }
-
-    // DirectoryUserId
-    let directory_user_id = opt_nonblank("directory_user_id", &input.directory_user_id, &mut errs);
-    if let (Some(d), true) = (&directory_user_id, mode != IdentityMode::ExistingDirectory) {
-        errs.push(FieldError::new(
-            "directory_user_id",
-            d,
-            format!(
-                "only allowed on an EXISTING_DIRECTORY instance; this instance uses {mode}, where Connect returns an error if DirectoryUserId is included"
-            ),
-        ));
-    }
-
-    let secondary_email = validate_secondary_email(&input.secondary_email, &mut errs);
-
-    let mobile = opt_nonblank("mobile", &input.mobile, &mut errs);
-    if let Some(m) = &mobile {
-        if let Err(e) = check_e164("mobile", m) {
-            errs.push(e.into());
-        }
-    }
-
-    // Phone
+    let first = validate_name("first_name", &input.first_name, first_max, mode, e);
+    let last = validate_name("last_name", &input.last_name, last_max, mode, e);
+    let display_name = validate_display_name(first.as_deref(), last.as_deref(), e);
+    validate_password(mode, input, e);
+    let directory_user_id = validate_directory_user_id(mode, input, e);
+    let secondary_email = validate_secondary_email(&input.secondary_email, e);
+    let mobile = validate_mobile(input, e);
     let phone_type = input.phone_type.unwrap_or(defaults.phone_type);
-    let desk_raw = input.desk_phone_number.as_deref();
-    let desk_phone_number = match desk_raw {
-        Some(d) if d.trim().is_empty() => {
-            // Blank counts as "not given" for the desk/soft rule, but say so.
-            match check_phone(phone_type, None) {
-                Ok(n) => {
-                    errs.push(FieldError::new(
-                        "desk_phone_number",
-                        d,
-                        "must not be empty when given; omit the field instead",
-                    ));
-                    n
-                }
-                Err(e) => {
-                    errs.push(e.into());
-                    None
-                }
-            }
-        }
-        _ => match check_phone(phone_type, desk_raw) {
-            Ok(n) => n,
-            Err(e) => {
-                errs.push(e.into());
-                None
-            }
-        },
-    };
-
+    let desk_phone_number = validate_desk_phone(phone_type, input, e);
     let auto_accept = input.auto_accept.unwrap_or(defaults.auto_accept);
-    let acw_timeout = match check_acw_timeout(
-        "acw_timeout",
-        input.acw_timeout.unwrap_or(defaults.acw_timeout),
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            errs.push(e.into());
-            0
-        }
-    };
-
-    // Security profiles
-    let sp_source: &[String] = if input.security_profiles.is_empty() {
-        &defaults.security_profiles
-    } else {
-        &input.security_profiles
-    };
-    let security_profiles = match check_security_profiles("security_profiles", sp_source) {
-        Ok(v) => v,
-        Err(e) => {
-            errs.extend((e).into_iter().map(FieldError::from));
-            Vec::new()
-        }
-    };
-
-    // Routing profile
-    let routing_profile = match &input.routing_profile {
-        Some(r) => opt_nonblank("routing_profile", &Some(r.clone()), &mut errs).unwrap_or_default(),
-        None => {
-            let d = defaults.routing_profile.trim();
-            if d.is_empty() {
-                errs.push(FieldError::new(
-                    "routing_profile",
-                    &defaults.routing_profile,
-                    "required: give a routing profile name or id (none given and the configured default is empty)",
-                ));
-            }
-            d.to_string()
-        }
-    };
-
+    let acw_timeout = validate_acw(input, defaults, e);
+    let security_profiles = validate_security_profiles(input, defaults, e);
+    let routing_profile = validate_routing_profile(input, defaults, e);
     let hierarchy_group = if input.hierarchy_group.is_some() {
-        opt_nonblank("hierarchy_group", &input.hierarchy_group, &mut errs)
+        opt_nonblank("hierarchy_group", &input.hierarchy_group, e)
     } else {
-        opt_nonblank("hierarchy_group", &defaults.hierarchy_group, &mut errs)
+        opt_nonblank("hierarchy_group", &defaults.hierarchy_group, e)
     };
-
-    // Tags: defaults, then the agent's own (agent wins); duplicates within the agent's list are errors.
-    let mut tags = defaults.tags.clone();
-    let mut seen: Vec<&str> = Vec::new();
-    for (k, v) in &input.tags {
-        if seen.contains(&k.as_str()) {
-            errs.push(FieldError::new(
-                tag_field("tags", k),
-                k,
-                "tag key given more than once for this agent",
-            ));
-            continue;
-        }
-        seen.push(k);
-        tags.insert(k.clone(), v.clone());
-    }
-    errs.extend(
-        (check_tags("tags", &tags))
-            .into_iter()
-            .map(FieldError::from),
-    );
+    let tags = validate_tags(input, defaults, e);
 
     if !errs.is_empty() {
         return Err(ValidationErrors(errs));
@@ -448,6 +308,176 @@ pub fn validate(
         needs_password: mode == IdentityMode::ConnectManaged,
         send_email_to_connect: mode == IdentityMode::ConnectManaged,
     })
+}
+
+/// The Identity Store display name, "First Last", within its own limits.
+fn validate_display_name(
+    first: Option<&str>,
+    last: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let (f, l) = (first?, last?);
+    let d = format!("{f} {l}");
+    let e = check_identity_store_string("display_name", &d);
+    if e.is_empty() {
+        Some(d)
+    } else {
+        errs.extend(e.into_iter().map(FieldError::from));
+        None
+    }
+}
+
+/// A password only where Connect stores users (CONNECT_MANAGED), and a good one there.
+fn validate_password(mode: IdentityMode, input: &AgentInput, errs: &mut Vec<FieldError>) {
+    match (mode, &input.password) {
+        (IdentityMode::Saml, Some(_)) => errs.push(FieldError::redacted(
+            "password",
+            "the instance uses SAML: Connect rejects a password (agents sign in through IAM Identity Center)",
+        )),
+        (IdentityMode::ExistingDirectory, Some(_)) => errs.push(FieldError::redacted(
+            "password",
+            "the instance uses EXISTING_DIRECTORY: Connect rejects a password (agents sign in with their directory credentials)",
+        )),
+        (IdentityMode::ConnectManaged, Some(p)) => {
+            if let Err(e) = check_password(p) {
+                errs.push(e);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A directory user id, only on an EXISTING_DIRECTORY instance.
+fn validate_directory_user_id(
+    mode: IdentityMode,
+    input: &AgentInput,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let directory_user_id = opt_nonblank("directory_user_id", &input.directory_user_id, errs);
+    if let (Some(d), true) = (&directory_user_id, mode != IdentityMode::ExistingDirectory) {
+        errs.push(FieldError::new(
+            "directory_user_id",
+            d,
+            format!(
+                "only allowed on an EXISTING_DIRECTORY instance; this instance uses {mode}, where Connect returns an error if DirectoryUserId is included"
+            ),
+        ));
+    }
+    directory_user_id
+}
+
+/// A mobile number, E.164.
+fn validate_mobile(input: &AgentInput, errs: &mut Vec<FieldError>) -> Option<String> {
+    let mobile = opt_nonblank("mobile", &input.mobile, errs);
+    if let Some(m) = &mobile {
+        if let Err(e) = check_e164("mobile", m) {
+            errs.push(e.into());
+        }
+    }
+    mobile
+}
+
+/// The desk phone number the phone type needs (a blank one is "not given", and said).
+fn validate_desk_phone(
+    phone_type: PhoneType,
+    input: &AgentInput,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let desk_raw = input.desk_phone_number.as_deref();
+    match desk_raw {
+        Some(d) if d.trim().is_empty() => match check_phone(phone_type, None) {
+            Ok(n) => {
+                errs.push(FieldError::new(
+                    "desk_phone_number",
+                    d,
+                    "must not be empty when given; omit the field instead",
+                ));
+                n
+            }
+            Err(e) => {
+                errs.push(e.into());
+                None
+            }
+        },
+        _ => match check_phone(phone_type, desk_raw) {
+            Ok(n) => n,
+            Err(e) => {
+                errs.push(e.into());
+                None
+            }
+        },
+    }
+}
+
+/// The after-contact-work timeout, the agent's or the default.
+fn validate_acw(input: &AgentInput, defaults: &Defaults, errs: &mut Vec<FieldError>) -> i32 {
+    let acw = input.acw_timeout.unwrap_or(defaults.acw_timeout);
+    check_acw_timeout("acw_timeout", acw).unwrap_or_else(|e| {
+        errs.push(e.into());
+        0
+    })
+}
+
+/// The security profiles, the agent's or the default ones.
+fn validate_security_profiles(
+    input: &AgentInput,
+    defaults: &Defaults,
+    errs: &mut Vec<FieldError>,
+) -> Vec<String> {
+    let source: &[String] = if input.security_profiles.is_empty() {
+        &defaults.security_profiles
+    } else {
+        &input.security_profiles
+    };
+    check_security_profiles("security_profiles", source).unwrap_or_else(|e| {
+        errs.extend(e.into_iter().map(FieldError::from));
+        Vec::new()
+    })
+}
+
+/// The routing profile, the agent's or the default; one is required.
+fn validate_routing_profile(
+    input: &AgentInput,
+    defaults: &Defaults,
+    errs: &mut Vec<FieldError>,
+) -> String {
+    if let Some(r) = &input.routing_profile {
+        return opt_nonblank("routing_profile", &Some(r.clone()), errs).unwrap_or_default();
+    }
+    let d = defaults.routing_profile.trim();
+    if d.is_empty() {
+        errs.push(FieldError::new(
+            "routing_profile",
+            &defaults.routing_profile,
+            "required: give a routing profile name or id (none given and the configured default is empty)",
+        ));
+    }
+    d.to_string()
+}
+
+/// Tags: the defaults, then the agent's own (the agent's win); a key twice in the agent's
+/// list is an error.
+fn validate_tags(
+    input: &AgentInput,
+    defaults: &Defaults,
+    errs: &mut Vec<FieldError>,
+) -> BTreeMap<String, String> {
+    let mut tags = defaults.tags.clone();
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, v) in &input.tags {
+        if seen.contains(&k.as_str()) {
+            errs.push(FieldError::new(
+                tag_field("tags", k),
+                k,
+                "tag key given more than once for this agent",
+            ));
+            continue;
+        }
+        seen.push(k);
+        tags.insert(k.clone(), v.clone());
+    }
+    errs.extend(check_tags("tags", &tags).into_iter().map(FieldError::from));
+    tags
 }
 
 /// The agent of an existing SAML Connect user being migrated to Identity Center: its

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::action::{ErrorKind, StepError};
 use super::driver::{fmt_outputs, AgentOutcome, Driver, Error, Lookup};
-use super::hooks::CrashPoint;
 use super::journal::StepUpdate;
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, StepState};
@@ -125,17 +124,13 @@ where
             ..Default::default()
         };
         let outputs = self.steps[idx].outputs.clone();
-        let crashes = Crashes {
-            before: None,
-            after: CrashPoint::AfterDelete,
-        };
         let res = self
             .send(
                 idx,
                 attempt,
                 (intent, EventKind::UndoIntent),
                 Call::Delete(&outputs),
-                crashes,
+                Crashes::AFTER_DELETE,
             )
             .await?;
         // What this run created: within its settle window "not found" may not be final.

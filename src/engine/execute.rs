@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::action::{ErrorKind, StepError};
 use super::driver::{fmt_outputs, AgentOutcome, Driver, Error, Lookup, Stop};
-use super::hooks::CrashPoint;
 use super::journal::StepUpdate;
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, OnFailure, StepState};
@@ -200,17 +199,13 @@ where
                 mark_write: Some(self.engine.opts.clock.now_ms()),
                 ..Default::default()
             };
-            let crashes = Crashes {
-                before: Some(CrashPoint::BeforeWrite),
-                after: CrashPoint::AfterWrite,
-            };
             let result = self
                 .send(
                     idx,
                     attempt,
                     (intent, EventKind::StepIntent),
                     Call::Create,
-                    crashes,
+                    Crashes::AROUND_WRITE,
                 )
                 .await?;
             match result {

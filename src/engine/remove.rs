@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::action::ErrorKind;
 use super::driver::{fmt_outputs, Driver, Error, Lookup, Stop};
-use super::hooks::CrashPoint;
 use super::journal::StepUpdate;
 use super::state::StepState;
 use super::write::{delete_not_found, Call, Crashes};
@@ -67,17 +66,13 @@ where
                 mark_write: Some(self.engine.opts.clock.now_ms()),
                 ..Default::default()
             };
-            let crashes = Crashes {
-                before: Some(CrashPoint::BeforeWrite),
-                after: CrashPoint::AfterWrite,
-            };
             let sent = self
                 .send(
                     idx,
                     attempt,
                     (intent, EventKind::DeleteIntent),
                     Call::Delete(&outputs),
-                    crashes,
+                    Crashes::AROUND_WRITE,
                 )
                 .await?;
             // What existed before the run: no write of ours to settle, so "not found" is

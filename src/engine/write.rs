@@ -28,6 +28,19 @@ pub(super) struct Crashes {
     pub after: CrashPoint,
 }
 
+impl Crashes {
+    /// A forward write's or a removal's: before and after the call.
+    pub const AROUND_WRITE: Crashes = Crashes {
+        before: Some(CrashPoint::BeforeWrite),
+        after: CrashPoint::AfterWrite,
+    };
+    /// A compensation's: after its delete.
+    pub const AFTER_DELETE: Crashes = Crashes {
+        before: None,
+        after: CrashPoint::AfterDelete,
+    };
+}
+
 impl<S> Driver<'_, S>
 where
     S: Serialize + DeserializeOwned + Send + Sync + 'static,

@@ -385,183 +385,25 @@ pub(super) fn csv_fatal(file: &str, line: u64, e: csv::Error) -> InputError {
     }
 }
 
+/// Reads the header row: its cells (UTF-8, no NUL, comma-separated), which dialect it is,
+/// each column's kind (unknown and duplicate columns are errors, all at once), the required
+/// columns, and where each field is read from.
 pub(super) fn analyze_header(
     file: &str,
     line: u64,
     record: &csv::ByteRecord,
     emails_only: bool,
 ) -> Result<Header, Vec<InputError>> {
-    let err = |column: Option<String>, message: String| InputError {
-        file: file.to_string(),
-        line,
-        column,
-        message,
-    };
-    if record.iter().any(|c| c.contains(&0)) {
-        return Err(vec![err(
-            None,
-            "the header contains NUL bytes: the file is probably UTF-16; save it as \
-             \"CSV UTF-8 (Comma delimited)\""
-                .into(),
-        )]);
-    }
-    let mut written = Vec::with_capacity(record.len());
-    for i in 0..record.len() {
-        match std::str::from_utf8(cell_bytes(record, i)) {
-            Ok(t) if t.trim().contains('\r') => {
-                return Err(vec![err(
-                    None,
-                    "the file has old Mac line endings (CR only); save it as \"CSV UTF-8 (Comma \
-                     delimited)\""
-                        .into(),
-                )])
-            }
-            Ok(t) => written.push(t.trim().to_string()),
-            Err(_) => {
-                return Err(vec![err(
-                None,
-                "the header is not valid UTF-8; save the file as \"CSV UTF-8 (Comma delimited)\""
-                    .into(),
-            )])
-            }
-        }
-    }
-    let non_blank: Vec<&String> = written.iter().filter(|w| !w.is_empty()).collect();
-    if let [only] = non_blank.as_slice() {
-        let sep = if only.contains(';') {
-            Some("';'")
-        } else if only.contains('\t') {
-            Some("a tab")
-        } else {
-            None
-        };
-        if let Some(sep) = sep {
-            return Err(vec![err(
-                None,
-                format!(
-                    "the file is not comma-separated: the header has one column containing {sep}"
-                ),
-            )]);
-        }
-    }
+    let at = HeaderErr { file, line };
+    let written = header_cells(&at, record).map_err(|e| vec![e])?;
+    check_separator(&at, &written).map_err(|e| vec![e])?;
     let normalized: Vec<String> = written.iter().map(|w| columns::normalize(w)).collect();
-
-    let console_hits = normalized
-        .iter()
-        .filter(|n| columns::console_kind(n).is_some())
-        .count();
-    let native_hits = normalized
-        .iter()
-        .filter(|n| columns::native_kind(n).is_some())
-        .count();
-    let format = if normalized.iter().any(|n| n == "first name") {
-        Format::Console
-    } else if normalized.iter().any(|n| n == "first_name") {
-        Format::Native
-    } else if console_hits == 0 && native_hits == 0 {
-        return Err(vec![err(
-            None,
-            "the first row is not a header: no column name is recognized; expected the Connect \
-             console template header (\"first name,last name,email address,…\") or the native \
-             header (\"email,first_name,last_name,…\")"
-                .into(),
-        )]);
-    } else if console_hits >= native_hits {
-        Format::Console
-    } else {
-        Format::Native
-    };
-    let console = format == Format::Console;
-    let table = if console {
-        columns::CONSOLE_COLUMNS
-    } else {
-        columns::NATIVE_COLUMNS
-    };
-    let lookup = |n: &str| {
-        if console {
-            columns::console_kind(n)
-        } else {
-            columns::native_kind(n)
-        }
-    };
-
-    let mut errors = Vec::new();
-    let mut kinds = Vec::with_capacity(written.len());
-    let mut seen: HashMap<Kind, usize> = HashMap::new();
-    for (i, norm) in normalized.iter().enumerate() {
-        if norm.is_empty() {
-            kinds.push(None);
-            continue;
-        }
-        let kind = lookup(norm);
-        match kind {
-            None => errors.push(err(
-                Some(written[i].clone()),
-                format!(
-                    "unknown column {} (column {}); accepted columns: {}",
-                    quote(&written[i]),
-                    i + 1,
-                    columns::accepted(table)
-                ),
-            )),
-            Some(k) => {
-                if let Some(&first) = seen.get(&k) {
-                    let what = if normalized[first] == *norm {
-                        format!("column {:?} appears twice", written[i])
-                    } else {
-                        format!(
-                            "column {:?} duplicates column {:?}",
-                            written[i], written[first]
-                        )
-                    };
-                    errors.push(err(
-                        Some(written[i].clone()),
-                        format!("{what} (columns {} and {})", first + 1, i + 1),
-                    ));
-                } else {
-                    seen.insert(k, i);
-                }
-            }
-        }
-        kinds.push(kind);
-    }
-
-    let has = |k: Kind| seen.contains_key(&k);
-    let missing = |name: &str| format!("the required column {name:?} is missing");
-    match format {
-        Format::Console => {
-            for (k, name) in [
-                (Kind::FirstName, "first name"),
-                (Kind::LastName, "last name"),
-            ] {
-                if !has(k) && !emails_only {
-                    errors.push(err(None, missing(name)));
-                }
-            }
-            if !has(Kind::Email) && !has(Kind::Username) {
-                errors.push(err(
-                    None,
-                    "the header needs an \"email address\" or a \"user login\" column".into(),
-                ));
-            }
-        }
-        _ => {
-            for (k, name) in [
-                (Kind::Email, "email"),
-                (Kind::FirstName, "first_name"),
-                (Kind::LastName, "last_name"),
-            ] {
-                let needed = k == Kind::Email || !emails_only;
-                if needed && !has(k) {
-                    errors.push(err(None, missing(name)));
-                }
-            }
-        }
-    }
+    let format = detect_format(&at, &normalized).map_err(|e| vec![e])?;
+    let (kinds, seen, mut errors) = map_columns(&at, &written, &normalized, format);
+    errors.extend(missing_columns(&at, format, &seen, emails_only));
     if !errors.is_empty() {
         return Err(errors);
     }
-
     let written: Arc<[String]> = written.into();
     let mut sources = Sources {
         headers: Arc::clone(&written),
@@ -586,6 +428,203 @@ pub(super) fn analyze_header(
         kinds,
         sources,
     })
+}
+
+/// Where a header problem is: the file and the header's line.
+struct HeaderErr<'a> {
+    file: &'a str,
+    line: u64,
+}
+
+impl HeaderErr<'_> {
+    fn err(&self, column: Option<String>, message: impl Into<String>) -> InputError {
+        InputError {
+            file: self.file.to_string(),
+            line: self.line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// The header's cells, trimmed; a UTF-16, non-UTF-8 or CR-only file is refused.
+fn header_cells(at: &HeaderErr, record: &csv::ByteRecord) -> Result<Vec<String>, InputError> {
+    if record.iter().any(|c| c.contains(&0)) {
+        return Err(at.err(
+            None,
+            "the header contains NUL bytes: the file is probably UTF-16; save it as \
+             \"CSV UTF-8 (Comma delimited)\"",
+        ));
+    }
+    let mut written = Vec::with_capacity(record.len());
+    for i in 0..record.len() {
+        match std::str::from_utf8(cell_bytes(record, i)) {
+            Ok(t) if t.trim().contains('\r') => {
+                return Err(at.err(
+                    None,
+                    "the file has old Mac line endings (CR only); save it as \"CSV UTF-8 (Comma \
+                     delimited)\"",
+                ))
+            }
+            Ok(t) => written.push(t.trim().to_string()),
+            Err(_) => return Err(at.err(
+                None,
+                "the header is not valid UTF-8; save the file as \"CSV UTF-8 (Comma delimited)\"",
+            )),
+        }
+    }
+    Ok(written)
+}
+
+/// One non-blank column holding `;` or a tab: the file is not comma-separated.
+fn check_separator(at: &HeaderErr, written: &[String]) -> Result<(), InputError> {
+    let non_blank: Vec<&String> = written.iter().filter(|w| !w.is_empty()).collect();
+    let [only] = non_blank.as_slice() else {
+        return Ok(());
+    };
+    let sep = if only.contains(';') {
+        "';'"
+    } else if only.contains('\t') {
+        "a tab"
+    } else {
+        return Ok(());
+    };
+    Err(at.err(
+        None,
+        format!("the file is not comma-separated: the header has one column containing {sep}"),
+    ))
+}
+
+/// The console template or the native header, by the first-name column, else by which
+/// dialect's names are more numerous; neither: not a header.
+fn detect_format(at: &HeaderErr, normalized: &[String]) -> Result<Format, InputError> {
+    let console_hits = (normalized.iter())
+        .filter(|n| columns::console_kind(n).is_some())
+        .count();
+    let native_hits = (normalized.iter())
+        .filter(|n| columns::native_kind(n).is_some())
+        .count();
+    if normalized.iter().any(|n| n == "first name") {
+        Ok(Format::Console)
+    } else if normalized.iter().any(|n| n == "first_name") {
+        Ok(Format::Native)
+    } else if console_hits == 0 && native_hits == 0 {
+        Err(at.err(
+            None,
+            "the first row is not a header: no column name is recognized; expected the Connect \
+             console template header (\"first name,last name,email address,…\") or the native \
+             header (\"email,first_name,last_name,…\")",
+        ))
+    } else if console_hits >= native_hits {
+        Ok(Format::Console)
+    } else {
+        Ok(Format::Native)
+    }
+}
+
+/// Each column's kind in `format`, the first column of each kind, and the unknown and
+/// duplicate columns as errors.
+fn map_columns(
+    at: &HeaderErr,
+    written: &[String],
+    normalized: &[String],
+    format: Format,
+) -> (Vec<Option<Kind>>, HashMap<Kind, usize>, Vec<InputError>) {
+    let console = format == Format::Console;
+    let table = if console {
+        columns::CONSOLE_COLUMNS
+    } else {
+        columns::NATIVE_COLUMNS
+    };
+    let mut errors = Vec::new();
+    let mut kinds = Vec::with_capacity(written.len());
+    let mut seen: HashMap<Kind, usize> = HashMap::new();
+    for (i, norm) in normalized.iter().enumerate() {
+        if norm.is_empty() {
+            kinds.push(None);
+            continue;
+        }
+        let kind = if console {
+            columns::console_kind(norm)
+        } else {
+            columns::native_kind(norm)
+        };
+        match kind {
+            None => errors.push(at.err(
+                Some(written[i].clone()),
+                format!(
+                    "unknown column {} (column {}); accepted columns: {}",
+                    quote(&written[i]),
+                    i + 1,
+                    columns::accepted(table)
+                ),
+            )),
+            Some(k) => match seen.get(&k) {
+                Some(&first) => {
+                    let what = if normalized[first] == *norm {
+                        format!("column {:?} appears twice", written[i])
+                    } else {
+                        format!(
+                            "column {:?} duplicates column {:?}",
+                            written[i], written[first]
+                        )
+                    };
+                    errors.push(at.err(
+                        Some(written[i].clone()),
+                        format!("{what} (columns {} and {})", first + 1, i + 1),
+                    ));
+                }
+                None => {
+                    seen.insert(k, i);
+                }
+            },
+        }
+        kinds.push(kind);
+    }
+    (kinds, seen, errors)
+}
+
+/// The required columns `format` lacks (only the email one when only emails are read).
+fn missing_columns(
+    at: &HeaderErr,
+    format: Format,
+    seen: &HashMap<Kind, usize>,
+    emails_only: bool,
+) -> Vec<InputError> {
+    let has = |k: Kind| seen.contains_key(&k);
+    let missing = |name: &str| at.err(None, format!("the required column {name:?} is missing"));
+    let mut errors = Vec::new();
+    match format {
+        Format::Console => {
+            for (k, name) in [
+                (Kind::FirstName, "first name"),
+                (Kind::LastName, "last name"),
+            ] {
+                if !has(k) && !emails_only {
+                    errors.push(missing(name));
+                }
+            }
+            if !has(Kind::Email) && !has(Kind::Username) {
+                errors.push(at.err(
+                    None,
+                    "the header needs an \"email address\" or a \"user login\" column",
+                ));
+            }
+        }
+        _ => {
+            for (k, name) in [
+                (Kind::Email, "email"),
+                (Kind::FirstName, "first_name"),
+                (Kind::LastName, "last_name"),
+            ] {
+                let needed = k == Kind::Email || !emails_only;
+                if needed && !has(k) {
+                    errors.push(missing(name));
+                }
+            }
+        }
+    }
+    errors
 }
 
 // ---------------------------------------------------------------------------
