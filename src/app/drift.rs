@@ -378,247 +378,29 @@ fn by_hand(why: &str, what: &str) -> String {
     format!("not in the fix plan ({why}): {what}")
 }
 
-/// Classifies every agent of the snapshot.
+/// Classifies every agent of the snapshot: each Connect user, then each member of the
+/// group that has none.
 fn classify(
     snap: &Snapshot,
     rules: &Rules<'_>,
     group: &str,
     is_assigned: &dyn Fn(&IdentityUser) -> bool,
 ) -> DriftReport {
-    // Identity Center users by every folded name and email they carry.
-    let mut by_key: HashMap<String, Vec<&IdentityUser>> = HashMap::new();
-    for u in snap.identity_users() {
-        let mut keys: Vec<String> = u.emails.iter().map(|e| e.to_lowercase()).collect();
-        keys.push(u.user_name.to_lowercase());
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            by_key.entry(k).or_default().push(u);
-        }
-    }
-    let matches = |key: &str| -> Vec<&IdentityUser> {
-        let mut v = by_key.get(&key.to_lowercase()).cloned().unwrap_or_default();
-        v.sort_by(|a, b| a.user_name.cmp(&b.user_name));
-        v
-    };
-    fn names(u: &IdentityUser) -> Vec<&str> {
-        (u.emails.iter().map(String::as_str))
-            .chain([u.user_name.as_str()])
-            .collect()
-    }
-    let dup_fix = |us: &[&IdentityUser]| {
-        format!(
-            "keep one Identity Center user per person: delete or rename one of {} in the IAM Identity Center console (the identity provider may send either)",
-            us.iter().map(|u| format!("{:?}", u.user_name)).collect::<Vec<_>>().join(", ")
-        )
-    };
-    // Connect usernames by folded form: of two that differ only in case, at most one can
-    // have an Identity Center user, and offboard takes one entry per email.
-    let mut folded: HashMap<String, Vec<&str>> = HashMap::new();
-    for c in snap.connect_users() {
-        (folded.entry(c.username.to_lowercase()).or_default()).push(c.username.as_str());
-    }
-    for v in folded.values_mut() {
-        v.sort_unstable();
-    }
-    let offboardable = |c: &str| -> Result<(), String> {
-        agent::leaver(c, rules.mode).map(|_| ()).map_err(|e| {
-            let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
-            format!(
-                "offboard cannot name Connect user {c:?}: {}",
-                why.join("; ")
-            )
-        })
-    };
-    // The first Connect user of each folded name that the plan offboards; offboard.csv
-    // holds one entry per email.
-    let mut offboarded: HashMap<String, String> = HashMap::new();
-    let mut matched: HashSet<&str> = HashSet::new();
+    let mut c = Classifier::new(snap, rules, group, is_assigned);
     let mut agents = Vec::new();
     let mut connect: Vec<_> = snap.connect_users().collect();
     connect.sort_by(|a, b| a.username.cmp(&b.username));
-    for c in connect {
-        let us = matches(&c.username);
-        matched.extend(us.iter().map(|u| u.id.as_str()));
-        let first = us.first().copied();
-        let agent = |status: DriftStatus, route: Route, fix: String| DriftAgent {
-            connect_username: Some(c.username.clone()),
-            identity_user_name: first.map(|u| u.user_name.clone()),
-            email: first.and_then(|u| u.primary_email.clone()),
-            status,
-            fix: Some(fix),
-            fix_plan: route.files(),
-            route,
-            batch_row: None,
-        };
-        let twins = &folded[&c.username.to_lowercase()];
-        let Some(u) = first else {
-            let refusal = rules.migrate_refusal(&c.username, None).or_else(|| {
-                (twins.len() > 1).then(|| {
-                    format!(
-                        "Connect users {} differ only in case, and only one can have an Identity Center user",
-                        twins.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(" and ")
-                    )
-                })
-            });
-            agents.push(match refusal {
-                None => agent(
-                    DriftStatus::ConnectOnly,
-                    Route::Migrate,
-                    "create the Identity Center user: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
-                ),
-                Some(why) => agent(
-                    DriftStatus::ConnectOnly,
-                    Route::None,
-                    by_hand(&why, &if twins.len() > 1 {
-                        "choose the one to keep: migrate --usernames FILE naming it exactly, then offboard --connect-only the other".to_string()
-                    } else {
-                        format!("give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console", c.username)
-                    }),
-                ),
-            });
-            continue;
-        };
-        // Several users for this person, or another user sharing one of this user's
-        // names or emails without case.
-        let dups: Vec<&IdentityUser> = {
-            let mut all: Vec<&IdentityUser> = us.clone();
-            for k in names(u) {
-                all.extend(matches(k));
-            }
-            all.sort_by(|a, b| a.id.cmp(&b.id));
-            all.dedup_by(|a, b| a.id == b.id);
-            all
-        };
-        let sent = rules.sent(u);
-        agents.push(if dups.len() > 1 {
-            agent(DriftStatus::DuplicateIdentityUser, Route::None, by_hand("Identity Center is changed by hand", &dup_fix(&dups)))
-        } else if u.primary_emails != 1 {
-            agent(
-                DriftStatus::NoPrimaryEmail,
-                Route::None,
-                by_hand("Identity Center is changed by hand", &format!(
-                    "give Identity Center user {:?} exactly one email, marked primary, equal to the Connect username (IAM Identity Center console)",
-                    u.user_name
-                )),
-            )
-        } else if sent.as_deref() != Some(c.username.as_str()) {
-            let s = sent.clone().unwrap_or_default();
-            let mismatch = format!("Connect username {:?} is not exactly {s:?}", c.username);
-            // Another Connect user is exactly what the identity provider sends: this one is
-            // surplus.
-            let exact = s != c.username && snap.connect_user(&s).is_some();
-            let first_offboard = offboarded.get(&c.username.to_lowercase()).filter(|o| **o != c.username);
-            let route = rules
-                .not_saml()
-                .map_or(Ok(()), Err)
-                .and_then(|()| offboardable(&c.username))
-                .and_then(|()| match first_offboard {
-                    Some(o) => Err(format!("offboard.csv already removes {o:?}, and offboard takes one entry per email: run the plan, then drift again")),
-                    None => Ok(()),
-                })
-                .and_then(|()| {
-                    if exact {
-                        Ok((Route::Offboard, None))
-                    } else {
-                        rules.batch_row(u).map(|row| (Route::OffboardThenBatch, Some(row)))
-                    }
-                });
-            match route {
-                Ok((route, row)) => {
-                    offboarded.entry(c.username.to_lowercase()).or_insert_with(|| c.username.clone());
-                    let fix = if route == Route::Offboard {
-                        format!("{mismatch}, and Connect user {s:?} is: remove {:?} alone (fix plan: offboard --connect-only --file offboard.csv); {s:?} stays", c.username)
-                    } else {
-                        format!("{mismatch}: remove that Connect user alone (fix plan: offboard --connect-only --file offboard.csv), then onboard again (batch.csv: the Identity Center user is kept and adopted)")
-                    };
-                    DriftAgent { batch_row: row, ..agent(DriftStatus::UsernameMismatch, route, fix) }
-                }
-                Err(why) => agent(
-                    DriftStatus::UsernameMismatch,
-                    Route::None,
-                    by_hand(&format!("{mismatch}; {why}"), &format!(
-                        "change Identity Center user {:?}'s primary email (and user name) to {:?} in the IAM Identity Center console, or create the Connect user {s:?} in the Amazon Connect console and remove {:?}",
-                        u.user_name, c.username, c.username
-                    )),
-                ),
-            }
-        } else if snap.membership(&u.id).is_none() {
-            match rules.migrate_refusal(&c.username, Some(u)) {
-                None => agent(
-                    DriftStatus::NotInGroup,
-                    Route::Migrate,
-                    format!("join {group:?}: migrate --usernames (fix plan: migrate-usernames.txt)"),
-                ),
-                Some(why) => agent(
-                    DriftStatus::NotInGroup,
-                    Route::None,
-                    by_hand(&why, &format!("add {:?} to the group {group:?} in the IAM Identity Center console", u.user_name)),
-                ),
-            }
-        } else if !is_assigned(u) {
-            match rules.migrate_refusal(&c.username, Some(u)) {
-                None => agent(
-                    DriftStatus::NotAssigned,
-                    Route::Migrate,
-                    "assign the application: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
-                ),
-                Some(why) => agent(
-                    DriftStatus::NotAssigned,
-                    Route::None,
-                    by_hand(&why, "assign the application to the agents' group (or, in user mode, the user) in the IAM Identity Center console"),
-                ),
-            }
-        } else {
-            DriftAgent { fix: None, ..agent(DriftStatus::Complete, Route::None, String::new()) }
-        });
+    for u in connect {
+        agents.push(c.connect_user(u));
     }
     // Group members with no Connect user.
     let mut rest: Vec<&IdentityUser> = snap
         .identity_users()
-        .filter(|u| !matched.contains(u.id.as_str()) && snap.membership(&u.id).is_some())
+        .filter(|u| !c.matched.contains(u.id.as_str()) && snap.membership(&u.id).is_some())
         .collect();
     rest.sort_by(|a, b| a.user_name.cmp(&b.user_name));
     for u in rest {
-        let mut dups: Vec<&IdentityUser> = names(u).into_iter().flat_map(&matches).collect();
-        dups.sort_by(|a, b| a.id.cmp(&b.id));
-        dups.dedup_by(|a, b| a.id == b.id);
-        let (status, route, fix, row) = if dups.len() > 1 {
-            (
-                DriftStatus::DuplicateIdentityUser,
-                Route::None,
-                by_hand("Identity Center is changed by hand", &dup_fix(&dups)),
-                None,
-            )
-        } else {
-            match rules.batch_row(u) {
-                Ok(row) => (
-                    DriftStatus::IdentityOnly,
-                    Route::Batch,
-                    "create the Connect user: batch (fix plan: batch.csv), or offboard the Identity Center user".into(),
-                    Some(row),
-                ),
-                Err(why) => (
-                    DriftStatus::IdentityOnly,
-                    Route::None,
-                    by_hand(&why, &format!(
-                        "create the Connect user {} in the Amazon Connect console, then migrate --usernames FILE naming it; or offboard --identity-only the Identity Center user",
-                        rules.sent(u).map(|s| format!("{s:?}")).unwrap_or_else(|| "named as the identity provider sends".into())
-                    )),
-                    None,
-                ),
-            }
-        };
-        agents.push(DriftAgent {
-            connect_username: None,
-            identity_user_name: Some(u.user_name.clone()),
-            email: u.primary_email.clone(),
-            status,
-            fix: Some(fix),
-            fix_plan: route.files(),
-            route,
-            batch_row: row,
-        });
+        agents.push(c.identity_only(u));
     }
     agents.sort_by_key(|a| a.status);
     let mut counts: BTreeMap<&'static str, usize> = DriftStatus::ALL
@@ -632,5 +414,313 @@ fn classify(
         counts,
         agents,
         read: Read::default(),
+    }
+}
+
+/// What classifying needs across agents: the listings indexed without case, and what the
+/// plan already decided (who is matched, which Connect user of a folded name it offboards).
+struct Classifier<'a> {
+    snap: &'a Snapshot,
+    rules: &'a Rules<'a>,
+    group: &'a str,
+    is_assigned: &'a dyn Fn(&IdentityUser) -> bool,
+    /// Identity Center users by every folded name and email they carry.
+    by_key: HashMap<String, Vec<&'a IdentityUser>>,
+    /// Connect usernames by folded form: of two that differ only in case, at most one can
+    /// have an Identity Center user, and offboard takes one entry per email.
+    folded: HashMap<String, Vec<&'a str>>,
+    /// The first Connect user of each folded name that the plan offboards.
+    offboarded: HashMap<String, String>,
+    /// Identity Center users matched to a Connect user.
+    matched: HashSet<&'a str>,
+}
+
+/// Every name and email an Identity Center user carries.
+fn names(u: &IdentityUser) -> Vec<&str> {
+    (u.emails.iter().map(String::as_str))
+        .chain([u.user_name.as_str()])
+        .collect()
+}
+
+fn dup_fix(us: &[&IdentityUser]) -> String {
+    format!(
+        "keep one Identity Center user per person: delete or rename one of {} in the IAM Identity Center console (the identity provider may send either)",
+        us.iter().map(|u| format!("{:?}", u.user_name)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+impl<'a> Classifier<'a> {
+    fn new(
+        snap: &'a Snapshot,
+        rules: &'a Rules<'a>,
+        group: &'a str,
+        is_assigned: &'a dyn Fn(&IdentityUser) -> bool,
+    ) -> Self {
+        let mut by_key: HashMap<String, Vec<&IdentityUser>> = HashMap::new();
+        for u in snap.identity_users() {
+            let mut keys: Vec<String> = u.emails.iter().map(|e| e.to_lowercase()).collect();
+            keys.push(u.user_name.to_lowercase());
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                by_key.entry(k).or_default().push(u);
+            }
+        }
+        let mut folded: HashMap<String, Vec<&str>> = HashMap::new();
+        for c in snap.connect_users() {
+            (folded.entry(c.username.to_lowercase()).or_default()).push(c.username.as_str());
+        }
+        for v in folded.values_mut() {
+            v.sort_unstable();
+        }
+        Classifier {
+            snap,
+            rules,
+            group,
+            is_assigned,
+            by_key,
+            folded,
+            offboarded: HashMap::new(),
+            matched: HashSet::new(),
+        }
+    }
+
+    /// The Identity Center users a name or email matches without case, by user name.
+    fn matches(&self, key: &str) -> Vec<&'a IdentityUser> {
+        let mut v = (self.by_key.get(&key.to_lowercase()).cloned()).unwrap_or_default();
+        v.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+        v
+    }
+
+    /// `u` and every other user sharing one of its names or emails without case.
+    fn dups_of(&self, us: &[&'a IdentityUser], u: &IdentityUser) -> Vec<&'a IdentityUser> {
+        let mut all: Vec<&IdentityUser> = us.to_vec();
+        for k in names(u) {
+            all.extend(self.matches(k));
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.dedup_by(|a, b| a.id == b.id);
+        all
+    }
+
+    fn offboardable(&self, c: &str) -> Result<(), String> {
+        agent::leaver(c, self.rules.mode).map(|_| ()).map_err(|e| {
+            let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            format!(
+                "offboard cannot name Connect user {c:?}: {}",
+                why.join("; ")
+            )
+        })
+    }
+
+    /// A Connect user: the first status that applies, with its fix and route.
+    fn connect_user(&mut self, c: &'a crate::aws::ConnectUser) -> DriftAgent {
+        let us = self.matches(&c.username);
+        self.matched.extend(us.iter().map(|u| u.id.as_str()));
+        let first = us.first().copied();
+        let agent = |status: DriftStatus, route: Route, fix: String| DriftAgent {
+            connect_username: Some(c.username.clone()),
+            identity_user_name: first.map(|u| u.user_name.clone()),
+            email: first.and_then(|u| u.primary_email.clone()),
+            status,
+            fix: Some(fix),
+            fix_plan: route.files(),
+            route,
+            batch_row: None,
+        };
+        let Some(u) = first else {
+            return self.connect_only(c, agent);
+        };
+        let dups = self.dups_of(&us, u);
+        let sent = self.rules.sent(u);
+        if dups.len() > 1 {
+            agent(
+                DriftStatus::DuplicateIdentityUser,
+                Route::None,
+                by_hand("Identity Center is changed by hand", &dup_fix(&dups)),
+            )
+        } else if u.primary_emails != 1 {
+            agent(
+                DriftStatus::NoPrimaryEmail,
+                Route::None,
+                by_hand("Identity Center is changed by hand", &format!(
+                    "give Identity Center user {:?} exactly one email, marked primary, equal to the Connect username (IAM Identity Center console)",
+                    u.user_name
+                )),
+            )
+        } else if sent.as_deref() != Some(c.username.as_str()) {
+            self.username_mismatch(c, u, sent.unwrap_or_default(), agent)
+        } else if self.snap.membership(&u.id).is_none() {
+            let group = self.group;
+            match self.rules.migrate_refusal(&c.username, Some(u)) {
+                None => agent(
+                    DriftStatus::NotInGroup,
+                    Route::Migrate,
+                    format!(
+                        "join {group:?}: migrate --usernames (fix plan: migrate-usernames.txt)"
+                    ),
+                ),
+                Some(why) => agent(
+                    DriftStatus::NotInGroup,
+                    Route::None,
+                    by_hand(
+                        &why,
+                        &format!(
+                            "add {:?} to the group {group:?} in the IAM Identity Center console",
+                            u.user_name
+                        ),
+                    ),
+                ),
+            }
+        } else if !(self.is_assigned)(u) {
+            match self.rules.migrate_refusal(&c.username, Some(u)) {
+                None => agent(
+                    DriftStatus::NotAssigned,
+                    Route::Migrate,
+                    "assign the application: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
+                ),
+                Some(why) => agent(
+                    DriftStatus::NotAssigned,
+                    Route::None,
+                    by_hand(&why, "assign the application to the agents' group (or, in user mode, the user) in the IAM Identity Center console"),
+                ),
+            }
+        } else {
+            DriftAgent {
+                fix: None,
+                ..agent(DriftStatus::Complete, Route::None, String::new())
+            }
+        }
+    }
+
+    /// A Connect user with no Identity Center user: migrate creates it, unless migrate
+    /// would refuse or a case twin stands in the way.
+    fn connect_only(
+        &self,
+        c: &crate::aws::ConnectUser,
+        agent: impl Fn(DriftStatus, Route, String) -> DriftAgent,
+    ) -> DriftAgent {
+        let twins = &self.folded[&c.username.to_lowercase()];
+        let refusal = self.rules.migrate_refusal(&c.username, None).or_else(|| {
+            (twins.len() > 1).then(|| {
+                format!(
+                    "Connect users {} differ only in case, and only one can have an Identity Center user",
+                    twins.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(" and ")
+                )
+            })
+        });
+        match refusal {
+            None => agent(
+                DriftStatus::ConnectOnly,
+                Route::Migrate,
+                "create the Identity Center user: migrate --usernames (fix plan: migrate-usernames.txt)".into(),
+            ),
+            Some(why) => agent(
+                DriftStatus::ConnectOnly,
+                Route::None,
+                by_hand(&why, &if twins.len() > 1 {
+                    "choose the one to keep: migrate --usernames FILE naming it exactly, then offboard --connect-only the other".to_string()
+                } else {
+                    format!("give the person an Identity Center user that the identity provider sends as exactly {:?} (IAM Identity Center console), or onboard them by their email with connect-onboard and remove this Connect user in the Amazon Connect console", c.username)
+                }),
+            ),
+        }
+    }
+
+    /// A Connect user whose name is not exactly what the identity provider sends (`s`):
+    /// removed alone when another Connect user is exactly that, else removed and onboarded
+    /// again by `batch` — when both commands can; else by hand, saying why.
+    fn username_mismatch(
+        &mut self,
+        c: &crate::aws::ConnectUser,
+        u: &IdentityUser,
+        s: String,
+        agent: impl Fn(DriftStatus, Route, String) -> DriftAgent,
+    ) -> DriftAgent {
+        let mismatch = format!("Connect username {:?} is not exactly {s:?}", c.username);
+        // Another Connect user is exactly what the identity provider sends: this one is
+        // surplus.
+        let exact = s != c.username && self.snap.connect_user(&s).is_some();
+        let first_offboard = (self.offboarded.get(&c.username.to_lowercase()))
+            .filter(|o| **o != c.username)
+            .cloned();
+        let route = self
+            .rules
+            .not_saml()
+            .map_or(Ok(()), Err)
+            .and_then(|()| self.offboardable(&c.username))
+            .and_then(|()| match &first_offboard {
+                Some(o) => Err(format!("offboard.csv already removes {o:?}, and offboard takes one entry per email: run the plan, then drift again")),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                if exact {
+                    Ok((Route::Offboard, None))
+                } else {
+                    self.rules.batch_row(u).map(|row| (Route::OffboardThenBatch, Some(row)))
+                }
+            });
+        match route {
+            Ok((route, row)) => {
+                (self.offboarded.entry(c.username.to_lowercase()))
+                    .or_insert_with(|| c.username.clone());
+                let fix = if route == Route::Offboard {
+                    format!("{mismatch}, and Connect user {s:?} is: remove {:?} alone (fix plan: offboard --connect-only --file offboard.csv); {s:?} stays", c.username)
+                } else {
+                    format!("{mismatch}: remove that Connect user alone (fix plan: offboard --connect-only --file offboard.csv), then onboard again (batch.csv: the Identity Center user is kept and adopted)")
+                };
+                DriftAgent { batch_row: row, ..agent(DriftStatus::UsernameMismatch, route, fix) }
+            }
+            Err(why) => agent(
+                DriftStatus::UsernameMismatch,
+                Route::None,
+                by_hand(&format!("{mismatch}; {why}"), &format!(
+                    "change Identity Center user {:?}'s primary email (and user name) to {:?} in the IAM Identity Center console, or create the Connect user {s:?} in the Amazon Connect console and remove {:?}",
+                    u.user_name, c.username, c.username
+                )),
+            ),
+        }
+    }
+
+    /// A member of the group with no Connect user: `batch` creates it when its row would
+    /// pass, else by hand.
+    fn identity_only(&self, u: &'a IdentityUser) -> DriftAgent {
+        let dups = self.dups_of(&[], u);
+        let (status, route, fix, row) = if dups.len() > 1 {
+            (
+                DriftStatus::DuplicateIdentityUser,
+                Route::None,
+                by_hand("Identity Center is changed by hand", &dup_fix(&dups)),
+                None,
+            )
+        } else {
+            match self.rules.batch_row(u) {
+                Ok(row) => (
+                    DriftStatus::IdentityOnly,
+                    Route::Batch,
+                    "create the Connect user: batch (fix plan: batch.csv), or offboard the Identity Center user".into(),
+                    Some(row),
+                ),
+                Err(why) => (
+                    DriftStatus::IdentityOnly,
+                    Route::None,
+                    by_hand(&why, &format!(
+                        "create the Connect user {} in the Amazon Connect console, then migrate --usernames FILE naming it; or offboard --identity-only the Identity Center user",
+                        self.rules.sent(u).map(|s| format!("{s:?}")).unwrap_or_else(|| "named as the identity provider sends".into())
+                    )),
+                    None,
+                ),
+            }
+        };
+        DriftAgent {
+            connect_username: None,
+            identity_user_name: Some(u.user_name.clone()),
+            email: u.primary_email.clone(),
+            status,
+            fix: Some(fix),
+            fix_plan: route.files(),
+            route,
+            batch_row: row,
+        }
     }
 }
