@@ -146,6 +146,7 @@ fn read_secrets(g: &GlobalArgs) -> Result<Secrets, app::Error> {
     Ok(s)
 }
 
+// Over 80 lines on purpose: one short arm per command, the table of what each runs.
 async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     let g = &cli.global;
     let json = g.json;
@@ -155,37 +156,8 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         concurrency,
     };
     match cli.command {
-        Command::Init { force } => {
-            let path = g.config_path();
-            if path.exists() && !force {
-                return Err(app::Error::Input(format!(
-                    "{} exists; pass --force to overwrite it",
-                    path.display()
-                )));
-            }
-            std::fs::write(&path, config::EXAMPLE)
-                .map_err(|e| app::Error::Input(format!("writing {}: {e}", path.display())))?;
-            eprintln!("wrote {}", path.display());
-            Ok(exit::OK)
-        }
-        Command::Onboard(a) => {
-            let ctx = Context::load(&globals(g))?;
-            let secrets = read_secrets(g)?;
-            let on_failure = on_failure_of(a.on_failure);
-            let dry_run = a.dry_run;
-            let input = onboard_input(*a);
-            match app::onboard(&ctx, input, secrets, dry_run, &settings(on_failure, 1)).await? {
-                OnboardReport::Plan { agent, steps } => {
-                    print_plan(&agent, &steps, json);
-                    Ok(exit::for_plan(&steps))
-                }
-                OnboardReport::Run(status) => {
-                    let runs = vec![status];
-                    print_runs(&runs, json);
-                    Ok(exit::for_runs(&runs, 0))
-                }
-            }
-        }
+        Command::Init { force } => init(g, force),
+        Command::Onboard(a) => onboard(g, *a).await,
         Command::Resume {
             run_id,
             concurrency,
@@ -206,56 +178,21 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             email,
             dry_run,
             yes,
-        } => {
-            let ctx = Context::load_for_state(&globals(g))?;
-            let secrets = read_secrets(g)?;
-            // Done agents lose working users: the plan first, then "yes" (or --yes).
-            let mut confirm = |run: &str, plan: &[app::PlannedRollback]| {
-                if yes {
-                    return Ok(());
-                }
-                output::print_rollback_plan(run, plan, false, false);
-                confirm_on_terminal("Roll back what is listed above?", "rollback")
-            };
-            let report = match app::rollback(
-                &ctx,
-                &run_id,
-                email.as_deref(),
-                secrets,
-                &settings(OnFailure::Rollback, 1),
-                dry_run,
-                &mut confirm,
-            )
-            .await?
-            {
-                app::RollbackReport::Planned { run_id, agents } => {
-                    output::print_rollback_plan(&run_id, &agents, true, json);
-                    return Ok(exit::OK);
-                }
-                app::RollbackReport::Done(report) => report,
-            };
-            // A rollback that finished is a success.
-            for s in &report.skipped {
-                eprintln!("skipped: {s}");
-            }
-            print_runs(&report.runs, json);
-            Ok(exit::for_rollback(&report.runs, report.skipped.len()))
-        }
+        } => rollback(g, &run_id, email.as_deref(), dry_run, yes).await,
         Command::Batch {
             file,
             skip_invalid,
             run,
         } => {
-            let waits = Waits::default();
-            let ctx = Context::load(&counted(g, &waits))?;
-            let opts = app::BatchOptions {
+            let opts = |run: &RunArgs| app::BatchOptions {
                 file,
                 skip_invalid,
-                run: run_options(&run),
+                run: run_options(run),
             };
-            let mut outs = Outputs::for_run(&run, json, waits);
-            let out = app::batch(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
-            outs.finish(out, json)
+            with_outputs(g, &run, async |ctx, settings, outs| {
+                app::batch(ctx, &opts(&run), settings, outs).await
+            })
+            .await
         }
         Command::Migrate {
             routing_profiles,
@@ -264,8 +201,6 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             usernames,
             run,
         } => {
-            let waits = Waits::default();
-            let ctx = Context::load(&counted(g, &waits))?;
             let opts = app::MigrateOptions {
                 routing_profiles,
                 security_profiles,
@@ -273,9 +208,10 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
                 usernames,
                 run: run_options(&run),
             };
-            let mut outs = Outputs::for_run(&run, json, waits);
-            let out = app::migrate(&ctx, &opts, &quiet(run.on_failure), &mut outs).await;
-            outs.finish(out, json)
+            with_outputs(g, &run, async |ctx, settings, outs| {
+                app::migrate(ctx, &opts, settings, outs).await
+            })
+            .await
         }
         Command::Offboard(a) => offboard(g, *a).await,
         Command::Retry {
@@ -334,6 +270,108 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `init`: the example config, unless one is there (`--force` overwrites it).
+fn init(g: &GlobalArgs, force: bool) -> Result<u8, app::Error> {
+    let path = g.config_path();
+    if path.exists() && !force {
+        return Err(app::Error::Input(format!(
+            "{} exists; pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    std::fs::write(&path, config::EXAMPLE)
+        .map_err(|e| app::Error::Input(format!("writing {}: {e}", path.display())))?;
+    eprintln!("wrote {}", path.display());
+    Ok(exit::OK)
+}
+
+/// `onboard`: one agent, or its plan (`--dry-run`).
+async fn onboard(g: &GlobalArgs, a: OnboardArgs) -> Result<u8, app::Error> {
+    let json = g.json;
+    let ctx = Context::load(&globals(g))?;
+    let secrets = read_secrets(g)?;
+    let settings = RunSettings {
+        progress: progress_printer(json),
+        on_failure: on_failure_of(a.on_failure),
+        concurrency: 1,
+    };
+    let dry_run = a.dry_run;
+    match app::onboard(&ctx, onboard_input(a), secrets, dry_run, &settings).await? {
+        OnboardReport::Plan { agent, steps } => {
+            print_plan(&agent, &steps, json);
+            Ok(exit::for_plan(&steps))
+        }
+        OnboardReport::Run(status) => {
+            let runs = vec![status];
+            print_runs(&runs, json);
+            Ok(exit::for_runs(&runs, 0))
+        }
+    }
+}
+
+/// `rollback`: done agents lose working users, so their plan is shown and confirmed
+/// first ("yes" on a terminal, or `--yes`); `--dry-run` prints the plan only.
+async fn rollback(
+    g: &GlobalArgs,
+    run_id: &str,
+    email: Option<&str>,
+    dry_run: bool,
+    yes: bool,
+) -> Result<u8, app::Error> {
+    let json = g.json;
+    let ctx = Context::load_for_state(&globals(g))?;
+    let secrets = read_secrets(g)?;
+    let mut confirm = |run: &str, plan: &[app::PlannedRollback]| {
+        if yes {
+            return Ok(());
+        }
+        output::print_rollback_plan(run, plan, false, false);
+        confirm_on_terminal("Roll back what is listed above?", "rollback")
+    };
+    let settings = RunSettings {
+        progress: progress_printer(json),
+        on_failure: OnFailure::Rollback,
+        concurrency: 1,
+    };
+    let report = match app::rollback(
+        &ctx,
+        run_id,
+        email,
+        secrets,
+        &settings,
+        dry_run,
+        &mut confirm,
+    )
+    .await?
+    {
+        app::RollbackReport::Planned { run_id, agents } => {
+            output::print_rollback_plan(&run_id, &agents, true, json);
+            return Ok(exit::OK);
+        }
+        app::RollbackReport::Done(report) => report,
+    };
+    // A rollback that finished is a success.
+    for s in &report.skipped {
+        eprintln!("skipped: {s}");
+    }
+    print_runs(&report.runs, json);
+    Ok(exit::for_rollback(&report.runs, report.skipped.len()))
+}
+
+/// `batch`, `migrate`: the context with waits counted for the meter, the outputs the run
+/// asked for, then `op`; the files are put in place and the summary printed.
+async fn with_outputs(
+    g: &GlobalArgs,
+    run: &RunArgs,
+    op: impl AsyncFnOnce(&Context, &RunSettings, &mut Outputs) -> Result<app::BatchReport, app::Error>,
+) -> Result<u8, app::Error> {
+    let waits = Waits::default();
+    let ctx = Context::load(&counted(g, &waits))?;
+    let mut outs = Outputs::for_run(run, g.json, waits);
+    let out = op(&ctx, &quiet(run.on_failure), &mut outs).await;
+    outs.finish(out, g.json)
 }
 
 /// `resume`, `retry`: what was skipped, "nothing to VERB" when no agent was driven, then
