@@ -30,6 +30,7 @@
 //! used by the config's `[defaults]`), `validate` (an input → a spec, all errors at once),
 //! `reader` (agent files: the console's bulk-upload CSV, native CSV, JSON Lines).
 
+pub mod fold;
 #[cfg(test)]
 pub(crate) mod fuzz;
 pub mod reader;

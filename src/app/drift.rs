@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::agent::{self, AgentInput, Defaults, IdentityMode};
+use crate::agent::{self, fold, AgentInput, Defaults, IdentityMode};
 use crate::aws::{IdentityUser, Principal, SsoAdminApi as _};
 use crate::config::{AssignmentMode, RoleSessionName};
 use crate::preflight;
@@ -328,7 +328,7 @@ impl Rules<'_> {
             let why: Vec<String> = e.0.iter().map(ToString::to_string).collect();
             format!("batch would refuse its row: {}", why.join("; "))
         })?;
-        if !(u.user_name.eq_ignore_ascii_case(&spec.email) && p.eq_ignore_ascii_case(&spec.email)) {
+        if !(fold::same(&u.user_name, &spec.email) && fold::same(&p, &spec.email)) {
             return Err(format!(
                 "its user name {:?} is not its email {p:?}, and batch adopts only an Identity Center user named by its email",
                 u.user_name
@@ -458,11 +458,7 @@ impl<'a> Classifier<'a> {
     ) -> Self {
         let mut by_key: HashMap<String, Vec<&IdentityUser>> = HashMap::new();
         for u in snap.identity_users() {
-            let mut keys: Vec<String> = u.emails.iter().map(|e| e.to_lowercase()).collect();
-            keys.push(u.user_name.to_lowercase());
-            keys.sort();
-            keys.dedup();
-            for k in keys {
+            for k in fold::keys(&u.user_name, &u.emails) {
                 by_key.entry(k).or_default().push(u);
             }
         }
@@ -487,7 +483,7 @@ impl<'a> Classifier<'a> {
 
     /// The Identity Center users a name or email matches without case, by user name.
     fn matches(&self, key: &str) -> Vec<&'a IdentityUser> {
-        let mut v = (self.by_key.get(&key.to_lowercase()).cloned()).unwrap_or_default();
+        let mut v = (self.by_key.get(&fold::fold(key)).cloned()).unwrap_or_default();
         v.sort_by(|a, b| a.user_name.cmp(&b.user_name));
         v
     }

@@ -11,6 +11,7 @@
 //! - Shared facts learnt during the run (the group's id, its application assignment) are
 //!   remembered, so concurrent agents stop asking once one of them knows.
 
+use crate::agent::fold::fold;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -74,11 +75,10 @@ impl Snapshot {
             s.connect_users.insert(u.username.clone(), u);
         }
         for u in ids.list_users(scope.identity_store_id).await? {
-            s.ids_by_name
-                .insert(u.user_name.to_lowercase(), u.id.clone());
+            s.ids_by_name.insert(fold(&u.user_name), u.id.clone());
             for e in &u.emails {
                 s.ids_by_email
-                    .entry(e.to_lowercase())
+                    .entry(fold(e))
                     .or_insert_with(|| u.id.clone());
             }
             s.ids_users.insert(u.id.clone(), u);
@@ -146,7 +146,7 @@ impl Snapshot {
     /// The Identity Store user with this user name, else with this email (without case), as
     /// listed: the user found decides, as with the per-agent lookup.
     pub fn identity_user(&self, name_or_email: &str) -> Option<&IdentityUser> {
-        let key = name_or_email.to_lowercase();
+        let key = fold(name_or_email);
         let id = self
             .ids_by_name
             .get(&key)
@@ -157,7 +157,7 @@ impl Snapshot {
     /// Every listed Identity Store user whose UserName or one of whose emails is
     /// `name_or_email` (without case): offboarding needs exactly one.
     pub fn identity_candidates(&self, name_or_email: &str) -> Vec<&IdentityUser> {
-        let key = name_or_email.to_lowercase();
+        let key = fold(name_or_email);
         let mut ids: Vec<&String> = Vec::new();
         for id in [self.ids_by_name.get(&key), self.ids_by_email.get(&key)]
             .into_iter()
@@ -243,8 +243,7 @@ mod tests {
             emails: vec!["Ana.Silva@Example.com".into()],
             ..Default::default()
         };
-        s.ids_by_name
-            .insert(u.user_name.to_lowercase(), u.id.clone());
+        s.ids_by_name.insert(fold(&u.user_name), u.id.clone());
         s.ids_by_email
             .insert("ana.silva@example.com".into(), u.id.clone());
         s.ids_users.insert(u.id.clone(), u);
@@ -264,7 +263,7 @@ mod tests {
             ("u2", "am.big", "am@example.com"),
             ("u3", "cy@example.com", "cy@example.com"),
         ] {
-            s.ids_by_name.insert(name.to_lowercase(), id.into());
+            s.ids_by_name.insert(fold(name), id.into());
             s.ids_by_email.insert(email.into(), id.into());
             s.ids_users.insert(
                 id.into(),

@@ -2,6 +2,7 @@
 //! and its primary email, what the identity provider sends, the group membership, the
 //! application assignment, the Connect profiles.
 
+use crate::agent::fold;
 use crate::aws::SsoApplication;
 use crate::aws::{ConnectUser, IdentityUser, Principal};
 use crate::config::{AssignmentMode, RoleSessionName};
@@ -32,9 +33,8 @@ impl Doctor<'_> {
             ));
             return Some(u.clone());
         }
-        let folded_who = self.who.to_lowercase();
         if let Some(u) = (users.iter())
-            .find(|u| Some(u.username.as_str()) == sent && u.username.to_lowercase() == folded_who)
+            .find(|u| Some(u.username.as_str()) == sent && fold::same(&u.username, self.who))
         {
             checks.push(Check::ok(
                 ID,
@@ -45,10 +45,9 @@ impl Doctor<'_> {
             ));
             return Some(u.clone());
         }
-        let folded = self.who.to_lowercase();
         let near: Vec<&ConnectUser> = users
             .iter()
-            .filter(|u| u.username.to_lowercase() == folded)
+            .filter(|u| fold::same(&u.username, self.who))
             .collect();
         match near.as_slice() {
             [] => {
@@ -94,13 +93,9 @@ impl Doctor<'_> {
                 return None;
             }
         };
-        let folded = self.who.to_lowercase();
         let mut found: Vec<IdentityUser> = users
             .into_iter()
-            .filter(|u| {
-                u.user_name.to_lowercase() == folded
-                    || u.emails.iter().any(|e| e.to_lowercase() == folded)
-            })
+            .filter(|u| fold::answers_to(&u.user_name, &u.emails, self.who))
             .collect();
         // The one that matches exactly (primary email, then user name) is checked first.
         found.sort_by_key(|u| {
@@ -217,7 +212,7 @@ impl Doctor<'_> {
                 ID,
                 format!("the RoleSessionName ({attr}) {sent:?} equals the Connect username exactly"),
             )
-        } else if sent.to_lowercase() == cu.username.to_lowercase() {
+        } else if fold::same(&sent, &cu.username) {
             Check::problem(
                 ID,
                 format!(
