@@ -558,59 +558,20 @@ pub async fn retry(
         let catalog = preflight::catalog(&clients.connect, &target.instance_id).await?;
         let mut problems = Vec::new();
         for a in agents.iter().filter(|a| !a.state.resumable()) {
-            let stored = stored_subject(a)?;
-            let spec = match fixes.get(&a.agent_key) {
-                Some(Correction { row, failed }) => {
-                    let line = row.line;
-                    match agent::validate(&row.input, &defaults, target.identity_mode) {
-                        Ok(spec) if failed.is_empty() => spec,
-                        // Its unreadable cells are reported already.
-                        Ok(_) => continue,
-                        Err(e) => {
-                            problems.extend(
-                                (e.0.iter())
-                                    .filter(|fe| {
-                                        row.column_for(&fe.field)
-                                            .is_none_or(|c| !failed.iter().any(|f| f == c))
-                                    })
-                                    .map(|fe| format!("line {line}: {fe}")),
-                            );
-                            continue;
-                        }
-                    }
-                }
-                // A migrated agent names no profiles: its Connect user's own ids stand, and
-                // the stored subject is retried as it is.
-                None if stored.agent.routing_profile.is_empty() => {
-                    subjects.insert(a.agent_key.clone(), a.subject.clone());
-                    continue;
-                }
-                None => stored.agent.clone(),
-            };
-            match preflight::resolve(spec, &catalog) {
-                Ok(mut s) => {
-                    // What the row does not say is the stored subject's: the Identity
-                    // Store UserName a migration keeps (case and all), an offboarding's ids.
-                    s.identity_user_name = stored.identity_user_name.clone();
-                    s.leaver = stored.leaver.clone();
-                    let json = serde_json::to_value(&s)
-                        .map_err(|e| Error::Input(format!("agent {}: {e}", a.agent_key)))?;
+            let fix = fixes.get(&a.agent_key);
+            match retry_subject(a, fix, &defaults, &target, &catalog)? {
+                RetryWith::Subject(json) => {
                     subjects.insert(a.agent_key.clone(), json);
                 }
-                Err(errs) => report.skipped.push(format!(
-                    "{} (run {}): {}",
-                    a.agent_key,
-                    run.id,
-                    errs.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
+                RetryWith::Invalid(p) => problems.extend(p),
+                RetryWith::Skipped(why) => report
+                    .skipped
+                    .push(format!("{} (run {}): {why}", a.agent_key, run.id)),
             }
         }
         if !problems.is_empty() || !unreadable.is_empty() {
             unreadable.extend(problems);
-            return Err(Error::Input(unreadable.join("\n")));
+            return Err(invalid_corrections(unreadable));
         }
         let mut todo = Vec::new();
         for a in agents {
@@ -632,7 +593,81 @@ pub async fn retry(
         report.runs.push(run_status(&*store, &run.id).await?);
     }
     if !unreadable.is_empty() {
-        return Err(Error::Input(unreadable.join("\n")));
+        return Err(invalid_corrections(unreadable));
     }
     Ok(report)
+}
+
+/// Corrected rows that do not pass: every problem, nothing written.
+fn invalid_corrections(problems: Vec<String>) -> Error {
+    let summary = format!(
+        "{} problem(s) in the corrected rows; nothing was written",
+        problems.len()
+    );
+    Error::Invalid { problems, summary }
+}
+
+/// What a failed or rolled-back agent is retried with.
+enum RetryWith {
+    /// This subject (JSON, as stored).
+    Subject(serde_json::Value),
+    /// Its corrected row does not pass: the problems, each with its line.
+    Invalid(Vec<String>),
+    /// Its profile names do not resolve any more: why.
+    Skipped(String),
+}
+
+/// The subject to retry `a` with: its corrected row (`fix`) if one was given, else its
+/// stored subject, with profile names resolved again against the instance as it is now.
+fn retry_subject(
+    a: &crate::store::AgentRow,
+    fix: Option<&Correction>,
+    defaults: &agent::Defaults,
+    target: &Target,
+    catalog: &preflight::Catalog,
+) -> Result<RetryWith, Error> {
+    let stored = stored_subject(a)?;
+    let spec = match fix {
+        Some(Correction { row, failed }) => {
+            let line = row.line;
+            match agent::validate(&row.input, defaults, target.identity_mode) {
+                Ok(spec) if failed.is_empty() => spec,
+                // Its unreadable cells are reported already.
+                Ok(_) => return Ok(RetryWith::Invalid(Vec::new())),
+                Err(e) => {
+                    let problems = (e.0.iter())
+                        .filter(|fe| {
+                            row.column_for(&fe.field)
+                                .is_none_or(|c| !failed.iter().any(|f| f == c))
+                        })
+                        .map(|fe| format!("line {line}: {fe}"))
+                        .collect();
+                    return Ok(RetryWith::Invalid(problems));
+                }
+            }
+        }
+        // A migrated agent names no profiles: its Connect user's own ids stand, and the
+        // stored subject is retried as it is.
+        None if stored.agent.routing_profile.is_empty() => {
+            return Ok(RetryWith::Subject(a.subject.clone()))
+        }
+        None => stored.agent.clone(),
+    };
+    match preflight::resolve(spec, catalog) {
+        Ok(mut s) => {
+            // What the row does not say is the stored subject's: the Identity Store
+            // UserName a migration keeps (case and all), an offboarding's ids.
+            s.identity_user_name = stored.identity_user_name.clone();
+            s.leaver = stored.leaver.clone();
+            let json = serde_json::to_value(&s)
+                .map_err(|e| Error::Input(format!("agent {}: {e}", a.agent_key)))?;
+            Ok(RetryWith::Subject(json))
+        }
+        Err(errs) => Ok(RetryWith::Skipped(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
 }
