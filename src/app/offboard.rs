@@ -116,79 +116,10 @@ pub async fn offboard(
     let mut early: Vec<AgentResult> = Vec::new();
     let mut directions = Directions::default();
     for spec in emails {
-        let email = spec.email.clone();
-        let result = |outcome: Outcome, run: Option<String>, error: Option<String>| AgentResult {
-            email: email.clone(),
-            outcome,
-            run_id: run,
-            connect_user_id: None,
-            identity_user_id: None,
-            error,
-            portal_url: None,
-            plan: Default::default(),
-        };
-        // An earlier offboarding that finished: done, unless something was left (another
-        // side, or a user made again since): then it is identified again.
-        let mut offboarded_in: Option<String> = None;
-        if let Some(store) = &store {
-            if let Some((run, state)) = store.latest_by_key(&email).await? {
-                let removes = directions.of(&**store, &run).await? == Direction::Offboards;
-                match (removes, state) {
-                    (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
-                    // An offboarding to finish: with what it identified then.
-                    (true, _) => {
-                        let subject: Subject =
-                            serde_json::from_value(store.agent(&run, &email).await?.subject)
-                                .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
-                        let l = subject.leaver.clone().unwrap_or_default();
-                        planned.push((
-                            plan_line(&email, &l, (None, None), &target, Some(run)),
-                            subject,
-                        ));
-                        continue;
-                    }
-                    (false, s) if s.unfinished() => {
-                        let why = format!(
-                            "its onboarding in run {run} is {}: {} first",
-                            s.as_str(),
-                            super::status::advice(s, &run, &email).unwrap_or_default()
-                        );
-                        early.push(result(Outcome::Skipped, Some(run), Some(why)));
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        match finder.identify(&spec.username, &email, opts.sides).await? {
-            Identified::Nothing(_) if offboarded_in.is_some() => {
-                early.push(result(Outcome::AlreadyDone, offboarded_in, None))
-            }
-            Identified::Nothing(why) | Identified::Skip(why) => {
-                early.push(result(Outcome::Skipped, None, Some(why)))
-            }
-            Identified::Agent(connect, identity) => {
-                let (connect, connect_username) = connect.unzip();
-                let l = Leaver {
-                    connect_user_id: connect,
-                    identity_user_id: identity.as_ref().map(|u| u.id.clone()),
-                    group_id: identity.as_ref().and(finder.group_id.clone()),
-                    keep_identity_user: opts.keep_identity_user,
-                };
-                let name = identity.map(|u| u.user_name);
-                let subject = Subject {
-                    agent: spec,
-                    routing_profile_id: String::new(),
-                    security_profile_ids: Vec::new(),
-                    hierarchy_group_id: None,
-                    identity_user_name: None,
-                    leaver: Some(l.clone()),
-                };
-                planned.push((
-                    plan_line(&email, &l, (connect_username, name), &target, None),
-                    subject,
-                ));
-            }
+        let store = store.as_deref();
+        match plan_leaver(spec, store, &mut directions, &finder, opts, &target).await? {
+            Leaving::Plan(line, subject) => planned.push((line, *subject)),
+            Leaving::Early(a) => early.push(a),
         }
     }
     let lines: Vec<PlannedLeaver> = planned.iter().map(|(p, _)| p.clone()).collect();
@@ -239,6 +170,97 @@ pub async fn offboard(
         }
     }
     Ok(report)
+}
+
+/// One email's part of the plan: what to delete, or a result without a run.
+enum Leaving {
+    /// Its plan line and subject.
+    Plan(PlannedLeaver, Box<Subject>),
+    /// Decided without a run: skipped, or offboarded before.
+    Early(AgentResult),
+}
+
+/// Plans one email: an earlier offboarding that finished (done, unless something was
+/// left) or is to finish (with what it identified then), an unfinished onboarding
+/// (skipped), else what the onboarding rules identify now.
+async fn plan_leaver(
+    spec: agent::AgentSpec,
+    store: Option<&dyn crate::store::RunStore>,
+    directions: &mut Directions,
+    finder: &Finder<'_>,
+    opts: &OffboardOptions,
+    target: &Target,
+) -> Result<Leaving, Error> {
+    let email = spec.email.clone();
+    let result = |outcome: Outcome, run: Option<String>, error: Option<String>| {
+        Leaving::Early(AgentResult {
+            email: email.clone(),
+            outcome,
+            run_id: run,
+            connect_user_id: None,
+            identity_user_id: None,
+            error,
+            portal_url: None,
+            plan: Default::default(),
+        })
+    };
+    let mut offboarded_in: Option<String> = None;
+    if let Some(store) = store {
+        if let Some((run, state)) = store.latest_by_key(&email).await? {
+            let removes = directions.of(store, &run).await? == Direction::Offboards;
+            match (removes, state) {
+                (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
+                // An offboarding to finish: with what it identified then.
+                (true, _) => {
+                    let subject: Subject =
+                        serde_json::from_value(store.agent(&run, &email).await?.subject)
+                            .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
+                    let l = subject.leaver.clone().unwrap_or_default();
+                    let line = plan_line(&email, &l, (None, None), target, Some(run));
+                    return Ok(Leaving::Plan(line, Box::new(subject)));
+                }
+                (false, s) if s.unfinished() => {
+                    let why = format!(
+                        "its onboarding in run {run} is {}: {} first",
+                        s.as_str(),
+                        super::status::advice(s, &run, &email).unwrap_or_default()
+                    );
+                    return Ok(result(Outcome::Skipped, Some(run), Some(why)));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(
+        match finder.identify(&spec.username, &email, opts.sides).await? {
+            Identified::Nothing(_) if offboarded_in.is_some() => {
+                result(Outcome::AlreadyDone, offboarded_in, None)
+            }
+            Identified::Nothing(why) | Identified::Skip(why) => {
+                result(Outcome::Skipped, None, Some(why))
+            }
+            Identified::Agent(connect, identity) => {
+                let (connect, connect_username) = connect.unzip();
+                let l = Leaver {
+                    connect_user_id: connect,
+                    identity_user_id: identity.as_ref().map(|u| u.id.clone()),
+                    group_id: identity.as_ref().and(finder.group_id.clone()),
+                    keep_identity_user: opts.keep_identity_user,
+                };
+                let name = identity.map(|u| u.user_name);
+                let line = plan_line(&email, &l, (connect_username, name), target, None);
+                let subject = Subject {
+                    agent: spec,
+                    routing_profile_id: String::new(),
+                    security_profile_ids: Vec::new(),
+                    hierarchy_group_id: None,
+                    identity_user_name: None,
+                    leaver: Some(l),
+                };
+                Leaving::Plan(line, Box::new(subject))
+            }
+        },
+    )
 }
 
 /// The steps of `wf` that an offboarding of `l` leaves alone: the side not asked for
