@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use futures::stream::{self, StreamExt};
 
+use crate::agent::fold::fold;
 use crate::agent::{self, IdentityMode};
 use crate::aws::{ConnectApi, ConnectUser};
 use crate::preflight::{self, Catalog};
@@ -133,58 +134,12 @@ pub async fn migrate(
     }
     let filters = Filters::resolve(opts, &catalog)?;
 
-    // The instance's users, described (names and profiles), at DescribeUser's own quota.
-    let listed = clients
-        .connect
-        .list_users(&target.instance_id)
-        .await
-        .map_err(|source| preflight::Error::Aws {
-            context: format!(
-                "listing the users of Connect instance {}",
-                target.instance_id
-            ),
-            source,
-        })?;
-    // Every Connect username of the instance, by its folded form: Identity Center user
-    // names are unique without case, so of two Connect users differing only in case at
-    // most one can be migrated.
-    let mut by_folded: HashMap<String, Vec<String>> = HashMap::new();
-    for u in &listed {
-        (by_folded.entry(u.username.to_lowercase()).or_default()).push(u.username.clone());
-    }
-    let wanted: Vec<ConnectUser> = listed
-        .into_iter()
-        .filter(|u| {
-            filters
-                .usernames
-                .as_ref()
-                .is_none_or(|set| set.contains(&u.username))
-        })
-        .collect();
-    let connect = &clients.connect;
-    let instance = &target.instance_id;
-    let described: Vec<ConnectUser> = stream::iter(wanted)
-        .map(|u| async move {
-            connect
-                .describe_user(instance, &u.id)
-                .await
-                .map_err(|source| preflight::Error::Aws {
-                    context: format!("describing Connect user {:?}", u.username),
-                    source,
-                })
-        })
-        .buffered(opts.run.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter_map(|r| r.transpose())
-        .collect::<Result<_, _>>()?;
-
+    let (described, by_folded) = described_users(&clients, &target, &filters, opts).await?;
     let mut invalid = Vec::new();
     let mut valid: Vec<Valid> = Vec::new();
     for u in described.iter().filter(|u| filters.keeps(u)) {
         let d = u.detail.clone().unwrap_or_default();
-        let clash = &by_folded[&u.username.to_lowercase()];
+        let clash = &by_folded[&fold(&u.username)];
         if clash.len() > 1 {
             match case_clash(&u.username, clash, filters.usernames.as_ref()) {
                 Err(why) => {
@@ -236,6 +191,54 @@ pub async fn migrate(
         settings,
     };
     run_rows(ctx, phase, sink).await
+}
+
+/// The instance's Connect users that `--usernames` keeps, described (names and profiles)
+/// at DescribeUser's own quota; and every Connect username of the instance by its folded
+/// form (Identity Center user names are unique without case, so of two Connect users
+/// differing only in case at most one can be migrated).
+async fn described_users(
+    clients: &crate::aws::Clients,
+    target: &preflight::Target,
+    filters: &Filters,
+    opts: &MigrateOptions,
+) -> Result<(Vec<ConnectUser>, HashMap<String, Vec<String>>), Error> {
+    let listed = clients
+        .connect
+        .list_users(&target.instance_id)
+        .await
+        .map_err(|source| preflight::Error::Aws {
+            context: format!(
+                "listing the users of Connect instance {}",
+                target.instance_id
+            ),
+            source,
+        })?;
+    let mut by_folded: HashMap<String, Vec<String>> = HashMap::new();
+    for u in &listed {
+        (by_folded.entry(fold(&u.username)).or_default()).push(u.username.clone());
+    }
+    let wanted: Vec<ConnectUser> = (listed.into_iter())
+        .filter(|u| (filters.usernames.as_ref()).is_none_or(|set| set.contains(&u.username)))
+        .collect();
+    let (connect, instance) = (&clients.connect, &target.instance_id);
+    let described: Vec<ConnectUser> = stream::iter(wanted)
+        .map(|u| async move {
+            connect
+                .describe_user(instance, &u.id)
+                .await
+                .map_err(|source| preflight::Error::Aws {
+                    context: format!("describing Connect user {:?}", u.username),
+                    source,
+                })
+        })
+        .buffered(opts.run.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter_map(|r| r.transpose())
+        .collect::<Result<_, _>>()?;
+    Ok((described, by_folded))
 }
 
 /// `username` shares its folded form with the other Connect users of `clash` (all of
