@@ -223,6 +223,7 @@ impl ConnectApi for SdkConnect {
                             .hierarchy_group_id()
                             .filter(|h| !h.is_empty())
                             .map(str::to_string),
+                        ..Default::default()
                     }),
                 }
             }),

@@ -36,9 +36,11 @@ fn identity_user(
     id: &str,
     user_name: Option<&str>,
     name: Option<&it::Name>,
+    display_name: Option<&str>,
     emails: &[it::Email],
 ) -> IdentityUser {
     IdentityUser {
+        display_name: display_name.unwrap_or_default().to_string(),
         primary_emails: emails.iter().filter(|e| e.primary()).count(),
         given_name: (name.and_then(|n| n.given_name()))
             .unwrap_or_default()
@@ -98,7 +100,15 @@ impl IdentityStoreApi for SdkIdentityStore {
                     .user_id(user_id),
                 no_reason
             )
-            .map(|o| identity_user(o.user_id(), o.user_name(), o.name(), o.emails())),
+            .map(|o| {
+                identity_user(
+                    o.user_id(),
+                    o.user_name(),
+                    o.name(),
+                    o.display_name(),
+                    o.emails(),
+                )
+            }),
         )
     }
 
@@ -185,10 +195,15 @@ impl IdentityStoreApi for SdkIdentityStore {
                     .set_next_token(token.take()),
                 no_reason
             )?;
-            out.extend(
-                (page.users().iter())
-                    .map(|u| identity_user(u.user_id(), u.user_name(), u.name(), u.emails())),
-            );
+            out.extend((page.users().iter()).map(|u| {
+                identity_user(
+                    u.user_id(),
+                    u.user_name(),
+                    u.name(),
+                    u.display_name(),
+                    u.emails(),
+                )
+            }));
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),

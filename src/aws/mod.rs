@@ -77,6 +77,46 @@ pub struct ConnectUserDetail {
     pub security_profile_ids: Vec<String>,
     /// HierarchyGroupId.
     pub hierarchy_group_id: Option<String>,
+    /// PhoneConfig (AfterContactWorkTimeLimit in seconds, whichever call read it).
+    pub phone: PhoneConfig,
+    /// IdentityInfo.SecondaryEmail (DescribeUser only: SearchUsers does not return it).
+    pub secondary_email: Option<String>,
+    /// IdentityInfo.Mobile (DescribeUser only).
+    pub mobile: Option<String>,
+    /// Tags.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether `secondary_email`, `mobile` and the email were read (DescribeUser), not
+    /// just left empty (SearchUsers).
+    pub full_identity_info: bool,
+}
+
+/// A Connect user's `PhoneConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PhoneConfig {
+    /// `SOFT_PHONE` or `DESK_PHONE`.
+    pub phone_type: String,
+    /// AutoAccept.
+    pub auto_accept: bool,
+    /// AfterContactWorkTimeLimit, in seconds (SearchUsers answers in milliseconds: the
+    /// port converts).
+    pub acw_timeout: i32,
+    /// DeskPhoneNumber (E.164), when set.
+    pub desk_phone_number: Option<String>,
+}
+
+/// A Connect user's `IdentityInfo`, whole (UpdateUserIdentityInfo replaces it whole).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct IdentityInfo {
+    /// FirstName.
+    pub first_name: String,
+    /// LastName.
+    pub last_name: String,
+    /// Email (CONNECT_MANAGED instances; never sent when `None`).
+    pub email: Option<String>,
+    /// SecondaryEmail.
+    pub secondary_email: Option<String>,
+    /// Mobile (E.164).
+    pub mobile: Option<String>,
 }
 
 /// A Connect user to create (validated by the caller).
@@ -143,6 +183,87 @@ pub trait ConnectApi: Send + Sync {
     ) -> Result<(String, String)>;
     /// DeleteUser.
     async fn delete_user(&self, instance: &str, user_id: &str) -> Result<()>;
+    /// SearchUsers without criteria, every page: the instance's users with their profiles,
+    /// hierarchy group, phone config, first and last name and tags (`detail` set; its
+    /// `secondary_email`/`mobile` are not returned by SearchUsers: `full_identity_info`
+    /// false), for `apply`'s bulk reads.
+    async fn search_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {
+        Err(AwsError::unsupported("connect:SearchUsers", instance))
+    }
+    /// UpdateUserRoutingProfile.
+    async fn update_routing_profile(&self, instance: &str, user_id: &str, id: &str) -> Result<()> {
+        let _ = (user_id, id);
+        Err(AwsError::unsupported(
+            "connect:UpdateUserRoutingProfile",
+            instance,
+        ))
+    }
+    /// UpdateUserSecurityProfiles (the whole set).
+    async fn update_security_profiles(
+        &self,
+        instance: &str,
+        user_id: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        let _ = (user_id, ids);
+        Err(AwsError::unsupported(
+            "connect:UpdateUserSecurityProfiles",
+            instance,
+        ))
+    }
+    /// UpdateUserHierarchy (`None`: the user leaves its hierarchy group).
+    async fn update_hierarchy(
+        &self,
+        instance: &str,
+        user_id: &str,
+        group: Option<&str>,
+    ) -> Result<()> {
+        let _ = (user_id, group);
+        Err(AwsError::unsupported(
+            "connect:UpdateUserHierarchy",
+            instance,
+        ))
+    }
+    /// UpdateUserPhoneConfig (the whole config).
+    async fn update_phone_config(
+        &self,
+        instance: &str,
+        user_id: &str,
+        phone: &PhoneConfig,
+    ) -> Result<()> {
+        let _ = (user_id, phone);
+        Err(AwsError::unsupported(
+            "connect:UpdateUserPhoneConfig",
+            instance,
+        ))
+    }
+    /// UpdateUserIdentityInfo (the whole info; `None` fields are sent absent).
+    async fn update_identity_info(
+        &self,
+        instance: &str,
+        user_id: &str,
+        info: &IdentityInfo,
+    ) -> Result<()> {
+        let _ = (user_id, info);
+        Err(AwsError::unsupported(
+            "connect:UpdateUserIdentityInfo",
+            instance,
+        ))
+    }
+    /// TagResource on a user's ARN (adds or changes these tags; others stay).
+    async fn tag_user(
+        &self,
+        arn: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let _ = tags;
+        Err(AwsError::unsupported("connect:TagResource", arn))
+    }
+    /// UntagResource on a user's ARN.
+    async fn untag_user(&self, arn: &str, keys: &[String]) -> Result<()> {
+        let _ = keys;
+        Err(AwsError::unsupported("connect:UntagResource", arn))
+    }
 }
 
 /// An Identity Store user as described.
@@ -162,6 +283,19 @@ pub struct IdentityUser {
     pub given_name: String,
     /// Name.FamilyName.
     pub family_name: String,
+    /// DisplayName.
+    pub display_name: String,
+}
+
+/// An Identity Store user's names, as `apply` sets them (UpdateUser).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct IdentityNames {
+    /// Name.GivenName.
+    pub given_name: String,
+    /// Name.FamilyName.
+    pub family_name: String,
+    /// DisplayName.
+    pub display_name: String,
 }
 
 /// An Identity Store user to create.
@@ -223,6 +357,11 @@ pub trait IdentityStoreApi: Send + Sync {
         -> Result<String>;
     /// DeleteGroupMembership.
     async fn delete_membership(&self, store: &str, membership_id: &str) -> Result<()>;
+    /// UpdateUser: replaces `name.givenName`, `name.familyName` and `displayName`.
+    async fn update_names(&self, store: &str, user_id: &str, names: &IdentityNames) -> Result<()> {
+        let _ = (user_id, names);
+        Err(AwsError::unsupported("identitystore:UpdateUser", store))
+    }
 }
 
 /// An Identity Center instance.
