@@ -202,6 +202,8 @@ pub async fn batch(
         rows: &rows,
         opts: &opts.run,
         settings,
+        listed: None,
+        redo_done: false,
     };
     run_rows(ctx, phase, sink).await
 }

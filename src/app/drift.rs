@@ -225,6 +225,7 @@ pub async fn drift(ctx: &Context) -> Result<DriftReport, Error> {
             identity_store_id: &target.identity_store_id,
             group: &target.group,
             application_arn: group_mode.then_some(target.application_arn.as_str()),
+            details: false,
         },
     )
     .await

@@ -162,6 +162,7 @@ pub async fn migrate(
                     hierarchy_group_id: d.hierarchy_group_id,
                     identity_user_name: Some(u.username.clone()),
                     leaver: None,
+                    changes: Default::default(),
                 },
                 password: None,
             }),
@@ -189,6 +190,8 @@ pub async fn migrate(
         rows: &rows,
         opts: &opts.run,
         settings,
+        listed: None,
+        redo_done: false,
     };
     run_rows(ctx, phase, sink).await
 }

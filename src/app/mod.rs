@@ -12,6 +12,7 @@
 //! release), `status`, and the read-only diagnoses `doctor`, `drift`, `iam_policy`, one file
 //! per operation. Nothing here prints or decides an exit code.
 
+mod apply;
 mod batch;
 mod doctor;
 mod drift;
@@ -29,6 +30,10 @@ mod status;
 pub use crate::aws::retry::{Wait, WaitFn};
 /// The name under which the CLI hands a password to the steps (in memory only).
 pub use crate::steps::PASSWORD as PASSWORD_SECRET;
+pub use apply::{
+    apply, Action as ApplyAction, ApplyOptions, ApplyReport, ApplySource, FieldChange, PlanRow,
+    SavedPlan, BUILTIN_APPLY_WORKFLOW,
+};
 pub use batch::{batch, BatchOptions};
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
 pub use drift::{drift, DriftAgent, DriftReport, DriftStatus, FixPlan, Read as DriftRead};
@@ -311,6 +316,8 @@ pub(crate) enum WorkflowSource {
     Migrate,
     /// The built-in offboarding workflow.
     Offboard,
+    /// The built-in apply workflow (`apply`: create, complete and update agents).
+    Apply,
 }
 
 impl Context {
@@ -335,6 +342,12 @@ impl Context {
             WorkflowSource::Offboard => Workflow::parse(
                 BUILTIN_OFFBOARD_WORKFLOW,
                 "built-in offboard-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+            WorkflowSource::Apply => Workflow::parse(
+                apply::BUILTIN_APPLY_WORKFLOW,
+                "built-in apply-agent",
                 &steps::registry(&placeholder),
             )
             .map_err(|e| Error::Input(e.to_string()))?,

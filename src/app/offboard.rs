@@ -151,6 +151,8 @@ pub async fn offboard(
         rows: &rows,
         opts: &run,
         settings,
+        listed: None,
+        redo_done: false,
     };
     let mut sink = KeepLabels {
         inner: sink,
@@ -194,6 +196,7 @@ async fn plan_leaver(
     let email = spec.email.clone();
     let result = |outcome: Outcome, run: Option<String>, error: Option<String>| {
         Leaving::Early(AgentResult {
+            changes: None,
             email: email.clone(),
             outcome,
             run_id: run,
@@ -256,6 +259,7 @@ async fn plan_leaver(
                     hierarchy_group_id: None,
                     identity_user_name: None,
                     leaver: Some(l),
+                    changes: Default::default(),
                 };
                 Leaving::Plan(line, Box::new(subject))
             }
@@ -441,6 +445,7 @@ impl<'a> Finder<'a> {
                 instance_id: &target.instance_id,
                 identity_store_id: &target.identity_store_id,
                 group: &target.group,
+                details: false,
                 application_arn: None,
             };
             Some(

@@ -13,8 +13,11 @@ use crate::engine::AgentState;
 pub enum Outcome {
     /// Done in an earlier run: nothing was written.
     AlreadyDone,
-    /// A dry run found a step in conflict (or not looked up).
+    /// A dry run found a step in conflict (or not looked up); `apply`: a change that
+    /// cannot be made in place.
     Conflict,
+    /// `apply`: a new agent, onboarded.
+    Created,
     /// Every step done or adopted.
     Done,
     /// Failed permanently (kept, or nothing was created).
@@ -31,6 +34,8 @@ pub enum Outcome {
     Planned,
     /// An operator released it.
     Released,
+    /// `apply --prune`: offboarded (not in the roster).
+    Removed,
     /// Failed and compensated.
     RolledBack,
     /// Compensating (stopped midway).
@@ -39,6 +44,12 @@ pub enum Outcome {
     Running,
     /// Not driven: another run holds it, it needs attention, or it could not be identified.
     Skipped,
+    /// `apply --plan`: the world no longer shows the plan's `before`: nothing written.
+    Stale,
+    /// `apply`: nothing differs; nothing written.
+    Unchanged,
+    /// `apply`: an existing agent, its changes made.
+    Updated,
 }
 
 impl Outcome {
@@ -47,6 +58,7 @@ impl Outcome {
         match self {
             Outcome::AlreadyDone => "already_done",
             Outcome::Conflict => "conflict",
+            Outcome::Created => "created",
             Outcome::Done => "done",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
@@ -55,10 +67,14 @@ impl Outcome {
             Outcome::Pending => "pending",
             Outcome::Planned => "planned",
             Outcome::Released => "released",
+            Outcome::Removed => "removed",
             Outcome::RolledBack => "rolled_back",
             Outcome::RollingBack => "rolling_back",
             Outcome::Running => "running",
             Outcome::Skipped => "skipped",
+            Outcome::Stale => "stale",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Updated => "updated",
         }
     }
 
@@ -77,13 +93,20 @@ impl Outcome {
         }
     }
 
-    /// The agent finished well: done (now or before), released by an operator, or, in a
-    /// dry run, planned cleanly. The exit codes, the progress meter and the report's list
+    /// The agent finished well: done (now or before; `apply`: created, updated, unchanged,
+    /// removed), released by an operator, or, in a dry run, planned cleanly. The exit codes, the progress meter and the report's list
     /// of agents that are not done all use this rule.
     pub fn finished_well(self) -> bool {
         matches!(
             self,
-            Outcome::Done | Outcome::AlreadyDone | Outcome::Released | Outcome::Planned
+            Outcome::Done
+                | Outcome::AlreadyDone
+                | Outcome::Released
+                | Outcome::Planned
+                | Outcome::Created
+                | Outcome::Updated
+                | Outcome::Unchanged
+                | Outcome::Removed
         )
     }
 }
@@ -103,6 +126,7 @@ mod tests {
         let all = [
             Outcome::AlreadyDone,
             Outcome::Conflict,
+            Outcome::Created,
             Outcome::Done,
             Outcome::Failed,
             Outcome::Interrupted,
@@ -111,10 +135,14 @@ mod tests {
             Outcome::Pending,
             Outcome::Planned,
             Outcome::Released,
+            Outcome::Removed,
             Outcome::RolledBack,
             Outcome::RollingBack,
             Outcome::Running,
             Outcome::Skipped,
+            Outcome::Stale,
+            Outcome::Unchanged,
+            Outcome::Updated,
         ];
         let names: Vec<&str> = all.iter().map(|o| o.as_str()).collect();
         let mut sorted = names.clone();

@@ -78,6 +78,9 @@ pub struct AgentResult {
     /// A dry run: per step, what would happen (`create`, `adopt`, `conflict`, `unknown`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub plan: BTreeMap<String, String>,
+    /// `apply`: the agent's changes, `field: before -> after; ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<String>,
 }
 
 /// What `batch` did.
@@ -161,8 +164,9 @@ impl From<String> for Rejected {
 
 impl Rejected {
     /// The report's row for it.
-    fn result(&self) -> AgentResult {
+    pub(super) fn result(&self) -> AgentResult {
         AgentResult {
+            changes: None,
             email: self.who.clone().unwrap_or_default(),
             outcome: Outcome::Invalid,
             run_id: None,
@@ -219,6 +223,11 @@ pub(super) struct Phase<'a> {
     pub opts: &'a RunOptions,
     /// Progress, failure policy.
     pub settings: &'a RunSettings,
+    /// The bulk reads already taken (`apply` plans from them); else taken here when worth it.
+    pub listed: Option<Arc<Snapshot>>,
+    /// `apply`: an agent done in an earlier run is planned again from what AWS shows (its
+    /// row is a desired state, not a one-time job), so it goes into the new run.
+    pub redo_done: bool,
 }
 
 /// The valid rows, readable more than once (a file is streamed again for each pass).
@@ -289,13 +298,7 @@ pub(super) async fn run_rows(
 /// A dry run: every row planned with the lookups the real run starts with, over a journal
 /// in memory; nothing written.
 async fn plan_rows(phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<(), Error> {
-    let (registry, _) = registry_for(
-        phase.clients,
-        phase.target,
-        phase.valid,
-        phase.opts.bulk_reads,
-    )
-    .await?;
+    let (registry, _) = registry_for(phase, phase.valid).await?;
     let engine = Engine::new(
         phase.wf.clone(),
         registry,
@@ -319,6 +322,7 @@ async fn plan_rows(phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<(), Erro
         }
         let blocker = plan.iter().find(|p| !p.decision.is_clean());
         out.record(AgentResult {
+            changes: None,
             email,
             outcome: if blocker.is_some() {
                 Outcome::Conflict
@@ -374,7 +378,13 @@ async fn sort_rows(
     let mut directions = Directions::default();
     for v in (phase.rows)()? {
         let key = v.subject.agent.email.clone();
-        match rerun_rule(&*store, &mut directions, direction, &key, phase.target).await? {
+        let rule = rerun_rule(&*store, &mut directions, direction, &key, phase.target).await?;
+        let rule = match rule {
+            Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => Rerun::New,
+            Rerun::InRun(_, Drive::Retry) if phase.redo_done => Rerun::New,
+            other => other,
+        };
+        match rule {
             Rerun::Report(a) => {
                 out.record(a);
                 continue;
@@ -467,6 +477,7 @@ async fn rerun_rule(
         return Ok(Rerun::New);
     };
     let skip = |outcome: Outcome, error: Option<String>, portal: bool| AgentResult {
+        changes: None,
         email: key.to_string(),
         outcome,
         run_id: Some(run.clone()),
@@ -525,8 +536,7 @@ async fn drive_rows(
     let mut snapshot = None;
     if let Some(run) = &new_run {
         out.report.run_id = Some(run.clone());
-        let (registry, listed) =
-            registry_for(phase.clients, phase.target, fresh, phase.opts.bulk_reads).await?;
+        let (registry, listed) = registry_for(phase, fresh).await?;
         snapshot = listed;
         let engine = Engine::new(
             phase.wf.clone(),
@@ -642,13 +652,16 @@ fn key_pages(
 /// The actions for `agents` new agents: over bulk reads when there are enough of them (a
 /// listing costs a call per page, per-agent lookups about seven calls per agent).
 async fn registry_for(
-    clients: &Clients,
-    target: &Target,
+    phase: &Phase<'_>,
     agents: usize,
-    mode: BulkReads,
 ) -> Result<(Registry<Subject>, Option<Arc<Snapshot>>), Error> {
+    let (clients, target) = (phase.clients, phase.target);
     let mut env = env_for(clients, target);
-    let bulk = match mode {
+    if let Some(listed) = &phase.listed {
+        env.snapshot = Some(listed.clone());
+        return Ok((steps::registry(&env), env.snapshot));
+    }
+    let bulk = match phase.opts.bulk_reads {
         BulkReads::Auto => agents >= BULK_READS_FROM,
         BulkReads::Always => true,
         BulkReads::Never => false,
@@ -660,6 +673,7 @@ async fn registry_for(
             group: &target.group,
             application_arn: (target.assignment == AssignmentMode::Group)
                 .then_some(target.application_arn.as_str()),
+            details: false,
         };
         let snapshot = crate::aws::retry::for_caller(
             Arc::from("bulk read"),
@@ -703,6 +717,7 @@ async fn result_of(
             .and_then(|s| s.outputs.get("user_id").cloned())
     };
     Ok(AgentResult {
+        changes: None,
         email: key.to_string(),
         outcome: Outcome::of_state(row.state),
         run_id: Some(run.to_string()),

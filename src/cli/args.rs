@@ -124,6 +124,11 @@ pub(crate) enum Command {
     /// and confirmed first (--yes off a terminal).
     #[command(override_usage = "connect-onboard offboard (EMAIL... | --file FILE) [OPTIONS]")]
     Offboard(Box<OffboardArgs>),
+    /// Bring the instance's agents to a roster (any `batch` format) as desired state:
+    /// create, update, leave unchanged, and with --prune remove the managed agents not in
+    /// it; or apply a saved plan (--plan) exactly.
+    #[command(override_usage = "connect-onboard apply (FILE | --plan PLAN.json) [OPTIONS]")]
+    Apply(Box<ApplyArgs>),
     /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
     Retry {
         /// Run id (all runs when absent).
@@ -305,6 +310,55 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) bulk_reads: BulkReadsArg,
     /// On a permanent failure: remove what this agent's run created, or keep it.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub(crate) on_failure: OnFailureArg,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ApplyArgs {
+    /// The roster: one row per agent, its desired state (console template, native CSV or
+    /// JSON Lines).
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "plan",
+        conflicts_with = "plan"
+    )]
+    pub(crate) file: Option<PathBuf>,
+    /// Apply exactly this saved plan (`apply FILE --dry-run --json > PLAN.json`).
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["clear_empty", "dry_run"])]
+    pub(crate) plan: Option<PathBuf>,
+    /// Print the plan (per agent: create, update with each change, unchanged, remove,
+    /// conflict) without writing anything; with --json, the saved plan.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// An empty cell clears the field where it may be empty (hierarchy group, secondary
+    /// email, mobile, desk phone number); without it an empty cell keeps the field.
+    #[arg(long)]
+    pub(crate) clear_empty: bool,
+    /// Remove the managed agents (Identity Center user in the agents' group) that have no
+    /// row, as `offboard` does.
+    #[arg(long)]
+    pub(crate) prune: bool,
+    /// Allow up to N removals past the guard (10 % of the managed agents or 25).
+    #[arg(long, value_name = "N", requires = "prune")]
+    pub(crate) max_remove: Option<usize>,
+    /// Remove without asking (required off a terminal when the plan removes agents).
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Report invalid rows and go on with the valid ones (else: exit 2, nothing written).
+    #[arg(long)]
+    pub(crate) skip_invalid: bool,
+    /// Write one row per agent to FILE (.csv, or .json/.jsonl for JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Write a sign-in notice per created agent, and notices.csv, into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) notices: Option<PathBuf>,
+    /// Agents in flight at once (the per-API rate limits hold each quota).
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
+    pub(crate) concurrency: usize,
+    /// On a permanent failure: restore and remove what this agent's run changed and
+    /// created, or keep it.
     #[arg(long, value_enum, default_value = "rollback")]
     pub(crate) on_failure: OnFailureArg,
 }

@@ -83,6 +83,22 @@ pub fn for_batch(r: &app::BatchReport) -> u8 {
     }
 }
 
+/// `apply`: 3 when a compensation failed; 0 when every agent converged (a dry run: every
+/// agent planned without conflict) and no row was invalid; else 1 (failed, stale, conflict,
+/// skipped, interrupted).
+pub fn for_apply(r: &app::ApplyReport) -> u8 {
+    let planned_clean = r.dry_run && !r.saved.counts.contains_key(&app::ApplyAction::Conflict);
+    if r.outcomes.contains_key(&app::Outcome::NeedsAttention) {
+        NEEDS_ATTENTION
+    } else if r.invalid.is_empty()
+        && (planned_clean || !r.dry_run && r.outcomes.keys().all(|o| o.finished_well()))
+    {
+        OK
+    } else {
+        INCOMPLETE
+    }
+}
+
 /// `doctor`: 0 when every check passed, 1 when a problem was found or a check could not be
 /// made.
 pub fn for_doctor(r: &app::DoctorReport) -> u8 {

@@ -62,6 +62,8 @@ pub(crate) struct ReportWriter {
     path: std::path::PathBuf,
     out: ReportOut,
     error: Option<String>,
+    /// The `changes` column is written (`apply`).
+    changes: bool,
 }
 
 enum ReportOut {
@@ -83,7 +85,8 @@ fn report_error(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
 }
 
 impl ReportWriter {
-    pub(crate) fn create(path: &std::path::Path) -> Result<Self, String> {
+    /// A report at `path`; `changes`: with a `changes` column after `outcome` (`apply`).
+    pub(crate) fn create(path: &std::path::Path, changes: bool) -> Result<Self, String> {
         let err = |e: &dyn std::fmt::Display| report_error(path, e);
         let json = path
             .extension()
@@ -93,21 +96,19 @@ impl ReportWriter {
             ReportOut::Json(std::io::BufWriter::new(file))
         } else {
             let mut w = csv::Writer::from_writer(file);
-            w.write_record([
-                "email",
-                "outcome",
-                "run_id",
-                "connect_user_id",
-                "identity_user_id",
-                "error",
-            ])
-            .map_err(|e| err(&e))?;
+            let mut header = vec!["email", "outcome"];
+            if changes {
+                header.push("changes");
+            }
+            header.extend(["run_id", "connect_user_id", "identity_user_id", "error"]);
+            w.write_record(header).map_err(|e| err(&e))?;
             ReportOut::Csv(Box::new(w))
         };
         Ok(ReportWriter {
             path: path.to_path_buf(),
             out,
             error: None,
+            changes,
         })
     }
 
@@ -117,14 +118,16 @@ impl ReportWriter {
                 .map_err(|e| e.to_string())
                 .and_then(|line| writeln!(w, "{line}").map_err(|e| e.to_string())),
             ReportOut::Csv(w) => {
-                let cells = [
-                    a.email.as_str(),
-                    a.outcome.as_str(),
+                let mut cells = vec![a.email.as_str(), a.outcome.as_str()];
+                if self.changes {
+                    cells.push(a.changes.as_deref().unwrap_or_default());
+                }
+                cells.extend([
                     a.run_id.as_deref().unwrap_or_default(),
                     a.connect_user_id.as_deref().unwrap_or_default(),
                     a.identity_user_id.as_deref().unwrap_or_default(),
                     a.error.as_deref().unwrap_or_default(),
-                ];
+                ]);
                 w.write_record(cells.iter().map(|c| neutralize_csv_cell(c)))
                     .map_err(|e| e.to_string())
             }

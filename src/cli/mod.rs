@@ -7,6 +7,7 @@
 // The one layer that prints (Cargo.toml denies printing elsewhere).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod apply;
 mod args;
 mod dev;
 pub mod exit;
@@ -214,6 +215,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             .await
         }
         Command::Offboard(a) => offboard(g, *a).await,
+        Command::Apply(a) => apply::apply(g, *a).await,
         Command::Retry {
             run_id,
             from,
@@ -415,6 +417,8 @@ struct Outputs {
     meter: meter::Meter,
     /// Calls that waited to retry (throttling), shown by the meter.
     waits: Waits,
+    /// The report has a `changes` column (`apply`).
+    changes_column: bool,
 }
 
 /// How many calls have waited to retry so far (counted by the context, shown by the meter).
@@ -455,6 +459,7 @@ impl Outputs {
             notices: None,
             meter: meter::Meter::new(json, dry_run),
             waits,
+            changes_column: false,
         }
     }
 
@@ -466,21 +471,28 @@ impl Outputs {
         out: Result<app::BatchReport, app::Error>,
         json: bool,
     ) -> Result<u8, app::Error> {
+        let closed = self.close();
+        let out = out?;
+        closed?;
+        output::print_batch(&out, json);
+        Ok(exit::for_batch(&out))
+    }
+
+    /// Ends the meter and puts the files in place.
+    fn close(self) -> Result<(), app::Error> {
         self.meter.finish();
         let report = self.report.map(|r| r.finish()).transpose();
         let notices = self.notices.map(|n| n.finish()).transpose();
-        let out = out?;
         report.map_err(app::Error::Input)?;
         notices.map_err(app::Error::Input)?;
-        output::print_batch(&out, json);
-        Ok(exit::for_batch(&out))
+        Ok(())
     }
 }
 
 impl app::Sink for Outputs {
     fn started(&mut self, total: usize) -> Result<(), String> {
         if let Some(p) = &self.report_path {
-            self.report = Some(files::ReportWriter::create(p)?);
+            self.report = Some(files::ReportWriter::create(p, self.changes_column)?);
         }
         if let Some(d) = &self.notices_path {
             self.notices = Some(files::NoticeWriter::create(d)?);

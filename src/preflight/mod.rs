@@ -415,6 +415,7 @@ pub fn resolve(agent: AgentSpec, catalog: &Catalog) -> Result<Subject, Vec<Field
         hierarchy_group_id: hierarchy,
         identity_user_name: None,
         leaver: None,
+        changes: Default::default(),
     })
 }
 

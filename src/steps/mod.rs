@@ -25,6 +25,7 @@ mod offboard;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use identity_user::CreateIdentityUser;
 pub use offboard::{
     DeleteConnectUser, DeleteIdentityUser, RemoveGroupMembership, RemoveUserAssignment,
 };
+pub use update::{Change, Changes, Field, UpdateField};
 
 /// What the engine stores per agent: the validated agent plus the ids its profile names
 /// resolved to at preflight. Contains no secret.
@@ -66,6 +68,9 @@ pub struct Subject {
     /// An agent being offboarded: what planning identified to remove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaver: Option<Leaver>,
+    /// `apply`: the fields to change, each with the value it replaces.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub changes: Changes,
 }
 
 /// What `offboard` identified at planning time for one agent, by the onboarding rules
@@ -168,6 +173,12 @@ pub fn registry(env: &Env) -> Registry<Subject> {
         CONNECT_USER_REMOVAL.into(),
         Arc::new(Paced(DeleteConnectUser(env.clone()))),
     );
+    for field in Field::ALL {
+        r.insert(
+            field.action().into(),
+            Arc::new(Paced(UpdateField(env.clone(), field))),
+        );
+    }
     r
 }
 

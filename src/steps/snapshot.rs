@@ -1,5 +1,6 @@
 //! Bulk reads for a batch: one listing of each directory, taken before the first write, so
-//! that a new agent costs one write per step and no per-agent read.
+//! that a new agent costs one write per step and no per-agent read (and, for `apply`, an
+//! unchanged agent no read at all: SearchUsers lists every user with its fields).
 //!
 //! What a listing can prove is limited, and the rules say so:
 //! - Each (step, agent) is answered from the listing **once**: the plan's lookup. Every
@@ -47,6 +48,8 @@ pub enum Lookup {
     Membership,
     /// The application assignment.
     Assignment,
+    /// A field group `apply` updates.
+    Update(super::update::Field),
 }
 
 /// Where to list.
@@ -59,6 +62,9 @@ pub struct Scope<'a> {
     pub group: &'a str,
     /// The Amazon Connect application (group mode: its group assignment is read once).
     pub application_arn: Option<&'a str>,
+    /// List Connect's users with their profiles, phone config and tags (SearchUsers, for
+    /// `apply`), not just their ids (ListUsers).
+    pub details: bool,
 }
 
 impl Snapshot {
@@ -71,7 +77,12 @@ impl Snapshot {
         scope: &Scope<'_>,
     ) -> Result<Snapshot> {
         let mut s = Snapshot::default();
-        for u in connect.list_users(scope.instance_id).await? {
+        let users = if scope.details {
+            connect.search_users(scope.instance_id).await?
+        } else {
+            connect.list_users(scope.instance_id).await?
+        };
+        for u in users {
             s.connect_users.insert(u.username.clone(), u);
         }
         for u in ids.list_users(scope.identity_store_id).await? {
@@ -118,12 +129,16 @@ impl Snapshot {
     /// snapshot holds follows the agents in flight, not the file.
     pub fn forget(&self, agent: &str) {
         let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        let updates = super::update::Field::ALL.map(Lookup::Update);
         for lookup in [
             Lookup::ConnectUser,
             Lookup::IdentityUser,
             Lookup::Membership,
             Lookup::Assignment,
-        ] {
+        ]
+        .into_iter()
+        .chain(updates)
+        {
             answered.remove(&(lookup, agent.to_string()));
         }
     }

@@ -1,0 +1,459 @@
+//! `apply`: a roster as the desired state of the instance's agents. Each row is planned
+//! against one bulk read of both directories (`plan`): `create` (onboarded as `batch`
+//! does), `update` (the fields that differ, each `{field, before, after}`, and the missing
+//! parts of the onboarding), `unchanged` (zero writes), `conflict`; with `--prune`, every
+//! managed agent (a Connect user whose Identity Center user is in the agents' group) with
+//! no row is planned `remove`, behind a guard against a truncated roster. A dry run returns
+//! the plan, fingerprinted (`saved`), which `apply --plan` applies exactly: an agent whose
+//! `before` no longer holds is `stale`, never overwritten.
+//!
+//! The run is the engine's: creates and updates are one run of `workflows/apply-agent.toml`
+//! on the batch machinery (`phase::run_rows`: re-run rules, concurrency, pacing, report,
+//! `status`/`resume`/`retry`/`rollback`); each update step carries the value it replaces,
+//! so compensation and `rollback` restore it. Removals are an `offboard` run.
+//!
+//! The parts: `roster` (rows as desired states), `diff` (desired vs AWS), `plan` (a row
+//! planned), `saved` (the saved plan and its fingerprint), `prune` (removals and the guard).
+
+mod diff;
+mod plan;
+mod prune;
+mod roster;
+mod saved;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::steps::snapshot::{Scope, Snapshot};
+
+use super::phase::{run_rows, AgentResult, CallStats, Phase, Rejected, RunOptions, Sink, Valid};
+use super::{env_for, Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
+
+pub use diff::FieldChange;
+pub use saved::{Action, PlanRow, PlanTarget, SavedPlan};
+
+/// The apply workflow, embedded.
+pub const BUILTIN_APPLY_WORKFLOW: &str = include_str!("../../../workflows/apply-agent.toml");
+
+/// Where the desired state comes from.
+#[derive(Debug, Clone)]
+pub enum ApplySource {
+    /// A roster in any `batch` format.
+    File(PathBuf),
+    /// A saved plan (`apply --dry-run --json`), applied exactly.
+    Plan(PathBuf),
+}
+
+/// What `apply` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The roster or the saved plan.
+    pub source: ApplySource,
+    /// An empty cell clears a field that may be empty (else it keeps it).
+    pub clear_empty: bool,
+    /// Remove the managed agents that have no row.
+    pub prune: bool,
+    /// Allow this many removals past the guard.
+    pub max_remove: Option<usize>,
+    /// Report invalid rows and go on with the valid ones.
+    pub skip_invalid: bool,
+    /// How to run (dry run, concurrency).
+    pub run: RunOptions,
+}
+
+/// What `apply` did (or, for a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The plan (a dry run's is the saved plan).
+    #[serde(flatten)]
+    pub saved: SavedPlan,
+    /// The run of the creates and updates, if one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The offboarding run of the removals, if one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_run_id: Option<String>,
+    /// Rows rejected by validation (`--skip-invalid`).
+    pub invalid: Vec<String>,
+    /// Agents by outcome (a run; empty for a dry run).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// The agents that did not finish well.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentResult>,
+    /// Per AWS API: calls, retries, throttled.
+    pub calls: Vec<CallStats>,
+    /// Wall time, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The caller's say on the removals (non-empty) before the first write: `Ok` goes ahead.
+pub type ConfirmRemovals<'a> = dyn FnMut(&[PlanRow]) -> Result<(), Error> + 'a;
+
+/// Runs `apply`.
+pub async fn apply(
+    ctx: &Context,
+    opts: &ApplyOptions,
+    settings: &RunSettings,
+    confirm: &mut ConfirmRemovals<'_>,
+    sink: &mut dyn Sink,
+) -> Result<ApplyReport, Error> {
+    let started = Instant::now();
+    let config = ctx.config()?;
+    let NewRun {
+        clients,
+        wf,
+        target,
+        catalog,
+    } = ctx.new_run(WorkflowSource::Apply).await?;
+    let here = PlanTarget {
+        instance_id: target.instance_id.clone(),
+        identity_store_id: target.identity_store_id.clone(),
+        group: target.group.clone(),
+    };
+    // 1. The desired states, every problem at once.
+    let (rows, mut rejected, saved, prune) = match &opts.source {
+        ApplySource::File(path) => {
+            let (rows, rejected) = roster::read(path, opts.clear_empty)?;
+            if rows.is_empty() && rejected.is_empty() {
+                return Err(Error::Input(format!(
+                    "{}: no agent rows, only a header: nothing to apply; nothing was written",
+                    path.display()
+                )));
+            }
+            (rows, rejected, None, opts.prune)
+        }
+        ApplySource::Plan(path) => {
+            let saved = SavedPlan::load(path, &here)?;
+            let file = path.display().to_string();
+            let rows = (saved.plan.iter().enumerate())
+                .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
+                .map(|(i, p)| plan::row_of_plan(&file, i, p))
+                .collect();
+            let prune = saved.prune;
+            (rows, Vec::new(), Some(saved), prune)
+        }
+    };
+    duplicates(&rows, &mut rejected);
+    refuse_invalid(opts, &rejected)?;
+
+    // 2. The world, once.
+    let snapshot = bulk_read(&clients, &target).await?;
+    let env = {
+        let mut env = env_for(&clients, &target);
+        env.snapshot = Some(snapshot.clone());
+        env
+    };
+    let planner = plan::Planner::new(
+        &target,
+        &catalog,
+        &config.defaults,
+        env,
+        snapshot.clone(),
+        wf.clone(),
+    );
+
+    // 3. Every row planned (a saved plan: checked against what AWS shows now).
+    let mut plan_rows: Vec<PlanRow> = Vec::new();
+    let mut runs: Vec<(PlanRow, Valid)> = Vec::new();
+    let mut early: Vec<AgentResult> = Vec::new();
+    let mut rule_problems: Vec<Rejected> = Vec::new();
+    let saved_by_agent: HashMap<String, &PlanRow> = (saved.iter())
+        .flat_map(|s| s.plan.iter())
+        .map(|p| (p.agent.clone(), p))
+        .collect();
+    for row in &rows {
+        let planned = planner.plan(row).await?;
+        let planned = match saved_by_agent.get(&row.email) {
+            Some(was) => prune::against_saved(was, planned),
+            None => planned,
+        };
+        match planned {
+            plan::Planned::Run(p, v) => {
+                plan_rows.push(p.clone());
+                runs.push((p, *v));
+            }
+            plan::Planned::Decided(p) => {
+                early.push(decided(&p));
+                plan_rows.push(p);
+            }
+            plan::Planned::Rejected(r) => rule_problems.push(r),
+        }
+    }
+    // A saved plan's rows that are not run are reported as planned.
+    for p in saved.iter().flat_map(|s| s.plan.iter()) {
+        if matches!(p.action, Action::Unchanged | Action::Conflict) {
+            early.push(decided(p));
+            plan_rows.push(p.clone());
+        }
+    }
+    rejected.extend(rule_problems.into_iter().map(|r| (r.who, r.problems)));
+    refuse_invalid(opts, &rejected)?;
+
+    // 4. Removals, behind the guard.
+    let removals = if prune {
+        let roster: HashSet<String> = (rows.iter())
+            .map(|r| crate::agent::fold::fold(&r.email))
+            .chain(saved_by_agent.keys().map(|k| crate::agent::fold::fold(k)))
+            .collect();
+        let planned_removals: Option<Vec<&PlanRow>> = saved.as_ref().map(|s| {
+            (s.plan.iter())
+                .filter(|p| p.action == Action::Remove)
+                .collect()
+        });
+        prune::removals(
+            &snapshot,
+            &target,
+            &roster,
+            planned_removals,
+            opts.max_remove,
+        )?
+    } else {
+        Vec::new()
+    };
+    plan_rows.extend(removals.iter().cloned());
+    let saved_now = SavedPlan::new(here, prune, plan_rows);
+    let invalid: Vec<String> = rejected
+        .iter()
+        .flat_map(|(_, p)| p.iter().cloned())
+        .collect();
+    if opts.run.dry_run {
+        return Ok(ApplyReport {
+            dry_run: true,
+            saved: saved_now,
+            run_id: None,
+            prune_run_id: None,
+            invalid,
+            outcomes: BTreeMap::new(),
+            agents: Vec::new(),
+            calls: calls(&clients),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    if !removals.is_empty() {
+        confirm(&removals)?;
+    }
+
+    // 5. The run: creates and updates, then removals.
+    let actions: HashMap<String, (Action, String)> = (runs.iter())
+        .map(|(p, _)| (p.agent.clone(), (p.action, shown_changes(&p.changes))))
+        .collect();
+    let mut out = ApplySink {
+        inner: sink,
+        actions,
+        outcomes: BTreeMap::new(),
+        agents: Vec::new(),
+        started: false,
+        total: 0,
+    };
+    for r in &removals {
+        out.actions
+            .insert(r.agent.clone(), (Action::Remove, String::new()));
+    }
+    for (who, problems) in &rejected {
+        out.inner.rejected(
+            &Rejected {
+                who: who.clone(),
+                problems: problems.clone(),
+            }
+            .result(),
+        );
+    }
+    let valid: Vec<Valid> = runs.into_iter().map(|(_, v)| v).collect();
+    let rows_fn = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
+        Ok(Box::new(valid.iter().cloned()))
+    };
+    let phase = Phase {
+        clients: &clients,
+        target: &target,
+        wf,
+        early,
+        valid: valid.len(),
+        rejected: Vec::new(),
+        rows: &rows_fn,
+        opts: &opts.run,
+        settings,
+        listed: Some(snapshot),
+        redo_done: true,
+    };
+    let total = valid.len() + phase.early.len() + removals.len();
+    out.total = total;
+    let report = run_rows(ctx, phase, &mut out).await?;
+    let mut prune_run_id = None;
+    if !removals.is_empty() {
+        prune_run_id = prune::run(ctx, &removals, opts, settings, &mut out).await?;
+    }
+    Ok(ApplyReport {
+        dry_run: false,
+        saved: saved_now,
+        run_id: report.run_id,
+        prune_run_id,
+        invalid,
+        outcomes: out.outcomes,
+        agents: out.agents,
+        calls: calls(&clients),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The second row of an agent is a problem of both.
+fn duplicates(rows: &[roster::RosterRow], rejected: &mut Vec<(Option<String>, Vec<String>)>) {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for r in rows {
+        let key = r.email.to_lowercase();
+        if let Some(first) = seen.get(&key) {
+            rejected.push((
+                Some(r.email.clone()),
+                vec![format!(
+                    "{}: agent {key} is already at {first}: one row per agent (emails compare without case)",
+                    r.at
+                )],
+            ));
+        } else {
+            seen.insert(key, &r.at);
+        }
+    }
+}
+
+fn refuse_invalid(
+    opts: &ApplyOptions,
+    rejected: &[(Option<String>, Vec<String>)],
+) -> Result<(), Error> {
+    if rejected.is_empty() || opts.skip_invalid {
+        return Ok(());
+    }
+    let problems: Vec<String> = rejected
+        .iter()
+        .flat_map(|(_, p)| p.iter().cloned())
+        .collect();
+    let file = match &opts.source {
+        ApplySource::File(p) | ApplySource::Plan(p) => p.display().to_string(),
+    };
+    let summary = format!(
+        "{} problem(s) in {file}; nothing was written (fix them, or pass --skip-invalid to apply the valid rows only)",
+        problems.len()
+    );
+    Err(Error::Invalid { problems, summary })
+}
+
+/// Both directories listed once, with every field `apply` compares.
+async fn bulk_read(
+    clients: &crate::aws::Clients,
+    target: &crate::preflight::Target,
+) -> Result<Arc<Snapshot>, Error> {
+    let scope = Scope {
+        instance_id: &target.instance_id,
+        identity_store_id: &target.identity_store_id,
+        group: &target.group,
+        application_arn: (target.assignment == crate::config::AssignmentMode::Group)
+            .then_some(target.application_arn.as_str()),
+        details: true,
+    };
+    let snapshot = crate::aws::retry::for_caller(
+        Arc::from("bulk read"),
+        Snapshot::take(
+            &clients.connect,
+            &clients.identity_store,
+            &clients.sso_admin,
+            &scope,
+        ),
+    )
+    .await
+    .map_err(|source| crate::preflight::Error::Aws {
+        context: "listing users for apply's plan".into(),
+        source,
+    })?;
+    Ok(Arc::new(snapshot))
+}
+
+fn calls(clients: &crate::aws::Clients) -> Vec<CallStats> {
+    (clients.connect.1.snapshot().iter())
+        .map(Into::into)
+        .collect()
+}
+
+/// A plan row decided without a run, as the report lists it.
+fn decided(p: &PlanRow) -> AgentResult {
+    let outcome = match p.action {
+        Action::Unchanged => Outcome::Unchanged,
+        Action::Conflict => Outcome::Conflict,
+        // A saved plan's row that no longer holds (see `prune::against_saved`).
+        Action::Create | Action::Update | Action::Remove => Outcome::Stale,
+    };
+    AgentResult {
+        email: p.agent.clone(),
+        outcome,
+        run_id: None,
+        connect_user_id: None,
+        identity_user_id: None,
+        error: p.detail.clone(),
+        portal_url: None,
+        plan: BTreeMap::new(),
+        changes: None,
+    }
+}
+
+/// The changes as the report writes them: `field: before -> after; ...`.
+pub fn shown_changes(changes: &[FieldChange]) -> String {
+    let v = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "none".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    changes
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.field, v(&c.before), v(&c.after)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The CLI's sink, seen through apply's outcomes: a done agent was created or updated (or,
+/// in the prune run, removed); counts and the agents not finished well are kept here.
+struct ApplySink<'s> {
+    inner: &'s mut dyn Sink,
+    /// Agent → what the plan does to it, and its changes as the report writes them.
+    actions: HashMap<String, (Action, String)>,
+    outcomes: BTreeMap<Outcome, usize>,
+    agents: Vec<AgentResult>,
+    /// The inner sink was started (once, for every phase).
+    started: bool,
+    total: usize,
+}
+
+impl Sink for ApplySink<'_> {
+    fn started(&mut self, _phase_total: usize) -> Result<(), String> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        self.inner.started(self.total)
+    }
+    fn rejected(&mut self, row: &AgentResult) {
+        self.inner.rejected(row);
+    }
+    fn finished(&mut self, agent: &AgentResult) {
+        let mut a = agent.clone();
+        let planned = self.actions.get(&a.email);
+        if a.outcome == Outcome::Done {
+            a.outcome = match planned.map(|(act, _)| *act) {
+                Some(Action::Create) => Outcome::Created,
+                Some(Action::Remove) => Outcome::Removed,
+                _ => Outcome::Updated,
+            };
+        }
+        if let Some((_, changes)) = planned.filter(|(_, c)| !c.is_empty()) {
+            a.changes = Some(changes.clone());
+        }
+        *self.outcomes.entry(a.outcome).or_default() += 1;
+        if !a.outcome.finished_well() || a.error.is_some() && a.outcome != Outcome::Unchanged {
+            self.agents.push(a.clone());
+        }
+        self.inner.finished(&a);
+    }
+}
