@@ -1,6 +1,7 @@
-//! AWS Identity Store (awsJson1_1, `AWSIdentityStore.<Op>`): users, groups and
-//! memberships with IAM Identity Center's rules (required names, unique UserName
-//! and email, reserved names, Conflict on duplicate membership).
+//! AWS Identity Store (awsJson1_1, `AWSIdentityStore.<Op>`): users (UpdateUser of their
+//! names and text attributes included), groups and memberships with IAM Identity Center's
+//! rules (required names, unique UserName and email, reserved names, Conflict on duplicate
+//! membership).
 //!
 //! Assumptions where AWS is silent (see README): uniqueness and `GetUserId`
 //! lookups are case-insensitive; deleting a user removes its memberships and
@@ -45,6 +46,12 @@ pub(crate) const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "DeleteUser",
+        method: "POST",
+        uri: "/",
+        errors: READ,
+    },
+    OpSpec {
+        name: "UpdateUser",
         method: "POST",
         uri: "/",
         errors: READ,
@@ -159,6 +166,7 @@ pub(crate) fn dispatch(
         "CreateUser" => create_user(world, ctx, &req),
         "DescribeUser" => describe_user(world, &req),
         "DeleteUser" => delete_user(world, &req),
+        "UpdateUser" => update_user(world, &req),
         "GetUserId" => get_user_id(world, ctx, &req),
         "ListUsers" => list_users(world, ctx, &req),
         "CreateGroup" => create_group(world, ctx, &req),
@@ -425,6 +433,104 @@ fn delete_user(world: &mut World, req: &Req) -> Result<Value, ApiError> {
     world.assignments.retain(|a| {
         !(a.principal_type == "USER" && a.principal_id == id && apps.contains(&a.application_arn))
     });
+    Ok(json!({}))
+}
+
+/// Where an UpdateUser attribute path lands: a member of `Name`, a top-level member, or one
+/// of the other attributes, and whether IAM Identity Center requires it (no removal).
+enum Slot {
+    Name(&'static str, bool),
+    DisplayName,
+    Attribute(&'static str),
+}
+
+/// The attribute paths UpdateUser accepts here (compared without case, as GetUserId's):
+/// the names, the display name and the plain text attributes. Others (userName, emails,
+/// addresses, ...) are refused with a ValidationException.
+fn update_slot(path: &str) -> Option<Slot> {
+    Some(match path.to_lowercase().as_str() {
+        "name.givenname" => Slot::Name("GivenName", true),
+        "name.familyname" => Slot::Name("FamilyName", true),
+        "name.formatted" => Slot::Name("Formatted", false),
+        "name.middlename" => Slot::Name("MiddleName", false),
+        "name.honorificprefix" => Slot::Name("HonorificPrefix", false),
+        "name.honorificsuffix" => Slot::Name("HonorificSuffix", false),
+        "displayname" => Slot::DisplayName,
+        "nickname" => Slot::Attribute("NickName"),
+        "title" => Slot::Attribute("Title"),
+        "usertype" => Slot::Attribute("UserType"),
+        "preferredlanguage" => Slot::Attribute("PreferredLanguage"),
+        "locale" => Slot::Attribute("Locale"),
+        "timezone" => Slot::Attribute("Timezone"),
+        _ => return None,
+    })
+}
+
+/// UpdateUser: 1..100 operations, each replacing (a string `AttributeValue`) or removing
+/// (no value) one attribute, all checked before any is applied; a value breaks the
+/// CreateUser rules (empty, too long, not allowed characters) → ValidationException, and so
+/// does removing a name Identity Center requires.
+fn update_user(world: &mut World, req: &Req) -> Result<Value, ApiError> {
+    let store = store(world, req)?;
+    let id = resource_id(req, "UserId")?;
+    let ops = req
+        .opt_list("Operations")?
+        .ok_or_else(|| SVC.missing("Operations"))?;
+    check_list_len(req, "Operations", 1, 100)?;
+    let mut user = store
+        .users
+        .get(id)
+        .ok_or_else(|| not_found("USER", Some(id), format!("USER with id {id} not found")))?
+        .clone();
+    for op in ops {
+        let op = op
+            .as_object()
+            .ok_or_else(|| SVC.serialization("Operations entries must be objects"))?;
+        let path = req.sub(op).str("AttributePath")?;
+        let slot = update_slot(path).ok_or_else(|| {
+            invalid(format!(
+                "AttributePath {path} is not supported by UpdateUser here"
+            ))
+        })?;
+        let value = match op.get("AttributeValue") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(v)) => {
+                validate::ids_text(path, v).map_err(invalid)?;
+                Some(v.clone())
+            }
+            Some(_) => {
+                return Err(invalid(format!(
+                    "AttributeValue for {path} must be a string"
+                )))
+            }
+        };
+        match (slot, value) {
+            (Slot::Name(_, true) | Slot::DisplayName, None) => {
+                return Err(invalid(format!(
+                    "{path} is a required attribute and cannot be removed"
+                )))
+            }
+            (Slot::DisplayName, Some(v)) => user.display_name = v,
+            (Slot::Name(key, _), v) => {
+                if !user.name.is_object() {
+                    user.name = json!({});
+                }
+                if let Some(name) = user.name.as_object_mut() {
+                    match v {
+                        Some(v) => name.insert(key.to_string(), json!(v)),
+                        None => name.remove(key),
+                    };
+                }
+            }
+            (Slot::Attribute(key), Some(v)) => {
+                user.attributes.insert(key.to_string(), json!(v));
+            }
+            (Slot::Attribute(key), None) => {
+                user.attributes.remove(key);
+            }
+        }
+    }
+    store_mut(world, req)?.insert_user(user);
     Ok(json!({}))
 }
 
@@ -802,6 +908,100 @@ mod tests {
             "Name": {"GivenName": "Alice", "FamilyName": "Smith"},
             "Emails": [{"Value": email, "Type": "work", "Primary": true}],
         })
+    }
+
+    #[test]
+    fn update_user_replaces_names_and_checks_each_operation() {
+        let mut w = World::from_seed(&Seed::default()).expect("world");
+        let out = call(
+            &mut w,
+            "CreateUser",
+            user_body("ana@example.com", "ana@example.com"),
+        )
+        .expect("create");
+        let id = out["UserId"].as_str().unwrap_or_default().to_string();
+        let update = |w: &mut World, ops: Value| {
+            call(
+                w,
+                "UpdateUser",
+                json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "UserId": id, "Operations": ops}),
+            )
+        };
+        let set = |path: &str, v: &str| json!({"AttributePath": path, "AttributeValue": v});
+        let code = |r: Result<Value, ApiError>| r.map_err(|e| e.code);
+        assert_eq!(
+            update(
+                &mut w,
+                json!([
+                    set("name.givenName", "Ana"),
+                    set("name.familyName", "Silva"),
+                    set("displayName", "Ana Silva"),
+                    set("nickName", "A")
+                ])
+            ),
+            Ok(json!({}))
+        );
+        let described = call(
+            &mut w,
+            "DescribeUser",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "UserId": id}),
+        )
+        .expect("described");
+        assert_eq!(described["Name"]["GivenName"], "Ana");
+        assert_eq!(described["Name"]["FamilyName"], "Silva");
+        assert_eq!(described["DisplayName"], "Ana Silva");
+        assert_eq!(described["NickName"], "A");
+        let invalid = Err("ValidationException".to_string());
+        // Empty, too long, unsupported path, a required name removed, no operations, 101.
+        assert_eq!(
+            code(update(&mut w, json!([set("name.givenName", "")]))),
+            invalid
+        );
+        let long = "x".repeat(1025);
+        assert_eq!(
+            code(update(&mut w, json!([set("displayName", &long)]))),
+            invalid
+        );
+        assert_eq!(
+            code(update(&mut w, json!([set("userName", "b@example.com")]))),
+            invalid
+        );
+        assert_eq!(
+            code(update(
+                &mut w,
+                json!([{"AttributePath": "name.familyName"}])
+            )),
+            invalid
+        );
+        assert_eq!(code(update(&mut w, json!([]))), invalid);
+        let many: Vec<Value> = (0..101).map(|_| set("nickName", "n")).collect();
+        assert_eq!(code(update(&mut w, json!(many))), invalid);
+        // A refused request changes nothing, even its valid operations.
+        assert_eq!(
+            code(update(
+                &mut w,
+                json!([set("displayName", "Changed"), set("name.givenName", "")])
+            )),
+            invalid
+        );
+        let described = call(
+            &mut w,
+            "DescribeUser",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID, "UserId": id}),
+        )
+        .expect("described");
+        assert_eq!(described["DisplayName"], "Ana Silva");
+        // An optional attribute can be removed.
+        assert!(update(&mut w, json!([{"AttributePath": "nickName"}])).is_ok());
+        // Unknown user.
+        let unknown = call(
+            &mut w,
+            "UpdateUser",
+            json!({"IdentityStoreId": DEFAULT_IDENTITY_STORE_ID,
+                   "UserId": "1234567890-00000000-0000-4000-8000-000000000000",
+                   "Operations": [set("displayName", "X")]}),
+        );
+        assert_eq!(code(unknown), Err("ResourceNotFoundException".to_string()));
     }
 
     #[test]

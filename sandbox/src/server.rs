@@ -189,6 +189,9 @@ struct Call {
     op: String,
     labels: Vec<String>,
     query: HashMap<String, String>,
+    /// Every query pair in order (a repeated key, as UntagResource's `tagKeys`, appears
+    /// once per value; `query` keeps its last value).
+    pairs: Vec<(String, String)>,
 }
 
 impl Call {
@@ -206,7 +209,7 @@ fn known_json_op(service: Service, op: &str) -> bool {
     ops.iter().any(|o| o.name == op)
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()
@@ -250,16 +253,21 @@ fn classify(parts: &hyper::http::request::Parts) -> Result<Call, ApiError> {
             op: op.to_string(),
             labels: vec![],
             query: HashMap::new(),
+            pairs: vec![],
         });
     }
     let path = parts.uri.path();
     match connect::route(parts.method.as_str(), path) {
-        Some((op, labels)) => Ok(Call {
-            service: Service::Connect,
-            op: op.to_string(),
-            labels,
-            query: parse_query(parts.uri.query()),
-        }),
+        Some((op, labels)) => {
+            let pairs = parse_query(parts.uri.query());
+            Ok(Call {
+                service: Service::Connect,
+                op: op.to_string(),
+                labels,
+                query: pairs.iter().cloned().collect(),
+                pairs,
+            })
+        }
         None => Err(ApiError::new(
             Service::Connect,
             "UnknownOperationException",
@@ -348,6 +356,7 @@ fn run_handler(
                 op: &call.op,
                 labels: &call.labels,
                 query: &call.query,
+                pairs: &call.pairs,
                 body,
             };
             connect::dispatch(&mut world, &ctx, &c)
@@ -452,9 +461,19 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = parse_query(Some("maxResults=5&nextToken=a%2Fb"));
+        let pairs = parse_query(Some("maxResults=5&nextToken=a%2Fb"));
+        let q: HashMap<String, String> = pairs.into_iter().collect();
         assert_eq!(q.get("maxResults").map(String::as_str), Some("5"));
         assert_eq!(q.get("nextToken").map(String::as_str), Some("a/b"));
+        // A repeated key keeps every value, in order.
+        let keys = parse_query(Some("tagKeys=a&tagKeys=b%20c"));
+        assert_eq!(
+            keys,
+            [
+                ("tagKeys".into(), "a".into()),
+                ("tagKeys".into(), "b c".into())
+            ]
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@ use aws_sdk_connect::types as ct;
 
 use super::error::{no_reason, not_found_to_none, paged, send_once};
 use super::{
-    AwsError, ConnectApi, ConnectInstance, ConnectUser, ConnectUserDetail, Named, NewConnectUser,
-    Result, SdkConnect,
+    AwsError, ConnectApi, ConnectInstance, ConnectUser, ConnectUserDetail, IdentityInfo, Named,
+    NewConnectUser, PhoneConfig, Result, SdkConnect,
 };
 
 /// A search or list entry that is the user named `username` and carries an id (an entry
@@ -23,6 +23,58 @@ fn user_hit(
         username: username.to_string(),
         ..Default::default()
     })
+}
+
+/// An optional text as the port holds it: absent and empty are both `None`.
+fn text(v: Option<&str>) -> Option<String> {
+    v.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// A `PhoneConfig` as the port holds it, the after-contact-work limit in seconds: `acw_unit`
+/// is what the call answered in (1 for seconds, 1000 for SearchUsers' milliseconds).
+fn phone(p: Option<&ct::UserPhoneConfig>, acw_unit: i32) -> PhoneConfig {
+    p.map(|p| PhoneConfig {
+        phone_type: p.phone_type().as_str().to_string(),
+        auto_accept: p.auto_accept(),
+        acw_timeout: p.after_contact_work_time_limit() / acw_unit,
+        desk_phone_number: text(p.desk_phone_number()),
+    })
+    .unwrap_or_default()
+}
+
+/// Tags as the port holds them (sorted).
+fn tags(
+    t: Option<&std::collections::HashMap<String, String>>,
+) -> std::collections::BTreeMap<String, String> {
+    t.map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// A SearchUsers entry, with what SearchUsers returns of its details (names, profiles,
+/// hierarchy group, phone config with the ACW limit converted from milliseconds, tags).
+fn search_hit(u: &ct::UserSearchSummary) -> ConnectUser {
+    ConnectUser {
+        id: u.id().unwrap_or_default().to_string(),
+        arn: u.arn().unwrap_or_default().to_string(),
+        username: u.username().unwrap_or_default().to_string(),
+        email: None,
+        detail: Some(ConnectUserDetail {
+            first_name: (u.identity_info().and_then(|i| i.first_name()))
+                .unwrap_or_default()
+                .to_string(),
+            last_name: (u.identity_info().and_then(|i| i.last_name()))
+                .unwrap_or_default()
+                .to_string(),
+            routing_profile_id: u.routing_profile_id().unwrap_or_default().to_string(),
+            security_profile_ids: u.security_profile_ids().to_vec(),
+            hierarchy_group_id: text(u.hierarchy_group_id()),
+            phone: phone(u.phone_config(), 1000),
+            secondary_email: None,
+            mobile: None,
+            tags: tags(u.tags()),
+            full_identity_info: false,
+        }),
+    }
 }
 
 impl SdkConnect {
@@ -219,11 +271,12 @@ impl ConnectApi for SdkConnect {
                             .to_string(),
                         routing_profile_id: u.routing_profile_id().unwrap_or_default().to_string(),
                         security_profile_ids: u.security_profile_ids().to_vec(),
-                        hierarchy_group_id: u
-                            .hierarchy_group_id()
-                            .filter(|h| !h.is_empty())
-                            .map(str::to_string),
-                        ..Default::default()
+                        hierarchy_group_id: text(u.hierarchy_group_id()),
+                        phone: phone(u.phone_config(), 1),
+                        secondary_email: text(u.identity_info().and_then(|i| i.secondary_email())),
+                        mobile: text(u.identity_info().and_then(|i| i.mobile())),
+                        tags: tags(u.tags()),
+                        full_identity_info: true,
                     }),
                 }
             }),
@@ -295,6 +348,153 @@ impl ConnectApi for SdkConnect {
             self.1,
             "connect:DeleteUser",
             self.0.delete_user().instance_id(instance).user_id(user_id),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn search_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {
+        // No criteria: every user. 500 is the model's page maximum (the sandbox's too).
+        let users = paged!(
+            self.1,
+            "connect:SearchUsers",
+            self.0.search_users().instance_id(instance).max_results(500),
+            users,
+            |u| search_hit(u)
+        );
+        // An entry without an id could not be updated by id: not a usable user.
+        Ok(users.into_iter().filter(|u| !u.id.is_empty()).collect())
+    }
+
+    async fn update_routing_profile(&self, instance: &str, user_id: &str, id: &str) -> Result<()> {
+        send_once!(
+            self.1,
+            "connect:UpdateUserRoutingProfile",
+            self.0
+                .update_user_routing_profile()
+                .instance_id(instance)
+                .user_id(user_id)
+                .routing_profile_id(id),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn update_security_profiles(
+        &self,
+        instance: &str,
+        user_id: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        send_once!(
+            self.1,
+            "connect:UpdateUserSecurityProfiles",
+            self.0
+                .update_user_security_profiles()
+                .instance_id(instance)
+                .user_id(user_id)
+                .set_security_profile_ids(Some(ids.to_vec())),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn update_hierarchy(
+        &self,
+        instance: &str,
+        user_id: &str,
+        group: Option<&str>,
+    ) -> Result<()> {
+        // No HierarchyGroupId: the user leaves its group (UpdateUserHierarchy's documented
+        // way to remove it).
+        send_once!(
+            self.1,
+            "connect:UpdateUserHierarchy",
+            self.0
+                .update_user_hierarchy()
+                .instance_id(instance)
+                .user_id(user_id)
+                .set_hierarchy_group_id(group.map(str::to_string)),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn update_phone_config(
+        &self,
+        instance: &str,
+        user_id: &str,
+        p: &PhoneConfig,
+    ) -> Result<()> {
+        let config = ct::UserPhoneConfig::builder()
+            .phone_type(ct::PhoneType::from(p.phone_type.as_str()))
+            .auto_accept(p.auto_accept)
+            .after_contact_work_time_limit(p.acw_timeout)
+            .set_desk_phone_number(p.desk_phone_number.clone())
+            .build();
+        send_once!(
+            self.1,
+            "connect:UpdateUserPhoneConfig",
+            self.0
+                .update_user_phone_config()
+                .instance_id(instance)
+                .user_id(user_id)
+                .phone_config(config),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn update_identity_info(
+        &self,
+        instance: &str,
+        user_id: &str,
+        info: &IdentityInfo,
+    ) -> Result<()> {
+        let identity = ct::UserIdentityInfo::builder()
+            .first_name(&info.first_name)
+            .last_name(&info.last_name)
+            .set_email(info.email.clone())
+            .set_secondary_email(info.secondary_email.clone())
+            .set_mobile(info.mobile.clone())
+            .build();
+        send_once!(
+            self.1,
+            "connect:UpdateUserIdentityInfo",
+            self.0
+                .update_user_identity_info()
+                .instance_id(instance)
+                .user_id(user_id)
+                .identity_info(identity),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn tag_user(
+        &self,
+        arn: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        send_once!(
+            self.1,
+            "connect:TagResource",
+            self.0.tag_resource().resource_arn(arn).set_tags(Some(
+                tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            )),
+            no_reason
+        )?;
+        Ok(())
+    }
+
+    async fn untag_user(&self, arn: &str, keys: &[String]) -> Result<()> {
+        send_once!(
+            self.1,
+            "connect:UntagResource",
+            self.0
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(keys.to_vec())),
             no_reason
         )?;
         Ok(())

@@ -3,7 +3,9 @@
 use aws_sdk_identitystore::types as it;
 
 use super::error::{no_reason, not_found_to_none, send_once};
-use super::{IdentityStoreApi, IdentityUser, NewIdentityUser, Result, SdkIdentityStore};
+use super::{
+    IdentityNames, IdentityStoreApi, IdentityUser, NewIdentityUser, Result, SdkIdentityStore,
+};
 
 /// The typed `Reason` of an Identity Store ConflictException (UNIQUENESS_CONSTRAINT_VIOLATION
 /// or CONCURRENT_MODIFICATION): the generated parser keeps it on the typed error only.
@@ -60,6 +62,15 @@ fn identity_user(
             .map(str::to_string)
             .collect(),
     }
+}
+
+/// One UpdateUser operation: replace the attribute at `path` with a string.
+fn set_text(path: &str, value: &str) -> it::AttributeOperation {
+    it::AttributeOperation::builder()
+        .attribute_path(path)
+        .attribute_value(aws_smithy_types::Document::String(value.to_string()))
+        .build()
+        .expect("the path is set")
 }
 
 impl SdkIdentityStore {
@@ -290,6 +301,22 @@ impl IdentityStoreApi for SdkIdentityStore {
                 .identity_store_id(store)
                 .membership_id(membership_id),
             ids_reason!(delete_group_membership::DeleteGroupMembershipError)
+        )?;
+        Ok(())
+    }
+
+    async fn update_names(&self, store: &str, user_id: &str, names: &IdentityNames) -> Result<()> {
+        send_once!(
+            self.1,
+            "identitystore:UpdateUser",
+            self.0
+                .update_user()
+                .identity_store_id(store)
+                .user_id(user_id)
+                .operations(set_text("name.givenName", &names.given_name))
+                .operations(set_text("name.familyName", &names.family_name))
+                .operations(set_text("displayName", &names.display_name)),
+            ids_reason!(update_user::UpdateUserError)
         )?;
         Ok(())
     }

@@ -330,7 +330,6 @@ pub trait IdentityStoreApi: Send + Sync {
     async fn group_id(&self, store: &str, name: &str) -> Result<Option<String>>;
     /// CreateGroup → group id.
     async fn create_group(&self, store: &str, name: &str, description: &str) -> Result<String>;
-    /// GetGroupMembershipId.
     /// ListUsers, every page: every user with its names and emails, for bulk reads.
     async fn list_users(&self, store: &str) -> Result<Vec<IdentityUser>> {
         Err(AwsError::unsupported("identitystore:ListUsers", store))
@@ -346,6 +345,7 @@ pub trait IdentityStoreApi: Send + Sync {
             group_id,
         ))
     }
+    /// GetGroupMembershipId.
     async fn membership_id(
         &self,
         store: &str,

@@ -186,9 +186,15 @@ pub(super) fn check_exists(
 }
 
 pub(super) fn parse_tags(req: &Req) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some(tags) = req.opt_obj("Tags")? else {
-        return Ok(BTreeMap::new());
-    };
+    match req.opt_obj("Tags")? {
+        Some(tags) => tag_map(tags),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// A `TagMap` (CreateUser's `Tags`, TagResource's `tags`): 1..50 pairs, each key and value
+/// by the model's rules.
+pub(super) fn tag_map(tags: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
     if !(1..=50).contains(&tags.len()) {
         return Err(invalid("Tags must contain between 1 and 50 entries"));
     }

@@ -8,8 +8,8 @@
 //! This module holds the route table, the dispatch and what every handler shares
 //! (instance lookup, paging, error shapes); the handlers are in `listings` (instances,
 //! routing/security profiles, hierarchy groups), `users` (CreateUser, DescribeUser,
-//! DeleteUser, ListUsers, the UpdateUser* family), `fields` (validating user fields)
-//! and `search` (SearchUsers).
+//! DeleteUser, ListUsers, the UpdateUser* family), `fields` (validating user fields),
+//! `search` (SearchUsers) and `tags` (TagResource, UntagResource on users).
 
 use std::collections::HashMap;
 
@@ -23,10 +23,12 @@ use crate::world::{ConnectInstance, ConnectUser, World};
 mod fields;
 mod listings;
 mod search;
+mod tags;
 mod users;
 
 use listings::{describe_instance, list_instances, list_resources, Kind};
 use search::search_users;
+use tags::{tag_resource, untag_resource};
 use users::{
     create_user, delete_user, describe_user, list_users, update_hierarchy, update_identity_info,
     update_phone_config, update_routing_profile, update_security_profiles,
@@ -140,6 +142,18 @@ pub(crate) const OPS: &[OpSpec] = &[
         uri: "/users/{InstanceId}/{UserId}/hierarchy",
         errors: READ_ERRORS,
     },
+    OpSpec {
+        name: "TagResource",
+        method: "POST",
+        uri: "/tags/{resourceArn}",
+        errors: READ_ERRORS,
+    },
+    OpSpec {
+        name: "UntagResource",
+        method: "DELETE",
+        uri: "/tags/{resourceArn}",
+        errors: READ_ERRORS,
+    },
 ];
 
 /// Finds the operation for a method and (raw) path; returns it with the
@@ -178,6 +192,8 @@ pub(crate) struct ConnectCall<'a> {
     pub op: &'a str,
     pub labels: &'a [String],
     pub query: &'a HashMap<String, String>,
+    /// Every query pair, repeated keys included (UntagResource's `tagKeys`).
+    pub pairs: &'a [(String, String)],
     pub body: &'a Map<String, Value>,
 }
 
@@ -207,6 +223,8 @@ pub(crate) fn dispatch(
         "UpdateUserRoutingProfile" => update_routing_profile(world, ctx, label(0), label(1), &req),
         "UpdateUserPhoneConfig" => update_phone_config(world, ctx, label(0), label(1), &req),
         "UpdateUserHierarchy" => update_hierarchy(world, ctx, label(0), label(1), &req),
+        "TagResource" => tag_resource(world, ctx, label(0), &req),
+        "UntagResource" => untag_resource(world, ctx, label(0), call.pairs),
         other => Err(ApiError::new(
             SVC,
             "UnknownOperationException",
@@ -304,6 +322,7 @@ mod tests {
             op: "CreateUser",
             labels: &labels,
             query: &HashMap::new(),
+            pairs: &[],
             body: &obj,
         };
         dispatch(w, &ctx(), &call)
@@ -355,6 +374,18 @@ mod tests {
         .expect("route");
         assert_eq!(instance_key(&labels[0]), "x");
         assert_eq!(route("GET", "/nope"), None);
+        let arn = "arn%3Aaws%3Aconnect%3Aus-east-1%3A1%3Ainstance%2Fx%2Fagent%2Fy";
+        assert_eq!(
+            route("POST", &format!("/tags/{arn}")),
+            Some((
+                "TagResource",
+                vec!["arn:aws:connect:us-east-1:1:instance/x/agent/y".to_string()]
+            ))
+        );
+        assert_eq!(
+            route("DELETE", &format!("/tags/{arn}")).map(|r| r.0),
+            Some("UntagResource")
+        );
     }
 
     #[test]
@@ -441,6 +472,7 @@ mod tests {
             op,
             labels: &labels,
             query: &HashMap::new(),
+            pairs: &[],
             body: &obj,
         };
         dispatch(w, ctx, &call)
@@ -552,6 +584,322 @@ mod tests {
         assert!(search(&mut w, &later, exact("ann@example.com")).is_empty());
     }
 
+    fn user_id(out: &Value) -> String {
+        out["UserId"].as_str().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn search_without_criteria_pages_every_user_with_search_details() {
+        let mut w = world();
+        let tier = {
+            let inst = &w.connect_instances[DEFAULT_CONNECT_INSTANCE_ID];
+            inst.hierarchy_groups
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_default()
+        };
+        for (i, name) in ["a@example.com", "b@example.com", "c@example.com"]
+            .iter()
+            .enumerate()
+        {
+            let mut body = saml_body(&w, name);
+            body["PhoneConfig"] = json!({"PhoneType": "SOFT_PHONE", "AutoAccept": true, "AfterContactWorkTimeLimit": 30 + i});
+            body["IdentityInfo"]["Mobile"] = json!("+12145550100");
+            if i == 0 {
+                body["Tags"] = json!({"team": "blue"});
+                body["HierarchyGroupId"] = json!(tier);
+            }
+            create(&mut w, body).expect("created");
+        }
+        let mut users = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"InstanceId": DEFAULT_CONNECT_INSTANCE_ID, "MaxResults": 2});
+            if let Some(t) = token.take() {
+                body["NextToken"] = json!(t);
+            }
+            let out = call_with(&mut w, &ctx(), "SearchUsers", &[], body).expect("search");
+            assert_eq!(out["ApproximateTotalCount"], json!(3));
+            users.extend(out["Users"].as_array().cloned().unwrap_or_default());
+            match out["NextToken"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(users.len(), 3);
+        let a = &users[0];
+        assert_eq!(a["Username"], "a@example.com");
+        assert_eq!(a["PhoneConfig"]["AfterContactWorkTimeLimit"], json!(30_000));
+        assert_eq!(a["PhoneConfig"]["AutoAccept"], json!(true));
+        assert_eq!(a["Tags"], json!({"team": "blue"}));
+        assert_eq!(a["HierarchyGroupId"], json!(tier));
+        assert!(a["RoutingProfileId"].is_string() && a["SecurityProfileIds"].is_array());
+        // UserIdentityInfoLite: the names only.
+        assert_eq!(
+            a["IdentityInfo"],
+            json!({"FirstName": "Alice", "LastName": "Smith"})
+        );
+        assert!(users[1].get("HierarchyGroupId").is_none());
+        assert_eq!(
+            users[2]["PhoneConfig"]["AfterContactWorkTimeLimit"],
+            json!(32_000)
+        );
+        // DescribeUser: seconds, the whole IdentityInfo, the tags.
+        let id = a["Id"].as_str().unwrap_or_default();
+        let d = call_with(
+            &mut w,
+            &ctx(),
+            "DescribeUser",
+            &[DEFAULT_CONNECT_INSTANCE_ID, id],
+            json!({}),
+        )
+        .expect("described");
+        assert_eq!(
+            d["User"]["PhoneConfig"]["AfterContactWorkTimeLimit"],
+            json!(30)
+        );
+        assert_eq!(d["User"]["IdentityInfo"]["Mobile"], "+12145550100");
+        assert_eq!(d["User"]["IdentityInfo"]["SecondaryEmail"], "a@example.com");
+        assert_eq!(d["User"]["Tags"], json!({"team": "blue"}));
+    }
+
+    #[test]
+    fn update_hierarchy_without_a_group_clears_it_and_updates_check_ids() {
+        let mut w = world();
+        let (inst, tier) = {
+            let i = &w.connect_instances[DEFAULT_CONNECT_INSTANCE_ID];
+            (
+                i.id.clone(),
+                i.hierarchy_groups
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        };
+        let mut body = saml_body(&w, "h@example.com");
+        body["HierarchyGroupId"] = json!(tier);
+        let id = user_id(&create(&mut w, body).expect("created"));
+        let labels = [inst.as_str(), id.as_str()];
+        let hierarchy = |w: &World| {
+            w.connect_instances[DEFAULT_CONNECT_INSTANCE_ID].users[&id]
+                .hierarchy_group_id
+                .clone()
+        };
+        assert_eq!(hierarchy(&w), Some(tier.clone()));
+        call_with(&mut w, &ctx(), "UpdateUserHierarchy", &labels, json!({})).expect("cleared");
+        assert_eq!(hierarchy(&w), None);
+        let unknown = "00000000-0000-4000-8000-000000000000";
+        let code = |r: Result<Value, ApiError>| r.map_err(|e| e.code);
+        let nf = Err("ResourceNotFoundException".to_string());
+        assert_eq!(
+            code(call_with(
+                &mut w,
+                &ctx(),
+                "UpdateUserHierarchy",
+                &labels,
+                json!({"HierarchyGroupId": unknown})
+            )),
+            nf
+        );
+        assert_eq!(
+            code(call_with(
+                &mut w,
+                &ctx(),
+                "UpdateUserRoutingProfile",
+                &labels,
+                json!({"RoutingProfileId": unknown})
+            )),
+            nf
+        );
+        assert_eq!(
+            code(call_with(
+                &mut w,
+                &ctx(),
+                "UpdateUserSecurityProfiles",
+                &labels,
+                json!({"SecurityProfileIds": [unknown]})
+            )),
+            nf
+        );
+        let eleven: Vec<String> = (0..11).map(|_| unknown.to_string()).collect();
+        for ids in [json!([]), json!(eleven)] {
+            assert_eq!(
+                code(call_with(
+                    &mut w,
+                    &ctx(),
+                    "UpdateUserSecurityProfiles",
+                    &labels,
+                    json!({"SecurityProfileIds": ids})
+                )),
+                Err("InvalidParameterException".to_string())
+            );
+        }
+        assert_eq!(
+            code(call_with(
+                &mut w,
+                &ctx(),
+                "UpdateUserHierarchy",
+                &[inst.as_str(), unknown],
+                json!({})
+            )),
+            nf
+        );
+    }
+
+    fn tags_call(
+        w: &mut World,
+        op: &str,
+        arn: &str,
+        body: Value,
+        keys: &[&str],
+    ) -> Result<Value, ApiError> {
+        let obj = body.as_object().cloned().unwrap_or_default();
+        let labels = vec![arn.to_string()];
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| ("tagKeys".to_string(), k.to_string()))
+            .collect();
+        let call = ConnectCall {
+            op,
+            labels: &labels,
+            query: &HashMap::new(),
+            pairs: &pairs,
+            body: &obj,
+        };
+        dispatch(w, &ctx(), &call)
+    }
+
+    #[test]
+    fn tag_and_untag_a_user_by_arn() {
+        let mut w = world();
+        let mut body = saml_body(&w, "t@example.com");
+        body["Tags"] = json!({"keep": "1"});
+        let out = create(&mut w, body).expect("created");
+        let (id, arn) = (
+            user_id(&out),
+            out["UserArn"].as_str().unwrap_or_default().to_string(),
+        );
+        let tags = |w: &World| {
+            w.connect_instances[DEFAULT_CONNECT_INSTANCE_ID].users[&id]
+                .tags
+                .clone()
+        };
+        tags_call(
+            &mut w,
+            "TagResource",
+            &arn,
+            json!({"tags": {"team": "blue", "site": "lis"}}),
+            &[],
+        )
+        .expect("tagged");
+        assert_eq!(tags(&w).len(), 3);
+        tags_call(
+            &mut w,
+            "TagResource",
+            &arn,
+            json!({"tags": {"team": "red"}}),
+            &[],
+        )
+        .expect("changed");
+        assert_eq!(tags(&w).get("team").map(String::as_str), Some("red"));
+        tags_call(
+            &mut w,
+            "UntagResource",
+            &arn,
+            json!({}),
+            &["site", "absent"],
+        )
+        .expect("untagged");
+        assert_eq!(
+            tags(&w).into_iter().collect::<Vec<_>>(),
+            [
+                ("keep".to_string(), "1".to_string()),
+                ("team".to_string(), "red".to_string())
+            ]
+        );
+        let code = |r: Result<Value, ApiError>| r.map_err(|e| (e.code, e.status));
+        let invalid = Err(("InvalidParameterException".to_string(), 400));
+        let too_many: Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let long_value = "v".repeat(257);
+        for bad in [
+            json!({"tags": {}}),
+            json!({"tags": too_many}),
+            json!({"tags": {"aws:x": "y"}}),
+            json!({"tags": {"a#b": "y"}}),
+            json!({"tags": {"k": long_value}}),
+            json!({}),
+        ] {
+            assert_eq!(
+                code(tags_call(&mut w, "TagResource", &arn, bad.clone(), &[])),
+                invalid,
+                "{bad}"
+            );
+        }
+        // At most 50 tags on the user, counting those it has.
+        let fill: Map<String, Value> = (0..49).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(
+            code(tags_call(
+                &mut w,
+                "TagResource",
+                &arn,
+                json!({"tags": fill}),
+                &[]
+            )),
+            invalid
+        );
+        assert_eq!(
+            code(tags_call(&mut w, "UntagResource", &arn, json!({}), &[])),
+            invalid
+        );
+        assert_eq!(
+            code(tags_call(
+                &mut w,
+                "UntagResource",
+                &arn,
+                json!({}),
+                &["aws:x"]
+            )),
+            invalid
+        );
+        let unknown = format!(
+            "{}/agent/00000000-0000-4000-8000-000000000000",
+            w.connect_instances[DEFAULT_CONNECT_INSTANCE_ID].arn
+        );
+        let nf = Err(("ResourceNotFoundException".to_string(), 404));
+        assert_eq!(
+            code(tags_call(
+                &mut w,
+                "TagResource",
+                &unknown,
+                json!({"tags": {"a": "b"}}),
+                &[]
+            )),
+            nf
+        );
+        assert_eq!(
+            code(tags_call(
+                &mut w,
+                "UntagResource",
+                &unknown,
+                json!({}),
+                &["a"]
+            )),
+            nf
+        );
+        assert_eq!(
+            code(tags_call(
+                &mut w,
+                "TagResource",
+                "not-an-arn",
+                json!({"tags": {"a": "b"}}),
+                &[]
+            )),
+            nf
+        );
+    }
+
     #[test]
     fn quota_is_enforced() {
         let mut w = world();
@@ -598,6 +946,7 @@ mod tests {
                 op: "CreateUser",
                 labels: &labels,
                 query: &HashMap::new(),
+                pairs: &[],
                 body: &obj,
             };
             dispatch(&mut w, &ctx(), &call)

@@ -26,7 +26,7 @@ pub use resources::{
 };
 pub use seed::{
     Seed, SeedApplication, SeedAssignment, SeedConnectInstance, SeedConnectUser, SeedIdentityGroup,
-    SeedIdentityUser, SeedMembership, SeedSsoInstance,
+    SeedIdentityUser, SeedMembership, SeedPhoneConfig, SeedSsoInstance,
 };
 
 /// The default account.

@@ -12,7 +12,7 @@ use super::ids::{ids_prefix, valid_uuid};
 use super::{
     det_uuid, Application, ConnectInstance, ConnectResource, ConnectUser, IdentityInfo,
     IdentityStore, IdsGroup, IdsUser, PhoneConfig, Seed, SeedConnectInstance, SeedConnectUser,
-    SeedIdentityUser, SeedSsoInstance, SsoInstance, World, WorldError,
+    SeedIdentityUser, SeedPhoneConfig, SeedSsoInstance, SsoInstance, World, WorldError,
 };
 
 impl World {
@@ -147,6 +147,18 @@ impl World {
             Some(n) => Some(by_name(&inst.hierarchy_groups, n, "hierarchy group")?),
             None => None,
         };
+        let phone_config = match &u.phone {
+            Some(p) => seed_phone_config(&u.username, p)?,
+            None => PhoneConfig::default(),
+        };
+        if let Some(m) = &u.mobile {
+            crate::validate::e164("mobile", m)
+                .map_err(|e| WorldError::Invalid(format!("connect user {}: {e}", u.username)))?;
+        }
+        for (k, v) in &u.tags {
+            crate::validate::tag(k, v)
+                .map_err(|e| WorldError::Invalid(format!("connect user {}: {e}", u.username)))?;
+        }
         let id =
             u.id.clone()
                 .unwrap_or_else(|| det_uuid(&format!("{instance_id}/user/{}", u.username)));
@@ -159,9 +171,9 @@ impl World {
                 last_name: u.last_name.clone(),
                 email: u.email.clone(),
                 secondary_email: u.secondary_email.clone(),
-                mobile: None,
+                mobile: u.mobile.clone(),
             },
-            phone_config: PhoneConfig::default(),
+            phone_config,
             directory_user_id: None,
             security_profile_ids,
             routing_profile_id,
@@ -369,4 +381,30 @@ fn first_id(map: &BTreeMap<String, ConnectResource>, what: &str) -> Result<Strin
         .next()
         .map(|r| r.id.clone())
         .ok_or_else(|| WorldError::NotFound(format!("any {what}")))
+}
+
+/// A seeded phone config, checked by CreateUser's rules.
+fn seed_phone_config(username: &str, p: &SeedPhoneConfig) -> Result<PhoneConfig, WorldError> {
+    let bad = |e: String| WorldError::Invalid(format!("connect user {username}: phone: {e}"));
+    if p.phone_type != "SOFT_PHONE" && p.phone_type != "DESK_PHONE" {
+        return Err(bad(format!(
+            "phone_type {:?} must be SOFT_PHONE or DESK_PHONE",
+            p.phone_type
+        )));
+    }
+    if !(0..=2_000_000).contains(&p.acw_timeout) {
+        return Err(bad("acw_timeout must be 0..2000000 seconds".into()));
+    }
+    if let Some(d) = &p.desk_phone_number {
+        crate::validate::e164("desk_phone_number", d).map_err(bad)?;
+    } else if p.phone_type == "DESK_PHONE" {
+        return Err(bad("DESK_PHONE needs a desk_phone_number".into()));
+    }
+    Ok(PhoneConfig {
+        phone_type: p.phone_type.clone(),
+        auto_accept: p.auto_accept,
+        after_contact_work_time_limit: p.acw_timeout,
+        desk_phone_number: p.desk_phone_number.clone(),
+        persistent_connection: None,
+    })
 }

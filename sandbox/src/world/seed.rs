@@ -154,6 +154,32 @@ pub struct SeedConnectUser {
     pub hierarchy_group: Option<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Mobile (E.164).
+    pub mobile: Option<String>,
+    /// Phone config (default: soft phone, no auto-accept, ACW 0).
+    pub phone: Option<SeedPhoneConfig>,
+}
+
+/// A seeded user's `PhoneConfig` (ACW in seconds, as CreateUser takes it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeedPhoneConfig {
+    /// `SOFT_PHONE` (default) or `DESK_PHONE`.
+    #[serde(default = "soft_phone")]
+    pub phone_type: String,
+    /// AutoAccept.
+    #[serde(default)]
+    pub auto_accept: bool,
+    /// AfterContactWorkTimeLimit, seconds.
+    #[serde(default)]
+    pub acw_timeout: i64,
+    /// DeskPhoneNumber (E.164; required for `DESK_PHONE`).
+    #[serde(default)]
+    pub desk_phone_number: Option<String>,
+}
+
+fn soft_phone() -> String {
+    "SOFT_PHONE".into()
 }
 
 /// A seeded Identity Center instance.
