@@ -246,6 +246,9 @@ pub struct PlannedRemoval {
     pub step: String,
     /// Its recorded ids.
     pub resources: std::collections::BTreeMap<String, String>,
+    /// An `apply` update: its field gets back the value it replaced (nothing is deleted).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restores: bool,
 }
 
 /// What `rollback` did: its plan (`--dry-run`), or the rollback.
@@ -307,8 +310,21 @@ pub async fn rollback(
             .into_iter())
         .map(|(run, _)| run)
         .collect();
+        let restores = |step: &str| {
+            (engine.workflow().steps.iter())
+                .find(|s| s.id == step)
+                .is_some_and(|s| {
+                    crate::steps::Field::ALL
+                        .iter()
+                        .any(|f| f.action() == s.action)
+                })
+        };
         let remove = (removed.into_iter())
-            .map(|(step, resources)| PlannedRemoval { step, resources })
+            .map(|(step, resources)| PlannedRemoval {
+                restores: restores(&step),
+                step,
+                resources,
+            })
             .collect();
         plan.push(PlannedRollback {
             email: a.agent_key.clone(),

@@ -390,7 +390,11 @@ pub(crate) fn print_rollback_plan(
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            lines.push(format!("    {}: delete ({})", r.step, ids.join(" ")));
+            if r.restores {
+                lines.push(format!("    {}: restore the value it replaced", r.step));
+            } else {
+                lines.push(format!("    {}: delete ({})", r.step, ids.join(" ")));
+            }
         }
         for run in &p.adopted_by {
             lines.push(format!(

@@ -290,6 +290,7 @@ mod tests {
                     primary_emails: 1,
                     given_name: "Am".into(),
                     family_name: "Big".into(),
+                    display_name: "Am Big".into(),
                 },
             );
         }

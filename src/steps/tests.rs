@@ -149,6 +149,7 @@ async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
         hierarchy_group_id: None,
         identity_user_name: None,
         leaver: None,
+        changes: Default::default(),
     };
     let inputs = Outputs::new();
     let secrets = crate::engine::Secrets::default();

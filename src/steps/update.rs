@@ -288,6 +288,24 @@ impl UpdateField {
     }
 }
 
+/// Whether a field holds a value: a soft phone's desk number is not compared (it is not
+/// used, and whether UpdateUserPhoneConfig keeps one it is not sent is not documented).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Phone(a), Value::Phone(b)) => same_phone(a, b),
+        _ => a == b,
+    }
+}
+
+/// Two phone configs alike, a soft phone's desk number aside.
+pub fn same_phone(a: &PhoneConfig, b: &PhoneConfig) -> bool {
+    let soft = |p: &PhoneConfig| p.phone_type != "DESK_PHONE";
+    a.phone_type == b.phone_type
+        && a.auto_accept == b.auto_accept
+        && a.acw_timeout == b.acw_timeout
+        && (soft(a) || a.desk_phone_number == b.desk_phone_number)
+}
+
 fn has_full_info(u: &crate::aws::ConnectUser) -> bool {
     u.detail.as_ref().is_some_and(|d| d.full_identity_info)
 }
@@ -322,7 +340,8 @@ fn shown(v: &Value) -> String {
 impl Action<Subject> for UpdateField {
     fn inputs(&self) -> &'static [&'static str] {
         match self.1 {
-            Field::Tags => &["user_arn"],
+            // The ARN to tag, the id to read the user by.
+            Field::Tags => &["user_id", "user_arn"],
             _ => &["user_id"],
         }
     }
@@ -338,9 +357,9 @@ impl Action<Subject> for UpdateField {
         let Some(now) = self.current(cx, &tag_keys(cx)).await? else {
             return Ok(Found::Conflict("the user no longer exists".into()));
         };
-        Ok(if now == after {
+        Ok(if same(&now, &after) {
             Found::Match(Outputs::new())
-        } else if now == before {
+        } else if same(&now, &before) {
             Found::Absent
         } else {
             Found::Conflict(format!(
@@ -370,14 +389,14 @@ impl Action<Subject> for UpdateField {
         };
         let gone = || StepError::new(ErrorKind::NotFound, "NothingToRestore", "the user is gone");
         let now = self.current(cx, &tag_keys(cx)).await?.ok_or_else(gone)?;
-        if now == before {
+        if same(&now, &before) {
             return Err(StepError::new(
                 ErrorKind::NotFound,
                 "NothingToRestore",
                 "the value is already the one before the run",
             ));
         }
-        if now != after {
+        if !same(&now, &after) {
             return Err(StepError::new(
                 ErrorKind::Permanent,
                 "ChangedSince",

@@ -7,6 +7,7 @@
 mod harness;
 mod seeds;
 
+mod apply;
 mod batch;
 mod chaos;
 mod crash;

@@ -228,13 +228,16 @@ pub(super) fn update_identity_info(
     let info = req.obj("IdentityInfo")?;
     update_user(world, ctx, i, u, |inst, user| {
         let mut next = user.clone();
-        next.identity_info = parse_identity_info(
-            req,
-            &inst.identity_management_type,
-            Some(info),
-            user.identity_info.clone(),
-            false,
-        )?;
+        // The request's IdentityInfo is the user's new one: the optional contact fields it
+        // leaves out (SecondaryEmail, Mobile) are cleared; names and Email it leaves out
+        // are kept (they cannot be blank).
+        let base = IdentityInfo {
+            secondary_email: None,
+            mobile: None,
+            ..user.identity_info.clone()
+        };
+        next.identity_info =
+            parse_identity_info(req, &inst.identity_management_type, Some(info), base, false)?;
         Ok(next)
     })
 }
@@ -280,7 +283,10 @@ pub(super) fn update_phone_config(
     let pc = req.obj("PhoneConfig")?;
     update_user(world, ctx, i, u, |_, user| {
         let mut next = user.clone();
-        next.phone_config = parse_phone_config(req, pc, user.phone_config.clone())?;
+        // The request's PhoneConfig is the user's new one: AutoAccept and
+        // AfterContactWorkTimeLimit have model defaults (false, 0), which the SDKs do not
+        // serialise, so an omitted one means its default, not "unchanged".
+        next.phone_config = parse_phone_config(req, pc, PhoneConfig::default())?;
         Ok(next)
     })
 }

@@ -118,7 +118,7 @@ pub async fn apply(
         group: target.group.clone(),
     };
     // 1. The desired states, every problem at once.
-    let (rows, mut rejected, saved, prune) = match &opts.source {
+    let (mut rows, mut rejected, saved, prune) = match &opts.source {
         ApplySource::File(path) => {
             let (rows, rejected) = roster::read(path, opts.clear_empty)?;
             if rows.is_empty() && rejected.is_empty() {
@@ -140,8 +140,7 @@ pub async fn apply(
             (rows, Vec::new(), Some(saved), prune)
         }
     };
-    duplicates(&rows, &mut rejected);
-    refuse_invalid(opts, &rejected)?;
+    duplicates(&mut rows);
 
     // 2. The world, once.
     let snapshot = bulk_read(&clients, &target).await?;
@@ -198,22 +197,32 @@ pub async fn apply(
 
     // 4. Removals, behind the guard.
     let removals = if prune {
+        // The roster: the file's rows, or the saved plan's agents that it does not remove.
         let roster: HashSet<String> = (rows.iter())
             .map(|r| crate::agent::fold::fold(&r.email))
-            .chain(saved_by_agent.keys().map(|k| crate::agent::fold::fold(k)))
+            .chain(
+                (saved_by_agent.values())
+                    .filter(|p| p.action != Action::Remove)
+                    .map(|p| crate::agent::fold::fold(&p.agent)),
+            )
             .collect();
         let planned_removals: Option<Vec<&PlanRow>> = saved.as_ref().map(|s| {
             (s.plan.iter())
                 .filter(|p| p.action == Action::Remove)
                 .collect()
         });
-        prune::removals(
+        let (removals, odd) = prune::removals(
             &snapshot,
             &target,
             &roster,
             planned_removals,
             opts.max_remove,
-        )?
+        )?;
+        for p in odd {
+            early.push(decided(&p));
+            plan_rows.push(p);
+        }
+        removals
     } else {
         Vec::new()
     };
@@ -302,29 +311,24 @@ pub async fn apply(
     })
 }
 
-/// The second row of an agent is a problem of both.
-fn duplicates(rows: &[roster::RosterRow], rejected: &mut Vec<(Option<String>, Vec<String>)>) {
-    let mut seen: HashMap<String, &str> = HashMap::new();
+/// The second row of an agent is a problem of its own (naming the first).
+fn duplicates(rows: &mut [roster::RosterRow]) {
+    let mut seen: HashMap<String, String> = HashMap::new();
     for r in rows {
         let key = r.email.to_lowercase();
-        if let Some(first) = seen.get(&key) {
-            rejected.push((
-                Some(r.email.clone()),
-                vec![format!(
-                    "{}: agent {key} is already at {first}: one row per agent (emails compare without case)",
-                    r.at
-                )],
-            ));
-        } else {
-            seen.insert(key, &r.at);
+        match seen.get(&key) {
+            Some(first) => r.problems.push(format!(
+                "{}: agent {key} is already at {first}: one row per agent (emails compare without case)",
+                r.at
+            )),
+            None => {
+                seen.insert(key, r.at.clone());
+            }
         }
     }
 }
 
-fn refuse_invalid(
-    opts: &ApplyOptions,
-    rejected: &[(Option<String>, Vec<String>)],
-) -> Result<(), Error> {
+fn refuse_invalid(opts: &ApplyOptions, rejected: &[roster::Unread]) -> Result<(), Error> {
     if rejected.is_empty() || opts.skip_invalid {
         return Ok(());
     }
@@ -401,14 +405,18 @@ fn decided(p: &PlanRow) -> AgentResult {
 
 /// The changes as the report writes them: `field: before -> after; ...`.
 pub fn shown_changes(changes: &[FieldChange]) -> String {
-    let v = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => "none".to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::Null => "none".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            // A list as the files write it.
+            serde_json::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join("|"),
+            other => other.to_string(),
+        }
+    }
     changes
         .iter()
-        .map(|c| format!("{}: {} -> {}", c.field, v(&c.before), v(&c.after)))
+        .map(|c| format!("{}: {} -> {}", c.field, text(&c.before), text(&c.after)))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -76,8 +76,24 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Plans one row.
+    /// Plans one row; a row with problems of its own is planned for more (every problem of
+    /// the file at once), then rejected.
     pub async fn plan(&self, row: &RosterRow) -> Result<Planned, Error> {
+        let planned = self.plan_row(row).await?;
+        if row.problems.is_empty() {
+            return Ok(planned);
+        }
+        let mut problems = row.problems.clone();
+        if let Planned::Rejected(r) = planned {
+            problems.extend(r.problems);
+        }
+        Ok(Planned::Rejected(Rejected {
+            who: Some(row.email.clone()),
+            problems,
+        }))
+    }
+
+    async fn plan_row(&self, row: &RosterRow) -> Result<Planned, Error> {
         let email = row.email.to_lowercase();
         let username = (row.input.username.clone())
             .map(|u| u.trim().to_string())
@@ -301,7 +317,7 @@ pub(super) fn row_of_plan(file: &str, index: usize, p: &PlanRow) -> RosterRow {
             }
             "security_profiles" => {
                 input.security_profiles = (c.after.as_array().into_iter().flatten())
-                    .filter_map(|v| text(v))
+                    .filter_map(&text)
                     .collect();
                 "security_profiles"
             }
@@ -357,5 +373,6 @@ pub(super) fn row_of_plan(file: &str, index: usize, p: &PlanRow) -> RosterRow {
         input,
         says,
         password: None,
+        problems: Vec::new(),
     }
 }

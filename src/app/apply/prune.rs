@@ -24,7 +24,8 @@ pub(super) fn guard(managed: usize) -> usize {
 }
 
 /// The managed agents (Connect users whose Identity Center user is a member of the agents'
-/// group) that the roster does not name, as `remove` rows; refused past the guard.
+/// group) that the roster does not name, as `remove` rows, and those that cannot be
+/// pruned, as `conflict` rows; refused past the guard.
 /// `planned`: a saved plan's removals (only those, if still managed, are removed).
 pub(super) fn removals(
     snapshot: &Snapshot,
@@ -32,7 +33,7 @@ pub(super) fn removals(
     roster: &HashSet<String>,
     planned: Option<Vec<&PlanRow>>,
     max_remove: Option<usize>,
-) -> Result<Vec<PlanRow>, Error> {
+) -> Result<(Vec<PlanRow>, Vec<PlanRow>), Error> {
     let mut managed: Vec<(String, String)> = Vec::new();
     for u in snapshot.connect_users() {
         let Some(idu) = snapshot.identity_user(&u.username) else {
@@ -45,19 +46,35 @@ pub(super) fn removals(
     managed.sort();
     let allowed: Option<HashSet<String>> =
         planned.map(|p| p.iter().map(|r| fold(&r.agent)).collect());
-    let out: Vec<PlanRow> = (managed.iter())
+    let (mut out, mut odd) = (Vec::new(), Vec::new());
+    let leaving = (managed.iter())
         .filter(|(username, _)| !roster.contains(&fold(username)))
-        .filter(|(username, _)| allowed.as_ref().is_none_or(|a| a.contains(&fold(username))))
-        .map(|(username, idu)| PlanRow {
-            agent: username.to_lowercase(),
+        .filter(|(username, _)| allowed.as_ref().is_none_or(|a| a.contains(&fold(username))));
+    for (username, idu) in leaving {
+        let agent = username.to_lowercase();
+        // Offboarding finds a Connect user by the agent's email: a username in other case
+        // is not found by it (and cannot sign in anyway): fixed by hand, not pruned.
+        if *username != agent {
+            odd.push(PlanRow {
+                agent,
+                action: Action::Conflict,
+                changes: Vec::new(),
+                detail: Some(format!(
+                    "not in the roster, but its Connect username {username:?} is not its email in lower case, so it is not pruned: see `connect-onboard drift --fix-plan`"
+                )),
+            });
+            continue;
+        }
+        out.push(PlanRow {
+            agent,
             action: Action::Remove,
             changes: Vec::new(),
             detail: Some(format!(
                 "not in the roster: Connect user {username:?} and Identity Center user {idu:?} (member of {:?}) are offboarded",
                 target.group
             )),
-        })
-        .collect();
+        });
+    }
     let limit = guard(managed.len());
     if out.len() > limit && max_remove.is_none_or(|m| out.len() > m) {
         return Err(Error::Input(format!(
@@ -68,7 +85,7 @@ pub(super) fn removals(
             out.len()
         )));
     }
-    Ok(out)
+    Ok((out, odd))
 }
 
 /// A saved plan's row against a fresh plan of the same agent: the change still holds
@@ -79,7 +96,7 @@ pub(super) fn against_saved(was: &PlanRow, now: Planned) -> Planned {
             agent: was.agent.clone(),
             action: was.action,
             changes: was.changes.clone(),
-            detail: Some(format!("stale: {why}; nothing was written for this agent")),
+            detail: Some(format!("{why}; nothing was written for this agent")),
         })
     };
     match (&was.action, &now) {

@@ -68,11 +68,14 @@ pub(super) struct RosterRow {
     pub says: BTreeMap<&'static str, Says>,
     /// CONNECT_MANAGED: the password, in memory only.
     pub password: Option<Secret>,
+    /// What is wrong with the row as written (the fields in question are kept): it is
+    /// still planned, so that every problem of the file is reported at once, never run.
+    pub problems: Vec<String>,
 }
 
 impl RosterRow {
     /// From a row of the reader.
-    pub fn of(file: &str, row: Row, clear_empty: bool) -> Result<RosterRow, Vec<String>> {
+    pub fn of(file: &str, row: Row, clear_empty: bool) -> RosterRow {
         let at = format!("{file}:{}", row.line);
         let mut problems = Vec::new();
         let mut says = BTreeMap::new();
@@ -97,16 +100,14 @@ impl RosterRow {
             };
             says.insert(field, said);
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(RosterRow {
+        RosterRow {
             at,
             email: row.input.email.trim().to_string(),
             password: row.input.password.clone(),
             input: row.input,
             says,
-        })
+            problems,
+        }
     }
 
     /// What the row says of `field`.
@@ -191,11 +192,14 @@ fn is_empty(a: &AgentInput, field: &str) -> bool {
     }
 }
 
+/// A row that could not be read: who it names (when known) and its problems.
+pub(super) type Unread = (Option<String>, Vec<String>);
+
 /// Reads every row of the roster (all problems at once, each `file:line`).
 pub(super) fn read(
     path: &std::path::Path,
     clear_empty: bool,
-) -> Result<(Vec<RosterRow>, Vec<(Option<String>, Vec<String>)>), Error> {
+) -> Result<(Vec<RosterRow>, Vec<Unread>), Error> {
     let mut reader = Reader::open_emails(path).map_err(|errs| {
         Error::Input(
             errs.iter()
@@ -208,13 +212,7 @@ pub(super) fn read(
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
     while let Some(next) = reader.next() {
         match next {
-            Ok(row) => {
-                let who = Some(row.input.email.trim().to_string()).filter(|e| !e.is_empty());
-                match RosterRow::of(&file, row, clear_empty) {
-                    Ok(r) => rows.push(r),
-                    Err(problems) => rejected.push((who, problems)),
-                }
-            }
+            Ok(row) => rows.push(RosterRow::of(&file, row, clear_empty)),
             Err(errs) => {
                 let who = (reader.take_partial())
                     .map(|r| r.input.email.trim().to_string())
