@@ -42,11 +42,12 @@ pub enum PolicyFor {
 
 impl PolicyFor {
     /// Every value, in `iam-policy --for`'s order.
-    pub const EVERY: [PolicyFor; 7] = [
+    pub const EVERY: [PolicyFor; 8] = [
         PolicyFor::Onboard,
         PolicyFor::Batch,
         PolicyFor::Migrate,
         PolicyFor::Offboard,
+        PolicyFor::Apply,
         PolicyFor::Doctor,
         PolicyFor::Drift,
         PolicyFor::All,
@@ -59,6 +60,7 @@ impl PolicyFor {
             PolicyFor::Batch => "batch",
             PolicyFor::Migrate => "migrate",
             PolicyFor::Offboard => "offboard",
+            PolicyFor::Apply => "apply",
             PolicyFor::Doctor => "doctor",
             PolicyFor::Drift => "drift",
             PolicyFor::All => "all",
@@ -146,6 +148,28 @@ pub const ACTIONS: &[(PolicyFor, &[&[&str]])] = &[
                 "identitystore:DeleteGroupMembership",
                 "sso:DescribeApplicationAssignment",
                 "sso:DeleteApplicationAssignment",
+            ],
+        ],
+    ),
+    // Creates and completes agents as batch does, updates their fields (restoring them on
+    // rollback: UntagResource removes a tag it added), and with --prune offboards.
+    (
+        PolicyFor::Apply,
+        &[
+            PREFLIGHT,
+            CONNECT_LOOKUPS,
+            CONNECT_CREATE,
+            IDENTITY_CENTER,
+            BULK,
+            &[
+                "connect:UpdateUserRoutingProfile",
+                "connect:UpdateUserSecurityProfiles",
+                "connect:UpdateUserHierarchy",
+                "connect:UpdateUserPhoneConfig",
+                "connect:UpdateUserIdentityInfo",
+                "connect:TagResource",
+                "connect:UntagResource",
+                "identitystore:UpdateUser",
             ],
         ],
     ),

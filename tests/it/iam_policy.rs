@@ -432,3 +432,69 @@ async fn region_flag_and_instance_arn_scope_the_connect_resources() {
         "{out:?}"
     );
 }
+
+/// Agents for `apply`: ana onboarded (every field will change), ben a Connect user alone
+/// (completed), and `leavers` managed agents that the roster does not name (pruned).
+fn apply_world(leavers: usize) -> Seed {
+    let mut s = healthy_agent();
+    for i in 0..leavers {
+        let email = format!("leaver{i}@example.com");
+        seeds::connect_user(&mut s, &email, "Lea", "Ver");
+        seeds::identity_user(&mut s, &email, "Lea", "Ver", Some(&email));
+        seeds::member(&mut s, &email);
+    }
+    s
+}
+
+#[tokio::test]
+async fn apply_policy_equals_the_calls_apply_makes() {
+    let files = tempfile::tempdir().unwrap();
+    let roster = files.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        "email,first_name,last_name,routing_profile,security_profiles,hierarchy_group,phone_type,desk_phone_number,secondary_email,tags\n\
+         ana@example.com,Ana,Souza,Sales Routing Profile,Agent|Admin,Tier 1,desk,+14255550100,ana.s@example.com,team=blue\n\
+         ben@example.com,Ben,Silva,Basic Routing Profile,Agent,,,,,\n\
+         dee@example.com,Dee,Moss,Basic Routing Profile,Agent,,,,,\n",
+    )
+    .unwrap();
+    let r = path_str(&roster);
+    // Creates, completions and every kind of update, then the plan again; rollback (in
+    // `observed`) restores every field and deletes what was created.
+    let commands = || {
+        vec![
+            cmd(&["apply", r]),
+            cmd(&["apply", r, "--dry-run"]),
+        ]
+    };
+    let fast = "[rate_limits]\n\"connect:*\" = { rate = 100.0, burst = 100 }\n\"identity_center\" = { rate = 400.0, burst = 400 }\n";
+    let mut seen = observed(
+        vec![
+            (apply_world(0), String::new(), commands()),
+            (no_group(), user_mode(), commands()),
+        ],
+        true,
+    )
+    .await;
+    // --prune: a few removals (per-agent identification), then many (bulk reads).
+    seen.extend(
+        observed(
+            vec![
+                (apply_world(2), fast.to_string(), vec![cmd(&["apply", r, "--prune", "--yes"])]),
+                (
+                    apply_world(21),
+                    fast.to_string(),
+                    vec![cmd(&["apply", r, "--prune", "--yes", "--max-remove", "30"])],
+                ),
+                (
+                    apply_world(2),
+                    format!("{}{fast}", user_mode()),
+                    vec![cmd(&["apply", r, "--prune", "--yes"])],
+                ),
+            ],
+            false,
+        )
+        .await,
+    );
+    assert_policy_matches("apply", seen).await;
+}
