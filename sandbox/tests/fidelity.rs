@@ -418,6 +418,46 @@ async fn connect_scenario(c: &Clients, sb: &SandboxHandle) {
         user.hierarchy_group_id(),
         Some(ids.hierarchy_groups["Tier 2"].as_str())
     );
+    // Tags on the user's ARN; UpdateUserHierarchy without a group clears it.
+    let arn = user.arn().expect("arn").to_string();
+    c.connect
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("team", "blue")
+        .tags("site", "lis")
+        .send()
+        .await
+        .expect("tag resource");
+    c.connect
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("site")
+        .send()
+        .await
+        .expect("untag resource");
+    fails_with(
+        c.connect
+            .tag_resource()
+            .resource_arn(format!("{arn}0"))
+            .tags("team", "blue")
+            .send()
+            .await,
+        "tag an unknown ARN",
+        |e| e.is_resource_not_found_exception(),
+    );
+    c.connect
+        .update_user_hierarchy()
+        .instance_id(inst)
+        .user_id(first)
+        .send()
+        .await
+        .expect("leave the hierarchy group");
+    let d = describe_first().await.expect("describe user");
+    let user = d.user().expect("user");
+    let tags = user.tags().cloned().unwrap_or_default();
+    assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
+    assert!(!tags.contains_key("site"));
+    assert_eq!(user.hierarchy_group_id(), None);
     let bad_phone = phone_update(
         ct::UserPhoneConfig::builder()
             .phone_type(ct::PhoneType::DeskPhone)
@@ -566,7 +606,34 @@ async fn identity_scenario(c: &Clients, sb: &SandboxHandle) -> (String, String) 
             .expect("create extra");
     }
     let describe_user = |user: &str| ic.describe_user().identity_store_id(store).user_id(user);
+    let set = |path: &str, value: &str| {
+        it::AttributeOperation::builder()
+            .attribute_path(path)
+            .attribute_value(Document::String(value.to_string()))
+            .build()
+            .expect("path")
+    };
+    ic.update_user()
+        .identity_store_id(store)
+        .user_id(&uid)
+        .operations(set("name.givenName", "Alicia"))
+        .operations(set("displayName", "Alicia Smith"))
+        .send()
+        .await
+        .expect("update user");
+    fails_with(
+        ic.update_user()
+            .identity_store_id(store)
+            .user_id(&uid)
+            .operations(set("name.givenName", ""))
+            .send()
+            .await,
+        "empty given name",
+        |e| e.is_validation_exception(),
+    );
     let d = describe_user(&uid).send().await.expect("describe user");
+    assert_eq!(d.name().and_then(|n| n.given_name()), Some("Alicia"));
+    assert_eq!(d.display_name(), Some("Alicia Smith"));
     assert_eq!(d.user_name(), Some("alice@example.com"));
     assert_eq!(
         d.emails().first().and_then(|e| e.value()),

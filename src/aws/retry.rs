@@ -250,6 +250,9 @@ mod tests {
             "identitystore:DeleteGroupMembership",
             "sso:CreateApplicationAssignment",
             "connect:UpdateUserHierarchy",
+            "connect:TagResource",
+            "connect:UntagResource",
+            "identitystore:UpdateUser",
         ] {
             assert!(is_write(w), "{w}");
         }
@@ -259,6 +262,7 @@ mod tests {
             "identitystore:GetUserId",
             "sso:ListApplicationAssignments",
             "identitystore:IsMemberInGroups",
+            "connect:SearchUsers",
         ] {
             assert!(!is_write(r), "{r}");
         }

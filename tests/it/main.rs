@@ -24,6 +24,7 @@ mod moto;
 mod offboard;
 mod onboard;
 mod persistence;
+mod port_apply;
 mod readme;
 mod reliability;
 mod reliability_moto;

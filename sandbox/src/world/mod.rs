@@ -221,4 +221,44 @@ principal = "ConnectAgents"
         seed.connect_instances[0].id = "nope".into();
         assert!(World::from_seed(&seed).is_err());
     }
+
+    #[test]
+    fn a_seeded_user_can_have_a_phone_config_a_mobile_and_tags() {
+        let text = "[[connect_instances]]\nid = \"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\n\
+            [[connect_instances.users]]\nusername = \"p@example.com\"\nfirst_name = \"P\"\n\
+            last_name = \"Q\"\nmobile = \"+12145550100\"\ntags = { team = \"blue\" }\n\
+            phone = { phone_type = \"DESK_PHONE\", auto_accept = true, acw_timeout = 45, desk_phone_number = \"+12145550198\" }\n";
+        let seed = Seed::from_toml_str(text).expect("seed");
+        let w = World::from_seed(&seed).expect("world");
+        let u = (w.connect_instances["aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"]
+            .users
+            .values()
+            .next())
+        .expect("user")
+        .clone();
+        assert_eq!(u.phone_config.phone_type, "DESK_PHONE");
+        assert!(u.phone_config.auto_accept);
+        assert_eq!(u.phone_config.after_contact_work_time_limit, 45);
+        assert_eq!(
+            u.phone_config.desk_phone_number.as_deref(),
+            Some("+12145550198")
+        );
+        assert_eq!(u.identity_info.mobile.as_deref(), Some("+12145550100"));
+        assert_eq!(u.tags.get("team").map(String::as_str), Some("blue"));
+        // CreateUser's rules apply to what a seed gives.
+        for bad in [
+            "phone = { phone_type = \"DESK_PHONE\" }",
+            "phone = { acw_timeout = -1 }",
+            "phone = { phone_type = \"PIGEON\" }",
+            "mobile = \"555\"",
+            "tags = { \"aws:x\" = \"y\" }",
+        ] {
+            let text = format!(
+                "[[connect_instances]]\nid = \"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\"\n\
+                 [[connect_instances.users]]\nusername = \"p@example.com\"\n{bad}\n"
+            );
+            let seed = Seed::from_toml_str(&text).expect("parses");
+            assert!(World::from_seed(&seed).is_err(), "{bad}");
+        }
+    }
 }
