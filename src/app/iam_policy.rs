@@ -32,6 +32,8 @@ pub enum PolicyFor {
     Migrate,
     /// `offboard`.
     Offboard,
+    /// `apply` (with `--prune`).
+    Apply,
     /// `doctor`.
     Doctor,
     /// `drift`.
