@@ -463,12 +463,7 @@ async fn apply_policy_equals_the_calls_apply_makes() {
     let r = path_str(&roster);
     // Creates, completions and every kind of update, then the plan again; rollback (in
     // `observed`) restores every field and deletes what was created.
-    let commands = || {
-        vec![
-            cmd(&["apply", r]),
-            cmd(&["apply", r, "--dry-run"]),
-        ]
-    };
+    let commands = || vec![cmd(&["apply", r]), cmd(&["apply", r, "--dry-run"])];
     let fast = "[rate_limits]\n\"connect:*\" = { rate = 100.0, burst = 100 }\n\"identity_center\" = { rate = 400.0, burst = 400 }\n";
     let mut seen = observed(
         vec![
@@ -482,7 +477,11 @@ async fn apply_policy_equals_the_calls_apply_makes() {
     seen.extend(
         observed(
             vec![
-                (apply_world(2), fast.to_string(), vec![cmd(&["apply", r, "--prune", "--yes"])]),
+                (
+                    apply_world(2),
+                    fast.to_string(),
+                    vec![cmd(&["apply", r, "--prune", "--yes"])],
+                ),
                 (
                     apply_world(21),
                     fast.to_string(),

@@ -11,7 +11,7 @@
 //! matches any number of lines.
 //!
 //! `$ connect-onboard ARGS` runs the binary (a trailing `< /dev/null` is what the harness
-//! does anyway); `$ cat FILE` prints a file. A run id in a command (`rollback r-2026...`)
+//! does anyway; a trailing `> FILE` writes its stdout to FILE); `$ cat FILE` prints a file. A run id in a command (`rollback r-2026...`)
 //! stands for the run id that the examples before it printed last, as a reader would copy
 //! it. `README_BLESS=1` rewrites the blocks that do not match with what the commands
 //! printed, for review with `git diff`.
@@ -146,9 +146,22 @@ fn run(dir: &Path, env: &[(String, String)], command: &str) -> String {
         Some("connect-onboard") => {}
         _ => panic!("README console blocks run `connect-onboard` and `cat` only: {command:?}"),
     }
+    // `> FILE`: stdout to that file (stderr still shown), as a shell does.
+    let to_file = match words.len().checked_sub(2).map(|i| (i, &words[i])) {
+        Some((i, op)) if op == ">" => {
+            let f = words[i + 1].clone();
+            words.truncate(i);
+            Some(f)
+        }
+        _ => None,
+    };
     let out_path = dir.join(".readme-output");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let err = out.try_clone().unwrap();
+    let shown = std::fs::File::create(&out_path).unwrap();
+    let err = shown.try_clone().unwrap();
+    let out = match &to_file {
+        Some(f) => std::fs::File::create(dir.join(f)).unwrap(),
+        None => shown,
+    };
     let mut c = std::process::Command::new(BIN);
     c.args(&words[1..]).current_dir(dir);
     for (k, _) in std::env::vars() {
