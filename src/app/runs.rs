@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::agent;
 use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
-use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
+use crate::engine::{self, AgentRow, AgentState, Engine, Secrets, StepRow, StepState, Workflow};
 use crate::preflight;
 use crate::preflight::Target;
 use crate::steps::{self, Subject};
@@ -296,27 +296,7 @@ pub async fn rollback(
     let agents: Vec<_> = (store.agents(run_id).await?.into_iter())
         .filter(|a| email.as_ref().is_none_or(|e| e == &a.agent_key))
         .collect();
-    let mut plan = Vec::new();
-    for a in &agents {
-        if a.state == AgentState::Released {
-            continue;
-        }
-        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
-        let adopted_by = (adopters(&*store, run_id, &a.agent_key, &removed)
-            .await?
-            .into_iter())
-        .map(|(run, _)| run)
-        .collect();
-        let remove = (removed.into_iter())
-            .map(|(step, resources)| PlannedRemoval { step, resources })
-            .collect();
-        plan.push(PlannedRollback {
-            email: a.agent_key.clone(),
-            state: a.state,
-            remove,
-            adopted_by,
-        });
-    }
+    let plan = rollback_plan(&engine, &*store, run_id, &agents).await?;
     if dry_run {
         return Ok(RollbackReport::Planned {
             run_id: run_id.to_string(),
@@ -342,20 +322,58 @@ pub async fn rollback(
         report.settle(result)?;
         // What this rollback deleted: steps that held a resource and are rolled back now.
         let after = store.steps(run_id, &a.agent_key).await?;
-        let deleted: Vec<(String, std::collections::BTreeMap<String, String>)> = (after.iter())
-            .filter(|s| s.state == StepState::RolledBack)
-            .filter_map(|s| {
-                let b = before.iter().find(|b| b.step_id == s.step_id)?;
-                (b.state != StepState::RolledBack && !b.outputs.is_empty())
-                    .then(|| (s.step_id.clone(), b.outputs.clone()))
-            })
-            .collect();
+        let deleted = deleted_steps(&before, &after);
         if !deleted.is_empty() {
             mark_adopters(&*store, run_id, &a.agent_key, &deleted, &mut report).await?;
         }
     }
     report.runs.push(run_status(&*store, run_id).await?);
     Ok(RollbackReport::Done(report))
+}
+
+/// What rolling back `agents` would delete, per agent (released agents left out), and the
+/// later runs that adopted it.
+async fn rollback_plan(
+    engine: &Engine<Subject>,
+    store: &dyn RunStore,
+    run_id: &str,
+    agents: &[AgentRow],
+) -> Result<Vec<PlannedRollback>, Error> {
+    let mut plan = Vec::new();
+    for a in agents {
+        if a.state == AgentState::Released {
+            continue;
+        }
+        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
+        let adopted_by = (adopters(store, run_id, &a.agent_key, &removed)
+            .await?
+            .into_iter())
+        .map(|(run, _)| run)
+        .collect();
+        let remove = (removed.into_iter())
+            .map(|(step, resources)| PlannedRemoval { step, resources })
+            .collect();
+        plan.push(PlannedRollback {
+            email: a.agent_key.clone(),
+            state: a.state,
+            remove,
+            adopted_by,
+        });
+    }
+    Ok(plan)
+}
+
+/// What a rollback deleted: the steps that held a resource (`before`) and are rolled back
+/// now (`after`), with the resource's ids.
+fn deleted_steps(before: &[StepRow], after: &[StepRow]) -> Vec<(String, BTreeMap<String, String>)> {
+    (after.iter())
+        .filter(|s| s.state == StepState::RolledBack)
+        .filter_map(|s| {
+            let b = before.iter().find(|b| b.step_id == s.step_id)?;
+            (b.state != StepState::RolledBack && !b.outputs.is_empty())
+                .then(|| (s.step_id.clone(), b.outputs.clone()))
+        })
+        .collect()
 }
 
 /// The other runs of `agent` with a step `adopted` with the same ids as one of `removed`,
