@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentInput, FieldError};
 use crate::config::Defaults;
-use crate::engine::{AgentState, Engine, EngineOptions, PlannedStep, Secrets, Workflow};
+use crate::engine::{AgentKey, AgentState, Engine, EngineOptions, PlannedStep, Secrets, Workflow};
 use crate::preflight::{self, Catalog, Target};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow};
@@ -132,7 +132,7 @@ async fn create_run(
     store
         .create_run_exclusive(
             &run,
-            &[(subject.agent.email.clone(), subject_json)],
+            &[(AgentKey::from(subject.agent.email.clone()), subject_json)],
             &wf.step_ids(),
             settings.on_failure,
             &open,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::action::{Action, Registry};
+use super::ids::StepId;
 use super::retry::RetryPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,8 +138,8 @@ impl Workflow {
     }
 
     /// Step ids in order.
-    pub fn step_ids(&self) -> Vec<String> {
-        self.steps.iter().map(|s| s.id.clone()).collect()
+    pub fn step_ids(&self) -> Vec<StepId> {
+        self.steps.iter().map(|s| StepId::from(&s.id)).collect()
     }
 
     /// The ids of the irreversible steps (never compensated, never rolled back).
