@@ -95,7 +95,8 @@ async fn main() {
                 connect_onboard::engine::OnFailure::Rollback,
             )
             .unwrap();
-        Journal::acquire_lease(&*store, "r", "a", "t", 600_000)
+        let (r, a) = ("r".into(), "a".into());
+        Journal::acquire_lease(&*store, &r, &a, "t", 600_000)
             .await
             .unwrap();
         let mut tx = Vec::new();
@@ -103,10 +104,10 @@ async fn main() {
             let t = Instant::now();
             Journal::update_step(
                 &*store,
-                "r",
-                "a",
+                &r,
+                &a,
                 "t",
-                "s",
+                &"s".into(),
                 &StepUpdate {
                     state: Some(if i % 2 == 0 {
                         connect_onboard::engine::StepState::Running
@@ -142,7 +143,7 @@ async fn main() {
             let spec = agent::validate(&input, &cfg.defaults, IdentityMode::Saml).unwrap();
             let subject = preflight::resolve(spec, &catalog).unwrap();
             subjects.push((
-                subject.agent.email.clone(),
+                subject.agent.email.clone().into(),
                 serde_json::to_value(&subject).unwrap(),
             ));
         }

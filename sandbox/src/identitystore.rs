@@ -284,74 +284,12 @@ fn check_list_len(req: &Req, key: &str, min: usize, max: usize) -> Result<(), Ap
 
 fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiError> {
     let store_id = store_id(world, req)?;
-    let user_name = req
-        .opt_str("UserName")?
-        .ok_or_else(|| invalid("userName is a required attribute"))?;
-    validate::ids_user_name(user_name).map_err(invalid)?;
-    let display_name = req
-        .opt_str("DisplayName")?
-        .ok_or_else(|| invalid("displayName is a required attribute"))?;
-    validate::ids_text("displayName", display_name).map_err(invalid)?;
-    let name = req
-        .opt_obj("Name")?
-        .ok_or_else(|| invalid("name is a required attribute"))?;
-    for (key, path) in [
-        ("GivenName", "name.givenName"),
-        ("FamilyName", "name.familyName"),
-    ] {
-        if req.sub(name).opt_str(key)?.is_none() {
-            return Err(invalid(format!("{path} is a required attribute")));
-        }
-    }
-    for key in [
-        "Formatted",
-        "GivenName",
-        "FamilyName",
-        "MiddleName",
-        "HonorificPrefix",
-        "HonorificSuffix",
-    ] {
-        check_text(req, name, key, &format!("name.{key}"))?;
-    }
-    check_list_len(req, "Emails", 1, 1)?;
-    for key in ["PhoneNumbers", "Addresses", "Roles"] {
-        check_list_len(req, key, 1, 1)?;
-    }
-    check_list_len(req, "Photos", 1, 3)?;
-    let emails: Vec<Value> = req.opt_list("Emails")?.cloned().unwrap_or_default();
-    let mut new_emails = Vec::new();
-    for e in &emails {
-        let e = e
-            .as_object()
-            .ok_or_else(|| SVC.serialization("Emails entries must be objects"))?;
-        let value = req.sub(e).opt_str("Value")?;
-        check_text(req, e, "Value", "emails.value")?;
-        check_text(req, e, "Type", "emails.type")?;
-        if let Some(v) = value {
-            new_emails.push(v.to_lowercase());
-        }
-    }
+    let new = NewUser::from_request(req)?;
     let store = world
         .identity_stores
         .get_mut(&store_id)
         .ok_or_else(|| not_found("IDENTITY_STORE", None, "Identity store does not exist"))?;
-    if store.holds('n', user_name) {
-        return Err(conflict(format!(
-            "Duplicate UserName: a user named {user_name} already exists"
-        )));
-    }
-    if new_emails.iter().any(|e| store.holds('e', e)) {
-        return Err(conflict(
-            "Duplicate Emails.Value: the email address is already used by another user",
-        ));
-    }
-    if store.users.len() >= store.max_users {
-        return Err(ApiError::new(
-            SVC,
-            "ServiceQuotaExceededException",
-            "The number of users exceeds the maximum allowed",
-        ));
-    }
+    new.check_room(store)?;
     let mut attributes = Map::new();
     for key in USER_ATTRIBUTES {
         if let Some(v) = req.body.get(*key) {
@@ -366,10 +304,10 @@ fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiErro
     let user_id = format!("{prefix}-{}", crate::world::new_uuid());
     let user = IdsUser {
         user_id: user_id.clone(),
-        user_name: user_name.to_string(),
-        display_name: display_name.to_string(),
-        name: Value::Object(name.clone()),
-        emails,
+        user_name: new.user_name.to_string(),
+        display_name: new.display_name.to_string(),
+        name: Value::Object(new.name.clone()),
+        emails: new.emails,
         attributes,
         created_at: ctx.epoch,
         created_ms: Some(ctx.now_ms),
@@ -379,6 +317,98 @@ fn create_user(world: &mut World, ctx: &Ctx, req: &Req) -> Result<Value, ApiErro
     Ok(json!({
         "IdentityStoreId": store_id, "UserId": user_id, "UserArn": user_arn(&user_id), "Revision": "1",
     }))
+}
+
+/// A CreateUser request's fields, validated as the service does.
+struct NewUser<'r> {
+    user_name: &'r str,
+    display_name: &'r str,
+    name: &'r Map<String, Value>,
+    emails: Vec<Value>,
+    /// The emails' values, lower-cased (uniqueness ignores case).
+    lower_emails: Vec<String>,
+}
+
+impl<'r> NewUser<'r> {
+    fn from_request(req: &'r Req) -> Result<NewUser<'r>, ApiError> {
+        let user_name = req
+            .opt_str("UserName")?
+            .ok_or_else(|| invalid("userName is a required attribute"))?;
+        validate::ids_user_name(user_name).map_err(invalid)?;
+        let display_name = req
+            .opt_str("DisplayName")?
+            .ok_or_else(|| invalid("displayName is a required attribute"))?;
+        validate::ids_text("displayName", display_name).map_err(invalid)?;
+        let name = req
+            .opt_obj("Name")?
+            .ok_or_else(|| invalid("name is a required attribute"))?;
+        for (key, path) in [
+            ("GivenName", "name.givenName"),
+            ("FamilyName", "name.familyName"),
+        ] {
+            if req.sub(name).opt_str(key)?.is_none() {
+                return Err(invalid(format!("{path} is a required attribute")));
+            }
+        }
+        for key in [
+            "Formatted",
+            "GivenName",
+            "FamilyName",
+            "MiddleName",
+            "HonorificPrefix",
+            "HonorificSuffix",
+        ] {
+            check_text(req, name, key, &format!("name.{key}"))?;
+        }
+        check_list_len(req, "Emails", 1, 1)?;
+        for key in ["PhoneNumbers", "Addresses", "Roles"] {
+            check_list_len(req, key, 1, 1)?;
+        }
+        check_list_len(req, "Photos", 1, 3)?;
+        let emails: Vec<Value> = req.opt_list("Emails")?.cloned().unwrap_or_default();
+        let mut lower_emails = Vec::new();
+        for e in &emails {
+            let e = e
+                .as_object()
+                .ok_or_else(|| SVC.serialization("Emails entries must be objects"))?;
+            let value = req.sub(e).opt_str("Value")?;
+            check_text(req, e, "Value", "emails.value")?;
+            check_text(req, e, "Type", "emails.type")?;
+            if let Some(v) = value {
+                lower_emails.push(v.to_lowercase());
+            }
+        }
+        Ok(NewUser {
+            user_name,
+            display_name,
+            name,
+            emails,
+            lower_emails,
+        })
+    }
+
+    /// The store can take the user: its name and emails are free, and the quota not reached.
+    fn check_room(&self, store: &IdentityStore) -> Result<(), ApiError> {
+        let user_name = self.user_name;
+        if store.holds('n', user_name) {
+            return Err(conflict(format!(
+                "Duplicate UserName: a user named {user_name} already exists"
+            )));
+        }
+        if self.lower_emails.iter().any(|e| store.holds('e', e)) {
+            return Err(conflict(
+                "Duplicate Emails.Value: the email address is already used by another user",
+            ));
+        }
+        if store.users.len() >= store.max_users {
+            return Err(ApiError::new(
+                SVC,
+                "ServiceQuotaExceededException",
+                "The number of users exceeds the maximum allowed",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn user_json(store_id: &str, u: &IdsUser) -> Value {

@@ -102,105 +102,125 @@ pub(super) fn validate_username(
     errs: &mut Vec<FieldError>,
 ) -> Option<String> {
     match mode {
-        IdentityMode::Saml => {
-            let before = errs.len();
-            if let Some(g) = given {
-                if !email_norm.is_empty() && g.trim().to_lowercase() != email_norm {
-                    errs.push(FieldError::new(
-                        "username",
-                        g,
-                        format!(
-                            "must equal the email {email_norm:?} on a SAML instance (SAML sign-in needs Connect username == RoleSessionName == the Identity Center user's email); leave the username out (--username, or the file's user login column) or make it the email"
-                        ),
-                    ));
-                }
-            }
-            if !email_ok {
-                return None;
-            }
-            let e = email_norm;
-            let n = nchars(e);
-            if !(SAML_USERNAME_MIN_CHARS..=SAML_USERNAME_MAX_CHARS).contains(&n) {
-                errs.push(FieldError::new(
-                    "email",
-                    e,
-                    format!(
-                        "on a SAML instance the email is also the Connect username, which must be {SAML_USERNAME_MIN_CHARS} to {SAML_USERNAME_MAX_CHARS} characters (Connect SAML username and IAM RoleSessionName limit), got {n}"
-                    ),
-                ));
-            }
-            let bad = distinct_offenders(e, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
-            if !bad.is_empty() {
-                let why_plus = if bad.contains(&'+') {
-                    "; '+' is not in Connect's SAML username character set, and on SAML the username cannot differ from the email (it must equal the RoleSessionName sent at sign-in), so a '+' address cannot sign in: use the agent's plain address"
-                } else {
-                    ""
-                };
-                errs.push(FieldError::new(
-                    "email",
-                    e,
-                    format!(
-                        "on a SAML instance the email is also the Connect username, which may contain only {CONNECT_USERNAME_CHARSET} (Connect SAML username ∩ IAM RoleSessionName); found {}{why_plus}",
-                        list_chars(&bad)
-                    ),
-                ));
-            }
-            (errs.len() == before).then(|| e.to_string())
-        }
+        IdentityMode::Saml => saml_username(given, email_norm, email_ok, errs),
         IdentityMode::ConnectManaged | IdentityMode::ExistingDirectory => {
-            let (u, defaulted) = match given {
-                Some(g) => {
-                    let t = g.trim();
-                    if t.is_empty() {
-                        errs.push(FieldError::new(
-                            "username",
-                            g,
-                            "must not be empty when given; omit it to use the email",
-                        ));
-                        return None;
-                    }
-                    (t.to_string(), false)
-                }
-                None if email_ok => (email_norm.to_string(), true),
-                None => return None,
-            };
-            let before = errs.len();
-            let n = nchars(&u);
-            if n > NON_SAML_USERNAME_MAX_CHARS {
-                let hint = if defaulted {
-                    " (it defaults to the email); give a shorter one with --username"
-                } else {
-                    ""
-                };
-                errs.push(FieldError::new(
-                    "username",
-                    &u,
-                    format!(
-                        "must be at most {NON_SAML_USERNAME_MAX_CHARS} characters on a {mode} instance (Connect's limit for non-SAML usernames), got {n}{hint}"
-                    ),
-                ));
-            }
-            if !CONNECT_USERNAME_RE.is_match(&u) {
-                let bad =
-                    distinct_offenders(&u, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
-                errs.push(FieldError::new(
-                    "username",
-                    &u,
-                    format!(
-                        "may contain only {CONNECT_USERNAME_CHARSET}; found {}",
-                        list_chars(&bad)
-                    ),
-                ));
-            } else if u.contains('@') && !EMAIL_RE.is_match(&u) {
-                errs.push(FieldError::new(
-                    "username",
-                    &u,
-                    "may contain '@' only in email form (\"testuser@example.com\" is fine, \"testuser@example\" is not)",
-                ));
-            }
-            (errs.len() == before).then_some(u)
+            directory_username(given, email_norm, email_ok, mode, errs)
         }
     }
+}
+
+/// On a SAML instance the username is the email: a given one must equal it, and the email
+/// must fit Connect's SAML username (and IAM's RoleSessionName) length and characters.
+fn saml_username(
+    given: &Option<String>,
+    email_norm: &str,
+    email_ok: bool,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let before = errs.len();
+    if let Some(g) = given {
+        if !email_norm.is_empty() && g.trim().to_lowercase() != email_norm {
+            errs.push(FieldError::new(
+                "username",
+                g,
+                format!(
+                    "must equal the email {email_norm:?} on a SAML instance (SAML sign-in needs Connect username == RoleSessionName == the Identity Center user's email); leave the username out (--username, or the file's user login column) or make it the email"
+                ),
+            ));
+        }
+    }
+    if !email_ok {
+        return None;
+    }
+    let e = email_norm;
+    let n = nchars(e);
+    if !(SAML_USERNAME_MIN_CHARS..=SAML_USERNAME_MAX_CHARS).contains(&n) {
+        errs.push(FieldError::new(
+            "email",
+            e,
+            format!(
+                "on a SAML instance the email is also the Connect username, which must be {SAML_USERNAME_MIN_CHARS} to {SAML_USERNAME_MAX_CHARS} characters (Connect SAML username and IAM RoleSessionName limit), got {n}"
+            ),
+        ));
+    }
+    let bad = distinct_offenders(e, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+    if !bad.is_empty() {
+        let why_plus = if bad.contains(&'+') {
+            "; '+' is not in Connect's SAML username character set, and on SAML the username cannot differ from the email (it must equal the RoleSessionName sent at sign-in), so a '+' address cannot sign in: use the agent's plain address"
+        } else {
+            ""
+        };
+        errs.push(FieldError::new(
+            "email",
+            e,
+            format!(
+                "on a SAML instance the email is also the Connect username, which may contain only {CONNECT_USERNAME_CHARSET} (Connect SAML username ∩ IAM RoleSessionName); found {}{why_plus}",
+                list_chars(&bad)
+            ),
+        ));
+    }
+    (errs.len() == before).then(|| e.to_string())
+}
+
+/// On a Connect-managed or existing-directory instance the username is the given one, or
+/// the email: Connect's non-SAML length and character rules.
+fn directory_username(
+    given: &Option<String>,
+    email_norm: &str,
+    email_ok: bool,
+    mode: IdentityMode,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let (u, defaulted) = match given {
+        Some(g) => {
+            let t = g.trim();
+            if t.is_empty() {
+                errs.push(FieldError::new(
+                    "username",
+                    g,
+                    "must not be empty when given; omit it to use the email",
+                ));
+                return None;
+            }
+            (t.to_string(), false)
+        }
+        None if email_ok => (email_norm.to_string(), true),
+        None => return None,
+    };
+    let before = errs.len();
+    let n = nchars(&u);
+    if n > NON_SAML_USERNAME_MAX_CHARS {
+        let hint = if defaulted {
+            " (it defaults to the email); give a shorter one with --username"
+        } else {
+            ""
+        };
+        errs.push(FieldError::new(
+            "username",
+            &u,
+            format!(
+                "must be at most {NON_SAML_USERNAME_MAX_CHARS} characters on a {mode} instance (Connect's limit for non-SAML usernames), got {n}{hint}"
+            ),
+        ));
+    }
+    if !CONNECT_USERNAME_RE.is_match(&u) {
+        let bad = distinct_offenders(&u, |c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+        errs.push(FieldError::new(
+            "username",
+            &u,
+            format!(
+                "may contain only {CONNECT_USERNAME_CHARSET}; found {}",
+                list_chars(&bad)
+            ),
+        ));
+    } else if u.contains('@') && !EMAIL_RE.is_match(&u) {
+        errs.push(FieldError::new(
+            "username",
+            &u,
+            "may contain '@' only in email form (\"testuser@example.com\" is fine, \"testuser@example\" is not)",
+        ));
+    }
+    (errs.len() == before).then_some(u)
 }
 
 pub(super) fn validate_name(

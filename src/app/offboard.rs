@@ -112,16 +112,8 @@ pub async fn offboard(
         None
     };
     let finder = Finder::new(&clients, &target, emails.len(), opts.run.bulk_reads).await?;
-    let mut planned: Vec<(PlannedLeaver, Subject)> = Vec::new();
-    let mut early: Vec<AgentResult> = Vec::new();
-    let mut directions = Directions::default();
-    for spec in emails {
-        let store = store.as_deref();
-        match plan_leaver(spec, store, &mut directions, &finder, opts, &target).await? {
-            Leaving::Plan(line, subject) => planned.push((line, *subject)),
-            Leaving::Early(a) => early.push(a),
-        }
-    }
+    let Leavers { planned, early } =
+        plan_leavers(emails, store.as_deref(), &finder, opts, &target).await?;
     let lines: Vec<PlannedLeaver> = planned.iter().map(|(p, _)| p.clone()).collect();
     confirm(&lines, &early)?;
     // What each agent's offboarding leaves in place: a dry run says `keep` for it.
@@ -159,8 +151,45 @@ pub async fn offboard(
         kept: &kept,
     };
     let mut report = run_rows(ctx, phase, &mut sink).await?;
+    relabel_kept(&mut report, &kept);
+    Ok(report)
+}
+
+/// The emails planned, in order.
+struct Leavers {
+    /// Each plan line with its subject.
+    planned: Vec<(PlannedLeaver, Subject)>,
+    /// The results decided without a run.
+    early: Vec<AgentResult>,
+}
+
+/// Plans every email by [`plan_leaver`].
+async fn plan_leavers(
+    emails: Vec<agent::AgentSpec>,
+    store: Option<&dyn crate::store::RunStore>,
+    finder: &Finder<'_>,
+    opts: &OffboardOptions,
+    target: &Target,
+) -> Result<Leavers, Error> {
+    let mut leavers = Leavers {
+        planned: Vec::new(),
+        early: Vec::new(),
+    };
+    let mut directions = Directions::default();
+    for spec in emails {
+        match plan_leaver(spec, store, &mut directions, finder, opts, target).await? {
+            Leaving::Plan(line, subject) => leavers.planned.push((line, *subject)),
+            Leaving::Early(a) => leavers.early.push(a),
+        }
+    }
+    Ok(leavers)
+}
+
+/// The report's plan says `keep`, not `gone`, for what each agent's offboarding leaves in
+/// place (its agents, and the plan's counts).
+fn relabel_kept(report: &mut BatchReport, kept: &HashMap<String, Vec<String>>) {
     for a in &mut report.agents {
-        for step in keep_labels(a, &kept) {
+        for step in keep_labels(a, kept) {
             let counts = report.plan.entry(step).or_default();
             if let Some(n) = counts.get_mut("gone") {
                 *n -= 1;
@@ -171,7 +200,6 @@ pub async fn offboard(
             *counts.entry("keep".into()).or_default() += 1;
         }
     }
-    Ok(report)
 }
 
 /// One email's part of the plan: what to delete, or a result without a run.

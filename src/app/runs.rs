@@ -11,7 +11,10 @@ use serde::Serialize;
 use crate::agent;
 use crate::agent::reader::{Reader, Row};
 use crate::aws::Clients;
-use crate::engine::{self, AgentState, Engine, Secrets, StepState, Workflow};
+use crate::engine::{
+    self, AgentKey, AgentRow, AgentState, Engine, RunId, Secrets, StepId, StepRow, StepState,
+    Workflow,
+};
 use crate::preflight;
 use crate::preflight::Target;
 use crate::steps::{self, Subject};
@@ -170,7 +173,7 @@ pub async fn resume(
         driven: 0,
     };
     for run in runs {
-        let agents = store.agents(&run.id).await?;
+        let agents = store.agents(&RunId::from(&run.id)).await?;
         let attention: Vec<_> = agents
             .iter()
             .filter(|a| a.state == AgentState::NeedsAttention)
@@ -216,7 +219,7 @@ pub async fn resume(
                     continue;
                 }
             }
-            todo.push((a.agent_key, Drive::Resume));
+            todo.push((a.agent_key.into_string(), Drive::Resume));
         }
         report
             .drive(&run.id, engine, todo, &secrets, settings)
@@ -284,6 +287,7 @@ pub async fn rollback(
     dry_run: bool,
     confirm: &mut ConfirmRollback<'_>,
 ) -> Result<RollbackReport, Error> {
+    let run_id = &RunId::from(run_id);
     let store = ctx.existing_store()?;
     let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, settings).await?;
@@ -299,40 +303,7 @@ pub async fn rollback(
     let agents: Vec<_> = (store.agents(run_id).await?.into_iter())
         .filter(|a| email.as_ref().is_none_or(|e| e == &a.agent_key))
         .collect();
-    let mut plan = Vec::new();
-    for a in &agents {
-        if a.state == AgentState::Released {
-            continue;
-        }
-        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
-        let adopted_by = (adopters(&*store, run_id, &a.agent_key, &removed)
-            .await?
-            .into_iter())
-        .map(|(run, _)| run)
-        .collect();
-        let restores = |step: &str| {
-            (engine.workflow().steps.iter())
-                .find(|s| s.id == step)
-                .is_some_and(|s| {
-                    crate::steps::Field::ALL
-                        .iter()
-                        .any(|f| f.action() == s.action)
-                })
-        };
-        let remove = (removed.into_iter())
-            .map(|(step, resources)| PlannedRemoval {
-                restores: restores(&step),
-                step,
-                resources,
-            })
-            .collect();
-        plan.push(PlannedRollback {
-            email: a.agent_key.clone(),
-            state: a.state,
-            remove,
-            adopted_by,
-        });
-    }
+    let plan = rollback_plan(&engine, &*store, run_id, &agents).await?;
     if dry_run {
         return Ok(RollbackReport::Planned {
             run_id: run_id.to_string(),
@@ -358,14 +329,7 @@ pub async fn rollback(
         report.settle(result)?;
         // What this rollback deleted: steps that held a resource and are rolled back now.
         let after = store.steps(run_id, &a.agent_key).await?;
-        let deleted: Vec<(String, std::collections::BTreeMap<String, String>)> = (after.iter())
-            .filter(|s| s.state == StepState::RolledBack)
-            .filter_map(|s| {
-                let b = before.iter().find(|b| b.step_id == s.step_id)?;
-                (b.state != StepState::RolledBack && !b.outputs.is_empty())
-                    .then(|| (s.step_id.clone(), b.outputs.clone()))
-            })
-            .collect();
+        let deleted = deleted_steps(&before, &after);
         if !deleted.is_empty() {
             mark_adopters(&*store, run_id, &a.agent_key, &deleted, &mut report).await?;
         }
@@ -374,23 +338,82 @@ pub async fn rollback(
     Ok(RollbackReport::Done(report))
 }
 
+/// What rolling back `agents` would delete, per agent (released agents left out), and the
+/// later runs that adopted it.
+async fn rollback_plan(
+    engine: &Engine<Subject>,
+    store: &dyn RunStore,
+    run_id: &RunId,
+    agents: &[AgentRow],
+) -> Result<Vec<PlannedRollback>, Error> {
+    let mut plan = Vec::new();
+    for a in agents {
+        if a.state == AgentState::Released {
+            continue;
+        }
+        let removed = engine.rollback_plan(run_id, &a.agent_key).await?;
+        let adopted_by = (adopters(store, run_id, &a.agent_key, &removed)
+            .await?
+            .into_iter())
+        .map(|(run, _)| run.into_string())
+        .collect();
+        // An `apply` update gets back the value it replaced: nothing is deleted.
+        let restores = |step: &str| {
+            (engine.workflow().steps.iter())
+                .find(|s| s.id == step)
+                .is_some_and(|s| {
+                    crate::steps::Field::ALL
+                        .iter()
+                        .any(|f| f.action() == s.action)
+                })
+        };
+        let remove = (removed.into_iter())
+            .map(|(step, resources)| PlannedRemoval {
+                restores: restores(&step),
+                step,
+                resources,
+            })
+            .collect();
+        plan.push(PlannedRollback {
+            email: a.agent_key.to_string(),
+            state: a.state,
+            remove,
+            adopted_by,
+        });
+    }
+    Ok(plan)
+}
+
+/// What a rollback deleted: the steps that held a resource (`before`) and are rolled back
+/// now (`after`), with the resource's ids.
+fn deleted_steps(before: &[StepRow], after: &[StepRow]) -> Vec<(String, BTreeMap<String, String>)> {
+    (after.iter())
+        .filter(|s| s.state == StepState::RolledBack)
+        .filter_map(|s| {
+            let b = before.iter().find(|b| b.step_id == s.step_id)?;
+            (b.state != StepState::RolledBack && !b.outputs.is_empty())
+                .then(|| (s.step_id.to_string(), b.outputs.clone()))
+        })
+        .collect()
+}
+
 /// The other runs of `agent` with a step `adopted` with the same ids as one of `removed`,
 /// and those steps.
 async fn adopters(
     store: &dyn RunStore,
-    run: &str,
-    agent: &str,
+    run: &RunId,
+    agent: &AgentKey,
     removed: &[(String, std::collections::BTreeMap<String, String>)],
-) -> Result<Vec<(String, Vec<String>)>, Error> {
+) -> Result<Vec<(RunId, Vec<StepId>)>, Error> {
     let mut out = Vec::new();
     if removed.is_empty() {
         return Ok(out);
     }
     for other in store.runs_of_agent(agent).await? {
-        if other == run {
+        if &other == run {
             continue;
         }
-        let gone: Vec<String> = (store.steps(&other, agent).await?.into_iter())
+        let gone: Vec<StepId> = (store.steps(&other, agent).await?.into_iter())
             .filter(|s| s.state == StepState::Adopted)
             .filter(|s| {
                 removed
@@ -411,8 +434,8 @@ async fn adopters(
 /// longer shows it `done / adopted` and `resume` (or the batch again) looks it up anew.
 async fn mark_adopters(
     store: &dyn RunStore,
-    run: &str,
-    agent: &str,
+    run: &RunId,
+    agent: &AgentKey,
     deleted: &[(String, std::collections::BTreeMap<String, String>)],
     report: &mut RunsReport,
 ) -> Result<(), Error> {
@@ -460,7 +483,7 @@ async fn mark_adopters(
 
 /// `--email E` names an agent of the run: the same usage error (exit 2) for every command
 /// that takes one.
-async fn known_agent(store: &dyn RunStore, run_id: &str, email: &str) -> Result<(), Error> {
+async fn known_agent(store: &dyn RunStore, run_id: &RunId, email: &str) -> Result<(), Error> {
     if store
         .agents(run_id)
         .await?
@@ -477,6 +500,7 @@ async fn known_agent(store: &dyn RunStore, run_id: &str, email: &str) -> Result<
 
 /// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
 pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStatus, Error> {
+    let run_id = &RunId::from(run_id);
     let store = ctx.existing_store()?;
     let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
@@ -551,7 +575,7 @@ pub async fn retry(
     };
     for run in runs {
         let agents: Vec<_> = store
-            .agents(&run.id)
+            .agents(&RunId::from(&run.id))
             .await?
             .into_iter()
             .filter(|a| {
@@ -571,10 +595,10 @@ pub async fn retry(
         let catalog = preflight::catalog(&clients.connect, &target.instance_id).await?;
         let mut problems = Vec::new();
         for a in agents.iter().filter(|a| !a.state.resumable()) {
-            let fix = fixes.get(&a.agent_key);
+            let fix = fixes.get(a.agent_key.as_str());
             match retry_subject(a, fix, &defaults, &target, &catalog)? {
                 RetryWith::Subject(json) => {
-                    subjects.insert(a.agent_key.clone(), json);
+                    subjects.insert(a.agent_key.to_string(), json);
                 }
                 RetryWith::Invalid(p) => problems.extend(p),
                 RetryWith::Skipped(why) => report
@@ -595,9 +619,9 @@ pub async fn retry(
                 continue;
             }
             if a.state.resumable() {
-                todo.push((a.agent_key, Drive::Resume));
-            } else if let Some(subject) = subjects.remove(&a.agent_key) {
-                todo.push((a.agent_key, Drive::RetryWith(subject)));
+                todo.push((a.agent_key.into_string(), Drive::Resume));
+            } else if let Some(subject) = subjects.remove(a.agent_key.as_str()) {
+                todo.push((a.agent_key.into_string(), Drive::RetryWith(subject)));
             }
         }
         report

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{AgentState, StepState};
+use crate::engine::{AgentState, RunId, StepState};
 use crate::store::RunStore;
 
 use super::{Context, Error};
@@ -114,14 +114,14 @@ pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<Run
         .filter(|_| !removes)
         .map(str::to_string);
     let mut agents = Vec::new();
-    for a in store.agents(run_id).await? {
+    for a in store.agents(&RunId::from(run_id)).await? {
         let steps = store
             .steps(run_id, &a.agent_key)
             .await?
             .into_iter()
             .map(|s| StepStatus {
                 adopted: s.state == StepState::Adopted,
-                id: s.step_id,
+                id: s.step_id.into_string(),
                 state: s.state,
                 owned: s.owned,
                 unresolved: s.unresolved,
@@ -133,7 +133,7 @@ pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<Run
             .collect();
         agents.push(AgentStatus {
             next: advice(a.state, run_id, &a.agent_key),
-            email: a.agent_key,
+            email: a.agent_key.into_string(),
             state: a.state,
             last_error: a.last_error,
             portal_url: portal.clone(),

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::action::{Action, Registry};
+use super::ids::StepId;
 use super::retry::RetryPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,88 +124,10 @@ impl Workflow {
         if def.steps.is_empty() {
             return Err(invalid("has no steps".into()));
         }
-        let id_re = regex::Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("static regex");
         let mut steps: Vec<Step> = Vec::new();
         for s in &def.steps {
-            if !id_re.is_match(&s.id) {
-                return Err(invalid(format!(
-                    "step id {:?} must match ^[a-z][a-z0-9_]{{0,63}}$",
-                    s.id
-                )));
-            }
-            if steps.iter().any(|p| p.id == s.id) {
-                return Err(invalid(format!("duplicate step id {:?}", s.id)));
-            }
-            let Some(action) = registry.get(&s.action) else {
-                let known: Vec<&str> = registry.keys().map(String::as_str).collect();
-                return Err(invalid(format!(
-                    "step {:?}: unknown action {:?} (known: {})",
-                    s.id,
-                    s.action,
-                    known.join(", ")
-                )));
-            };
-            check_irreversible(s, &**action).map_err(invalid)?;
-            let mut inputs = BTreeMap::new();
-            for (name, reference) in &s.inputs {
-                if !action.inputs().contains(&name.as_str()) {
-                    return Err(invalid(format!(
-                        "step {:?}: action {} takes no input {:?} (it takes: {})",
-                        s.id,
-                        s.action,
-                        name,
-                        action.inputs().join(", ")
-                    )));
-                }
-                let Some((step_ref, output)) = reference.split_once('.') else {
-                    return Err(invalid(format!(
-                        "step {:?}: input {name} = {reference:?} must be \"<step>.<output>\"",
-                        s.id
-                    )));
-                };
-                let Some(src) = steps.iter().find(|p| p.id == step_ref) else {
-                    return Err(invalid(format!(
-                        "step {:?}: input {name} refers to {step_ref:?}, which is not an earlier step",
-                        s.id
-                    )));
-                };
-                let src_action = &registry[&src.action];
-                if !src_action.outputs().contains(&output) {
-                    return Err(invalid(format!(
-                        "step {:?}: input {name} refers to output {output:?} of {step_ref:?}, which produces only: {}",
-                        s.id,
-                        src_action.outputs().join(", ")
-                    )));
-                }
-                inputs.insert(name.clone(), (step_ref.to_string(), output.to_string()));
-            }
-            for needed in action.inputs() {
-                if !inputs.contains_key(*needed) {
-                    return Err(invalid(format!(
-                        "step {:?}: action {} needs input {needed:?}, which is not bound",
-                        s.id, s.action
-                    )));
-                }
-            }
-            let retry = s.retry.or(def.retry).unwrap_or_default();
-            if retry.max_attempts == 0
-                || retry.multiplier < 1.0
-                || retry.initial_backoff_ms > retry.max_backoff_ms
-            {
-                return Err(invalid(format!(
-                    "step {:?}: retry needs max_attempts >= 1, multiplier >= 1 and initial_backoff_ms <= max_backoff_ms",
-                    s.id
-                )));
-            }
-            steps.push(Step {
-                id: s.id.clone(),
-                action: s.action.clone(),
-                description: s.description.clone(),
-                retry,
-                settle_ms: s.settle_ms.unwrap_or(0),
-                inputs,
-                irreversible: s.irreversible,
-            });
+            let step = check_step(s, &steps, def.retry, registry).map_err(invalid)?;
+            steps.push(step);
         }
         Ok(Workflow {
             name: def.name,
@@ -215,8 +138,8 @@ impl Workflow {
     }
 
     /// Step ids in order.
-    pub fn step_ids(&self) -> Vec<String> {
-        self.steps.iter().map(|s| s.id.clone()).collect()
+    pub fn step_ids(&self) -> Vec<StepId> {
+        self.steps.iter().map(|s| StepId::from(&s.id)).collect()
     }
 
     /// The ids of the irreversible steps (never compensated, never rolled back).
@@ -233,6 +156,108 @@ impl Workflow {
     pub fn declares_irreversible(source: &str) -> bool {
         toml::from_str::<WorkflowDef>(source).is_ok_and(|d| d.steps.iter().any(|s| s.irreversible))
     }
+}
+
+/// One step checked against the registry and the steps before it: its id, its action,
+/// its inputs, its retry policy (the step's, else the workflow's, else the default).
+fn check_step<S: Sync>(
+    s: &StepDef,
+    earlier: &[Step],
+    workflow_retry: Option<RetryPolicy>,
+    registry: &Registry<S>,
+) -> Result<Step, String> {
+    let id_re = regex::Regex::new("^[a-z][a-z0-9_]{0,63}$").expect("static regex");
+    if !id_re.is_match(&s.id) {
+        return Err(format!(
+            "step id {:?} must match ^[a-z][a-z0-9_]{{0,63}}$",
+            s.id
+        ));
+    }
+    if earlier.iter().any(|p| p.id == s.id) {
+        return Err(format!("duplicate step id {:?}", s.id));
+    }
+    let Some(action) = registry.get(&s.action) else {
+        let known: Vec<&str> = registry.keys().map(String::as_str).collect();
+        return Err(format!(
+            "step {:?}: unknown action {:?} (known: {})",
+            s.id,
+            s.action,
+            known.join(", ")
+        ));
+    };
+    check_irreversible(s, &**action)?;
+    let inputs = bind_inputs(s, &**action, earlier, registry)?;
+    let retry = s.retry.or(workflow_retry).unwrap_or_default();
+    if retry.max_attempts == 0
+        || retry.multiplier < 1.0
+        || retry.initial_backoff_ms > retry.max_backoff_ms
+    {
+        return Err(format!(
+            "step {:?}: retry needs max_attempts >= 1, multiplier >= 1 and initial_backoff_ms <= max_backoff_ms",
+            s.id
+        ));
+    }
+    Ok(Step {
+        id: s.id.clone(),
+        action: s.action.clone(),
+        description: s.description.clone(),
+        retry,
+        settle_ms: s.settle_ms.unwrap_or(0),
+        inputs,
+        irreversible: s.irreversible,
+    })
+}
+
+/// A step's inputs, each bound to an output of an earlier step; every input the action
+/// takes bound, and no other.
+fn bind_inputs<S: Sync>(
+    s: &StepDef,
+    action: &dyn Action<S>,
+    earlier: &[Step],
+    registry: &Registry<S>,
+) -> Result<BTreeMap<String, (String, String)>, String> {
+    let mut inputs = BTreeMap::new();
+    for (name, reference) in &s.inputs {
+        if !action.inputs().contains(&name.as_str()) {
+            return Err(format!(
+                "step {:?}: action {} takes no input {:?} (it takes: {})",
+                s.id,
+                s.action,
+                name,
+                action.inputs().join(", ")
+            ));
+        }
+        let Some((step_ref, output)) = reference.split_once('.') else {
+            return Err(format!(
+                "step {:?}: input {name} = {reference:?} must be \"<step>.<output>\"",
+                s.id
+            ));
+        };
+        let Some(src) = earlier.iter().find(|p| p.id == step_ref) else {
+            return Err(format!(
+                "step {:?}: input {name} refers to {step_ref:?}, which is not an earlier step",
+                s.id
+            ));
+        };
+        let src_action = &registry[&src.action];
+        if !src_action.outputs().contains(&output) {
+            return Err(format!(
+                "step {:?}: input {name} refers to output {output:?} of {step_ref:?}, which produces only: {}",
+                s.id,
+                src_action.outputs().join(", ")
+            ));
+        }
+        inputs.insert(name.clone(), (step_ref.to_string(), output.to_string()));
+    }
+    for needed in action.inputs() {
+        if !inputs.contains_key(*needed) {
+            return Err(format!(
+                "step {:?}: action {} needs input {needed:?}, which is not bound",
+                s.id, s.action
+            ));
+        }
+    }
+    Ok(inputs)
 }
 
 /// A removal action must be marked irreversible in the file, and only a removal may be.

@@ -15,6 +15,7 @@ use super::action::{Found, Outputs, Registry, Secrets, StepContext};
 use super::clock::{Clock, SystemClock};
 use super::definition::{Step, Workflow};
 use super::hooks::{CrashPoint, ProgressFn};
+use super::ids::{AgentKey, RunId, StepId};
 use super::journal::{Change, Journal, JournalError, StepUpdate};
 use super::state::{AgentState, OnFailure, StepState};
 
@@ -160,8 +161,8 @@ pub(super) enum Lookup {
 
 pub(super) struct Driver<'a, S> {
     pub(super) engine: &'a Engine<S>,
-    pub(super) run: String,
-    pub(super) agent: String,
+    pub(super) run: RunId,
+    pub(super) agent: AgentKey,
     pub(super) token: String,
     pub(super) subject: S,
     pub(super) secrets: &'a Secrets,
@@ -301,6 +302,7 @@ where
         secrets: &Secrets,
         subject: Option<&serde_json::Value>,
     ) -> Result<AgentOutcome, Error> {
+        let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
             .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
@@ -402,6 +404,7 @@ where
 
     /// Marks an agent released: its leftovers are kept and no longer owned by the run.
     pub async fn release_agent(&self, run: &str, agent: &str) -> Result<(), Error> {
+        let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
             .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
@@ -412,7 +415,7 @@ where
                     run,
                     agent,
                     &token,
-                    &step.id,
+                    &StepId::from(&step.id),
                     &StepUpdate {
                         owned: Some(false),
                         unresolved: Some(false),
@@ -441,6 +444,7 @@ where
         agent: &str,
         secrets: &'a Secrets,
     ) -> Result<Driver<'a, S>, Error> {
+        let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
         self.journal
             .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
@@ -478,12 +482,8 @@ where
         // Renew the lease in the background; a failed renewal fences this driver.
         let renewer = {
             let journal = self.journal.clone();
-            let (run, agent, token, lost) = (
-                run.to_string(),
-                agent.to_string(),
-                token.clone(),
-                lost.clone(),
-            );
+            let (run, agent, token, lost) =
+                (run.clone(), agent.clone(), token.clone(), lost.clone());
             let ttl = self.opts.lease_ttl_ms;
             tokio::spawn(async move {
                 loop {
@@ -501,8 +501,8 @@ where
         };
         Ok(Driver {
             engine: self,
-            run: run.to_string(),
-            agent: agent.to_string(),
+            run: run.clone(),
+            agent: agent.clone(),
             token,
             subject,
             secrets,

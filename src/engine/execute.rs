@@ -6,11 +6,32 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::action::{ErrorKind, StepError};
+use super::definition::Step;
 use super::driver::{fmt_outputs, AgentOutcome, Driver, Error, Lookup, Stop};
 use super::journal::StepUpdate;
 use super::retry::{decide, Decision, Loop};
 use super::state::{AgentState, OnFailure, StepState};
 use super::write::{Call, Crashes};
+
+/// One step's tries so far, across [`Driver::execute`]'s loop.
+#[derive(Default)]
+struct Tries {
+    /// Attempts (lookups that failed, writes, waits for visibility).
+    attempt: u32,
+    /// Set after a create answered AlreadyExists: the resource exists even if lookups
+    /// cannot see it yet, so keep looking instead of writing again.
+    exists: Option<StepError>,
+}
+
+/// What one turn of [`Driver::execute`]'s loop leads to.
+enum Next {
+    /// The step is finished: done, or the agent stops.
+    Finish(Result<(), Stop>),
+    /// Look again (after a backoff).
+    Again,
+    /// Nothing found: write.
+    Write,
+}
 
 impl<S> Driver<'_, S>
 where
@@ -132,132 +153,163 @@ where
         mut looked_up: Option<Lookup>,
     ) -> Result<Result<(), Stop>, Error> {
         let step = self.wf().steps[idx].clone();
-        let mut attempt: u32 = 0;
-        // Set after a create answered AlreadyExists: the resource exists even if lookups
-        // cannot see it yet, so keep looking instead of writing again.
-        let mut exists: Option<StepError> = None;
+        let mut tries = Tries::default();
         loop {
             self.fenced()?;
-            // 1. Look up (unless the plan just did): a resource from an earlier unresolved
-            //    write is ours; one that appeared otherwise is adopted or in conflict.
-            let found = match looked_up.take() {
-                Some(l) => l,
-                None => match self.lookup(idx, attempt + 1).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        attempt += 1;
-                        match self.retry_or_stop(idx, attempt, &e).await? {
-                            Some(stop) => return Ok(Err(stop)),
-                            None => continue,
-                        }
-                    }
-                },
-            };
-            match found {
-                Lookup::Match(o) => {
-                    self.record_found(idx, o).await?;
-                    return Ok(Ok(()));
-                }
-                Lookup::Conflict(m) => return Ok(Err(self.conflict(idx, m).await?)),
-                Lookup::Unknown => {
-                    return Ok(Err(Stop::Permanent(format!(
-                        "{}: inputs are not available (an earlier step has no outputs)",
-                        step.id
-                    ))))
-                }
-                Lookup::Absent if exists.is_some() => {
-                    // Not visible yet: eventual consistency. Wait and look again, until the
-                    // settle window is over: then what is there is not what we need.
-                    attempt += 1;
-                    if !self.within_settle(idx) && attempt >= step.retry.max_attempts {
-                        let said = exists.as_ref().map(|e| e.to_string()).unwrap_or_default();
-                        let m = format!(
-                            "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
-                        );
-                        return Ok(Err(self.conflict(idx, m).await?));
-                    }
-                    let e = StepError::new(
-                        ErrorKind::NotVisibleYet,
-                        "NotVisibleYet",
-                        "the service says the resource exists but lookups do not show it yet",
-                    );
-                    match self.retry_or_stop(idx, attempt, &e).await? {
-                        Some(stop) => return Ok(Err(stop)),
-                        None => continue,
-                    }
-                }
-                Lookup::Absent => {}
+            match self.look(idx, &step, looked_up.take(), &mut tries).await? {
+                Next::Finish(result) => return Ok(result),
+                Next::Again => continue,
+                Next::Write => {}
             }
+            if let Some(result) = self.create(idx, &step, &mut tries).await? {
+                return Ok(result);
+            }
+        }
+    }
 
-            // 2. Write-ahead: record the intent, then write.
-            attempt += 1;
-            let was_unresolved = self.steps[idx].unresolved;
-            let intent = StepUpdate {
-                state: Some(StepState::Running),
-                unresolved: Some(true),
-                bump_attempts: true,
-                mark_write: Some(self.engine.opts.clock.now_ms()),
-                ..Default::default()
-            };
-            let result = self
-                .send(
+    /// 1. Look up (unless the plan just did): a resource from an earlier unresolved write
+    ///    is ours; one that appeared otherwise is adopted or in conflict.
+    async fn look(
+        &mut self,
+        idx: usize,
+        step: &Step,
+        looked_up: Option<Lookup>,
+        tries: &mut Tries,
+    ) -> Result<Next, Error> {
+        let found = match looked_up {
+            Some(l) => l,
+            None => match self.lookup(idx, tries.attempt + 1).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tries.attempt += 1;
+                    return self.retry_or_next(idx, tries.attempt, &e).await;
+                }
+            },
+        };
+        match found {
+            Lookup::Match(o) => {
+                self.record_found(idx, o).await?;
+                Ok(Next::Finish(Ok(())))
+            }
+            Lookup::Conflict(m) => Ok(Next::Finish(Err(self.conflict(idx, m).await?))),
+            Lookup::Unknown => Ok(Next::Finish(Err(Stop::Permanent(format!(
+                "{}: inputs are not available (an earlier step has no outputs)",
+                step.id
+            ))))),
+            Lookup::Absent if tries.exists.is_some() => {
+                // Not visible yet: eventual consistency. Wait and look again, until the
+                // settle window is over: then what is there is not what we need.
+                tries.attempt += 1;
+                if !self.within_settle(idx) && tries.attempt >= step.retry.max_attempts {
+                    let said = tries
+                        .exists
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    let m = format!(
+                        "the service reports the resource exists ({said}), but no lookup finds one that fits this agent"
+                    );
+                    return Ok(Next::Finish(Err(self.conflict(idx, m).await?)));
+                }
+                let e = StepError::new(
+                    ErrorKind::NotVisibleYet,
+                    "NotVisibleYet",
+                    "the service says the resource exists but lookups do not show it yet",
+                );
+                self.retry_or_next(idx, tries.attempt, &e).await
+            }
+            Lookup::Absent => Ok(Next::Write),
+        }
+    }
+
+    /// [`Self::retry_or_stop`] as the loop's next move.
+    async fn retry_or_next(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        e: &StepError,
+    ) -> Result<Next, Error> {
+        Ok(match self.retry_or_stop(idx, attempt, e).await? {
+            Some(stop) => Next::Finish(Err(stop)),
+            None => Next::Again,
+        })
+    }
+
+    /// 2. Write-ahead: record the intent, then write.
+    ///
+    /// `Some` when the step is finished (done, or stopped); `None` to look again.
+    async fn create(
+        &mut self,
+        idx: usize,
+        step: &Step,
+        tries: &mut Tries,
+    ) -> Result<Option<Result<(), Stop>>, Error> {
+        tries.attempt += 1;
+        let was_unresolved = self.steps[idx].unresolved;
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            unresolved: Some(true),
+            bump_attempts: true,
+            mark_write: Some(self.engine.opts.clock.now_ms()),
+            ..Default::default()
+        };
+        let result = self
+            .send(
+                idx,
+                tries.attempt,
+                (intent, EventKind::StepIntent),
+                Call::Create,
+                Crashes::AROUND_WRITE,
+            )
+            .await?;
+        match result {
+            Ok(outputs) => {
+                let detail = fmt_outputs(&outputs);
+                self.defer(
                     idx,
-                    attempt,
-                    (intent, EventKind::StepIntent),
-                    Call::Create,
-                    Crashes::AROUND_WRITE,
+                    StepUpdate {
+                        state: Some(StepState::Done),
+                        owned: Some(true),
+                        unresolved: Some(false),
+                        outputs: Some(outputs),
+                        last_error: Some(None),
+                        ..Default::default()
+                    },
+                    EventKind::StepDone,
+                )?;
+                self.crash_after_checkpoint(&step.id).await?;
+                self.progress(&step.id, "created", detail);
+                Ok(Some(Ok(())))
+            }
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                // Ours if an earlier write of ours may have landed; otherwise someone
+                // else's, to adopt or reject. Either way, look it up.
+                self.update(
+                    idx,
+                    StepUpdate {
+                        unresolved: Some(was_unresolved),
+                        last_error: Some(Some(e.to_string())),
+                        ..Default::default()
+                    },
+                    EventKind::StepExists,
                 )
                 .await?;
-            match result {
-                Ok(outputs) => {
-                    let detail = fmt_outputs(&outputs);
-                    self.defer(
-                        idx,
-                        StepUpdate {
-                            state: Some(StepState::Done),
-                            owned: Some(true),
-                            unresolved: Some(false),
-                            outputs: Some(outputs),
-                            last_error: Some(None),
-                            ..Default::default()
-                        },
-                        EventKind::StepDone,
-                    )?;
-                    self.crash_after_checkpoint(&step.id).await?;
-                    self.progress(&step.id, "created", detail);
-                    return Ok(Ok(()));
-                }
-                Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    // Ours if an earlier write of ours may have landed; otherwise someone
-                    // else's, to adopt or reject. Either way, look it up.
-                    self.update(
-                        idx,
-                        StepUpdate {
-                            unresolved: Some(was_unresolved),
-                            last_error: Some(Some(e.to_string())),
-                            ..Default::default()
-                        },
-                        EventKind::StepExists,
-                    )
-                    .await?;
-                    exists = Some(e);
-                }
-                Err(e) => {
-                    let unresolved = was_unresolved || e.kind == ErrorKind::Ambiguous;
-                    self.update(
-                        idx,
-                        StepUpdate {
-                            unresolved: Some(unresolved),
-                            last_error: Some(Some(e.to_string())),
-                            ..Default::default()
-                        },
-                        EventKind::StepError,
-                    )
-                    .await?;
-                    if let Some(stop) = self.retry_or_stop(idx, attempt, &e).await? {
-                        return Ok(Err(stop));
-                    }
-                }
+                tries.exists = Some(e);
+                Ok(None)
+            }
+            Err(e) => {
+                let unresolved = was_unresolved || e.kind == ErrorKind::Ambiguous;
+                self.update(
+                    idx,
+                    StepUpdate {
+                        unresolved: Some(unresolved),
+                        last_error: Some(Some(e.to_string())),
+                        ..Default::default()
+                    },
+                    EventKind::StepError,
+                )
+                .await?;
+                Ok(self.retry_or_stop(idx, tries.attempt, &e).await?.map(Err))
             }
         }
     }

@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 
+use super::ids::{AgentKey, RunId, StepId};
 use super::state::{AgentState, OnFailure, StepState};
 
 /// A step's checkpointed row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
     /// Step id from the workflow.
-    pub step_id: String,
+    pub step_id: StepId,
     /// Position in the workflow.
     pub seq: i64,
     /// State.
@@ -41,9 +42,9 @@ pub struct StepRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRow {
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Agent key (the normalised email).
-    pub agent_key: String,
+    pub agent_key: AgentKey,
     /// The validated, secret-free subject (JSON).
     pub subject: serde_json::Value,
     /// State.
@@ -158,7 +159,7 @@ pub enum Change {
     /// [`Journal::update_step`].
     Step {
         /// Step id.
-        step: String,
+        step: StepId,
         /// The update.
         update: StepUpdate,
         /// Journal event kind.
@@ -217,36 +218,41 @@ pub trait Journal: Send + Sync {
     /// Takes the agent's lease for `ttl_ms` under `token`, unless a live process holds it.
     async fn acquire_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> Result<(), JournalError>;
     /// Extends the lease; `LeaseLost` if `token` no longer holds it.
     async fn renew_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> Result<(), JournalError>;
     /// Releases the lease if `token` holds it.
-    async fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError>;
+    async fn release_lease(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+    ) -> Result<(), JournalError>;
     /// Applies `update` to a step under the lease, with a journal event `kind`.
     async fn update_step(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
-        step: &str,
+        step: &StepId,
         update: &StepUpdate,
         kind: EventKind,
     ) -> Result<(), JournalError>;
     /// Sets the agent's state and last error under the lease.
     async fn set_agent_state(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         state: AgentState,
         last_error: Option<&str>,
@@ -254,8 +260,8 @@ pub trait Journal: Send + Sync {
     /// Replaces the agent's subject under the lease (a retry with corrected input).
     async fn set_subject(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         subject: &serde_json::Value,
     ) -> Result<(), JournalError>;
@@ -264,8 +270,8 @@ pub trait Journal: Send + Sync {
     /// with the next one (or with the end of the agent's pass).
     async fn apply(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         changes: Vec<Change>,
     ) -> Result<(), JournalError>;

@@ -32,7 +32,7 @@
 //!
 //! The parts: [`definition`] (the workflow file), [`action`] (what a step is), [`state`]
 //! (checkpointed states), [`retry`] (the policy and the one retry decision), [`clock`]
-//! (injected time), [`journal`] (the store trait), [`hooks`] (progress and crash points),
+//! (injected time), [`journal`] (the store trait), [`ids`] (its run, agent and step ids), [`hooks`] (progress and crash points),
 //! `driver` / `execute` / `remove` / `compensate` (the executor).
 
 pub mod action;
@@ -42,6 +42,7 @@ pub mod definition;
 mod driver;
 mod execute;
 pub mod hooks;
+pub mod ids;
 pub mod journal;
 mod plumbing;
 mod remove;
@@ -56,6 +57,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use definition::{Step, Workflow, WorkflowError};
 pub use driver::{AgentOutcome, Engine, EngineOptions, Error, PlanDecision, PlannedStep};
 pub use hooks::{CrashPoint, Progress, ProgressFn};
+pub use ids::{AgentKey, RunId, StepId};
 pub use journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};
 pub use retry::RetryPolicy;
 pub use state::{AgentState, OnFailure, StepState, UnknownState};

@@ -13,6 +13,7 @@ use super::action::{Found, Outputs, StepContext, StepError};
 use super::definition::Workflow;
 use super::driver::{bind, fmt_outputs, Driver, Error, Lookup, Stop};
 use super::hooks::{CrashPoint, Progress};
+use super::ids::StepId;
 use super::journal::{Change, Journal, JournalError, StepUpdate};
 use super::state::{AgentState, StepState};
 
@@ -32,7 +33,7 @@ where
         tracing::info!(run = %self.run, agent = %self.agent, step, event, %detail, "step event");
         if let Some(p) = &self.engine.opts.progress {
             p(&Progress {
-                agent: self.agent.clone(),
+                agent: self.agent.to_string(),
                 step: step.to_string(),
                 event,
                 detail,
@@ -62,8 +63,8 @@ where
     pub(super) fn fenced(&self) -> Result<(), Error> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(JournalError::LeaseLost {
-                run: self.run.clone(),
-                agent: self.agent.clone(),
+                run: self.run.to_string(),
+                agent: self.agent.to_string(),
             }
             .into());
         }
@@ -79,7 +80,7 @@ where
         kind: EventKind,
     ) -> Result<(), Error> {
         self.fenced()?;
-        let step = self.wf().steps[idx].id.clone();
+        let step = StepId::from(&self.wf().steps[idx].id);
         tracing::debug!(run = %self.run, agent = %self.agent, %step, kind = kind.as_str(), state = ?up.state, "checkpoint");
         let change = Change::Step {
             step,
@@ -111,7 +112,7 @@ where
         kind: EventKind,
     ) -> Result<(), Error> {
         self.fenced()?;
-        let step = self.wf().steps[idx].id.clone();
+        let step = StepId::from(&self.wf().steps[idx].id);
         tracing::debug!(run = %self.run, agent = %self.agent, %step, kind = kind.as_str(), state = ?up.state, "checkpoint deferred");
         self.remember(idx, &up);
         self.deferred.push(Change::Step {

@@ -8,7 +8,7 @@ use super::journal::EventKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::action::ErrorKind;
+use super::action::{ErrorKind, Outputs};
 use super::driver::{fmt_outputs, Driver, Error, Lookup, Stop};
 use super::journal::StepUpdate;
 use super::state::StepState;
@@ -55,61 +55,69 @@ where
                 }
                 Lookup::Match(o) => o,
             };
-            // Write-ahead: the intent to delete, with what is deleted, before the delete.
             attempt += 1;
-            let intent = StepUpdate {
-                state: Some(StepState::Running),
-                owned: Some(false),
-                unresolved: Some(false),
-                outputs: Some(outputs.clone()),
-                bump_attempts: true,
-                mark_write: Some(self.engine.opts.clock.now_ms()),
-                ..Default::default()
-            };
-            let sent = self
-                .send(
+            if let Some(result) = self.delete(idx, &step.id, attempt, outputs).await? {
+                return Ok(result);
+            }
+        }
+    }
+
+    /// Write-ahead: the intent to delete, with what is deleted, before the delete.
+    ///
+    /// `Some` when the step is finished (done, or stopped); `None` to look again.
+    async fn delete(
+        &mut self,
+        idx: usize,
+        step_id: &str,
+        attempt: u32,
+        outputs: Outputs,
+    ) -> Result<Option<Result<(), Stop>>, Error> {
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            owned: Some(false),
+            unresolved: Some(false),
+            outputs: Some(outputs.clone()),
+            bump_attempts: true,
+            mark_write: Some(self.engine.opts.clock.now_ms()),
+            ..Default::default()
+        };
+        let sent = self
+            .send(
+                idx,
+                attempt,
+                (intent, EventKind::DeleteIntent),
+                Call::Delete(&outputs),
+                Crashes::AROUND_WRITE,
+            )
+            .await?;
+        // What existed before the run: no write of ours to settle, so "not found" is
+        // gone meanwhile (someone else, or an earlier delete of ours): done.
+        let gone = matches!(&sent, Err(e) if e.kind == ErrorKind::NotFound);
+        match delete_not_found(sent, false) {
+            Ok(_) => {
+                self.removed(idx, (!gone).then_some(&outputs))?;
+                self.crash_after_checkpoint(step_id).await?;
+                Ok(Some(Ok(())))
+            }
+            Err(e) => {
+                self.update(
                     idx,
-                    attempt,
-                    (intent, EventKind::DeleteIntent),
-                    Call::Delete(&outputs),
-                    Crashes::AROUND_WRITE,
+                    StepUpdate {
+                        last_error: Some(Some(e.to_string())),
+                        ..Default::default()
+                    },
+                    EventKind::StepError,
                 )
                 .await?;
-            // What existed before the run: no write of ours to settle, so "not found" is
-            // gone meanwhile (someone else, or an earlier delete of ours): done.
-            let gone = matches!(&sent, Err(e) if e.kind == ErrorKind::NotFound);
-            match delete_not_found(sent, false) {
-                Ok(_) => {
-                    self.removed(idx, (!gone).then_some(&outputs))?;
-                    self.crash_after_checkpoint(&step.id).await?;
-                    return Ok(Ok(()));
-                }
-                Err(e) => {
-                    self.update(
-                        idx,
-                        StepUpdate {
-                            last_error: Some(Some(e.to_string())),
-                            ..Default::default()
-                        },
-                        EventKind::StepError,
-                    )
-                    .await?;
-                    // Look again before the next delete: it may have landed.
-                    if let Some(stop) = self.retry_or_stop(idx, attempt, &e).await? {
-                        return Ok(Err(stop));
-                    }
-                }
+                // Look again before the next delete: it may have landed.
+                Ok(self.retry_or_stop(idx, attempt, &e).await?.map(Err))
             }
         }
     }
 
     /// Records a removal done (deferred: it precedes no write). `deleted`: the ids this pass
     /// deleted; `None`: nothing was there (the ids of an earlier intent, if any, are kept).
-    fn removed(
-        &mut self,
-        idx: usize,
-        deleted: Option<&super::action::Outputs>,
-    ) -> Result<(), Error> {
+    fn removed(&mut self, idx: usize, deleted: Option<&Outputs>) -> Result<(), Error> {
         let step_id = self.wf().steps[idx].id.clone();
         self.defer(
             idx,

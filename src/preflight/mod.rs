@@ -9,7 +9,7 @@
 
 use crate::agent::{AgentSpec, FieldError, IdentityMode};
 use crate::aws::{AwsError, ConnectApi, Named, SsoAdminApi, SsoApplication, SsoInstance};
-use crate::config::{AssignmentMode, Config};
+use crate::config::{AssignmentMode, Config, IdentityCenterConfig};
 use crate::steps::Subject;
 
 /// Where onboarding happens, fully resolved.
@@ -120,7 +120,43 @@ async fn discover_with(
     disabled_app_ok: bool,
 ) -> Result<(Target, Catalog), Error> {
     let instance_id = cfg.connect.instance_id().to_string();
-    let inst = match connect.describe_instance(&instance_id).await {
+    let identity_mode = connect_identity_mode(connect, &instance_id).await?;
+    let ic = &cfg.identity_center;
+    let chosen = sso_instance(ic, sso).await?;
+    let application_arn = match &ic.application_arn {
+        Some(arn) => configured_application(sso, arn, &chosen, disabled_app_ok).await?,
+        None => discovered_application(sso, &chosen, disabled_app_ok).await?,
+    };
+
+    let catalog = catalog(connect, &instance_id).await?;
+    let portal_url = ic
+        .portal_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}.awsapps.com/start", chosen.identity_store_id));
+    Ok((
+        Target {
+            instance_id,
+            identity_mode,
+            identity_store_id: chosen.identity_store_id.clone(),
+            sso_instance_arn: chosen.arn.clone(),
+            application_arn,
+            group: ic.group.clone(),
+            assignment: ic.assignment,
+            portal_url,
+            connect_region: None,
+            identity_center_region: None,
+            identity_center_profile: None,
+        },
+        catalog,
+    ))
+}
+
+/// Describes the Connect instance: its identity-management type.
+async fn connect_identity_mode(
+    connect: &dyn ConnectApi,
+    instance_id: &str,
+) -> Result<IdentityMode, Error> {
+    let inst = match connect.describe_instance(instance_id).await {
         Ok(i) => i,
         Err(e) if e.is("ResourceNotFoundException") => {
             return Err(Error::Config(format!(
@@ -129,14 +165,20 @@ async fn discover_with(
         }
         Err(e) => return Err(aws(format!("describing Connect instance {instance_id}"))(e)),
     };
-    let identity_mode: IdentityMode = inst.identity_management_type.parse().map_err(|_| {
+    inst.identity_management_type.parse().map_err(|_| {
         Error::Config(format!(
             "Connect instance {instance_id} reports identity management type {:?}, which connect-onboard does not know",
             inst.identity_management_type
         ))
-    })?;
+    })
+}
 
-    let ic = &cfg.identity_center;
+/// The Identity Center instance: the configured one, verified against those listed, or
+/// the only one listed.
+async fn sso_instance(
+    ic: &IdentityCenterConfig,
+    sso: &dyn SsoAdminApi,
+) -> Result<SsoInstance, Error> {
     // The model also accepts an identity store ARN; ListInstances reports the bare id.
     let store_id = ic
         .identity_store_id
@@ -161,13 +203,13 @@ async fn discover_with(
                 && !i.identity_store_id.is_empty()
         })
         .collect();
-    let chosen = match (&ic.instance_arn, &store_id) {
+    match (&ic.instance_arn, &store_id) {
         // Both configured and nothing listed to check them against: trust them.
-        (Some(arn), Some(s)) if instances.is_empty() => SsoInstance {
+        (Some(arn), Some(s)) if instances.is_empty() => Ok(SsoInstance {
             arn: arn.clone(),
             identity_store_id: s.clone(),
             status: String::new(),
-        },
+        }),
         (Some(arn), store) => {
             let Some(i) = instances.iter().find(|i| &i.arn == arn) else {
                 return Err(Error::Config(format!(
@@ -183,118 +225,95 @@ async fn discover_with(
                     )));
                 }
             }
-            i.clone()
+            Ok(i.clone())
         }
         (None, Some(s)) => instances.iter().find(|i| &i.identity_store_id == s).cloned().ok_or_else(|| {
             Error::Config(format!(
                 "identity_center.identity_store_id {s:?}: no IAM Identity Center instance in this region uses it (found: {})",
                 list(instances.iter().map(|i| i.identity_store_id.as_str()))
             ))
-        })?,
+        }),
         (None, None) => match instances.as_slice() {
-            [one] => one.clone(),
-            [] => {
-                return Err(Error::Config(
-                    "no IAM Identity Center instance found in this region: set identity_center.region to its home region".into(),
-                ))
-            }
-            many => {
-                return Err(Error::Config(format!(
-                    "several IAM Identity Center instances found; set identity_center.instance_arn to one of: {}",
-                    list(many.iter().map(|i| i.arn.as_str()))
-                )))
-            }
+            [one] => Ok(one.clone()),
+            [] => Err(Error::Config(
+                "no IAM Identity Center instance found in this region: set identity_center.region to its home region".into(),
+            )),
+            many => Err(Error::Config(format!(
+                "several IAM Identity Center instances found; set identity_center.instance_arn to one of: {}",
+                list(many.iter().map(|i| i.arn.as_str()))
+            ))),
         },
-    };
+    }
+}
 
-    let application_arn = match &ic.application_arn {
-        Some(arn) => {
-            let app = match sso.describe_application(arn).await {
-                Ok(a) => a,
-                Err(e) if !is_passing(&e) && !e.is("ResourceNotFoundException") => {
-                    tracing::warn!(error = %e, "cannot describe the configured application; using it as configured");
-                    Some(SsoApplication {
-                        arn: arn.clone(),
-                        name: String::new(),
-                        instance_arn: String::new(),
-                        status: String::new(),
-                    })
-                }
-                Err(e) => return Err(aws(format!("describing application {arn}"))(e)),
-            };
-            match app {
-                None => {
-                    return Err(Error::Config(format!(
-                        "identity_center.application_arn {arn:?}: no such application"
-                    )))
-                }
-                Some(a) if !a.instance_arn.is_empty() && a.instance_arn != chosen.arn => {
-                    return Err(Error::Config(format!(
-                        "identity_center.application_arn {arn:?} belongs to instance {}, not {}",
-                        a.instance_arn, chosen.arn
-                    )))
-                }
-                Some(a) if a.status == "DISABLED" && !disabled_app_ok => {
-                    return Err(Error::Config(format!(
-                        "identity_center.application_arn {arn:?}: the application {:?} is disabled; agents could not sign in through it",
-                        a.name
-                    )))
-                }
-                Some(a) => a.arn,
-            }
+/// The configured Amazon Connect application, verified: it exists, belongs to the chosen
+/// instance and (unless `disabled_app_ok`) is enabled.
+async fn configured_application(
+    sso: &dyn SsoAdminApi,
+    arn: &str,
+    chosen: &SsoInstance,
+    disabled_app_ok: bool,
+) -> Result<String, Error> {
+    let app = match sso.describe_application(arn).await {
+        Ok(a) => a,
+        Err(e) if !is_passing(&e) && !e.is("ResourceNotFoundException") => {
+            tracing::warn!(error = %e, "cannot describe the configured application; using it as configured");
+            Some(SsoApplication {
+                arn: arn.to_string(),
+                name: String::new(),
+                instance_arn: String::new(),
+                status: String::new(),
+            })
         }
-        None => {
-            let apps = sso
-                .applications(&chosen.arn)
-                .await
-                .map_err(aws("listing IAM Identity Center applications"))?;
-            let connect_apps: Vec<_> = apps
-                .iter()
-                .filter(|a| {
-                    a.name.to_lowercase().contains("connect")
-                        && (disabled_app_ok || a.status != "DISABLED")
-                })
-                .collect();
-            match connect_apps.as_slice() {
-                [one] => one.arn.clone(),
-                [] => {
-                    return Err(Error::Config(format!(
-                        "no Amazon Connect application found in {}; add it in the IAM Identity Center console and set identity_center.application_arn (applications found: {})",
-                        chosen.arn,
-                        list(apps.iter().map(|a| format!("{} ({})", a.name, a.arn)))
-                    )))
-                }
-                many => {
-                    return Err(Error::Config(format!(
-                        "several applications look like Amazon Connect; set identity_center.application_arn to one of: {}",
-                        list(many.iter().map(|a| format!("{} ({})", a.name, a.arn)))
-                    )))
-                }
-            }
-        }
+        Err(e) => return Err(aws(format!("describing application {arn}"))(e)),
     };
+    match app {
+        None => Err(Error::Config(format!(
+            "identity_center.application_arn {arn:?}: no such application"
+        ))),
+        Some(a) if !a.instance_arn.is_empty() && a.instance_arn != chosen.arn => {
+            Err(Error::Config(format!(
+                "identity_center.application_arn {arn:?} belongs to instance {}, not {}",
+                a.instance_arn, chosen.arn
+            )))
+        }
+        Some(a) if a.status == "DISABLED" && !disabled_app_ok => Err(Error::Config(format!(
+            "identity_center.application_arn {arn:?}: the application {:?} is disabled; agents could not sign in through it",
+            a.name
+        ))),
+        Some(a) => Ok(a.arn),
+    }
+}
 
-    let catalog = catalog(connect, &instance_id).await?;
-    let portal_url = ic
-        .portal_url
-        .clone()
-        .unwrap_or_else(|| format!("https://{}.awsapps.com/start", chosen.identity_store_id));
-    Ok((
-        Target {
-            instance_id,
-            identity_mode,
-            identity_store_id: chosen.identity_store_id.clone(),
-            sso_instance_arn: chosen.arn.clone(),
-            application_arn,
-            group: ic.group.clone(),
-            assignment: ic.assignment,
-            portal_url,
-            connect_region: None,
-            identity_center_region: None,
-            identity_center_profile: None,
-        },
-        catalog,
-    ))
+/// The instance's one application whose name says Amazon Connect (enabled, unless
+/// `disabled_app_ok`).
+async fn discovered_application(
+    sso: &dyn SsoAdminApi,
+    chosen: &SsoInstance,
+    disabled_app_ok: bool,
+) -> Result<String, Error> {
+    let apps = sso
+        .applications(&chosen.arn)
+        .await
+        .map_err(aws("listing IAM Identity Center applications"))?;
+    let connect_apps: Vec<_> = apps
+        .iter()
+        .filter(|a| {
+            a.name.to_lowercase().contains("connect") && (disabled_app_ok || a.status != "DISABLED")
+        })
+        .collect();
+    match connect_apps.as_slice() {
+        [one] => Ok(one.arn.clone()),
+        [] => Err(Error::Config(format!(
+            "no Amazon Connect application found in {}; add it in the IAM Identity Center console and set identity_center.application_arn (applications found: {})",
+            chosen.arn,
+            list(apps.iter().map(|a| format!("{} ({})", a.name, a.arn)))
+        ))),
+        many => Err(Error::Config(format!(
+            "several applications look like Amazon Connect; set identity_center.application_arn to one of: {}",
+            list(many.iter().map(|a| format!("{} ({})", a.name, a.arn)))
+        ))),
+    }
 }
 
 /// The instance's routing profiles, security profiles and hierarchy groups, for name

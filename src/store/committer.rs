@@ -15,7 +15,7 @@ use super::sqlite::{
 };
 use super::{describe_sqlite, Result, Store};
 use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
-use crate::engine::AgentState;
+use crate::engine::{AgentKey, AgentState, RunId, StepId};
 
 /// The engine's journal over the state file. Every change goes through the group
 /// committer: the checkpoints of concurrent agents share one transaction and one fsync, and
@@ -26,8 +26,8 @@ use crate::engine::AgentState;
 impl Journal for Store {
     async fn acquire_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> std::result::Result<(), JournalError> {
@@ -37,8 +37,8 @@ impl Journal for Store {
     }
     async fn renew_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> std::result::Result<(), JournalError> {
@@ -48,8 +48,8 @@ impl Journal for Store {
     }
     async fn release_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
     ) -> std::result::Result<(), JournalError> {
         let (run, agent, token) = (run.to_string(), agent.to_string(), token.to_string());
@@ -58,10 +58,10 @@ impl Journal for Store {
     }
     async fn update_step(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
-        step: &str,
+        step: &StepId,
         update: &StepUpdate,
         kind: EventKind,
     ) -> std::result::Result<(), JournalError> {
@@ -72,8 +72,8 @@ impl Journal for Store {
     }
     async fn set_agent_state(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         state: AgentState,
         last_error: Option<&str>,
@@ -87,8 +87,8 @@ impl Journal for Store {
     }
     async fn set_subject(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         subject: &serde_json::Value,
     ) -> std::result::Result<(), JournalError> {
@@ -99,8 +99,8 @@ impl Journal for Store {
     }
     async fn apply(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         changes: Vec<Change>,
     ) -> std::result::Result<(), JournalError> {

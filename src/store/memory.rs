@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use super::{fmt_ms, now_ms, now_rfc3339, Error, RunRow};
 use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
-use crate::engine::{AgentState, OnFailure, StepState};
+use crate::engine::{AgentKey, AgentState, OnFailure, RunId, StepId, StepState};
 
 #[derive(Debug)]
 struct Entry {
@@ -36,25 +36,26 @@ impl MemoryJournal {
     pub fn create_run(
         &self,
         run: &str,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) {
         self.add_entries(run, agents, steps, on_failure);
     }
 
     /// Adds agents to a run (its row aside).
-    pub(super) fn add_entries(
+    pub(super) fn add_entries<K: AsRef<str>>(
         &self,
         run: &str,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(K, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) {
         let now = now_rfc3339();
         let mut map = self.lock();
         let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         for (key, subject) in agents {
+            let key = AgentKey::from(key.as_ref());
             *seq += 1;
             let steps = steps
                 .iter()
@@ -74,7 +75,7 @@ impl MemoryJournal {
                 })
                 .collect();
             let row = AgentRow {
-                run_id: run.to_string(),
+                run_id: RunId::from(run),
                 agent_key: key.clone(),
                 subject: subject.clone(),
                 state: AgentState::Pending,
@@ -84,7 +85,7 @@ impl MemoryJournal {
                 updated_at: now.clone(),
             };
             map.insert(
-                (run.to_string(), key.clone()),
+                (run.to_string(), key.into_string()),
                 Entry {
                     seq: *seq,
                     row,
@@ -101,8 +102,8 @@ impl MemoryJournal {
     pub(super) fn insert_run(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
         exclusive: Option<(&[AgentState], &[AgentState])>,
     ) -> Result<(), Error> {
@@ -115,8 +116,8 @@ impl MemoryJournal {
                     let holds = e.steps.iter().any(|s| s.owned || s.unresolved);
                     if open.contains(&e.row.state) || (holds && holding.contains(&e.row.state)) {
                         return Err(Error::Unfinished {
-                            agent: key.clone(),
-                            run: e.row.run_id.clone(),
+                            agent: key.to_string(),
+                            run: e.row.run_id.to_string(),
                             state: e.row.state.as_str().to_string(),
                         });
                     }
@@ -162,13 +163,13 @@ impl MemoryJournal {
         (self.entries_of(run).into_iter())
             .filter(|(seq, _)| *seq > after)
             .take(limit)
-            .map(|(seq, r)| (seq, r.agent_key))
+            .map(|(seq, r)| (seq, r.agent_key.into_string()))
             .collect()
     }
 
     /// The runs holding `key`, oldest first.
-    pub(super) fn runs_holding(&self, key: &str) -> Vec<String> {
-        let mut held: Vec<(i64, String)> = (self.lock().values())
+    pub(super) fn runs_holding(&self, key: &str) -> Vec<RunId> {
+        let mut held: Vec<(i64, RunId)> = (self.lock().values())
             .filter(|e| e.row.agent_key == key)
             .map(|e| (e.seq, e.row.run_id.clone()))
             .collect();
@@ -181,7 +182,7 @@ impl MemoryJournal {
         (self.lock().values())
             .filter(|e| e.row.agent_key == key)
             .max_by_key(|e| e.seq)
-            .map(|e| (e.row.run_id.clone(), e.row.state))
+            .map(|e| (e.row.run_id.to_string(), e.row.state))
     }
 
     /// Number of journal events so far.
@@ -407,8 +408,8 @@ impl MemoryJournal {
 impl Journal for MemoryJournal {
     async fn acquire_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> Result<(), JournalError> {
@@ -416,22 +417,27 @@ impl Journal for MemoryJournal {
     }
     async fn renew_lease(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         ttl_ms: i64,
     ) -> Result<(), JournalError> {
         MemoryJournal::renew_lease(self, run, agent, token, ttl_ms)
     }
-    async fn release_lease(&self, run: &str, agent: &str, token: &str) -> Result<(), JournalError> {
+    async fn release_lease(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+    ) -> Result<(), JournalError> {
         MemoryJournal::release_lease(self, run, agent, token)
     }
     async fn update_step(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
-        step: &str,
+        step: &StepId,
         up: &StepUpdate,
         kind: EventKind,
     ) -> Result<(), JournalError> {
@@ -439,8 +445,8 @@ impl Journal for MemoryJournal {
     }
     async fn set_agent_state(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         state: AgentState,
         last_error: Option<&str>,
@@ -449,8 +455,8 @@ impl Journal for MemoryJournal {
     }
     async fn set_subject(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         subject: &serde_json::Value,
     ) -> Result<(), JournalError> {
@@ -458,8 +464,8 @@ impl Journal for MemoryJournal {
     }
     async fn apply(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
         token: &str,
         changes: Vec<Change>,
     ) -> Result<(), JournalError> {

@@ -4,20 +4,24 @@
 //! place to plug in, and one suite of state semantics (`semantics` below) that every
 //! implementation must pass: the SQLite [`Store`] and the in-memory [`MemoryJournal`].
 
-use crate::engine::{AgentState, Journal, OnFailure};
+use crate::engine::{AgentKey, AgentState, Journal, OnFailure, RunId, StepId};
 
 use super::{AgentRow, MemoryJournal, Result, RunRow, Store};
 
 /// The run-level operations of a state store. Async like [`Journal`]: a networked backend
 /// answers later; the SQLite store answers at once.
+///
+/// Ids are typed ([`RunId`], [`AgentKey`], [`StepId`]) except where the run phase
+/// (`app::phase`, `app::drive`) still passes strings: `add_agents`' run and agents, `run`,
+/// `latest_by_key`, `agent_keys_page` (and [`Journal::agent`] / [`Journal::steps`]).
 #[async_trait::async_trait]
 pub trait RunStore: Journal {
     /// Creates a run with its agents and their pending steps, all or nothing.
     async fn create_run(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()>;
     /// Like [`RunStore::create_run`], but refuses ([`super::Error::Unfinished`]) when an
@@ -26,8 +30,8 @@ pub trait RunStore: Journal {
     async fn create_run_exclusive(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
         open_states: &[AgentState],
         holding_states: &[AgentState],
@@ -37,13 +41,13 @@ pub trait RunStore: Journal {
         &self,
         run: &str,
         agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()>;
     /// The latest run of the agent with this key, and its state there.
     async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>>;
     /// Every run that holds the agent with this key, oldest first.
-    async fn runs_of_agent(&self, key: &str) -> Result<Vec<String>>;
+    async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>>;
     /// Up to `limit` of a run's agent keys after position `after` (0 first), in insertion
     /// order, each with its position to continue from.
     async fn agent_keys_page(
@@ -57,7 +61,7 @@ pub trait RunStore: Journal {
     /// All runs, oldest first.
     async fn runs(&self) -> Result<Vec<RunRow>>;
     /// A run's agents, in insertion order.
-    async fn agents(&self, run: &str) -> Result<Vec<AgentRow>>;
+    async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>>;
 }
 
 #[async_trait::async_trait]
@@ -65,8 +69,8 @@ impl RunStore for Store {
     async fn create_run(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         Store::create_run(self, run, agents, steps, on_failure)
@@ -74,8 +78,8 @@ impl RunStore for Store {
     async fn create_run_exclusive(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
         open_states: &[AgentState],
         holding_states: &[AgentState],
@@ -94,7 +98,7 @@ impl RunStore for Store {
         &self,
         run: &str,
         agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         Store::add_agents(self, run, agents, steps, on_failure)
@@ -102,7 +106,7 @@ impl RunStore for Store {
     async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>> {
         Store::latest_by_key(self, key)
     }
-    async fn runs_of_agent(&self, key: &str) -> Result<Vec<String>> {
+    async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>> {
         Store::runs_of_agent(self, key)
     }
     async fn agent_keys_page(
@@ -119,7 +123,7 @@ impl RunStore for Store {
     async fn runs(&self) -> Result<Vec<RunRow>> {
         Store::runs(self)
     }
-    async fn agents(&self, run: &str) -> Result<Vec<AgentRow>> {
+    async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Store::agents(self, run)
     }
 }
@@ -129,8 +133,8 @@ impl RunStore for MemoryJournal {
     async fn create_run(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         self.insert_run(run, agents, steps, on_failure, None)
@@ -138,8 +142,8 @@ impl RunStore for MemoryJournal {
     async fn create_run_exclusive(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
         open_states: &[AgentState],
         holding_states: &[AgentState],
@@ -156,7 +160,7 @@ impl RunStore for MemoryJournal {
         &self,
         run: &str,
         agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         self.run_row(run)?;
@@ -166,7 +170,7 @@ impl RunStore for MemoryJournal {
     async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>> {
         Ok(self.latest(key))
     }
-    async fn runs_of_agent(&self, key: &str) -> Result<Vec<String>> {
+    async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>> {
         Ok(self.runs_holding(key))
     }
     async fn agent_keys_page(
@@ -183,7 +187,7 @@ impl RunStore for MemoryJournal {
     async fn runs(&self) -> Result<Vec<RunRow>> {
         Ok(self.run_rows())
     }
-    async fn agents(&self, run: &str) -> Result<Vec<AgentRow>> {
+    async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Ok(self.rows_of(run))
     }
 }
@@ -216,14 +220,22 @@ mod semantics {
         }
     }
 
-    fn agents(keys: &[&str]) -> Vec<(String, serde_json::Value)> {
+    fn agents<K: From<String>>(keys: &[&str]) -> Vec<(K, serde_json::Value)> {
         keys.iter()
-            .map(|k| (k.to_string(), serde_json::json!({ "email": k })))
+            .map(|k| (K::from(k.to_string()), serde_json::json!({ "email": k })))
             .collect()
     }
 
-    fn steps() -> Vec<String> {
+    fn steps() -> Vec<StepId> {
         vec!["connect_user".into(), "identity_user".into()]
+    }
+
+    fn rid(id: &str) -> RunId {
+        id.into()
+    }
+
+    fn key(k: &str) -> AgentKey {
+        k.into()
     }
 
     /// Run `id`, created at `at`, with `keys` as its agents.
@@ -248,7 +260,7 @@ mod semantics {
             s.add_agents("r1", &agents(&["c@x"]), &steps(), OnFailure::Rollback)
                 .await
                 .unwrap();
-            let keys: Vec<String> = (s.agents("r1").await.unwrap().into_iter())
+            let keys: Vec<AgentKey> = (s.agents(&rid("r1")).await.unwrap().into_iter())
                 .map(|a| a.agent_key)
                 .collect();
             assert_eq!(keys, ["b@x", "a@x", "c@x"], "{name}: insertion order");
@@ -297,7 +309,7 @@ mod semantics {
             );
             assert_eq!(s.latest_by_key("z@x").await.unwrap(), None, "{name}");
             assert_eq!(
-                s.runs_of_agent("a@x").await.unwrap(),
+                s.runs_of_agent(&key("a@x")).await.unwrap(),
                 ["r1", "r2"],
                 "{name}"
             );
@@ -326,8 +338,10 @@ mod semantics {
             );
             assert!(s.run("r2").await.is_err(), "{name}: no half-created run");
             // A done agent does not hold the next run back.
-            s.acquire_lease("r1", "a@x", "t", 60_000).await.unwrap();
-            s.set_agent_state("r1", "a@x", "t", AgentState::Done, None)
+            s.acquire_lease(&rid("r1"), &key("a@x"), "t", 60_000)
+                .await
+                .unwrap();
+            s.set_agent_state(&rid("r1"), &key("a@x"), "t", AgentState::Done, None)
                 .await
                 .unwrap();
             s.create_run_exclusive(
@@ -352,10 +366,12 @@ mod semantics {
     async fn a_live_lease_has_one_holder_and_fences_every_checkpoint() {
         for (name, s) in stores() {
             seed(&*s, "r1", T1, &["a@x"]).await;
-            s.acquire_lease("r1", "a@x", "A", 60_000).await.unwrap();
+            s.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
+                .await
+                .unwrap();
             assert!(
                 matches!(
-                    s.acquire_lease("r1", "a@x", "B", 60_000).await,
+                    s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000).await,
                     Err(JournalError::Leased { .. })
                 ),
                 "{name}: a second holder is refused"
@@ -367,21 +383,39 @@ mod semantics {
             };
             assert!(
                 matches!(
-                    s.update_step("r1", "a@x", "B", "connect_user", &up, EventKind::StepIntent)
-                        .await,
+                    s.update_step(
+                        &rid("r1"),
+                        &key("a@x"),
+                        "B",
+                        &"connect_user".into(),
+                        &up,
+                        EventKind::StepIntent
+                    )
+                    .await,
                     Err(JournalError::LeaseLost { .. })
                 ),
                 "{name}: a checkpoint under another's lease is refused"
             );
-            s.update_step("r1", "a@x", "A", "connect_user", &up, EventKind::StepIntent)
+            s.update_step(
+                &rid("r1"),
+                &key("a@x"),
+                "A",
+                &"connect_user".into(),
+                &up,
+                EventKind::StepIntent,
+            )
+            .await
+            .unwrap();
+            s.renew_lease(&rid("r1"), &key("a@x"), "A", 60_000)
                 .await
                 .unwrap();
-            s.renew_lease("r1", "a@x", "A", 60_000).await.unwrap();
-            s.release_lease("r1", "a@x", "A").await.unwrap();
-            s.acquire_lease("r1", "a@x", "B", 60_000).await.unwrap();
+            s.release_lease(&rid("r1"), &key("a@x"), "A").await.unwrap();
+            s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+                .await
+                .unwrap();
             assert!(
                 matches!(
-                    s.renew_lease("r1", "a@x", "A", 60_000).await,
+                    s.renew_lease(&rid("r1"), &key("a@x"), "A", 60_000).await,
                     Err(JournalError::LeaseLost { .. })
                 ),
                 "{name}: the old holder cannot renew"
@@ -396,7 +430,9 @@ mod semantics {
     async fn a_batch_of_changes_is_all_or_nothing() {
         for (name, s) in stores() {
             seed(&*s, "r1", T1, &["a@x"]).await;
-            s.acquire_lease("r1", "a@x", "A", 60_000).await.unwrap();
+            s.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
+                .await
+                .unwrap();
             let done = StepUpdate {
                 state: Some(StepState::Done),
                 ..Default::default()
@@ -413,7 +449,10 @@ mod semantics {
                     kind: EventKind::StepDone,
                 },
             ];
-            assert!(s.apply("r1", "a@x", "A", bad).await.is_err(), "{name}");
+            assert!(
+                s.apply(&rid("r1"), &key("a@x"), "A", bad).await.is_err(),
+                "{name}"
+            );
             assert_eq!(
                 s.steps("r1", "a@x").await.unwrap()[0].state,
                 StepState::Pending,
@@ -431,13 +470,13 @@ mod semantics {
                 },
                 Change::ReleaseLease,
             ];
-            s.apply("r1", "a@x", "A", good).await.unwrap();
+            s.apply(&rid("r1"), &key("a@x"), "A", good).await.unwrap();
             assert_eq!(
                 s.agent("r1", "a@x").await.unwrap().state,
                 AgentState::Done,
                 "{name}"
             );
-            s.acquire_lease("r1", "a@x", "B", 60_000)
+            s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: the batch released the lease: {e}"));
         }

@@ -113,7 +113,12 @@ pub(super) fn json_row(
     sources: &Sources,
     emails_only: bool,
 ) -> Step {
-    use serde_json::Value;
+    let error = |column: &str, message: String| InputError {
+        file: file.to_string(),
+        line,
+        column: Some(column.to_string()),
+        message,
+    };
     let mut errors = Vec::new();
     let mut input = AgentInput::default();
     let required: &[&str] = if emails_only {
@@ -123,141 +128,27 @@ pub(super) fn json_row(
     };
     for &required in required {
         if !map.contains_key(required) {
-            errors.push(InputError {
-                file: file.to_string(),
-                line,
-                column: Some(required.to_string()),
-                message: format!("the required key {required:?} is missing"),
-            });
+            errors.push(error(
+                required,
+                format!("the required key {required:?} is missing"),
+            ));
         }
     }
     for (key, value) in &map {
-        let fail = |rule: &str| {
-            let shown = if key == "password" {
-                REDACTED.to_string()
-            } else {
-                match value {
-                    Value::String(s) => quote(s),
-                    other => quote(&other.to_string()),
-                }
-            };
-            InputError {
-                file: file.to_string(),
-                line,
-                column: Some(key.clone()),
-                message: format!("key {key:?}: value {shown} {rule}"),
-            }
-        };
         let Some(field) = FIELDS.iter().copied().find(|f| f == key) else {
-            errors.push(InputError {
-                file: file.to_string(),
-                line,
-                column: Some(key.clone()),
-                message: format!(
+            errors.push(error(
+                key,
+                format!(
                     "unknown key {}; accepted keys: {}",
                     quote(key),
                     FIELDS.join(", ")
                 ),
-            });
+            ));
             continue;
         };
-        let too_long = |s: &str| s.len() > MAX_CELL_BYTES;
-        let size_rule = format!("is larger than {} KiB", MAX_CELL_BYTES / 1024);
-        // A string, or None for null (required keys reject null).
-        let string = |required: bool| -> Result<Option<String>, InputError> {
-            match value {
-                Value::String(s) if too_long(s) => Err(fail(&size_rule)),
-                Value::String(s) => Ok(Some(s.clone())),
-                Value::Null if !required => Ok(None),
-                _ => Err(fail("is not a string")),
-            }
-        };
-        let result: Result<(), InputError> = (|| {
-            match field {
-                "email" => input.email = string(true)?.unwrap_or_default(),
-                "first_name" => input.first_name = string(true)?.unwrap_or_default(),
-                "last_name" => input.last_name = string(true)?.unwrap_or_default(),
-                "username" => input.username = string(false)?,
-                "routing_profile" => input.routing_profile = string(false)?,
-                "hierarchy_group" => input.hierarchy_group = string(false)?,
-                "desk_phone_number" => input.desk_phone_number = string(false)?,
-                "secondary_email" => input.secondary_email = string(false)?,
-                "mobile" => input.mobile = string(false)?,
-                "directory_user_id" => input.directory_user_id = string(false)?,
-                "password" => input.password = string(false)?.map(Secret::new),
-                "phone_type" => {
-                    input.phone_type = match string(false)? {
-                        None => None,
-                        Some(s) => Some(s.parse::<PhoneType>().map_err(|_| {
-                            fail("is not soft or desk (or SOFT_PHONE / DESK_PHONE)")
-                        })?),
-                    }
-                }
-                "auto_accept" => {
-                    input.auto_accept = match value {
-                        Value::Null => None,
-                        Value::Bool(b) => Some(*b),
-                        _ => return Err(fail("is not true or false")),
-                    }
-                }
-                "acw_timeout" => {
-                    input.acw_timeout = match value {
-                        Value::Null => None,
-                        Value::Number(n) => Some(
-                            n.as_i64()
-                                .ok_or_else(|| fail("is not a whole number of seconds"))?,
-                        ),
-                        _ => return Err(fail("is not a whole number of seconds")),
-                    }
-                }
-                "security_profiles" => {
-                    input.security_profiles = match value {
-                        Value::Null => Vec::new(),
-                        Value::Array(items) => {
-                            let mut out = Vec::with_capacity(items.len());
-                            for item in items {
-                                match item {
-                                    Value::String(s) if too_long(s) => {
-                                        return Err(fail(&size_rule))
-                                    }
-                                    Value::String(s) => out.push(s.clone()),
-                                    _ => return Err(fail("is not an array of strings")),
-                                }
-                            }
-                            out
-                        }
-                        _ => return Err(fail("is not an array of strings")),
-                    }
-                }
-                "tags" => {
-                    input.tags = match value {
-                        Value::Null => Vec::new(),
-                        Value::Object(m) => {
-                            let mut out = Vec::with_capacity(m.len());
-                            for (k, v) in m {
-                                match v {
-                                    Value::String(s) if too_long(s) || too_long(k) => {
-                                        return Err(fail(&size_rule))
-                                    }
-                                    Value::String(s) => out.push((k.clone(), s.clone())),
-                                    _ => {
-                                        return Err(fail(
-                                            "is not an object whose values are strings",
-                                        ))
-                                    }
-                                }
-                            }
-                            out
-                        }
-                        _ => return Err(fail("is not an object whose values are strings")),
-                    }
-                }
-                _ => unreachable!("every field is handled"),
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            errors.push(e);
+        if let Err(rule) = set_field(&mut input, field, value) {
+            let shown = shown_value(key, value);
+            errors.push(error(key, format!("key {key:?}: value {shown} {rule}")));
         }
     }
     let row = Row {
@@ -269,6 +160,119 @@ pub(super) fn json_row(
         Step::Row(Ok(row))
     } else {
         Step::Partial(errors, row)
+    }
+}
+
+/// A rejected value as an error shows it: quoted, and a password never.
+fn shown_value(key: &str, value: &serde_json::Value) -> String {
+    if key == "password" {
+        return REDACTED.to_string();
+    }
+    match value {
+        serde_json::Value::String(s) => quote(s),
+        other => quote(&other.to_string()),
+    }
+}
+
+/// Sets one field (a name from [`FIELDS`]) of `input` from its JSON value, or says which
+/// rule the value breaks.
+fn set_field(input: &mut AgentInput, field: &str, value: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    match field {
+        "email" => input.email = json_string(value, true)?.unwrap_or_default(),
+        "first_name" => input.first_name = json_string(value, true)?.unwrap_or_default(),
+        "last_name" => input.last_name = json_string(value, true)?.unwrap_or_default(),
+        "username" => input.username = json_string(value, false)?,
+        "routing_profile" => input.routing_profile = json_string(value, false)?,
+        "hierarchy_group" => input.hierarchy_group = json_string(value, false)?,
+        "desk_phone_number" => input.desk_phone_number = json_string(value, false)?,
+        "secondary_email" => input.secondary_email = json_string(value, false)?,
+        "mobile" => input.mobile = json_string(value, false)?,
+        "directory_user_id" => input.directory_user_id = json_string(value, false)?,
+        "password" => input.password = json_string(value, false)?.map(Secret::new),
+        "phone_type" => {
+            input.phone_type =
+                match json_string(value, false)? {
+                    None => None,
+                    Some(s) => Some(s.parse::<PhoneType>().map_err(|_| {
+                        "is not soft or desk (or SOFT_PHONE / DESK_PHONE)".to_string()
+                    })?),
+                }
+        }
+        "auto_accept" => {
+            input.auto_accept = match value {
+                Value::Null => None,
+                Value::Bool(b) => Some(*b),
+                _ => return Err("is not true or false".into()),
+            }
+        }
+        "acw_timeout" => {
+            let rule = "is not a whole number of seconds";
+            input.acw_timeout = match value {
+                Value::Null => None,
+                Value::Number(n) => Some(n.as_i64().ok_or(rule)?),
+                _ => return Err(rule.into()),
+            }
+        }
+        "security_profiles" => input.security_profiles = json_strings(value)?,
+        "tags" => input.tags = json_tags(value)?,
+        _ => unreachable!("every field is handled"),
+    }
+    Ok(())
+}
+
+fn too_long(s: &str) -> bool {
+    s.len() > MAX_CELL_BYTES
+}
+
+fn size_rule() -> String {
+    format!("is larger than {} KiB", MAX_CELL_BYTES / 1024)
+}
+
+/// A string, or None for null (required keys reject null).
+fn json_string(value: &serde_json::Value, required: bool) -> Result<Option<String>, String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if too_long(s) => Err(size_rule()),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Null if !required => Ok(None),
+        _ => Err("is not a string".into()),
+    }
+}
+
+/// An array of strings (null: none).
+fn json_strings(value: &serde_json::Value) -> Result<Vec<String>, String> {
+    use serde_json::Value;
+    let rule = "is not an array of strings";
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) if too_long(s) => Err(size_rule()),
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(rule.to_string()),
+            })
+            .collect(),
+        _ => Err(rule.into()),
+    }
+}
+
+/// An object whose values are strings, as (key, value) pairs (null: none).
+fn json_tags(value: &serde_json::Value) -> Result<Vec<(String, String)>, String> {
+    use serde_json::Value;
+    let rule = "is not an object whose values are strings";
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) if too_long(s) || too_long(k) => Err(size_rule()),
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(rule.to_string()),
+            })
+            .collect(),
+        _ => Err(rule.into()),
     }
 }
 

@@ -229,32 +229,67 @@ impl CsvState {
     /// One row: every cell applied; a cell that fails is an error and is left unset, so
     /// the rest of the row can still be validated ([`Step::Partial`]).
     pub(super) fn parse_row(&self, file: &str, line: u64) -> Step {
+        if let Some(e) = self.shifted_cells(file, line) {
+            return Step::Row(Err(vec![e]));
+        }
         let header = &self.header;
-        let width = header.kinds.len();
         let mut errors = Vec::new();
         let mut input = AgentInput::default();
         let mut sources = header.sources.clone();
-        let mut path_hierarchy: Option<(String, usize)> = None;
-        let mut level_hierarchy: Option<(String, usize)> = None;
-
-        let used = used_width(self.record.iter().map(is_blank));
-        if used > width {
-            // Cells are shifted (an unquoted comma): their values are
-            // meaningless, and the password may now sit under another header.
-            return Step::Row(Err(vec![InputError {
-                file: file.to_string(),
-                line,
-                column: None,
-                message: format!(
-                    "the row has {used} cells but the header has {width} columns \
-                     (a value containing a comma must be in double quotes)"
-                ),
-            }]));
+        let (path, levels) = self.apply_cells(file, line, &mut input, &mut errors);
+        match header.one_hierarchy(file, line, path, levels) {
+            Ok(Some((v, i))) => {
+                input.hierarchy_group = Some(v);
+                sources.set("hierarchy_group", i);
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
         }
+        header.console_email_from_login(&mut input, &mut sources);
 
+        let row = Row {
+            line,
+            input,
+            sources,
+        };
+        if errors.is_empty() {
+            Step::Row(Ok(row))
+        } else {
+            Step::Partial(errors, row)
+        }
+    }
+
+    /// More cells than the header has columns: cells are shifted (an unquoted comma), their
+    /// values are meaningless, and the password may now sit under another header.
+    fn shifted_cells(&self, file: &str, line: u64) -> Option<InputError> {
+        let width = self.header.kinds.len();
+        let used = used_width(self.record.iter().map(is_blank));
+        (used > width).then(|| InputError {
+            file: file.to_string(),
+            line,
+            column: None,
+            message: format!(
+                "the row has {used} cells but the header has {width} columns \
+                 (a value containing a comma must be in double quotes)"
+            ),
+        })
+    }
+
+    /// Applies every cell to `input` (a cell that fails is an error in `errors`, and left
+    /// unset); returns the hierarchy group as its two column kinds spell it, with their
+    /// column indexes, for [`Header::one_hierarchy`].
+    fn apply_cells(
+        &self,
+        file: &str,
+        line: u64,
+        input: &mut AgentInput,
+        errors: &mut Vec<InputError>,
+    ) -> (Option<Placed>, Option<Placed>) {
+        let header = &self.header;
+        let mut path_hierarchy: Option<Placed> = None;
+        let mut level_hierarchy: Option<Placed> = None;
         for (index, kind) in header.kinds.iter().enumerate() {
             let raw = cell_bytes(&self.record, index);
-            let written = &header.written[index];
             let Some(kind) = *kind else {
                 if !is_blank(raw) {
                     errors.push(InputError {
@@ -272,37 +307,13 @@ impl CsvState {
             let cell = Cell {
                 file,
                 line,
-                header: written,
+                header: &header.written[index],
                 redact: kind == Kind::Password,
             };
-            if raw.len() > MAX_CELL_BYTES {
-                let shown = if cell.redact {
-                    REDACTED.to_string()
-                } else {
-                    quote_bytes(raw)
-                };
-                errors.push(cell.error_shown(
-                    &shown,
-                    &format!("is larger than {} KiB", MAX_CELL_BYTES / 1024),
-                ));
-                continue;
-            }
-            let text = match std::str::from_utf8(raw) {
+            let text = match cell_text(raw, &cell) {
                 Ok(t) => t,
                 Err(e) => {
-                    let shown = if cell.redact {
-                        REDACTED.to_string()
-                    } else {
-                        quote_bytes(raw)
-                    };
-                    errors.push(cell.error_shown(
-                        &shown,
-                        &format!(
-                            "is not valid UTF-8 (bad byte at offset {}); save the file as \
-                             \"CSV UTF-8 (Comma delimited)\"",
-                            e.valid_up_to()
-                        ),
-                    ));
+                    errors.push(e);
                     continue;
                 }
             };
@@ -316,51 +327,84 @@ impl CsvState {
                     Err(rule) => errors.push(cell.error(text, &rule)),
                 },
                 _ => {
-                    if let Err(e) = apply_cell(kind, text, &mut input, &cell) {
+                    if let Err(e) = apply_cell(kind, text, input, &cell) {
                         errors.push(e);
                     }
                 }
             }
         }
+        (path_hierarchy, level_hierarchy)
+    }
+}
 
-        match (path_hierarchy, level_hierarchy) {
-            (Some((a, ai)), Some((b, bi))) if a != b => errors.push(InputError {
+/// A value and the index of the column it came from.
+type Placed = (String, usize);
+
+/// A cell's text: at most [`MAX_CELL_BYTES`], valid UTF-8.
+fn cell_text<'r>(raw: &'r [u8], cell: &Cell) -> Result<&'r str, InputError> {
+    let shown = || {
+        if cell.redact {
+            REDACTED.to_string()
+        } else {
+            quote_bytes(raw)
+        }
+    };
+    if raw.len() > MAX_CELL_BYTES {
+        return Err(cell.error_shown(
+            &shown(),
+            &format!("is larger than {} KiB", MAX_CELL_BYTES / 1024),
+        ));
+    }
+    std::str::from_utf8(raw).map_err(|e| {
+        cell.error_shown(
+            &shown(),
+            &format!(
+                "is not valid UTF-8 (bad byte at offset {}); save the file as \
+                 \"CSV UTF-8 (Comma delimited)\"",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+impl Header {
+    /// The hierarchy group of a row from its path column and its level columns (either may
+    /// be empty), with the column it came from; an error when both are filled and differ.
+    fn one_hierarchy(
+        &self,
+        file: &str,
+        line: u64,
+        path: Option<Placed>,
+        levels: Option<Placed>,
+    ) -> Result<Option<Placed>, InputError> {
+        match (path, levels) {
+            (Some((a, ai)), Some((b, bi))) if a != b => Err(InputError {
                 file: file.to_string(),
                 line,
-                column: Some(header.written[ai].clone()),
+                column: Some(self.written[ai].clone()),
                 message: format!(
                     "columns {:?} and {:?} disagree: {} vs {} (fill one of them)",
-                    header.written[ai],
-                    header.written[bi],
+                    self.written[ai],
+                    self.written[bi],
                     quote(&a),
                     quote(&b)
                 ),
             }),
-            (Some((v, i)), _) | (None, Some((v, i))) => {
-                input.hierarchy_group = Some(v);
-                sources.set("hierarchy_group", i);
-            }
-            (None, None) => {}
+            (Some(found), _) | (None, Some(found)) => Ok(Some(found)),
+            (None, None) => Ok(None),
         }
+    }
 
-        if header.format == Format::Console && input.email.is_empty() {
+    /// The console's bulk-upload file may leave the email empty: the login, when it is an
+    /// email, is the email then.
+    fn console_email_from_login(&self, input: &mut AgentInput, sources: &mut Sources) {
+        if self.format == Format::Console && input.email.is_empty() {
             if let Some(login) = input.username.as_deref().filter(|u| u.contains('@')) {
                 input.email = login.to_string();
-                if let Some(i) = header.kinds.iter().position(|k| *k == Some(Kind::Username)) {
+                if let Some(i) = self.kinds.iter().position(|k| *k == Some(Kind::Username)) {
                     sources.set("email", i);
                 }
             }
-        }
-
-        let row = Row {
-            line,
-            input,
-            sources,
-        };
-        if errors.is_empty() {
-            Step::Row(Ok(row))
-        } else {
-            Step::Partial(errors, row)
         }
     }
 }

@@ -83,13 +83,11 @@ impl Doctor<'_> {
             Ok(u) => u,
             Err(e) => {
                 checks.push(Check::read_failed(ID, "the Identity Center users", &e));
-                for id in ["identity_user_unique", "primary_email"] {
-                    checks.push(Check::unknown(
-                        id,
-                        "the Identity Center users could not be read".into(),
-                        "run doctor again".into(),
-                    ));
-                }
+                identity_user_dependents_unknown(
+                    checks,
+                    "the Identity Center users could not be read",
+                    "run doctor again",
+                );
                 return None;
             }
         };
@@ -117,13 +115,11 @@ impl Doctor<'_> {
                     self.who
                 ),
             ));
-            for id in ["identity_user_unique", "primary_email"] {
-                checks.push(Check::unknown(
-                    id,
-                    "no Identity Center user to check".into(),
-                    "fix identity_user first".into(),
-                ));
-            }
+            identity_user_dependents_unknown(
+                checks,
+                "no Identity Center user to check",
+                "fix identity_user first",
+            );
             return None;
         };
         checks.push(Check::ok(
@@ -133,40 +129,33 @@ impl Doctor<'_> {
                 first.user_name, first.id
             ),
         ));
-        checks.push(if found.len() == 1 {
-            Check::ok(
+        checks.push(self.identity_user_unique(&found));
+        checks.push(primary_email(&first));
+        Some(first)
+    }
+
+    /// One Identity Center user answers to `who` (`found`: all that do).
+    fn identity_user_unique(&self, found: &[IdentityUser]) -> Check {
+        if found.len() == 1 {
+            return Check::ok(
                 "identity_user_unique",
                 "one Identity Center user has this name or email".into(),
-            )
-        } else {
-            Check::problem(
-                "identity_user_unique",
-                format!(
-                    "{} Identity Center users match {:?} without case: {}; the identity provider may send either one",
-                    found.len(),
-                    self.who,
-                    found
-                        .iter()
-                        .map(|u| format!("{:?} (email {}, id {})", u.user_name, u.primary_email.as_deref().unwrap_or("none"), u.id))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "keep one Identity Center user per person: delete or rename the others in the IAM Identity Center console".into(),
-            )
-        });
-        checks.push(match (first.primary_emails, &first.primary_email) {
-            (1, Some(e)) => Check::ok("primary_email", format!("one primary email: {e}")),
-            (n, _) => Check::problem(
-                "primary_email",
-                format!(
-                    "Identity Center user {:?} has {n} primary emails (emails: {}): the SAML mapping ${{user:email}} needs exactly one",
-                    first.user_name,
-                    if first.emails.is_empty() { "none".to_string() } else { first.emails.join(", ") }
-                ),
-                "in the IAM Identity Center console, give the user exactly one email and mark it primary".into(),
+            );
+        }
+        Check::problem(
+            "identity_user_unique",
+            format!(
+                "{} Identity Center users match {:?} without case: {}; the identity provider may send either one",
+                found.len(),
+                self.who,
+                found
+                    .iter()
+                    .map(|u| format!("{:?} (email {}, id {})", u.user_name, u.primary_email.as_deref().unwrap_or("none"), u.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-        });
-        Some(first)
+            "keep one Identity Center user per person: delete or rename the others in the IAM Identity Center console".into(),
+        )
     }
 
     /// What the identity provider sends as RoleSessionName must be the Connect username.
@@ -417,5 +406,28 @@ impl Doctor<'_> {
                 "set a routing profile and at least one security profile on the Connect user (Amazon Connect console, Users)".into(),
             ),
         });
+    }
+}
+
+/// The checks that depend on finding the Identity Center user, when it was not found.
+fn identity_user_dependents_unknown(checks: &mut Vec<Check>, detail: &str, fix: &str) {
+    for id in ["identity_user_unique", "primary_email"] {
+        checks.push(Check::unknown(id, detail.into(), fix.into()));
+    }
+}
+
+/// The user has exactly one primary email: the SAML mapping `${user:email}` needs it.
+fn primary_email(user: &IdentityUser) -> Check {
+    match (user.primary_emails, &user.primary_email) {
+        (1, Some(e)) => Check::ok("primary_email", format!("one primary email: {e}")),
+        (n, _) => Check::problem(
+            "primary_email",
+            format!(
+                "Identity Center user {:?} has {n} primary emails (emails: {}): the SAML mapping ${{user:email}} needs exactly one",
+                user.user_name,
+                if user.emails.is_empty() { "none".to_string() } else { user.emails.join(", ") }
+            ),
+            "in the IAM Identity Center console, give the user exactly one email and mark it primary".into(),
+        ),
     }
 }

@@ -1,8 +1,9 @@
 //! Doctor's `state` check: what connect-onboard's own state file says of the agent (its
 //! runs, unfinished steps, owned resources), read only.
 
-use crate::app::Context;
+use crate::app::{Context, StateStore};
 use crate::engine::{AgentState, StepState};
+use crate::store;
 
 use super::{Check, CheckStatus};
 
@@ -38,84 +39,23 @@ async fn state_check_inner(ctx: &Context, who: &str) -> Check {
             ),
         );
     }
-    let store = match ctx.open_store() {
-        Ok(s) => s,
-        Err(e) => {
-            return Check::unknown(
-                ID,
-                format!("cannot read the state file: {e}"),
-                "check --state / [state] path".into(),
-            )
-        }
-    };
-    let keys = [who.to_string(), who.to_lowercase()];
-    let runs = match store.runs().await {
-        Ok(r) => r,
-        Err(e) => {
-            return Check::unknown(
-                ID,
-                format!("cannot read the state file: {e}"),
-                "check --state / [state] path".into(),
-            )
-        }
-    };
-    let mut seen = Vec::new();
-    let mut unfinished = Vec::new();
-    let mut owned = Vec::new();
-    let mut latest: Option<(String, AgentState)> = None;
-    for run in &runs {
-        let mut found = None;
-        for k in &keys {
-            if let Ok(a) = store.agent(&run.id, k).await {
-                found = Some(a);
-                break;
-            }
-        }
-        let Some(agent) = found else {
-            continue;
-        };
-        seen.push(format!("{} {}", run.id, agent.state.as_str()));
-        for s in store
-            .steps(&run.id, &agent.agent_key)
-            .await
-            .unwrap_or_default()
-        {
-            if s.owned
-                && matches!(
-                    s.state,
-                    StepState::Done | StepState::Running | StepState::NeedsAttention
-                )
-            {
-                owned.push(resources(&s.step_id, &s.outputs));
-            }
-            if !matches!(
-                s.state,
-                StepState::Done | StepState::Adopted | StepState::RolledBack | StepState::Pending
-            ) {
-                unfinished.push(format!("{}:{} {}", run.id, s.step_id, s.state.as_str()));
-            }
-        }
-        latest = Some((run.id.clone(), agent.state));
-    }
-    let detail = if seen.is_empty() {
-        format!("no run in {} has this agent", ctx.state_path.display())
-    } else {
-        format!(
-            "runs: {}; unfinished steps: {}; owned resources: {}",
-            seen.join(", "),
-            if unfinished.is_empty() {
-                "none".into()
-            } else {
-                unfinished.join(", ")
-            },
-            if owned.is_empty() {
-                "none".into()
-            } else {
-                owned.join(", ")
-            }
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Check::unknown(
+            ID,
+            format!("cannot read the state file: {e}"),
+            "check --state / [state] path".into(),
         )
     };
-    match latest {
+    let store = match ctx.open_store() {
+        Ok(s) => s,
+        Err(e) => return unreadable(&e),
+    };
+    let history = match History::read(&store, who).await {
+        Ok(h) => h,
+        Err(e) => return unreadable(&e),
+    };
+    let detail = history.detail(ctx);
+    match history.latest {
         Some((run, state))
             if !matches!(
                 state,
@@ -136,5 +76,91 @@ async fn state_check_inner(ctx: &Context, who: &str) -> Check {
             )
         }
         _ => Check::ok(ID, detail),
+    }
+}
+
+/// What the state file holds of one agent, over every run.
+#[derive(Default)]
+struct History {
+    /// Each run that has the agent, with the agent's state there.
+    seen: Vec<String>,
+    /// Steps neither finished nor pending, as `run:step state`.
+    unfinished: Vec<String>,
+    /// Resources the agent's runs created and still hold.
+    owned: Vec<String>,
+    /// The last run that has the agent, and its state there.
+    latest: Option<(String, AgentState)>,
+}
+
+impl History {
+    /// Reads every run for the agent, keyed as written or lower-cased.
+    async fn read(store: &StateStore, who: &str) -> Result<History, store::Error> {
+        let keys = [who.to_string(), who.to_lowercase()];
+        let mut history = History::default();
+        for run in &store.runs().await? {
+            let mut found = None;
+            for k in &keys {
+                if let Ok(a) = store.agent(&run.id, k).await {
+                    found = Some(a);
+                    break;
+                }
+            }
+            let Some(agent) = found else {
+                continue;
+            };
+            history
+                .seen
+                .push(format!("{} {}", run.id, agent.state.as_str()));
+            for s in store
+                .steps(&run.id, &agent.agent_key)
+                .await
+                .unwrap_or_default()
+            {
+                if s.owned
+                    && matches!(
+                        s.state,
+                        StepState::Done | StepState::Running | StepState::NeedsAttention
+                    )
+                {
+                    history.owned.push(resources(&s.step_id, &s.outputs));
+                }
+                if !matches!(
+                    s.state,
+                    StepState::Done
+                        | StepState::Adopted
+                        | StepState::RolledBack
+                        | StepState::Pending
+                ) {
+                    (history.unfinished).push(format!(
+                        "{}:{} {}",
+                        run.id,
+                        s.step_id,
+                        s.state.as_str()
+                    ));
+                }
+            }
+            history.latest = Some((run.id.clone(), agent.state));
+        }
+        Ok(history)
+    }
+
+    /// The check's detail: the runs, unfinished steps and owned resources.
+    fn detail(&self, ctx: &Context) -> String {
+        if self.seen.is_empty() {
+            return format!("no run in {} has this agent", ctx.state_path.display());
+        }
+        let or_none = |items: &[String]| {
+            if items.is_empty() {
+                "none".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
+        format!(
+            "runs: {}; unfinished steps: {}; owned resources: {}",
+            self.seen.join(", "),
+            or_none(&self.unfinished),
+            or_none(&self.owned)
+        )
     }
 }

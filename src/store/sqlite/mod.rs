@@ -401,10 +401,10 @@ mod tests {
         let ok = tokio::spawn(async move {
             Journal::update_step(
                 &*a,
-                "r1",
-                "a@x.io",
+                &"r1".into(),
+                &"a@x.io".into(),
                 "t",
-                "s1",
+                &"s1".into(),
                 &up(StepState::Running),
                 EventKind::StepIntent,
             )
@@ -413,10 +413,10 @@ mod tests {
         let refused = tokio::spawn(async move {
             Journal::update_step(
                 &*b,
-                "r1",
-                "a@x.io",
+                &"r1".into(),
+                &"a@x.io".into(),
                 "stolen",
-                "s2",
+                &"s2".into(),
                 &up(StepState::Done),
                 EventKind::StepIntent,
             )

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::journal::{AgentRow, StepRow};
-use crate::engine::{AgentState, OnFailure, StepState};
+use crate::engine::{AgentKey, AgentState, OnFailure, RunId, StepId, StepState};
 use crate::store::{Error, Result, RunRow};
 
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRow>> {
@@ -30,8 +30,8 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Run
 pub(super) fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
     let subject: String = r.get(2)?;
     Ok(Ok(AgentRow {
-        run_id: r.get(0)?,
-        agent_key: r.get(1)?,
+        run_id: RunId::from(r.get::<_, String>(0)?),
+        agent_key: AgentKey::from(r.get::<_, String>(1)?),
         subject: match serde_json::from_str(&subject) {
             Ok(s) => s,
             Err(source) => {
@@ -59,7 +59,7 @@ pub(super) fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<A
 pub(super) fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StepRow>> {
     let outputs: Option<String> = r.get(5)?;
     let mut row = StepRow {
-        step_id: r.get(0)?,
+        step_id: StepId::from(r.get::<_, String>(0)?),
         seq: r.get(1)?,
         state: StepState::Pending,
         owned: r.get(3)?,

@@ -9,7 +9,7 @@ use super::checkpoint::{exec, journal};
 use super::rows::{agent_from_row, run_from_row, step_from_row};
 use super::Store;
 use crate::engine::journal::{AgentRow, JournalError, StepRow};
-use crate::engine::{AgentState, OnFailure};
+use crate::engine::{AgentKey, AgentState, OnFailure, RunId, StepId};
 use crate::store::{now_rfc3339, Error, Result, RunRow};
 
 impl Store {
@@ -17,8 +17,8 @@ impl Store {
     pub fn create_run(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         self.with_tx(|tx| insert_run(tx, run, agents, steps, on_failure))
@@ -30,20 +30,20 @@ impl Store {
         &self,
         run: &str,
         agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         self.with_tx(|tx| insert_agents(tx, run, agents, steps, on_failure))
     }
 
     /// Every run that holds the agent with this key, oldest first.
-    pub fn runs_of_agent(&self, key: &str) -> Result<Vec<String>> {
+    pub fn runs_of_agent(&self, key: &str) -> Result<Vec<RunId>> {
         self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT run_id FROM agents WHERE agent_key = ?1 ORDER BY created_at, rowid",
             )?;
-            let rows = st.query_map(params![key], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            let rows = st.query_map(params![key], |r| r.get::<_, String>(0).map(RunId::from))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<RunId>>>()?)
         })
     }
 
@@ -89,8 +89,8 @@ impl Store {
     pub fn create_run_exclusive(
         &self,
         run: &RunRow,
-        agents: &[(String, serde_json::Value)],
-        steps: &[String],
+        agents: &[(AgentKey, serde_json::Value)],
+        steps: &[StepId],
         on_failure: OnFailure,
         open_states: &[AgentState],
         holding_states: &[AgentState],
@@ -103,7 +103,7 @@ impl Store {
                                     AND (s.owned = 1 OR s.unresolved = 1))
                      FROM agents a WHERE a.agent_key = ?1 ORDER BY a.created_at",
                 )?;
-                let rows = st.query_map(params![key], |r| {
+                let rows = st.query_map(params![key.as_str()], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
                 })?;
                 for row in rows {
@@ -113,7 +113,7 @@ impl Store {
                         || (holds && holding_states.contains(&parsed))
                     {
                         return Err(Error::Unfinished {
-                            agent: key.clone(),
+                            agent: key.to_string(),
                             run: prev_run,
                             state,
                         });
@@ -199,8 +199,8 @@ impl Store {
 fn insert_run(
     tx: &Connection,
     run: &RunRow,
-    agents: &[(String, serde_json::Value)],
-    steps: &[String],
+    agents: &[(AgentKey, serde_json::Value)],
+    steps: &[StepId],
     on_failure: OnFailure,
 ) -> Result<()> {
     exec(
@@ -211,15 +211,16 @@ fn insert_run(
     insert_agents(tx, &run.id, agents, steps, on_failure)
 }
 
-fn insert_agents(
+fn insert_agents<K: AsRef<str>>(
     tx: &Connection,
     run_id: &str,
-    agents: &[(String, serde_json::Value)],
-    steps: &[String],
+    agents: &[(K, serde_json::Value)],
+    steps: &[StepId],
     on_failure: OnFailure,
 ) -> Result<()> {
     let now = now_rfc3339();
     for (key, subject) in agents {
+        let key = key.as_ref();
         exec(
                 tx,
                     "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, created_at, updated_at)
@@ -231,7 +232,7 @@ fn insert_agents(
                 tx,
                 "INSERT INTO steps (run_id, agent_key, step_id, seq, state, updated_at)
                          VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![run_id, key, step, seq as i64, now],
+                params![run_id, key, step.as_str(), seq as i64, now],
             )?;
         }
         journal(
