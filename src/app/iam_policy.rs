@@ -236,58 +236,86 @@ pub fn iam_policy(ctx: &Context, command: PolicyFor) -> Result<Value, Error> {
     Ok(policy(ctx.config()?, region.as_deref(), command))
 }
 
-fn policy(config: &Config, region: Option<&str>, command: PolicyFor) -> Value {
-    let ops = operations(command);
-    let actions = iam_actions(&ops);
-    let ic = &config.identity_center;
-    let raw_instance = config.connect.instance_id.trim();
-    // What an ARN in the config tells: partition and account.
-    let parts = |arn: &str, i: usize| {
-        arn.split(':')
-            .nth(i)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-    };
-    let partition = [
-        Some(raw_instance),
-        ic.application_arn.as_deref(),
-        ic.instance_arn.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|a| a.starts_with("arn:"))
-    .find_map(|a| parts(a, 1))
-    .unwrap_or_else(|| "aws".into());
-    let connect_account = raw_instance
-        .starts_with("arn:")
-        .then(|| parts(raw_instance, 4))
+/// The resource ARNs of the configured target (wildcards where the config does not say).
+struct Arns {
+    partition: String,
+    instance: String,
+    store: String,
+    sso_instance: String,
+    application: String,
+}
+
+impl Arns {
+    fn of(config: &Config, region: Option<&str>) -> Arns {
+        let ic = &config.identity_center;
+        let raw_instance = config.connect.instance_id.trim();
+        // What an ARN in the config tells: partition and account.
+        let parts = |arn: &str, i: usize| {
+            arn.split(':')
+                .nth(i)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+        };
+        let partition = [
+            Some(raw_instance),
+            ic.application_arn.as_deref(),
+            ic.instance_arn.as_deref(),
+        ]
+        .into_iter()
         .flatten()
-        .unwrap_or_else(|| "*".into());
-    let ic_account = ic
-        .application_arn
-        .as_deref()
-        .and_then(|a| parts(a, 4))
-        .unwrap_or_else(|| "*".into());
-    let region = region.unwrap_or("*");
-    let instance = format!(
-        "arn:{partition}:connect:{region}:{connect_account}:instance/{}",
-        config.connect.instance_id()
-    );
-    let store = format!(
-        "arn:{partition}:identitystore::{ic_account}:identitystore/{}",
-        ic.identity_store_id
+        .filter(|a| a.starts_with("arn:"))
+        .find_map(|a| parts(a, 1))
+        .unwrap_or_else(|| "aws".into());
+        let connect_account = raw_instance
+            .starts_with("arn:")
+            .then(|| parts(raw_instance, 4))
+            .flatten()
+            .unwrap_or_else(|| "*".into());
+        let ic_account = ic
+            .application_arn
             .as_deref()
-            .map(|s| s.rsplit('/').next().unwrap_or(s))
-            .unwrap_or("*")
-    );
-    let sso_instance = ic
-        .instance_arn
-        .clone()
-        .unwrap_or_else(|| format!("arn:{partition}:sso:::instance/*"));
-    let application = ic.application_arn.clone().unwrap_or_else(|| {
-        let id = sso_instance.rsplit('/').next().unwrap_or("*");
-        format!("arn:{partition}:sso::{ic_account}:application/{id}/*")
-    });
+            .and_then(|a| parts(a, 4))
+            .unwrap_or_else(|| "*".into());
+        let region = region.unwrap_or("*");
+        let instance = format!(
+            "arn:{partition}:connect:{region}:{connect_account}:instance/{}",
+            config.connect.instance_id()
+        );
+        let store = format!(
+            "arn:{partition}:identitystore::{ic_account}:identitystore/{}",
+            ic.identity_store_id
+                .as_deref()
+                .map(|s| s.rsplit('/').next().unwrap_or(s))
+                .unwrap_or("*")
+        );
+        let sso_instance = ic
+            .instance_arn
+            .clone()
+            .unwrap_or_else(|| format!("arn:{partition}:sso:::instance/*"));
+        let application = ic.application_arn.clone().unwrap_or_else(|| {
+            let id = sso_instance.rsplit('/').next().unwrap_or("*");
+            format!("arn:{partition}:sso::{ic_account}:application/{id}/*")
+        });
+
+        Arns {
+            partition,
+            instance,
+            store,
+            sso_instance,
+            application,
+        }
+    }
+}
+
+fn policy(config: &Config, region: Option<&str>, command: PolicyFor) -> Value {
+    let actions = iam_actions(&operations(command));
+    let Arns {
+        partition,
+        instance,
+        store,
+        sso_instance,
+        application,
+    } = Arns::of(config, region);
 
     // One statement a resource family, with the actions that act on it (none: no statement).
     let mut statements = Vec::new();

@@ -54,179 +54,204 @@ pub(super) fn diff(
     identity: Option<&IdentityUser>,
     catalog: &Catalog,
 ) -> (Changes, Vec<FieldChange>) {
-    let mut c = Changes::default();
-    let mut shown = Vec::new();
-    let mut show = |field: &str, before: Value, after: Value| {
+    let mut d = Diff {
+        changes: Changes::default(),
+        shown: Vec::new(),
+        catalog,
+    };
+    d.profiles(desired, world);
+    d.phone(desired, world);
+    d.identity_info(desired, world);
+    if row.says("tags") == Says::Set {
+        d.tags(row, world);
+    }
+    // The Identity Center user's names follow the row's, when the row names the agent.
+    let names_given = row.says("first_name") == Says::Set || row.says("last_name") == Says::Set;
+    if let (Some(u), true) = (identity, names_given) {
+        d.identity_names(desired, u);
+    }
+    (d.changes, d.shown)
+}
+
+/// The changes found so far.
+struct Diff<'a> {
+    changes: Changes,
+    shown: Vec<FieldChange>,
+    catalog: &'a Catalog,
+}
+
+impl Diff<'_> {
+    /// A field the plan shows, when it differs.
+    fn show(&mut self, field: &str, before: Value, after: Value) {
         if before != after {
-            shown.push(FieldChange {
+            self.shown.push(FieldChange {
                 field: field.to_string(),
                 before,
                 after,
             });
         }
-    };
-    let a = &desired.agent;
-    if desired.routing_profile_id != world.routing_profile_id {
-        show(
-            "routing_profile",
-            name_of(&catalog.routing_profiles, &world.routing_profile_id),
-            name_of(&catalog.routing_profiles, &desired.routing_profile_id),
-        );
-        c.routing_profile = Some(Change {
-            before: world.routing_profile_id.clone(),
-            after: desired.routing_profile_id.clone(),
-        });
     }
-    let (mut want, mut have) = (
-        desired.security_profile_ids.clone(),
-        world.security_profile_ids.clone(),
-    );
-    want.sort();
-    have.sort();
-    have.dedup();
-    if want != have {
-        show(
-            "security_profiles",
-            names_of(&catalog.security_profiles, &have),
-            names_of(&catalog.security_profiles, &want),
-        );
-        c.security_profiles = Some(Change {
-            before: have,
-            after: want,
-        });
+
+    /// Routing profile, security profiles (a set), hierarchy group.
+    fn profiles(&mut self, desired: &Subject, world: &ConnectUserDetail) {
+        let catalog = self.catalog;
+        if desired.routing_profile_id != world.routing_profile_id {
+            self.show(
+                "routing_profile",
+                name_of(&catalog.routing_profiles, &world.routing_profile_id),
+                name_of(&catalog.routing_profiles, &desired.routing_profile_id),
+            );
+            self.changes.routing_profile = Some(Change {
+                before: world.routing_profile_id.clone(),
+                after: desired.routing_profile_id.clone(),
+            });
+        }
+        let mut want = desired.security_profile_ids.clone();
+        let mut have = world.security_profile_ids.clone();
+        want.sort();
+        have.sort();
+        have.dedup();
+        if want != have {
+            self.show(
+                "security_profiles",
+                names_of(&catalog.security_profiles, &have),
+                names_of(&catalog.security_profiles, &want),
+            );
+            self.changes.security_profiles = Some(Change {
+                before: have,
+                after: want,
+            });
+        }
+        if desired.hierarchy_group_id != world.hierarchy_group_id {
+            let group = |g: &Option<String>| {
+                g.as_deref()
+                    .map_or(Value::Null, |g| name_of(&catalog.hierarchy_groups, g))
+            };
+            self.show(
+                "hierarchy_group",
+                group(&world.hierarchy_group_id),
+                group(&desired.hierarchy_group_id),
+            );
+            self.changes.hierarchy_group = Some(Change {
+                before: world.hierarchy_group_id.clone(),
+                after: desired.hierarchy_group_id.clone(),
+            });
+        }
     }
-    if desired.hierarchy_group_id != world.hierarchy_group_id {
-        let shown_group = |g: &Option<String>| {
-            g.as_deref()
-                .map_or(Value::Null, |g| name_of(&catalog.hierarchy_groups, g))
+
+    /// The phone config, whole (a soft phone's desk number is not compared).
+    fn phone(&mut self, desired: &Subject, world: &ConnectUserDetail) {
+        let a = &desired.agent;
+        let phone = PhoneConfig {
+            phone_type: a.phone_type.as_aws().to_string(),
+            auto_accept: a.auto_accept,
+            acw_timeout: a.acw_timeout,
+            desk_phone_number: a.desk_phone_number.clone(),
         };
-        show(
-            "hierarchy_group",
-            shown_group(&world.hierarchy_group_id),
-            shown_group(&desired.hierarchy_group_id),
-        );
-        c.hierarchy_group = Some(Change {
-            before: world.hierarchy_group_id.clone(),
-            after: desired.hierarchy_group_id.clone(),
-        });
-    }
-    let phone = PhoneConfig {
-        phone_type: a.phone_type.as_aws().to_string(),
-        auto_accept: a.auto_accept,
-        acw_timeout: a.acw_timeout,
-        desk_phone_number: a.desk_phone_number.clone(),
-    };
-    if !crate::steps::update::same_phone(&phone, &world.phone) {
+        if crate::steps::update::same_phone(&phone, &world.phone) {
+            return;
+        }
         let kind = |t: &str| json!(if t == "DESK_PHONE" { "desk" } else { "soft" });
-        show(
-            "phone_type",
-            kind(&world.phone.phone_type),
-            kind(&phone.phone_type),
-        );
-        show(
+        let was = &world.phone;
+        self.show("phone_type", kind(&was.phone_type), kind(&phone.phone_type));
+        self.show(
             "auto_accept",
-            json!(world.phone.auto_accept),
+            json!(was.auto_accept),
             json!(phone.auto_accept),
         );
-        show(
+        self.show(
             "acw_timeout",
-            json!(world.phone.acw_timeout),
+            json!(was.acw_timeout),
             json!(phone.acw_timeout),
         );
-        show(
+        self.show(
             "desk_phone_number",
-            opt(&world.phone.desk_phone_number),
+            opt(&was.desk_phone_number),
             opt(&phone.desk_phone_number),
         );
-        c.phone = Some(Change {
-            before: world.phone.clone(),
+        self.changes.phone = Some(Change {
+            before: was.clone(),
             after: phone,
         });
     }
-    let info_before = IdentityInfo {
-        first_name: world.first_name.clone(),
-        last_name: world.last_name.clone(),
-        email: None,
-        secondary_email: world.secondary_email.clone(),
-        mobile: world.mobile.clone(),
-    };
-    let info_after = IdentityInfo {
-        first_name: a.first_name.clone(),
-        last_name: a.last_name.clone(),
-        email: None,
-        secondary_email: a.secondary_email.clone(),
-        mobile: a.mobile.clone(),
-    };
-    if info_after != info_before {
-        show(
+
+    /// Names, secondary email and mobile (UpdateUserIdentityInfo sets them all).
+    fn identity_info(&mut self, desired: &Subject, world: &ConnectUserDetail) {
+        let a = &desired.agent;
+        let before = IdentityInfo {
+            first_name: world.first_name.clone(),
+            last_name: world.last_name.clone(),
+            email: None,
+            secondary_email: world.secondary_email.clone(),
+            mobile: world.mobile.clone(),
+        };
+        let after = IdentityInfo {
+            first_name: a.first_name.clone(),
+            last_name: a.last_name.clone(),
+            email: None,
+            secondary_email: a.secondary_email.clone(),
+            mobile: a.mobile.clone(),
+        };
+        if after == before {
+            return;
+        }
+        self.show(
             "first_name",
-            json!(info_before.first_name),
-            json!(info_after.first_name),
+            json!(before.first_name),
+            json!(after.first_name),
         );
-        show(
-            "last_name",
-            json!(info_before.last_name),
-            json!(info_after.last_name),
-        );
-        show(
+        self.show("last_name", json!(before.last_name), json!(after.last_name));
+        self.show(
             "secondary_email",
-            opt(&info_before.secondary_email),
-            opt(&info_after.secondary_email),
+            opt(&before.secondary_email),
+            opt(&after.secondary_email),
         );
-        show("mobile", opt(&info_before.mobile), opt(&info_after.mobile));
-        c.identity_info = Some(Change {
-            before: info_before,
-            after: info_after,
-        });
+        self.show("mobile", opt(&before.mobile), opt(&after.mobile));
+        self.changes.identity_info = Some(Change { before, after });
     }
-    if row.says("tags") == Says::Set {
+
+    /// The row's tags that differ (others are never touched).
+    fn tags(&mut self, row: &RosterRow, world: &ConnectUserDetail) {
         let mut before = BTreeMap::new();
         let mut after = BTreeMap::new();
         for (k, v) in &row.input.tags {
             let now = world.tags.get(k).cloned();
             if now.as_deref() != Some(v.as_str()) {
-                show(&format!("tags.{k}"), opt(&now), json!(v));
+                self.show(&format!("tags.{k}"), opt(&now), json!(v));
                 before.insert(k.clone(), now);
                 after.insert(k.clone(), Some(v.clone()));
             }
         }
         if !after.is_empty() {
-            c.tags = Some(Change { before, after });
+            self.changes.tags = Some(Change { before, after });
         }
     }
-    // The Identity Center user's names follow the row's, when the row names the agent.
-    let names_given = row.says("first_name") == Says::Set || row.says("last_name") == Says::Set;
-    if let (Some(u), true) = (identity, names_given) {
-        if u.given_name != a.first_name || u.family_name != a.last_name {
-            let before = IdentityNames {
-                given_name: u.given_name.clone(),
-                family_name: u.family_name.clone(),
-                display_name: u.display_name.clone(),
-            };
-            let after = IdentityNames {
-                given_name: a.first_name.clone(),
-                family_name: a.last_name.clone(),
-                display_name: a.display_name.clone(),
-            };
-            show(
-                "identity_center.given_name",
-                json!(before.given_name),
-                json!(after.given_name),
-            );
-            show(
-                "identity_center.family_name",
-                json!(before.family_name),
-                json!(after.family_name),
-            );
-            show(
-                "identity_center.display_name",
-                json!(before.display_name),
-                json!(after.display_name),
-            );
-            c.identity_names = Some(Change { before, after });
+
+    /// The Identity Center user's given, family and display name.
+    fn identity_names(&mut self, desired: &Subject, u: &IdentityUser) {
+        let a = &desired.agent;
+        if u.given_name == a.first_name && u.family_name == a.last_name {
+            return;
         }
+        let before = IdentityNames {
+            given_name: u.given_name.clone(),
+            family_name: u.family_name.clone(),
+            display_name: u.display_name.clone(),
+        };
+        let after = IdentityNames {
+            given_name: a.first_name.clone(),
+            family_name: a.last_name.clone(),
+            display_name: a.display_name.clone(),
+        };
+        for (field, b, n) in [
+            ("given_name", &before.given_name, &after.given_name),
+            ("family_name", &before.family_name, &after.family_name),
+            ("display_name", &before.display_name, &after.display_name),
+        ] {
+            self.show(&format!("identity_center.{field}"), json!(b), json!(n));
+        }
+        self.changes.identity_names = Some(Change { before, after });
     }
-    (c, shown)
 }
 
 #[cfg(test)]

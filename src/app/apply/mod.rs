@@ -96,7 +96,8 @@ pub struct ApplyReport {
 /// The caller's say on the removals (non-empty) before the first write: `Ok` goes ahead.
 pub type ConfirmRemovals<'a> = dyn FnMut(&[PlanRow]) -> Result<(), Error> + 'a;
 
-/// Runs `apply`.
+/// Runs `apply`: the desired states read, the world listed once, every agent planned, then
+/// (unless a dry run) the removals confirmed and the plan run.
 pub async fn apply(
     ctx: &Context,
     opts: &ApplyOptions,
@@ -106,209 +107,269 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let config = ctx.config()?;
-    let NewRun {
-        clients,
-        wf,
-        target,
-        catalog,
-    } = ctx.new_run(WorkflowSource::Apply).await?;
+    let new = ctx.new_run(WorkflowSource::Apply).await?;
     let here = PlanTarget {
-        instance_id: target.instance_id.clone(),
-        identity_store_id: target.identity_store_id.clone(),
-        group: target.group.clone(),
+        instance_id: new.target.instance_id.clone(),
+        identity_store_id: new.target.identity_store_id.clone(),
+        group: new.target.group.clone(),
     };
-    // 1. The desired states, every problem at once.
-    let (mut rows, mut rejected, saved, prune) = match &opts.source {
-        ApplySource::File(path) => {
-            let (rows, rejected) = roster::read(path, opts.clear_empty)?;
-            if rows.is_empty() && rejected.is_empty() {
-                return Err(Error::Input(format!(
-                    "{}: no agent rows, only a header: nothing to apply; nothing was written",
-                    path.display()
-                )));
-            }
-            (rows, rejected, None, opts.prune)
-        }
-        ApplySource::Plan(path) => {
-            let saved = SavedPlan::load(path, &here)?;
-            let file = path.display().to_string();
-            let rows = (saved.plan.iter().enumerate())
-                .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
-                .map(|(i, p)| plan::row_of_plan(&file, i, p))
-                .collect();
-            let prune = saved.prune;
-            (rows, Vec::new(), Some(saved), prune)
-        }
-    };
-    duplicates(&mut rows);
-
-    // 2. The world, once.
-    let snapshot = bulk_read(&clients, &target).await?;
-    let env = {
-        let mut env = env_for(&clients, &target);
-        env.snapshot = Some(snapshot.clone());
-        env
-    };
+    let desired = Desired::read(opts, &here)?;
+    let snapshot = bulk_read(&new.clients, &new.target).await?;
+    let mut planning = Planning::default();
     let planner = plan::Planner::new(
-        &target,
-        &catalog,
+        &new.target,
+        &new.catalog,
         &config.defaults,
-        env,
+        {
+            let mut env = env_for(&new.clients, &new.target);
+            env.snapshot = Some(snapshot.clone());
+            env
+        },
         snapshot.clone(),
-        wf.clone(),
+        new.wf.clone(),
     );
-
-    // 3. Every row planned (a saved plan: checked against what AWS shows now).
-    let mut plan_rows: Vec<PlanRow> = Vec::new();
-    let mut runs: Vec<(PlanRow, Valid)> = Vec::new();
-    let mut early: Vec<AgentResult> = Vec::new();
-    let mut rule_problems: Vec<Rejected> = Vec::new();
-    let saved_by_agent: HashMap<String, &PlanRow> = (saved.iter())
-        .flat_map(|s| s.plan.iter())
-        .map(|p| (p.agent.clone(), p))
-        .collect();
-    for row in &rows {
-        let planned = planner.plan(row).await?;
-        let planned = match saved_by_agent.get(&row.email) {
-            Some(was) => prune::against_saved(was, planned),
-            None => planned,
+    planning.plan(&planner, &desired).await?;
+    refuse_invalid(opts, &planning.rejected)?;
+    let removals = match desired.prune {
+        true => planning.removals(&snapshot, &new.target, &desired, opts.max_remove)?,
+        false => Vec::new(),
+    };
+    let mut rows = planning.plan_rows.clone();
+    rows.extend(removals.iter().cloned());
+    let saved = SavedPlan::new(here, desired.prune, rows);
+    let mut report = ApplyReport {
+        dry_run: opts.run.dry_run,
+        saved,
+        run_id: None,
+        prune_run_id: None,
+        invalid: (planning.rejected.iter())
+            .flat_map(|r| r.problems.iter().cloned())
+            .collect(),
+        outcomes: BTreeMap::new(),
+        agents: Vec::new(),
+        calls: Vec::new(),
+        elapsed_ms: 0,
+    };
+    if !opts.run.dry_run {
+        if !removals.is_empty() {
+            confirm(&removals)?;
+        }
+        let run = Running {
+            ctx,
+            new: &new,
+            snapshot,
+            opts,
+            settings,
         };
-        match planned {
-            plan::Planned::Run(p, v) => {
-                plan_rows.push(p.clone());
-                runs.push((p, *v));
-            }
-            plan::Planned::Decided(p) => {
-                early.push(decided(&p));
-                plan_rows.push(p);
-            }
-            plan::Planned::Rejected(r) => rule_problems.push(r),
-        }
+        run.run(planning, removals, sink, &mut report).await?;
     }
-    // A saved plan's rows that are not run are reported as planned.
-    for p in saved.iter().flat_map(|s| s.plan.iter()) {
-        if matches!(p.action, Action::Unchanged | Action::Conflict) {
-            early.push(decided(p));
-            plan_rows.push(p.clone());
-        }
-    }
-    rejected.extend(rule_problems.into_iter().map(|r| (r.who, r.problems)));
-    refuse_invalid(opts, &rejected)?;
+    report.calls = calls(&new.clients);
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
 
-    // 4. Removals, behind the guard.
-    let removals = if prune {
-        // The roster: the file's rows, or the saved plan's agents that it does not remove.
-        let roster: HashSet<String> = (rows.iter())
+/// The desired states: the roster's rows, or a saved plan's.
+struct Desired {
+    rows: Vec<roster::RosterRow>,
+    /// Rows that could not be read.
+    unread: Vec<roster::Unread>,
+    /// The saved plan applied (`--plan`).
+    saved: Option<SavedPlan>,
+    /// Removals are planned.
+    prune: bool,
+}
+
+impl Desired {
+    /// Every row, every problem of the file at once (planned later, never run).
+    fn read(opts: &ApplyOptions, here: &PlanTarget) -> Result<Desired, Error> {
+        let mut d = match &opts.source {
+            ApplySource::File(path) => {
+                let (rows, unread) = roster::read(path, opts.clear_empty)?;
+                if rows.is_empty() && unread.is_empty() {
+                    return Err(Error::Input(format!(
+                        "{}: no agent rows, only a header: nothing to apply; nothing was written",
+                        path.display()
+                    )));
+                }
+                Desired {
+                    rows,
+                    unread,
+                    saved: None,
+                    prune: opts.prune,
+                }
+            }
+            ApplySource::Plan(path) => {
+                let saved = SavedPlan::load(path, here)?;
+                let file = path.display().to_string();
+                let rows = (saved.plan.iter().enumerate())
+                    .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
+                    .map(|(i, p)| plan::row_of_plan(&file, i, p))
+                    .collect();
+                Desired {
+                    rows,
+                    unread: Vec::new(),
+                    prune: saved.prune,
+                    saved: Some(saved),
+                }
+            }
+        };
+        duplicates(&mut d.rows);
+        Ok(d)
+    }
+
+    /// The saved plan's row of an agent, if a saved plan is applied.
+    fn saved_row(&self, agent: &str) -> Option<&PlanRow> {
+        (self.saved.iter())
+            .flat_map(|s| s.plan.iter())
+            .find(|p| p.agent == agent)
+    }
+
+    /// The agents the roster names (a saved plan: those it does not remove), folded.
+    fn roster(&self) -> HashSet<String> {
+        (self.rows.iter())
             .map(|r| crate::agent::fold::fold(&r.email))
             .chain(
-                (saved_by_agent.values())
+                (self.saved.iter())
+                    .flat_map(|s| s.plan.iter())
                     .filter(|p| p.action != Action::Remove)
                     .map(|p| crate::agent::fold::fold(&p.agent)),
             )
-            .collect();
-        let planned_removals: Option<Vec<&PlanRow>> = saved.as_ref().map(|s| {
+            .collect()
+    }
+}
+
+/// Every agent planned: what the run drives, what was decided without it, what was rejected.
+#[derive(Default)]
+struct Planning {
+    /// The plan, in the file's order.
+    plan_rows: Vec<PlanRow>,
+    /// Creates and updates.
+    runs: Vec<(PlanRow, Valid)>,
+    /// Unchanged, conflict, stale: reported, not run.
+    early: Vec<AgentResult>,
+    /// Rows that break a rule.
+    rejected: Vec<Rejected>,
+}
+
+impl Planning {
+    async fn plan(&mut self, planner: &plan::Planner<'_>, desired: &Desired) -> Result<(), Error> {
+        self.rejected
+            .extend((desired.unread.iter()).map(|(who, problems)| Rejected {
+                who: who.clone(),
+                problems: problems.clone(),
+            }));
+        for row in &desired.rows {
+            let planned = planner.plan(row).await?;
+            let planned = match desired.saved_row(&row.email) {
+                Some(was) => prune::against_saved(was, planned),
+                None => planned,
+            };
+            match planned {
+                plan::Planned::Run(p, v) => {
+                    self.plan_rows.push(p.clone());
+                    self.runs.push((p, *v));
+                }
+                plan::Planned::Decided(p) => self.decided(p),
+                plan::Planned::Rejected(r) => self.rejected.push(r),
+            }
+        }
+        // A saved plan's rows that are not run are reported as planned.
+        for p in desired.saved.iter().flat_map(|s| s.plan.iter()) {
+            if matches!(p.action, Action::Unchanged | Action::Conflict) {
+                self.decided(p.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn decided(&mut self, p: PlanRow) {
+        self.early.push(decided(&p));
+        self.plan_rows.push(p);
+    }
+
+    /// The removals of `--prune`, behind the guard; managed agents that cannot be pruned
+    /// are planned `conflict`.
+    fn removals(
+        &mut self,
+        snapshot: &Snapshot,
+        target: &crate::preflight::Target,
+        desired: &Desired,
+        max_remove: Option<usize>,
+    ) -> Result<Vec<PlanRow>, Error> {
+        let planned: Option<Vec<&PlanRow>> = desired.saved.as_ref().map(|s| {
             (s.plan.iter())
                 .filter(|p| p.action == Action::Remove)
                 .collect()
         });
-        let (removals, odd) = prune::removals(
-            &snapshot,
-            &target,
-            &roster,
-            planned_removals,
-            opts.max_remove,
-        )?;
+        let (removals, odd) =
+            prune::removals(snapshot, target, &desired.roster(), planned, max_remove)?;
         for p in odd {
-            early.push(decided(&p));
-            plan_rows.push(p);
+            self.decided(p);
         }
-        removals
-    } else {
-        Vec::new()
-    };
-    plan_rows.extend(removals.iter().cloned());
-    let saved_now = SavedPlan::new(here, prune, plan_rows);
-    let invalid: Vec<String> = rejected
-        .iter()
-        .flat_map(|(_, p)| p.iter().cloned())
-        .collect();
-    if opts.run.dry_run {
-        return Ok(ApplyReport {
-            dry_run: true,
-            saved: saved_now,
-            run_id: None,
-            prune_run_id: None,
-            invalid,
+        Ok(removals)
+    }
+}
+
+/// What the run of a plan acts with.
+struct Running<'a> {
+    ctx: &'a Context,
+    new: &'a NewRun,
+    snapshot: Arc<Snapshot>,
+    opts: &'a ApplyOptions,
+    settings: &'a RunSettings,
+}
+
+impl Running<'_> {
+    /// Creates and updates in one run of the apply workflow, then the removals in an
+    /// offboarding run; outcomes to `sink` and `report`.
+    async fn run(
+        self,
+        planning: Planning,
+        removals: Vec<PlanRow>,
+        sink: &mut dyn Sink,
+        report: &mut ApplyReport,
+    ) -> Result<(), Error> {
+        let mut actions: HashMap<String, (Action, String)> = (planning.runs.iter())
+            .map(|(p, _)| (p.agent.clone(), (p.action, shown_changes(&p.changes))))
+            .collect();
+        for r in &removals {
+            actions.insert(r.agent.clone(), (Action::Remove, String::new()));
+        }
+        let valid: Vec<Valid> = planning.runs.into_iter().map(|(_, v)| v).collect();
+        let mut out = ApplySink {
+            inner: sink,
+            actions,
             outcomes: BTreeMap::new(),
             agents: Vec::new(),
-            calls: calls(&clients),
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        });
+            started: false,
+            total: valid.len() + planning.early.len() + removals.len(),
+        };
+        let rows_fn = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
+            Ok(Box::new(valid.iter().cloned()))
+        };
+        let phase = Phase {
+            clients: &self.new.clients,
+            target: &self.new.target,
+            wf: self.new.wf.clone(),
+            early: planning.early,
+            valid: valid.len(),
+            rejected: planning.rejected,
+            rows: &rows_fn,
+            opts: &self.opts.run,
+            settings: self.settings,
+            listed: Some(self.snapshot.clone()),
+            redo_done: true,
+        };
+        let ran = run_rows(self.ctx, phase, &mut out).await?;
+        report.run_id = ran.run_id;
+        if !removals.is_empty() {
+            report.prune_run_id =
+                prune::run(self.ctx, &removals, self.opts, self.settings, &mut out).await?;
+        }
+        report.outcomes = out.outcomes;
+        report.agents = out.agents;
+        Ok(())
     }
-    if !removals.is_empty() {
-        confirm(&removals)?;
-    }
-
-    // 5. The run: creates and updates, then removals.
-    let actions: HashMap<String, (Action, String)> = (runs.iter())
-        .map(|(p, _)| (p.agent.clone(), (p.action, shown_changes(&p.changes))))
-        .collect();
-    let mut out = ApplySink {
-        inner: sink,
-        actions,
-        outcomes: BTreeMap::new(),
-        agents: Vec::new(),
-        started: false,
-        total: 0,
-    };
-    for r in &removals {
-        out.actions
-            .insert(r.agent.clone(), (Action::Remove, String::new()));
-    }
-    for (who, problems) in &rejected {
-        out.inner.rejected(
-            &Rejected {
-                who: who.clone(),
-                problems: problems.clone(),
-            }
-            .result(),
-        );
-    }
-    let valid: Vec<Valid> = runs.into_iter().map(|(_, v)| v).collect();
-    let rows_fn = || -> Result<Box<dyn Iterator<Item = Valid> + '_>, Error> {
-        Ok(Box::new(valid.iter().cloned()))
-    };
-    let phase = Phase {
-        clients: &clients,
-        target: &target,
-        wf,
-        early,
-        valid: valid.len(),
-        rejected: Vec::new(),
-        rows: &rows_fn,
-        opts: &opts.run,
-        settings,
-        listed: Some(snapshot),
-        redo_done: true,
-    };
-    let total = valid.len() + phase.early.len() + removals.len();
-    out.total = total;
-    let report = run_rows(ctx, phase, &mut out).await?;
-    let mut prune_run_id = None;
-    if !removals.is_empty() {
-        prune_run_id = prune::run(ctx, &removals, opts, settings, &mut out).await?;
-    }
-    Ok(ApplyReport {
-        dry_run: false,
-        saved: saved_now,
-        run_id: report.run_id,
-        prune_run_id,
-        invalid,
-        outcomes: out.outcomes,
-        agents: out.agents,
-        calls: calls(&clients),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
 }
 
 /// The second row of an agent is a problem of its own (naming the first).
@@ -328,13 +389,12 @@ fn duplicates(rows: &mut [roster::RosterRow]) {
     }
 }
 
-fn refuse_invalid(opts: &ApplyOptions, rejected: &[roster::Unread]) -> Result<(), Error> {
+fn refuse_invalid(opts: &ApplyOptions, rejected: &[Rejected]) -> Result<(), Error> {
     if rejected.is_empty() || opts.skip_invalid {
         return Ok(());
     }
-    let problems: Vec<String> = rejected
-        .iter()
-        .flat_map(|(_, p)| p.iter().cloned())
+    let problems: Vec<String> = (rejected.iter())
+        .flat_map(|r| r.problems.iter().cloned())
         .collect();
     let file = match &opts.source {
         ApplySource::File(p) | ApplySource::Plan(p) => p.display().to_string(),

@@ -109,24 +109,19 @@ impl<'a> Planner<'a> {
             }
             return self.plan_create(row, &email).await;
         };
-        let mut detail = user.detail.clone().unwrap_or_default();
-        if needs_full_info(row, &detail) {
-            let described = (self.env.connect)
-                .describe_user(&self.target.instance_id, &user.id)
-                .await
-                .map_err(|source| preflight::Error::Aws {
-                    context: format!("reading the Connect user {username:?}"),
-                    source,
-                })?;
-            if let Some(d) = described.and_then(|u| u.detail) {
-                detail = ConnectUserDetail {
-                    tags: detail.tags,
-                    ..d
-                };
-            }
-        }
-        let input = row.merged(&detail);
-        let mut subject = match self.valid(row, &input) {
+        self.plan_update(row, &email, &user).await
+    }
+
+    /// An agent whose Connect user exists: its row made whole with what AWS shows, judged
+    /// by the agent rules, compared field by field; the onboarding parts it lacks added.
+    async fn plan_update(
+        &self,
+        row: &RosterRow,
+        email: &str,
+        user: &crate::aws::ConnectUser,
+    ) -> Result<Planned, Error> {
+        let detail = self.detail(row, user).await?;
+        let mut subject = match self.valid(row, &row.merged(&detail)) {
             Ok(s) => s,
             Err(r) => return Ok(Planned::Rejected(r)),
         };
@@ -134,7 +129,7 @@ impl<'a> Planner<'a> {
         let (changes, mut shown) = diff(row, &subject, &detail, identity, self.catalog);
         subject.changes = changes;
         let steps = self.engine.plan(&subject, &Secrets::default()).await;
-        self.snapshot.forget(&email);
+        self.snapshot.forget(email);
         if let Some(blocker) = steps.iter().find(|p| !p.decision.is_clean()) {
             let why = format!(
                 "{}: {}: {}",
@@ -142,7 +137,7 @@ impl<'a> Planner<'a> {
                 blocker.decision.as_str(),
                 blocker.detail
             );
-            return Ok(Planned::Decided(conflict(&email, why)));
+            return Ok(Planned::Decided(conflict(email, why)));
         }
         // The onboarding parts that are missing: completed as `migrate` completes them.
         for p in steps.iter().filter(|p| p.decision == PlanDecision::Create) {
@@ -158,27 +153,48 @@ impl<'a> Planner<'a> {
                 after,
             });
         }
-        if shown.is_empty() {
-            return Ok(Planned::Decided(PlanRow {
-                agent: email,
-                action: Action::Unchanged,
-                changes: Vec::new(),
-                detail: None,
-            }));
-        }
+        let action = match shown.is_empty() {
+            true => Action::Unchanged,
+            false => Action::Update,
+        };
         let planned = PlanRow {
-            agent: email,
-            action: Action::Update,
+            agent: email.to_string(),
+            action,
             changes: shown,
             detail: None,
         };
-        Ok(Planned::Run(
-            planned,
-            Box::new(Valid {
-                subject,
-                password: row.password.clone(),
-            }),
-        ))
+        if action == Action::Unchanged {
+            return Ok(Planned::Decided(planned));
+        }
+        let password = row.password.clone();
+        Ok(Planned::Run(planned, Box::new(Valid { subject, password })))
+    }
+
+    /// The user as listed; read whole (DescribeUser) when the row touches what SearchUsers
+    /// does not return.
+    async fn detail(
+        &self,
+        row: &RosterRow,
+        user: &crate::aws::ConnectUser,
+    ) -> Result<ConnectUserDetail, Error> {
+        let listed = user.detail.clone().unwrap_or_default();
+        if !needs_full_info(row, &listed) {
+            return Ok(listed);
+        }
+        let described = (self.env.connect)
+            .describe_user(&self.target.instance_id, &user.id)
+            .await
+            .map_err(|source| preflight::Error::Aws {
+                context: format!("reading the Connect user {:?}", user.username),
+                source,
+            })?;
+        Ok(match described.and_then(|u| u.detail) {
+            Some(d) => ConnectUserDetail {
+                tags: listed.tags,
+                ..d
+            },
+            None => listed,
+        })
     }
 
     /// A new agent: validated as `batch` validates it (names required, the config's
@@ -300,69 +316,15 @@ pub(super) fn row_of_plan(file: &str, index: usize, p: &PlanRow) -> RosterRow {
         ..Default::default()
     };
     let mut says = std::collections::BTreeMap::new();
-    let text = |v: &Value| v.as_str().map(str::to_string);
     for c in &p.changes {
-        let field: &'static str = match c.field.as_str() {
-            "first_name" | "identity_center.given_name" => {
-                input.first_name = text(&c.after).unwrap_or_default();
-                "first_name"
-            }
-            "last_name" | "identity_center.family_name" => {
-                input.last_name = text(&c.after).unwrap_or_default();
-                "last_name"
-            }
-            "routing_profile" => {
-                input.routing_profile = text(&c.after);
-                "routing_profile"
-            }
-            "security_profiles" => {
-                input.security_profiles = (c.after.as_array().into_iter().flatten())
-                    .filter_map(&text)
-                    .collect();
-                "security_profiles"
-            }
-            "hierarchy_group" => {
-                input.hierarchy_group = text(&c.after);
-                "hierarchy_group"
-            }
-            "phone_type" => {
-                input.phone_type = text(&c.after).and_then(|t| t.parse().ok());
-                "phone_type"
-            }
-            "auto_accept" => {
-                input.auto_accept = c.after.as_bool();
-                "auto_accept"
-            }
-            "acw_timeout" => {
-                input.acw_timeout = c.after.as_i64();
-                "acw_timeout"
-            }
-            "desk_phone_number" => {
-                input.desk_phone_number = text(&c.after);
-                "desk_phone_number"
-            }
-            "secondary_email" => {
-                input.secondary_email = text(&c.after);
-                "secondary_email"
-            }
-            "mobile" => {
-                input.mobile = text(&c.after);
-                "mobile"
-            }
-            f if f.starts_with("tags.") => {
-                if let Some(v) = text(&c.after) {
-                    input.tags.push((f["tags.".len()..].to_string(), v));
-                }
-                "tags"
-            }
-            _ => continue,
-        };
-        let said = if c.after == Value::Null {
-            Says::Clear
-        } else {
-            Says::Set
-        };
-        says.insert(field, said);
+        if let Some(field) = set_from_plan(&mut input, &c.field, &c.after) {
+            let said = if c.after == Value::Null {
+                Says::Clear
+            } else {
+                Says::Set
+            };
+            says.insert(field, said);
+        }
     }
     for f in MANAGED {
         says.entry(f).or_insert(Says::Keep);
@@ -375,4 +337,65 @@ pub(super) fn row_of_plan(file: &str, index: usize, p: &PlanRow) -> RosterRow {
         password: None,
         problems: Vec::new(),
     }
+}
+
+/// Sets the roster field a plan's change names to its `after`; the field, or `None` for
+/// what the workflow completes by itself (the onboarding parts).
+fn set_from_plan(input: &mut AgentInput, field: &str, after: &Value) -> Option<&'static str> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    Some(match field {
+        "first_name" | "identity_center.given_name" => {
+            input.first_name = text(after).unwrap_or_default();
+            "first_name"
+        }
+        "last_name" | "identity_center.family_name" => {
+            input.last_name = text(after).unwrap_or_default();
+            "last_name"
+        }
+        "routing_profile" => {
+            input.routing_profile = text(after);
+            "routing_profile"
+        }
+        "security_profiles" => {
+            input.security_profiles = (after.as_array().into_iter().flatten())
+                .filter_map(&text)
+                .collect();
+            "security_profiles"
+        }
+        "hierarchy_group" => {
+            input.hierarchy_group = text(after);
+            "hierarchy_group"
+        }
+        "phone_type" => {
+            input.phone_type = text(after).and_then(|t| t.parse().ok());
+            "phone_type"
+        }
+        "auto_accept" => {
+            input.auto_accept = after.as_bool();
+            "auto_accept"
+        }
+        "acw_timeout" => {
+            input.acw_timeout = after.as_i64();
+            "acw_timeout"
+        }
+        "desk_phone_number" => {
+            input.desk_phone_number = text(after);
+            "desk_phone_number"
+        }
+        "secondary_email" => {
+            input.secondary_email = text(after);
+            "secondary_email"
+        }
+        "mobile" => {
+            input.mobile = text(after);
+            "mobile"
+        }
+        f if f.starts_with("tags.") => {
+            if let Some(v) = text(after) {
+                input.tags.push((f["tags.".len()..].to_string(), v));
+            }
+            "tags"
+        }
+        _ => return None,
+    })
 }
