@@ -192,10 +192,22 @@ async fn apply_converges_every_field_on_both_sides_and_a_second_apply_writes_not
     let env = team().await;
     let roster = write(&env, "roster.csv", ROSTER);
     let report = env.dir.path().join("apply.csv");
+    let notices = env.dir.path().join("notices");
     let out = env
-        .run(&["apply", &roster, "--report", path_str(&report)])
+        .run(&["apply", &roster, "--report", path_str(&report), "--notices", path_str(&notices)])
         .await;
     assert_eq!(out.code, 1, "the conflict is not converged: {out:?}");
+    let mut noticed: Vec<String> = std::fs::read_dir(&notices)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    noticed.sort();
+    assert_eq!(
+        noticed,
+        [format!("{CARL}.txt"), format!("{DEE}.txt")],
+        "a notice for whom can sign in only now: created, or given an Identity Center user"
+    );
     let ids = env.sb.ids();
     let ana = user(&env, ANA);
     assert_eq!(

@@ -518,6 +518,13 @@ impl Sink for ApplySink<'_> {
         if let Some((_, changes)) = planned.filter(|(_, c)| !c.is_empty()) {
             a.changes = Some(changes.clone());
         }
+        // A sign-in notice for whom can sign in only now: created, or given their Identity
+        // Center user.
+        let new_sign_in = a.outcome == Outcome::Created
+            || (a.changes.as_deref()).is_some_and(|c| c.contains("identity_center_user:"));
+        if !new_sign_in {
+            a.portal_url = None;
+        }
         *self.outcomes.entry(a.outcome).or_default() += 1;
         if !a.outcome.finished_well() || a.error.is_some() && a.outcome != Outcome::Unchanged {
             self.agents.push(a.clone());
