@@ -70,9 +70,15 @@ pub struct ApplyOptions {
 pub struct ApplyReport {
     /// Nothing was written.
     pub dry_run: bool,
-    /// The plan (a dry run's is the saved plan).
-    #[serde(flatten)]
+    /// The plan (a dry run prints it whole, as the saved plan).
+    #[serde(skip)]
     pub saved: SavedPlan,
+    /// The plan's rows (a run's JSON).
+    pub plan: Vec<PlanRow>,
+    /// Agents per planned action.
+    pub counts: BTreeMap<Action, usize>,
+    /// The plan's fingerprint.
+    pub fingerprint: String,
     /// The run of the creates and updates, if one was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
@@ -139,6 +145,9 @@ pub async fn apply(
     let saved = SavedPlan::new(here, desired.prune, rows);
     let mut report = ApplyReport {
         dry_run: opts.run.dry_run,
+        plan: saved.plan.clone(),
+        counts: saved.counts.clone(),
+        fingerprint: saved.fingerprint.clone(),
         saved,
         run_id: None,
         prune_run_id: None,
