@@ -282,6 +282,7 @@ async fn apply_converges_every_field_on_both_sides_and_a_second_apply_writes_not
     env.sb.reset_calls();
     let out = env.run(&["apply", &roster, "--json"]).await;
     assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stdout.matches("\"dry_run\"").count(), 1, "each key once: {out:?}");
     let j = out.json();
     assert_eq!(
         j["outcomes"],
