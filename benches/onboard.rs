@@ -151,7 +151,7 @@ async fn main() {
         store
             .create_run(
                 &RunRow {
-                    id: run_id.clone(),
+                    id: run_id.clone().into(),
                     created_at: store::now_rfc3339(),
                     workflow_name: wf.name.clone(),
                     workflow: wf.source.clone(),

@@ -6,11 +6,11 @@
 //! stored run goes (onboarding or offboarding).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures::stream::{Stream, StreamExt};
 
-use crate::engine::{self, AgentOutcome, Engine, JournalError, Secrets, Workflow};
+use crate::engine::{self, AgentKey, AgentOutcome, Engine, JournalError, RunId, Secrets, Workflow};
 use crate::steps::Subject;
 use crate::store::{RunRow, RunStore};
 
@@ -31,9 +31,9 @@ pub(super) enum Drive {
 #[derive(Debug, Clone)]
 pub(super) struct Work {
     /// The run that holds it.
-    pub run: Arc<str>,
+    pub run: RunId,
     /// Its key.
-    pub key: String,
+    pub key: AgentKey,
     /// How.
     pub how: Drive,
 }
@@ -50,13 +50,13 @@ pub(super) struct Driven {
 /// What [`drive`] needs besides the work.
 pub(super) struct Drivers<'a> {
     /// The engine of each run, by run id.
-    pub engines: &'a BTreeMap<String, Engine<Subject>>,
+    pub engines: &'a BTreeMap<RunId, Engine<Subject>>,
     /// The in-memory secrets of an agent (its password), by key.
-    pub secrets: &'a (dyn Fn(&str) -> Secrets + Sync),
+    pub secrets: &'a (dyn Fn(&AgentKey) -> Secrets + Sync),
     /// Agents in flight at once.
     pub concurrency: usize,
     /// Told each agent's key once it was driven (a batch's bulk reads forget it).
-    pub after: Option<&'a (dyn Fn(&str) + Sync)>,
+    pub after: Option<&'a (dyn Fn(&AgentKey) + Sync)>,
 }
 
 /// Drives `work`, `concurrency` agents at a time; `done` hears of each agent as it
@@ -77,7 +77,7 @@ pub(super) async fn drive(
                 if stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                     return Ok(Driven { work, result: None });
                 }
-                let engine = d.engines.get(&*work.run).ok_or_else(|| {
+                let engine = d.engines.get(&work.run).ok_or_else(|| {
                     Error::Input(format!("no engine for run {} (a bug)", work.run))
                 })?;
                 let secrets = (d.secrets)(&work.key);
@@ -140,16 +140,16 @@ impl Direction {
 
 /// The direction of stored runs, each worked out once from its workflow snapshot.
 #[derive(Default)]
-pub(super) struct Directions(HashMap<String, Direction>);
+pub(super) struct Directions(HashMap<RunId, Direction>);
 
 impl Directions {
     /// The direction of run `run`.
-    pub async fn of(&mut self, store: &dyn RunStore, run: &str) -> Result<Direction, Error> {
+    pub async fn of(&mut self, store: &dyn RunStore, run: &RunId) -> Result<Direction, Error> {
         if let Some(d) = self.0.get(run) {
             return Ok(*d);
         }
         let d = direction_of_row(&store.run(run).await?);
-        self.0.insert(run.to_string(), d);
+        self.0.insert(run.clone(), d);
         Ok(d)
     }
 }

@@ -17,7 +17,7 @@ use crate::agent::reader::Reader;
 use crate::agent::{self, FieldError};
 use crate::aws::{Clients, ConnectApi, IdentityStoreApi, IdentityUser};
 use crate::config::AssignmentMode;
-use crate::engine::{AgentState, Workflow};
+use crate::engine::{AgentKey, AgentState, Workflow};
 use crate::preflight::{self, Target};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{Leaver, Subject, CONNECT_USER_REMOVAL, IDENTITY_USER_REMOVAL};
@@ -237,17 +237,20 @@ async fn plan_leaver(
     };
     let mut offboarded_in: Option<String> = None;
     if let Some(store) = store {
-        if let Some((run, state)) = store.latest_by_key(&email).await? {
+        let key = AgentKey::from(email.as_str());
+        if let Some((run, state)) = store.latest_by_key(&key).await? {
             let removes = directions.of(store, &run).await? == Direction::Offboards;
             match (removes, state) {
-                (true, AgentState::Done | AgentState::Released) => offboarded_in = Some(run),
+                (true, AgentState::Done | AgentState::Released) => {
+                    offboarded_in = Some(run.into_string())
+                }
                 // An offboarding to finish: with what it identified then.
                 (true, _) => {
                     let subject: Subject =
-                        serde_json::from_value(store.agent(&run, &email).await?.subject)
+                        serde_json::from_value(store.agent(&run, &key).await?.subject)
                             .map_err(|e| Error::Input(format!("run {run}: {email}: {e}")))?;
                     let l = subject.leaver.clone().unwrap_or_default();
-                    let line = plan_line(&email, &l, (None, None), target, Some(run));
+                    let line = plan_line(&email, &l, (None, None), target, Some(run.into_string()));
                     return Ok(Leaving::Plan(line, Box::new(subject)));
                 }
                 (false, s) if s.unfinished() => {
@@ -256,7 +259,7 @@ async fn plan_leaver(
                         s.as_str(),
                         super::status::advice(s, &run, &email).unwrap_or_default()
                     );
-                    return Ok(result(Outcome::Skipped, Some(run), Some(why)));
+                    return Ok(result(Outcome::Skipped, Some(run.into_string()), Some(why)));
                 }
                 _ => {}
             }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::agent::{self, AgentInput, FieldError};
 use crate::config::Defaults;
-use crate::engine::{AgentKey, AgentState, Engine, EngineOptions, PlannedStep, Secrets, Workflow};
+use crate::engine::{
+    AgentKey, AgentState, Engine, EngineOptions, PlannedStep, RunId, Secrets, Workflow,
+};
 use crate::preflight::{self, Catalog, Target};
 use crate::steps::{self, Subject};
 use crate::store::{self, MemoryJournal, RunRow};
@@ -69,7 +71,9 @@ pub async fn onboard(
     let run_id = create_run(&store, &wf, &target, &subject, settings).await?;
     let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);
     engine.run_agent(&run_id, &email, &secrets).await?;
-    Ok(OnboardReport::Run(run_status(&*store, &run_id).await?))
+    Ok(OnboardReport::Run(
+        run_status(&*store, &RunId::from(run_id)).await?,
+    ))
 }
 
 /// The agent validated for the instance's identity mode and resolved against its
@@ -118,7 +122,7 @@ async fn create_run(
 ) -> Result<String, Error> {
     let run_id = new_run_id();
     let run = RunRow {
-        id: run_id.clone(),
+        id: RunId::from(run_id.as_str()),
         created_at: store::now_rfc3339(),
         workflow_name: wf.name.clone(),
         workflow: wf.source.clone(),

@@ -15,7 +15,9 @@ use crate::agent::Secret;
 use crate::aws::pacer::ApiStats;
 use crate::aws::Clients;
 use crate::config::AssignmentMode;
-use crate::engine::{AgentState, Engine, EngineOptions, Registry, Secrets, StepState, Workflow};
+use crate::engine::{
+    AgentKey, AgentState, Engine, EngineOptions, Registry, RunId, Secrets, StepState, Workflow,
+};
 use crate::preflight::{self, Target};
 use crate::steps::snapshot::{Scope, Snapshot};
 use crate::steps::{self, Subject};
@@ -346,12 +348,12 @@ async fn plan_rows(phase: &Phase<'_>, out: &mut Recorder<'_>) -> Result<(), Erro
 struct Sorted {
     store: StateStore,
     /// The new run's id, if it got agents.
-    new_run: Option<String>,
+    new_run: Option<RunId>,
     /// Agents in the new run.
     fresh: usize,
     /// Agents to drive in an earlier run, by run: unfinished ones resume; failed or
     /// rolled-back ones are retried there, so that what that run still owns stays its own.
-    earlier: BTreeMap<String, Vec<(String, Drive)>>,
+    earlier: BTreeMap<RunId, Vec<(AgentKey, Drive)>>,
     /// CONNECT_MANAGED passwords, in memory only.
     passwords: HashMap<String, Secret>,
 }
@@ -365,7 +367,7 @@ async fn sort_rows(
 ) -> Result<Sorted, Error> {
     let store = ctx.open_store()?;
     let wf = &phase.wf;
-    let run_id = new_run_id();
+    let run_id = RunId::from(new_run_id());
     let mut sorted = Sorted {
         store: store.clone(),
         new_run: None,
@@ -373,11 +375,11 @@ async fn sort_rows(
         earlier: BTreeMap::new(),
         passwords: HashMap::new(),
     };
-    let mut chunk: Vec<(String, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
+    let mut chunk: Vec<(AgentKey, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
     let direction = Direction::of(wf);
     let mut directions = Directions::default();
     for v in (phase.rows)()? {
-        let key = v.subject.agent.email.clone();
+        let key = AgentKey::from(v.subject.agent.email.as_str());
         let rule = rerun_rule(&*store, &mut directions, direction, &key, phase.target).await?;
         let rule = match rule {
             Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => Rerun::New,
@@ -416,7 +418,7 @@ async fn sort_rows(
             }
         }
         if let Some(p) = v.password {
-            sorted.passwords.insert(key, p);
+            sorted.passwords.insert(key.into_string(), p);
         }
     }
     flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
@@ -427,9 +429,9 @@ async fn sort_rows(
 async fn flush(
     store: &dyn RunStore,
     phase: &Phase<'_>,
-    run_id: &str,
-    chunk: &mut Vec<(String, serde_json::Value)>,
-    new_run: &mut Option<String>,
+    run_id: &RunId,
+    chunk: &mut Vec<(AgentKey, serde_json::Value)>,
+    new_run: &mut Option<RunId>,
 ) -> Result<(), Error> {
     if chunk.is_empty() {
         return Ok(());
@@ -437,7 +439,7 @@ async fn flush(
     let (wf, on_failure) = (&phase.wf, phase.settings.on_failure);
     if new_run.is_none() {
         let run = RunRow {
-            id: run_id.to_string(),
+            id: run_id.clone(),
             created_at: store::now_rfc3339(),
             workflow_name: wf.name.clone(),
             workflow: wf.source.clone(),
@@ -446,7 +448,7 @@ async fn flush(
         store
             .create_run(&run, &[], &wf.step_ids(), on_failure)
             .await?;
-        *new_run = Some(run_id.to_string());
+        *new_run = Some(run_id.clone());
     }
     store
         .add_agents(run_id, chunk, &wf.step_ids(), on_failure)
@@ -460,7 +462,7 @@ enum Rerun {
     /// Decided without driving it: reported as it is.
     Report(AgentResult),
     /// Drive it in that earlier run (resume, or retry).
-    InRun(String, Drive),
+    InRun(RunId, Drive),
     /// A new agent of this run.
     New,
 }
@@ -470,7 +472,7 @@ async fn rerun_rule(
     store: &dyn RunStore,
     directions: &mut Directions,
     direction: Direction,
-    key: &str,
+    key: &AgentKey,
     target: &Target,
 ) -> Result<Rerun, Error> {
     let Some((run, state)) = store.latest_by_key(key).await? else {
@@ -480,7 +482,7 @@ async fn rerun_rule(
         changes: None,
         email: key.to_string(),
         outcome,
-        run_id: Some(run.clone()),
+        run_id: Some(run.to_string()),
         connect_user_id: None,
         identity_user_id: None,
         error,
@@ -532,10 +534,10 @@ async fn drive_rows(
         earlier,
         passwords,
     } = sorted;
-    let mut engines: BTreeMap<String, Engine<Subject>> = BTreeMap::new();
+    let mut engines: BTreeMap<RunId, Engine<Subject>> = BTreeMap::new();
     let mut snapshot = None;
     if let Some(run) = &new_run {
-        out.report.run_id = Some(run.clone());
+        out.report.run_id = Some(run.to_string());
         let (registry, listed) = registry_for(phase, fresh).await?;
         snapshot = listed;
         let engine = Engine::new(
@@ -551,7 +553,6 @@ async fn drive_rows(
         let row = store.run(&run).await?;
         let engine = engine_for_run(ctx, &store, &row, phase.settings).await?;
         engines.insert(run.clone(), engine);
-        let run: Arc<str> = Arc::from(run.as_str());
         resumed.extend(keys.into_iter().map(|(key, how)| Work {
             run: run.clone(),
             key,
@@ -559,16 +560,16 @@ async fn drive_rows(
         }));
     }
     // The new run's agents are read back a page at a time, not held.
-    let pages = key_pages(store.clone(), new_run.as_deref());
+    let pages = key_pages(store.clone(), new_run);
     let work = pages.chain(stream::iter(resumed.into_iter().map(Ok)));
-    let secrets = |key: &str| {
+    let secrets = |key: &AgentKey| {
         let mut s = Secrets::default();
-        if let Some(p) = passwords.get(key) {
+        if let Some(p) = passwords.get(key.as_str()) {
             s.insert(steps::PASSWORD, p.expose().to_string());
         }
         s
     };
-    let forget = |key: &str| {
+    let forget = |key: &AgentKey| {
         if let Some(s) = &snapshot {
             s.forget(key);
         }
@@ -580,7 +581,7 @@ async fn drive_rows(
         after: Some(&forget),
     };
     let stopped = drive(&drivers, work, async |d: Driven| {
-        let wf = engines[&*d.work.run].workflow();
+        let wf = engines[&d.work.run].workflow();
         let mut a = result_of(&*store, &d.work.run, &d.work.key, phase.target, wf).await?;
         if let Some(Err(e)) = d.result {
             a.error.get_or_insert(e.to_string());
@@ -607,19 +608,19 @@ const KEY_PAGE: usize = 1_000;
 /// A run's agents to drive, its keys read from the store a page at a time (not held).
 fn key_pages(
     store: StateStore,
-    run: Option<&str>,
+    run: Option<RunId>,
 ) -> impl Stream<Item = Result<Work, Error>> + use<> {
     struct Cursor {
         store: StateStore,
-        run: Arc<str>,
+        run: RunId,
         after: i64,
         done: bool,
     }
     let cursor = Cursor {
         store,
-        run: Arc::from(run.unwrap_or_default()),
-        after: 0,
         done: run.is_none(),
+        run: run.unwrap_or_else(|| RunId::from("")),
+        after: 0,
     };
     stream::unfold(cursor, |mut c| async move {
         if c.done {
@@ -696,8 +697,8 @@ async fn registry_for(
 
 async fn result_of(
     store: &dyn RunStore,
-    run: &str,
-    key: &str,
+    run: &RunId,
+    key: &AgentKey,
     target: &Target,
     wf: &Workflow,
 ) -> Result<AgentResult, Error> {

@@ -4,7 +4,6 @@
 use crate::engine::journal::EventKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -121,23 +120,22 @@ impl RunsReport {
     /// other engine failure (a failure of the state file among them) stops the operation.
     async fn drive(
         &mut self,
-        run: &str,
+        run: &RunId,
         engine: Engine<Subject>,
-        todo: Vec<(String, Drive)>,
+        todo: Vec<(AgentKey, Drive)>,
         secrets: &Secrets,
         settings: &RunSettings,
     ) -> Result<(), Error> {
         self.driven += todo.len();
-        let engines = BTreeMap::from([(run.to_string(), engine)]);
-        let run: Arc<str> = Arc::from(run);
-        let secrets = |_: &str| secrets.clone();
+        let engines = BTreeMap::from([(run.clone(), engine)]);
+        let secrets = |_: &AgentKey| secrets.clone();
         let drivers = Drivers {
             engines: &engines,
             secrets: &secrets,
             concurrency: settings.concurrency,
             after: None,
         };
-        let work = futures::stream::iter(todo).map(|(key, how): (String, Drive)| {
+        let work = futures::stream::iter(todo).map(|(key, how): (AgentKey, Drive)| {
             Ok(Work {
                 run: run.clone(),
                 key,
@@ -164,7 +162,7 @@ pub async fn resume(
 ) -> Result<RunsReport, Error> {
     let store = ctx.existing_store()?;
     let runs = match run_id {
-        Some(id) => vec![store.run(id).await?],
+        Some(id) => vec![store.run(&RunId::from(id)).await?],
         None => store.runs().await?,
     };
     let mut report = RunsReport {
@@ -173,7 +171,7 @@ pub async fn resume(
         driven: 0,
     };
     for run in runs {
-        let agents = store.agents(&RunId::from(&run.id)).await?;
+        let agents = store.agents(&run.id).await?;
         let attention: Vec<_> = agents
             .iter()
             .filter(|a| a.state == AgentState::NeedsAttention)
@@ -219,7 +217,7 @@ pub async fn resume(
                     continue;
                 }
             }
-            todo.push((a.agent_key.into_string(), Drive::Resume));
+            todo.push((a.agent_key, Drive::Resume));
         }
         report
             .drive(&run.id, engine, todo, &secrets, settings)
@@ -563,7 +561,7 @@ pub async fn retry(
 ) -> Result<RunsReport, Error> {
     let store = ctx.existing_store()?;
     let runs = match run_id {
-        Some(id) => vec![store.run(id).await?],
+        Some(id) => vec![store.run(&RunId::from(id)).await?],
         None => store.runs().await?,
     };
     let (fixes, mut unreadable) = from.map(corrections).transpose()?.unwrap_or_default();
@@ -575,7 +573,7 @@ pub async fn retry(
     };
     for run in runs {
         let agents: Vec<_> = store
-            .agents(&RunId::from(&run.id))
+            .agents(&run.id)
             .await?
             .into_iter()
             .filter(|a| {
@@ -619,9 +617,9 @@ pub async fn retry(
                 continue;
             }
             if a.state.resumable() {
-                todo.push((a.agent_key.into_string(), Drive::Resume));
+                todo.push((a.agent_key, Drive::Resume));
             } else if let Some(subject) = subjects.remove(a.agent_key.as_str()) {
-                todo.push((a.agent_key.into_string(), Drive::RetryWith(subject)));
+                todo.push((a.agent_key, Drive::RetryWith(subject)));
             }
         }
         report

@@ -33,7 +33,7 @@ pub async fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus
     }
     let store = ctx.existing_store()?;
     let ids = match run_id {
-        Some(id) => vec![id.to_string()],
+        Some(id) => vec![RunId::from(id)],
         None => store.runs().await?.into_iter().map(|r| r.id).collect(),
     };
     let mut out = Vec::with_capacity(ids.len());
@@ -105,7 +105,7 @@ pub struct StepStatus {
     pub updated_at: String,
 }
 
-pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<RunStatus, Error> {
+pub(crate) async fn run_status(store: &dyn RunStore, run_id: &RunId) -> Result<RunStatus, Error> {
     let run = store.run(run_id).await?;
     // An offboarded agent signs in nowhere any more.
     let removes = super::drive::direction_of_row(&run) == super::drive::Direction::Offboards;
@@ -114,7 +114,7 @@ pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<Run
         .filter(|_| !removes)
         .map(str::to_string);
     let mut agents = Vec::new();
-    for a in store.agents(&RunId::from(run_id)).await? {
+    for a in store.agents(run_id).await? {
         let steps = store
             .steps(run_id, &a.agent_key)
             .await?
@@ -148,7 +148,7 @@ pub(crate) async fn run_status(store: &dyn RunStore, run_id: &str) -> Result<Run
     }
     Ok(RunStatus {
         counts,
-        run_id: run.id,
+        run_id: run.id.into_string(),
         created_at: run.created_at,
         workflow: run.workflow_name,
         target: run.meta,

@@ -387,7 +387,9 @@ where
         agent: &str,
     ) -> Result<Vec<(String, Outputs)>, Error> {
         self.reversible(run)?;
-        let rows = self.journal.steps(run, agent).await?;
+        let rows = (self.journal)
+            .steps(&RunId::from(run), &AgentKey::from(agent))
+            .await?;
         let mut out = Vec::new();
         for step in self.workflow.steps.iter().rev() {
             let Some(row) = rows.iter().find(|r| r.step_id == step.id) else {

@@ -276,7 +276,7 @@ pub trait Journal: Send + Sync {
         changes: Vec<Change>,
     ) -> Result<(), JournalError>;
     /// One agent.
-    async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError>;
+    async fn agent(&self, run: &RunId, agent: &AgentKey) -> Result<AgentRow, JournalError>;
     /// The steps of one agent, in workflow order.
-    async fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError>;
+    async fn steps(&self, run: &RunId, agent: &AgentKey) -> Result<Vec<StepRow>, JournalError>;
 }

@@ -122,13 +122,17 @@ impl Journal for Store {
         })
         .await
     }
-    async fn agent(&self, run: &str, agent: &str) -> std::result::Result<AgentRow, JournalError> {
+    async fn agent(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+    ) -> std::result::Result<AgentRow, JournalError> {
         Ok(Store::agent(self, run, agent)?)
     }
     async fn steps(
         &self,
-        run: &str,
-        agent: &str,
+        run: &RunId,
+        agent: &AgentKey,
     ) -> std::result::Result<Vec<StepRow>, JournalError> {
         Ok(Store::steps(self, run, agent)?)
     }

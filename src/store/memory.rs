@@ -471,10 +471,10 @@ impl Journal for MemoryJournal {
     ) -> Result<(), JournalError> {
         MemoryJournal::apply(self, run, agent, token, &changes)
     }
-    async fn agent(&self, run: &str, agent: &str) -> Result<AgentRow, JournalError> {
+    async fn agent(&self, run: &RunId, agent: &AgentKey) -> Result<AgentRow, JournalError> {
         MemoryJournal::agent(self, run, agent)
     }
-    async fn steps(&self, run: &str, agent: &str) -> Result<Vec<StepRow>, JournalError> {
+    async fn steps(&self, run: &RunId, agent: &AgentKey) -> Result<Vec<StepRow>, JournalError> {
         MemoryJournal::steps(self, run, agent)
     }
 }

@@ -34,7 +34,7 @@ pub use sqlite::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::clock::system_now_ms;
-use crate::engine::UnknownState;
+use crate::engine::{RunId, UnknownState};
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +177,7 @@ pub fn fmt_ms(ms: i64) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRow {
     /// Run id.
-    pub id: String,
+    pub id: RunId,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Workflow name.

@@ -11,9 +11,8 @@ use super::{AgentRow, MemoryJournal, Result, RunRow, Store};
 /// The run-level operations of a state store. Async like [`Journal`]: a networked backend
 /// answers later; the SQLite store answers at once.
 ///
-/// Ids are typed ([`RunId`], [`AgentKey`], [`StepId`]) except where the run phase
-/// (`app::phase`, `app::drive`) still passes strings: `add_agents`' run and agents, `run`,
-/// `latest_by_key`, `agent_keys_page` (and [`Journal::agent`] / [`Journal::steps`]).
+/// Every id is typed ([`RunId`], [`AgentKey`], [`StepId`]): a run id cannot be passed
+/// where an agent key is expected.
 #[async_trait::async_trait]
 pub trait RunStore: Journal {
     /// Creates a run with its agents and their pending steps, all or nothing.
@@ -39,29 +38,36 @@ pub trait RunStore: Journal {
     /// Adds agents (with their pending steps) to an existing run, all or nothing.
     async fn add_agents(
         &self,
-        run: &str,
-        agents: &[(String, serde_json::Value)],
+        run: &RunId,
+        agents: &[(AgentKey, serde_json::Value)],
         steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()>;
     /// The latest run of the agent with this key, and its state there.
-    async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>>;
+    async fn latest_by_key(&self, key: &AgentKey) -> Result<Option<(RunId, AgentState)>>;
     /// Every run that holds the agent with this key, oldest first.
     async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>>;
     /// Up to `limit` of a run's agent keys after position `after` (0 first), in insertion
     /// order, each with its position to continue from.
     async fn agent_keys_page(
         &self,
-        run: &str,
+        run: &RunId,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>>;
+    ) -> Result<Vec<(i64, AgentKey)>>;
     /// One run (`NotFound` if there is none).
-    async fn run(&self, run: &str) -> Result<RunRow>;
+    async fn run(&self, run: &RunId) -> Result<RunRow>;
     /// All runs, oldest first.
     async fn runs(&self) -> Result<Vec<RunRow>>;
     /// A run's agents, in insertion order.
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>>;
+}
+
+/// A page of keys as the store's own queries give them, typed.
+fn keys(page: Vec<(i64, String)>) -> Vec<(i64, AgentKey)> {
+    page.into_iter()
+        .map(|(pos, k)| (pos, AgentKey::from(k)))
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -96,28 +102,28 @@ impl RunStore for Store {
     }
     async fn add_agents(
         &self,
-        run: &str,
-        agents: &[(String, serde_json::Value)],
+        run: &RunId,
+        agents: &[(AgentKey, serde_json::Value)],
         steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
         Store::add_agents(self, run, agents, steps, on_failure)
     }
-    async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>> {
-        Store::latest_by_key(self, key)
+    async fn latest_by_key(&self, key: &AgentKey) -> Result<Option<(RunId, AgentState)>> {
+        Ok(Store::latest_by_key(self, key)?.map(|(run, state)| (RunId::from(run), state)))
     }
     async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>> {
         Store::runs_of_agent(self, key)
     }
     async fn agent_keys_page(
         &self,
-        run: &str,
+        run: &RunId,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>> {
-        Store::agent_keys_page(self, run, after, limit)
+    ) -> Result<Vec<(i64, AgentKey)>> {
+        Ok(keys(Store::agent_keys_page(self, run, after, limit)?))
     }
-    async fn run(&self, run: &str) -> Result<RunRow> {
+    async fn run(&self, run: &RunId) -> Result<RunRow> {
         Store::run(self, run)
     }
     async fn runs(&self) -> Result<Vec<RunRow>> {
@@ -158,8 +164,8 @@ impl RunStore for MemoryJournal {
     }
     async fn add_agents(
         &self,
-        run: &str,
-        agents: &[(String, serde_json::Value)],
+        run: &RunId,
+        agents: &[(AgentKey, serde_json::Value)],
         steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
@@ -167,21 +173,23 @@ impl RunStore for MemoryJournal {
         self.add_entries(run, agents, steps, on_failure);
         Ok(())
     }
-    async fn latest_by_key(&self, key: &str) -> Result<Option<(String, AgentState)>> {
-        Ok(self.latest(key))
+    async fn latest_by_key(&self, key: &AgentKey) -> Result<Option<(RunId, AgentState)>> {
+        Ok(self
+            .latest(key)
+            .map(|(run, state)| (RunId::from(run), state)))
     }
     async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>> {
         Ok(self.runs_holding(key))
     }
     async fn agent_keys_page(
         &self,
-        run: &str,
+        run: &RunId,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>> {
-        Ok(self.keys_after(run, after, limit))
+    ) -> Result<Vec<(i64, AgentKey)>> {
+        Ok(keys(self.keys_after(run, after, limit)))
     }
-    async fn run(&self, run: &str) -> Result<RunRow> {
+    async fn run(&self, run: &RunId) -> Result<RunRow> {
         self.run_row(run)
     }
     async fn runs(&self) -> Result<Vec<RunRow>> {
@@ -257,41 +265,46 @@ mod semantics {
     async fn runs_agents_and_pages_come_back_as_inserted() {
         for (name, s) in stores() {
             seed(&*s, "r1", T1, &["b@x", "a@x"]).await;
-            s.add_agents("r1", &agents(&["c@x"]), &steps(), OnFailure::Rollback)
+            s.add_agents(&rid("r1"), &agents(&["c@x"]), &steps(), OnFailure::Rollback)
                 .await
                 .unwrap();
             let keys: Vec<AgentKey> = (s.agents(&rid("r1")).await.unwrap().into_iter())
                 .map(|a| a.agent_key)
                 .collect();
             assert_eq!(keys, ["b@x", "a@x", "c@x"], "{name}: insertion order");
-            let first = s.agent_keys_page("r1", 0, 2).await.unwrap();
+            let first = s.agent_keys_page(&rid("r1"), 0, 2).await.unwrap();
             assert_eq!(
                 first.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
                 ["b@x", "a@x"],
                 "{name}"
             );
-            let rest = s.agent_keys_page("r1", first[1].0, 2).await.unwrap();
+            let rest = s.agent_keys_page(&rid("r1"), first[1].0, 2).await.unwrap();
             assert_eq!(
                 rest.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
                 ["c@x"],
                 "{name}: the page after the last position"
             );
-            let steps_of = s.steps("r1", "c@x").await.unwrap();
+            let steps_of = s.steps(&rid("r1"), &key("c@x")).await.unwrap();
             assert!(
                 steps_of.iter().all(|st| st.state == StepState::Pending),
                 "{name}: new agents' steps are pending"
             );
             assert!(
                 matches!(
-                    s.run("nope").await,
+                    s.run(&rid("nope")).await,
                     Err(Error::Journal(JournalError::NotFound(_)))
                 ),
                 "{name}: an unknown run is NotFound"
             );
             assert!(
-                s.add_agents("nope", &agents(&["d@x"]), &steps(), OnFailure::Rollback)
-                    .await
-                    .is_err(),
+                s.add_agents(
+                    &rid("nope"),
+                    &agents(&["d@x"]),
+                    &steps(),
+                    OnFailure::Rollback
+                )
+                .await
+                .is_err(),
                 "{name}: agents of an unknown run are refused"
             );
         }
@@ -303,17 +316,17 @@ mod semantics {
             seed(&*s, "r1", T1, &["a@x"]).await;
             seed(&*s, "r2", T2, &["a@x"]).await;
             assert_eq!(
-                s.latest_by_key("a@x").await.unwrap(),
-                Some(("r2".to_string(), AgentState::Pending)),
+                s.latest_by_key(&key("a@x")).await.unwrap(),
+                Some((rid("r2"), AgentState::Pending)),
                 "{name}"
             );
-            assert_eq!(s.latest_by_key("z@x").await.unwrap(), None, "{name}");
+            assert_eq!(s.latest_by_key(&key("z@x")).await.unwrap(), None, "{name}");
             assert_eq!(
                 s.runs_of_agent(&key("a@x")).await.unwrap(),
                 ["r1", "r2"],
                 "{name}"
             );
-            let ids: Vec<String> = s.runs().await.unwrap().into_iter().map(|r| r.id).collect();
+            let ids: Vec<RunId> = s.runs().await.unwrap().into_iter().map(|r| r.id).collect();
             assert_eq!(ids, ["r1", "r2"], "{name}: oldest first");
         }
     }
@@ -336,7 +349,10 @@ mod semantics {
                 matches!(refused, Err(Error::Unfinished { ref run, .. }) if run == "r1"),
                 "{name}: {refused:?}"
             );
-            assert!(s.run("r2").await.is_err(), "{name}: no half-created run");
+            assert!(
+                s.run(&rid("r2")).await.is_err(),
+                "{name}: no half-created run"
+            );
             // A done agent does not hold the next run back.
             s.acquire_lease(&rid("r1"), &key("a@x"), "t", 60_000)
                 .await
@@ -355,8 +371,8 @@ mod semantics {
             .await
             .unwrap();
             assert_eq!(
-                s.latest_by_key("a@x").await.unwrap().map(|(r, _)| r),
-                Some("r3".to_string()),
+                s.latest_by_key(&key("a@x")).await.unwrap().map(|(r, _)| r),
+                Some(rid("r3")),
                 "{name}"
             );
         }
@@ -420,7 +436,7 @@ mod semantics {
                 ),
                 "{name}: the old holder cannot renew"
             );
-            let st = s.steps("r1", "a@x").await.unwrap();
+            let st = s.steps(&rid("r1"), &key("a@x")).await.unwrap();
             assert_eq!(st[0].state, StepState::Running, "{name}");
             assert!(st[0].unresolved, "{name}");
         }
@@ -454,7 +470,7 @@ mod semantics {
                 "{name}"
             );
             assert_eq!(
-                s.steps("r1", "a@x").await.unwrap()[0].state,
+                s.steps(&rid("r1"), &key("a@x")).await.unwrap()[0].state,
                 StepState::Pending,
                 "{name}: nothing of a refused batch is applied"
             );
@@ -472,7 +488,7 @@ mod semantics {
             ];
             s.apply(&rid("r1"), &key("a@x"), "A", good).await.unwrap();
             assert_eq!(
-                s.agent("r1", "a@x").await.unwrap().state,
+                s.agent(&rid("r1"), &key("a@x")).await.unwrap().state,
                 AgentState::Done,
                 "{name}"
             );

@@ -194,7 +194,14 @@ async fn apply_converges_every_field_on_both_sides_and_a_second_apply_writes_not
     let report = env.dir.path().join("apply.csv");
     let notices = env.dir.path().join("notices");
     let out = env
-        .run(&["apply", &roster, "--report", path_str(&report), "--notices", path_str(&notices)])
+        .run(&[
+            "apply",
+            &roster,
+            "--report",
+            path_str(&report),
+            "--notices",
+            path_str(&notices),
+        ])
         .await;
     assert_eq!(out.code, 1, "the conflict is not converged: {out:?}");
     let mut noticed: Vec<String> = std::fs::read_dir(&notices)
@@ -282,7 +289,11 @@ async fn apply_converges_every_field_on_both_sides_and_a_second_apply_writes_not
     env.sb.reset_calls();
     let out = env.run(&["apply", &roster, "--json"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert_eq!(out.stdout.matches("\"dry_run\"").count(), 1, "each key once: {out:?}");
+    assert_eq!(
+        out.stdout.matches("\"dry_run\"").count(),
+        1,
+        "each key once: {out:?}"
+    );
     let j = out.json();
     assert_eq!(
         j["outcomes"],

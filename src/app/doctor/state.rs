@@ -2,7 +2,7 @@
 //! runs, unfinished steps, owned resources), read only.
 
 use crate::app::{Context, StateStore};
-use crate::engine::{AgentState, StepState};
+use crate::engine::{AgentKey, AgentState, StepState};
 use crate::store;
 
 use super::{Check, CheckStatus};
@@ -95,7 +95,7 @@ struct History {
 impl History {
     /// Reads every run for the agent, keyed as written or lower-cased.
     async fn read(store: &StateStore, who: &str) -> Result<History, store::Error> {
-        let keys = [who.to_string(), who.to_lowercase()];
+        let keys = [AgentKey::from(who), AgentKey::from(who.to_lowercase())];
         let mut history = History::default();
         for run in &store.runs().await? {
             let mut found = None;
@@ -139,7 +139,7 @@ impl History {
                     ));
                 }
             }
-            history.latest = Some((run.id.clone(), agent.state));
+            history.latest = Some((run.id.to_string(), agent.state));
         }
         Ok(history)
     }

@@ -11,7 +11,7 @@ use crate::store::{Error, Result, RunRow};
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRow>> {
     let meta: String = r.get(4)?;
     Ok(Ok(RunRow {
-        id: r.get(0)?,
+        id: RunId::from(r.get::<_, String>(0)?),
         created_at: r.get(1)?,
         workflow_name: r.get(2)?,
         workflow: r.get(3)?,

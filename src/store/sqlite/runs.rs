@@ -26,10 +26,10 @@ impl Store {
 
     /// Adds agents (with their pending steps) to an existing run, in one transaction: a
     /// batch inserts its file in chunks, so memory stays bounded by the chunk.
-    pub fn add_agents(
+    pub fn add_agents<K: AsRef<str>>(
         &self,
         run: &str,
-        agents: &[(String, serde_json::Value)],
+        agents: &[(K, serde_json::Value)],
         steps: &[StepId],
         on_failure: OnFailure,
     ) -> Result<()> {
@@ -206,7 +206,7 @@ fn insert_run(
     exec(
                 tx,
                 "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.id, run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
+                params![run.id.as_str(), run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
             )?;
     insert_agents(tx, &run.id, agents, steps, on_failure)
 }
