@@ -291,6 +291,38 @@ fn roster(dir: &Path, n: usize, tag: &str) -> PathBuf {
     path
 }
 
+/// How many of the seeded agents the world shows as the roster wants them: on "Sales
+/// Routing Profile", with `Agent` and `QualityAnalyst` for even `i`, `Agent` alone for odd.
+fn converged_agents(sb: &SandboxHandle, n: usize, tag: &str) -> usize {
+    let ids = sb.ids();
+    let sales = ids.routing_profiles["Sales Routing Profile"].clone();
+    let mut both = vec![
+        ids.security_profiles["Agent"].clone(),
+        ids.security_profiles["QualityAnalyst"].clone(),
+    ];
+    both.sort();
+    let agent = vec![ids.security_profiles["Agent"].clone()];
+    sb.seed_world(|w| {
+        let inst = &w.connect_instances[INSTANCE];
+        (0..n)
+            .filter(|i| {
+                let Some(u) = inst.user_named(&format!("{tag}{i}@example.com")) else {
+                    return false;
+                };
+                let mut profiles = u.security_profile_ids.clone();
+                profiles.sort();
+                u.routing_profile_id == sales
+                    && profiles
+                        == if i % 2 == 0 {
+                            both.clone()
+                        } else {
+                            agent.clone()
+                        }
+            })
+            .count()
+    })
+}
+
 /// Is `api` (`service:Operation`) a write?
 fn is_write(api: &str) -> bool {
     let op = api.split(':').nth(1).unwrap_or(api);
@@ -364,9 +396,21 @@ async fn apply_scenario(
         .map(|(api, (c, t))| format!("{api} {:.3} ({t} throttled)", *c as f64 / n as f64))
         .collect();
     println!("  calls per agent: {}", per_agent.join(", "));
+    // The sandbox's own view: the writes it received, and every agent converged.
+    let served = sb.calls();
+    let applied = |op: &str| served.get(op).map_or(0, |c| c.applied);
+    let converged = converged_agents(&sb, n, tag);
+    println!(
+        "  sandbox: UpdateUserRoutingProfile applied {}, UpdateUserSecurityProfiles applied {}, writes received {}; agents converged {converged}/{n}",
+        applied("connect:UpdateUserRoutingProfile"),
+        applied("connect:UpdateUserSecurityProfiles"),
+        sb.write_calls()
+    );
 
     // 2. The same roster again: every agent unchanged.
+    let writes_before = sb.write_calls();
     let again = tool(&sb, &config, "apply", &roster, concurrency).await;
+    let served_writes = sb.write_calls() - writes_before;
     let calls2 = self::calls(&again.json);
     let writes: u64 = calls2
         .iter()
@@ -381,7 +425,7 @@ async fn apply_scenario(
     let hundreds = n as f64 / 100.0;
     let rerun_wall = again.wall.as_secs_f64();
     println!(
-        "  re-run: exit {:?}, wall {rerun_wall:.2} s, writes {writes}, reads {reads} ({:.2} per 100 agents), CPU {:.3} ms per agent; outcomes {}",
+        "  re-run: exit {:?}, wall {rerun_wall:.2} s, writes {writes} (sandbox received {served_writes}), reads {reads} ({:.2} per 100 agents), CPU {:.3} ms per agent; outcomes {}",
         again.code,
         reads as f64 / hundreds,
         (again.user + again.system).as_secs_f64() * 1000.0 / n as f64,
