@@ -364,8 +364,34 @@ async fn apply_scenario(
     let (config, _) = files(dir, limits, 0, tag);
     let roster = roster(dir, n, tag);
 
-    // 1. Every agent changes.
+    // 1. Every agent changes; a watcher notes when the sandbox saw the first and the last
+    // UpdateUserRoutingProfile (the bound's API), to split the wall time.
+    let start = Instant::now();
+    let watcher = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let seen = |sb: &SandboxHandle| {
+                sb.calls()
+                    .get("connect:UpdateUserRoutingProfile")
+                    .map_or(0, |c| c.applied)
+            };
+            let mut first = None;
+            loop {
+                let now = start.elapsed();
+                let count = seen(&sb);
+                if count > 0 && first.is_none() {
+                    first = Some(now);
+                }
+                if count as usize >= n {
+                    return (first.unwrap_or(now), now);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
     let run = tool(&sb, &config, "apply", &roster, concurrency).await;
+    watcher.abort();
+    let (first, last) = watcher.await.unwrap_or_default();
     let calls = calls(&run.json);
     let (bound_api, bound) = calls
         .iter()
@@ -396,6 +422,14 @@ async fn apply_scenario(
         .map(|(api, (c, t))| format!("{api} {:.3} ({t} throttled)", *c as f64 / n as f64))
         .collect();
     println!("  calls per agent: {}", per_agent.join(", "));
+    println!(
+        "  timeline (2 ms polls): first UpdateUserRoutingProfile at {:.3} s, last at {:.3} s (span {:.3} s; (n - burst 5) / rate = {:.3} s), exit {:.3} s after it",
+        first.as_secs_f64(),
+        last.as_secs_f64(),
+        (last - first).as_secs_f64(),
+        (n as f64 - 5.0) / (2.0 * scale),
+        wall - last.as_secs_f64()
+    );
     // The sandbox's own view: the writes it received, and every agent converged.
     let served = sb.calls();
     let applied = |op: &str| served.get(op).map_or(0, |c| c.applied);
