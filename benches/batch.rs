@@ -423,11 +423,12 @@ async fn apply_scenario(
         .collect();
     println!("  calls per agent: {}", per_agent.join(", "));
     println!(
-        "  timeline (2 ms polls): first UpdateUserRoutingProfile at {:.3} s, last at {:.3} s (span {:.3} s; (n - burst 5) / rate = {:.3} s), exit {:.3} s after it",
+        "  timeline (2 ms polls): first UpdateUserRoutingProfile at {:.3} s, last at {:.3} s (span {:.3} s; the server's (n - burst 5) / rate = {:.3} s, the tool's pacing (n - 4) / (0.99 rate) = {:.3} s), exit {:.3} s after it",
         first.as_secs_f64(),
         last.as_secs_f64(),
         (last - first).as_secs_f64(),
         (n as f64 - 5.0) / (2.0 * scale),
+        (n as f64 - 4.0) / (0.99 * 2.0 * scale),
         wall - last.as_secs_f64()
     );
     // The sandbox's own view: the writes it received, and every agent converged.
