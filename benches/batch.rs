@@ -20,8 +20,15 @@
 //!    (`connect create-user`, `identitystore create-user`, `create-group-membership`)
 //!    against the same unthrottled sandbox, versus `batch` for the same number; skipped
 //!    when `aws` is not installed.
+//! 6. **apply** (issue 17) — `N` existing, complete agents seeded straight into the world at
+//!    the same ×`SCALE` quotas; `apply` of a roster moving every agent to another routing
+//!    profile and every other one also to two security profiles, at each concurrency of
+//!    `APPLY_CONCURRENCY` (default `16,64`), then the same roster again. Reports wall ÷ the
+//!    bound, calls per API per agent, throttled calls, CPU per agent; for the re-run its
+//!    writes and reads per 100 agents. `REPS` (default 1) repeats it and prints medians.
 //!
-//! Run: `cargo bench --bench batch` (`ONLY=quota,contended,storm,overhead,aws-cli` to choose).
+//! Run: `cargo bench --bench batch` (`ONLY=quota,contended,storm,overhead,aws-cli,apply` to
+//! choose).
 
 // Test and bench code: unwrap is how a check fails, and printing is its report.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -95,17 +102,29 @@ struct Run {
     system: Duration,
     peak_rss: u64,
     json: serde_json::Value,
+    code: Option<i32>,
 }
 
 async fn batch(sb: &SandboxHandle, config: &Path, csv: &Path, concurrency: usize) -> Run {
+    tool(sb, config, "batch", csv, concurrency).await
+}
+
+/// `connect-onboard --config CONFIG COMMAND FILE --json --concurrency N`, timed.
+async fn tool(
+    sb: &SandboxHandle,
+    config: &Path,
+    command: &str,
+    file: &Path,
+    concurrency: usize,
+) -> Run {
     let (user0, sys0, _) = children_usage();
     let start = Instant::now();
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args([
         "--config",
         config.to_str().unwrap(),
-        "batch",
-        csv.to_str().unwrap(),
+        command,
+        file.to_str().unwrap(),
     ])
     .args(["--json", "--concurrency", &concurrency.to_string()])
     .env_remove("AWS_PROFILE")
@@ -130,6 +149,7 @@ async fn batch(sb: &SandboxHandle, config: &Path, csv: &Path, concurrency: usize
         system: sys1 - sys0,
         peak_rss,
         json,
+        code: out.status.code(),
     }
 }
 
@@ -219,6 +239,270 @@ fn storm_faults(seed: u64) -> serde_json::Value {
     serde_json::json!({"seed": seed, "consistency_window_ms": 3000, "rules": rules})
 }
 
+/// Seeds `n` complete agents `{tag}{i}@example.com` straight into the world (no batch run):
+/// a Connect user on "Basic Routing Profile" and "Agent", its Identity Store user (UserName =
+/// email, primary work email), its membership of the agents' group, and the group assigned
+/// to the application (once). Visible at once, as if made long ago.
+fn seed_agents(sb: &SandboxHandle, n: usize, tag: &str) {
+    let ids = sb.ids();
+    let basic = ids.routing_profiles["Basic Routing Profile"].clone();
+    let agent = ids.security_profiles["Agent"].clone();
+    let group = ids.groups["ConnectAgents"].clone();
+    sb.seed_world(|w| {
+        w.add_assignment(&ids.application_arn, "GROUP", &group)
+            .unwrap();
+        for i in 0..n {
+            let email = format!("{tag}{i}@example.com");
+            let last = format!("Number{i}");
+            let id = w
+                .add_connect_user(INSTANCE, &email, "Agent", &last)
+                .unwrap();
+            let user = w
+                .connect_instances
+                .get_mut(INSTANCE)
+                .unwrap()
+                .users
+                .get_mut(&id)
+                .unwrap();
+            user.routing_profile_id = basic.clone();
+            user.security_profile_ids = vec![agent.clone()];
+            let uid = w.add_identity_user(&email, &email, "Agent", &last).unwrap();
+            w.add_membership(&group, &uid).unwrap();
+        }
+    });
+}
+
+/// The roster of the apply scenario (native CSV): every agent moves to "Sales Routing
+/// Profile"; every other one (even `i`) also gets `Agent|QualityAnalyst`.
+fn roster(dir: &Path, n: usize, tag: &str) -> PathBuf {
+    let path = dir.join(format!("{tag}-roster.csv"));
+    let mut text = String::from("email,routing_profile,security_profiles\n");
+    for i in 0..n {
+        let profiles = if i % 2 == 0 {
+            "Agent|QualityAnalyst"
+        } else {
+            "Agent"
+        };
+        text.push_str(&format!(
+            "{tag}{i}@example.com,Sales Routing Profile,{profiles}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How many of the seeded agents the world shows as the roster wants them: on "Sales
+/// Routing Profile", with `Agent` and `QualityAnalyst` for even `i`, `Agent` alone for odd.
+fn converged_agents(sb: &SandboxHandle, n: usize, tag: &str) -> usize {
+    let ids = sb.ids();
+    let sales = ids.routing_profiles["Sales Routing Profile"].clone();
+    let mut both = vec![
+        ids.security_profiles["Agent"].clone(),
+        ids.security_profiles["QualityAnalyst"].clone(),
+    ];
+    both.sort();
+    let agent = vec![ids.security_profiles["Agent"].clone()];
+    sb.seed_world(|w| {
+        let inst = &w.connect_instances[INSTANCE];
+        (0..n)
+            .filter(|i| {
+                let Some(u) = inst.user_named(&format!("{tag}{i}@example.com")) else {
+                    return false;
+                };
+                let mut profiles = u.security_profile_ids.clone();
+                profiles.sort();
+                u.routing_profile_id == sales
+                    && profiles
+                        == if i % 2 == 0 {
+                            both.clone()
+                        } else {
+                            agent.clone()
+                        }
+            })
+            .count()
+    })
+}
+
+/// Is `api` (`service:Operation`) a write?
+fn is_write(api: &str) -> bool {
+    let op = api.split(':').nth(1).unwrap_or(api);
+    [
+        "Create",
+        "Update",
+        "Delete",
+        "Tag",
+        "Untag",
+        "Put",
+        "Associate",
+        "Disassociate",
+    ]
+    .iter()
+    .any(|p| op.starts_with(p))
+}
+
+/// One apply scenario's figures: the first apply, then the same roster again.
+struct ApplyFigures {
+    ratio: f64,
+    wall: f64,
+    throttled_share: f64,
+    cpu_ms_per_agent: f64,
+    rerun_wall: f64,
+    rerun_writes: u64,
+    rerun_reads_per_100: f64,
+}
+
+async fn apply_scenario(
+    dir: &Path,
+    limits: &str,
+    n: usize,
+    scale: f64,
+    concurrency: usize,
+    tag: &str,
+) -> ApplyFigures {
+    let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}})).await;
+    seed_agents(&sb, n, tag);
+    let (config, _) = files(dir, limits, 0, tag);
+    let roster = roster(dir, n, tag);
+
+    // 1. Every agent changes; a watcher notes when the sandbox saw the first and the last
+    // UpdateUserRoutingProfile (the bound's API), to split the wall time.
+    let start = Instant::now();
+    let watcher = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let seen = |sb: &SandboxHandle| {
+                sb.calls()
+                    .get("connect:UpdateUserRoutingProfile")
+                    .map_or(0, |c| c.applied)
+            };
+            let mut first = None;
+            loop {
+                let now = start.elapsed();
+                let count = seen(&sb);
+                if count > 0 && first.is_none() {
+                    first = Some(now);
+                }
+                if count as usize >= n {
+                    return (first.unwrap_or(now), now);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let run = tool(&sb, &config, "apply", &roster, concurrency).await;
+    watcher.abort();
+    let (first, last) = watcher.await.unwrap_or_default();
+    let calls = calls(&run.json);
+    let (bound_api, bound) = calls
+        .iter()
+        .map(|(api, (c, _))| (api.clone(), *c as f64 / granted(api, scale, 1.0)))
+        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let total: u64 = calls.values().map(|c| c.0).sum();
+    let throttled: u64 = calls.values().map(|c| c.1).sum();
+    let wall = run.wall.as_secs_f64();
+    let cpu = (run.user + run.system).as_secs_f64() * 1000.0 / n as f64;
+    let changed_sp = n.div_ceil(2);
+    let rp = calls
+        .get("connect:UpdateUserRoutingProfile")
+        .map_or(0, |c| c.0);
+    let sp = calls
+        .get("connect:UpdateUserSecurityProfiles")
+        .map_or(0, |c| c.0);
+    println!(
+        "apply c={concurrency}: {n} agents, exit {:?}, wall {wall:.2} s, bound {bound:.2} s ({bound_api}), ratio {:.3}; throttled {throttled}/{total} calls ({:.2} %); UpdateUserRoutingProfile {rp} for {n} changed, UpdateUserSecurityProfiles {sp} for {changed_sp} changed; CPU {cpu:.3} ms per agent ({:.3} user + {:.3} system); outcomes {}",
+        run.code,
+        wall / bound,
+        100.0 * throttled as f64 / total.max(1) as f64,
+        run.user.as_secs_f64() * 1000.0 / n as f64,
+        run.system.as_secs_f64() * 1000.0 / n as f64,
+        run.json["outcomes"]
+    );
+    let per_agent: Vec<String> = calls
+        .iter()
+        .map(|(api, (c, t))| format!("{api} {:.3} ({t} throttled)", *c as f64 / n as f64))
+        .collect();
+    println!("  calls per agent: {}", per_agent.join(", "));
+    println!(
+        "  timeline (2 ms polls): first UpdateUserRoutingProfile at {:.3} s, last at {:.3} s (span {:.3} s; the server's (n - burst 5) / rate = {:.3} s, the tool's pacing (n - 4) / (0.99 rate) = {:.3} s), exit {:.3} s after it",
+        first.as_secs_f64(),
+        last.as_secs_f64(),
+        (last - first).as_secs_f64(),
+        (n as f64 - 5.0) / (2.0 * scale),
+        (n as f64 - 4.0) / (0.99 * 2.0 * scale),
+        wall - last.as_secs_f64()
+    );
+    // The sandbox's own view: the writes it received, and every agent converged.
+    let served = sb.calls();
+    let applied = |op: &str| served.get(op).map_or(0, |c| c.applied);
+    let converged = converged_agents(&sb, n, tag);
+    println!(
+        "  sandbox: UpdateUserRoutingProfile applied {}, UpdateUserSecurityProfiles applied {}, writes received {}; agents converged {converged}/{n}",
+        applied("connect:UpdateUserRoutingProfile"),
+        applied("connect:UpdateUserSecurityProfiles"),
+        sb.write_calls()
+    );
+
+    // 2. The same roster again: every agent unchanged.
+    let writes_before = sb.write_calls();
+    let again = tool(&sb, &config, "apply", &roster, concurrency).await;
+    let served_writes = sb.write_calls() - writes_before;
+    let calls2 = self::calls(&again.json);
+    let writes: u64 = calls2
+        .iter()
+        .filter(|(api, _)| is_write(api))
+        .map(|(_, c)| c.0)
+        .sum();
+    let reads: u64 = calls2
+        .iter()
+        .filter(|(api, _)| !is_write(api))
+        .map(|(_, c)| c.0)
+        .sum();
+    let hundreds = n as f64 / 100.0;
+    let rerun_wall = again.wall.as_secs_f64();
+    println!(
+        "  re-run: exit {:?}, wall {rerun_wall:.2} s, writes {writes} (sandbox received {served_writes}), reads {reads} ({:.2} per 100 agents), CPU {:.3} ms per agent; outcomes {}",
+        again.code,
+        reads as f64 / hundreds,
+        (again.user + again.system).as_secs_f64() * 1000.0 / n as f64,
+        again.json["outcomes"]
+    );
+    let reads_by_api: Vec<String> = calls2
+        .iter()
+        .map(|(api, (c, _))| format!("{api} {c}"))
+        .collect();
+    println!("  re-run calls: {}", reads_by_api.join(", "));
+    sb.shutdown().await;
+    ApplyFigures {
+        ratio: wall / bound,
+        wall,
+        throttled_share: 100.0 * throttled as f64 / total.max(1) as f64,
+        cpu_ms_per_agent: cpu,
+        rerun_wall,
+        rerun_writes: writes,
+        rerun_reads_per_100: reads as f64 / hundreds,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn apply_medians(concurrency: usize, runs: &[ApplyFigures]) {
+    let m = |f: fn(&ApplyFigures) -> f64| median(runs.iter().map(f).collect());
+    println!(
+        "apply c={concurrency} medians of {}: ratio {:.3}, wall {:.2} s, throttled {:.2} %, CPU {:.3} ms per agent; re-run wall {:.2} s, writes {} (max), reads {:.2} per 100 agents",
+        runs.len(),
+        m(|f| f.ratio),
+        m(|f| f.wall),
+        m(|f| f.throttled_share),
+        m(|f| f.cpu_ms_per_agent),
+        m(|f| f.rerun_wall),
+        runs.iter().map(|f| f.rerun_writes).max().unwrap_or(0),
+        m(|f| f.rerun_reads_per_100),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,6 +560,27 @@ async fn main() {
             .collect();
         println!("  calls per agent: {}", per_agent.join(", "));
         sb.shutdown().await;
+    }
+    if wanted("apply") {
+        let reps: usize = var("REPS", 1);
+        let levels: Vec<usize> = std::env::var("APPLY_CONCURRENCY")
+            .unwrap_or_else(|_| "16,64".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let mut results: BTreeMap<usize, Vec<ApplyFigures>> = BTreeMap::new();
+        for rep in 0..reps {
+            for &concurrency in &levels {
+                let tag = format!("apply{concurrency}r{rep}x");
+                let f = apply_scenario(dir.path(), &limits, n, scale, concurrency, &tag).await;
+                results.entry(concurrency).or_default().push(f);
+            }
+        }
+        if reps > 1 {
+            for (concurrency, runs) in &results {
+                apply_medians(*concurrency, runs);
+            }
+        }
     }
     if wanted("overhead") {
         let sizes: Vec<usize> = std::env::var("OVERHEAD")
