@@ -443,6 +443,13 @@ async fn a_saved_plan_applies_exactly_refuses_edits_and_reports_an_agent_changed
         ids.routing_profiles["Basic Routing Profile"]
     );
     env.world().assert_onboarded_once(DEE);
+    // The same plan again: what it did is done (unchanged, not stale); ana is still stale.
+    let out = env.run(&["apply", "--plan", &plan, "--json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let j = out.json();
+    assert_eq!(j["outcomes"]["stale"], 1, "{j:#}");
+    assert_eq!(j["outcomes"]["unchanged"], 5, "dee, ben, cy, carl, eve: {j:#}");
+    env.world().assert_onboarded_once(DEE);
 }
 
 #[tokio::test(flavor = "multi_thread")]

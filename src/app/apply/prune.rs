@@ -101,6 +101,8 @@ pub(super) fn against_saved(was: &PlanRow, now: Planned) -> Planned {
     };
     match (&was.action, &now) {
         (Action::Create, Planned::Run(p, _)) if p.action == Action::Create => now,
+        // Created already, as planned (the plan applied before): nothing left to do.
+        (Action::Create, Planned::Decided(p)) if p.action == Action::Unchanged => now,
         (Action::Create, Planned::Run(..) | Planned::Decided(_)) => {
             stale("the plan creates this agent, but it exists now".into())
         }
