@@ -448,7 +448,10 @@ async fn a_saved_plan_applies_exactly_refuses_edits_and_reports_an_agent_changed
     assert_eq!(out.code, 1, "{out:?}");
     let j = out.json();
     assert_eq!(j["outcomes"]["stale"], 1, "{j:#}");
-    assert_eq!(j["outcomes"]["unchanged"], 5, "dee, ben, cy, carl, eve: {j:#}");
+    assert_eq!(
+        j["outcomes"]["unchanged"], 5,
+        "dee, ben, cy, carl, eve: {j:#}"
+    );
     env.world().assert_onboarded_once(DEE);
 }
 
@@ -680,4 +683,53 @@ async fn prune_removes_managed_agents_not_in_the_roster_only_when_confirmed_and_
         4,
         "three agents and the admin"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_name_auto_accept_secondary_email_and_mobile_are_planned_set_and_then_unchanged() {
+    let env = team().await;
+    let roster = write(
+        &env,
+        "more.csv",
+        "email,first_name,auto_accept,secondary_email,mobile\nana@example.com,Anna,yes,ana.s@example.org,+14255550123\n",
+    );
+    let out = env.run(&["apply", &roster, "--dry-run", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan = out.json();
+    assert_eq!(
+        changes(plan_row(&plan, ANA)),
+        vec![
+            ch("auto_accept", json!(false), json!(true)),
+            ch("first_name", json!("Ana"), json!("Anna")),
+            ch("secondary_email", Value::Null, json!("ana.s@example.org")),
+            ch("mobile", Value::Null, json!("+14255550123")),
+            ch("identity_center.given_name", json!("Ana"), json!("Anna")),
+            ch(
+                "identity_center.display_name",
+                json!("Ana Silva"),
+                json!("Anna Silva")
+            ),
+        ]
+    );
+    let out = env.run(&["apply", &roster]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let ana = user(&env, ANA);
+    assert_eq!(ana.identity_info.first_name.as_deref(), Some("Anna"));
+    assert_eq!(
+        ana.identity_info.last_name.as_deref(),
+        Some("Silva"),
+        "kept"
+    );
+    assert_eq!(
+        ana.identity_info.secondary_email.as_deref(),
+        Some("ana.s@example.org")
+    );
+    assert_eq!(ana.identity_info.mobile.as_deref(), Some("+14255550123"));
+    assert!(ana.phone_config.auto_accept);
+    assert_eq!(ids_user(&env, ANA).unwrap().0, "Anna Silva");
+    env.sb.reset_calls();
+    let out = env.run(&["apply", &roster, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["outcomes"], json!({"unchanged": 1}));
+    assert_eq!(writes(&env), 0);
 }
