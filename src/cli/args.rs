@@ -24,8 +24,8 @@ pub(crate) struct GlobalArgs {
     /// Config file [default: connect-onboard.toml].
     #[arg(long, global = true, value_name = "CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// State file (overrides [state] path).
-    #[arg(long, global = true)]
+    /// State file, or a shared table `dynamodb://TABLE[?region=R]` (overrides [state]).
+    #[arg(long, global = true, value_name = "PATH|dynamodb://TABLE")]
     pub(crate) state: Option<PathBuf>,
     /// Use an edited workflow file instead of the built-in one.
     #[arg(long, global = true)]
@@ -145,7 +145,8 @@ pub(crate) enum Command {
         /// Run id (all runs when absent).
         run_id: Option<String>,
     },
-    /// Write a commented example config file.
+    /// Write a commented example config file; with `--state dynamodb://TABLE`, create
+    /// that shared state table instead (idempotent).
     Init {
         /// Overwrite an existing file.
         #[arg(long)]

@@ -157,7 +157,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         concurrency,
     };
     match cli.command {
-        Command::Init { force } => init(g, force),
+        Command::Init { force } => init(g, force).await,
         Command::Onboard(a) => onboard(g, *a).await,
         Command::Resume {
             run_id,
@@ -274,8 +274,18 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     }
 }
 
-/// `init`: the example config, unless one is there (`--force` overwrites it).
-fn init(g: &GlobalArgs, force: bool) -> Result<u8, app::Error> {
+/// `init`: the example config, unless one is there (`--force` overwrites it); with
+/// `--state dynamodb://TABLE`, the shared state table instead (idempotent).
+async fn init(g: &GlobalArgs, force: bool) -> Result<u8, app::Error> {
+    if let Some((url, done)) = Context::init_shared_state(&globals(g)).await? {
+        match done {
+            app::StateInitialised::Created => eprintln!("created the state table {url}"),
+            app::StateInitialised::Existed => {
+                eprintln!("the state table {url} exists: nothing changed")
+            }
+        }
+        return Ok(exit::OK);
+    }
     let path = g.config_path();
     if path.exists() && !force {
         return Err(app::Error::Input(format!(

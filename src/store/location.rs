@@ -95,6 +95,8 @@ impl std::fmt::Display for Location {
 pub struct Access {
     /// AWS profile for the store's own client.
     pub profile: Option<String>,
+    /// Region when the URL names none (else the chain's).
+    pub region: Option<String>,
     /// Per-attempt timeout.
     pub attempt_timeout: Duration,
 }
@@ -111,17 +113,26 @@ pub async fn open(loc: &Location, access: &Access) -> Result<Arc<dyn RunStore>> 
     }
 }
 
-/// Whether there is a store at `loc` to read runs from: the state file exists, or the
-/// table does. A table that cannot be asked (denied, unreachable) is an error.
+/// Opens the store at `loc` for commands on existing runs: a state file that does not
+/// exist is [`Error::NoState`] (never created by a read); a table as [`open`].
+pub async fn open_existing(loc: &Location, access: &Access) -> Result<Arc<dyn RunStore>> {
+    if let Location::File(p) = loc {
+        if !p.exists() {
+            return Err(Error::NoState(p.display().to_string()));
+        }
+    }
+    open(loc, access).await
+}
+
+/// Whether there is a store at `loc` that may hold runs: the state file exists (a state
+/// file is created by the first run), or — a table being created only by `init` — the
+/// table opens: a missing, denied or unreachable table is an error naming the problem.
 pub async fn has_state(loc: &Location, access: &Access) -> Result<bool> {
     match loc {
         Location::File(p) => Ok(p.exists()),
         Location::Table { table, region } => {
-            match DynamoStore::open(table, region.as_deref(), access).await {
-                Ok(_) => Ok(true),
-                Err(Error::NoTable { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
+            DynamoStore::open(table, region.as_deref(), access).await?;
+            Ok(true)
         }
     }
 }

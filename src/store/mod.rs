@@ -30,7 +30,7 @@ mod sqlite;
 pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 pub use dynamodb::DynamoStore;
 pub use lease::Holder;
-pub use location::{has_state, init, open, Access, Initialised, Location};
+pub use location::{has_state, init, open, open_existing, Access, Initialised, Location};
 pub use memory::MemoryJournal;
 pub use run_store::RunStore;
 pub use sqlite::Store;
@@ -95,6 +95,10 @@ pub enum Error {
         /// The parse error.
         source: serde_json::Error,
     },
+    /// No state file at the path a command on existing runs was given: nothing has run
+    /// with it yet.
+    #[error("no state file at {0}: no onboarding has run with this state file yet (see --state or [state] path)")]
+    NoState(String),
     /// The state table does not exist (a `dynamodb://` store): nothing was read or written.
     #[error("state table {url}: the table {table} does not exist (or not in this account and region): create it with `connect-onboard init --state {url}`")]
     NoTable {
@@ -138,7 +142,10 @@ impl Error {
     pub fn is_open_failure(&self) -> bool {
         matches!(
             self,
-            Error::Open { .. } | Error::NoTable { .. } | Error::OpenTable { .. }
+            Error::Open { .. }
+                | Error::NoState(_)
+                | Error::NoTable { .. }
+                | Error::OpenTable { .. }
         )
     }
 }
@@ -178,6 +185,7 @@ impl From<Error> for JournalError {
             | Error::Corrupt { .. }
             | Error::TooNew { .. }
             | Error::Open { .. }
+            | Error::NoState(_)
             | Error::NoTable { .. }
             | Error::OpenTable { .. }) => JournalError::Corrupt(e.to_string()),
             e => JournalError::Storage(e.to_string()),

@@ -91,7 +91,7 @@ async fn client(region: Option<&str>, access: &Access) -> Client {
     if let Some(p) = &access.profile {
         loader = loader.profile_name(p);
     }
-    if let Some(r) = region {
+    if let Some(r) = region.or(access.region.as_deref()) {
         loader = loader.region(aws_config::Region::new(r.to_string()));
     }
     let sdk = loader.load().await;
