@@ -25,6 +25,7 @@ mod onboard;
 mod outcome;
 mod phase;
 mod runs;
+mod state;
 mod status;
 
 pub use crate::aws::retry::{Wait, WaitFn};
@@ -49,6 +50,7 @@ pub use runs::{
     release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
     RollbackReport, RunsReport,
 };
+pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 
 use std::path::{Path, PathBuf};
@@ -271,7 +273,7 @@ impl Context {
 
     /// How the state store is reached when it is a shared one: `[state] profile`, else
     /// `--profile`; `--region` when its URL names none.
-    fn store_access(&self) -> store::Access {
+    pub(crate) fn store_access(&self) -> store::Access {
         let profile = (self.config.as_ref())
             .and_then(|c| c.state.profile.clone())
             .or_else(|| self.globals.profile.clone());

@@ -54,6 +54,19 @@ impl GlobalArgs {
     }
 }
 
+/// `state` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum StateAction {
+    /// Copy every run of FROM into TO (SQLite ↔ DynamoDB); a run TO holds with other
+    /// content refuses the copy before anything is written.
+    Copy {
+        /// The store to copy from: a state file, or dynamodb://TABLE[?region=R].
+        from: String,
+        /// The store to copy into (a table must exist: `init --state dynamodb://TABLE`).
+        to: String,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Onboard one agent.
@@ -139,6 +152,12 @@ pub(crate) enum Command {
         /// Agents in flight at once (the per-API rate limits hold each quota).
         #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
         concurrency: usize,
+    },
+    /// The state store itself: `state copy FROM TO` copies every run of one store into
+    /// another (a file path or dynamodb://TABLE[?region=R]).
+    State {
+        #[command(subcommand)]
+        action: StateAction,
     },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
     Status {

@@ -25,6 +25,7 @@ use crate::engine::{OnFailure, Secrets};
 pub use args::Cli;
 use args::{
     BulkReadsArg, Command, GlobalArgs, OffboardArgs, OnFailureArg, OnboardArgs, PhoneArg, RunArgs,
+    StateAction,
 };
 use output::{print_plan, print_runs, progress_printer};
 
@@ -237,6 +238,24 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             let ctx = Context::load_for_state(&globals(g))?;
             let status = app::release(&ctx, &run_id, &email).await?;
             print_runs(&[status], json);
+            Ok(exit::OK)
+        }
+        Command::State {
+            action: StateAction::Copy { from, to },
+        } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let report = app::state_copy(&ctx, &from, &to).await?;
+            for (run, agents) in &report.copied {
+                eprintln!("copied run {run} ({agents} agents)");
+            }
+            for run in &report.present {
+                eprintln!("run {run} is in {to} already: left as it is");
+            }
+            eprintln!(
+                "{} runs copied, {} already there",
+                report.copied.len(),
+                report.present.len()
+            );
             Ok(exit::OK)
         }
         Command::Status { run_id } => {

@@ -130,6 +130,28 @@ impl MemoryJournal {
         Ok(())
     }
 
+    /// A run with its agents as they are (`state copy`).
+    pub(super) fn import(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run.clone());
+        let mut map = self.lock();
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        for (row, steps) in agents {
+            *seq += 1;
+            map.insert(
+                (run.id.clone(), row.agent_key.to_string()),
+                Entry {
+                    seq: *seq,
+                    row: row.clone(),
+                    steps: steps.clone(),
+                    lease: None,
+                },
+            );
+        }
+    }
+
     /// One run created through the run store.
     pub(super) fn run_row(&self, run: &str) -> Result<RunRow, Error> {
         (self.runs.lock().unwrap_or_else(|p| p.into_inner()).iter())

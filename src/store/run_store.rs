@@ -6,7 +6,7 @@
 
 use crate::engine::{AgentKey, AgentState, Journal, OnFailure, RunId, StepId};
 
-use super::{AgentRow, MemoryJournal, Result, RunRow, Store};
+use super::{AgentRow, MemoryJournal, Result, RunRow, StepRow, Store};
 
 /// The run-level operations of a state store. Async like [`Journal`]: a networked backend
 /// answers later; the SQLite store answers at once.
@@ -62,6 +62,9 @@ pub trait RunStore: Journal {
     async fn runs(&self) -> Result<Vec<RunRow>>;
     /// A run's agents, in insertion order.
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>>;
+    /// Writes a run as another store holds it (`state copy`): the run, then its agents in
+    /// order, each with its state and steps as they are (no lease).
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()>;
 }
 
 #[async_trait::async_trait]
@@ -126,6 +129,9 @@ impl RunStore for Store {
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Store::agents(self, run)
     }
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        Store::import_run(self, run, agents)
+    }
 }
 
 #[async_trait::async_trait]
@@ -189,6 +195,10 @@ impl RunStore for MemoryJournal {
     }
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Ok(self.rows_of(run))
+    }
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        self.import(run, agents);
+        Ok(())
     }
 }
 
@@ -705,5 +715,55 @@ mod semantics {
             .await
             .unwrap();
         assert_eq!(a.agent("r1", "a@x").await.unwrap().state, AgentState::Done);
+    }
+
+    #[tokio::test]
+    async fn an_imported_run_comes_back_as_it_was() {
+        // A run with progress, in one store...
+        let from = MemoryJournal::default();
+        seed(&from, "r1", T1, &["b@x", "a@x"]).await;
+        from.acquire_lease("r1", "a@x", "A", 60_000).unwrap();
+        let done = StepUpdate {
+            state: Some(StepState::Done),
+            owned: Some(true),
+            outputs: Some([("user_id".to_string(), "u-1".to_string())].into()),
+            bump_attempts: true,
+            mark_write: Some(5),
+            ..Default::default()
+        };
+        from.update_step("r1", "a@x", "A", "connect_user", &done, EventKind::StepDone)
+            .unwrap();
+        from.set_agent_state("r1", "a@x", "A", AgentState::Failed, Some("E: boom"))
+            .unwrap();
+        let run = RunStore::run(&from, "r1").await.unwrap();
+        let mut agents = Vec::new();
+        for a in RunStore::agents(&from, &rid("r1")).await.unwrap() {
+            let st = MemoryJournal::steps(&from, "r1", &a.agent_key).unwrap();
+            agents.push((a, st));
+        }
+        // ... imported into each: the same run, agents in order, states and steps.
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            s.import_run(&run, &agents).await.unwrap();
+            assert_eq!(s.run("r1").await.unwrap(), run, "{name}");
+            let back = s.agents(&rid("r1")).await.unwrap();
+            assert_eq!(
+                back,
+                agents.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
+                "{name}"
+            );
+            for (a, st) in &agents {
+                assert_eq!(&s.steps("r1", &a.agent_key).await.unwrap(), st, "{name}");
+            }
+            assert_eq!(
+                s.latest_by_key("a@x").await.unwrap(),
+                Some(("r1".to_string(), AgentState::Failed)),
+                "{name}"
+            );
+            // Imported without a lease: anyone may take it.
+            s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 }

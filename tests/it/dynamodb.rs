@@ -283,3 +283,73 @@ async fn two_machines_racing_on_one_roster_write_every_resource_once() {
     exactly_once(&env, &roster);
     assert!(refused > 0, "the machines really contended for agents");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_copy_moves_a_sqlite_history_to_the_table_and_back_refusing_other_content() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    // A history in the state file: one onboarding, one batch.
+    assert_eq!(env.run(&ONBOARD_ANA).await.code, 0);
+    let batch = emails("c", 3);
+    let file = agents_file(&env, "agents.csv", &batch);
+    assert_eq!(env.run(&["batch", &file]).await.code, 0);
+    let from_file = env.status_json().await;
+    let file_state = path_str(&env.state).to_string();
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("2 runs copied, 0 already there"),
+        "{out:?}"
+    );
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("0 runs copied, 2 already there"),
+        "{out:?}"
+    );
+    // The table shows exactly what the file does, from another machine too.
+    let on_table = status_in(&env, machine_b().path()).await;
+    assert_eq!(on_table["runs"], from_file["runs"]);
+    // `rollback` works on the copy.
+    let batch_run = (from_file["runs"].as_array().unwrap().iter())
+        .find(|r| r["agents"].as_array().unwrap().len() == 3)
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env
+        .run(&["rollback", &batch_run, "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for e in &batch {
+        env.world().assert_gone(e);
+    }
+    // The file's older view of that run is not copied over the table's.
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "run {batch_run} exists in {TABLE} with other content"
+        )),
+        "{out:?}"
+    );
+    // And back: the table into a new state file.
+    let back = env.dir.path().join("back.db");
+    let out = env.run(&["state", "copy", TABLE, path_str(&back)]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env
+        .run(&["status", "--json", "--state", path_str(&back)])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.json()["runs"],
+        status_in(&env, machine_b().path()).await["runs"]
+    );
+    let rolled = agent_states(&out.json())
+        .into_iter()
+        .filter(|(_, s)| s == "rolled_back")
+        .count();
+    assert_eq!(rolled, 3);
+}

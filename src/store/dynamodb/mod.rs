@@ -257,6 +257,9 @@ impl AgentItem {
         it.insert("a_created".into(), s(&self.created_at));
         it.insert("a_updated".into(), s(&self.updated_at));
         it.insert("a_steps".into(), s(self.steps_json()));
+        if let Some(e) = &self.last_error {
+            it.insert("a_error".into(), s(e));
+        }
         it.insert("a_ver".into(), n(self.ver));
         it.insert("a_events".into(), n(1));
         it
@@ -668,21 +671,7 @@ impl DynamoStore {
         if agents.is_empty() {
             return Ok(());
         }
-        let counted = (self.client.update_item())
-            .table_name(&self.table)
-            .key("pk", s("#META"))
-            .key("sk", s("#SEQ"))
-            .update_expression("ADD n :k")
-            .expression_attribute_values(":k", n(agents.len() as i64))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| self.remote("UpdateItem", e))?;
-        let last = counted
-            .attributes()
-            .and_then(|a| get_n(a, "n"))
-            .unwrap_or(agents.len() as i64);
-        let first = last - agents.len() as i64 + 1;
+        let first = self.take_seqs(agents.len()).await?;
         let items: Vec<Item> = (agents.iter().enumerate())
             .map(|(i, (key, subject))| {
                 AgentItem::new(
@@ -696,6 +685,30 @@ impl DynamoStore {
                 .to_item()
             })
             .collect();
+        self.put_items(items).await
+    }
+
+    /// `count` insertion numbers from the table's counter (one write); the first.
+    async fn take_seqs(&self, count: usize) -> Result<i64> {
+        let counted = (self.client.update_item())
+            .table_name(&self.table)
+            .key("pk", s("#META"))
+            .key("sk", s("#SEQ"))
+            .update_expression("ADD n :k")
+            .expression_attribute_values(":k", n(count as i64))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| self.remote("UpdateItem", e))?;
+        let last = counted
+            .attributes()
+            .and_then(|a| get_n(a, "n"))
+            .unwrap_or(count as i64);
+        Ok(last - count as i64 + 1)
+    }
+
+    /// Writes whole items, 25 per request, until none is left unprocessed.
+    async fn put_items(&self, items: Vec<Item>) -> Result<()> {
         for chunk in items.chunks(BATCH) {
             let mut pending: Vec<WriteRequest> = Vec::with_capacity(chunk.len());
             for it in chunk {
@@ -918,5 +931,32 @@ impl RunStore for DynamoStore {
             .collect::<Result<Vec<_>>>()?;
         rows.sort_by_key(|a| a.seq);
         Ok(rows.iter().map(AgentItem::row).collect())
+    }
+
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        self.put_run(run).await?;
+        let first = self.take_seqs(agents.len()).await?;
+        let items: Vec<Item> = (agents.iter().enumerate())
+            .map(|(i, (row, steps))| {
+                AgentItem {
+                    run: run.id.clone(),
+                    key: row.agent_key.to_string(),
+                    seq: first + i as i64,
+                    subject: row.subject.clone(),
+                    state: row.state,
+                    on_failure: row.on_failure,
+                    last_error: row.last_error.clone(),
+                    created_at: row.created_at.clone(),
+                    updated_at: row.updated_at.clone(),
+                    steps: steps.clone(),
+                    lease_token: None,
+                    lease_holder: None,
+                    lease_expires: None,
+                    ver: 0,
+                }
+                .to_item()
+            })
+            .collect();
+        self.put_items(items).await
     }
 }
