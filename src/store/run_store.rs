@@ -743,7 +743,7 @@ mod semantics {
         }
         // ... imported into each: the same run, agents in order, states and steps.
         let backends = stores().await;
-        for (name, s) in backends.list.iter().cloned() {
+        for (name, s) in backends.list.iter() {
             s.import_run(&run, &agents).await.unwrap();
             assert_eq!(s.run("r1").await.unwrap(), run, "{name}");
             let back = s.agents(&rid("r1")).await.unwrap();
