@@ -25,11 +25,13 @@ mod onboard;
 mod outcome;
 mod phase;
 mod runs;
+mod state;
 mod status;
 
 pub use crate::aws::retry::{Wait, WaitFn};
 /// The name under which the CLI hands a password to the steps (in memory only).
 pub use crate::steps::PASSWORD as PASSWORD_SECRET;
+pub use crate::store::Initialised as StateInitialised;
 pub use apply::{
     apply, Action as ApplyAction, ApplyOptions, ApplyReport, ApplySource, FieldChange, PlanRow,
     SavedPlan, BUILTIN_APPLY_WORKFLOW,
@@ -48,6 +50,7 @@ pub use runs::{
     release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
     RollbackReport, RunsReport,
 };
+pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 
 use std::path::{Path, PathBuf};
@@ -59,7 +62,7 @@ use crate::config::Config;
 use crate::engine::{self, EngineOptions, OnFailure, Workflow};
 use crate::preflight::{self, Target};
 use crate::steps::{self, Env};
-use crate::store::{self, Store};
+use crate::store;
 
 /// The built-in workflow, embedded.
 pub const BUILTIN_WORKFLOW: &str = include_str!("../../workflows/onboard-agent.toml");
@@ -124,7 +127,7 @@ pub struct Globals {
     pub config: PathBuf,
     /// Whether `--config` named it (then it must exist, whatever else is given).
     pub config_given: bool,
-    /// State file override.
+    /// State store override: a file path, or `dynamodb://TABLE[?region=R]`.
     pub state: Option<PathBuf>,
     /// Workflow file override.
     pub workflow: Option<PathBuf>,
@@ -140,8 +143,8 @@ pub struct Globals {
 pub struct Context {
     /// The configuration (absent for commands on an existing state file given by `--state`).
     config: Option<Config>,
-    /// The state file.
-    pub state_path: PathBuf,
+    /// Where the state lives (a file, or a shared table): only `store` tells them apart.
+    pub state: store::Location,
     pub(crate) globals: Globals,
     /// The one pacer of the process: every client this context builds (the new run's, and
     /// those of earlier runs a batch resumes or retries) shares it, so each AWS quota is
@@ -169,7 +172,7 @@ impl Context {
             };
             Error::Input(format!("{e}{hint}"))
         })?;
-        Ok(Context::from_config(config, globals))
+        Context::from_config(config, globals)
     }
 
     /// For commands on existing runs (resume, rollback, release, status): the config file
@@ -180,8 +183,7 @@ impl Context {
         if !globals.config_given && !globals.config.exists() {
             return Ok(Context {
                 config: None,
-                state_path: (globals.state.clone())
-                    .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_PATH)),
+                state: state_location(globals, None)?,
                 globals: globals.clone(),
                 pacer: Default::default(),
             });
@@ -189,18 +191,15 @@ impl Context {
         Context::load(globals)
     }
 
-    /// Wraps an already loaded configuration.
-    pub fn from_config(config: Config, globals: &Globals) -> Context {
-        let state_path = globals
-            .state
-            .clone()
-            .unwrap_or_else(|| config.state.path.clone());
-        Context {
+    /// Wraps an already loaded configuration (a `--state` or `[state] url` that is not a
+    /// store is an input error naming it).
+    pub fn from_config(config: Config, globals: &Globals) -> Result<Context, Error> {
+        Ok(Context {
+            state: state_location(globals, Some(&config))?,
             config: Some(config),
-            state_path,
             globals: globals.clone(),
             pacer: Default::default(),
-        }
+        })
     }
 
     /// The configuration; onboarding needs one.
@@ -272,21 +271,78 @@ impl Context {
         Ok(self.pacer.get_or_init(|| p).clone())
     }
 
-    /// The state store (the SQLite state file), behind the store traits: nothing above
-    /// this line knows which backend it is.
-    pub(crate) fn open_store(&self) -> Result<StateStore, Error> {
-        Ok(Arc::new(Store::open(&self.state_path)?))
+    /// How the state store is reached when it is a shared one: `[state] profile`, else
+    /// `--profile`; `--region` when its URL names none.
+    pub(crate) fn store_access(&self) -> store::Access {
+        let profile = (self.config.as_ref())
+            .and_then(|c| c.state.profile.clone())
+            .or_else(|| self.globals.profile.clone());
+        store::Access {
+            profile,
+            region: self.globals.region.clone(),
+            attempt_timeout: env::attempt_timeout(),
+        }
     }
 
-    pub(crate) fn existing_store(&self) -> Result<StateStore, Error> {
-        if !self.state_path.exists() {
-            return Err(Error::Input(format!(
-                "no state file at {}: no onboarding has run with this state file yet (see --state or [state] path)",
-                self.state_path.display()
-            )));
-        }
-        self.open_store()
+    /// The state store, behind the store traits: nothing above this line knows which
+    /// backend it is. A state file is created on first use; a table must exist (`init`).
+    pub(crate) async fn open_store(&self) -> Result<StateStore, Error> {
+        Ok(store::open(&self.state, &self.store_access()).await?)
     }
+
+    /// The state store for commands on existing runs: never created by them.
+    pub(crate) async fn existing_store(&self) -> Result<StateStore, Error> {
+        Ok(store::open_existing(&self.state, &self.store_access()).await?)
+    }
+
+    /// Whether the state store exists and may hold runs (a missing or denied table is an
+    /// error: a table is never created by a command that reads it).
+    pub(crate) async fn has_state(&self) -> Result<bool, Error> {
+        Ok(store::has_state(&self.state, &self.store_access()).await?)
+    }
+
+    /// `init --state dynamodb://TABLE`: creates the shared store (idempotent); `None` when
+    /// `--state` names no shared store (then `init` writes the example config).
+    pub async fn init_shared_state(
+        globals: &Globals,
+    ) -> Result<Option<(String, store::Initialised)>, Error> {
+        let Some(given) = &globals.state else {
+            return Ok(None);
+        };
+        let loc = parse_state(&given.to_string_lossy(), "--state")?;
+        if !loc.is_shared() {
+            return Ok(None);
+        }
+        let ctx = Context {
+            config: None,
+            state: loc.clone(),
+            globals: globals.clone(),
+            pacer: Default::default(),
+        };
+        let done = store::init(&loc, &ctx.store_access()).await?;
+        Ok(Some((loc.to_string(), done)))
+    }
+}
+
+/// Where the state lives: `--state`, else `[state] url`, else `[state] path`, else the
+/// default file.
+fn state_location(globals: &Globals, config: Option<&Config>) -> Result<store::Location, Error> {
+    if let Some(given) = &globals.state {
+        return parse_state(&given.to_string_lossy(), "--state");
+    }
+    match config {
+        Some(c) => match &c.state.url {
+            Some(url) => parse_state(url, "[state] url"),
+            None => Ok(store::Location::File(c.state.path.clone())),
+        },
+        None => Ok(store::Location::File(PathBuf::from(
+            crate::config::DEFAULT_STATE_PATH,
+        ))),
+    }
+}
+
+fn parse_state(text: &str, what: &str) -> Result<store::Location, Error> {
+    store::Location::parse(text).map_err(|e| Error::Input(format!("{what}: {e}")))
 }
 
 /// The state store as every operation holds it: the run-level operations and the engine's

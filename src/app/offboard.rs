@@ -106,8 +106,8 @@ pub async fn offboard(
     let emails = checked_emails(opts, &target)?;
     // Earlier runs decide first (a finished offboarding, one to finish); nothing is created
     // for a dry run.
-    let store = if ctx.state_path.exists() {
-        Some(ctx.open_store()?)
+    let store = if ctx.has_state().await? {
+        Some(ctx.open_store().await?)
     } else {
         None
     };

@@ -67,7 +67,7 @@ pub async fn onboard(
         });
     }
 
-    let store = ctx.open_store()?;
+    let store = ctx.open_store().await?;
     let run_id = create_run(&store, &wf, &target, &subject, settings).await?;
     let engine = Engine::new(wf, registry, store.clone(), engine_options(settings)?);
     engine.run_agent(&run_id, &email, &secrets).await?;

@@ -365,7 +365,7 @@ async fn sort_rows(
     phase: &Phase<'_>,
     out: &mut Recorder<'_>,
 ) -> Result<Sorted, Error> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store().await?;
     let wf = &phase.wf;
     let run_id = RunId::from(new_run_id());
     let mut sorted = Sorted {

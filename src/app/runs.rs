@@ -160,7 +160,7 @@ pub async fn resume(
     secrets: Secrets,
     settings: &RunSettings,
 ) -> Result<RunsReport, Error> {
-    let store = ctx.existing_store()?;
+    let store = ctx.existing_store().await?;
     let runs = match run_id {
         Some(id) => vec![store.run(&RunId::from(id)).await?],
         None => store.runs().await?,
@@ -286,7 +286,7 @@ pub async fn rollback(
     confirm: &mut ConfirmRollback<'_>,
 ) -> Result<RollbackReport, Error> {
     let run_id = &RunId::from(run_id);
-    let store = ctx.existing_store()?;
+    let store = ctx.existing_store().await?;
     let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, settings).await?;
     let mut report = RunsReport {
@@ -499,7 +499,7 @@ async fn known_agent(store: &dyn RunStore, run_id: &RunId, email: &str) -> Resul
 /// Releases one agent of a run: leftovers are kept and no longer owned; the agent is closed.
 pub async fn release(ctx: &Context, run_id: &str, email: &str) -> Result<RunStatus, Error> {
     let run_id = &RunId::from(run_id);
-    let store = ctx.existing_store()?;
+    let store = ctx.existing_store().await?;
     let run = store.run(run_id).await?;
     let engine = engine_for_run(ctx, &store, &run, &RunSettings::default()).await?;
     let email = email.trim().to_lowercase();
@@ -559,7 +559,7 @@ pub async fn retry(
     secrets: Secrets,
     settings: &RunSettings,
 ) -> Result<RunsReport, Error> {
-    let store = ctx.existing_store()?;
+    let store = ctx.existing_store().await?;
     let runs = match run_id {
         Some(id) => vec![store.run(&RunId::from(id)).await?],
         None => store.runs().await?,

@@ -28,10 +28,10 @@ pub(crate) fn advice(state: AgentState, run: &str, agent: &str) -> Option<String
 /// Status of one run, or of every run. A state file that does not exist yet (and was not
 /// named with `--state`) means nothing has run: no runs.
 pub async fn status(ctx: &Context, run_id: Option<&str>) -> Result<Vec<RunStatus>, Error> {
-    if run_id.is_none() && ctx.globals.state.is_none() && !ctx.state_path.exists() {
+    if run_id.is_none() && ctx.globals.state.is_none() && !ctx.has_state().await? {
         return Ok(Vec::new());
     }
-    let store = ctx.existing_store()?;
+    let store = ctx.existing_store().await?;
     let ids = match run_id {
         Some(id) => vec![RunId::from(id)],
         None => store.runs().await?.into_iter().map(|r| r.id).collect(),

@@ -24,8 +24,8 @@ pub(crate) struct GlobalArgs {
     /// Config file [default: connect-onboard.toml].
     #[arg(long, global = true, value_name = "CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// State file (overrides [state] path).
-    #[arg(long, global = true)]
+    /// State file, or a shared table `dynamodb://TABLE[?region=R]` (overrides [state]).
+    #[arg(long, global = true, value_name = "PATH|dynamodb://TABLE")]
     pub(crate) state: Option<PathBuf>,
     /// Use an edited workflow file instead of the built-in one.
     #[arg(long, global = true)]
@@ -52,6 +52,19 @@ impl GlobalArgs {
     pub(crate) fn config_path(&self) -> PathBuf {
         (self.config.clone()).unwrap_or_else(|| PathBuf::from("connect-onboard.toml"))
     }
+}
+
+/// `state` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum StateAction {
+    /// Copy every run of FROM into TO (SQLite ↔ DynamoDB); a run TO holds with other
+    /// content refuses the copy before anything is written.
+    Copy {
+        /// The store to copy from: a state file, or dynamodb://TABLE[?region=R].
+        from: String,
+        /// The store to copy into (a table must exist: `init --state dynamodb://TABLE`).
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,12 +153,19 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
         concurrency: usize,
     },
+    /// The state store itself: `state copy FROM TO` copies every run of one store into
+    /// another (a file path or dynamodb://TABLE[?region=R]).
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Per run, agent and step: state, resource ids, owned or adopted, attempts, errors.
     Status {
         /// Run id (all runs when absent).
         run_id: Option<String>,
     },
-    /// Write a commented example config file.
+    /// Write a commented example config file; with `--state dynamodb://TABLE`, create
+    /// that shared state table instead (idempotent).
     Init {
         /// Overwrite an existing file.
         #[arg(long)]

@@ -109,7 +109,7 @@ pub(super) async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
     };
     let mut globals = globals(g);
     globals.state = Some(state.clone());
-    let ctx = Context::from_config(config::sandbox(), &globals);
+    let ctx = Context::from_config(config::sandbox(), &globals)?;
     eprintln!(
         "demo: sandbox at {} (Connect, Identity Store, SSO Admin); state in {}",
         handle.endpoint(),

@@ -25,6 +25,7 @@ use crate::engine::{OnFailure, Secrets};
 pub use args::Cli;
 use args::{
     BulkReadsArg, Command, GlobalArgs, OffboardArgs, OnFailureArg, OnboardArgs, PhoneArg, RunArgs,
+    StateAction,
 };
 use output::{print_plan, print_runs, progress_printer};
 
@@ -157,7 +158,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         concurrency,
     };
     match cli.command {
-        Command::Init { force } => init(g, force),
+        Command::Init { force } => init(g, force).await,
         Command::Onboard(a) => onboard(g, *a).await,
         Command::Resume {
             run_id,
@@ -239,6 +240,24 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             print_runs(&[status], json);
             Ok(exit::OK)
         }
+        Command::State {
+            action: StateAction::Copy { from, to },
+        } => {
+            let ctx = Context::load_for_state(&globals(g))?;
+            let report = app::state_copy(&ctx, &from, &to).await?;
+            for (run, agents) in &report.copied {
+                eprintln!("copied run {run} ({agents} agents)");
+            }
+            for run in &report.present {
+                eprintln!("run {run} is in {to} already: left as it is");
+            }
+            eprintln!(
+                "{} runs copied, {} already there",
+                report.copied.len(),
+                report.present.len()
+            );
+            Ok(exit::OK)
+        }
         Command::Status { run_id } => {
             let ctx = Context::load_for_state(&globals(g))?;
             let runs = app::status(&ctx, run_id.as_deref()).await?;
@@ -274,8 +293,18 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
     }
 }
 
-/// `init`: the example config, unless one is there (`--force` overwrites it).
-fn init(g: &GlobalArgs, force: bool) -> Result<u8, app::Error> {
+/// `init`: the example config, unless one is there (`--force` overwrites it); with
+/// `--state dynamodb://TABLE`, the shared state table instead (idempotent).
+async fn init(g: &GlobalArgs, force: bool) -> Result<u8, app::Error> {
+    if let Some((url, done)) = Context::init_shared_state(&globals(g)).await? {
+        match done {
+            app::StateInitialised::Created => eprintln!("created the state table {url}"),
+            app::StateInitialised::Existed => {
+                eprintln!("the state table {url} exists: nothing changed")
+            }
+        }
+        return Ok(exit::OK);
+    }
     let path = g.config_path();
     if path.exists() && !force {
         return Err(app::Error::Input(format!(

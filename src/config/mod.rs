@@ -207,13 +207,20 @@ pub enum AssignmentMode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    /// The SQLite state file (when no `url` is given).
     pub path: PathBuf,
+    /// A shared store, `dynamodb://TABLE[?region=R]`: wins over `path`.
+    pub url: Option<String>,
+    /// The AWS profile of the shared store's client (else `--profile`, else the chain).
+    pub profile: Option<String>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             path: PathBuf::from(DEFAULT_STATE_PATH),
+            url: None,
+            profile: None,
         }
     }
 }
@@ -306,6 +313,11 @@ acw_timeout = 0
 [state]
 # The checkpoint database (also --state PATH).
 path = ".connect-onboard/state.db"
+# Or a DynamoDB table shared by a team or CI (also --state dynamodb://TABLE); create it
+# once with `connect-onboard init --state dynamodb://TABLE`.
+# url = "dynamodb://connect-onboard-state?region=eu-west-1"
+# Optional: the AWS profile of the table's client (else --profile, else the chain).
+# profile = "state"
 "#;
 
 /// The config for the built-in sandbox: its instance in us-east-1, everything
@@ -366,6 +378,12 @@ impl Config {
         // [state]
         if self.state.path.as_os_str().is_empty() {
             bad(&mut out, "state.path", "", "must not be empty".to_string());
+        }
+        if let Some(url) = &self.state.url {
+            if !url.starts_with("dynamodb://") {
+                let rule = "must be dynamodb://TABLE[?region=R] (a file goes in state.path)";
+                bad(&mut out, "state.url", url, rule.to_string());
+            }
         }
         out
     }

@@ -130,6 +130,28 @@ impl MemoryJournal {
         Ok(())
     }
 
+    /// A run with its agents as they are (`state copy`).
+    pub(super) fn import(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run.clone());
+        let mut map = self.lock();
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        for (row, steps) in agents {
+            *seq += 1;
+            map.insert(
+                (run.id.to_string(), row.agent_key.to_string()),
+                Entry {
+                    seq: *seq,
+                    row: row.clone(),
+                    steps: steps.clone(),
+                    lease: None,
+                },
+            );
+        }
+    }
+
     /// One run created through the run store.
     pub(super) fn run_row(&self, run: &str) -> Result<RunRow, Error> {
         (self.runs.lock().unwrap_or_else(|p| p.into_inner()).iter())
@@ -224,29 +246,7 @@ impl Entry {
         let Some(s) = self.steps.iter_mut().find(|s| s.step_id == step) else {
             return false;
         };
-        if let Some(v) = up.state {
-            s.state = v;
-        }
-        if let Some(v) = up.owned {
-            s.owned = v;
-        }
-        if let Some(v) = up.unresolved {
-            s.unresolved = v;
-        }
-        if let Some(v) = &up.outputs {
-            s.outputs = v.clone();
-        }
-        if up.bump_attempts {
-            s.attempts += 1;
-        }
-        if let Some(at) = up.mark_write {
-            s.first_write_ms.get_or_insert(at);
-            s.last_write_ms = Some(at);
-        }
-        if let Some(v) = &up.last_error {
-            s.last_error = v.clone();
-        }
-        s.updated_at = now_rfc3339();
+        apply_update(s, up);
         true
     }
 
@@ -255,6 +255,34 @@ impl Entry {
         self.row.last_error = last_error.map(str::to_string);
         self.row.updated_at = now_rfc3339();
     }
+}
+
+/// Applies a [`StepUpdate`] to a step's row, as every store does (the DynamoDB store's
+/// item holds its steps as rows too).
+pub(super) fn apply_update(s: &mut StepRow, up: &StepUpdate) {
+    if let Some(v) = up.state {
+        s.state = v;
+    }
+    if let Some(v) = up.owned {
+        s.owned = v;
+    }
+    if let Some(v) = up.unresolved {
+        s.unresolved = v;
+    }
+    if let Some(v) = &up.outputs {
+        s.outputs = v.clone();
+    }
+    if up.bump_attempts {
+        s.attempts += 1;
+    }
+    if let Some(at) = up.mark_write {
+        s.first_write_ms.get_or_insert(at);
+        s.last_write_ms = Some(at);
+    }
+    if let Some(v) = &up.last_error {
+        s.last_error = v.clone();
+    }
+    s.updated_at = now_rfc3339();
 }
 
 /// The journal operations, synchronous (the [`Journal`] impl below awaits nothing).

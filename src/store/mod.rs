@@ -19,14 +19,18 @@
 //! engine's journal types and states, nothing else of the crate.
 
 mod committer;
+mod dynamodb;
 mod lease;
+mod location;
 mod memory;
 mod run_store;
 mod schema;
 mod sqlite;
 
 pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
+pub use dynamodb::DynamoStore;
 pub use lease::Holder;
+pub use location::{has_state, init, open, open_existing, Access, Initialised, Location};
 pub use memory::MemoryJournal;
 pub use run_store::RunStore;
 pub use sqlite::Store;
@@ -91,6 +95,35 @@ pub enum Error {
         /// The parse error.
         source: serde_json::Error,
     },
+    /// No state file at the path a command on existing runs was given: nothing has run
+    /// with it yet.
+    #[error("no state file at {0}: no onboarding has run with this state file yet (see --state or [state] path)")]
+    NoState(String),
+    /// The state table does not exist (a `dynamodb://` store): nothing was read or written.
+    #[error("state table {url}: the table {table} does not exist (or not in this account and region): create it with `connect-onboard init --state {url}`")]
+    NoTable {
+        /// The store's URL.
+        url: String,
+        /// The table.
+        table: String,
+    },
+    /// The state table cannot be used (access denied, not a connect-onboard table, written
+    /// by a newer build, unreachable): nothing was read or written.
+    #[error("state table {url}: {problem}")]
+    OpenTable {
+        /// The store's URL.
+        url: String,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+    /// A call to the state table failed past its retries (throttled, unreachable, 5xx).
+    #[error("state table {url}: {problem}")]
+    Remote {
+        /// The store's URL.
+        url: String,
+        /// What failed.
+        problem: String,
+    },
     /// The agent already has an unfinished onboarding.
     #[error("{agent} already has an unfinished onboarding in run {run} (state {state}): use `connect-onboard resume {run}` or `connect-onboard rollback {run} --email {agent}` (or `release`)")]
     Unfinished {
@@ -107,7 +140,13 @@ impl Error {
     /// Whether the state file could not be opened at all ([`Error::Open`]): nothing was
     /// read from or written to it.
     pub fn is_open_failure(&self) -> bool {
-        matches!(self, Error::Open { .. })
+        matches!(
+            self,
+            Error::Open { .. }
+                | Error::NoState(_)
+                | Error::NoTable { .. }
+                | Error::OpenTable { .. }
+        )
     }
 }
 
@@ -145,7 +184,10 @@ impl From<Error> for JournalError {
             e @ (Error::UnknownState(_)
             | Error::Corrupt { .. }
             | Error::TooNew { .. }
-            | Error::Open { .. }) => JournalError::Corrupt(e.to_string()),
+            | Error::Open { .. }
+            | Error::NoState(_)
+            | Error::NoTable { .. }
+            | Error::OpenTable { .. }) => JournalError::Corrupt(e.to_string()),
             e => JournalError::Storage(e.to_string()),
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::engine::{AgentKey, AgentState, Journal, OnFailure, RunId, StepId};
 
-use super::{AgentRow, MemoryJournal, Result, RunRow, Store};
+use super::{AgentRow, MemoryJournal, Result, RunRow, StepRow, Store};
 
 /// The run-level operations of a state store. Async like [`Journal`]: a networked backend
 /// answers later; the SQLite store answers at once.
@@ -61,6 +61,9 @@ pub trait RunStore: Journal {
     async fn runs(&self) -> Result<Vec<RunRow>>;
     /// A run's agents, in insertion order.
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>>;
+    /// Writes a run as another store holds it (`state copy`): the run, then its agents in
+    /// order, each with its state and steps as they are (no lease).
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()>;
 }
 
 /// A page of keys as the store's own queries give them, typed.
@@ -132,6 +135,9 @@ impl RunStore for Store {
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Store::agents(self, run)
     }
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        Store::import_run(self, run, agents)
+    }
 }
 
 #[async_trait::async_trait]
@@ -198,6 +204,10 @@ impl RunStore for MemoryJournal {
     async fn agents(&self, run: &RunId) -> Result<Vec<AgentRow>> {
         Ok(self.rows_of(run))
     }
+    async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        self.import(run, agents);
+        Ok(())
+    }
 }
 
 /// The state semantics every [`RunStore`] keeps, run against each implementation.
@@ -211,11 +221,69 @@ mod semantics {
     use crate::engine::{JournalError, StepState, StepUpdate};
     use crate::store::Error;
 
-    fn stores() -> Vec<(&'static str, Arc<dyn RunStore>)> {
-        vec![
+    /// moto's server (`pip install 'moto[server]'`), for the DynamoDB case: required in CI,
+    /// else skipped loudly when not installed.
+    struct Moto(std::process::Child);
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_moto() -> Option<(Moto, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => Moto(c),
+            Err(e) if std::env::var("CI").is_ok() => {
+                panic!("moto_server is required in CI (pip install 'moto[server]'): {e}")
+            }
+            Err(e) => {
+                eprintln!("\n*** SKIPPING the DynamoDB case: moto_server not found ({e}) ***\n");
+                return None;
+            }
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some((child, format!("http://127.0.0.1:{port}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("moto_server did not start on port {port}");
+    }
+
+    /// Every backend, fresh: the DynamoDB one on a new table of its own moto server.
+    struct Backends {
+        list: Vec<(&'static str, Arc<dyn RunStore>)>,
+        _moto: Option<Moto>,
+    }
+
+    async fn stores() -> Backends {
+        let mut list: Vec<(&'static str, Arc<dyn RunStore>)> = vec![
             ("sqlite", Arc::new(Store::open_in_memory().unwrap())),
             ("memory", Arc::new(MemoryJournal::default())),
-        ]
+        ];
+        let moto = start_moto();
+        if let Some((_, url)) = &moto {
+            let s = crate::store::DynamoStore::on_emulator(url, "semantics")
+                .await
+                .unwrap();
+            list.push(("dynamodb", Arc::new(s)));
+        }
+        Backends {
+            list,
+            _moto: moto.map(|(m, _)| m),
+        }
     }
 
     fn run_row(id: &str, at: &str) -> RunRow {
@@ -263,7 +331,8 @@ mod semantics {
 
     #[tokio::test]
     async fn runs_agents_and_pages_come_back_as_inserted() {
-        for (name, s) in stores() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
             seed(&*s, "r1", T1, &["b@x", "a@x"]).await;
             s.add_agents(&rid("r1"), &agents(&["c@x"]), &steps(), OnFailure::Rollback)
                 .await
@@ -312,7 +381,8 @@ mod semantics {
 
     #[tokio::test]
     async fn the_latest_run_of_an_agent_is_the_newest() {
-        for (name, s) in stores() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
             seed(&*s, "r1", T1, &["a@x"]).await;
             seed(&*s, "r2", T2, &["a@x"]).await;
             assert_eq!(
@@ -333,7 +403,8 @@ mod semantics {
 
     #[tokio::test]
     async fn an_unfinished_agent_refuses_an_exclusive_run_and_nothing_is_written() {
-        for (name, s) in stores() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
             seed(&*s, "r1", T1, &["a@x"]).await;
             let refused = s
                 .create_run_exclusive(
@@ -380,7 +451,8 @@ mod semantics {
 
     #[tokio::test]
     async fn a_live_lease_has_one_holder_and_fences_every_checkpoint() {
-        for (name, s) in stores() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
             seed(&*s, "r1", T1, &["a@x"]).await;
             s.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
                 .await
@@ -444,7 +516,8 @@ mod semantics {
 
     #[tokio::test]
     async fn a_batch_of_changes_is_all_or_nothing() {
-        for (name, s) in stores() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
             seed(&*s, "r1", T1, &["a@x"]).await;
             s.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
                 .await
@@ -495,6 +568,225 @@ mod semantics {
             s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: the batch released the lease: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_its_old_holder_cannot_write() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            seed(&*s, "r1", T1, &["a@x"]).await;
+            // A's lease is already expired (a paused or dead holder): B takes it over.
+            s.acquire_lease(&rid("r1"), &key("a@x"), "A", -1)
+                .await
+                .unwrap();
+            s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: an expired lease is taken over: {e}"));
+            let done = StepUpdate {
+                state: Some(StepState::Done),
+                ..Default::default()
+            };
+            s.update_step(
+                &rid("r1"),
+                &key("a@x"),
+                "B",
+                &"connect_user".into(),
+                &done,
+                EventKind::StepDone,
+            )
+            .await
+            .unwrap();
+            // A wakes up and writes what it was about to: refused, B's progress stays.
+            let stale = StepUpdate {
+                state: Some(StepState::Running),
+                unresolved: Some(true),
+                ..Default::default()
+            };
+            let refused = s
+                .apply(
+                    &rid("r1"),
+                    &key("a@x"),
+                    "A",
+                    vec![Change::Step {
+                        step: "connect_user".into(),
+                        update: stale,
+                        kind: EventKind::StepIntent,
+                    }],
+                )
+                .await;
+            assert!(
+                matches!(refused, Err(JournalError::LeaseLost { .. })),
+                "{name}: {refused:?}"
+            );
+            assert!(
+                matches!(
+                    s.renew_lease(&rid("r1"), &key("a@x"), "A", 60_000).await,
+                    Err(JournalError::LeaseLost { .. })
+                ),
+                "{name}"
+            );
+            let st = s.steps(&rid("r1"), &key("a@x")).await.unwrap();
+            assert_eq!(st[0].state, StepState::Done, "{name}: no going back");
+            assert!(!st[0].unresolved, "{name}");
+        }
+    }
+
+    /// Two processes (two stores, each with its own cache) on one table: the one whose
+    /// lease expired while it was paused cannot overwrite the new holder's checkpoints.
+    #[tokio::test]
+    async fn two_processes_on_one_table_one_paused_past_its_lease() {
+        let Some((_moto, url)) = start_moto() else {
+            return;
+        };
+        let a = crate::store::DynamoStore::on_emulator(&url, "shared")
+            .await
+            .unwrap();
+        let b = crate::store::DynamoStore::on_emulator(&url, "shared")
+            .await
+            .unwrap();
+        seed(&a, "r1", T1, &["a@x"]).await;
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            unresolved: Some(true),
+            ..Default::default()
+        };
+        a.acquire_lease(&rid("r1"), &key("a@x"), "A", 300)
+            .await
+            .unwrap();
+        a.update_step(
+            &rid("r1"),
+            &key("a@x"),
+            "A",
+            &"connect_user".into(),
+            &intent,
+            EventKind::StepIntent,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                b.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000).await,
+                Err(JournalError::Leased { .. })
+            ),
+            "a live lease on another machine is respected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        b.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+            .await
+            .unwrap();
+        let done = StepUpdate {
+            state: Some(StepState::Done),
+            owned: Some(true),
+            unresolved: Some(false),
+            ..Default::default()
+        };
+        b.update_step(
+            &rid("r1"),
+            &key("a@x"),
+            "B",
+            &"connect_user".into(),
+            &done,
+            EventKind::StepDone,
+        )
+        .await
+        .unwrap();
+        // A wakes: its cached item says it holds the lease; the table says otherwise.
+        let back = StepUpdate {
+            state: Some(StepState::Pending),
+            ..Default::default()
+        };
+        let refused = a
+            .update_step(
+                &rid("r1"),
+                &key("a@x"),
+                "A",
+                &"connect_user".into(),
+                &back,
+                EventKind::StepError,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(JournalError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+        let st = a.steps(&rid("r1"), &key("a@x")).await.unwrap();
+        assert_eq!((st[0].state, st[0].owned), (StepState::Done, true));
+        // B's pass ends: its release lands with its last checkpoint.
+        b.apply(
+            &rid("r1"),
+            &key("a@x"),
+            "B",
+            vec![
+                Change::Agent {
+                    state: AgentState::Done,
+                    last_error: None,
+                },
+                Change::ReleaseLease,
+            ],
+        )
+        .await
+        .unwrap();
+        a.acquire_lease(&rid("r1"), &key("a@x"), "A2", 60_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            a.agent(&rid("r1"), &key("a@x")).await.unwrap().state,
+            AgentState::Done
+        );
+    }
+
+    #[tokio::test]
+    async fn an_imported_run_comes_back_as_it_was() {
+        // A run with progress, in one store...
+        let from = MemoryJournal::default();
+        seed(&from, "r1", T1, &["b@x", "a@x"]).await;
+        from.acquire_lease("r1", "a@x", "A", 60_000).unwrap();
+        let done = StepUpdate {
+            state: Some(StepState::Done),
+            owned: Some(true),
+            outputs: Some([("user_id".to_string(), "u-1".to_string())].into()),
+            bump_attempts: true,
+            mark_write: Some(5),
+            ..Default::default()
+        };
+        from.update_step("r1", "a@x", "A", "connect_user", &done, EventKind::StepDone)
+            .unwrap();
+        from.set_agent_state("r1", "a@x", "A", AgentState::Failed, Some("E: boom"))
+            .unwrap();
+        let run = RunStore::run(&from, &rid("r1")).await.unwrap();
+        let mut agents = Vec::new();
+        for a in RunStore::agents(&from, &rid("r1")).await.unwrap() {
+            let st = MemoryJournal::steps(&from, "r1", &a.agent_key).unwrap();
+            agents.push((a, st));
+        }
+        // ... imported into each: the same run, agents in order, states and steps.
+        let backends = stores().await;
+        for (name, s) in backends.list.iter() {
+            s.import_run(&run, &agents).await.unwrap();
+            assert_eq!(s.run(&rid("r1")).await.unwrap(), run, "{name}");
+            let back = s.agents(&rid("r1")).await.unwrap();
+            assert_eq!(
+                back,
+                agents.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
+                "{name}"
+            );
+            for (a, st) in &agents {
+                assert_eq!(
+                    &s.steps(&rid("r1"), &a.agent_key).await.unwrap(),
+                    st,
+                    "{name}"
+                );
+            }
+            assert_eq!(
+                s.latest_by_key(&key("a@x")).await.unwrap(),
+                Some((rid("r1"), AgentState::Failed)),
+                "{name}"
+            );
+            // Imported without a lease: anyone may take it.
+            s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 }

@@ -13,6 +13,7 @@ mod chaos;
 mod crash;
 mod doctor;
 mod drift;
+mod dynamodb;
 mod failures;
 mod first_hour;
 mod iam_policy;

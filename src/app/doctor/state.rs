@@ -30,23 +30,27 @@ fn resources(step: &str, outputs: &std::collections::BTreeMap<String, String>) -
 
 async fn state_check_inner(ctx: &Context, who: &str) -> Check {
     const ID: &str = "state";
-    if !ctx.state_path.exists() {
-        return Check::ok(
-            ID,
-            format!(
-                "no state file at {}: connect-onboard has no record of this agent",
-                ctx.state_path.display()
-            ),
-        );
-    }
     let unreadable = |e: &dyn std::fmt::Display| {
         Check::unknown(
             ID,
-            format!("cannot read the state file: {e}"),
-            "check --state / [state] path".into(),
+            format!("cannot read the state store: {e}"),
+            "check --state / [state] path or url".into(),
         )
     };
-    let store = match ctx.open_store() {
+    match ctx.has_state().await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Check::ok(
+                ID,
+                format!(
+                    "no state file at {}: connect-onboard has no record of this agent",
+                    ctx.state
+                ),
+            )
+        }
+        Err(e) => return unreadable(&e),
+    }
+    let store = match ctx.open_store().await {
         Ok(s) => s,
         Err(e) => return unreadable(&e),
     };
@@ -147,7 +151,7 @@ impl History {
     /// The check's detail: the runs, unfinished steps and owned resources.
     fn detail(&self, ctx: &Context) -> String {
         if self.seen.is_empty() {
-            return format!("no run in {} has this agent", ctx.state_path.display());
+            return format!("no run in {} has this agent", ctx.state);
         }
         let or_none = |items: &[String]| {
             if items.is_empty() {

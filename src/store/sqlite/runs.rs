@@ -124,6 +124,41 @@ impl Store {
         })
     }
 
+    /// Writes a run as another store holds it (`state copy`), in one transaction: the run,
+    /// its agents in order with their states (no lease), their steps as they are.
+    pub fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "INSERT INTO runs (id, created_at, workflow_name, workflow, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run.id.as_str(), run.created_at, run.workflow_name, run.workflow, run.meta.to_string()],
+            )?;
+            for (a, steps) in agents {
+                exec(
+                    tx,
+                    "INSERT INTO agents (run_id, agent_key, subject, state, on_failure, last_error, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![run.id.as_str(), a.agent_key.as_str(), a.subject.to_string(), a.state.as_str(),
+                        a.on_failure.as_str(), a.last_error, a.created_at, a.updated_at],
+                )?;
+                for st in steps {
+                    let outputs = serde_json::to_string(&st.outputs).unwrap_or_default();
+                    exec(
+                        tx,
+                        "INSERT INTO steps (run_id, agent_key, step_id, seq, state, owned, unresolved, outputs,
+                                            attempts, first_write_ms, last_error, updated_at, last_write_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        params![run.id.as_str(), a.agent_key.as_str(), st.step_id.as_str(), st.seq, st.state.as_str(),
+                            st.owned, st.unresolved, outputs, st.attempts, st.first_write_ms,
+                            st.last_error, st.updated_at, st.last_write_ms],
+                    )?;
+                }
+                journal(tx, &run.id, &a.agent_key, None, "agent_imported", None)?;
+            }
+            Ok(())
+        })
+    }
+
     /// One run.
     pub fn run(&self, run: &str) -> Result<RunRow> {
         self.with_conn(|c| {

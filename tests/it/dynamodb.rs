@@ -1,0 +1,355 @@
+//! The DynamoDB state store end to end: the real binary with `--state dynamodb://TABLE`
+//! (machine A) or `[state] url` (machine B: another working directory, no file shared),
+//! AWS calls on the sandbox, the table on moto's DynamoDB (`AWS_ENDPOINT_URL_DYNAMODB`).
+//! In CI a missing moto fails the test; elsewhere it is skipped loudly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::moto::{start_moto, Moto};
+
+const TABLE: &str = "dynamodb://team-state";
+
+/// The sandbox for AWS, moto for the table.
+async fn shared_env() -> Option<(Env, Moto)> {
+    let moto = start_moto()?;
+    let mut env = Env::new().await;
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    env.sb.record_requests(true);
+    Some((env, moto))
+}
+
+/// Machine B: another directory whose config names the table (`[state] url`).
+fn machine_b() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("connect-onboard.toml"),
+        format!(
+            "[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n[state]\nurl = \"{TABLE}\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+async fn run_in(env: &Env, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Out {
+    let mut c = env.command(args);
+    c.current_dir(dir);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
+        .await
+        .expect("finished")
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn status_in(env: &Env, dir: &Path) -> Value {
+    let out = run_in(env, dir, &["status", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()
+}
+
+/// Every agent of every run, as (email, state).
+fn agent_states(st: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for run in st["runs"].as_array().unwrap() {
+        for a in run["agents"].as_array().unwrap() {
+            out.push((
+                a["email"].as_str().unwrap_or_default().to_string(),
+                a["state"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Each agent exists once on each side, and each create was applied once.
+fn exactly_once(env: &Env, emails: &[String]) {
+    let ids = env.ids();
+    for e in emails {
+        assert_eq!(ids.connect.get(e).map(Vec::len), Some(1), "{e}: {ids:?}");
+        assert_eq!(ids.identity.get(e).map(Vec::len), Some(1), "{e}: {ids:?}");
+    }
+    for op in [
+        "connect:CreateUser",
+        "identitystore:CreateUser",
+        "identitystore:CreateGroupMembership",
+    ] {
+        assert_eq!(
+            env.applied(op),
+            emails.len() as u64,
+            "{op} applied once each"
+        );
+    }
+}
+
+fn emails(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@example.com")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_table_is_exit_2_naming_init_before_any_write_and_init_is_idempotent() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    let file = agents_file(&env, "agents.csv", &emails("m", 2));
+    for args in [
+        [&ONBOARD_ANA[..], &["--state", TABLE]].concat(),
+        vec!["batch", &file, "--state", TABLE],
+        vec!["status", "--state", TABLE],
+        vec!["resume", "--state", TABLE],
+    ] {
+        let out = env.run(&args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(
+            out.stderr
+                .contains("create it with `connect-onboard init --state dynamodb://team-state`"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(writes(&env), 0, "nothing written to AWS");
+    assert!(!env.state.exists(), "no state file either");
+    let out = env.run(&["init", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("created the state table"), "{out:?}");
+    let out = env.run(&["init", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("exists: nothing changed"), "{out:?}");
+    assert!(
+        std::fs::read_to_string(&env.config)
+            .unwrap()
+            .contains(INSTANCE),
+        "init --state leaves the config file alone"
+    );
+    let out = env
+        .run(&[&ONBOARD_ANA[..], &["--state", TABLE]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !env.state.exists(),
+        "the run is in the table, not in a file"
+    );
+    let b = machine_b();
+    let st = status_in(&env, b.path()).await;
+    assert_eq!(
+        agent_states(&st),
+        [("ana.silva@example.com".to_string(), "done".to_string())]
+    );
+    // A malformed state URL is an input error naming where it came from.
+    let out = env.run(&["status", "--state", "dynamodb://x"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--state"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_batch_resume_status_and_rollback_work_on_the_shared_table() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let state = ["--state", TABLE];
+    let out = env.run(&[&ONBOARD_ANA[..], &state].concat()).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // A batch that dies after some checkpoints, then resumed.
+    let batch = emails("b", 6);
+    let file = agents_file(&env, "agents.csv", &batch);
+    let out = env
+        .run_with(
+            &["batch", &file, "--state", TABLE],
+            &[("CONNECT_ONBOARD_CRASH_AT", "after_checkpoint:identity_user")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    let out = env.run(&["resume", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env.run(&["status", "--json", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = out.json();
+    let runs = st["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{st:#}");
+    let states = agent_states(&st);
+    assert_eq!(states.len(), 7, "{st:#}");
+    assert!(states.iter().all(|(_, s)| s == "done"), "{states:?}");
+    let mut all = batch.clone();
+    all.push("ana.silva@example.com".into());
+    exactly_once(&env, &all);
+    // The same batch again: every agent already done, nothing written.
+    let before = writes(&env);
+    let out = env.run(&["batch", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writes(&env), before, "{out:?}");
+    // Rollback of the batch's run removes exactly its agents.
+    let batch_run = (runs.iter())
+        .find(|r| r["agents"].as_array().unwrap().len() == 6)
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env
+        .run(&["rollback", &batch_run, "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    for e in &batch {
+        w.assert_gone(e);
+    }
+    w.assert_onboarded_once("ana.silva@example.com");
+    let st = status_in(&env, machine_b().path()).await;
+    let rolled = agent_states(&st)
+        .into_iter()
+        .filter(|(_, s)| s == "rolled_back")
+        .count();
+    assert_eq!(rolled, 6, "{st:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_killed_on_machine_a_is_resumed_from_machine_b_without_a_duplicate() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let batch = emails("k", 20);
+    let file = agents_file(&env, "agents.csv", &batch);
+    env.faults(serde_json::json!({"rules": [{"op": "*", "action": "latency", "latency_ms": 30}]}));
+    let mut a = env.spawn_quiet(
+        &["batch", &file, "--concurrency", "4", "--state", TABLE],
+        &[("CONNECT_ONBOARD_LEASE_TTL_MS", "3000")],
+    );
+    wait_for("machine A's first agents", || {
+        env.applied("identitystore:CreateGroupMembership") >= 3
+    })
+    .await;
+    assert!(sigkill(&mut a).await, "machine A was still running");
+    env.faults(serde_json::json!({}));
+    let b = machine_b();
+    let out = run_in(&env, b.path(), &["resume"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = status_in(&env, b.path()).await;
+    let states = agent_states(&st);
+    assert_eq!(states.len(), 20, "B sees A's run: {st:#}");
+    assert!(states.iter().all(|(_, s)| s == "done"), "{states:?}");
+    exactly_once(&env, &batch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_machines_racing_on_one_roster_write_every_resource_once() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let roster = emails("r", 24);
+    let file = agents_file(&env, "agents.csv", &roster);
+    let b = machine_b();
+    std::fs::copy(&file, b.path().join("agents.csv")).unwrap();
+    env.faults(serde_json::json!({"rules": [{"op": "*", "action": "latency", "latency_ms": 20}]}));
+    // A runs the roster; B, once A's run is in the table, resumes it and runs the same
+    // roster: every agent goes to whichever holds its lease.
+    let mut a = env.command(&["batch", &file, "--concurrency", "4", "--state", TABLE]);
+    let a = a.spawn().unwrap();
+    wait_for("A's first write", || env.applied("connect:CreateUser") >= 1).await;
+    let mut resume = env.command(&["resume", "--concurrency", "4"]);
+    resume.current_dir(b.path());
+    let resume = resume.spawn().unwrap();
+    let mut again = env.command(&["batch", "agents.csv", "--concurrency", "4"]);
+    again.current_dir(b.path());
+    let again = again.spawn().unwrap();
+    let mut refused = 0;
+    for child in [a, resume, again] {
+        let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("racer finished")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(matches!(code, 0 | 1), "exit {code}: {stderr}");
+        refused += stderr.matches("is being worked on by").count();
+    }
+    env.faults(serde_json::json!({}));
+    let out = run_in(&env, b.path(), &["resume"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = status_in(&env, b.path()).await;
+    let states = agent_states(&st);
+    assert!(states.iter().all(|(_, s)| s == "done"), "{states:?}");
+    exactly_once(&env, &roster);
+    assert!(refused > 0, "the machines really contended for agents");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_copy_moves_a_sqlite_history_to_the_table_and_back_refusing_other_content() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    // A history in the state file: one onboarding, one batch.
+    assert_eq!(env.run(&ONBOARD_ANA).await.code, 0);
+    let batch = emails("c", 3);
+    let file = agents_file(&env, "agents.csv", &batch);
+    assert_eq!(env.run(&["batch", &file]).await.code, 0);
+    let from_file = env.status_json().await;
+    let file_state = path_str(&env.state).to_string();
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("2 runs copied, 0 already there"),
+        "{out:?}"
+    );
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("0 runs copied, 2 already there"),
+        "{out:?}"
+    );
+    // The table shows exactly what the file does, from another machine too.
+    let on_table = status_in(&env, machine_b().path()).await;
+    assert_eq!(on_table["runs"], from_file["runs"]);
+    // `rollback` works on the copy.
+    let batch_run = (from_file["runs"].as_array().unwrap().iter())
+        .find(|r| r["agents"].as_array().unwrap().len() == 3)
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env
+        .run(&["rollback", &batch_run, "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for e in &batch {
+        env.world().assert_gone(e);
+    }
+    // The file's older view of that run is not copied over the table's.
+    let out = env.run(&["state", "copy", &file_state, TABLE]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "run {batch_run} exists in {TABLE} with other content"
+        )),
+        "{out:?}"
+    );
+    // And back: the table into a new state file.
+    let back = env.dir.path().join("back.db");
+    let out = env.run(&["state", "copy", TABLE, path_str(&back)]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = env
+        .run(&["status", "--json", "--state", path_str(&back)])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.json()["runs"],
+        status_in(&env, machine_b().path()).await["runs"]
+    );
+    let rolled = agent_states(&out.json())
+        .into_iter()
+        .filter(|(_, s)| s == "rolled_back")
+        .count();
+    assert_eq!(rolled, 3);
+}
