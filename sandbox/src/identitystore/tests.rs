@@ -1,3 +1,5 @@
+//! Tests of the Identity Store emulation: users, groups, memberships, UpdateUser.
+
 use super::*;
 use crate::world::{Seed, DEFAULT_IDENTITY_STORE_ID};
 
