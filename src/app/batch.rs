@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::agent::reader::{InputError, Reader};
+use crate::agent::reader::Reader;
 use crate::agent::{self, FieldError};
 use crate::preflight::{self, Target};
 
@@ -47,7 +47,7 @@ impl<'a> Checked<'a> {
         target: &'a Target,
         catalog: &'a preflight::Catalog,
     ) -> Result<Self, Error> {
-        let reader = Reader::open(path).map_err(|errs| Error::Input(join(&errs)))?;
+        let reader = Reader::open(path).map_err(|errs| Error::unreadable(&errs))?;
         Ok(Checked {
             file: reader.file_name().to_string(),
             reader,
@@ -137,13 +137,6 @@ impl Iterator for Checked<'_> {
             Err(errs) => reject(errs.iter().map(at).collect()),
         }
     }
-}
-
-fn join(errs: &[InputError]) -> String {
-    errs.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Runs `batch`. `sink` receives every agent's result as it is known (the CLI streams them

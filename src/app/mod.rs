@@ -45,7 +45,9 @@ pub use migrate::{migrate, MigrateOptions, BUILTIN_MIGRATE_WORKFLOW};
 pub use offboard::{offboard, OffboardOptions, PlannedLeaver, Sides, BUILTIN_OFFBOARD_WORKFLOW};
 pub use onboard::{onboard, OnboardReport};
 pub use outcome::Outcome;
-pub use phase::{AgentResult, BatchReport, BulkReads, RunOptions, Sink, BULK_READS_FROM};
+pub use phase::{
+    AgentResult, BatchReport, BulkReads, CallStats, RunOptions, Sink, BULK_READS_FROM,
+};
 pub use runs::{
     release, resume, retry, rollback, ConfirmRollback, PlannedRemoval, PlannedRollback,
     RollbackReport, RunsReport,
@@ -100,6 +102,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A file that cannot be read as agents (every problem the reader found, one a line).
+    pub(crate) fn unreadable(errs: &[crate::agent::reader::InputError]) -> Error {
+        Error::Input(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    }
+
     /// Whether the error is an input/usage error that came before any write.
     pub fn is_input(&self) -> bool {
         match self {

@@ -19,12 +19,12 @@ use crate::aws::{Clients, ConnectApi, IdentityStoreApi, IdentityUser};
 use crate::config::AssignmentMode;
 use crate::engine::{AgentKey, AgentState, Workflow};
 use crate::preflight::{self, Target};
-use crate::steps::snapshot::{Scope, Snapshot};
+use crate::steps::snapshot::Snapshot;
 use crate::steps::{Leaver, Subject, CONNECT_USER_REMOVAL, IDENTITY_USER_REMOVAL};
 
 use super::drive::{Direction, Directions};
+use super::phase::{bulk_read, Listing, Valid, BULK_READS_FROM};
 use super::phase::{run_rows, AgentResult, BatchReport, BulkReads, Phase, RunOptions, Sink};
-use super::phase::{Valid, BULK_READS_FROM};
 use super::{Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 
 /// The offboarding workflow, embedded.
@@ -379,14 +379,7 @@ fn checked_emails(opts: &OffboardOptions, target: &Target) -> Result<Vec<agent::
     let mut problems: Vec<String> = Vec::new();
     match &opts.file {
         Some(path) => {
-            let reader = Reader::open_emails(path).map_err(|errs| {
-                Error::Input(
-                    errs.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
+            let reader = Reader::open_emails(path).map_err(|errs| Error::unreadable(&errs))?;
             let file = reader.file_name().to_string();
             for row in reader {
                 match row {
@@ -472,23 +465,12 @@ impl<'a> Finder<'a> {
             BulkReads::Never => false,
         };
         let snapshot = if bulk {
-            let scope = Scope {
-                instance_id: &target.instance_id,
-                identity_store_id: &target.identity_store_id,
-                group: &target.group,
+            let listing = Listing {
                 details: false,
-                application_arn: None,
+                assignment: false,
+                what: "listing users to identify the leavers",
             };
-            Some(
-                Snapshot::take(
-                    &clients.connect,
-                    &clients.identity_store,
-                    &clients.sso_admin,
-                    &scope,
-                )
-                .await
-                .map_err(aws("listing users to identify the leavers".into()))?,
-            )
+            Some(bulk_read(clients, target, listing).await?)
         } else {
             None
         };

@@ -668,31 +668,55 @@ async fn registry_for(
         BulkReads::Never => false,
     };
     if bulk {
-        let scope = Scope {
-            instance_id: &target.instance_id,
-            identity_store_id: &target.identity_store_id,
-            group: &target.group,
-            application_arn: (target.assignment == AssignmentMode::Group)
-                .then_some(target.application_arn.as_str()),
+        let listing = Listing {
             details: false,
+            assignment: true,
+            what: "listing users for the batch's bulk reads",
         };
-        let snapshot = crate::aws::retry::for_caller(
-            Arc::from("bulk read"),
-            Snapshot::take(
-                &clients.connect,
-                &clients.identity_store,
-                &clients.sso_admin,
-                &scope,
-            ),
-        )
-        .await
-        .map_err(|source| preflight::Error::Aws {
-            context: "listing users for the batch's bulk reads".into(),
-            source,
-        })?;
-        env.snapshot = Some(Arc::new(snapshot));
+        env.snapshot = Some(Arc::new(bulk_read(clients, target, listing).await?));
     }
     Ok((steps::registry(&env), env.snapshot))
+}
+
+/// What a bulk read lists besides the users, and what it is for (errors name it).
+pub(super) struct Listing {
+    /// Connect's users with every field (SearchUsers, for `apply`), not only their ids.
+    pub details: bool,
+    /// The group's application assignment (group mode).
+    pub assignment: bool,
+    /// What the listing is for.
+    pub what: &'static str,
+}
+
+/// One listing of both directories of `target`: the one way a command takes bulk reads.
+pub(super) async fn bulk_read(
+    clients: &Clients,
+    target: &Target,
+    listing: Listing,
+) -> Result<Snapshot, Error> {
+    let scope = Scope {
+        instance_id: &target.instance_id,
+        identity_store_id: &target.identity_store_id,
+        group: &target.group,
+        application_arn: (listing.assignment && target.assignment == AssignmentMode::Group)
+            .then_some(target.application_arn.as_str()),
+        details: listing.details,
+    };
+    let snapshot = crate::aws::retry::for_caller(
+        Arc::from("bulk read"),
+        Snapshot::take(
+            &clients.connect,
+            &clients.identity_store,
+            &clients.sso_admin,
+            &scope,
+        ),
+    )
+    .await
+    .map_err(|source| preflight::Error::Aws {
+        context: listing.what.into(),
+        source,
+    })?;
+    Ok(snapshot)
 }
 
 async fn result_of(

@@ -519,14 +519,7 @@ struct Correction {
 /// cells that could not be read (every row's; the rules are checked later, on the rest of
 /// each row, so that every problem of a row is reported at once).
 fn corrections(path: &Path) -> Result<(HashMap<String, Correction>, Vec<String>), Error> {
-    let mut reader = Reader::open(path).map_err(|errs| {
-        Error::Input(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let mut reader = Reader::open(path).map_err(|errs| Error::unreadable(&errs))?;
     let mut out = HashMap::new();
     let mut errors = Vec::new();
     while let Some(row) = reader.next() {

@@ -151,11 +151,5 @@ fn print_apply(r: &app::ApplyReport, json: bool) {
             a.error.as_deref().unwrap_or_default()
         );
     }
-    let calls: Vec<String> = (r.calls.iter())
-        .filter(|c| c.calls > 0)
-        .map(|c| format!("{} {} ({} throttled)", c.api, c.calls, c.throttled))
-        .collect();
-    if !calls.is_empty() {
-        let _ = writeln!(out, "calls: {}", calls.join(", "));
-    }
+    super::output::print_calls(&mut out, &r.calls);
 }

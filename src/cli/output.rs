@@ -230,9 +230,12 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
             a.error.as_deref().unwrap_or_default()
         );
     }
-    let calls: Vec<String> = r
-        .calls
-        .iter()
+    print_calls(&mut out, &r.calls);
+}
+
+/// The `calls:` summary line: per API, calls and throttled calls.
+pub(crate) fn print_calls(out: &mut impl Write, calls: &[app::CallStats]) {
+    let calls: Vec<String> = (calls.iter())
         .filter(|c| c.calls > 0)
         .map(|c| format!("{} {} ({} throttled)", c.api, c.calls, c.throttled))
         .collect();

@@ -28,9 +28,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::steps::snapshot::{Scope, Snapshot};
+use crate::steps::snapshot::Snapshot;
 
-use super::phase::{run_rows, AgentResult, CallStats, Phase, Rejected, RunOptions, Sink, Valid};
+use super::phase::{
+    bulk_read, run_rows, AgentResult, CallStats, Listing, Phase, Rejected, RunOptions, Sink, Valid,
+};
 use super::{env_for, Context, Error, NewRun, Outcome, RunSettings, WorkflowSource};
 
 pub use diff::FieldChange;
@@ -120,7 +122,12 @@ pub async fn apply(
         group: new.target.group.clone(),
     };
     let desired = Desired::read(opts, &here)?;
-    let snapshot = bulk_read(&new.clients, &new.target).await?;
+    let listing = Listing {
+        details: true,
+        assignment: true,
+        what: "listing users for apply's plan",
+    };
+    let snapshot = Arc::new(bulk_read(&new.clients, &new.target, listing).await?);
     let mut planning = Planning::default();
     let planner = plan::Planner::new(
         &new.target,
@@ -413,36 +420,6 @@ fn refuse_invalid(opts: &ApplyOptions, rejected: &[Rejected]) -> Result<(), Erro
         problems.len()
     );
     Err(Error::Invalid { problems, summary })
-}
-
-/// Both directories listed once, with every field `apply` compares.
-async fn bulk_read(
-    clients: &crate::aws::Clients,
-    target: &crate::preflight::Target,
-) -> Result<Arc<Snapshot>, Error> {
-    let scope = Scope {
-        instance_id: &target.instance_id,
-        identity_store_id: &target.identity_store_id,
-        group: &target.group,
-        application_arn: (target.assignment == crate::config::AssignmentMode::Group)
-            .then_some(target.application_arn.as_str()),
-        details: true,
-    };
-    let snapshot = crate::aws::retry::for_caller(
-        Arc::from("bulk read"),
-        Snapshot::take(
-            &clients.connect,
-            &clients.identity_store,
-            &clients.sso_admin,
-            &scope,
-        ),
-    )
-    .await
-    .map_err(|source| crate::preflight::Error::Aws {
-        context: "listing users for apply's plan".into(),
-        source,
-    })?;
-    Ok(Arc::new(snapshot))
 }
 
 fn calls(clients: &crate::aws::Clients) -> Vec<CallStats> {

@@ -128,17 +128,10 @@ impl<'a> Planner<'a> {
         let identity = self.snapshot.identity_user(subject.identity_user_name());
         let (changes, mut shown) = diff(row, &subject, &detail, identity, self.catalog);
         subject.changes = changes;
-        let steps = self.engine.plan(&subject, &Secrets::default()).await;
-        self.snapshot.forget(email);
-        if let Some(blocker) = steps.iter().find(|p| !p.decision.is_clean()) {
-            let why = format!(
-                "{}: {}: {}",
-                blocker.step,
-                blocker.decision.as_str(),
-                blocker.detail
-            );
-            return Ok(Planned::Decided(conflict(email, why)));
-        }
+        let steps = match self.steps(&subject, &Secrets::default(), email).await {
+            Ok(steps) => steps,
+            Err(blocked) => return Ok(blocked),
+        };
         // The onboarding parts that are missing: completed as `migrate` completes them.
         for p in steps.iter().filter(|p| p.decision == PlanDecision::Create) {
             let (field, after) = match p.step.as_str() {
@@ -218,17 +211,10 @@ impl<'a> Planner<'a> {
         if let Some(p) = &password {
             secrets.insert(steps::PASSWORD, p.expose().to_string());
         }
-        let steps = self.engine.plan(&subject, &secrets).await;
-        self.snapshot.forget(email);
-        if let Some(blocker) = steps.iter().find(|p| !p.decision.is_clean()) {
-            let why = format!(
-                "{}: {}: {}",
-                blocker.step,
-                blocker.decision.as_str(),
-                blocker.detail
-            );
-            return Ok(Planned::Decided(conflict(email, why)));
-        }
+        let steps = match self.steps(&subject, &secrets, email).await {
+            Ok(steps) => steps,
+            Err(blocked) => return Ok(blocked),
+        };
         let adopted = steps
             .iter()
             .any(|p| p.step == "identity_user" && p.decision == PlanDecision::Adopt);
@@ -239,6 +225,26 @@ impl<'a> Planner<'a> {
             detail: adopted.then(|| "adopts the existing Identity Center user".to_string()),
         };
         Ok(Planned::Run(planned, Box::new(Valid { subject, password })))
+    }
+
+    /// Every step of the apply workflow looked up for the agent, as the run will start (the
+    /// bulk read's answers are then forgotten, for the run to use); a step in conflict (or
+    /// whose lookup failed) blocks the agent: `Err`, its `conflict` row.
+    async fn steps(
+        &self,
+        subject: &Subject,
+        secrets: &Secrets,
+        email: &str,
+    ) -> Result<Vec<crate::engine::PlannedStep>, Planned> {
+        let steps = self.engine.plan(subject, secrets).await;
+        self.snapshot.forget(email);
+        match steps.iter().find(|p| !p.decision.is_clean()) {
+            Some(b) => Err(Planned::Decided(conflict(
+                email,
+                format!("{}: {}: {}", b.step, b.decision.as_str(), b.detail),
+            ))),
+            None => Ok(steps),
+        }
     }
 
     /// The agent rules on a whole row: validated, then its names resolved to ids.

@@ -200,14 +200,7 @@ pub(super) fn read(
     path: &std::path::Path,
     clear_empty: bool,
 ) -> Result<(Vec<RosterRow>, Vec<Unread>), Error> {
-    let mut reader = Reader::open_emails(path).map_err(|errs| {
-        Error::Input(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let mut reader = Reader::open_emails(path).map_err(|errs| Error::unreadable(&errs))?;
     let file = reader.file_name().to_string();
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
     while let Some(next) = reader.next() {
