@@ -299,12 +299,36 @@ impl Context {
     /// The state store, behind the store traits: nothing above this line knows which
     /// backend it is. A state file is created on first use; a table must exist (`init`).
     pub(crate) async fn open_store(&self) -> Result<StateStore, Error> {
-        Ok(store::open(&self.state, &self.store_access()).await?)
+        let store = store::open(&self.state, &self.store_access()).await?;
+        self.share_rate_budget(&*store)?;
+        Ok(store)
     }
 
     /// The state store for commands on existing runs: never created by them.
     pub(crate) async fn existing_store(&self) -> Result<StateStore, Error> {
-        Ok(store::open_existing(&self.state, &self.store_access()).await?)
+        let store = store::open_existing(&self.state, &self.store_access()).await?;
+        self.share_rate_budget(&*store)?;
+        Ok(store)
+    }
+
+    /// With a shared store, the pacer draws every quota's tokens from the account's budget
+    /// in it too (`[rate_limits] shared`, on by default where the store has one), so that
+    /// processes on several machines together stay at the quota.
+    fn share_rate_budget(&self, store: &dyn store::RunStore) -> Result<(), Error> {
+        let wanted = (self.config.as_ref())
+            .and_then(|c| c.rate_limits_shared())
+            .unwrap_or(true);
+        let Some(budget) = store.rate_budget().filter(|_| wanted) else {
+            return Ok(());
+        };
+        let draw: aws::pacer::DrawFn = std::sync::Arc::new(move |d: aws::pacer::Draw| {
+            let budget = budget.clone();
+            Box::pin(async move {
+                (budget.draw(&d.bucket, d.want, d.rate, d.burst).await).map_err(|e| e.to_string())
+            })
+        });
+        self.pacer()?.share(draw);
+        Ok(())
     }
 
     /// Whether the state store exists and may hold runs (a missing or denied table is an

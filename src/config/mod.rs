@@ -81,9 +81,23 @@ pub struct Config {
     pub defaults: Defaults,
     #[serde(default)]
     pub state: StateConfig,
-    /// `[rate_limits]`: client-side limits per AWS API, overlaid on AWS's default quotas.
+    /// `[rate_limits]`: client-side limits per AWS API, overlaid on AWS's default quotas,
+    /// and whether a shared store's budget is drawn from (`shared`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<RateLimits>,
+    pub rate_limits: Option<RateLimitsSection>,
+}
+
+/// `[rate_limits]`: `"service:Operation" = { rate, burst }` rules, and `shared`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimitsSection {
+    /// With a shared store (DynamoDB), draw every quota's tokens from the account's budget
+    /// kept in it, shared by every process (default: yes); `false`: each process paces
+    /// itself alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+    /// The rules.
+    #[serde(flatten)]
+    pub rules: RateLimits,
 }
 
 impl Config {
@@ -91,9 +105,14 @@ impl Config {
     pub fn rate_limits(&self) -> RateLimits {
         let defaults = RateLimits::default();
         match &self.rate_limits {
-            Some(user) => defaults.with_overrides(user),
+            Some(user) => defaults.with_overrides(&user.rules),
             None => defaults,
         }
+    }
+
+    /// `[rate_limits] shared`, when the config says.
+    pub fn rate_limits_shared(&self) -> Option<bool> {
+        self.rate_limits.as_ref().and_then(|r| r.shared)
     }
 }
 

@@ -32,7 +32,7 @@ pub use dynamodb::DynamoStore;
 pub use lease::Holder;
 pub use location::{has_state, init, open, open_existing, Access, Initialised, Location};
 pub use memory::MemoryJournal;
-pub use run_store::RunStore;
+pub use run_store::{RateBudget, RunStore};
 pub use sqlite::Store;
 
 use serde::{Deserialize, Serialize};

@@ -64,6 +64,20 @@ pub trait RunStore: Journal {
     /// Writes a run as another store holds it (`state copy`): the run, then its agents in
     /// order, each with its state and steps as they are (no lease).
     async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()>;
+    /// The account's rate budget shared by every process using this store (a shared
+    /// store), if any; a store on one machine has none.
+    fn rate_budget(&self) -> Option<std::sync::Arc<dyn RateBudget>> {
+        None
+    }
+}
+
+/// A rate budget kept in a shared store: one token bucket per AWS quota bucket, drawn from
+/// by every process, so that together they stay at the quota.
+#[async_trait::async_trait]
+pub trait RateBudget: Send + Sync {
+    /// Takes up to `want` tokens of `bucket` (refilled at `rate` tokens/s up to `burst`):
+    /// the tokens granted, 0 while it is empty.
+    async fn draw(&self, bucket: &str, want: u32, rate: f64, burst: f64) -> Result<u32>;
 }
 
 /// A page of keys as the store's own queries give them, typed.
@@ -787,6 +801,49 @@ mod semantics {
             s.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    /// The shared rate budget (stores that have one: DynamoDB, on moto): however many
+    /// drawers race, the tokens granted never exceed the burst plus the rate times the time,
+    /// and a drawer is granted tokens at all.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_shared_rate_budget_grants_no_more_than_the_burst_plus_the_rate_over_time() {
+        let stores = stores().await;
+        for (name, s) in &stores.list {
+            let Some(budget) = s.rate_budget() else {
+                continue;
+            };
+            let (rate, burst) = (20.0, 5.0);
+            let started = std::time::Instant::now();
+            let until = started + std::time::Duration::from_millis(1500);
+            let drawers = (0..4).map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    let mut got = 0u32;
+                    while std::time::Instant::now() < until {
+                        got += budget
+                            .draw("connect:CreateUser", 5, rate, burst)
+                            .await
+                            .unwrap();
+                    }
+                    got
+                })
+            });
+            let mut granted = 0u32;
+            for d in drawers.collect::<Vec<_>>() {
+                granted += d.await.unwrap();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let bound = burst + rate * elapsed;
+            assert!(
+                f64::from(granted) <= bound + 1.0,
+                "{name}: {granted} tokens granted in {elapsed:.2} s, more than {bound:.1}"
+            );
+            assert!(
+                f64::from(granted) >= rate * 1.5 * 0.5,
+                "{name}: only {granted} tokens in {elapsed:.2} s"
+            );
         }
     }
 }

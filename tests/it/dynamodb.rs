@@ -353,3 +353,83 @@ async fn state_copy_moves_a_sqlite_history_to_the_table_and_back_refusing_other_
         .count();
     assert_eq!(rolled, 3);
 }
+
+/// Two machines at once, each paced at the account's CreateUser quota, on disjoint rosters:
+/// with the table's shared budget (the default) they stay at the quota together; with
+/// `[rate_limits] shared = false` each paces alone and together they overrun it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_machines_share_one_rate_budget_and_stay_at_the_quota_together() {
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let limits = "[rate_limits]\n\"connect:*\" = { rate = 20.0, burst = 5 }\n\"identity_center\" = { rate = 200.0, burst = 200 }\n";
+    let mut throttled_by = Vec::new();
+    for shared in [true, false] {
+        let toml = format!("{limits}shared = {shared}\n");
+        let mut env = Env::with(Default::default(), &toml).await;
+        env.extra_env
+            .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+        env.sb.record_requests(true);
+        // The account's quotas: AWS's defaults ×10 (CreateUser 20/s).
+        env.faults(serde_json::json!({"rate_limits": {"preset": "aws", "scale": 10}}));
+        let table = format!("dynamodb://budget-{shared}");
+        assert_eq!(env.run(&["init", "--state", &table]).await.code, 0);
+        let b = tempfile::tempdir().unwrap();
+        std::fs::write(
+            b.path().join("connect-onboard.toml"),
+            format!("[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n{toml}[state]\nurl = \"{table}\"\n"),
+        )
+        .unwrap();
+        let file_a = agents_file(&env, "a.csv", &emails(&format!("a{shared}"), 50));
+        std::fs::write(
+            b.path().join("b.csv"),
+            std::fs::read_to_string(agents_file(
+                &env,
+                "b.csv",
+                &emails(&format!("b{shared}"), 50),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let a = env
+            .command(&["batch", &file_a, "--state", &table])
+            .spawn()
+            .unwrap();
+        let mut cb = env.command(&["batch", "b.csv"]);
+        cb.current_dir(b.path());
+        let b_child = cb.spawn().unwrap();
+        for child in [a, b_child] {
+            let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+                .await
+                .expect("finished")
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let creates: Vec<_> = (env.sb.responses().into_iter())
+            .filter(|r| r.op == "connect:CreateUser")
+            .collect();
+        let throttled = creates.iter().filter(|r| r.status == 429).count();
+        assert_eq!(
+            env.applied("connect:CreateUser"),
+            100,
+            "shared = {shared}: each agent once"
+        );
+        throttled_by.push((shared, throttled, creates.len()));
+    }
+    eprintln!("(shared, throttled CreateUser, CreateUser calls): {throttled_by:?}");
+    let (_, shared_throttled, shared_calls) = throttled_by[0];
+    let (_, alone_throttled, _) = throttled_by[1];
+    assert!(
+        shared_throttled * 100 <= shared_calls,
+        "with the shared budget at most 1 % throttled: {throttled_by:?}"
+    );
+    assert!(
+        alone_throttled > shared_throttled,
+        "pacing alone, two machines overrun the quota: {throttled_by:?}"
+    );
+}

@@ -73,6 +73,12 @@ pub(super) struct Waiter {
 }
 
 impl Bucket {
+    /// The configured rate (with headroom) and burst: what a shared budget refills at.
+    pub(super) fn configured(&self) -> (f64, f64) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.max_rate, st.burst)
+    }
+
     pub(super) fn new(name: String, limit: RateLimit) -> Self {
         let burst = f64::from(limit.burst);
         Self {

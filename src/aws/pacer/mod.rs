@@ -64,6 +64,10 @@
 //! finishes in ~N/server-rate with a few % of calls throttled; against 30 % of calls
 //! throttled at random, it keeps sending at ~the configured rate (see the tests).
 //!
+//! # Sharing (`shared`)
+//! With a shared store, [`Pacer::share`] makes every granted call also take a token of the
+//! account's budget that all processes draw from, so that together they stay at the rate.
+//!
 //! Time comes from [`tokio::time`], so tests run on paused (virtual) time.
 
 use super::retry::{CallRetry, Wait, WaitFn};
@@ -114,11 +118,13 @@ const IDENTITY_CENTER_SERVICES: [&str; 2] = ["identitystore", "sso"];
 
 mod bucket;
 mod limits;
+mod shared;
 #[cfg(test)]
 mod tests;
 
 use bucket::*;
 pub use limits::{ConfigError, RateLimit, RateLimits, Resolved};
+pub use shared::{slice, Draw, DrawFn, SLICE_SECS};
 
 /// Whether a call is new work or a retry of a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,6 +230,8 @@ struct PacerInner {
     apis: Mutex<HashMap<String, Arc<ApiEntry>>>,
     /// Buckets by name; `identity_center` is shared by many APIs.
     buckets: Mutex<HashMap<String, Arc<Bucket>>>,
+    /// The account's budget shared with other processes, once a shared store gives one.
+    shared: std::sync::OnceLock<shared::Shared>,
 }
 
 struct ApiEntry {
@@ -266,8 +274,15 @@ impl Pacer {
                 observer,
                 apis: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                shared: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Draws every bucket's tokens from a budget shared with other processes too (see
+    /// `shared`), from now on; false when one was given already.
+    pub fn share(&self, draw: DrawFn) -> bool {
+        self.inner.shared.set(shared::Shared::new(draw)).is_ok()
     }
 
     pub fn limits(&self) -> &RateLimits {
@@ -293,7 +308,14 @@ impl Pacer {
         let entry = self.entry(api);
         let started = Instant::now();
         let generation = match &entry.bucket {
-            Some(bucket) => bucket.acquire(attempt).await,
+            Some(bucket) => {
+                let generation = bucket.acquire(attempt).await;
+                if let Some(shared) = self.inner.shared.get() {
+                    let (rate, burst) = bucket.configured();
+                    shared.take(&bucket.name, rate, burst).await;
+                }
+                generation
+            }
             None => 0,
         };
         {

@@ -22,6 +22,7 @@
 //! retried per call by the SDK (standard mode); past its attempts the call fails with
 //! [`Error::Remote`], which stops a run with every agent resumable.
 
+mod budget;
 mod journal;
 
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ const RUNS: &str = "runs";
 /// Items per `BatchWriteItem` (DynamoDB's limit).
 const BATCH: usize = 25;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 /// The DynamoDB state store. Cheap to share behind an `Arc`.
 pub struct DynamoStore {
@@ -119,7 +120,7 @@ fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn get_n(item: &Item, k: &str) -> Option<i64> {
+pub(super) fn get_n(item: &Item, k: &str) -> Option<i64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -751,6 +752,10 @@ impl DynamoStore {
 
 #[async_trait::async_trait]
 impl RunStore for DynamoStore {
+    fn rate_budget(&self) -> Option<std::sync::Arc<dyn super::run_store::RateBudget>> {
+        Some(self.budget())
+    }
+
     async fn create_run(
         &self,
         run: &RunRow,
