@@ -353,3 +353,53 @@ async fn state_copy_moves_a_sqlite_history_to_the_table_and_back_refusing_other_
         .count();
     assert_eq!(rolled, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_paused_past_its_lease_cannot_overwrite_the_new_holders_checkpoints() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    // A's Identity Store user takes a while to answer: A is stopped while it waits.
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "latency", "latency_ms": 1500}
+    ]}));
+    let mut a = env.command(&[&ONBOARD_ANA[..], &["--state", TABLE]].concat());
+    a.env("CONNECT_ONBOARD_LEASE_TTL_MS", "1000");
+    let a = a.spawn().unwrap();
+    let pid = a.id().unwrap() as i32;
+    wait_for("A's identity user request", || {
+        env.calls("identitystore:CreateUser") >= 1
+    })
+    .await;
+    // SAFETY: signals to a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    env.faults(serde_json::json!({}));
+    // Past A's lease: machine B takes the agent over and finishes it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = machine_b();
+    let out = run_in(&env, b.path(), &["resume"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let finished = status_in(&env, b.path()).await;
+    assert_eq!(agent_state(&finished), "done", "{finished:#}");
+    // A wakes up with its answer and its old checkpoints to write: all refused.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = tokio::time::timeout(Duration::from_secs(60), a.wait_with_output())
+        .await
+        .expect("A finished")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        status_in(&env, b.path()).await,
+        finished,
+        "A changed nothing of B's progress; A said: {stderr}"
+    );
+    env.world().assert_onboarded_once("ana.silva@example.com");
+    for op in [
+        "connect:CreateUser",
+        "identitystore:CreateUser",
+        "identitystore:CreateGroupMembership",
+    ] {
+        assert_eq!(env.applied(op), 1, "{op}; A said: {stderr}");
+    }
+}
