@@ -30,7 +30,9 @@ mod sqlite;
 pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 pub use dynamodb::DynamoStore;
 pub use lease::Holder;
-pub use location::{has_state, init, open, open_existing, Access, Initialised, Location};
+pub use location::{
+    has_state, init, open, open_existing, Access, Initialised, Location, Permissions,
+};
 pub use memory::MemoryJournal;
 pub use run_store::RunStore;
 pub use sqlite::Store;

@@ -403,3 +403,68 @@ async fn a_process_paused_past_its_lease_cannot_overwrite_the_new_holders_checkp
         assert_eq!(env.applied(op), 1, "{op}; A said: {stderr}");
     }
 }
+
+/// The `StateTable` statement of `iam-policy ARGS`, if any.
+async fn state_statement(env: &Env, args: &[&str]) -> Option<Value> {
+    let out = env.run(&[&["iam-policy"], args].concat()).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc: Value = out.json();
+    (doc["Statement"].as_array().unwrap().iter())
+        .find(|s| s["Sid"] == "StateTable")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iam_policy_with_a_state_table_grants_what_the_store_calls_scoped_to_the_table() {
+    let env = Env::new().await;
+    assert_eq!(state_statement(&env, &["--for", "all"]).await, None);
+    let url = "dynamodb://team-state?region=eu-west-1";
+    let st = state_statement(&env, &["--for", "batch", "--state", url])
+        .await
+        .expect("a statement for the table");
+    assert_eq!(
+        st["Resource"],
+        serde_json::json!([
+            "arn:aws:dynamodb:eu-west-1:*:table/team-state",
+            "arn:aws:dynamodb:eu-west-1:*:table/team-state/index/*"
+        ])
+    );
+    let granted: Vec<String> = (st["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    // Every operation the store's code sends (`init`'s aside) is granted.
+    let call = regex::Regex::new(r"\.client\.([a-z_]+)\(\)").unwrap();
+    let mut sent = std::collections::BTreeSet::new();
+    for f in ["mod.rs", "journal.rs"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/store/dynamodb")
+            .join(f);
+        let text = std::fs::read_to_string(path).unwrap();
+        for c in call.captures_iter(&text) {
+            let pascal: String = (c[1].split('_'))
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            sent.insert(format!("dynamodb:{pascal}"));
+        }
+    }
+    assert!(sent.contains("dynamodb:UpdateItem"), "{sent:?}");
+    for op in &sent {
+        let init_only = ["dynamodb:CreateTable", "dynamodb:DescribeTable"].contains(&op.as_str());
+        assert!(
+            init_only || granted.contains(op),
+            "{op} is sent but not granted: {granted:?}"
+        );
+    }
+    // `doctor` only reads the table; `drift` does not read it.
+    let doctor = state_statement(&env, &["--for", "doctor", "--state", url])
+        .await
+        .unwrap();
+    assert_eq!(
+        doctor["Action"],
+        serde_json::json!(["dynamodb:GetItem", "dynamodb:Query"])
+    );
+    assert_eq!(
+        state_statement(&env, &["--for", "drift", "--state", url]).await,
+        None
+    );
+}
