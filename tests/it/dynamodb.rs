@@ -468,3 +468,48 @@ async fn iam_policy_with_a_state_table_grants_what_the_store_calls_scoped_to_the
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_doctor_and_offboard_work_on_the_shared_table() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let batch = emails("d", 2);
+    let file = agents_file(&env, "agents.csv", &batch);
+    // Identity Center refuses every user: both agents fail (and are rolled back).
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "error", "code": "AccessDeniedException", "status": 400}
+    ]}));
+    let out = env.run(&["batch", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    env.faults(serde_json::json!({}));
+    // Retried from machine B, in the same run.
+    let b = machine_b();
+    let out = run_in(&env, b.path(), &["retry"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = status_in(&env, b.path()).await;
+    assert_eq!(st["runs"].as_array().unwrap().len(), 1, "{st:#}");
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    // doctor reads the table (its `state` check names the run), writes nothing.
+    let before = writes(&env);
+    let out = env
+        .run(&["doctor", &batch[0], "--json", "--state", TABLE])
+        .await;
+    assert_eq!(writes(&env), before, "{out:?}");
+    let check = find(&out.json(), "checks", "id", "state").clone();
+    assert_eq!(check["status"], "ok", "{check:#}");
+    let run = first_run_id(&st);
+    assert!(
+        check["detail"].as_str().unwrap_or_default().contains(&run),
+        "{check:#}"
+    );
+    // offboard, recorded in the table; a second offboard has nothing left to do.
+    let out = env
+        .run(&["offboard", &batch[0], "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.world().assert_gone(&batch[0]);
+    let st = status_in(&env, b.path()).await;
+    assert_eq!(st["runs"].as_array().unwrap().len(), 2, "{st:#}");
+}
