@@ -513,3 +513,46 @@ async fn retry_doctor_and_offboard_work_on_the_shared_table() {
     let st = status_in(&env, b.path()).await;
     assert_eq!(st["runs"].as_array().unwrap().len(), 2, "{st:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_table_is_exit_2_naming_the_permissions_before_any_write() {
+    // moto with IAM enforced from the first call: the sandbox's keys are unknown to it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(_moto) = start_moto() else {
+        return; // (not installed: skipped, or failed in CI, by start_moto)
+    };
+    let mut denied = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = Env::new().await;
+    wait_for("moto", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    env.extra_env.push((
+        "AWS_ENDPOINT_URL_DYNAMODB".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    for args in [
+        [&ONBOARD_ANA[..], &["--state", TABLE]].concat(),
+        vec!["status", "--state", TABLE],
+    ] {
+        let out = env.run(&args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("access denied") && out.stderr.contains("iam-policy --state"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(writes(&env), 0);
+    let _ = denied.kill();
+    let _ = denied.wait();
+}

@@ -34,6 +34,7 @@ use aws_sdk_dynamodb::types::{
     KeyType, LocalSecondaryIndex, Projection, ProjectionType, PutRequest, ReturnValue,
     ScalarAttributeType, TableStatus, WriteRequest,
 };
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
@@ -429,18 +430,24 @@ impl DynamoStore {
         Ok(store)
     }
 
-    fn open_error<E, R>(&self, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+    fn open_error<E>(&self, e: aws_sdk_dynamodb::error::SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
     {
-        let code = e.code().unwrap_or_default().to_string();
+        let mut code = e.code().unwrap_or_default().to_string();
+        // A refusal whose body names no code (a proxy's, an emulator's) is still one.
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        if code.is_empty() && matches!(status, Some(401 | 403)) {
+            code = format!("HTTP {}", status.unwrap_or_default());
+        }
         match code.as_str() {
             "ResourceNotFoundException" => Error::NoTable {
                 url: self.url.clone(),
                 table: self.table.clone(),
             },
             "AccessDeniedException"
+            | "HTTP 401"
+            | "HTTP 403"
             | "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "ExpiredTokenException"
