@@ -556,3 +556,107 @@ async fn a_denied_table_is_exit_2_naming_the_permissions_before_any_write() {
     let _ = denied.kill();
     let _ = denied.wait();
 }
+
+/// A TCP relay to `to` that can be cut: every connection is dropped and new ones are
+/// refused until it is mended (a store that becomes unreachable).
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    epoch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(to: &str) -> Relay {
+        let to = to.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (epoch, _) = tokio::sync::watch::channel(0u64);
+        let (c, e) = (cut.clone(), epoch.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let to = to.clone();
+                let mut gone = e.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = gone.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut, epoch }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.send_modify(|n| *n += 1);
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_unreachable_mid_batch_stops_it_with_exit_1_and_resume_completes_it_once() {
+    let Some((mut env, moto)) = shared_env().await else {
+        return;
+    };
+    let relay = Relay::start(&moto.url).await;
+    env.extra_env
+        .retain(|(k, _)| k != "AWS_ENDPOINT_URL_DYNAMODB");
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), relay.url()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let batch = emails("u", 16);
+    let file = agents_file(&env, "agents.csv", &batch);
+    env.faults(serde_json::json!({"rules": [{"op": "*", "action": "latency", "latency_ms": 40}]}));
+    let a = env
+        .command(&["batch", &file, "--concurrency", "4", "--state", TABLE])
+        .spawn()
+        .unwrap();
+    wait_for("the batch's first agents", || {
+        env.applied("identitystore:CreateGroupMembership") >= 2
+    })
+    .await;
+    relay.cut();
+    let out = tokio::time::timeout(Duration::from_secs(180), a.wait_with_output())
+        .await
+        .expect("the batch stops")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("state table dynamodb://team-state"),
+        "{stderr}"
+    );
+    assert!(
+        env.applied("connect:CreateUser") < 16,
+        "the batch stopped starting agents: {stderr}"
+    );
+    relay.mend();
+    env.faults(serde_json::json!({}));
+    let out = env.run(&["resume", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = env
+        .run(&["status", "--json", "--state", TABLE])
+        .await
+        .json();
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    exactly_once(&env, &batch);
+}
