@@ -660,3 +660,24 @@ async fn a_table_unreachable_mid_batch_stops_it_with_exit_1_and_resume_completes
     assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
     exactly_once(&env, &batch);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_works_on_the_shared_table() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let roster = emails("p", 3);
+    let file = agents_file(&env, "roster.csv", &roster);
+    let out = env.run(&["apply", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    exactly_once(&env, &roster);
+    let st = status_in(&env, machine_b().path()).await;
+    assert_eq!(agent_states(&st).len(), 3, "{st:#}");
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    // Converged: the same roster again writes nothing.
+    let before = writes(&env);
+    let out = env.run(&["apply", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writes(&env), before, "{out:?}");
+}
