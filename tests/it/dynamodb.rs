@@ -681,3 +681,34 @@ async fn apply_works_on_the_shared_table() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(writes(&env), before, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_and_its_rollback_work_on_the_shared_table() {
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let mut env = Env::with(crate::migrate::seeded(), "").await;
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let connect_before = env.world().connect_users.len();
+    let out = env.run(&["migrate", "--json", "--state", TABLE]).await;
+    assert_eq!(out.code, 1, "cy.lee cannot be migrated: {out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["done"], 2, "{j}");
+    assert_eq!(env.applied("connect:CreateUser"), 0, "adopted");
+    let run = j["run_id"].as_str().unwrap().to_string();
+    let st = status_in(&env, machine_b().path()).await;
+    assert_eq!(first_run_id(&st), run, "{st:#}");
+    let out = env
+        .run(&["rollback", &run, "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    assert_eq!(w.connect_users.len(), connect_before, "{w:#?}");
+    assert!(!w.identity_users.contains_key("Ana.Silva@Example.com"));
+    assert!(
+        w.identity_users.contains_key("ben@example.com"),
+        "adopted: kept"
+    );
+}
