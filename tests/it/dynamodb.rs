@@ -712,3 +712,48 @@ async fn migrate_and_its_rollback_work_on_the_shared_table() {
         "adopted: kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_reaches_any_item_of_the_table() {
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let mut seed = connect_onboard_sandbox::Seed::default();
+    seed.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
+    let mut env = Env::with(seed, "").await;
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let password = "Zq7Kx9Vw2PlmNn4R";
+    let args = [
+        "onboard",
+        "--email",
+        "ana.silva@example.com",
+        "--username",
+        "asilva",
+        "--first-name",
+        "Ana",
+        "--last-name",
+        "Silva",
+        "--state",
+        TABLE,
+    ];
+    let out = env
+        .run_with(&args, &[("CONNECT_ONBOARD_PASSWORD", password)])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // Every item of the table, as moto stores it.
+    let c = crate::moto::dynamodb_client(&moto.url).await;
+    let items = c
+        .scan()
+        .table_name("team-state")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    assert!(items.len() >= 3, "run, agent, schema: {items:?}");
+    let text = format!("{items:?}");
+    assert!(text.contains("ana.silva@example.com"), "the agent is there");
+    assert!(!text.contains(password), "a password in an item: {text}");
+}
