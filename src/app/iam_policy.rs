@@ -231,9 +231,44 @@ fn iam_actions(ops: &BTreeSet<&'static str>) -> BTreeSet<&'static str> {
 
 /// The policy document for `command` and the configured target (`--region` over the
 /// config's Connect region).
+/// With a shared state store (`--state dynamodb://TABLE`), a statement for it too, scoped
+/// to the table and its indexes (what the store says it needs).
 pub fn iam_policy(ctx: &Context, command: PolicyFor) -> Result<Value, Error> {
     let region = ctx.new_run_regions().connect;
-    Ok(policy(ctx.config()?, region.as_deref(), command))
+    let mut doc = policy(ctx.config()?, region.as_deref(), command);
+    // `drift` reads no state; `doctor` only reads it.
+    let state = match command {
+        PolicyFor::Drift => None,
+        c => {
+            let partition = partition(ctx.config()?);
+            (ctx.state).permissions(&partition, region.as_deref(), c != PolicyFor::Doctor)
+        }
+    };
+    if let (Some(p), Some(list)) = (state, doc["Statement"].as_array_mut()) {
+        list.push(json!({
+            "Sid": "StateTable",
+            "Effect": "Allow",
+            "Action": p.actions,
+            "Resource": p.resources,
+        }));
+    }
+    Ok(doc)
+}
+
+/// The partition an ARN in the config names, else `aws`.
+fn partition(config: &Config) -> String {
+    let ic = &config.identity_center;
+    [
+        Some(config.connect.instance_id.trim()),
+        ic.application_arn.as_deref(),
+        ic.instance_arn.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| a.starts_with("arn:"))
+    .find_map(|a| a.split(':').nth(1).filter(|p| !p.is_empty()))
+    .unwrap_or("aws")
+    .to_string()
 }
 
 /// The resource ARNs of the configured target (wildcards where the config does not say).

@@ -73,6 +73,46 @@ impl Location {
     }
 }
 
+/// The IAM permissions a shared store needs, scoped to it: the actions and the resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    /// IAM actions.
+    pub actions: Vec<&'static str>,
+    /// Resource ARNs (the table and its indexes).
+    pub resources: Vec<String>,
+}
+
+impl Location {
+    /// The permissions commands need on this store (`iam-policy`): none for a state file;
+    /// for a table, its item reads and conditional writes on the table and its indexes,
+    /// in `region` when the URL names none (`*` when unknown); `write` false for the
+    /// read-only commands. The account is `*` (the URL does not say it).
+    pub fn permissions(
+        &self,
+        partition: &str,
+        region: Option<&str>,
+        write: bool,
+    ) -> Option<Permissions> {
+        let Location::Table { table, region: own } = self else {
+            return None;
+        };
+        let region = own.as_deref().or(region).unwrap_or("*");
+        let arn = format!("arn:{partition}:dynamodb:{region}:*:table/{table}");
+        let mut actions = vec!["dynamodb:GetItem", "dynamodb:Query"];
+        if write {
+            actions.extend([
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:BatchWriteItem",
+            ]);
+        }
+        Some(Permissions {
+            actions,
+            resources: vec![arn.clone(), format!("{arn}/index/*")],
+        })
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

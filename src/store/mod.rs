@@ -1,10 +1,13 @@
 //! The checkpoint store: the SQLite state file ([`Store`], `sqlite`) that implements the
 //! engine's [`Journal`](crate::engine::Journal), its schema migrations (`schema`) and
-//! lease holders (`lease`); and [`MemoryJournal`], the in-memory journal that dry runs and
-//! engine unit tests use.
+//! lease holders (`lease`); the DynamoDB table shared by machines ([`DynamoStore`],
+//! `dynamodb`: the same guarantees by conditional writes); where the state lives and which
+//! backend opens it (`location`); and [`MemoryJournal`], the in-memory journal that dry runs
+//! and engine unit tests use.
 //!
 //! Why here: the engine's durability rests on three properties this layer guarantees, and
-//! nothing else touches SQL.
+//! nothing else touches SQL or the table. (The points below are the state file's; the
+//! table's are in `dynamodb`.)
 //! - **Every transition is atomic and durable before it is acknowledged.** Each state change
 //!   of a step or agent (with its `events` row) runs in its own savepoint inside an
 //!   `IMMEDIATE` transaction that the group committer (`committer`) shares among the changes
@@ -30,7 +33,9 @@ mod sqlite;
 pub use crate::engine::journal::{AgentRow, JournalError, StepRow, StepUpdate};
 pub use dynamodb::DynamoStore;
 pub use lease::Holder;
-pub use location::{has_state, init, open, open_existing, Access, Initialised, Location};
+pub use location::{
+    has_state, init, open, open_existing, Access, Initialised, Location, Permissions,
+};
 pub use memory::MemoryJournal;
 pub use run_store::{RateBudget, RunStore};
 pub use sqlite::Store;

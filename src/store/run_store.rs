@@ -846,4 +846,41 @@ mod semantics {
             );
         }
     }
+
+    /// Two processes creating an exclusive run for one agent at the same instant: one
+    /// run is created, the other refused (the check and the insert are one change).
+    #[tokio::test]
+    async fn two_processes_creating_an_exclusive_run_for_one_agent_at_once_one_is_refused() {
+        let Some((_moto, url)) = start_moto() else {
+            return;
+        };
+        let a = crate::store::DynamoStore::on_emulator(&url, "exclusive")
+            .await
+            .unwrap();
+        let b = crate::store::DynamoStore::on_emulator(&url, "exclusive")
+            .await
+            .unwrap();
+        let open = [AgentState::Pending, AgentState::Running];
+        for round in 0..5 {
+            let (ra, rb) = (format!("ra{round}"), format!("rb{round}"));
+            let email = format!("a{round}@x");
+            let (row_a, row_b) = (run_row(&ra, T1), run_row(&rb, T1));
+            let (who, ids): (Vec<(AgentKey, serde_json::Value)>, Vec<StepId>) =
+                (agents(&[&email]), steps());
+            let (x, y) = tokio::join!(
+                a.create_run_exclusive(&row_a, &who, &ids, OnFailure::Rollback, &open, &[]),
+                b.create_run_exclusive(&row_b, &who, &ids, OnFailure::Rollback, &open, &[]),
+            );
+            assert!(
+                x.is_ok() != y.is_ok(),
+                "round {round}: exactly one is created: {x:?} {y:?}"
+            );
+            let refused = if x.is_ok() { y } else { x };
+            assert!(
+                matches!(refused, Err(Error::Unfinished { .. })),
+                "{refused:?}"
+            );
+            assert_eq!(a.runs_of_agent(&key(&email)).await.unwrap().len(), 1);
+        }
+    }
 }

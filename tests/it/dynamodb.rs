@@ -433,3 +433,407 @@ async fn two_machines_share_one_rate_budget_and_stay_at_the_quota_together() {
         "pacing alone, two machines overrun the quota: {throttled_by:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_paused_past_its_lease_cannot_overwrite_the_new_holders_checkpoints() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    // A's Identity Store user takes a while to answer: A is stopped while it waits.
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "latency", "latency_ms": 1500}
+    ]}));
+    let mut a = env.command(&[&ONBOARD_ANA[..], &["--state", TABLE]].concat());
+    a.env("CONNECT_ONBOARD_LEASE_TTL_MS", "1000");
+    let a = a.spawn().unwrap();
+    let pid = a.id().unwrap() as i32;
+    wait_for("A's identity user request", || {
+        env.calls("identitystore:CreateUser") >= 1
+    })
+    .await;
+    // SAFETY: signals to a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    env.faults(serde_json::json!({}));
+    // Past A's lease: machine B takes the agent over and finishes it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = machine_b();
+    let out = run_in(&env, b.path(), &["resume"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let finished = status_in(&env, b.path()).await;
+    assert_eq!(agent_state(&finished), "done", "{finished:#}");
+    // A wakes up with its answer and its old checkpoints to write: all refused.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = tokio::time::timeout(Duration::from_secs(60), a.wait_with_output())
+        .await
+        .expect("A finished")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        status_in(&env, b.path()).await,
+        finished,
+        "A changed nothing of B's progress; A said: {stderr}"
+    );
+    env.world().assert_onboarded_once("ana.silva@example.com");
+    for op in [
+        "connect:CreateUser",
+        "identitystore:CreateUser",
+        "identitystore:CreateGroupMembership",
+    ] {
+        assert_eq!(env.applied(op), 1, "{op}; A said: {stderr}");
+    }
+}
+
+/// The `StateTable` statement of `iam-policy ARGS`, if any.
+async fn state_statement(env: &Env, args: &[&str]) -> Option<Value> {
+    let out = env.run(&[&["iam-policy"], args].concat()).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc: Value = out.json();
+    (doc["Statement"].as_array().unwrap().iter())
+        .find(|s| s["Sid"] == "StateTable")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iam_policy_with_a_state_table_grants_what_the_store_calls_scoped_to_the_table() {
+    let env = Env::new().await;
+    assert_eq!(state_statement(&env, &["--for", "all"]).await, None);
+    let url = "dynamodb://team-state?region=eu-west-1";
+    let st = state_statement(&env, &["--for", "batch", "--state", url])
+        .await
+        .expect("a statement for the table");
+    assert_eq!(
+        st["Resource"],
+        serde_json::json!([
+            "arn:aws:dynamodb:eu-west-1:*:table/team-state",
+            "arn:aws:dynamodb:eu-west-1:*:table/team-state/index/*"
+        ])
+    );
+    let granted: Vec<String> = (st["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    // Every operation the store's code sends (`init`'s aside) is granted.
+    let call = regex::Regex::new(r"\.client\.([a-z_]+)\(\)").unwrap();
+    let mut sent = std::collections::BTreeSet::new();
+    for f in ["mod.rs", "journal.rs"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/store/dynamodb")
+            .join(f);
+        let text = std::fs::read_to_string(path).unwrap();
+        for c in call.captures_iter(&text) {
+            let pascal: String = (c[1].split('_'))
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            sent.insert(format!("dynamodb:{pascal}"));
+        }
+    }
+    assert!(sent.contains("dynamodb:UpdateItem"), "{sent:?}");
+    for op in &sent {
+        let init_only = ["dynamodb:CreateTable", "dynamodb:DescribeTable"].contains(&op.as_str());
+        assert!(
+            init_only || granted.contains(op),
+            "{op} is sent but not granted: {granted:?}"
+        );
+    }
+    // `doctor` only reads the table; `drift` does not read it.
+    let doctor = state_statement(&env, &["--for", "doctor", "--state", url])
+        .await
+        .unwrap();
+    assert_eq!(
+        doctor["Action"],
+        serde_json::json!(["dynamodb:GetItem", "dynamodb:Query"])
+    );
+    assert_eq!(
+        state_statement(&env, &["--for", "drift", "--state", url]).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_doctor_and_offboard_work_on_the_shared_table() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let batch = emails("d", 2);
+    let file = agents_file(&env, "agents.csv", &batch);
+    // Identity Center refuses every user: both agents fail (and are rolled back).
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "error", "code": "AccessDeniedException", "status": 400}
+    ]}));
+    let out = env.run(&["batch", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    env.faults(serde_json::json!({}));
+    // Retried from machine B, in the same run.
+    let b = machine_b();
+    let out = run_in(&env, b.path(), &["retry"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = status_in(&env, b.path()).await;
+    assert_eq!(st["runs"].as_array().unwrap().len(), 1, "{st:#}");
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    // doctor reads the table (its `state` check names the run), writes nothing.
+    let before = writes(&env);
+    let out = env
+        .run(&["doctor", &batch[0], "--json", "--state", TABLE])
+        .await;
+    assert_eq!(writes(&env), before, "{out:?}");
+    let check = find(&out.json(), "checks", "id", "state").clone();
+    assert_eq!(check["status"], "ok", "{check:#}");
+    let run = first_run_id(&st);
+    assert!(
+        check["detail"].as_str().unwrap_or_default().contains(&run),
+        "{check:#}"
+    );
+    // offboard, recorded in the table; a second offboard has nothing left to do.
+    let out = env
+        .run(&["offboard", &batch[0], "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.world().assert_gone(&batch[0]);
+    let st = status_in(&env, b.path()).await;
+    assert_eq!(st["runs"].as_array().unwrap().len(), 2, "{st:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_table_is_exit_2_naming_the_permissions_before_any_write() {
+    // moto with IAM enforced from the first call: the sandbox's keys are unknown to it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(_moto) = start_moto() else {
+        return; // (not installed: skipped, or failed in CI, by start_moto)
+    };
+    let mut denied = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = Env::new().await;
+    wait_for("moto", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    env.extra_env.push((
+        "AWS_ENDPOINT_URL_DYNAMODB".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    for args in [
+        [&ONBOARD_ANA[..], &["--state", TABLE]].concat(),
+        vec!["status", "--state", TABLE],
+    ] {
+        let out = env.run(&args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("access denied") && out.stderr.contains("iam-policy --state"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert_eq!(writes(&env), 0);
+    let _ = denied.kill();
+    let _ = denied.wait();
+}
+
+/// A TCP relay to `to` that can be cut: every connection is dropped and new ones are
+/// refused until it is mended (a store that becomes unreachable).
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    epoch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(to: &str) -> Relay {
+        let to = to.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (epoch, _) = tokio::sync::watch::channel(0u64);
+        let (c, e) = (cut.clone(), epoch.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let to = to.clone();
+                let mut gone = e.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = gone.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut, epoch }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.send_modify(|n| *n += 1);
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_unreachable_mid_batch_stops_it_with_exit_1_and_resume_completes_it_once() {
+    let Some((mut env, moto)) = shared_env().await else {
+        return;
+    };
+    let relay = Relay::start(&moto.url).await;
+    env.extra_env
+        .retain(|(k, _)| k != "AWS_ENDPOINT_URL_DYNAMODB");
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), relay.url()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let batch = emails("u", 16);
+    let file = agents_file(&env, "agents.csv", &batch);
+    env.faults(serde_json::json!({"rules": [{"op": "*", "action": "latency", "latency_ms": 40}]}));
+    let a = env
+        .command(&["batch", &file, "--concurrency", "4", "--state", TABLE])
+        .spawn()
+        .unwrap();
+    wait_for("the batch's first agents", || {
+        env.applied("identitystore:CreateGroupMembership") >= 2
+    })
+    .await;
+    relay.cut();
+    let out = tokio::time::timeout(Duration::from_secs(180), a.wait_with_output())
+        .await
+        .expect("the batch stops")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("state table dynamodb://team-state"),
+        "{stderr}"
+    );
+    assert!(
+        env.applied("connect:CreateUser") < 16,
+        "the batch stopped starting agents: {stderr}"
+    );
+    relay.mend();
+    env.faults(serde_json::json!({}));
+    let out = env.run(&["resume", "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let st = env
+        .run(&["status", "--json", "--state", TABLE])
+        .await
+        .json();
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    exactly_once(&env, &batch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_works_on_the_shared_table() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let roster = emails("p", 3);
+    let file = agents_file(&env, "roster.csv", &roster);
+    let out = env.run(&["apply", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    exactly_once(&env, &roster);
+    let st = status_in(&env, machine_b().path()).await;
+    assert_eq!(agent_states(&st).len(), 3, "{st:#}");
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    // Converged: the same roster again writes nothing.
+    let before = writes(&env);
+    let out = env.run(&["apply", &file, "--state", TABLE]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(writes(&env), before, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_and_its_rollback_work_on_the_shared_table() {
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let mut env = Env::with(crate::migrate::seeded(), "").await;
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let connect_before = env.world().connect_users.len();
+    let out = env.run(&["migrate", "--json", "--state", TABLE]).await;
+    assert_eq!(out.code, 1, "cy.lee cannot be migrated: {out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["done"], 2, "{j}");
+    assert_eq!(env.applied("connect:CreateUser"), 0, "adopted");
+    let run = j["run_id"].as_str().unwrap().to_string();
+    let st = status_in(&env, machine_b().path()).await;
+    assert_eq!(first_run_id(&st), run, "{st:#}");
+    let out = env
+        .run(&["rollback", &run, "--yes", "--state", TABLE])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let w = env.world();
+    assert_eq!(w.connect_users.len(), connect_before, "{w:#?}");
+    assert!(!w.identity_users.contains_key("Ana.Silva@Example.com"));
+    assert!(
+        w.identity_users.contains_key("ben@example.com"),
+        "adopted: kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_reaches_any_item_of_the_table() {
+    let Some(moto) = start_moto() else {
+        return;
+    };
+    let mut seed = connect_onboard_sandbox::Seed::default();
+    seed.connect_instances[0].identity_management_type = "CONNECT_MANAGED".into();
+    let mut env = Env::with(seed, "").await;
+    env.extra_env
+        .push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let password = "Zq7Kx9Vw2PlmNn4R";
+    let args = [
+        "onboard",
+        "--email",
+        "ana.silva@example.com",
+        "--username",
+        "asilva",
+        "--first-name",
+        "Ana",
+        "--last-name",
+        "Silva",
+        "--state",
+        TABLE,
+    ];
+    let out = env
+        .run_with(&args, &[("CONNECT_ONBOARD_PASSWORD", password)])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // Every item of the table, as moto stores it.
+    let c = crate::moto::dynamodb_client(&moto.url).await;
+    let items = c
+        .scan()
+        .table_name("team-state")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec();
+    assert!(items.len() >= 3, "run, agent, schema: {items:?}");
+    let text = format!("{items:?}");
+    assert!(text.contains("ana.silva@example.com"), "the agent is there");
+    assert!(!text.contains(password), "a password in an item: {text}");
+}

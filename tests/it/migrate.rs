@@ -18,7 +18,7 @@ fn connect_user(username: &str, first: &str, routing: &str) -> SeedConnectUser {
     }
 }
 
-fn seeded() -> Seed {
+pub fn seeded() -> Seed {
     let mut seed = Seed::default();
     let users = &mut seed.connect_instances[0].users;
     users.push(connect_user(

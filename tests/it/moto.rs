@@ -274,3 +274,16 @@ async fn conflicting_user_in_moto_stops_with_zero_writes() {
     assert!(out.stdout.contains("other@example.com"), "{out:?}");
     assert_eq!(writes(&env), 0, "nothing written to the sandbox");
 }
+
+/// A DynamoDB client on moto (static test credentials).
+pub async fn dynamodb_client(url: &str) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}

@@ -18,6 +18,8 @@
 //!   several facilities, and the engine awaits that answer before the AWS write it
 //!   announces.
 //!
+//! Reads of an agent whose lease this process holds are answered from that cache.
+//!
 //! Events are counted on the item (`a_events`), not stored one by one (the state file's
 //! `events` table is read by no command).
 
@@ -41,6 +43,12 @@ impl DynamoStore {
             .get(&(run.to_string(), agent.to_string()))
             .filter(|it| it.lease_token.as_deref() == Some(token))
             .cloned()
+    }
+
+    /// The cached item of an agent whose lease a task of this process holds.
+    fn cached_any(&self, run: &str, agent: &str) -> Option<AgentItem> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&(run.to_string(), agent.to_string())).cloned()
     }
 
     fn remember(&self, item: AgentItem) {
@@ -366,10 +374,20 @@ impl Journal for DynamoStore {
         })
         .await
     }
+    // While this process holds the agent's lease its cached item is the table's (only the
+    // holder writes, conditioned on the version it cached); a holder that lost the lease
+    // may read its stale copy, but every write it would base on it is refused, and the
+    // engine writes its intent before any AWS write.
     async fn agent(&self, run: &RunId, agent: &AgentKey) -> JResult<AgentRow> {
-        Ok(self.load(run, agent).await?.row())
+        match self.cached_any(run, agent) {
+            Some(it) => Ok(it.row()),
+            None => Ok(self.load(run, agent).await?.row()),
+        }
     }
     async fn steps(&self, run: &RunId, agent: &AgentKey) -> JResult<Vec<StepRow>> {
-        Ok(self.load(run, agent).await?.steps)
+        match self.cached_any(run, agent) {
+            Some(it) => Ok(it.steps),
+            None => Ok(self.load(run, agent).await?.steps),
+        }
     }
 }

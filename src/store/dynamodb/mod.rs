@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | run | `RUN#<run>` | `#RUN` | `r_*` (created, workflow name and TOML, target JSON), `g_runs` = `RUNS`, `g_at` = `<created>#<run>` |
 //! | agent | `RUN#<run>` | `AGENT#<key>` | `a_key`, `a_seq` (insertion number, table-wide), `a_subject` (secret-free JSON), `a_state`, `a_on_failure`, `a_error`, `a_steps` (its steps' rows, JSON), `a_ver` (bumped by every checkpoint), `a_events`, lease `l_token`/`l_holder`/`l_expires` |
+//! | claim | `KEY#<key>` | `#CLAIM` | `c_run`, `c_at`: the agent's last exclusive run (`onboard`), set by a conditional write so that the check and the insert are one change |
 //! | counter | `#META` | `#SEQ` | `n`: the last insertion number given |
 //! | schema | `#META` | `#SCHEMA` | `v`: the item layout's version |
 //!
@@ -29,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -48,6 +50,10 @@ const SCHEMA_VERSION: i64 = 1;
 const BY_SEQ: &str = "by_seq";
 const BY_KEY: &str = "by_key";
 const RUNS: &str = "runs";
+/// How long a claimed exclusive run that is not in the table yet counts as being created
+/// (the claim and the insert are milliseconds apart; a process that died between them
+/// holds its agents back this long).
+const CLAIM_WINDOW_MS: i64 = 60_000;
 /// Items per `BatchWriteItem` (DynamoDB's limit).
 const BATCH: usize = 25;
 
@@ -430,18 +436,24 @@ impl DynamoStore {
         Ok(store)
     }
 
-    fn open_error<E, R>(&self, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+    fn open_error<E>(&self, e: aws_sdk_dynamodb::error::SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
     {
-        let code = e.code().unwrap_or_default().to_string();
+        let mut code = e.code().unwrap_or_default().to_string();
+        // A refusal whose body names no code (a proxy's, an emulator's) is still one.
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        if code.is_empty() && matches!(status, Some(401 | 403)) {
+            code = format!("HTTP {}", status.unwrap_or_default());
+        }
         match code.as_str() {
             "ResourceNotFoundException" => Error::NoTable {
                 url: self.url.clone(),
                 table: self.table.clone(),
             },
             "AccessDeniedException"
+            | "HTTP 401"
+            | "HTTP 403"
             | "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "ExpiredTokenException"
@@ -583,6 +595,130 @@ impl DynamoStore {
             Err(e) if is_condition_failed(&e) => Ok(outcome),
             Err(e) => Err(store.open_error(e)),
         }
+    }
+
+    /// The run an agent key's claim item names (the key's last exclusive run) and when it
+    /// was claimed (ms), if any.
+    async fn claim(&self, key: &str) -> Result<Option<(String, i64)>> {
+        let got = (self.client.get_item())
+            .table_name(&self.table)
+            .key("pk", s(format!("KEY#{key}")))
+            .key("sk", s("#CLAIM"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.remote("GetItem", e))?;
+        Ok(got.item().and_then(|it| {
+            let run = get_s(it, "c_run")?.to_string();
+            Some((run, get_n(it, "c_at").unwrap_or_default()))
+        }))
+    }
+
+    /// Sets each agent's claim to `run`, conditioned on its naming what was checked;
+    /// false (the claims taken so far given back) when another process changed one.
+    async fn take_claims(
+        &self,
+        run: &str,
+        agents: &[(AgentKey, serde_json::Value)],
+        seen: &[Option<(String, i64)>],
+    ) -> Result<bool> {
+        for (i, ((key, _), before)) in agents.iter().zip(seen).enumerate() {
+            let mut u = (self.client.update_item())
+                .table_name(&self.table)
+                .key("pk", s(format!("KEY#{key}")))
+                .key("sk", s("#CLAIM"))
+                .update_expression("SET c_run = :run, c_at = :at")
+                .expression_attribute_values(":run", s(run))
+                .expression_attribute_values(":at", n(super::now_ms()));
+            u = match before {
+                None => u.condition_expression("attribute_not_exists(c_run) OR c_run = :run"),
+                Some((prev, _)) => u
+                    .condition_expression("c_run = :seen OR c_run = :run")
+                    .expression_attribute_values(":seen", s(prev)),
+            };
+            match u.send().await {
+                Ok(_) => {}
+                Err(e) if is_condition_failed(&e) => {
+                    for ((key, _), before) in agents[..i].iter().zip(seen) {
+                        self.give_back(key, run, before.as_ref()).await?;
+                    }
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.remote("UpdateItem", e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts a claim back as it was, if it still names `run`.
+    async fn give_back(&self, key: &str, run: &str, before: Option<&(String, i64)>) -> Result<()> {
+        let mut u = (self.client.update_item())
+            .table_name(&self.table)
+            .key("pk", s(format!("KEY#{key}")))
+            .key("sk", s("#CLAIM"))
+            .condition_expression("c_run = :run")
+            .expression_attribute_values(":run", s(run));
+        u = match before {
+            None => u.update_expression("REMOVE c_run, c_at"),
+            Some((prev, at)) => u
+                .update_expression("SET c_run = :prev, c_at = :at")
+                .expression_attribute_values(":prev", s(prev))
+                .expression_attribute_values(":at", n(*at)),
+        };
+        match u.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.remote("UpdateItem", e)),
+        }
+    }
+
+    /// `Unfinished` when an agent has a run in an open state, or in a holding state with a
+    /// step that owns or may own a resource (its runs by key, and its claimed run).
+    async fn check_exclusive(
+        &self,
+        agents: &[(AgentKey, serde_json::Value)],
+        claims: &[Option<(String, i64)>],
+        open_states: &[AgentState],
+        holding_states: &[AgentState],
+    ) -> Result<()> {
+        for (i, (key, _)) in agents.iter().enumerate() {
+            let mut runs = self.runs_of_agent(key).await?;
+            let claimed = claims.get(i).cloned().flatten();
+            if let Some((c, _)) = &claimed {
+                if !runs.iter().any(|r| r == c) {
+                    runs.push(RunId::from(c.as_str()));
+                }
+            }
+            for prev in runs {
+                let it = match self.load(&prev, key).await {
+                    Ok(it) => it,
+                    // Claimed a moment ago and not inserted yet: being created.
+                    Err(Error::Journal(JournalError::NotFound(_)))
+                        if claimed.as_ref().is_some_and(|(c, at)| {
+                            c == &prev && super::now_ms() - at < CLAIM_WINDOW_MS
+                        }) =>
+                    {
+                        return Err(Error::Unfinished {
+                            agent: key.to_string(),
+                            run: prev.to_string(),
+                            state: AgentState::Pending.as_str().to_string(),
+                        });
+                    }
+                    Err(Error::Journal(JournalError::NotFound(_))) => continue,
+                    Err(e) => return Err(e),
+                };
+                let holds = it.steps.iter().any(|s| s.owned || s.unresolved);
+                if open_states.contains(&it.state) || (holds && holding_states.contains(&it.state))
+                {
+                    return Err(Error::Unfinished {
+                        agent: key.to_string(),
+                        run: prev.to_string(),
+                        state: it.state.as_str().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An agent's item, read consistently (`NotFound` if there is none).
@@ -776,28 +912,25 @@ impl RunStore for DynamoStore {
         open_states: &[AgentState],
         holding_states: &[AgentState],
     ) -> Result<()> {
-        // Checked before the insert, not atomically with it (see ARCHITECTURE.md): two
-        // processes onboarding the same agent at the same instant both pass; their
-        // drivers then meet in AWS (the engine's lookups adopt what the other created).
-        for (key, _) in agents {
-            for prev in self.runs_of_agent(key).await? {
-                let it = match self.load(&prev, key).await {
-                    Ok(it) => it,
-                    Err(Error::Journal(JournalError::NotFound(_))) => continue,
-                    Err(e) => return Err(e),
-                };
-                let holds = it.steps.iter().any(|s| s.owned || s.unresolved);
-                if open_states.contains(&it.state) || (holds && holding_states.contains(&it.state))
-                {
-                    return Err(Error::Unfinished {
-                        agent: key.to_string(),
-                        run: prev.to_string(),
-                        state: it.state.as_str().to_string(),
-                    });
-                }
+        // The check and the insert are one change across machines: each agent key's
+        // claim item names its last exclusive run and is set by a conditional write on
+        // what the check saw; a process that lost the race re-checks and sees the winner
+        // (a claimed run not inserted yet counts as unfinished for `CLAIM_WINDOW_MS`).
+        for _ in 0..5 {
+            let mut claims = Vec::with_capacity(agents.len());
+            for (key, _) in agents {
+                claims.push(self.claim(key).await?);
+            }
+            self.check_exclusive(agents, &claims, open_states, holding_states)
+                .await?;
+            if self.take_claims(&run.id, agents, &claims).await? {
+                return self.create_run(run, agents, steps, on_failure).await;
             }
         }
-        self.create_run(run, agents, steps, on_failure).await
+        Err(Error::Remote {
+            url: self.url.clone(),
+            problem: format!("run {}: its agents kept changing under it", run.id),
+        })
     }
 
     async fn add_agents(
