@@ -786,10 +786,10 @@ mod semantics {
         let open = [AgentState::Pending, AgentState::Running];
         let who: Vec<(AgentKey, serde_json::Value)> = agents(&["a@x"]);
         let (ca, cb) = (a.claim("a@x").await.unwrap(), b.claim("a@x").await.unwrap());
-        a.check_exclusive(&who, &[ca.clone()], &open, &[])
+        a.check_exclusive(&who, std::slice::from_ref(&ca), &open, &[])
             .await
             .unwrap();
-        b.check_exclusive(&who, &[cb.clone()], &open, &[])
+        b.check_exclusive(&who, std::slice::from_ref(&cb), &open, &[])
             .await
             .unwrap();
         assert!(
