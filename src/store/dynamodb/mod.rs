@@ -599,7 +599,7 @@ impl DynamoStore {
 
     /// The run an agent key's claim item names (the key's last exclusive run) and when it
     /// was claimed (ms), if any.
-    async fn claim(&self, key: &str) -> Result<Option<(String, i64)>> {
+    pub(in crate::store) async fn claim(&self, key: &str) -> Result<Option<(String, i64)>> {
         let got = (self.client.get_item())
             .table_name(&self.table)
             .key("pk", s(format!("KEY#{key}")))
@@ -616,7 +616,7 @@ impl DynamoStore {
 
     /// Sets each agent's claim to `run`, conditioned on its naming what was checked;
     /// false (the claims taken so far given back) when another process changed one.
-    async fn take_claims(
+    pub(in crate::store) async fn take_claims(
         &self,
         run: &str,
         agents: &[(AgentKey, serde_json::Value)],
@@ -674,7 +674,7 @@ impl DynamoStore {
 
     /// `Unfinished` when an agent has a run in an open state, or in a holding state with a
     /// step that owns or may own a resource (its runs by key, and its claimed run).
-    async fn check_exclusive(
+    pub(in crate::store) async fn check_exclusive(
         &self,
         agents: &[(AgentKey, serde_json::Value)],
         claims: &[Option<(String, i64)>],
