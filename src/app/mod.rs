@@ -27,6 +27,7 @@ mod phase;
 mod runs;
 mod state;
 mod status;
+mod sync;
 
 pub use crate::aws::retry::{Wait, WaitFn};
 /// The name under which the CLI hands a password to the steps (in memory only).
@@ -374,6 +375,8 @@ pub(crate) enum WorkflowSource {
     Offboard,
     /// The built-in apply workflow (`apply`: create, complete and update agents).
     Apply,
+    /// The built-in sync workflow (`sync`: apply's, adopting the Identity Center user).
+    Sync,
 }
 
 impl Context {
@@ -404,6 +407,12 @@ impl Context {
             WorkflowSource::Apply => Workflow::parse(
                 apply::BUILTIN_APPLY_WORKFLOW,
                 "built-in apply-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+            WorkflowSource::Sync => Workflow::parse(
+                sync::BUILTIN_SYNC_WORKFLOW,
+                "built-in sync-agent",
                 &steps::registry(&placeholder),
             )
             .map_err(|e| Error::Input(e.to_string()))?,

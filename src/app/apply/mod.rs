@@ -18,7 +18,7 @@
 mod diff;
 mod plan;
 mod prune;
-mod roster;
+pub(crate) mod roster;
 mod saved;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -46,6 +46,9 @@ pub enum ApplySource {
     File(PathBuf),
     /// A saved plan (`apply --dry-run --json`), applied exactly.
     Plan(PathBuf),
+    /// `sync`: the members of the Identity Center groups of `[[sync.groups]]`, read after
+    /// the bulk read (`super::sync`), run with the sync workflow.
+    Groups,
 }
 
 /// What `apply` was asked to do.
@@ -113,15 +116,29 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let config = ctx.config()?;
-    let new = ctx.new_run(WorkflowSource::Apply).await?;
+    let sync = matches!(opts.source, ApplySource::Groups);
+    let new = ctx
+        .new_run(match sync {
+            true => WorkflowSource::Sync,
+            false => WorkflowSource::Apply,
+        })
+        .await?;
     let here = PlanTarget {
         instance_id: new.target.instance_id.clone(),
         identity_store_id: new.target.identity_store_id.clone(),
         group: new.target.group.clone(),
     };
-    let desired = Desired::read(opts, &here)?;
+    let mut desired = Desired::read(opts, &here)?;
     let snapshot = bulk_read(&new.clients, &new.target).await?;
     let mut planning = Planning::default();
+    if sync {
+        let groups = super::sync::desired(config, &new, &snapshot).await?;
+        desired.rows = groups.rows;
+        desired.kept = groups.kept;
+        for p in groups.skipped {
+            planning.decided(p);
+        }
+    }
     let planner = plan::Planner::new(
         &new.target,
         &new.catalog,
@@ -137,7 +154,7 @@ pub async fn apply(
     planning.plan(&planner, &desired).await?;
     refuse_invalid(opts, &planning.rejected)?;
     let removals = match desired.prune {
-        true => planning.removals(&snapshot, &new.target, &desired, opts.max_remove)?,
+        true => planning.removals(&snapshot, &new.target, &desired, opts.max_remove, sync)?,
         false => Vec::new(),
     };
     let mut rows = planning.plan_rows.clone();
@@ -186,6 +203,8 @@ struct Desired {
     saved: Option<SavedPlan>,
     /// Removals are planned.
     prune: bool,
+    /// `sync`: who must never be pruned besides the rows (members that were skipped), folded.
+    kept: HashSet<String>,
 }
 
 impl Desired {
@@ -205,6 +224,7 @@ impl Desired {
                     unread,
                     saved: None,
                     prune: opts.prune,
+                    kept: HashSet::new(),
                 }
             }
             ApplySource::Plan(path) => {
@@ -219,8 +239,17 @@ impl Desired {
                     unread: Vec::new(),
                     prune: saved.prune,
                     saved: Some(saved),
+                    kept: HashSet::new(),
                 }
             }
+            // Read after the bulk read (`super::sync::desired`).
+            ApplySource::Groups => Desired {
+                rows: Vec::new(),
+                unread: Vec::new(),
+                saved: None,
+                prune: opts.prune,
+                kept: HashSet::new(),
+            },
         };
         duplicates(&mut d.rows);
         Ok(d)
@@ -236,7 +265,12 @@ impl Desired {
     /// The agents the roster names (a saved plan: those it does not remove), folded.
     fn roster(&self) -> HashSet<String> {
         (self.rows.iter())
-            .map(|r| crate::agent::fold::fold(&r.email))
+            .map(|r| match &r.exact {
+                // `sync`: the Connect username (the email, or the UserName).
+                Some(x) => crate::agent::fold::fold(&x.username),
+                None => crate::agent::fold::fold(&r.email),
+            })
+            .chain(self.kept.iter().cloned())
             .chain(
                 (self.saved.iter())
                     .flat_map(|s| s.plan.iter())
@@ -284,14 +318,17 @@ impl Planning {
         }
         // A saved plan's rows that are not run are reported as planned.
         for p in desired.saved.iter().flat_map(|s| s.plan.iter()) {
-            if matches!(p.action, Action::Unchanged | Action::Conflict) {
+            if matches!(
+                p.action,
+                Action::Unchanged | Action::Conflict | Action::Skip
+            ) {
                 self.decided(p.clone());
             }
         }
         Ok(())
     }
 
-    fn decided(&mut self, p: PlanRow) {
+    pub(crate) fn decided(&mut self, p: PlanRow) {
         self.early.push(decided(&p));
         self.plan_rows.push(p);
     }
@@ -304,14 +341,21 @@ impl Planning {
         target: &crate::preflight::Target,
         desired: &Desired,
         max_remove: Option<usize>,
+        sync: bool,
     ) -> Result<Vec<PlanRow>, Error> {
         let planned: Option<Vec<&PlanRow>> = desired.saved.as_ref().map(|s| {
             (s.plan.iter())
                 .filter(|p| p.action == Action::Remove)
                 .collect()
         });
-        let (removals, odd) =
-            prune::removals(snapshot, target, &desired.roster(), planned, max_remove)?;
+        let (removals, odd) = prune::removals(
+            snapshot,
+            target,
+            &desired.roster(),
+            planned,
+            max_remove,
+            sync,
+        )?;
         for p in odd {
             self.decided(p);
         }
@@ -407,6 +451,7 @@ fn refuse_invalid(opts: &ApplyOptions, rejected: &[Rejected]) -> Result<(), Erro
         .collect();
     let file = match &opts.source {
         ApplySource::File(p) | ApplySource::Plan(p) => p.display().to_string(),
+        ApplySource::Groups => "the members of [[sync.groups]]".to_string(),
     };
     let summary = format!(
         "{} problem(s) in {file}; nothing was written (fix them, or pass --skip-invalid to apply the valid rows only)",
@@ -456,6 +501,7 @@ fn decided(p: &PlanRow) -> AgentResult {
     let outcome = match p.action {
         Action::Unchanged => Outcome::Unchanged,
         Action::Conflict => Outcome::Conflict,
+        Action::Skip => Outcome::Skipped,
         // A saved plan's row that no longer holds (see `prune::against_saved`).
         Action::Create | Action::Update | Action::Remove => Outcome::Stale,
     };

@@ -27,6 +27,9 @@ pub enum Action {
     Remove,
     /// Cannot be made in place; nothing written for it.
     Conflict,
+    /// `sync`: a member that cannot be an agent (no usable primary email), with why;
+    /// nothing written for it, never guessed.
+    Skip,
 }
 
 impl Action {
@@ -38,6 +41,7 @@ impl Action {
             Action::Unchanged => "unchanged",
             Action::Remove => "remove",
             Action::Conflict => "conflict",
+            Action::Skip => "skip",
         }
     }
 }
