@@ -562,6 +562,13 @@ impl Sink for ApplySink<'_> {
     }
     fn finished(&mut self, agent: &AgentResult) {
         let mut a = agent.clone();
+        // `sync`'s removals are planned by the exact Connect username; offboarding reports
+        // its normalised email.
+        if !self.actions.contains_key(&a.email) {
+            if let Some(k) = (self.actions.keys()).find(|k| k.eq_ignore_ascii_case(&a.email)) {
+                a.email.clone_from(k);
+            }
+        }
         let planned = self.actions.get(&a.email);
         if a.outcome == Outcome::Done {
             a.outcome = match planned.map(|(act, _)| *act) {
