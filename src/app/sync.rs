@@ -331,3 +331,86 @@ fn skip(who: &str, why: String) -> PlanRow {
         detail: Some(why),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sync workflow can neither create nor delete an Identity Center user, nor write
+    /// its names: its identity step is the adopt-only action, and no step is one that writes
+    /// the user.
+    #[test]
+    fn the_sync_workflow_cannot_create_delete_or_rename_the_identity_center_user() {
+        let wf: toml::Value = toml::from_str(BUILTIN_SYNC_WORKFLOW).unwrap();
+        let steps = wf["steps"].as_array().unwrap();
+        let action = |id: &str| {
+            (steps.iter())
+                .find(|s| s["id"].as_str() == Some(id))
+                .and_then(|s| s["action"].as_str())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            action("identity_user").as_deref(),
+            Some(crate::steps::IDENTITY_USER_ADOPTION)
+        );
+        for s in steps {
+            let a = s["action"].as_str().unwrap();
+            assert!(
+                ![
+                    crate::steps::IDENTITY_USER_ACTION,
+                    crate::steps::IDENTITY_USER_REMOVAL,
+                    "identitystore.update_names",
+                ]
+                .contains(&a),
+                "step {} uses {a}",
+                s["id"]
+            );
+        }
+        // Otherwise apply's workflow: the same Connect steps, in the same order.
+        let apply: toml::Value = toml::from_str(super::super::BUILTIN_APPLY_WORKFLOW).unwrap();
+        let ids = |v: &toml::Value| -> Vec<String> {
+            (v["steps"].as_array().unwrap().iter())
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .filter(|id| id != "identity_names")
+                .collect()
+        };
+        assert_eq!(ids(&wf), ids(&apply));
+    }
+
+    fn user(name: &str, primary: Option<&str>, primaries: usize) -> IdentityUser {
+        IdentityUser {
+            id: "u".into(),
+            user_name: name.into(),
+            primary_email: primary.map(String::from),
+            emails: primary.into_iter().map(String::from).collect(),
+            primary_emails: primaries,
+            given_name: "Ana".into(),
+            family_name: "Silva".into(),
+            display_name: "Ana Silva".into(),
+        }
+    }
+
+    #[test]
+    fn the_connect_username_is_the_primary_email_or_the_user_name_exactly_never_guessed() {
+        let u = user("asilva", Some("Ana.Silva@Example.com"), 1);
+        assert_eq!(
+            exact_names(&u, RoleSessionName::Email).unwrap(),
+            (
+                "Ana.Silva@Example.com".into(),
+                "Ana.Silva@Example.com".into()
+            )
+        );
+        assert_eq!(
+            exact_names(&u, RoleSessionName::UserName).unwrap().1,
+            "asilva"
+        );
+        let why = exact_names(&user("asilva", None, 0), RoleSessionName::Email).unwrap_err();
+        assert!(why.contains("no primary email"), "{why}");
+        let why = exact_names(
+            &user("asilva", Some("a@example.com"), 2),
+            RoleSessionName::Email,
+        )
+        .unwrap_err();
+        assert!(why.contains("2 emails flagged primary"), "{why}");
+    }
+}
