@@ -30,7 +30,7 @@ use super::{Error, NewRun};
 pub const BUILTIN_SYNC_WORKFLOW: &str = include_str!("../../workflows/sync-agent.toml");
 
 /// The desired agents of the mapped groups.
-pub(super) struct Members {
+pub(crate) struct Members {
     /// One row per desired agent, in the groups' order.
     pub rows: Vec<RosterRow>,
     /// Members that cannot be agents, as `skip` rows with why.

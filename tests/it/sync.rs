@@ -449,3 +449,42 @@ async fn sync_skips_a_member_without_a_primary_email_and_says_why() {
     );
     assert!(connect_user(env, BO).is_some(), "the others synced");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_plan_is_applied_exactly_by_apply_plan_and_a_leaver_since_is_stale() {
+    let w = idp().await;
+    let env = &w.env;
+    let idu_before = identity_user_count(env);
+    let out = env.run(&["sync", "--dry-run", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["source"], "sync");
+    let plan = env.dir.path().join("plan.json");
+    std::fs::write(&plan, &out.stdout).unwrap();
+    // Since the plan: cy left every mapped group; a new member joined (not in the plan).
+    w.leave(&w.sups, CY);
+    let mut w = w;
+    w.add_user("dee@example.com", "dee@example.com", "Dee", "Moss");
+    let t = w.tier1.clone();
+    w.join(&t, "dee@example.com");
+    let env = &w.env;
+    let out = env
+        .run(&["apply", "--plan", path_str(&plan), "--json"])
+        .await;
+    assert_eq!(out.code, 1, "a stale agent: {out:?}");
+    assert_eq!(
+        out.json()["outcomes"],
+        json!({"created": 2, "stale": 1}),
+        "{out:?}"
+    );
+    assert!(
+        connect_user(env, ANA).is_some(),
+        "created with its exact username"
+    );
+    assert!(connect_user(env, BO).is_some());
+    assert!(connect_user(env, CY).is_none(), "stale: nothing written");
+    assert!(
+        connect_user(env, "dee@example.com").is_none(),
+        "exactly the plan"
+    );
+    assert_eq!(identity_user_count(env), idu_before + 1, "only dee, seeded");
+}

@@ -116,7 +116,12 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let config = ctx.config()?;
-    let sync = matches!(opts.source, ApplySource::Groups);
+    // `sync`, or a plan that `sync` made: its workflow, its members, its removals.
+    let sync = match &opts.source {
+        ApplySource::Groups => true,
+        ApplySource::Plan(path) => SavedPlan::made_by_sync(path),
+        ApplySource::File(_) => false,
+    };
     let new = ctx
         .new_run(match sync {
             true => WorkflowSource::Sync,
@@ -128,16 +133,12 @@ pub async fn apply(
         identity_store_id: new.target.identity_store_id.clone(),
         group: new.target.group.clone(),
     };
-    let mut desired = Desired::read(opts, &here)?;
+    let mut desired = Desired::read(opts, &here, sync)?;
     let snapshot = bulk_read(&new.clients, &new.target).await?;
     let mut planning = Planning::default();
     if sync {
-        let groups = super::sync::desired(config, &new, &snapshot).await?;
-        desired.rows = groups.rows;
-        desired.kept = groups.kept;
-        for p in groups.skipped {
-            planning.decided(p);
-        }
+        let members = super::sync::desired(config, &new, &snapshot).await?;
+        desired.members(members, &mut planning);
     }
     let planner = plan::Planner::new(
         &new.target,
@@ -159,7 +160,10 @@ pub async fn apply(
     };
     let mut rows = planning.plan_rows.clone();
     rows.extend(removals.iter().cloned());
-    let saved = SavedPlan::new(here, desired.prune, rows);
+    let saved = match sync {
+        true => SavedPlan::new(here, desired.prune, rows).of_sync(),
+        false => SavedPlan::new(here, desired.prune, rows),
+    };
     let mut report = ApplyReport {
         dry_run: opts.run.dry_run,
         plan: saved.plan.clone(),
@@ -186,6 +190,7 @@ pub async fn apply(
             snapshot,
             opts,
             settings,
+            sync,
         };
         run.run(planning, removals, sink, &mut report).await?;
     }
@@ -208,8 +213,9 @@ struct Desired {
 }
 
 impl Desired {
-    /// Every row, every problem of the file at once (planned later, never run).
-    fn read(opts: &ApplyOptions, here: &PlanTarget) -> Result<Desired, Error> {
+    /// Every row, every problem of the file at once (planned later, never run). `sync`: the
+    /// rows are the mapped groups' members, read after the bulk read (`members`).
+    fn read(opts: &ApplyOptions, here: &PlanTarget, sync: bool) -> Result<Desired, Error> {
         let mut d = match &opts.source {
             ApplySource::File(path) => {
                 let (rows, unread) = roster::read(path, opts.clear_empty)?;
@@ -230,10 +236,13 @@ impl Desired {
             ApplySource::Plan(path) => {
                 let saved = SavedPlan::load(path, here)?;
                 let file = path.display().to_string();
-                let rows = (saved.plan.iter().enumerate())
-                    .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
-                    .map(|(i, p)| plan::row_of_plan(&file, i, p))
-                    .collect();
+                let rows = match sync {
+                    true => Vec::new(),
+                    false => (saved.plan.iter().enumerate())
+                        .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
+                        .map(|(i, p)| plan::row_of_plan(&file, i, p))
+                        .collect(),
+                };
                 Desired {
                     rows,
                     unread: Vec::new(),
@@ -253,6 +262,42 @@ impl Desired {
         };
         duplicates(&mut d.rows);
         Ok(d)
+    }
+
+    /// `sync`: the mapped groups' members as the rows. A saved plan of `sync` plans only the
+    /// agents it creates or updates, from what the members are now (`prune::against_saved`
+    /// then judges them); one that is no longer a member is stale. Every member (and every
+    /// skipped one) is kept from the removals.
+    fn members(&mut self, members: super::sync::Members, planning: &mut Planning) {
+        use crate::agent::fold::fold;
+        self.kept = members.kept;
+        let Some(saved) = &self.saved else {
+            self.rows = members.rows;
+            for p in members.skipped {
+                planning.decided(p);
+            }
+            return;
+        };
+        self.kept.extend(
+            (members.rows.iter()).filter_map(|r| r.exact.as_ref().map(|x| fold(&x.username))),
+        );
+        let planned: Vec<&PlanRow> = (saved.plan.iter())
+            .filter(|p| matches!(p.action, Action::Create | Action::Update))
+            .collect();
+        for p in &planned {
+            if !members.rows.iter().any(|r| r.email == p.agent) {
+                planning.decided(PlanRow {
+                    detail: Some(
+                        "no longer a member of a mapped group (or no longer a usable agent); nothing was written for this agent"
+                            .into(),
+                    ),
+                    ..(*p).clone()
+                });
+            }
+        }
+        self.rows = (members.rows.into_iter())
+            .filter(|r| planned.iter().any(|p| p.agent == r.email))
+            .collect();
     }
 
     /// The saved plan's row of an agent, if a saved plan is applied.
@@ -370,6 +415,8 @@ struct Running<'a> {
     snapshot: Arc<Snapshot>,
     opts: &'a ApplyOptions,
     settings: &'a RunSettings,
+    /// `sync`: removals delete the Connect user alone.
+    sync: bool,
 }
 
 impl Running<'_> {
@@ -416,8 +463,15 @@ impl Running<'_> {
         let ran = run_rows(self.ctx, phase, &mut out).await?;
         report.run_id = ran.run_id;
         if !removals.is_empty() {
-            report.prune_run_id =
-                prune::run(self.ctx, &removals, self.opts, self.settings, &mut out).await?;
+            report.prune_run_id = prune::run(
+                self.ctx,
+                &removals,
+                self.opts,
+                self.settings,
+                self.sync,
+                &mut out,
+            )
+            .await?;
         }
         report.outcomes = out.outcomes;
         report.agents = out.agents;

@@ -159,15 +159,16 @@ pub(super) async fn run(
     removals: &[PlanRow],
     opts: &ApplyOptions,
     settings: &RunSettings,
+    sync: bool,
     sink: &mut dyn Sink,
 ) -> Result<Option<String>, Error> {
     let off = OffboardOptions {
         emails: removals.iter().map(|r| r.agent.clone()).collect(),
         file: None,
         // `sync`: the Connect user alone (the identity provider owns the Identity Center user).
-        sides: match opts.source {
-            super::ApplySource::Groups => Sides::ConnectOnly,
-            _ => Sides::Both,
+        sides: match sync {
+            true => Sides::ConnectOnly,
+            false => Sides::Both,
         },
         keep_identity_user: false,
         run: RunOptions {
