@@ -488,3 +488,36 @@ async fn a_sync_plan_is_applied_exactly_by_apply_plan_and_a_leaver_since_is_stal
     );
     assert_eq!(identity_user_count(env), idu_before + 1, "only dee, seeded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_sync_resumes_and_its_rollback_never_deletes_an_identity_center_user() {
+    let w = idp().await;
+    let env = &w.env;
+    let idu_before = identity_user_count(env);
+    let out = env
+        .run_with(
+            &["sync", "--concurrency", "1"],
+            &[("CONNECT_ONBOARD_CRASH_AT", "after_write:connect_user")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "the process died: {out:?}");
+    let st = env.status_json().await;
+    let run = &st["runs"].as_array().unwrap()[0];
+    assert_eq!(run["workflow"], "sync-agent", "{st:#}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let out = env.run(&["resume"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for who in [ANA, BO, CY] {
+        assert!(connect_user(env, who).is_some(), "{who}");
+    }
+    assert_eq!(env.applied("connect:CreateUser"), 3, "each created once");
+    // The run's rollback removes the Connect users it created; the Identity Center users
+    // were adopted (the identity provider's), so they stay.
+    let out = env.run(&["rollback", &run_id, "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for who in [ANA, BO, CY] {
+        assert!(connect_user(env, who).is_none(), "{who}");
+    }
+    assert_eq!(identity_user_count(env), idu_before);
+    assert_eq!(env.applied("identitystore:DeleteUser"), 0);
+}
