@@ -513,7 +513,7 @@ fn sync_world(leavers: usize, group: bool) -> Seed {
             ..Default::default()
         });
     }
-    let mut join = |s: &mut Seed, g: &str, u: &str| {
+    let join = |s: &mut Seed, g: &str, u: &str| {
         s.memberships.push(SeedMembership {
             group: g.into(),
             user: u.into(),
