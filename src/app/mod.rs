@@ -53,6 +53,7 @@ pub use runs::{
 };
 pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
+pub use sync::BUILTIN_SYNC_WORKFLOW;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
