@@ -521,3 +521,27 @@ async fn a_killed_sync_resumes_and_its_rollback_never_deletes_an_identity_center
     assert_eq!(identity_user_count(env), idu_before);
     assert_eq!(env.applied("identitystore:DeleteUser"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_role_session_name_user_name_the_connect_username_is_the_user_name_exactly() {
+    let env = Env::with(
+        Seed::default(),
+        &format!("[identity_center]\nrole_session_name = \"user_name\"\n{MAPPING}"),
+    )
+    .await;
+    env.sb.seed_world(|w| {
+        let g = w.add_group("Tier1-Agents").unwrap();
+        w.add_group("Supervisors").unwrap();
+        let u = w.add_identity_user("ASilva", ANA, "Ana", "Silva").unwrap();
+        w.add_membership(&g, &u).unwrap();
+    });
+    let out = env.run(&["sync", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        connect_user(&env, "ASilva").is_some(),
+        "the UserName, case kept"
+    );
+    assert!(connect_user(&env, ANA).is_none());
+    let out = env.run(&["sync", "--json"]).await;
+    assert_eq!(out.json()["outcomes"], json!({"unchanged": 1}), "{out:?}");
+}
