@@ -184,6 +184,11 @@ async fn sync_two_groups_union_of_security_profiles_and_the_first_groups_routing
             "{who} in ConnectAgents: {world:#?}"
         );
     }
+    // doctor and drift see synced agents as any onboarded agent: complete.
+    let out = env.run(&["drift", "--json"]).await;
+    assert_eq!(out.code, 0, "every agent complete: {out:?}");
+    let out = env.run(&["doctor", ANA]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     // A second sync: everything unchanged, zero writes.
     let before = writes(env);
     let out = env.run(&["sync", "--json"]).await;
