@@ -34,6 +34,8 @@ pub enum PolicyFor {
     Offboard,
     /// `apply` (with `--prune`).
     Apply,
+    /// `sync` (with `--prune`).
+    Sync,
     /// `doctor`.
     Doctor,
     /// `drift`.
@@ -44,12 +46,13 @@ pub enum PolicyFor {
 
 impl PolicyFor {
     /// Every value, in `iam-policy --for`'s order.
-    pub const EVERY: [PolicyFor; 8] = [
+    pub const EVERY: [PolicyFor; 9] = [
         PolicyFor::Onboard,
         PolicyFor::Batch,
         PolicyFor::Migrate,
         PolicyFor::Offboard,
         PolicyFor::Apply,
+        PolicyFor::Sync,
         PolicyFor::Doctor,
         PolicyFor::Drift,
         PolicyFor::All,
@@ -63,6 +66,7 @@ impl PolicyFor {
             PolicyFor::Migrate => "migrate",
             PolicyFor::Offboard => "offboard",
             PolicyFor::Apply => "apply",
+            PolicyFor::Sync => "sync",
             PolicyFor::Doctor => "doctor",
             PolicyFor::Drift => "drift",
             PolicyFor::All => "all",
@@ -95,6 +99,22 @@ const IDENTITY_CENTER: &[&str] = &[
     "identitystore:DescribeUser",
     "identitystore:CreateUser",
     "identitystore:DeleteUser",
+    "identitystore:GetGroupId",
+    "identitystore:CreateGroup",
+    "identitystore:GetGroupMembershipId",
+    "identitystore:CreateGroupMembership",
+    "identitystore:DeleteGroupMembership",
+    "sso:DescribeApplicationAssignment",
+    "sso:CreateApplicationAssignment",
+    "sso:DeleteApplicationAssignment",
+];
+
+/// `sync`'s Identity Center calls for one agent: the user adopted (never created, deleted
+/// or updated: the identity provider owns it), its membership of the agents' group and the
+/// application assignment, with their compensations.
+const SYNC_IDENTITY_CENTER: &[&str] = &[
+    "identitystore:GetUserId",
+    "identitystore:DescribeUser",
     "identitystore:GetGroupId",
     "identitystore:CreateGroup",
     "identitystore:GetGroupMembershipId",
@@ -172,6 +192,28 @@ pub const ACTIONS: &[(PolicyFor, &[&[&str]])] = &[
                 "connect:TagResource",
                 "connect:UntagResource",
                 "identitystore:UpdateUser",
+            ],
+        ],
+    ),
+    // apply's, with the mapped groups read (ListGroups, ListGroupMemberships) and the
+    // Identity Center user adopted only; --prune deletes the Connect user alone.
+    (
+        PolicyFor::Sync,
+        &[
+            PREFLIGHT,
+            CONNECT_LOOKUPS,
+            CONNECT_CREATE,
+            SYNC_IDENTITY_CENTER,
+            BULK,
+            &[
+                "identitystore:ListGroups",
+                "connect:UpdateUserRoutingProfile",
+                "connect:UpdateUserSecurityProfiles",
+                "connect:UpdateUserHierarchy",
+                "connect:UpdateUserPhoneConfig",
+                "connect:UpdateUserIdentityInfo",
+                "connect:TagResource",
+                "connect:UntagResource",
             ],
         ],
     ),

@@ -27,6 +27,7 @@ mod phase;
 mod runs;
 mod state;
 mod status;
+mod sync;
 
 pub use crate::aws::retry::{Wait, WaitFn};
 /// The name under which the CLI hands a password to the steps (in memory only).
@@ -54,6 +55,7 @@ pub use runs::{
 };
 pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
+pub use sync::BUILTIN_SYNC_WORKFLOW;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -410,6 +412,8 @@ pub(crate) enum WorkflowSource {
     Offboard,
     /// The built-in apply workflow (`apply`: create, complete and update agents).
     Apply,
+    /// The built-in sync workflow (`sync`: apply's, adopting the Identity Center user).
+    Sync,
 }
 
 impl Context {
@@ -440,6 +444,12 @@ impl Context {
             WorkflowSource::Apply => Workflow::parse(
                 apply::BUILTIN_APPLY_WORKFLOW,
                 "built-in apply-agent",
+                &steps::registry(&placeholder),
+            )
+            .map_err(|e| Error::Input(e.to_string()))?,
+            WorkflowSource::Sync => Workflow::parse(
+                sync::BUILTIN_SYNC_WORKFLOW,
+                "built-in sync-agent",
                 &steps::registry(&placeholder),
             )
             .map_err(|e| Error::Input(e.to_string()))?,

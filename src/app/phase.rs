@@ -751,7 +751,11 @@ async fn result_of(
             steps::CONNECT_USER_ACTIONS[1],
             steps::CONNECT_USER_REMOVAL,
         ]),
-        identity_user_id: id_of(&[steps::IDENTITY_USER_ACTION, steps::IDENTITY_USER_REMOVAL]),
+        identity_user_id: id_of(&[
+            steps::IDENTITY_USER_ACTION,
+            steps::IDENTITY_USER_ADOPTION,
+            steps::IDENTITY_USER_REMOVAL,
+        ]),
         error: row.last_error,
         portal_url: (row.state == AgentState::Done && wf.irreversible_steps().is_empty())
             .then(|| target.portal_url.clone()),

@@ -222,6 +222,33 @@ impl IdentityStoreApi for SdkIdentityStore {
         }
     }
 
+    async fn list_groups(&self, store: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = send_once!(
+                self.1,
+                "identitystore:ListGroups",
+                self.0
+                    .list_groups()
+                    .identity_store_id(store)
+                    .max_results(100)
+                    .set_next_token(token.take()),
+                no_reason
+            )?;
+            out.extend((page.groups().iter()).map(|g| {
+                (
+                    g.group_id().to_string(),
+                    g.display_name().unwrap_or_default().to_string(),
+                )
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn list_memberships(&self, store: &str, group_id: &str) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;

@@ -334,6 +334,10 @@ pub trait IdentityStoreApi: Send + Sync {
     async fn list_users(&self, store: &str) -> Result<Vec<IdentityUser>> {
         Err(AwsError::unsupported("identitystore:ListUsers", store))
     }
+    /// ListGroups, every page: (group id, display name) of every group.
+    async fn list_groups(&self, store: &str) -> Result<Vec<(String, String)>> {
+        Err(AwsError::unsupported("identitystore:ListGroups", store))
+    }
     /// ListGroupMemberships, every page: (membership id, user id) of the group's members.
     async fn list_memberships(
         &self,

@@ -50,7 +50,7 @@ pub(super) async fn apply(g: &GlobalArgs, a: ApplyArgs) -> Result<u8, app::Error
         if yes {
             return Ok(());
         }
-        print_removals(removals);
+        print_removals("apply --prune", removals);
         confirm_on_terminal("Remove the agents listed above?", "apply --prune")
     };
     let mut sink = Slot(&slot);
@@ -64,8 +64,8 @@ pub(super) async fn apply(g: &GlobalArgs, a: ApplyArgs) -> Result<u8, app::Error
     Ok(exit::for_apply(&report))
 }
 
-fn print_removals(removals: &[app::PlanRow]) {
-    eprintln!("apply --prune removes {} agent(s):", removals.len());
+pub(super) fn print_removals(command: &str, removals: &[app::PlanRow]) {
+    eprintln!("{command} removes {} agent(s):", removals.len());
     for r in removals {
         eprintln!(
             "  remove {}: {}",
@@ -85,7 +85,7 @@ fn shown(v: &serde_json::Value) -> String {
 }
 
 /// The plan (dry run) or the run's outcomes, or the report as JSON.
-fn print_apply(r: &app::ApplyReport, json: bool) {
+pub(super) fn print_apply(r: &app::ApplyReport, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
         let line = if r.dry_run {

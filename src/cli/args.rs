@@ -142,6 +142,11 @@ pub(crate) enum Command {
     /// it; or apply a saved plan (--plan) exactly.
     #[command(override_usage = "connect-onboard apply (FILE | --plan PLAN.json) [OPTIONS]")]
     Apply(Box<ApplyArgs>),
+    /// Provision Connect from the identity provider: every direct member of a mapped
+    /// Identity Center group (`[[sync.groups]]`) is a desired agent, converged as `apply`
+    /// converges a roster; the Identity Center user is adopted, never created or deleted;
+    /// with --prune, the Connect users of members who left every mapped group are deleted.
+    Sync(Box<SyncArgs>),
     /// Try every failed, rolled-back or interrupted agent again, after fixing the cause.
     Retry {
         /// Run id (all runs when absent).
@@ -379,6 +384,34 @@ pub(crate) struct ApplyArgs {
     pub(crate) concurrency: usize,
     /// On a permanent failure: restore and remove what this agent's run changed and
     /// created, or keep it.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub(crate) on_failure: OnFailureArg,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SyncArgs {
+    /// Print the plan (per agent: create, update with each change, unchanged, remove,
+    /// conflict, skip) without writing anything; with --json, the saved plan.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Delete the Connect users of members who left every mapped group (still in the
+    /// agents' group `identity_center.group`); their Identity Center users are never touched.
+    #[arg(long)]
+    pub(crate) prune: bool,
+    /// Allow up to N removals past the guard (10 % of the managed agents or 25).
+    #[arg(long, value_name = "N", requires = "prune")]
+    pub(crate) max_remove: Option<usize>,
+    /// Remove without asking (required off a terminal when the plan removes agents).
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Write one row per agent to FILE (.csv, or .json/.jsonl for JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Agents in flight at once (the per-API rate limits hold each quota).
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
+    pub(crate) concurrency: usize,
+    /// On a permanent failure: restore what this agent's run changed and remove the
+    /// Connect user it created, or keep it.
     #[arg(long, value_enum, default_value = "rollback")]
     pub(crate) on_failure: OnFailureArg,
 }

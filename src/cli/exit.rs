@@ -87,7 +87,9 @@ pub fn for_batch(r: &app::BatchReport) -> u8 {
 /// agent planned without conflict) and no row was invalid; else 1 (failed, stale, conflict,
 /// skipped, interrupted).
 pub fn for_apply(r: &app::ApplyReport) -> u8 {
-    let planned_clean = r.dry_run && !r.saved.counts.contains_key(&app::ApplyAction::Conflict);
+    let planned_clean = r.dry_run
+        && !r.saved.counts.contains_key(&app::ApplyAction::Conflict)
+        && !r.saved.counts.contains_key(&app::ApplyAction::Skip);
     if r.outcomes.contains_key(&app::Outcome::NeedsAttention) {
         NEEDS_ATTENTION
     } else if r.invalid.is_empty()

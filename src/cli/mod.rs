@@ -14,6 +14,7 @@ pub mod exit;
 mod files;
 mod meter;
 mod output;
+mod sync;
 
 use std::io::{IsTerminal, Read};
 
@@ -217,6 +218,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         }
         Command::Offboard(a) => offboard(g, *a).await,
         Command::Apply(a) => apply::apply(g, *a).await,
+        Command::Sync(a) => sync::sync(g, *a).await,
         Command::Retry {
             run_id,
             from,

@@ -13,6 +13,7 @@
 //! / `AWS_ENDPOINT_URL_SSO_ADMIN` environment variables; credentials and profile
 //! come from the standard AWS chain.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -85,6 +86,9 @@ pub struct Config {
     /// and whether a shared store's budget is drawn from (`shared`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimitsSection>,
+    /// `[sync]`: the Identity Center groups `sync` provisions Connect agents from.
+    #[serde(default, skip_serializing_if = "SyncConfig::is_empty")]
+    pub sync: SyncConfig,
 }
 
 /// `[rate_limits]`: `"service:Operation" = { rate, burst }` rules, and `shared`.
@@ -98,6 +102,47 @@ pub struct RateLimitsSection {
     /// The rules.
     #[serde(flatten)]
     pub rules: RateLimits,
+}
+
+/// `[sync]`: the mapping of Identity Center groups to Connect fields.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// `[[sync.groups]]`, in precedence order (the first group listed wins a field).
+    pub groups: Vec<SyncGroup>,
+}
+
+impl SyncConfig {
+    /// No group is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// `[[sync.groups]]`: every direct member of `group` is a desired agent with these fields
+/// (a field left out is left as it is on an existing agent, and takes `[defaults]` on a new
+/// one).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncGroup {
+    /// The Identity Center group: its display name or its id.
+    pub group: String,
+    /// Routing profile: name or id.
+    pub routing_profile: String,
+    /// Security profiles: 1 to 10 names or ids.
+    pub security_profiles: Vec<String>,
+    /// Agent hierarchy group: name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hierarchy_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_type: Option<crate::agent::PhoneType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_accept: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acw_timeout: Option<i64>,
+    /// Tags set (added or changed) on every member's Connect user; others are kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -344,6 +389,7 @@ path = ".connect-onboard/state.db"
 pub fn sandbox() -> Config {
     Config {
         rate_limits: None,
+        sync: SyncConfig::default(),
         connect: ConnectConfig {
             instance_id: SANDBOX_INSTANCE_ID.to_string(),
             region: Some(SANDBOX_REGION.to_string()),
@@ -394,6 +440,7 @@ impl Config {
         identity_center_id_violations(&self.identity_center, &mut out);
         identity_center_name_violations(&self.identity_center, &mut out);
         defaults_violations(&self.defaults, &mut out);
+        sync_violations(&self.sync, &mut out);
         // [state]
         if self.state.path.as_os_str().is_empty() {
             bad(&mut out, "state.path", "", "must not be empty".to_string());
@@ -619,6 +666,61 @@ fn defaults_violations(d: &Defaults, out: &mut Vec<Violation>) {
     }
 }
 
+/// `[[sync.groups]]`: each group's fields by the rules of `[defaults]`; a group mapped twice.
+fn sync_violations(sync: &SyncConfig, out: &mut Vec<Violation>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, g) in sync.groups.iter().enumerate() {
+        let key = |k: &str| format!("sync.groups[{i}].{k}");
+        let name = g.group.trim();
+        if name.is_empty() {
+            bad(
+                out,
+                &key("group"),
+                &g.group,
+                "must be an Identity Center group display name or id".into(),
+            );
+        } else if seen.contains(&name) {
+            bad(
+                out,
+                &key("group"),
+                &g.group,
+                "is mapped twice: one [[sync.groups]] per group (the order is the precedence)"
+                    .into(),
+            );
+        }
+        seen.push(name);
+        if g.routing_profile.trim().is_empty() {
+            bad(
+                out,
+                &key("routing_profile"),
+                &g.routing_profile,
+                "must be a non-empty routing profile name or id".into(),
+            );
+        }
+        if let Err(vs) = check_security_profiles(&key("security_profiles"), &g.security_profiles) {
+            for v in vs {
+                bad(out, &v.field, &v.raw, v.rule);
+            }
+        }
+        if let Some(h) = g.hierarchy_group.as_deref().filter(|h| h.trim().is_empty()) {
+            bad(
+                out,
+                &key("hierarchy_group"),
+                h,
+                "must not be empty when given; omit the key instead".into(),
+            );
+        }
+        if let Some(t) = g.acw_timeout {
+            if let Err(v) = check_acw_timeout(&key("acw_timeout"), t) {
+                bad(out, &v.field, &v.raw, v.rule);
+            }
+        }
+        for v in check_tags(&key("tags"), &g.tags) {
+            bad(out, &v.field, &v.raw, v.rule);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +780,43 @@ mod tests {
             }
             other => panic!("expected Parse error containing {needle:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn sync_groups_parse_in_order_and_are_checked() {
+        let c = parse(&with_connect(
+            "[[sync.groups]]\ngroup = \"Tier1-Agents\"\nrouting_profile = \"Basic Routing Profile\"\nsecurity_profiles = [\"Agent\"]\nhierarchy_group = \"Tier 1\"\n[[sync.groups]]\ngroup = \"Supervisors\"\nrouting_profile = \"Supervisor Routing\"\nsecurity_profiles = [\"Agent\", \"CallCenterManager\"]\nphone_type = \"desk\"\nauto_accept = true\nacw_timeout = 30\ntags = { team = \"sup\" }\n",
+        ))
+        .unwrap();
+        let g = &c.sync.groups;
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].group, "Tier1-Agents");
+        assert_eq!(g[0].hierarchy_group.as_deref(), Some("Tier 1"));
+        assert_eq!(g[1].security_profiles, ["Agent", "CallCenterManager"]);
+        assert_eq!(g[1].phone_type, Some(PhoneType::Desk));
+        assert_eq!(g[1].acw_timeout, Some(30));
+        expect_parse_error(
+            parse(&with_connect(
+                "[[sync.groups]]\ngroup = \"A\"\nrouting_profile = \"R\"\nsecurity_profiles = [\"Agent\"]\nrouting = \"x\"\n",
+            )),
+            "unknown field `routing`",
+        );
+        expect_invalid(
+            parse(&with_connect(
+                "[[sync.groups]]\ngroup = \"A\"\nrouting_profile = \"R\"\nsecurity_profiles = []\n",
+            )),
+            "sync.groups[0].security_profiles",
+            "[]",
+            "1 to 10",
+        );
+        expect_invalid(
+            parse(&with_connect(
+                "[[sync.groups]]\ngroup = \"A\"\nrouting_profile = \"R\"\nsecurity_profiles = [\"Agent\"]\n[[sync.groups]]\ngroup = \"A\"\nrouting_profile = \"R\"\nsecurity_profiles = [\"Agent\"]\n",
+            )),
+            "sync.groups[1].group",
+            "A",
+            "mapped twice",
+        );
     }
 
     #[test]

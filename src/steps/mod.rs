@@ -18,6 +18,7 @@
 mod app_assignment;
 mod classify;
 mod connect_user;
+mod existing_identity_user;
 mod existing_user;
 mod group_membership;
 mod identity_user;
@@ -41,6 +42,7 @@ use crate::engine::{Action, Found, Outputs, Registry, StepContext, StepError};
 
 pub use app_assignment::AssignApplication;
 pub use connect_user::CreateConnectUser;
+pub use existing_identity_user::AdoptIdentityUser;
 pub use existing_user::AdoptConnectUser;
 pub use group_membership::AddGroupMembership;
 pub use identity_user::CreateIdentityUser;
@@ -134,6 +136,10 @@ pub const CONNECT_USER_ACTIONS: [&str; 2] = [PASSWORD_ACTION, "connect.existing_
 /// The action whose step makes the agent's Identity Store user.
 pub const IDENTITY_USER_ACTION: &str = "identitystore.user";
 
+/// The action whose step adopts the agent's Identity Store user, never creating or deleting
+/// it (`sync`: the identity provider owns it).
+pub const IDENTITY_USER_ADOPTION: &str = "identitystore.existing_user";
+
 /// The built-in actions, by the names workflow files use.
 pub fn registry(env: &Env) -> Registry<Subject> {
     let mut r: Registry<Subject> = BTreeMap::new();
@@ -148,6 +154,10 @@ pub fn registry(env: &Env) -> Registry<Subject> {
     r.insert(
         IDENTITY_USER_ACTION.into(),
         Arc::new(Paced(CreateIdentityUser(env.clone()))),
+    );
+    r.insert(
+        IDENTITY_USER_ADOPTION.into(),
+        Arc::new(Paced(AdoptIdentityUser(env.clone()))),
     );
     r.insert(
         "identitystore.group_membership".into(),

@@ -163,6 +163,101 @@ async fn a_user_found_only_by_email_is_ours_when_its_user_name_is_the_email() {
     assert_eq!(found, Found::Match(outputs([("user_id", "u-1")])));
 }
 
+/// An identity store that holds nobody.
+struct Nobody;
+
+#[async_trait::async_trait]
+impl IdentityStoreApi for Nobody {
+    async fn user_id_by_name(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+        Ok(None)
+    }
+    async fn user_id_by_email(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+        Ok(None)
+    }
+    async fn describe_user(&self, _: &str, _: &str) -> crate::aws::Result<Option<IdUser>> {
+        Ok(None)
+    }
+    async fn create_user(&self, _: &str, _: &NewIdentityUser<'_>) -> crate::aws::Result<String> {
+        unreachable!("sync never creates an Identity Center user")
+    }
+    async fn delete_user(&self, _: &str, _: &str) -> crate::aws::Result<()> {
+        unreachable!("sync never deletes an Identity Center user")
+    }
+    async fn group_id(&self, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+        unreachable!("lookups only")
+    }
+    async fn create_group(&self, _: &str, _: &str, _: &str) -> crate::aws::Result<String> {
+        unreachable!("lookups only")
+    }
+    async fn membership_id(&self, _: &str, _: &str, _: &str) -> crate::aws::Result<Option<String>> {
+        unreachable!("lookups only")
+    }
+    async fn create_membership(&self, _: &str, _: &str, _: &str) -> crate::aws::Result<String> {
+        unreachable!("lookups only")
+    }
+    async fn delete_membership(&self, _: &str, _: &str) -> crate::aws::Result<()> {
+        unreachable!("lookups only")
+    }
+}
+
+#[tokio::test]
+async fn syncs_identity_user_step_adopts_only_a_missing_user_is_a_conflict_never_created() {
+    let env = Env {
+        connect: Arc::new(Unused),
+        identity_store: Arc::new(Nobody),
+        sso_admin: Arc::new(Unused),
+        instance_id: "i".into(),
+        identity_store_id: "d-1234567890".into(),
+        application_arn: "a".into(),
+        group: "ConnectAgents".into(),
+        assignment: AssignmentMode::Group,
+        snapshot: None,
+    };
+    let spec = crate::agent::validate(
+        &crate::agent::AgentInput {
+            email: "Ana@Example.com".into(),
+            first_name: "Ana".into(),
+            last_name: "Silva".into(),
+            ..Default::default()
+        },
+        &crate::agent::Defaults::default(),
+        crate::agent::IdentityMode::Saml,
+    )
+    .unwrap();
+    let subject = Subject {
+        agent: spec,
+        routing_profile_id: "rp".into(),
+        security_profile_ids: vec!["sp".into()],
+        hierarchy_group_id: None,
+        identity_user_name: Some("Ana@Example.com".into()),
+        leaver: None,
+        changes: Default::default(),
+    };
+    let inputs = Outputs::new();
+    let secrets = crate::engine::Secrets::default();
+    let cx = StepContext {
+        subject: &subject,
+        inputs: &inputs,
+        secrets: &secrets,
+        attempt: 1,
+    };
+    // Onboarding's step would create it; sync's says it is missing and stops.
+    let onboarding = CreateIdentityUser(env.clone()).lookup(&cx).await.unwrap();
+    assert_eq!(onboarding, Found::Absent);
+    let adopt = AdoptIdentityUser(env);
+    match adopt.lookup(&cx).await.unwrap() {
+        Found::Conflict(why) => assert!(why.contains("never creates one"), "{why}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let e = adopt.create(&cx).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permanent);
+    let e = adopt
+        .delete(&cx, &outputs([("user_id", "u-1")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permanent);
+}
+
 fn err(code: &str, status: u16) -> AwsError {
     AwsError {
         code: code.into(),

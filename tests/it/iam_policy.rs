@@ -105,9 +105,9 @@ async fn policy_actions(env: &Env, command: &str) -> BTreeSet<String> {
         .flat_map(|s| s["Action"].as_array().unwrap().iter())
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    // Tag-on-create authorizes CreateUser with tags as TagResource too; `apply` also calls
-    // TagResource itself (its tag updates), so there it is an observed operation.
-    if actions.contains("connect:CreateUser") && command != "apply" {
+    // Tag-on-create authorizes CreateUser with tags as TagResource too; `apply` and `sync`
+    // also call TagResource themselves (their tag updates), so there it is observed.
+    if actions.contains("connect:CreateUser") && command != "apply" && command != "sync" {
         assert!(actions.remove("connect:TagResource"), "tags on create");
     }
     actions
@@ -498,4 +498,138 @@ async fn apply_policy_equals_the_calls_apply_makes() {
         .await,
     );
     assert_policy_matches("apply", seen).await;
+}
+
+/// `sync`'s world: the mapped groups; ana an onboarded agent (other names in Identity Center,
+/// so her Connect names change), ben and dee Identity Center users only (dee in both
+/// groups); `leavers` agents in the agents' group and no mapped group. Without the agents'
+/// group when `group` is false (its membership step creates it).
+fn sync_world(leavers: usize, group: bool) -> Seed {
+    use connect_onboard_sandbox::world::{SeedIdentityGroup, SeedMembership};
+    let mut s = if group { Seed::default() } else { no_group() };
+    for g in ["Tier1-Agents", "Supervisors"] {
+        s.identity_groups.push(SeedIdentityGroup {
+            display_name: g.into(),
+            ..Default::default()
+        });
+    }
+    let join = |s: &mut Seed, g: &str, u: &str| {
+        s.memberships.push(SeedMembership {
+            group: g.into(),
+            user: u.into(),
+            ..Default::default()
+        })
+    };
+    seeds::connect_user(&mut s, "ana@example.com", "Ana", "Silva");
+    seeds::identity_user(
+        &mut s,
+        "ana@example.com",
+        "Ana",
+        "Souza",
+        Some("ana@example.com"),
+    );
+    if group {
+        seeds::member(&mut s, "ana@example.com");
+        seeds::group_assigned(&mut s);
+    }
+    seeds::identity_user(
+        &mut s,
+        "ben@example.com",
+        "Ben",
+        "Ng",
+        Some("ben@example.com"),
+    );
+    seeds::identity_user(
+        &mut s,
+        "dee@example.com",
+        "Dee",
+        "Moss",
+        Some("dee@example.com"),
+    );
+    join(&mut s, "Tier1-Agents", "ana@example.com");
+    join(&mut s, "Tier1-Agents", "ben@example.com");
+    join(&mut s, "Tier1-Agents", "dee@example.com");
+    join(&mut s, "Supervisors", "dee@example.com");
+    for i in 0..leavers {
+        let email = format!("leaver{i}@example.com");
+        seeds::connect_user(&mut s, &email, "Lea", "Ver");
+        seeds::identity_user(&mut s, &email, "Lea", "Ver", Some(&email));
+        seeds::member(&mut s, &email);
+    }
+    s
+}
+
+const SYNC_MAPPING: &str = r#"
+[[sync.groups]]
+group = "Tier1-Agents"
+routing_profile = "Sales Routing Profile"
+security_profiles = ["Agent", "QualityAnalyst"]
+hierarchy_group = "Tier 1"
+auto_accept = true
+acw_timeout = 30
+tags = { team = "blue" }
+
+[[sync.groups]]
+group = "Supervisors"
+routing_profile = "Basic Routing Profile"
+security_profiles = ["CallCenterManager"]
+"#;
+
+#[tokio::test]
+async fn sync_policy_equals_the_calls_sync_makes() {
+    // Creates (the Identity Center user adopted), every kind of update, then the plan
+    // again; rollback (in `observed`) restores every field and deletes what was created.
+    let commands = || vec![cmd(&["sync"]), cmd(&["sync", "--dry-run"])];
+    let fast = "[rate_limits]\n\"connect:*\" = { rate = 100.0, burst = 100 }\n\"identity_center\" = { rate = 400.0, burst = 400 }\n";
+    let mut seen = observed(
+        vec![
+            (sync_world(0, true), SYNC_MAPPING.to_string(), commands()),
+            (
+                sync_world(0, false),
+                format!("{}{SYNC_MAPPING}", user_mode()),
+                commands(),
+            ),
+        ],
+        true,
+    )
+    .await;
+    // --prune: a few removals, then many (the Connect user alone, never the Identity
+    // Center user).
+    seen.extend(
+        observed(
+            vec![
+                (
+                    sync_world(2, true),
+                    format!("{SYNC_MAPPING}{fast}"),
+                    vec![cmd(&["sync", "--prune", "--yes"])],
+                ),
+                (
+                    sync_world(21, true),
+                    format!("{SYNC_MAPPING}{fast}"),
+                    vec![cmd(&["sync", "--prune", "--yes", "--max-remove", "30"])],
+                ),
+            ],
+            false,
+        )
+        .await,
+    );
+    // A killed sync, resumed: the lookups the listing answered once are asked of AWS.
+    let env = Env::with(sync_world(0, true), SYNC_MAPPING).await;
+    let out = env
+        .run_with(
+            &["sync", "--concurrency", "1"],
+            &[("CONNECT_ONBOARD_CRASH_AT", "after_write:connect_user")],
+        )
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    run_ok(&env, &["resume"], 0).await;
+    seen.extend(called(&env));
+    for never in [
+        "identitystore:CreateUser",
+        "identitystore:DeleteUser",
+        "identitystore:UpdateUser",
+    ] {
+        assert!(!seen.contains(never), "sync called {never}");
+    }
+    assert_policy_matches("sync", seen).await;
 }

@@ -263,6 +263,21 @@ async fn the_built_in_workflow_and_every_file_in_workflows_are_valid() {
             assert!(out.stderr.contains("run it with `offboard`"), "{out:?}");
             continue;
         }
+        if name.starts_with("sync") {
+            // `sync` runs the embedded copy (with no [[sync.groups]]: a config error); as an
+            // onboarding workflow, its Identity Center step adopts only: a new agent's
+            // missing user is a conflict, never a create.
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text, connect_onboard::app::BUILTIN_SYNC_WORKFLOW, "{name}");
+            let out = env.run(&["sync", "--dry-run"]).await;
+            assert_eq!(out.code, 2, "{name}: {out:?}");
+            assert!(out.stderr.contains("maps no group"), "{name}: {out:?}");
+            std::fs::copy(&path, &env.workflow).unwrap();
+            let out = env.onboard("a@example.com", &["--dry-run"]).await;
+            assert_eq!(out.code, 1, "{name}: {out:?}");
+            assert!(out.stdout.contains("never creates one"), "{name}: {out:?}");
+            continue;
+        }
         std::fs::copy(&path, &env.workflow).unwrap();
         let out = env.onboard("a@example.com", &["--dry-run"]).await;
         assert_eq!(out.code, 0, "{}: {out:?}", path.display());

@@ -33,4 +33,5 @@ mod runs;
 mod sandbox_cli;
 mod secrets;
 mod state_faults;
+mod sync;
 mod tidy;

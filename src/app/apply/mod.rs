@@ -18,7 +18,7 @@
 mod diff;
 mod plan;
 mod prune;
-mod roster;
+pub(crate) mod roster;
 mod saved;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -48,6 +48,9 @@ pub enum ApplySource {
     File(PathBuf),
     /// A saved plan (`apply --dry-run --json`), applied exactly.
     Plan(PathBuf),
+    /// `sync`: the members of the Identity Center groups of `[[sync.groups]]`, read after
+    /// the bulk read (`super::sync`), run with the sync workflow.
+    Groups,
 }
 
 /// What `apply` was asked to do.
@@ -115,13 +118,24 @@ pub async fn apply(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let config = ctx.config()?;
-    let new = ctx.new_run(WorkflowSource::Apply).await?;
+    // `sync`, or a plan that `sync` made: its workflow, its members, its removals.
+    let sync = match &opts.source {
+        ApplySource::Groups => true,
+        ApplySource::Plan(path) => SavedPlan::made_by_sync(path),
+        ApplySource::File(_) => false,
+    };
+    let new = ctx
+        .new_run(match sync {
+            true => WorkflowSource::Sync,
+            false => WorkflowSource::Apply,
+        })
+        .await?;
     let here = PlanTarget {
         instance_id: new.target.instance_id.clone(),
         identity_store_id: new.target.identity_store_id.clone(),
         group: new.target.group.clone(),
     };
-    let desired = Desired::read(opts, &here)?;
+    let mut desired = Desired::read(opts, &here, sync)?;
     let listing = Listing {
         details: true,
         assignment: true,
@@ -129,6 +143,10 @@ pub async fn apply(
     };
     let snapshot = Arc::new(bulk_read(&new.clients, &new.target, listing).await?);
     let mut planning = Planning::default();
+    if sync {
+        let members = super::sync::desired(config, &new, &snapshot).await?;
+        desired.members(members, &mut planning);
+    }
     let planner = plan::Planner::new(
         &new.target,
         &new.catalog,
@@ -144,12 +162,15 @@ pub async fn apply(
     planning.plan(&planner, &desired).await?;
     refuse_invalid(opts, &planning.rejected)?;
     let removals = match desired.prune {
-        true => planning.removals(&snapshot, &new.target, &desired, opts.max_remove)?,
+        true => planning.removals(&snapshot, &new.target, &desired, opts.max_remove, sync)?,
         false => Vec::new(),
     };
     let mut rows = planning.plan_rows.clone();
     rows.extend(removals.iter().cloned());
-    let saved = SavedPlan::new(here, desired.prune, rows);
+    let saved = match sync {
+        true => SavedPlan::new(here, desired.prune, rows).of_sync(),
+        false => SavedPlan::new(here, desired.prune, rows),
+    };
     let mut report = ApplyReport {
         dry_run: opts.run.dry_run,
         plan: saved.plan.clone(),
@@ -176,6 +197,7 @@ pub async fn apply(
             snapshot,
             opts,
             settings,
+            sync,
         };
         run.run(planning, removals, sink, &mut report).await?;
     }
@@ -193,11 +215,14 @@ struct Desired {
     saved: Option<SavedPlan>,
     /// Removals are planned.
     prune: bool,
+    /// `sync`: who must never be pruned besides the rows (members that were skipped), folded.
+    kept: HashSet<String>,
 }
 
 impl Desired {
-    /// Every row, every problem of the file at once (planned later, never run).
-    fn read(opts: &ApplyOptions, here: &PlanTarget) -> Result<Desired, Error> {
+    /// Every row, every problem of the file at once (planned later, never run). `sync`: the
+    /// rows are the mapped groups' members, read after the bulk read (`members`).
+    fn read(opts: &ApplyOptions, here: &PlanTarget, sync: bool) -> Result<Desired, Error> {
         let mut d = match &opts.source {
             ApplySource::File(path) => {
                 let (rows, unread) = roster::read(path, opts.clear_empty)?;
@@ -212,25 +237,74 @@ impl Desired {
                     unread,
                     saved: None,
                     prune: opts.prune,
+                    kept: HashSet::new(),
                 }
             }
             ApplySource::Plan(path) => {
                 let saved = SavedPlan::load(path, here)?;
                 let file = path.display().to_string();
-                let rows = (saved.plan.iter().enumerate())
-                    .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
-                    .map(|(i, p)| plan::row_of_plan(&file, i, p))
-                    .collect();
+                let rows = match sync {
+                    true => Vec::new(),
+                    false => (saved.plan.iter().enumerate())
+                        .filter(|(_, p)| matches!(p.action, Action::Create | Action::Update))
+                        .map(|(i, p)| plan::row_of_plan(&file, i, p))
+                        .collect(),
+                };
                 Desired {
                     rows,
                     unread: Vec::new(),
                     prune: saved.prune,
                     saved: Some(saved),
+                    kept: HashSet::new(),
                 }
             }
+            // Read after the bulk read (`super::sync::desired`).
+            ApplySource::Groups => Desired {
+                rows: Vec::new(),
+                unread: Vec::new(),
+                saved: None,
+                prune: opts.prune,
+                kept: HashSet::new(),
+            },
         };
         duplicates(&mut d.rows);
         Ok(d)
+    }
+
+    /// `sync`: the mapped groups' members as the rows. A saved plan of `sync` plans only the
+    /// agents it creates or updates, from what the members are now (`prune::against_saved`
+    /// then judges them); one that is no longer a member is stale. Every member (and every
+    /// skipped one) is kept from the removals.
+    fn members(&mut self, members: super::sync::Members, planning: &mut Planning) {
+        use crate::agent::fold::fold;
+        self.kept = members.kept;
+        let Some(saved) = &self.saved else {
+            self.rows = members.rows;
+            for p in members.skipped {
+                planning.decided(p);
+            }
+            return;
+        };
+        self.kept.extend(
+            (members.rows.iter()).filter_map(|r| r.exact.as_ref().map(|x| fold(&x.username))),
+        );
+        let planned: Vec<&PlanRow> = (saved.plan.iter())
+            .filter(|p| matches!(p.action, Action::Create | Action::Update))
+            .collect();
+        for p in &planned {
+            if !members.rows.iter().any(|r| r.email == p.agent) {
+                planning.decided(PlanRow {
+                    detail: Some(
+                        "no longer a member of a mapped group (or no longer a usable agent); nothing was written for this agent"
+                            .into(),
+                    ),
+                    ..(*p).clone()
+                });
+            }
+        }
+        self.rows = (members.rows.into_iter())
+            .filter(|r| planned.iter().any(|p| p.agent == r.email))
+            .collect();
     }
 
     /// The saved plan's row of an agent, if a saved plan is applied.
@@ -243,7 +317,12 @@ impl Desired {
     /// The agents the roster names (a saved plan: those it does not remove), folded.
     fn roster(&self) -> HashSet<String> {
         (self.rows.iter())
-            .map(|r| crate::agent::fold::fold(&r.email))
+            .map(|r| match &r.exact {
+                // `sync`: the Connect username (the email, or the UserName).
+                Some(x) => crate::agent::fold::fold(&x.username),
+                None => crate::agent::fold::fold(&r.email),
+            })
+            .chain(self.kept.iter().cloned())
             .chain(
                 (self.saved.iter())
                     .flat_map(|s| s.plan.iter())
@@ -291,14 +370,17 @@ impl Planning {
         }
         // A saved plan's rows that are not run are reported as planned.
         for p in desired.saved.iter().flat_map(|s| s.plan.iter()) {
-            if matches!(p.action, Action::Unchanged | Action::Conflict) {
+            if matches!(
+                p.action,
+                Action::Unchanged | Action::Conflict | Action::Skip
+            ) {
                 self.decided(p.clone());
             }
         }
         Ok(())
     }
 
-    fn decided(&mut self, p: PlanRow) {
+    pub(crate) fn decided(&mut self, p: PlanRow) {
         self.early.push(decided(&p));
         self.plan_rows.push(p);
     }
@@ -311,14 +393,21 @@ impl Planning {
         target: &crate::preflight::Target,
         desired: &Desired,
         max_remove: Option<usize>,
+        sync: bool,
     ) -> Result<Vec<PlanRow>, Error> {
         let planned: Option<Vec<&PlanRow>> = desired.saved.as_ref().map(|s| {
             (s.plan.iter())
                 .filter(|p| p.action == Action::Remove)
                 .collect()
         });
-        let (removals, odd) =
-            prune::removals(snapshot, target, &desired.roster(), planned, max_remove)?;
+        let (removals, odd) = prune::removals(
+            snapshot,
+            target,
+            &desired.roster(),
+            planned,
+            max_remove,
+            sync,
+        )?;
         for p in odd {
             self.decided(p);
         }
@@ -333,6 +422,8 @@ struct Running<'a> {
     snapshot: Arc<Snapshot>,
     opts: &'a ApplyOptions,
     settings: &'a RunSettings,
+    /// `sync`: removals delete the Connect user alone.
+    sync: bool,
 }
 
 impl Running<'_> {
@@ -379,8 +470,15 @@ impl Running<'_> {
         let ran = run_rows(self.ctx, phase, &mut out).await?;
         report.run_id = ran.run_id;
         if !removals.is_empty() {
-            report.prune_run_id =
-                prune::run(self.ctx, &removals, self.opts, self.settings, &mut out).await?;
+            report.prune_run_id = prune::run(
+                self.ctx,
+                &removals,
+                self.opts,
+                self.settings,
+                self.sync,
+                &mut out,
+            )
+            .await?;
         }
         report.outcomes = out.outcomes;
         report.agents = out.agents;
@@ -414,6 +512,7 @@ fn refuse_invalid(opts: &ApplyOptions, rejected: &[Rejected]) -> Result<(), Erro
         .collect();
     let file = match &opts.source {
         ApplySource::File(p) | ApplySource::Plan(p) => p.display().to_string(),
+        ApplySource::Groups => "the members of [[sync.groups]]".to_string(),
     };
     let summary = format!(
         "{} problem(s) in {file}; nothing was written (fix them, or pass --skip-invalid to apply the valid rows only)",
@@ -433,6 +532,7 @@ fn decided(p: &PlanRow) -> AgentResult {
     let outcome = match p.action {
         Action::Unchanged => Outcome::Unchanged,
         Action::Conflict => Outcome::Conflict,
+        Action::Skip => Outcome::Skipped,
         // A saved plan's row that no longer holds (see `prune::against_saved`).
         Action::Create | Action::Update | Action::Remove => Outcome::Stale,
     };
@@ -493,6 +593,13 @@ impl Sink for ApplySink<'_> {
     }
     fn finished(&mut self, agent: &AgentResult) {
         let mut a = agent.clone();
+        // `sync`'s removals are planned by the exact Connect username; offboarding reports
+        // its normalised email.
+        if !self.actions.contains_key(&a.email) {
+            if let Some(k) = (self.actions.keys()).find(|k| k.eq_ignore_ascii_case(&a.email)) {
+                a.email.clone_from(k);
+            }
+        }
         let planned = self.actions.get(&a.email);
         if a.outcome == Outcome::Done {
             a.outcome = match planned.map(|(act, _)| *act) {

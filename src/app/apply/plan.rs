@@ -94,10 +94,17 @@ impl<'a> Planner<'a> {
     }
 
     async fn plan_row(&self, row: &RosterRow) -> Result<Planned, Error> {
-        let email = row.email.to_lowercase();
-        let username = (row.input.username.clone())
-            .map(|u| u.trim().to_string())
-            .unwrap_or_else(|| email.clone());
+        // A roster's email is normalised; `sync`'s names are kept exactly.
+        let (email, username) = match &row.exact {
+            Some(x) => (x.email.clone(), x.username.clone()),
+            None => {
+                let email = row.email.to_lowercase();
+                let username = (row.input.username.clone())
+                    .map(|u| u.trim().to_string())
+                    .unwrap_or_else(|| email.clone());
+                (email, username)
+            }
+        };
         let Some(user) = self.snapshot.connect_user(&username).cloned() else {
             if let Some(twin) = self.folded.get(&fold(&username)) {
                 return Ok(Planned::Decided(conflict(
@@ -154,7 +161,7 @@ impl<'a> Planner<'a> {
             agent: email.to_string(),
             action,
             changes: shown,
-            detail: None,
+            detail: row.exact.as_ref().and_then(|x| x.detail.clone()),
         };
         if action == Action::Unchanged {
             return Ok(Planned::Decided(planned));
@@ -222,7 +229,10 @@ impl<'a> Planner<'a> {
             agent: email.to_string(),
             action: Action::Create,
             changes: created_fields(&subject),
-            detail: adopted.then(|| "adopts the existing Identity Center user".to_string()),
+            detail: joined(
+                adopted.then(|| "adopts the existing Identity Center user".to_string()),
+                row.exact.as_ref().and_then(|x| x.detail.clone()),
+            ),
         };
         Ok(Planned::Run(planned, Box::new(Valid { subject, password })))
     }
@@ -256,7 +266,16 @@ impl<'a> Planner<'a> {
         };
         let spec = agent::validate(input, self.defaults, self.target.identity_mode)
             .map_err(|e| reject(e.0.iter().map(at).collect()))?;
-        preflight::resolve(spec, self.catalog).map_err(|errs| reject(errs.iter().map(at).collect()))
+        let mut subject = preflight::resolve(spec, self.catalog)
+            .map_err(|errs| reject(errs.iter().map(at).collect()))?;
+        // `sync`: the identity provider's names, exactly (the rules judged the normalised
+        // email; SAML needs the case kept).
+        if let Some(x) = &row.exact {
+            subject.agent.email.clone_from(&x.email);
+            subject.agent.username.clone_from(&x.username);
+            subject.identity_user_name = Some(x.identity_user_name.clone());
+        }
+        Ok(subject)
     }
 }
 
@@ -271,6 +290,14 @@ fn needs_full_info(row: &RosterRow, listed: &ConnectUserDetail) -> bool {
         || touches("mobile")
         || (row.says("first_name") == Says::Set && row.input.first_name.trim() != listed.first_name)
         || (row.says("last_name") == Says::Set && row.input.last_name.trim() != listed.last_name)
+}
+
+/// Two details as one (either may be absent).
+fn joined(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
 }
 
 fn conflict(email: &str, why: String) -> PlanRow {
@@ -342,6 +369,7 @@ pub(super) fn row_of_plan(file: &str, index: usize, p: &PlanRow) -> RosterRow {
         says,
         password: None,
         problems: Vec::new(),
+        exact: None,
     }
 }
 

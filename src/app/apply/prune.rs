@@ -19,7 +19,7 @@ use super::ApplyOptions;
 
 /// Removals allowed without `--max-remove`: 10 % of the managed agents or 25, whichever is
 /// larger.
-pub(super) fn guard(managed: usize) -> usize {
+pub(crate) fn guard(managed: usize) -> usize {
     (managed / 10).max(25)
 }
 
@@ -33,6 +33,7 @@ pub(super) fn removals(
     roster: &HashSet<String>,
     planned: Option<Vec<&PlanRow>>,
     max_remove: Option<usize>,
+    sync: bool,
 ) -> Result<(Vec<PlanRow>, Vec<PlanRow>), Error> {
     let mut managed: Vec<(String, String)> = Vec::new();
     for u in snapshot.connect_users() {
@@ -51,6 +52,19 @@ pub(super) fn removals(
         .filter(|(username, _)| !roster.contains(&fold(username)))
         .filter(|(username, _)| allowed.as_ref().is_none_or(|a| a.contains(&fold(username))));
     for (username, idu) in leaving {
+        // `sync`: the Connect user alone is deleted, found by its exact username (offboard
+        // keeps the case typed); the Identity Center user belongs to the identity provider.
+        if sync {
+            out.push(PlanRow {
+                agent: username.clone(),
+                action: Action::Remove,
+                changes: Vec::new(),
+                detail: Some(format!(
+                    "in no mapped group: Connect user {username:?} is deleted (offboard --connect-only); Identity Center user {idu:?} is not touched"
+                )),
+            });
+            continue;
+        }
         let agent = username.to_lowercase();
         // Offboarding finds a Connect user by the agent's email: a username in other case
         // is not found by it (and cannot sign in anyway): fixed by hand, not pruned.
@@ -145,12 +159,17 @@ pub(super) async fn run(
     removals: &[PlanRow],
     opts: &ApplyOptions,
     settings: &RunSettings,
+    sync: bool,
     sink: &mut dyn Sink,
 ) -> Result<Option<String>, Error> {
     let off = OffboardOptions {
         emails: removals.iter().map(|r| r.agent.clone()).collect(),
         file: None,
-        sides: Sides::Both,
+        // `sync`: the Connect user alone (the identity provider owns the Identity Center user).
+        sides: match sync {
+            true => Sides::ConnectOnly,
+            false => Sides::Both,
+        },
         keep_identity_user: false,
         run: RunOptions {
             bulk_reads: BulkReads::Auto,

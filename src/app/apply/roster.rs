@@ -13,7 +13,7 @@ use crate::aws::ConnectUserDetail;
 use super::super::Error;
 
 /// The fields `apply` manages, as the reader names them.
-pub(super) const MANAGED: [&str; 12] = [
+pub(crate) const MANAGED: [&str; 12] = [
     "first_name",
     "last_name",
     "routing_profile",
@@ -46,7 +46,7 @@ const REQUIRED: [&str; 4] = [
 
 /// What a row says of one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Says {
+pub(crate) enum Says {
     /// Column absent, or an empty cell without `--clear-empty`: left as it is.
     Keep,
     /// A value.
@@ -55,9 +55,24 @@ pub(super) enum Says {
     Clear,
 }
 
+/// `sync`: a desired agent's names as the identity provider holds them, kept exactly (case
+/// included: SAML compares the RoleSessionName with the Connect username case-sensitively),
+/// where a roster's email is normalised.
+#[derive(Debug, Clone)]
+pub(crate) struct Exact {
+    /// The primary email, case kept: the agent's key and its Identity Center email.
+    pub email: String,
+    /// The Connect username (per `identity_center.role_session_name`), case kept.
+    pub username: String,
+    /// The Identity Center UserName.
+    pub identity_user_name: String,
+    /// Why the row says what it says (the mapped groups, in precedence), for the plan.
+    pub detail: Option<String>,
+}
+
 /// One row of the roster.
 #[derive(Debug, Clone)]
-pub(super) struct RosterRow {
+pub(crate) struct RosterRow {
     /// Where it is (`file:line`).
     pub at: String,
     /// The email as written, trimmed (the row's key once normalised).
@@ -71,6 +86,8 @@ pub(super) struct RosterRow {
     /// What is wrong with the row as written (the fields in question are kept): it is
     /// still planned, so that every problem of the file is reported at once, never run.
     pub problems: Vec<String>,
+    /// `sync`: the names kept exactly (a roster's row: none, its email is normalised).
+    pub exact: Option<Exact>,
 }
 
 impl RosterRow {
@@ -107,6 +124,7 @@ impl RosterRow {
             input: row.input,
             says,
             problems,
+            exact: None,
         }
     }
 

@@ -27,6 +27,9 @@ pub enum Action {
     Remove,
     /// Cannot be made in place; nothing written for it.
     Conflict,
+    /// `sync`: a member that cannot be an agent (no usable primary email), with why;
+    /// nothing written for it, never guessed.
+    Skip,
 }
 
 impl Action {
@@ -38,6 +41,7 @@ impl Action {
             Action::Unchanged => "unchanged",
             Action::Remove => "remove",
             Action::Conflict => "conflict",
+            Action::Skip => "skip",
         }
     }
 }
@@ -76,25 +80,41 @@ pub struct SavedPlan {
     pub target: PlanTarget,
     /// Whether removals were planned (`--prune`).
     pub prune: bool,
+    /// `"sync"` for a plan of `sync --dry-run --json` (its agents are the members of the
+    /// mapped groups, kept exactly; `apply --plan` applies it as sync runs); absent for a
+    /// roster's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Per agent, in the file's order (removals last).
     pub plan: Vec<PlanRow>,
     /// Agents per action.
     pub counts: BTreeMap<Action, usize>,
-    /// SHA-256 of `target`, `prune` and `plan`, hex.
+    /// SHA-256 of `target`, `prune`, `source` (when present) and `plan`, hex.
     pub fingerprint: String,
 }
 
+/// `source` of a plan made by `sync`.
+const SYNC: &str = "sync";
+
 /// The fingerprint of a plan's content.
-pub(super) fn fingerprint(target: &PlanTarget, prune: bool, plan: &[PlanRow]) -> String {
+pub(super) fn fingerprint(
+    target: &PlanTarget,
+    prune: bool,
+    source: Option<&str>,
+    plan: &[PlanRow],
+) -> String {
     #[derive(Serialize)]
     struct Content<'a> {
         target: &'a PlanTarget,
         prune: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<&'a str>,
         plan: &'a [PlanRow],
     }
     let bytes = serde_json::to_vec(&Content {
         target,
         prune,
+        source,
         plan,
     })
     .unwrap_or_default();
@@ -113,12 +133,32 @@ impl SavedPlan {
         }
         SavedPlan {
             dry_run: true,
-            fingerprint: fingerprint(&target, prune, &plan),
+            fingerprint: fingerprint(&target, prune, None, &plan),
             target,
             prune,
+            source: None,
             plan,
             counts,
         }
+    }
+
+    /// The same plan, made by `sync` (and fingerprinted so).
+    pub(super) fn of_sync(mut self) -> SavedPlan {
+        self.source = Some(SYNC.to_string());
+        self.fingerprint = fingerprint(&self.target, self.prune, Some(SYNC), &self.plan);
+        self
+    }
+
+    /// Whether the plan at `path` was made by `sync` (read to choose the workflow before
+    /// the plan is checked; `load` checks it).
+    pub(super) fn made_by_sync(path: &Path) -> bool {
+        #[derive(Deserialize)]
+        struct Source {
+            source: Option<String>,
+        }
+        (std::fs::read_to_string(path).ok())
+            .and_then(|t| serde_json::from_str::<Source>(&t).ok())
+            .is_some_and(|s| s.source.as_deref() == Some(SYNC))
     }
 
     /// Reads a saved plan; refuses one that does not parse, was edited, or is for
@@ -132,7 +172,7 @@ impl SavedPlan {
                 "{name}: not a plan of `apply --dry-run --json`: {e}; nothing was written"
             ))
         })?;
-        let expected = fingerprint(&plan.target, plan.prune, &plan.plan);
+        let expected = fingerprint(&plan.target, plan.prune, plan.source.as_deref(), &plan.plan);
         if plan.fingerprint != expected {
             return Err(Error::Input(format!(
                 "{name}: the plan's fingerprint does not match its content: it was edited or cut after `apply --dry-run --json` made it; nothing was written (make a new plan)"
@@ -198,6 +238,21 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), serde_json::to_string_pretty(p).unwrap()).unwrap();
         f
+    }
+
+    #[test]
+    fn a_sync_plan_says_so_and_the_fingerprint_covers_it() {
+        let p = plan().of_sync();
+        let f = saved(&p);
+        assert!(SavedPlan::made_by_sync(f.path()));
+        assert!(!SavedPlan::made_by_sync(saved(&plan()).path()));
+        let loaded = SavedPlan::load(f.path(), &target()).unwrap();
+        assert_eq!(loaded.source.as_deref(), Some("sync"));
+        // A sync plan passed off as a roster's (or the reverse) is an edit.
+        let mut stripped = p.clone();
+        stripped.source = None;
+        let e = SavedPlan::load(saved(&stripped).path(), &target()).unwrap_err();
+        assert!(e.to_string().contains("edited"), "{e}");
     }
 
     #[test]
