@@ -57,6 +57,8 @@ pub(super) struct Drivers<'a> {
     pub concurrency: usize,
     /// Told each agent's key once it was driven (a batch's bulk reads forget it).
     pub after: Option<&'a (dyn Fn(&AgentKey) + Sync)>,
+    /// Once set, no further agent is started (a stop was asked for).
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Drives `work`, `concurrency` agents at a time; `done` hears of each agent as it
@@ -74,7 +76,10 @@ pub(super) async fn drive(
             let stopped = &stopped;
             async move {
                 let work = item?;
-                if stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                let asked = d
+                    .stop
+                    .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+                if asked || stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                     return Ok(Driven { work, result: None });
                 }
                 let engine = d.engines.get(&work.run).ok_or_else(|| {

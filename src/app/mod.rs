@@ -492,6 +492,9 @@ pub struct RunSettings {
     pub on_failure: OnFailure,
     /// Agents driven at once by `resume` and `retry` (as `--concurrency` in a batch).
     pub concurrency: usize,
+    /// Set (by a signal) to start no further agent: those in flight finish and are
+    /// checkpointed, the others stay pending for the next pass (`sync --watch`).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub(crate) fn engine_options(settings: &RunSettings) -> Result<EngineOptions, Error> {

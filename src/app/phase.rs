@@ -579,6 +579,7 @@ async fn drive_rows(
         secrets: &secrets,
         concurrency: phase.opts.concurrency,
         after: Some(&forget),
+        stop: phase.settings.stop.as_deref(),
     };
     let stopped = drive(&drivers, work, async |d: Driven| {
         let wf = engines[&d.work.run].workflow();

@@ -134,6 +134,7 @@ impl RunsReport {
             secrets: &secrets,
             concurrency: settings.concurrency,
             after: None,
+            stop: settings.stop.as_deref(),
         };
         let work = futures::stream::iter(todo).map(|(key, how): (AgentKey, Drive)| {
             Ok(Work {

@@ -414,6 +414,33 @@ pub(crate) struct SyncArgs {
     /// Connect user it created, or keep it.
     #[arg(long, value_enum, default_value = "rollback")]
     pub(crate) on_failure: OnFailureArg,
+    /// Run until stopped: a full reconcile now and every --interval, one line each (JSON
+    /// Lines with --json). SIGINT/SIGTERM: the agents in flight finish and are
+    /// checkpointed, then exit 0.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) watch: bool,
+    /// With --watch: the time between reconciles (`30s`, `15m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_interval, requires = "watch")]
+    pub(crate) interval: std::time::Duration,
+}
+
+/// `30s`, `15m`, `1h`: a whole number and a unit, at least one second.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let rule = || {
+        format!("invalid interval {s:?}: a whole number of seconds, minutes or hours such as 30s, 15m or 1h")
+    };
+    let unit = s.chars().last().ok_or_else(rule)?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| rule())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        _ => return Err(rule()),
+    };
+    if secs == 0 {
+        return Err(rule());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Args, Debug)]

@@ -132,6 +132,7 @@ pub(super) async fn demo(g: &GlobalArgs) -> Result<u8, app::Error> {
             progress: progress_printer(g.json),
             on_failure: OnFailure::Rollback,
             concurrency: 1,
+            stop: None,
         };
         match app::onboard(&ctx, input, Secrets::default(), false, &settings).await? {
             OnboardReport::Run(s) => runs.push(s),

@@ -157,6 +157,7 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
         progress: progress_printer(json),
         on_failure,
         concurrency,
+        stop: None,
     };
     match cli.command {
         Command::Init { force } => init(g, force).await,
@@ -329,6 +330,7 @@ async fn onboard(g: &GlobalArgs, a: OnboardArgs) -> Result<u8, app::Error> {
         progress: progress_printer(json),
         on_failure: on_failure_of(a.on_failure),
         concurrency: 1,
+        stop: None,
     };
     let dry_run = a.dry_run;
     match app::onboard(&ctx, onboard_input(a), secrets, dry_run, &settings).await? {
@@ -367,6 +369,7 @@ async fn rollback(
         progress: progress_printer(json),
         on_failure: OnFailure::Rollback,
         concurrency: 1,
+        stop: None,
     };
     let report = match app::rollback(
         &ctx,
@@ -434,6 +437,7 @@ fn quiet(on_failure: OnFailureArg) -> RunSettings {
         progress: None,
         on_failure: on_failure_of(on_failure),
         concurrency: 1,
+        stop: None,
     }
 }
 

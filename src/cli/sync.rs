@@ -1,19 +1,64 @@
 //! `sync`: flags → [`app::ApplyOptions`] with the mapped groups as the source (the desired
 //! state is read from Identity Center, not a file); the removals confirmed (`--yes`, or
 //! "yes" typed on a terminal) before the first write; then what `apply` shows: the plan,
-//! the saved plan as JSON, or the outcomes.
+//! the saved plan as JSON, or the outcomes. `--watch`: the same reconcile now and every
+//! `--interval` until SIGINT/SIGTERM, one line (or JSON object) per reconcile.
 
-use crate::app::{self, Context};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::{self, Context, RunSettings};
 
 use super::apply::{print_apply, print_removals};
 use super::args::{GlobalArgs, SyncArgs};
 use super::{confirm_on_terminal, counted, exit, quiet, Outputs, Slot, Waits};
 
-/// Runs `sync`.
+/// Runs `sync` (once, or `--watch`).
 pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> {
-    let json = g.json;
     let waits = Waits::default();
     let ctx = Context::load(&counted(g, &waits))?;
+    if !a.watch {
+        let report = once(&ctx, g, &a, &quiet(a.on_failure), waits).await?;
+        print_apply(&report, g.json);
+        return Ok(exit::for_apply(&report));
+    }
+    if a.prune && !a.yes {
+        return Err(app::Error::Input(
+            "sync --watch --prune needs --yes: nobody is there to confirm each reconcile's removals; nothing was written".into(),
+        ));
+    }
+    let stop = stop_on_signals()?;
+    let settings = RunSettings {
+        stop: Some(stop.clone()),
+        ..quiet(a.on_failure)
+    };
+    loop {
+        let started = Instant::now();
+        match once(&ctx, g, &a, &settings, waits.clone()).await {
+            Ok(report) => print_reconcile(&report, g.json),
+            // A mapping or configuration error does not heal by waiting.
+            Err(e) if e.is_input() => return Err(e),
+            Err(e) => print_failed_reconcile(&e, g.json),
+        }
+        while !stop.load(Ordering::SeqCst) && started.elapsed() < a.interval {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(exit::OK);
+        }
+    }
+}
+
+/// One reconcile: the plan, and (unless a dry run) its run.
+async fn once(
+    ctx: &Context,
+    g: &GlobalArgs,
+    a: &SyncArgs,
+    settings: &RunSettings,
+    waits: Waits,
+) -> Result<app::ApplyReport, app::Error> {
+    let json = g.json;
     let opts = app::ApplyOptions {
         source: app::ApplySource::Groups,
         clear_empty: false,
@@ -26,7 +71,8 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
             bulk_reads: app::BulkReads::Always,
         },
     };
-    let mut outs = Outputs::new(a.report.as_deref(), None, json, a.dry_run, waits);
+    // A watch prints one line per reconcile, not a progress meter.
+    let mut outs = Outputs::new(a.report.as_deref(), None, json || a.watch, a.dry_run, waits);
     outs.changes_column = true;
     let slot = std::cell::RefCell::new(Some(outs));
     let yes = a.yes;
@@ -38,12 +84,87 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
         confirm_on_terminal("Delete the Connect users listed above?", "sync --prune")
     };
     let mut sink = Slot(&slot);
-    let out = app::apply(&ctx, &opts, &quiet(a.on_failure), &mut confirm, &mut sink).await;
-    let outs = slot.take();
-    if let Some(o) = outs {
+    let out = app::apply(ctx, &opts, settings, &mut confirm, &mut sink).await;
+    if let Some(o) = slot.take() {
         o.close()?;
     }
-    let report = out?;
-    print_apply(&report, json);
-    Ok(exit::for_apply(&report))
+    out
+}
+
+/// A flag set by SIGINT or SIGTERM.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, app::Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| app::Error::Input(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| app::Error::Input(format!("cannot listen for SIGINT: {e}")))?;
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        flag.store(true, Ordering::SeqCst);
+    });
+    Ok(stop)
+}
+
+/// One line per reconcile: agents read, changes planned, applied, the time.
+fn print_reconcile(r: &app::ApplyReport, json: bool) {
+    let planned: usize = (r.counts.iter())
+        .filter(|(a, _)| {
+            matches!(
+                a,
+                app::ApplyAction::Create | app::ApplyAction::Update | app::ApplyAction::Remove
+            )
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let applied: usize = (r.outcomes.iter())
+        .filter(|(o, _)| {
+            matches!(
+                o,
+                app::Outcome::Created | app::Outcome::Updated | app::Outcome::Removed
+            )
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let agents = r.plan.len();
+    let at = crate::store::now_rfc3339();
+    if json {
+        let line = serde_json::json!({
+            "event": "reconcile",
+            "at": at,
+            "agents": agents,
+            "planned": planned,
+            "applied": applied,
+            "counts": r.counts,
+            "outcomes": r.outcomes,
+            "run_id": r.run_id,
+            "prune_run_id": r.prune_run_id,
+            "elapsed_ms": r.elapsed_ms,
+        });
+        println!("{line}");
+    } else {
+        let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!(
+            "reconcile {at}: {agents} agents read, {planned} changes planned, {applied} applied ({}); {:.1} s",
+            outcomes.join(", "),
+            r.elapsed_ms as f64 / 1000.0
+        );
+    }
+}
+
+/// A reconcile that failed (an AWS or state failure): said, and the watch goes on.
+fn print_failed_reconcile(e: &app::Error, json: bool) {
+    let at = crate::store::now_rfc3339();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "reconcile_failed", "at": at, "error": e.to_string()})
+        );
+    } else {
+        eprintln!("reconcile {at} failed: {e}; trying again at the next interval");
+    }
 }

@@ -550,3 +550,111 @@ async fn with_role_session_name_user_name_the_connect_username_is_the_user_name_
     let out = env.run(&["sync", "--json"]).await;
     assert_eq!(out.json()["outcomes"], json!({"unchanged": 1}), "{out:?}");
 }
+
+/// `sync --watch`: a reconcile at start and every interval (one JSON line each); a member
+/// added meanwhile is onboarded by the next one; SIGTERM ends it with exit 0; and a
+/// `--watch --prune` without `--yes` is refused before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_watch_reconciles_every_interval_and_exits_0_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut world = idp().await;
+    let out = world.env.run(&["sync", "--watch", "--prune"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert_eq!(writes(&world.env), 0);
+
+    let mut child = world
+        .env
+        .command(&["sync", "--watch", "--interval", "1s", "--json"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let next =
+        async |lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>| -> Value {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("a reconcile line")
+                .unwrap()
+                .expect("not the end");
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        };
+    let first = next(&mut lines).await;
+    assert_eq!(first["event"], "reconcile", "{first}");
+    assert_eq!(first["outcomes"]["created"], 3, "{first}");
+    assert!(connect_user(&world.env, CY).is_some());
+    // A member the identity provider adds meanwhile: onboarded by a later reconcile.
+    world.add_user("dee", "dee@example.com", "Dee", "Moss");
+    let t = world.tier1.clone();
+    world.join(&t, "dee@example.com");
+    let mut created = false;
+    for _ in 0..5 {
+        let line = next(&mut lines).await;
+        assert_eq!(line["event"], "reconcile", "{line}");
+        if line["outcomes"]["created"] == 1 {
+            created = true;
+            break;
+        }
+    }
+    assert!(created, "the new member was onboarded by a later reconcile");
+    assert!(connect_user(&world.env, "dee@example.com").is_some());
+    // SIGTERM: the watch ends, exit 0.
+    let pid = child.id().unwrap();
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("the watch stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// A stop during a reconcile: the agents in flight finish and are checkpointed, no further
+/// agent starts (left pending, every one resumable), and the watch exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_mid_reconcile_finishes_the_agents_in_flight_and_starts_no_more() {
+    let mut world = idp().await;
+    let t = world.tier1.clone();
+    for i in 0..12 {
+        let e = format!("m{i}@example.com");
+        world.add_user(&e, &e, "Mem", "Ber");
+        world.join(&t, &e);
+    }
+    world.env.faults(json!({"rules": [
+        {"op": "connect:CreateUser", "action": "latency", "latency_ms": 300}
+    ]}));
+    let mut child = world
+        .env
+        .command(&["sync", "--watch", "--interval", "1h", "--concurrency", "2"])
+        .spawn()
+        .unwrap();
+    wait_for("the first Connect user", || {
+        world.env.applied("connect:CreateUser") >= 1
+    })
+    .await;
+    let pid = child.id().unwrap();
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("the watch stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let made = world.env.applied("connect:CreateUser");
+    assert!(
+        made < 15,
+        "no agent started after the stop: {made} of 15 created"
+    );
+    let st = world.env.status_json().await;
+    let states: Vec<String> = (st["runs"].as_array().unwrap().iter())
+        .flat_map(|r| r["agents"].as_array().unwrap().iter())
+        .map(|a| a["state"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        states.iter().all(|s| s == "done" || s == "pending"),
+        "in flight finished, the rest pending: {states:?}"
+    );
+    world.env.faults(json!({}));
+    let out = world.env.run(&["resume"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(world.env.applied("connect:CreateUser"), 15, "each once");
+}
