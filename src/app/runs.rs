@@ -680,6 +680,9 @@ fn retry_subject(
         None if stored.agent.routing_profile.is_empty() => {
             return Ok(RetryWith::Subject(a.subject.clone()))
         }
+        // An `apply` agent's changes are its plan's (ids, each with the value it replaces):
+        // retried as planned; names resolved again would drop them.
+        None if !stored.changes.is_empty() => return Ok(RetryWith::Subject(a.subject.clone())),
         None => stored.agent.clone(),
     };
     match preflight::resolve(spec, catalog) {
@@ -688,6 +691,7 @@ fn retry_subject(
             // UserName a migration keeps (case and all), an offboarding's ids.
             s.identity_user_name = stored.identity_user_name.clone();
             s.leaver = stored.leaver.clone();
+            s.changes = stored.changes.clone();
             let json = serde_json::to_value(&s)
                 .map_err(|e| Error::Input(format!("agent {}: {e}", a.agent_key)))?;
             Ok(RetryWith::Subject(json))

@@ -503,6 +503,24 @@ async fn a_permanent_failure_on_an_agents_second_update_restores_its_first() {
         user(&env, ANA).routing_profile_id,
         ids.routing_profiles["Sales Routing Profile"]
     );
+    // The cause fixed, `retry` of the apply run finishes the agent in its run.
+    env.faults(json!({}));
+    let failed_run = find(&out.json(), "agents", "email", ANA)["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["retry", &failed_run]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let ana = user(&env, ANA);
+    assert_eq!(
+        ana.security_profile_ids.len(),
+        2,
+        "the change made on retry: {out:?}"
+    );
+    assert_eq!(
+        ana.routing_profile_id,
+        ids.routing_profiles["Sales Routing Profile"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
