@@ -91,6 +91,13 @@ async fn once(
     out
 }
 
+/// Now, as RFC 3339 in UTC (for the reconcile lines).
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// A flag set by SIGINT or SIGTERM.
 fn stop_on_signals() -> Result<Arc<AtomicBool>, app::Error> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -131,7 +138,7 @@ fn print_reconcile(r: &app::ApplyReport, json: bool) {
         .map(|(_, n)| n)
         .sum();
     let agents = r.plan.len();
-    let at = crate::store::now_rfc3339();
+    let at = now();
     if json {
         let line = serde_json::json!({
             "event": "reconcile",
@@ -158,7 +165,7 @@ fn print_reconcile(r: &app::ApplyReport, json: bool) {
 
 /// A reconcile that failed (an AWS or state failure): said, and the watch goes on.
 fn print_failed_reconcile(e: &app::Error, json: bool) {
-    let at = crate::store::now_rfc3339();
+    let at = now();
     if json {
         println!(
             "{}",
