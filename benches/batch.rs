@@ -35,7 +35,7 @@
 //!    agents, throttled share, CreateUser the sandbox applied.
 //! 9. **ddb-latency** (issue 18) — `OVERHEAD` agents (default 3000) unthrottled, the sandbox
 //!    answering each call after `LATENCY` ms (default `5,50`), on SQLite and on the table:
-//!    CPU per agent.
+//!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
 //!
 //! The three DynamoDB scenarios need `moto_server` (`pip install 'moto[server]'`) and run
 //! only when `ONLY` names them. `REPS` repeats `apply` and them, and prints medians.
@@ -563,8 +563,8 @@ fn apply_medians(concurrency: usize, runs: &[ApplyFigures]) {
 /// counting proxy: every request the child sends to the table passes through the proxy,
 /// which reads its head (`X-Amz-Target: DynamoDB_20120810.OPERATION`) and body
 /// (`Content-Length` bytes), counts it by operation (`OPERATION (budget)` when its body
-/// names the shared budget's item, `#BUDGET`), and forwards it as received; answers are
-/// copied back byte for byte.
+/// names the shared budget's item, `#BUDGET`), and forwards it as received (see `relay`
+/// for the connections and the answers).
 struct Table {
     moto: std::process::Child,
     url: String,
@@ -888,11 +888,12 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
                 c.spawn().unwrap()
             })
             .collect();
-        let mut runs = vec![];
-        for child in children {
+        // Each child's own end, waited for together.
+        let runs = futures::future::join_all(children.into_iter().map(|child| async move {
             let o = child.wait_with_output().await.unwrap();
-            runs.push((o, start.elapsed()));
-        }
+            (o, start.elapsed())
+        }))
+        .await;
         let wall = start.elapsed();
         let (user1, sys1, _) = children_usage();
         let counts = table.take_counts();
@@ -941,7 +942,8 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
 static REP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// (d): `OVERHEAD` agents (default 3000) unthrottled, the sandbox answering every call after
-/// `LATENCY` ms (default `5,50`), on SQLite and on the table: CPU per agent.
+/// `LATENCY` ms (default `5,50`), on SQLite and on the table (`BACKENDS`, default
+/// `sqlite,dynamodb`): CPU per agent.
 async fn ddb_latency(table: &Table, dir: &Path, unlimited: &str) {
     let size: usize = var("OVERHEAD", 3000);
     let reps: usize = var("REPS", 1);
@@ -950,10 +952,14 @@ async fn ddb_latency(table: &Table, dir: &Path, unlimited: &str) {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let backends = std::env::var("BACKENDS").unwrap_or_else(|_| "sqlite,dynamodb".into());
     let mut cpu: BTreeMap<(u64, &str), Vec<f64>> = BTreeMap::new();
     for rep in 0..reps {
         for &ms in &latencies {
             for backend in ["sqlite", "dynamodb"] {
+                if !backends.split(',').any(|b| b == backend) {
+                    continue;
+                }
                 let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "none"},
                     "rules": [{"op": "*", "action": "latency", "latency_ms": ms}]}))
                 .await;
