@@ -26,15 +26,29 @@
 //!    `APPLY_CONCURRENCY` (default `16,64`), then the same roster again. Reports wall ÷ the
 //!    bound, calls per API per agent, throttled calls, CPU per agent; for the re-run its
 //!    writes and reads per 100 agents. `REPS` (default 1) repeats it and prints medians.
+//! 7. **ddb-quota** (issue 18) — the quota batch (`N` agents at ×`SCALE`) on SQLite, then on
+//!    a DynamoDB table (moto's server behind a counting proxy, see `Table`): wall ÷ bound,
+//!    DynamoDB requests per agent by operation, throttled share, CPU per agent of each.
+//! 8. **ddb-shared** (issue 18) — `PROCS` processes (default 3) of `PER` agents (default 300)
+//!    each, disjoint files, one table, started together at the ×`SCALE` quotas; with the
+//!    shared rate budget, then with `[rate_limits] shared = false`: wall ÷ the bound of all
+//!    agents, throttled share, CreateUser the sandbox applied.
+//! 9. **ddb-latency** (issue 18) — `OVERHEAD` agents (default 3000) unthrottled, the sandbox
+//!    answering each call after `LATENCY` ms (default `5,50`), on SQLite and on the table:
+//!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
+//!
+//! The three DynamoDB scenarios need `moto_server` (`pip install 'moto[server]'`) and run
+//! only when `ONLY` names them. `REPS` repeats `apply` and them, and prints medians.
 //!
 //! Run: `cargo bench --bench batch` (`ONLY=quota,contended,storm,overhead,aws-cli,apply` to
-//! choose).
+//! choose; `ONLY=ddb-shared,ddb-quota,ddb-latency` for the table's).
 
 // Test and bench code: unwrap is how a check fails, and printing is its report.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxHandle, SandboxOptions, Seed};
@@ -67,12 +81,17 @@ async fn sandbox(faults: serde_json::Value) -> SandboxHandle {
 
 /// A config for the sandbox's instance with `[rate_limits]`, and a CSV of `n` agents.
 fn files(dir: &Path, rate_limits: &str, n: usize, tag: &str) -> (PathBuf, PathBuf) {
+    let state = format!("path = \"{}\"", dir.join(format!("{tag}.db")).display());
+    files_on(dir, &state, rate_limits, n, tag)
+}
+
+/// `files` with the `[state]` line given (`url = "dynamodb://TABLE"` for the table).
+fn files_on(dir: &Path, state: &str, rate_limits: &str, n: usize, tag: &str) -> (PathBuf, PathBuf) {
     let config = dir.join(format!("{tag}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n[state]\npath = \"{}\"\n[rate_limits]\n{rate_limits}\n",
-            dir.join(format!("{tag}.db")).display()
+            "[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n[state]\n{state}\n[rate_limits]\n{rate_limits}\n"
         ),
     )
     .unwrap();
@@ -117,8 +136,62 @@ async fn tool(
     file: &Path,
     concurrency: usize,
 ) -> Run {
+    tool_with(sb, &[], config, command, file, concurrency).await
+}
+
+/// `tool` with more environment (`extra`: the DynamoDB endpoint).
+async fn tool_with(
+    sb: &SandboxHandle,
+    extra: &[(String, String)],
+    config: &Path,
+    command: &str,
+    file: &Path,
+    concurrency: usize,
+) -> Run {
     let (user0, sys0, _) = children_usage();
     let start = Instant::now();
+    let out = command_for(sb, extra, config, command, file, concurrency)
+        .output()
+        .await
+        .expect("connect-onboard runs");
+    let wall = start.elapsed();
+    let (user1, sys1, peak_rss) = children_usage();
+    run_of(out, wall, user1 - user0, sys1 - sys0, peak_rss)
+}
+
+fn run_of(
+    out: std::process::Output,
+    wall: Duration,
+    user: Duration,
+    system: Duration,
+    peak_rss: u64,
+) -> Run {
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    Run {
+        wall,
+        user,
+        system,
+        peak_rss,
+        json,
+        code: out.status.code(),
+    }
+}
+
+/// The child's command line and environment (the sandbox's, then `extra`).
+fn command_for(
+    sb: &SandboxHandle,
+    extra: &[(String, String)],
+    config: &Path,
+    command: &str,
+    file: &Path,
+    concurrency: usize,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args([
         "--config",
@@ -130,27 +203,10 @@ async fn tool(
     .env_remove("AWS_PROFILE")
     .env("AWS_CONFIG_FILE", "/nonexistent")
     .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
-    for (k, v) in sb.env_lines() {
+    for (k, v) in sb.env_lines().into_iter().chain(extra.iter().cloned()) {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.expect("connect-onboard runs");
-    let wall = start.elapsed();
-    let (user1, sys1, peak_rss) = children_usage();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    Run {
-        wall,
-        user: user1 - user0,
-        system: sys1 - sys0,
-        peak_rss,
-        json,
-        code: out.status.code(),
-    }
+    cmd
 }
 
 fn calls(json: &serde_json::Value) -> BTreeMap<String, (u64, u64)> {
@@ -503,6 +559,458 @@ fn apply_medians(concurrency: usize, runs: &[ApplyFigures]) {
     );
 }
 
+/// moto's server (`pip install 'moto[server]'`, as `tests/it/moto.rs` starts it) behind a
+/// counting proxy: every request the child sends to the table passes through the proxy,
+/// which reads its head (`X-Amz-Target: DynamoDB_20120810.OPERATION`) and body
+/// (`Content-Length` bytes), counts it by operation (`OPERATION (budget)` when its body
+/// names the shared budget's item, `#BUDGET`), and forwards it as received (see `relay`
+/// for the connections and the answers).
+struct Table {
+    moto: std::process::Child,
+    url: String,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Table {
+    fn start() -> Option<Table> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let moto = match std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                println!(
+                    "DynamoDB scenarios: skipped (moto_server: {e}; pip install 'moto[server]')"
+                );
+                return None;
+            }
+        };
+        let mut up = false;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(up, "moto_server did not start on port {port}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+        let shared = Arc::clone(&counts);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counts = Arc::clone(&shared);
+                *counts
+                    .lock()
+                    .unwrap()
+                    .entry("(connections)".into())
+                    .or_default() += 1;
+                std::thread::spawn(move || relay(client, port, &counts));
+            }
+        });
+        Some(Table { moto, url, counts })
+    }
+
+    /// `AWS_ENDPOINT_URL_DYNAMODB` for the child: the proxy.
+    fn env(&self) -> Vec<(String, String)> {
+        vec![("AWS_ENDPOINT_URL_DYNAMODB".into(), self.url.clone())]
+    }
+
+    /// moto's CPU time so far (user + system, from `/proc/PID/stat`): is the emulator
+    /// the bottleneck?
+    fn moto_cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.moto.id())).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or_default();
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command's `)`.
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// The requests counted since the last call, by operation.
+    fn take_counts(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counts.lock().unwrap())
+    }
+
+    /// `connect-onboard --config CONFIG init --state dynamodb://NAME`.
+    async fn init(&self, sb: &SandboxHandle, config: &Path, name: &str) {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(["--config", config.to_str().unwrap(), "init", "--state"])
+            .arg(format!("dynamodb://{name}"))
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        for (k, v) in sb.env_lines().into_iter().chain(self.env()) {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("init runs");
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.take_counts();
+    }
+
+    fn stop(mut self) {
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+/// One client connection, kept alive as DynamoDB keeps its own (moto's server answers
+/// `Connection: close`, which would make the client open a connection per request): each
+/// request is counted, sent upstream on a connection of its own, and its answer (the
+/// `Connection` header dropped) copied back; moto's time to answer is summed under
+/// `(moto µs)`.
+fn relay(client: std::net::TcpStream, port: u16, counts: &Mutex<BTreeMap<String, u64>>) {
+    use std::io::Write;
+    let _ = client.set_nodelay(true);
+    let Ok(mut client_write) = client.try_clone() else {
+        return;
+    };
+    let mut reader = std::io::BufReader::new(client);
+    loop {
+        let Some((head, body)) = read_message(&mut reader, false) else {
+            return;
+        };
+        let op = header(&head, "x-amz-target")
+            .and_then(|t| t.rsplit('.').next().map(str::to_string))
+            .unwrap_or_else(|| "other".into());
+        let budget = body.windows(7).any(|w| w == b"#BUDGET");
+        let key = if budget { format!("{op} (budget)") } else { op };
+        let sent = Instant::now();
+        let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let _ = up.set_nodelay(true);
+        if up.write_all(&head).is_err() || up.write_all(&body).is_err() {
+            return;
+        }
+        let mut up_reader = std::io::BufReader::new(up);
+        let Some((answer, answer_body)) = read_message(&mut up_reader, true) else {
+            return;
+        };
+        let took = sent.elapsed();
+        {
+            let mut c = counts.lock().unwrap();
+            *c.entry(key).or_default() += 1;
+            *c.entry("(moto µs)".into()).or_default() += took.as_micros() as u64;
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let mut out = String::new();
+        for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+            let name = line.split(':').next().unwrap_or_default().trim();
+            if name.eq_ignore_ascii_case("connection")
+                || name.eq_ignore_ascii_case("content-length")
+            {
+                continue;
+            }
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", answer_body.len()));
+        if client_write.write_all(out.as_bytes()).is_err()
+            || client_write.write_all(&answer_body).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// One HTTP/1.1 message: its head and its body (`Content-Length` bytes; an answer without
+/// one, `to_eof`, is read to the end of the connection).
+fn read_message(reader: &mut impl std::io::BufRead, to_eof: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    let mut body = Vec::new();
+    match header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(len) => {
+            body.resize(len, 0);
+            reader.read_exact(&mut body).ok()?;
+        }
+        None if to_eof => {
+            reader.read_to_end(&mut body).ok()?;
+        }
+        None => {}
+    }
+    Some((head, body))
+}
+
+fn header(head: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The calls' throttled share (%) and the bound (s) with its API, from a run's `calls`.
+fn bound_of(calls: &BTreeMap<String, (u64, u64)>, scale: f64) -> (f64, String, f64) {
+    let (api, bound) = calls
+        .iter()
+        .map(|(api, (c, _))| (api.clone(), *c as f64 / granted(api, scale, 1.0)))
+        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let total: u64 = calls.values().map(|c| c.0).sum();
+    let throttled: u64 = calls.values().map(|c| c.1).sum();
+    (bound, api, 100.0 * throttled as f64 / total.max(1) as f64)
+}
+
+fn per_agent(counts: &BTreeMap<String, u64>, n: usize) -> String {
+    let total: u64 = (counts.iter())
+        .filter(|(op, _)| !op.starts_with('('))
+        .map(|(_, c)| c)
+        .sum();
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(op, _)| !op.starts_with('('))
+        .map(|(op, c)| format!("{op} {:.2}", *c as f64 / n as f64))
+        .collect();
+    format!(
+        "{:.2} in all: {}; connections {}; moto answered in {:.2} ms on average",
+        total as f64 / n as f64,
+        parts.join(", "),
+        counts.get("(connections)").copied().unwrap_or(0),
+        counts.get("(moto µs)").copied().unwrap_or(0) as f64 / 1000.0 / total.max(1) as f64
+    )
+}
+
+/// (a) and (c): the quota batch on SQLite, then on the table; `REPS` times, alternated.
+async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64) {
+    let reps: usize = var("REPS", 1);
+    let (mut ratios, mut sqlite_cpu, mut ddb_cpu, mut throttled) = (vec![], vec![], vec![], vec![]);
+    for rep in 0..reps {
+        for backend in ["sqlite", "dynamodb"] {
+            let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}}))
+                .await;
+            let tag = format!("dq{backend}{rep}x");
+            let run = if backend == "sqlite" {
+                let (config, csv) = files(dir, limits, n, &tag);
+                batch(&sb, &config, &csv, 64).await
+            } else {
+                let name = format!("quota{rep}");
+                let state = format!("url = \"dynamodb://{name}\"");
+                let (config, csv) = files_on(dir, &state, limits, n, &tag);
+                table.init(&sb, &config, &name).await;
+                let m0 = table.moto_cpu();
+                let run = tool_with(&sb, &table.env(), &config, "batch", &csv, 64).await;
+                println!(
+                    "  moto CPU {:.1} s during the run",
+                    (table.moto_cpu() - m0).as_secs_f64()
+                );
+                run
+            };
+            let counts = table.take_counts();
+            let calls = calls(&run.json);
+            let (bound, api, share) = bound_of(&calls, scale);
+            let cpu = (run.user + run.system).as_secs_f64() * 1000.0 / n as f64;
+            let ratio = run.wall.as_secs_f64() / bound;
+            println!(
+                "ddb-quota {backend} (rep {rep}): {n} agents, exit {:?}, wall {:.2} s, bound {bound:.2} s ({api}), ratio {ratio:.3}; throttled {share:.2} % of calls; CPU {cpu:.3} ms per agent ({:.3} user + {:.3} system); CreateUser applied {}; done {}",
+                run.code,
+                run.wall.as_secs_f64(),
+                run.user.as_secs_f64() * 1000.0 / n as f64,
+                run.system.as_secs_f64() * 1000.0 / n as f64,
+                sb.calls().get("connect:CreateUser").map_or(0, |c| c.applied),
+                run.json["counts"]["done"]
+            );
+            if backend == "sqlite" {
+                sqlite_cpu.push(cpu);
+            } else {
+                println!("  DynamoDB requests per agent: {}", per_agent(&counts, n));
+                ratios.push(ratio);
+                ddb_cpu.push(cpu);
+                throttled.push(share);
+            }
+            sb.shutdown().await;
+        }
+    }
+    let (s, d) = (median(sqlite_cpu), median(ddb_cpu));
+    println!(
+        "ddb-quota medians of {reps}: DynamoDB wall/bound {:.3}, throttled {:.2} %; CPU per agent SQLite {s:.3} ms, DynamoDB {d:.3} ms (ratio {:.2})",
+        median(ratios),
+        median(throttled),
+        d / s
+    );
+}
+
+/// (b): `PROCS` processes (default 3) of `PER` agents (default 300) each, disjoint files, one
+/// table, started together; with the shared budget, then with `shared = false`.
+async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<(bool, f64, f64)> {
+    let procs: usize = var("PROCS", 3);
+    let per: usize = var("PER", 300);
+    let rep = REP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = vec![];
+    for shared in [true, false] {
+        let sb =
+            sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}})).await;
+        let name = format!("shared{shared}{rep}");
+        let state = format!("url = \"dynamodb://{name}\"");
+        let limits = format!("{limits}\nshared = {shared}");
+        let mut jobs = vec![];
+        for p in 0..procs {
+            let tag = format!("ds{shared}{rep}p{p}x");
+            jobs.push(files_on(dir, &state, &limits, per, &tag));
+        }
+        table.init(&sb, &jobs[0].0, &name).await;
+        let (user0, sys0, _) = children_usage();
+        let m0 = table.moto_cpu();
+        let start = Instant::now();
+        let children: Vec<_> = jobs
+            .iter()
+            .map(|(config, csv)| {
+                let mut c = command_for(&sb, &table.env(), config, "batch", csv, 64);
+                c.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        // Each child's own end, waited for together.
+        let runs = futures::future::join_all(children.into_iter().map(|child| async move {
+            let o = child.wait_with_output().await.unwrap();
+            (o, start.elapsed())
+        }))
+        .await;
+        let wall = start.elapsed();
+        let (user1, sys1, _) = children_usage();
+        let counts = table.take_counts();
+        let mut all: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut walls = vec![];
+        for (o, w) in runs {
+            let run = run_of(o, w, Duration::ZERO, Duration::ZERO, 0);
+            walls.push(format!(
+                "{:.2} s (exit {:?}, done {})",
+                w.as_secs_f64(),
+                run.code,
+                run.json["counts"]["done"]
+            ));
+            for (api, (c, t)) in calls(&run.json) {
+                let e = all.entry(api).or_default();
+                e.0 += c;
+                e.1 += t;
+            }
+        }
+        let n = procs * per;
+        let (bound, api, share) = bound_of(&all, scale);
+        let served = sb.calls();
+        let cu = served.get("connect:CreateUser");
+        let ratio = wall.as_secs_f64() / bound;
+        println!(
+            "ddb-shared shared={shared} (rep {rep}): {procs} processes x {per} agents, wall {:.2} s (each: {}), bound of all {n} {bound:.2} s ({api}), ratio {ratio:.3}; throttled {share:.2} % of calls ({} of {}); sandbox CreateUser applied {} for {n} agents, received {}; CPU {:.3} ms per agent",
+            wall.as_secs_f64(),
+            walls.join(", "),
+            all.values().map(|c| c.1).sum::<u64>(),
+            all.values().map(|c| c.0).sum::<u64>(),
+            cu.map_or(0, |c| c.applied),
+            cu.map_or(0, |c| c.calls),
+            ((user1 - user0) + (sys1 - sys0)).as_secs_f64() * 1000.0 / n as f64,
+        );
+        println!(
+            "  DynamoDB requests per agent: {}; moto CPU {:.1} s",
+            per_agent(&counts, n),
+            (table.moto_cpu() - m0).as_secs_f64()
+        );
+        out.push((shared, ratio, share));
+        sb.shutdown().await;
+    }
+    out
+}
+
+static REP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// (d): `OVERHEAD` agents (default 3000) unthrottled, the sandbox answering every call after
+/// `LATENCY` ms (default `5,50`), on SQLite and on the table (`BACKENDS`, default
+/// `sqlite,dynamodb`): CPU per agent.
+async fn ddb_latency(table: &Table, dir: &Path, unlimited: &str) {
+    let size: usize = var("OVERHEAD", 3000);
+    let reps: usize = var("REPS", 1);
+    let latencies: Vec<u64> = std::env::var("LATENCY")
+        .unwrap_or_else(|_| "5,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let backends = std::env::var("BACKENDS").unwrap_or_else(|_| "sqlite,dynamodb".into());
+    let mut cpu: BTreeMap<(u64, &str), Vec<f64>> = BTreeMap::new();
+    for rep in 0..reps {
+        for &ms in &latencies {
+            for backend in ["sqlite", "dynamodb"] {
+                if !backends.split(',').any(|b| b == backend) {
+                    continue;
+                }
+                let sb = sandbox(serde_json::json!({"rate_limits": {"preset": "none"},
+                    "rules": [{"op": "*", "action": "latency", "latency_ms": ms}]}))
+                .await;
+                let tag = format!("dl{backend}{ms}r{rep}x");
+                let run = if backend == "sqlite" {
+                    let (config, csv) = files(dir, unlimited, size, &tag);
+                    batch(&sb, &config, &csv, 64).await
+                } else {
+                    let name = format!("latency{ms}r{rep}");
+                    let state = format!("url = \"dynamodb://{name}\"");
+                    let (config, csv) = files_on(dir, &state, unlimited, size, &tag);
+                    table.init(&sb, &config, &name).await;
+                    let m0 = table.moto_cpu();
+                    let run = tool_with(&sb, &table.env(), &config, "batch", &csv, 64).await;
+                    println!(
+                        "  moto CPU {:.1} s during the run",
+                        (table.moto_cpu() - m0).as_secs_f64()
+                    );
+                    run
+                };
+                let counts = table.take_counts();
+                let c = (run.user + run.system).as_secs_f64() * 1000.0 / size as f64;
+                println!(
+                    "ddb-latency {ms} ms {backend} (rep {rep}): {size} agents, exit {:?}, wall {:.1} s, CPU {c:.3} ms per agent ({:.3} user + {:.3} system), peak RSS {:.1} MiB (largest child so far), done {}",
+                    run.code,
+                    run.wall.as_secs_f64(),
+                    run.user.as_secs_f64() * 1000.0 / size as f64,
+                    run.system.as_secs_f64() * 1000.0 / size as f64,
+                    run.peak_rss as f64 / 1_048_576.0,
+                    run.json["counts"]["done"]
+                );
+                if backend == "dynamodb" {
+                    println!(
+                        "  DynamoDB requests per agent: {}",
+                        per_agent(&counts, size)
+                    );
+                }
+                cpu.entry((ms, backend)).or_default().push(c);
+                sb.shutdown().await;
+            }
+        }
+    }
+    for ((ms, backend), v) in cpu {
+        println!(
+            "ddb-latency {ms} ms {backend}: CPU per agent median of {} {:.3} ms",
+            v.len(),
+            median(v)
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -602,6 +1110,36 @@ async fn main() {
                 run.json["counts"]["done"]
             );
             sb.shutdown().await;
+        }
+    }
+    if ["ddb-quota", "ddb-shared", "ddb-latency"]
+        .iter()
+        .any(|s| std::env::var("ONLY").is_ok_and(|v| v.split(',').any(|o| o == *s)))
+    {
+        if let Some(table) = Table::start() {
+            if wanted("ddb-shared") {
+                let mut runs = vec![];
+                for _ in 0..var("REPS", 1) {
+                    runs.extend(ddb_shared(&table, dir.path(), &limits, scale).await);
+                }
+                for shared in [true, false] {
+                    let of = |f: fn(&(bool, f64, f64)) -> f64| {
+                        median(runs.iter().filter(|r| r.0 == shared).map(f).collect())
+                    };
+                    println!(
+                        "ddb-shared shared={shared} medians: wall/bound {:.3}, throttled {:.2} %",
+                        of(|r| r.1),
+                        of(|r| r.2)
+                    );
+                }
+            }
+            if wanted("ddb-quota") {
+                ddb_quota(&table, dir.path(), &limits, n, scale).await;
+            }
+            if wanted("ddb-latency") {
+                ddb_latency(&table, dir.path(), unlimited).await;
+            }
+            table.stop();
         }
     }
     if wanted("aws-cli") {
