@@ -1,5 +1,6 @@
-//! Architecture checks: every module documents itself (folders walked recursively), and the
-//! layer rules hold: the engine names nothing above it, the store only the engine.
+//! Architecture checks: every module documents itself (folders walked recursively), the
+//! layer rules hold (the LAYERS table), and environment knobs and exit codes each live in one
+//! place (`src/app/env.rs`, `src/cli/exit.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -133,4 +134,69 @@ fn the_layer_check_sees_a_forbidden_path() {
 fn the_tidy_check_can_fail() {
     // The walker sees nested files, so a forbidden name in a nested module would be caught.
     assert!(files("src").iter().any(|p| p.ends_with("engine/retry.rs")));
+}
+
+/// The code of a file before its first `#[cfg(test)]` (tests may read the environment).
+fn non_test_code(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+/// What breaks the one-place rules in `text` of the file `rel` (a path under the
+/// repository): environment variables are read only in `src/app/env.rs`; exit codes are
+/// only in `src/cli/exit.rs` (no literal `Ok(0..=3)` as a command's code, no
+/// `process::exit`).
+fn one_place_violations(rel: &str, text: &str) -> Vec<String> {
+    let code = non_test_code(text);
+    let mut out = Vec::new();
+    let test_file = rel.ends_with("/tests.rs") || rel.ends_with("/fuzz.rs");
+    if !test_file
+        && rel != "src/app/env.rs"
+        && (code.contains("env::var(") || code.contains("env::var_os("))
+    {
+        out.push(format!(
+            "{rel} reads an environment variable: only src/app/env.rs does"
+        ));
+    }
+    if rel.starts_with("src/cli/") && rel != "src/cli/exit.rs" {
+        let literal = regex::Regex::new(r"Ok\([0-3]\)").unwrap();
+        if literal.is_match(code) || code.contains("process::exit(") {
+            out.push(format!(
+                "{rel} spells an exit code: only src/cli/exit.rs does"
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn environment_knobs_and_exit_codes_each_live_in_one_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = Vec::new();
+    for path in files("src") {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(&path).unwrap();
+        problems.extend(one_place_violations(&rel, &text));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_one_place_check_sees_a_knob_or_a_code_elsewhere() {
+    assert_eq!(
+        one_place_violations("src/app/batch.rs", "let x = std::env::var(\"X\");").len(),
+        1
+    );
+    assert_eq!(
+        one_place_violations("src/cli/mod.rs", "fn f() -> Result<u8, E> { Ok(0) }").len(),
+        1
+    );
+    assert!(one_place_violations("src/app/env.rs", "std::env::var(\"X\")").is_empty());
+    assert!(one_place_violations("src/cli/exit.rs", "Ok(0)").is_empty());
+    assert!(
+        one_place_violations("src/store/x.rs", "#[cfg(test)]\nstd::env::var(\"CI\")").is_empty()
+    );
 }
