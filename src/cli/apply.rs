@@ -36,32 +36,54 @@ pub(super) async fn apply(g: &GlobalArgs, a: ApplyArgs) -> Result<u8, app::Error
             bulk_reads: app::BulkReads::Always,
         },
     };
-    let mut outs = Outputs::new(
+    let outs = Outputs::new(
         a.report.as_deref(),
         a.notices.as_deref(),
         json,
         a.dry_run,
         waits,
     );
-    outs.changes_column = true;
-    let slot = std::cell::RefCell::new(Some(outs));
-    let yes = a.yes;
-    let mut confirm = |removals: &[app::PlanRow]| {
-        if yes {
-            return Ok(());
-        }
-        print_removals("apply --prune", removals);
-        confirm_on_terminal("Remove the agents listed above?", "apply --prune")
+    let removals = Removals {
+        yes: a.yes,
+        command: "apply --prune",
+        question: "Remove the agents listed above?",
     };
-    let mut sink = Slot(&slot);
-    let out = app::apply(&ctx, &opts, &quiet(a.on_failure), &mut confirm, &mut sink).await;
-    let outs = slot.take();
-    if let Some(o) = outs {
-        o.close()?;
-    }
-    let report = out?;
+    let report = run(&ctx, &opts, &quiet(a.on_failure), outs, &removals).await?;
     print_apply(&report, json);
     Ok(exit::for_apply(&report))
+}
+
+/// How removals are confirmed: `--yes`, else the plan printed and "yes" typed on a terminal.
+pub(super) struct Removals {
+    pub yes: bool,
+    pub command: &'static str,
+    pub question: &'static str,
+}
+
+/// `apply` (or `sync`) with its outputs: the report (with its `changes` column) and notices
+/// created once the run phase starts, put in place at the end, the removals confirmed first.
+pub(super) async fn run(
+    ctx: &Context,
+    opts: &app::ApplyOptions,
+    settings: &app::RunSettings,
+    mut outs: Outputs,
+    removals: &Removals,
+) -> Result<app::ApplyReport, app::Error> {
+    outs.changes_column = true;
+    let slot = std::cell::RefCell::new(Some(outs));
+    let mut confirm = |rows: &[app::PlanRow]| {
+        if removals.yes {
+            return Ok(());
+        }
+        print_removals(removals.command, rows);
+        confirm_on_terminal(removals.question, removals.command)
+    };
+    let mut sink = Slot(&slot);
+    let out = app::apply(ctx, opts, settings, &mut confirm, &mut sink).await;
+    if let Some(o) = slot.take() {
+        o.close()?;
+    }
+    out
 }
 
 pub(super) fn print_removals(command: &str, removals: &[app::PlanRow]) {
@@ -133,15 +155,7 @@ pub(super) fn print_apply(r: &app::ApplyReport, json: bool) {
     if let Some(run) = &r.prune_run_id {
         let _ = writeln!(out, "removals: run {run}");
     }
-    let total: usize = r.outcomes.values().sum();
-    let counts: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(
-        out,
-        "agents: {total} ({}); invalid rows: {}; {:.1} s",
-        counts.join(", "),
-        r.invalid.len(),
-        r.elapsed_ms as f64 / 1000.0
-    );
+    super::output::print_totals(&mut out, &r.outcomes, r.invalid.len(), r.elapsed_ms);
     for a in &r.agents {
         let _ = writeln!(
             out,

@@ -199,7 +199,6 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
         eprintln!("invalid: {e}");
     }
     let mut out = std::io::stdout().lock();
-    let total: usize = r.counts.values().sum();
     if r.dry_run {
         let _ = writeln!(
             out,
@@ -213,14 +212,7 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
     } else if let Some(run) = &r.run_id {
         let _ = writeln!(out, "run {run}");
     }
-    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(
-        out,
-        "agents: {total} ({}); invalid rows: {}; {:.1} s",
-        counts.join(", "),
-        r.invalid.len(),
-        r.elapsed_ms as f64 / 1000.0
-    );
+    print_totals(&mut out, &r.counts, r.invalid.len(), r.elapsed_ms);
     for a in r.agents.iter().filter(|a| a.error.is_some()) {
         let _ = writeln!(
             out,
@@ -231,6 +223,23 @@ pub(crate) fn print_batch(r: &app::BatchReport, json: bool) {
         );
     }
     print_calls(&mut out, &r.calls);
+}
+
+/// The `agents:` summary line: how many, by outcome; invalid rows; wall time.
+pub(crate) fn print_totals(
+    out: &mut impl Write,
+    counts: &std::collections::BTreeMap<app::Outcome, usize>,
+    invalid: usize,
+    elapsed_ms: u64,
+) {
+    let total: usize = counts.values().sum();
+    let cells: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "agents: {total} ({}); invalid rows: {invalid}; {:.1} s",
+        cells.join(", "),
+        elapsed_ms as f64 / 1000.0
+    );
 }
 
 /// The `calls:` summary line: per API, calls and throttled calls.

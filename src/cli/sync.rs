@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::app::{self, Context, RunSettings};
 
-use super::apply::{print_apply, print_removals};
+use super::apply::{print_apply, run, Removals};
 use super::args::{GlobalArgs, SyncArgs};
-use super::{confirm_on_terminal, counted, exit, quiet, Outputs, Slot, Waits};
+use super::{counted, exit, quiet, Outputs, Waits};
 
 /// Runs `sync` (once, or `--watch`).
 pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> {
@@ -72,23 +72,13 @@ async fn once(
         },
     };
     // A watch prints one line per reconcile, not a progress meter.
-    let mut outs = Outputs::new(a.report.as_deref(), None, json || a.watch, a.dry_run, waits);
-    outs.changes_column = true;
-    let slot = std::cell::RefCell::new(Some(outs));
-    let yes = a.yes;
-    let mut confirm = |removals: &[app::PlanRow]| {
-        if yes {
-            return Ok(());
-        }
-        print_removals("sync --prune", removals);
-        confirm_on_terminal("Delete the Connect users listed above?", "sync --prune")
+    let outs = Outputs::new(a.report.as_deref(), None, json || a.watch, a.dry_run, waits);
+    let removals = Removals {
+        yes: a.yes,
+        command: "sync --prune",
+        question: "Delete the Connect users listed above?",
     };
-    let mut sink = Slot(&slot);
-    let out = app::apply(ctx, &opts, settings, &mut confirm, &mut sink).await;
-    if let Some(o) = slot.take() {
-        o.close()?;
-    }
-    out
+    run(ctx, &opts, settings, outs, &removals).await
 }
 
 /// Now, as RFC 3339 in UTC (for the reconcile lines).
