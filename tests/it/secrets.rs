@@ -483,3 +483,51 @@ async fn batch_passwords_leak_into_no_report_notice_log_or_state_at_any_verbosit
     let pws: Vec<&str> = passwords.iter().map(String::as_str).collect();
     assert_nowhere("batch", &places, &pws);
 }
+
+/// `apply` of a roster with a password column (a new agent on a CONNECT_MANAGED instance):
+/// the password reaches Connect, and not the plan, the saved plan, the report, the output or
+/// the state file.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_sends_a_rows_password_to_connect_and_nowhere_else() {
+    let env = Env::with(managed_seed(), "").await;
+    let roster = env.dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        format!("email,username,first_name,last_name,password\nana.silva@example.com,asilva,Ana,Silva,{PASSWORD}\n"),
+    )
+    .unwrap();
+    let roster = path_str(&roster);
+    let plan = env.run(&["apply", roster, "--dry-run", "--json"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let report = env.dir.path().join("apply.csv");
+    let out = env
+        .run(&[
+            "apply",
+            roster,
+            "--json",
+            "-vvv",
+            "--report",
+            path_str(&report),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        env.first_connect_user().username,
+        "asilva",
+        "created with it"
+    );
+    for (what, text) in [
+        ("dry-run plan", format!("{}{}", plan.stdout, plan.stderr)),
+        (
+            "run output and logs",
+            format!("{}{}", out.stdout, out.stderr),
+        ),
+        ("report", std::fs::read_to_string(&report).unwrap()),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password in the {what}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&env.db_bytes()).contains(PASSWORD),
+        "the password in the state file"
+    );
+}
