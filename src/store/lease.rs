@@ -1,6 +1,7 @@
 //! Who holds an agent's lease, and whether that holder is known to be dead (same host, boot
 //! and PID namespace, and its pid gone or reused), so a crashed process's lease is taken
-//! over at once instead of after its expiry.
+//! over at once instead of after its expiry — an agent's lease, or a role lease
+//! (`RunStore::lead`) whose holder string is one [`Holder::role_holder`] made.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,22 @@ impl Holder {
                 .unwrap_or_default(),
             start_ticks: start_ticks("self"),
         }
+    }
+
+    /// A holder string for a role lease (`RunStore::lead`) naming this process: its
+    /// [`Holder`] as JSON with a random `token` beside (two holders in one process differ),
+    /// so that a store can tell that the process behind a lease is dead and take it over at
+    /// once. Any other string works as a holder too; it is then presumed alive until its
+    /// lease expires.
+    pub fn role_holder() -> String {
+        let mut v = serde_json::to_value(Holder::current()).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "token".into(),
+                serde_json::Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+        }
+        v.to_string()
     }
 
     /// True only when the holder is known to be gone: same host, boot and PID namespace,

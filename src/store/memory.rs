@@ -1,12 +1,13 @@
 //! An in-memory journal and run store: the same contract as the state file (lease-fenced
 //! changes, one event per change, runs and their agents in insertion order) without a
 //! file. Dry runs use it (they must write nothing anywhere), and so do the engine's unit
-//! tests and the state-semantics suite (`run_store`).
+//! tests and the state-semantics suite (`run_store`). Role leases live in a map.
 
 use crate::engine::journal::EventKind;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::run_store::{may_take, Leadership};
 use super::{fmt_ms, now_ms, now_rfc3339, Error, RunRow};
 use crate::engine::journal::{AgentRow, Change, Journal, JournalError, StepRow, StepUpdate};
 use crate::engine::{AgentKey, AgentState, OnFailure, RunId, StepId, StepState};
@@ -29,6 +30,8 @@ pub struct MemoryJournal {
     runs: Mutex<Vec<RunRow>>,
     /// The last insertion position given.
     seq: Mutex<i64>,
+    /// Role leases: role → (holder, expiry ms).
+    roles: Mutex<BTreeMap<String, (String, i64)>>,
 }
 
 impl MemoryJournal {
@@ -210,6 +213,28 @@ impl MemoryJournal {
     /// Number of journal events so far.
     pub fn event_count(&self) -> u64 {
         *self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes or renews `role` for `holder` for `ttl_ms` (see `RunStore::lead`).
+    pub(super) fn lead_role(&self, role: &str, holder: &str, ttl_ms: i64) -> Leadership {
+        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let cur = roles.get(role).map(|(h, x)| (h.as_str(), *x));
+        if !may_take(cur, holder, now) {
+            let (holder, until_ms) = roles.get(role).cloned().unwrap_or_default();
+            return Leadership::Standby { holder, until_ms };
+        }
+        let until_ms = now + ttl_ms;
+        roles.insert(role.to_string(), (holder.to_string(), until_ms));
+        Leadership::Lead { until_ms }
+    }
+
+    /// Gives `role` up if `holder` holds it (see `RunStore::resign`).
+    pub(super) fn resign_role(&self, role: &str, holder: &str) {
+        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        if roles.get(role).is_some_and(|(h, _)| h == holder) {
+            roles.remove(role);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Entry>> {

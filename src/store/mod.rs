@@ -37,7 +37,7 @@ pub use location::{
     has_state, init, open, open_existing, Access, Initialised, Location, Permissions,
 };
 pub use memory::MemoryJournal;
-pub use run_store::{RateBudget, RunStore};
+pub use run_store::{Leadership, RateBudget, RunStore};
 pub use sqlite::Store;
 
 use serde::{Deserialize, Serialize};

@@ -3,10 +3,78 @@
 //! per-agent [`Journal`]. One trait, so that a second backend (a shared store) has one
 //! place to plug in, and one suite of state semantics (`semantics` below) that every
 //! implementation must pass: the SQLite [`Store`] and the in-memory [`MemoryJournal`].
+//! Beside runs, the store keeps **role leases** ([`RunStore::lead`]): a named singleton
+//! lock with an expiry, so that one process at a time plays a role on a store (e.g. one
+//! `sync --watch` per table) and a standby takes over when the holder stops renewing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{AgentKey, AgentState, Journal, OnFailure, RunId, StepId};
 
-use super::{AgentRow, MemoryJournal, Result, RunRow, StepRow, Store};
+use super::{fmt_ms, AgentRow, Holder, MemoryJournal, Result, RunRow, StepRow, Store};
+
+/// What [`RunStore::lead`] found: this holder leads, or another live holder does. One JSON
+/// object for JSON Lines: `{"lease":"lead","until_ms":…}` or
+/// `{"lease":"standby","holder":"…","until_ms":…}` (expiry in ms since the Unix epoch;
+/// [`Leadership::until`] gives it as RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "lease", rename_all = "snake_case")]
+pub enum Leadership {
+    /// This holder holds the lease until `until_ms` (unless it renews it).
+    Lead {
+        /// Expiry, ms since the Unix epoch.
+        until_ms: i64,
+    },
+    /// Another live holder has the lease until `until_ms` (unless it renews it).
+    Standby {
+        /// The holder string that holder gave.
+        holder: String,
+        /// Expiry, ms since the Unix epoch.
+        until_ms: i64,
+    },
+}
+
+impl Leadership {
+    /// Whether this holder leads.
+    pub fn leads(&self) -> bool {
+        matches!(self, Leadership::Lead { .. })
+    }
+
+    /// The lease's expiry as RFC 3339 (UTC, milliseconds).
+    pub fn until(&self) -> String {
+        match self {
+            Leadership::Lead { until_ms } | Leadership::Standby { until_ms, .. } => {
+                fmt_ms(*until_ms)
+            }
+        }
+    }
+}
+
+/// A role lease's ttl in ms (at least 1).
+pub(super) fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
+}
+
+/// Whether `holder` may take a role lease that `current` (holder, expiry ms) holds, at
+/// `now` (ms): when nobody holds it, it is `holder`'s own (a renewal), it has expired, or
+/// its holder is a [`Holder`] known to be dead (same host, boot and PID namespace; see
+/// [`Holder::role_holder`]). Never a live lease of another holder.
+pub(super) fn may_take(current: Option<(&str, i64)>, holder: &str, now: i64) -> bool {
+    match current {
+        None => true,
+        Some((h, until)) => h == holder || until <= now || holder_is_dead(h),
+    }
+}
+
+/// Whether a role lease's holder string names a process known to be dead (a serialized
+/// [`Holder`], as [`Holder::role_holder`] makes; any other string is presumed alive).
+pub(super) fn holder_is_dead(holder: &str) -> bool {
+    serde_json::from_str::<Holder>(holder).is_ok_and(|h| h.is_dead())
+}
 
 /// The run-level operations of a state store. Async like [`Journal`]: a networked backend
 /// answers later; the SQLite store answers at once.
@@ -64,6 +132,20 @@ pub trait RunStore: Journal {
     /// Writes a run as another store holds it (`state copy`): the run, then its agents in
     /// order, each with its state and steps as they are (no lease).
     async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()>;
+    /// Takes or renews the lease of `role` (e.g. `"sync-watch"`) for `holder` (an opaque
+    /// string naming this process, e.g. [`Holder::role_holder`]) for `ttl`, in one atomic
+    /// change: [`Leadership::Lead`] when this holder now holds it until now + `ttl` (it was
+    /// free, expired, already this holder's — a renewal is a `lead` by the same holder — or
+    /// held by a [`Holder`] known to be dead on this host); else [`Leadership::Standby`] with
+    /// the live holder and its expiry. A holder whose lease expired has lost it: if another
+    /// took it meanwhile, its next `lead` is `Standby` (a live lease is never taken back).
+    /// Expiry is by the wall clock (ms since the Unix epoch, as the agents' leases): the
+    /// machines sharing a store must keep their clocks in sync (NTP); a skew of `s` moves
+    /// a takeover by `s`.
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<Leadership>;
+    /// Gives the lease of `role` up if `holder` holds it (a clean exit), so that a standby
+    /// takes it at its next `lead`; when `holder` does not hold it, nothing changes.
+    async fn resign(&self, role: &str, holder: &str) -> Result<()>;
     /// The account's rate budget shared by every process using this store (a shared
     /// store), if any; a store on one machine has none.
     fn rate_budget(&self) -> Option<std::sync::Arc<dyn RateBudget>> {
@@ -152,6 +234,12 @@ impl RunStore for Store {
     async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
         Store::import_run(self, run, agents)
     }
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<Leadership> {
+        Store::lead(self, role, holder, ttl_ms(ttl))
+    }
+    async fn resign(&self, role: &str, holder: &str) -> Result<()> {
+        Store::resign(self, role, holder)
+    }
 }
 
 #[async_trait::async_trait]
@@ -220,6 +308,13 @@ impl RunStore for MemoryJournal {
     }
     async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {
         self.import(run, agents);
+        Ok(())
+    }
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<Leadership> {
+        Ok(self.lead_role(role, holder, ttl_ms(ttl)))
+    }
+    async fn resign(&self, role: &str, holder: &str) -> Result<()> {
+        self.resign_role(role, holder);
         Ok(())
     }
 }
@@ -913,5 +1008,169 @@ mod semantics {
             "{refused:?}"
         );
         assert_eq!(b.runs_of_agent(&key("a@x")).await.unwrap(), ["ra"]);
+    }
+
+    const ROLE: &str = "sync-watch";
+    const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn standby(holder: &str, until_ms: i64) -> Leadership {
+        Leadership::Standby {
+            holder: holder.into(),
+            until_ms,
+        }
+    }
+
+    /// The expiry a `Lead` gives (panics on `Standby`).
+    fn lead_until(name: &str, l: Leadership) -> i64 {
+        match l {
+            Leadership::Lead { until_ms } => until_ms,
+            other => panic!("{name}: expected to lead, got {other:?}"),
+        }
+    }
+
+    /// Waits until the wall clock is past `until_ms` (an expiry), however long that takes.
+    async fn sleep_past(until_ms: i64) {
+        while crate::store::now_ms() <= until_ms {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_holder_leads_a_role_at_a_time_and_a_renewal_extends_its_lease() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            let before = crate::store::now_ms();
+            let until = lead_until(name, s.lead(ROLE, "a", MINUTE).await.unwrap());
+            let after = crate::store::now_ms();
+            assert!(
+                (before + 60_000..=after + 60_000).contains(&until),
+                "{name}: held for the ttl from now: {until}"
+            );
+            assert_eq!(
+                s.lead(ROLE, "b", MINUTE).await.unwrap(),
+                standby("a", until),
+                "{name}: another holder waits, told who leads and until when"
+            );
+            let renewed = lead_until(name, s.lead(ROLE, "a", 2 * MINUTE).await.unwrap());
+            assert!(renewed >= until + 60_000, "{name}: a renewal extends");
+            assert_eq!(
+                s.lead(ROLE, "b", MINUTE).await.unwrap(),
+                standby("a", renewed),
+                "{name}: still a's, to the renewed expiry"
+            );
+            lead_until(name, s.lead("another-role", "b", MINUTE).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_role_lease_goes_to_another_and_is_never_taken_back() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            let short = std::time::Duration::from_millis(300);
+            let until = lead_until(name, s.lead(ROLE, "a", short).await.unwrap());
+            assert_eq!(
+                s.lead(ROLE, "b", MINUTE).await.unwrap(),
+                standby("a", until),
+                "{name}: live until it expires"
+            );
+            sleep_past(until).await;
+            let b_until = lead_until(name, s.lead(ROLE, "b", MINUTE).await.unwrap());
+            assert_eq!(
+                s.lead(ROLE, "a", MINUTE).await.unwrap(),
+                standby("b", b_until),
+                "{name}: the holder that let its lease expire lost it"
+            );
+            lead_until(name, s.lead(ROLE, "b", MINUTE).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn resigning_lets_another_lead_at_once_and_only_the_holder_can_resign() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            let until = lead_until(name, s.lead(ROLE, "a", MINUTE).await.unwrap());
+            s.resign(ROLE, "b").await.unwrap();
+            assert_eq!(
+                s.lead(ROLE, "c", MINUTE).await.unwrap(),
+                standby("a", until),
+                "{name}: a resign by a non-holder changes nothing"
+            );
+            s.resign(ROLE, "a").await.unwrap();
+            let b_until = lead_until(name, s.lead(ROLE, "b", MINUTE).await.unwrap());
+            s.resign(ROLE, "a").await.unwrap();
+            assert_eq!(
+                s.lead(ROLE, "c", MINUTE).await.unwrap(),
+                standby("b", b_until),
+                "{name}: the former holder's resign leaves the new holder's lease"
+            );
+            s.resign(ROLE, "nobody").await.unwrap();
+            s.resign("never-held", "a").await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_holders_role_lease_is_taken_over_at_once_a_live_ones_is_not() {
+        let backends = stores().await;
+        // Our parent's pid with another start time: a process that is gone (pid reused).
+        let parent = std::os::unix::process::parent_id();
+        let ticks = crate::store::lease::start_ticks(&parent.to_string());
+        let dead = Holder {
+            pid: parent,
+            start_ticks: ticks.map(|t| t + 1),
+            ..Holder::current()
+        };
+        assert!(dead.is_dead());
+        let dead = serde_json::to_string(&dead).unwrap();
+        for (name, s) in backends.list.iter().cloned() {
+            lead_until(name, s.lead(ROLE, &dead, MINUTE).await.unwrap());
+            let live = Holder::role_holder();
+            let until = lead_until(name, s.lead(ROLE, &live, MINUTE).await.unwrap());
+            let other = Holder::role_holder();
+            assert_ne!(live, other, "one process, two holders");
+            assert_eq!(
+                s.lead(ROLE, &other, MINUTE).await.unwrap(),
+                standby(&live, until),
+                "{name}: a live process's lease is kept"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_role_lease_is_in_no_listing_of_runs_or_agents() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            seed(&*s, "r1", T1, &["a@x"]).await;
+            lead_until(name, s.lead(ROLE, "a", MINUTE).await.unwrap());
+            let runs: Vec<RunId> = s.runs().await.unwrap().into_iter().map(|r| r.id).collect();
+            assert_eq!(runs, ["r1"], "{name}: runs (status, state copy)");
+            let keys: Vec<AgentKey> = (s.agents(&rid("r1")).await.unwrap().into_iter())
+                .map(|a| a.agent_key)
+                .collect();
+            assert_eq!(keys, ["a@x"], "{name}");
+            assert_eq!(
+                s.runs_of_agent(&key(ROLE)).await.unwrap(),
+                Vec::<RunId>::new()
+            );
+            assert_eq!(s.latest_by_key(&key(ROLE)).await.unwrap(), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn leadership_is_one_json_object_with_its_expiry() {
+        let lead = serde_json::to_value(Leadership::Lead {
+            until_ms: 1_796_402_766_000,
+        })
+        .unwrap();
+        assert_eq!(
+            lead,
+            serde_json::json!({"lease": "lead", "until_ms": 1_796_402_766_000_i64})
+        );
+        let s = standby("h", 1_796_402_766_000);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"lease": "standby", "holder": "h", "until_ms": 1_796_402_766_000_i64})
+        );
+        assert_eq!(s.until(), "2026-12-04T16:46:06.000Z");
+        assert!(!s.leads());
     }
 }

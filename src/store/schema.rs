@@ -58,6 +58,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );",
     // 2: the settle window runs from the latest write, not the first one
     "ALTER TABLE steps ADD COLUMN last_write_ms INTEGER;",
+    // 3: role leases (`RunStore::lead`): one row per role, e.g. `sync-watch`
+    "CREATE TABLE roles (
+        role TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+     );",
 ];
 
 /// Refuses a file from a newer build before anything (even its journal mode) is changed.

@@ -9,6 +9,7 @@
 //! | run | `RUN#<run>` | `#RUN` | `r_*` (created, workflow name and TOML, target JSON), `g_runs` = `RUNS`, `g_at` = `<created>#<run>` |
 //! | agent | `RUN#<run>` | `AGENT#<key>` | `a_key`, `a_seq` (insertion number, table-wide), `a_subject` (secret-free JSON), `a_state`, `a_on_failure`, `a_error`, `a_steps` (its steps' rows, JSON), `a_ver` (bumped by every checkpoint), `a_events`, lease `l_token`/`l_holder`/`l_expires` |
 //! | claim | `KEY#<key>` | `#CLAIM` | `c_run`, `c_at`: the agent's last exclusive run (`onboard`), set by a conditional write so that the check and the insert are one change |
+//! | role lease | `#ROLE` | the role (e.g. `sync-watch`) | `role_holder`, `role_until` (expiry, epoch ms): one process at a time plays the role (`RunStore::lead`, see `roles`) |
 //! | counter | `#META` | `#SEQ` | `n`: the last insertion number given |
 //! | schema | `#META` | `#SCHEMA` | `v`: the item layout's version |
 //!
@@ -25,6 +26,7 @@
 
 mod budget;
 mod journal;
+mod roles;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -122,7 +124,7 @@ pub(super) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+pub(super) fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
@@ -1069,6 +1071,15 @@ impl RunStore for DynamoStore {
             .collect::<Result<Vec<_>>>()?;
         rows.sort_by_key(|a| a.seq);
         Ok(rows.iter().map(AgentItem::row).collect())
+    }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<super::Leadership> {
+        self.lead_role(role, holder, super::run_store::ttl_ms(ttl))
+            .await
+    }
+
+    async fn resign(&self, role: &str, holder: &str) -> Result<()> {
+        self.resign_role(role, holder).await
     }
 
     async fn import_run(&self, run: &RunRow, agents: &[(AgentRow, Vec<StepRow>)]) -> Result<()> {

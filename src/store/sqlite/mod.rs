@@ -1,10 +1,12 @@
 //! The SQLite state file: one file (WAL, `synchronous=FULL`, mode 0600) holding runs,
-//! agents, steps, the append-only `events` journal and the per-agent leases; the
-//! [`Journal`](crate::engine::Journal) implementation over it (in `committer`).
+//! agents, steps, the append-only `events` journal, the per-agent leases and the role
+//! leases (`roles`); the [`Journal`](crate::engine::Journal) implementation over it (in
+//! `committer`).
 //!
 //! This module opens the file and owns the connection and its transactions; the run-level
 //! reads and inserts are in `runs`, the lease-checked checkpoint writes (and the journal
-//! rows they append) in `checkpoint`, the mapping of rows to the journal's types in `rows`.
+//! rows they append) in `checkpoint`, the mapping of rows to the journal's types in `rows`,
+//! the role leases (`RunStore::lead`) in `roles`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use super::schema::{check_not_newer, migrate};
 use super::{Error, Result};
 
 mod checkpoint;
+mod roles;
 mod rows;
 mod runs;
 
