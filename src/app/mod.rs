@@ -55,7 +55,9 @@ pub use runs::{
 };
 pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
-pub use sync::BUILTIN_SYNC_WORKFLOW;
+pub use sync::events::Hint as SyncHint;
+pub use sync::watch::{Next as WatchNext, Seen as WatchEvent, WatchOptions, Watcher, Why as ReconcileWhy};
+pub use sync::{Scope as SyncScope, BUILTIN_SYNC_WORKFLOW};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -268,6 +270,23 @@ impl Context {
             regions.identity_center.as_deref(),
             self.pacer()?,
         ))
+    }
+
+    /// The client of the SQS queue at `url` (`sync --watch --queue`): the AWS chain's
+    /// profile and endpoint (`AWS_ENDPOINT_URL_SQS`), the region the URL names.
+    pub(crate) async fn queue(&self, url: &str) -> Result<Arc<dyn aws::queue::QueueApi>, Error> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::Input(format!(
+                "--queue {url:?}: not a queue URL; give the URL SQS shows for the queue, such as https://sqs.eu-west-1.amazonaws.com/123456789012/connect-sync"
+            )));
+        }
+        let sdk = aws::load_sdk_config(
+            self.globals.profile.as_deref(),
+            self.globals.region.as_deref(),
+            env::attempt_timeout().max(std::time::Duration::from_secs(30)),
+        )
+        .await;
+        Ok(Arc::new(aws::queue::SdkQueue::new(&sdk, url)))
     }
 
     /// The process's pacer, built on first use (see the field).

@@ -23,6 +23,7 @@ mod connect;
 pub(crate) mod error;
 mod identitystore;
 pub mod pacer;
+pub mod queue;
 pub mod retry;
 mod ssoadmin;
 

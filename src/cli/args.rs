@@ -422,6 +422,14 @@ pub(crate) struct SyncArgs {
     /// With --watch: the time between reconciles (`30s`, `15m`, `1h`).
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_interval, requires = "watch")]
     pub(crate) interval: std::time::Duration,
+    /// With --watch: the SQS queue (its URL) that an EventBridge rule fills with Identity
+    /// Center events; each event reconciles the users or groups it names, within seconds.
+    #[arg(long, value_name = "URL", requires = "watch")]
+    pub(crate) queue: Option<String>,
+    /// With --watch: one watcher per state store leads; another waits as a standby and
+    /// takes over within this long after the leader stops renewing its lease.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval, requires = "watch")]
+    pub(crate) lease: std::time::Duration,
 }
 
 /// `30s`, `15m`, `1h`: a whole number and a unit, at least one second.

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::app::{self, Context, RunSettings};
 
@@ -19,7 +18,7 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
     let waits = Waits::default();
     let ctx = Context::load(&counted(g, &waits))?;
     if !a.watch {
-        let report = once(&ctx, g, &a, &quiet(a.on_failure), waits).await?;
+        let report = once(&ctx, g, &a, &quiet(a.on_failure), waits, None).await?;
         print_apply(&report, g.json);
         return Ok(exit::for_apply(&report));
     }
@@ -33,21 +32,52 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
         stop: Some(stop.clone()),
         ..quiet(a.on_failure)
     };
+    let opts = app::WatchOptions {
+        interval: a.interval,
+        queue: a.queue.clone(),
+        lease: a.lease,
+    };
+    let mut watcher = app::Watcher::new(&ctx, opts).await?;
+    let mut standing_by = false;
     loop {
-        let started = Instant::now();
-        match once(&ctx, g, &a, &settings, waits.clone()).await {
-            Ok(report) => print_reconcile(&report, g.json),
+        let work = match watcher.next(&stop).await? {
+            app::WatchNext::Stop => break,
+            app::WatchNext::Standby { holder, until } => {
+                if !standing_by {
+                    print_standby(&holder, &until, g.json);
+                }
+                standing_by = true;
+                continue;
+            }
+            app::WatchNext::Ignored(events) => {
+                print_events(&events, "ignored", g.json);
+                continue;
+            }
+            app::WatchNext::Reconcile(work) => work,
+        };
+        standing_by = false;
+        let result = once(&ctx, g, &a, &settings, waits.clone(), work.scope.clone()).await;
+        let store = (result.as_ref().ok()).map(|r| r.saved.target.identity_store_id.clone());
+        let events = work.events.clone();
+        let why = work.why.clone();
+        let undeleted = watcher.done(work, result.is_ok(), store.as_deref()).await;
+        let ok = result.is_ok();
+        match result {
+            Ok(report) => print_reconcile(&report, &why, events.len(), g.json),
             // A mapping or configuration error does not heal by waiting.
-            Err(e) if e.is_input() => return Err(e),
+            Err(e) if e.is_input() => {
+                watcher.resign().await;
+                return Err(e);
+            }
             Err(e) => print_failed_reconcile(&e, g.json),
         }
-        while !stop.load(Ordering::SeqCst) && started.elapsed() < a.interval {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(exit::OK);
+        print_events(&events, if ok { "handled" } else { "kept" }, g.json);
+        if !undeleted.is_empty() {
+            tracing::warn!(events = ?undeleted, "handled events could not be deleted: they come back and change nothing");
         }
     }
+    watcher.resign().await;
+    Ok(exit::OK)
 }
 
 /// One reconcile: the plan, and (unless a dry run) its run.
@@ -57,10 +87,11 @@ async fn once(
     a: &SyncArgs,
     settings: &RunSettings,
     waits: Waits,
+    scope: Option<app::SyncScope>,
 ) -> Result<app::ApplyReport, app::Error> {
     let json = g.json;
     let opts = app::ApplyOptions {
-        source: app::ApplySource::Groups,
+        source: app::ApplySource::Groups(scope),
         clear_empty: false,
         prune: a.prune,
         max_remove: a.max_remove,
@@ -107,8 +138,8 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>, app::Error> {
     Ok(stop)
 }
 
-/// One line per reconcile: agents read, changes planned, applied, the time.
-fn print_reconcile(r: &app::ApplyReport, json: bool) {
+/// One line per reconcile: why, agents read, changes planned, applied, the time.
+fn print_reconcile(r: &app::ApplyReport, why: &app::ReconcileWhy, events: usize, json: bool) {
     let planned: usize = (r.counts.iter())
         .filter(|(a, _)| {
             matches!(
@@ -133,6 +164,8 @@ fn print_reconcile(r: &app::ApplyReport, json: bool) {
         let line = serde_json::json!({
             "event": "reconcile",
             "at": at,
+            "why": why.as_str(),
+            "events": events,
             "agents": agents,
             "planned": planned,
             "applied": applied,
@@ -145,8 +178,13 @@ fn print_reconcile(r: &app::ApplyReport, json: bool) {
         println!("{line}");
     } else {
         let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let of = match events {
+            0 => String::new(),
+            n => format!(", {n} event(s)"),
+        };
         println!(
-            "reconcile {at}: {agents} agents read, {planned} changes planned, {applied} applied ({}); {:.1} s",
+            "reconcile {at} ({}{of}): {agents} agents read, {planned} changes planned, {applied} applied ({}); {:.1} s",
+            why.as_str(),
             outcomes.join(", "),
             r.elapsed_ms as f64 / 1000.0
         );
@@ -163,5 +201,47 @@ fn print_failed_reconcile(e: &app::Error, json: bool) {
         );
     } else {
         eprintln!("reconcile {at} failed: {e}; trying again at the next interval");
+    }
+}
+
+/// One line per event read from the queue: what it asked, and whether it was handled
+/// (deleted), ignored (changed nothing; deleted) or kept (its reconcile failed: it comes
+/// back).
+fn print_events(events: &[app::WatchEvent], status: &str, json: bool) {
+    let at = now();
+    for e in events {
+        let hints: Vec<String> = e.hints.iter().map(ToString::to_string).collect();
+        let ms = e.received.elapsed().as_millis() as u64;
+        if json {
+            let line = serde_json::json!({
+                "event": "queue_event",
+                "at": at,
+                "message_id": e.message_id,
+                "hints": hints,
+                "status": status,
+                "ms_since_received": ms,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "event {} {at}: {}: {status} ({:.1} s after it was received)",
+                e.message_id,
+                hints.join("; "),
+                ms as f64 / 1000.0
+            );
+        }
+    }
+}
+
+/// Another watcher leads this store: said once per standby spell.
+fn print_standby(holder: &str, until: &str, json: bool) {
+    let at = now();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "standby", "at": at, "leader": holder, "lease_until": until})
+        );
+    } else {
+        println!("standby {at}: {holder} leads this state store's sync --watch (lease until {until}); taking over if it stops renewing");
     }
 }

@@ -49,8 +49,9 @@ pub enum ApplySource {
     /// A saved plan (`apply --dry-run --json`), applied exactly.
     Plan(PathBuf),
     /// `sync`: the members of the Identity Center groups of `[[sync.groups]]`, read after
-    /// the bulk read (`super::sync`), run with the sync workflow.
-    Groups,
+    /// the bulk read (`super::sync`), run with the sync workflow; with a scope (events of
+    /// `sync --watch --queue`), only the agents it names are planned.
+    Groups(Option<super::sync::Scope>),
 }
 
 /// What `apply` was asked to do.
@@ -120,7 +121,7 @@ pub async fn apply(
     let config = ctx.config()?;
     // `sync`, or a plan that `sync` made: its workflow, its members, its removals.
     let sync = match &opts.source {
-        ApplySource::Groups => true,
+        ApplySource::Groups(_) => true,
         ApplySource::Plan(path) => SavedPlan::made_by_sync(path),
         ApplySource::File(_) => false,
     };
@@ -144,7 +145,11 @@ pub async fn apply(
     let snapshot = Arc::new(bulk_read(&new.clients, &new.target, listing).await?);
     let mut planning = Planning::default();
     if sync {
-        let members = super::sync::desired(config, &new, &snapshot).await?;
+        let scope = match &opts.source {
+            ApplySource::Groups(scope) => scope.as_ref(),
+            _ => None,
+        };
+        let members = super::sync::desired(config, &new, &snapshot, scope).await?;
         desired.members(members, &mut planning);
     }
     let planner = plan::Planner::new(
@@ -217,6 +222,8 @@ struct Desired {
     prune: bool,
     /// `sync`: who must never be pruned besides the rows (members that were skipped), folded.
     kept: HashSet<String>,
+    /// `sync` with a scope: only these Connect usernames (folded) may be removed.
+    remove_only: Option<HashSet<String>>,
 }
 
 impl Desired {
@@ -238,6 +245,7 @@ impl Desired {
                     saved: None,
                     prune: opts.prune,
                     kept: HashSet::new(),
+                    remove_only: None,
                 }
             }
             ApplySource::Plan(path) => {
@@ -256,15 +264,17 @@ impl Desired {
                     prune: saved.prune,
                     saved: Some(saved),
                     kept: HashSet::new(),
+                    remove_only: None,
                 }
             }
             // Read after the bulk read (`super::sync::desired`).
-            ApplySource::Groups => Desired {
+            ApplySource::Groups(_) => Desired {
                 rows: Vec::new(),
                 unread: Vec::new(),
                 saved: None,
                 prune: opts.prune,
                 kept: HashSet::new(),
+                remove_only: None,
             },
         };
         duplicates(&mut d.rows);
@@ -278,6 +288,7 @@ impl Desired {
     fn members(&mut self, members: super::sync::Members, planning: &mut Planning) {
         use crate::agent::fold::fold;
         self.kept = members.kept;
+        self.remove_only = members.remove_only;
         let Some(saved) = &self.saved else {
             self.rows = members.rows;
             for p in members.skipped {
@@ -411,6 +422,12 @@ impl Planning {
         for p in odd {
             self.decided(p);
         }
+        let removals = match &desired.remove_only {
+            Some(only) => (removals.into_iter())
+                .filter(|r| only.contains(&crate::agent::fold::fold(&r.agent)))
+                .collect(),
+            None => removals,
+        };
         Ok(removals)
     }
 }
@@ -512,7 +529,7 @@ fn refuse_invalid(opts: &ApplyOptions, rejected: &[Rejected]) -> Result<(), Erro
         .collect();
     let file = match &opts.source {
         ApplySource::File(p) | ApplySource::Plan(p) => p.display().to_string(),
-        ApplySource::Groups => "the members of [[sync.groups]]".to_string(),
+        ApplySource::Groups(_) => "the members of [[sync.groups]]".to_string(),
     };
     let summary = format!(
         "{} problem(s) in {file}; nothing was written (fix them, or pass --skip-invalid to apply the valid rows only)",

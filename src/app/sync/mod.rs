@@ -12,8 +12,15 @@
 //! `[[sync.groups]]` is the precedence); the plan's detail names the groups. The rest (the
 //! plan, the sync workflow that adopts the Identity Center user and never creates or deletes
 //! it, `--prune` of the Connect users of members who left every mapped group) is apply's.
+//!
+//! A [`Scope`] (events of `sync --watch --queue`, read by `events`) narrows what is planned
+//! to the agents of some users and groups; the rest are kept as they are. `watch` owns the
+//! unattended loop: the queue, the interval, the standby.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub mod events;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::agent::fold::fold;
 use crate::agent::AgentInput;
@@ -27,7 +34,7 @@ use super::apply::{Action, PlanRow};
 use super::{Error, NewRun};
 
 /// The sync workflow, embedded.
-pub const BUILTIN_SYNC_WORKFLOW: &str = include_str!("../../workflows/sync-agent.toml");
+pub const BUILTIN_SYNC_WORKFLOW: &str = include_str!("../../../workflows/sync-agent.toml");
 
 /// The desired agents of the mapped groups.
 pub(crate) struct Members {
@@ -37,6 +44,26 @@ pub(crate) struct Members {
     pub skipped: Vec<PlanRow>,
     /// Every name of the skipped members (UserName, emails), folded: never pruned.
     pub kept: HashSet<String>,
+    /// A scoped reconcile: only these Connect usernames (folded) may be removed.
+    pub remove_only: Option<HashSet<String>>,
+}
+
+/// What a reconcile plans: the agents of these Identity Store users and groups only (an
+/// event's hint), instead of every member of every mapped group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// User ids: each one's agent is planned (created, updated, or removed with `--prune`).
+    pub users: BTreeSet<String>,
+    /// Group ids: the agents of a mapped group's members are planned, and every removal
+    /// (who left the group is not in it any more; an unmapped group plans nothing).
+    pub groups: BTreeSet<String>,
+}
+
+impl Scope {
+    /// Nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
 }
 
 /// A mapped group resolved: its id, and its mapping.
@@ -51,6 +78,7 @@ pub(super) async fn desired(
     config: &Config,
     new: &NewRun,
     snapshot: &Snapshot,
+    scope: Option<&Scope>,
 ) -> Result<Members, Error> {
     let mapping = &config.sync.groups;
     if mapping.is_empty() {
@@ -109,10 +137,22 @@ pub(super) async fn desired(
         rows: Vec::new(),
         skipped: Vec::new(),
         kept: HashSet::new(),
+        remove_only: scope.and_then(|s| removable(s, &mapped, &users, mode)),
     };
     for user_id in order {
         let in_groups = &of_user[&user_id];
         let names: Vec<&str> = in_groups.iter().map(|&i| mapped[i].name.as_str()).collect();
+        let in_scope = scope.is_none_or(|s| {
+            s.users.contains(&user_id) || in_groups.iter().any(|&i| s.groups.contains(&mapped[i].id))
+        });
+        if !in_scope {
+            // Out of this reconcile's scope: kept as it is (never pruned by it).
+            out.kept.insert(fold(&user_id));
+            if let Some(u) = users.get(user_id.as_str()) {
+                out.kept.extend(names_of(u).map(|n| fold(n)));
+            }
+            continue;
+        }
         let Some(u) = users.get(user_id.as_str()) else {
             // Listed as a member, not by ListUsers (created since): the next sync sees it.
             out.skipped.push(skip(
@@ -139,6 +179,34 @@ pub(super) async fn desired(
         }
     }
     Ok(out)
+}
+
+/// A scoped reconcile's removals: any (a mapped group is in scope: who left it is not
+/// listed any more), else the Connect usernames the scope's users would have (folded).
+fn removable(
+    scope: &Scope,
+    mapped: &[Mapped<'_>],
+    users: &HashMap<&str, &IdentityUser>,
+    mode: RoleSessionName,
+) -> Option<HashSet<String>> {
+    if mapped.iter().any(|g| scope.groups.contains(&g.id)) {
+        return None;
+    }
+    Some(
+        (scope.users.iter())
+            .filter_map(|id| users.get(id.as_str()))
+            .flat_map(|u| {
+                let username = exact_names(u, mode).ok().map(|(_, n)| n);
+                names_of(u).map(str::to_string).chain(username)
+            })
+            .map(|n| fold(&n))
+            .collect(),
+    )
+}
+
+/// A user's UserName and emails.
+fn names_of(u: &IdentityUser) -> impl Iterator<Item = &str> {
+    std::iter::once(u.user_name.as_str()).chain(u.emails.iter().map(String::as_str))
 }
 
 /// Every mapped group and profile name resolved, or every mapping error at once.
