@@ -61,3 +61,15 @@ pub fn lease_ttl_ms() -> Result<Option<i64>, String> {
             .map_err(|_| format!("CONNECT_ONBOARD_LEASE_TTL_MS={v:?}: not a number")),
     }
 }
+
+/// How long a message received from `sync --watch --queue` stays invisible to other
+/// consumers before it comes back (extended every third of it while its reconcile runs):
+/// 60 s, or `CONNECT_ONBOARD_QUEUE_VISIBILITY_S` (tests shorten it to see a redelivery).
+pub fn queue_visibility() -> Duration {
+    let s = std::env::var("CONNECT_ONBOARD_QUEUE_VISIBILITY_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s: &u64| *s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(s)
+}

@@ -34,4 +34,5 @@ mod sandbox_cli;
 mod secrets;
 mod state_faults;
 mod sync;
+mod sync_queue;
 mod tidy;

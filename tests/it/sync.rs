@@ -12,7 +12,7 @@ use crate::harness::*;
 
 /// Tier1-Agents (Basic Routing Profile, Agent, Tier 1) before Supervisors (Sales Routing
 /// Profile, Agent + CallCenterManager): the order is the precedence.
-const MAPPING: &str = r#"
+pub(crate) const MAPPING: &str = r#"
 [[sync.groups]]
 group = "Tier1-Agents"
 routing_profile = "Basic Routing Profile"
@@ -32,23 +32,23 @@ const BO: &str = "bo@example.com";
 /// In Supervisors only.
 const CY: &str = "cy@example.com";
 
-struct World {
-    env: Env,
-    tier1: String,
-    sups: String,
+pub(crate) struct World {
+    pub(crate) env: Env,
+    pub(crate) tier1: String,
+    pub(crate) sups: String,
     /// Identity Center user ids by email.
-    users: std::collections::BTreeMap<String, String>,
+    pub(crate) users: std::collections::BTreeMap<String, String>,
 }
 
 impl World {
-    fn join(&self, group: &str, email: &str) {
+    pub(crate) fn join(&self, group: &str, email: &str) {
         let user = self.users[email].clone();
         self.env.sb.seed_world(|w| {
             w.add_membership(group, &user).unwrap();
         });
     }
 
-    fn leave(&self, group: &str, email: &str) {
+    pub(crate) fn leave(&self, group: &str, email: &str) {
         let user = self.users[email].clone();
         self.env.sb.seed_world(|w| {
             let store = w.identity_stores.get_mut(STORE).unwrap();
@@ -61,7 +61,7 @@ impl World {
         });
     }
 
-    fn add_user(&mut self, user_name: &str, email: &str, given: &str, family: &str) {
+    pub(crate) fn add_user(&mut self, user_name: &str, email: &str, given: &str, family: &str) {
         let id = self.env.sb.seed_world(|w| {
             w.add_identity_user(user_name, email, given, family)
                 .unwrap()
@@ -71,7 +71,7 @@ impl World {
 }
 
 /// The two mapped groups; ana (Tier1), bo (both), cy (Supervisors) as the IdP made them.
-async fn idp() -> World {
+pub(crate) async fn idp() -> World {
     let env = Env::with(Seed::default(), MAPPING).await;
     let (tier1, sups) = env.sb.seed_world(|w| {
         (
@@ -96,7 +96,7 @@ async fn idp() -> World {
     world
 }
 
-fn connect_user(env: &Env, username: &str) -> Option<ConnectUser> {
+pub(crate) fn connect_user(env: &Env, username: &str) -> Option<ConnectUser> {
     env.sb.seed_world(|w| {
         w.connect_instances[INSTANCE]
             .users

@@ -112,9 +112,6 @@ impl Drop for Work {
     }
 }
 
-/// How long a received message stays invisible; extended every third of it while its
-/// reconcile runs.
-const VISIBILITY: Duration = Duration::from_secs(60);
 /// The longest long poll SQS allows.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
@@ -132,6 +129,8 @@ pub struct Watcher {
     /// Messages waiting for the next full reconcile.
     pending: Vec<(Message, Seen)>,
     leader: Leader,
+    /// How long a received message stays invisible (`env::queue_visibility`).
+    visibility: Duration,
 }
 
 impl Watcher {
@@ -151,6 +150,7 @@ impl Watcher {
             why_full: Why::Start,
             next_full: Instant::now(),
             pending: Vec::new(),
+            visibility: crate::app::env::queue_visibility(),
         })
     }
 
@@ -181,9 +181,16 @@ impl Watcher {
             };
             let wait = LONG_POLL.min(self.next_full.saturating_duration_since(Instant::now()));
             let received = tokio::select! {
-                r = queue.receive(10, wait, VISIBILITY) => r,
+                r = queue.receive(10, wait, self.visibility) => r,
                 _ = stopped(stop) => return Ok(Next::Stop),
+                // Lost the lead (paused past the lease): stand by; what this poll would
+                // have received goes to the leader.
+                _ = stopped(&self.leader.lost) => continue,
             };
+            if self.leader.lost.load(Ordering::SeqCst) {
+                // Received just as the lead was lost: left to come back to the leader.
+                continue;
+            }
             let messages = match received {
                 Ok(m) => m,
                 Err(e) => {
@@ -258,11 +265,11 @@ impl Watcher {
     ) -> Work {
         let heartbeat = match (&self.queue, messages.is_empty()) {
             (Some(q), false) => {
-                let (q, m) = (q.clone(), messages.clone());
+                let (q, m, v) = (q.clone(), messages.clone(), self.visibility);
                 Some(tokio::spawn(async move {
                     loop {
-                        tokio::time::sleep(VISIBILITY / 3).await;
-                        if let Err(e) = q.extend(&m, VISIBILITY).await {
+                        tokio::time::sleep(v / 3).await;
+                        if let Err(e) = q.extend(&m, v).await {
                             tracing::warn!(error = %e, "extending the events' visibility failed");
                         }
                     }

@@ -1,0 +1,290 @@
+//! `sync --watch --queue`: Identity Center events from an SQS queue (moto's SQS, through the
+//! real SDK) reconcile the users they name within seconds; a duplicate changes nothing; a
+//! malformed event asks for a full reconcile; a kill -9 mid-event redelivers the event and
+//! completes the agent without a duplicate; and one watcher per state store leads while a
+//! second stands by (the store: moto's DynamoDB) and takes over when the first stops.
+//! In CI a missing moto fails the test; elsewhere it is skipped loudly.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::config::{Credentials, Region};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use crate::harness::*;
+use crate::moto::{start_moto, Moto};
+use crate::sync::{connect_user, idp, World, MAPPING};
+
+/// An SQS client on moto, and a new queue's URL.
+async fn queue(moto: &Moto, name: &str) -> (aws_sdk_sqs::Client, String) {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(&moto.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(conf);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (sqs, url)
+}
+
+/// Sends a body; its message id.
+async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str) -> String {
+    (sqs.send_message().queue_url(url).message_body(body).send().await)
+        .unwrap()
+        .message_id
+        .unwrap()
+}
+
+/// Messages in the queue, visible or in flight.
+async fn in_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes.unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|a| attrs.get(a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
+}
+
+/// EventBridge's event of a CloudTrail-recorded CreateGroupMembership.
+fn joined(group: &str, user: &str) -> String {
+    json!({
+        "version": "0",
+        "id": uuid(),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.identitystore",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "detail": {
+            "eventSource": "identitystore.amazonaws.com",
+            "eventName": "CreateGroupMembership",
+            "requestParameters": {"identityStoreId": STORE, "groupId": group, "memberId": {"userId": user}},
+            "responseElements": {"identityStoreId": STORE, "membershipId": uuid()},
+        }
+    })
+    .to_string()
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The watch's JSON lines.
+struct Watch {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Watch {
+    fn start(env: &Env, args: &[&str]) -> Watch {
+        Watch::start_in(env, None, args)
+    }
+
+    fn start_in(env: &Env, dir: Option<&std::path::Path>, args: &[&str]) -> Watch {
+        let mut c = env.command(&[&["sync", "--watch", "--json"], args].concat());
+        if let Some(d) = dir {
+            c.current_dir(d);
+        }
+        let mut child = c.spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Watch { child, lines }
+    }
+
+    /// The next line whose `event` is `kind` (others are skipped).
+    async fn next(&mut self, kind: &str) -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("a {kind} line within 60 s"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the watch ended before a {kind} line"));
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if v["event"] == kind {
+                return v;
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.id().unwrap();
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+
+    async fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the watch stops on SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+}
+
+/// The sandbox, moto for the queue (and the table), a queue.
+async fn with_queue() -> Option<(World, Moto, aws_sdk_sqs::Client, String)> {
+    let moto = start_moto()?;
+    let mut world = idp().await;
+    (world.env.extra_env).push(("AWS_ENDPOINT_URL_SQS".into(), moto.url.clone()));
+    (world.env.extra_env).push(("CONNECT_ONBOARD_QUEUE_VISIBILITY_S".into(), "3".into()));
+    let (sqs, url) = queue(&moto, "connect-sync").await;
+    Some((world, moto, sqs, url))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_and_a_malformed_one_reconciles_all() {
+    let Some((mut world, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut watch = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    let first = watch.next("reconcile").await;
+    assert_eq!((first["why"].as_str(), first["outcomes"]["created"].as_u64()), (Some("start"), Some(3)), "{first}");
+
+    // Dee joins with an event; Eve joins too, but her event is lost.
+    let t = world.tier1.clone();
+    world.add_user("dee", "dee@example.com", "Dee", "Moss");
+    world.add_user("eve", "eve@example.com", "Eve", "Ng");
+    world.join(&t, "dee@example.com");
+    world.join(&t, "eve@example.com");
+    let event = joined(&t, &world.users["dee@example.com"]);
+    let id = send(&sqs, &url, &event).await;
+    let r = watch.next("reconcile").await;
+    assert_eq!(r["why"], "events", "{r}");
+    assert_eq!(r["outcomes"]["created"], 1, "only the user the event names: {r}");
+    assert_eq!(r["agents"], 1, "{r}");
+    let e = watch.next("queue_event").await;
+    assert_eq!((e["message_id"].as_str(), e["status"].as_str()), (Some(id.as_str()), Some("handled")), "{e}");
+    assert_eq!(e["hints"][0], format!("user {}", world.users["dee@example.com"]), "{e}");
+    assert!(connect_user(&world.env, "dee@example.com").is_some());
+    assert!(connect_user(&world.env, "eve@example.com").is_none(), "not named by an event");
+
+    // The same event again (a duplicate delivery, or a replay): read again, nothing to do.
+    send(&sqs, &url, &event).await;
+    let r = watch.next("reconcile").await;
+    assert_eq!((r["applied"].as_u64(), r["planned"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!(watch.next("queue_event").await["status"], "handled");
+    assert_eq!(world.env.applied("connect:CreateUser"), 4, "no duplicate");
+
+    // An event that cannot be read: a full reconcile, which finds Eve.
+    send(&sqs, &url, "{\"this is\": \"not an event\"").await;
+    let r = watch.next("reconcile").await;
+    assert_eq!((r["why"].as_str(), r["agents"].as_u64()), (Some("events"), Some(5)), "{r}");
+    assert_eq!(r["outcomes"]["created"], 1, "{r}");
+    let e = watch.next("queue_event").await;
+    assert!(e["hints"][0].as_str().unwrap().starts_with("full reconcile: the message is not JSON"), "{e}");
+    assert!(connect_user(&world.env, "eve@example.com").is_some());
+
+    // An event that changes nothing (a read) is deleted without a reconcile.
+    let read = joined(&t, "x").replace("CreateGroupMembership", "ListGroupMemberships");
+    send(&sqs, &url, &read).await;
+    let e = watch.next("queue_event").await;
+    assert_eq!(e["status"], "ignored", "{e}");
+
+    // Every event was deleted once handled; SIGTERM during a long poll exits 0.
+    wait_for_async("the queue to be empty", || async { in_queue(&sqs, &url).await == 0 }).await;
+    watch.stop().await;
+}
+
+/// Polls an async condition every 200 ms for up to 30 s.
+async fn wait_for_async<F: std::future::Future<Output = bool>>(what: &str, cond: impl Fn() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_killed_mid_event_gets_it_again_and_completes_the_agent_without_a_duplicate() {
+    let Some((mut world, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut a = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    a.next("reconcile").await;
+    // The membership step is slow: the Connect user exists, the agent is not done.
+    world.env.faults(json!({"rules": [
+        {"op": "identitystore:CreateGroupMembership", "action": "latency", "latency_ms": 20000}
+    ]}));
+    let t = world.tier1.clone();
+    world.add_user("dee", "dee@example.com", "Dee", "Moss");
+    world.join(&t, "dee@example.com");
+    let id = send(&sqs, &url, &joined(&t, &world.users["dee@example.com"])).await;
+    let env = &world.env;
+    wait_for("dee's Connect user", || env.applied("connect:CreateUser") == 4).await;
+    a.signal(libc::SIGKILL);
+    a.child.wait().await.unwrap();
+    assert_eq!(in_queue(&sqs, &url).await, 1, "not deleted: its agent was not done");
+    world.env.faults(json!({}));
+
+    let mut b = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    // B's first reconcile finishes dee (its run resumed); then the event comes back.
+    let first = b.next("reconcile").await;
+    assert_eq!(first["why"], "start", "{first}");
+    let e = b.next("queue_event").await;
+    assert_eq!((e["message_id"].as_str(), e["status"].as_str()), (Some(id.as_str()), Some("handled")), "{e}");
+    assert_eq!(world.env.applied("connect:CreateUser"), 4, "dee's Connect user once");
+    let st = world.env.status_json().await;
+    let dee: Vec<&Value> = (st["runs"].as_array().unwrap().iter())
+        .flat_map(|r| r["agents"].as_array().unwrap().iter())
+        .filter(|a| a["email"] == "dee@example.com")
+        .collect();
+    assert!(dee.iter().all(|a| a["state"] == "done"), "{dee:?}");
+    wait_for_async("the queue to be empty", || async { in_queue(&sqs, &url).await == 0 }).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_watch_leads_a_shared_store_a_second_stands_by_and_takes_over_when_it_stops() {
+    let Some((world, moto, _sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut env = world.env;
+    (env.extra_env).push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto.url.clone()));
+    let table = "dynamodb://team-state";
+    assert_eq!(env.run(&["init", "--state", table]).await.code, 0);
+    // Machine B: another directory, the same table.
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        b_dir.path().join("connect-onboard.toml"),
+        format!("[connect]\ninstance_id = \"{INSTANCE}\"\nregion = \"us-east-1\"\n{MAPPING}\n[state]\nurl = \"{table}\"\n"),
+    )
+    .unwrap();
+    let args = ["--interval", "1h", "--queue", &url, "--lease", "3s"];
+    let mut a = Watch::start(&env, &[&args[..], &["--state", table]].concat());
+    assert_eq!(a.next("reconcile").await["why"], "start");
+    let mut b = Watch::start_in(&env, Some(b_dir.path()), &args);
+    let s = b.next("standby").await;
+    assert!(s["leader"].as_str().unwrap().contains(&format!("pid {}", a.child.id().unwrap())), "{s}");
+
+    // A paused past its lease (alive, not renewing): B takes over; A, woken, stands by.
+    a.signal(libc::SIGSTOP);
+    let r = b.next("reconcile").await;
+    assert_eq!(r["why"], "start", "{r}");
+    a.signal(libc::SIGCONT);
+    let s = a.next("standby").await;
+    assert!(s["leader"].as_str().unwrap().contains(&format!("pid {}", b.child.id().unwrap())), "{s}");
+
+    // B dies: A takes over.
+    b.signal(libc::SIGKILL);
+    b.child.wait().await.unwrap();
+    let r = a.next("reconcile").await;
+    assert_eq!(r["why"], "start", "{r}");
+    assert_eq!(env.applied("connect:CreateUser"), 3, "each agent once across the three leads");
+    a.stop().await;
+}
