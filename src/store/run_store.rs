@@ -1021,6 +1021,7 @@ mod semantics {
     }
 
     /// The expiry a `Lead` gives (panics on `Standby`).
+    #[track_caller]
     fn lead_until(name: &str, l: Leadership) -> i64 {
         match l {
             Leadership::Lead { until_ms } => until_ms,

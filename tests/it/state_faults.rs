@@ -352,11 +352,13 @@ async fn a_disk_that_fills_up_mid_batch_stops_it_and_resume_completes_every_agen
 }
 
 /// The schema of the first release (migration 1 only): the latest one without
-/// `steps.last_write_ms`.
+/// `steps.last_write_ms` and the `roles` table.
 fn downgrade_to_v1(state: &Path) {
     let c = rusqlite::Connection::open(state).unwrap();
-    c.execute_batch("ALTER TABLE steps DROP COLUMN last_write_ms; PRAGMA user_version = 1;")
-        .unwrap();
+    c.execute_batch(
+        "ALTER TABLE steps DROP COLUMN last_write_ms; DROP TABLE roles; PRAGMA user_version = 1;",
+    )
+    .unwrap();
 }
 
 fn user_version(state: &Path) -> i64 {
