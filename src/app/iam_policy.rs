@@ -274,9 +274,20 @@ fn iam_actions(ops: &BTreeSet<&'static str>) -> BTreeSet<&'static str> {
 /// The policy document for `command` and the configured target (`--region` over the
 /// config's Connect region).
 /// With a shared state store (`--state dynamodb://TABLE`), a statement for it too, scoped
-/// to the table and its indexes (what the store says it needs).
-pub fn iam_policy(ctx: &Context, command: PolicyFor) -> Result<Value, Error> {
+/// to the table and its indexes (what the store says it needs). With the event queue of
+/// `sync --watch --queue`, a statement for it, scoped to the queue.
+pub fn iam_policy(ctx: &Context, command: PolicyFor, queue: Option<&str>) -> Result<Value, Error> {
     let region = ctx.new_run_regions().connect;
+    let queue = match (queue, command) {
+        (None, _) => None,
+        (Some(url), PolicyFor::Sync | PolicyFor::All) => Some(queue_statement(url)?),
+        (Some(_), other) => {
+            return Err(Error::Input(format!(
+                "--queue: only `sync --watch` reads an event queue, not {}; use --for sync",
+                other.name()
+            )))
+        }
+    };
     let mut doc = policy(ctx.config()?, region.as_deref(), command);
     // `drift` reads no state; `doctor` only reads it.
     let state = match command {
@@ -294,7 +305,26 @@ pub fn iam_policy(ctx: &Context, command: PolicyFor) -> Result<Value, Error> {
             "Resource": p.resources,
         }));
     }
+    if let (Some(q), Some(list)) = (queue, doc["Statement"].as_array_mut()) {
+        list.push(q);
+    }
     Ok(doc)
+}
+
+/// What `sync --watch --queue` calls on its queue (a batch delete or extension needs the
+/// single call's permission), on that queue.
+fn queue_statement(url: &str) -> Result<Value, Error> {
+    let arn = crate::aws::queue::queue_arn(url).ok_or_else(|| {
+        Error::Input(format!(
+            "--queue {url:?}: not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME): the policy names the queue's ARN"
+        ))
+    })?;
+    Ok(json!({
+        "Sid": "EventQueue",
+        "Effect": "Allow",
+        "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
+        "Resource": arn,
+    }))
 }
 
 /// The partition an ARN in the config names, else `aws`.

@@ -209,6 +209,10 @@ pub(crate) enum Command {
         /// Which command's permissions.
         #[arg(long = "for", value_enum, default_value = "all")]
         for_: PolicyFor,
+        /// The event queue of `sync --watch --queue` (its URL): adds receiving, deleting and
+        /// extending its messages, on that queue only.
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
     },
 }
 

@@ -287,9 +287,9 @@ async fn dispatch(cli: Cli) -> Result<u8, app::Error> {
             output::print_drift(&report, fix_plan.as_deref(), json);
             Ok(exit::for_drift(&report))
         }
-        Command::IamPolicy { for_ } => {
+        Command::IamPolicy { for_, queue } => {
             let ctx = Context::load(&globals(g))?;
-            let policy = app::iam_policy(&ctx, for_)?;
+            let policy = app::iam_policy(&ctx, for_, queue.as_deref())?;
             output::print_policy(&policy);
             Ok(exit::OK)
         }

@@ -633,3 +633,43 @@ async fn sync_policy_equals_the_calls_sync_makes() {
     }
     assert_policy_matches("sync", seen).await;
 }
+
+/// `iam-policy --for sync --queue URL`: the queue's statement grants exactly the SQS calls
+/// the queue's port makes (read from its source: a batch call needs the single call's
+/// permission), on that queue's ARN; a queue for another command, or a URL that names no
+/// queue ARN, is exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_queue_policy_grants_the_calls_the_queue_port_makes_on_that_queue_only() {
+    let env = Env::new().await;
+    let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/connect-sync";
+    let out = run_ok(&env, &["iam-policy", "--for", "sync", "--queue", url], 0).await;
+    let doc: Value = out.json();
+    let q = (doc["Statement"].as_array().unwrap().iter())
+        .find(|s| s["Sid"] == "EventQueue")
+        .expect("a statement for the queue");
+    assert_eq!(q["Resource"], "arn:aws:sqs:eu-west-1:123456789012:connect-sync");
+    let granted: BTreeSet<String> = (q["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws/queue.rs")).unwrap();
+    let call = regex::Regex::new(r"\.client\s*\.([a-z_]+)\(").unwrap();
+    let called: BTreeSet<String> = (call.captures_iter(&src))
+        .map(|c| {
+            let camel: String = (c[1].trim_end_matches("_batch").split('_'))
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            format!("sqs:{camel}")
+        })
+        .collect();
+    assert_eq!(granted, called, "the policy grants what src/aws/queue.rs calls");
+    assert_eq!(called.len(), 3, "{called:?}");
+    // Without --queue, no queue statement.
+    let doc: Value = run_ok(&env, &["iam-policy", "--for", "sync"], 0).await.json();
+    assert!(!doc.to_string().contains("sqs:"), "{doc}");
+    let out = env.run(&["iam-policy", "--for", "batch", "--queue", url]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("only `sync --watch` reads an event queue"), "{out:?}");
+    let out = env.run(&["iam-policy", "--for", "sync", "--queue", "connect-sync"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("not an SQS queue URL"), "{out:?}");
+}
