@@ -56,7 +56,9 @@ pub use runs::{
 pub use state::{state_copy, CopyReport};
 pub use status::{status, AgentStatus, RunStatus, StepStatus};
 pub use sync::events::Hint as SyncHint;
-pub use sync::watch::{Next as WatchNext, Seen as WatchEvent, WatchOptions, Watcher, Why as ReconcileWhy};
+pub use sync::watch::{
+    Next as WatchNext, Seen as WatchEvent, WatchOptions, Watcher, Why as ReconcileWhy,
+};
 pub use sync::{Scope as SyncScope, BUILTIN_SYNC_WORKFLOW};
 
 use std::path::{Path, PathBuf};

@@ -28,7 +28,8 @@ pub struct Message {
 #[async_trait::async_trait]
 pub trait QueueApi: Send + Sync {
     /// Long-polls for up to `max` (at most 10) messages, waiting up to `wait` (at most 20 s)
-    /// for the first; each received message stays invisible to others for `visibility`.
+    /// for the first; each received message stays invisible to others for `visibility` (0:
+    /// not at all, a probe).
     async fn receive(&self, max: i32, wait: Duration, visibility: Duration)
         -> Result<Vec<Message>>;
     /// Deletes delivered messages by receipt (in batches of 10); the ids that failed.
@@ -93,7 +94,7 @@ impl QueueApi for SdkQueue {
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
             .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .visibility_timeout(visibility.as_secs().clamp(1, 43_200) as i32)
+            .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .send()
             .await
             .map_err(|e| from_sdk(e, no_reason))?;
@@ -118,7 +119,9 @@ impl QueueApi for SdkQueue {
                         .id(i.to_string())
                         .receipt_handle(&m.receipt)
                         .build()
-                        .map_err(|e| super::AwsError::unsupported("DeleteMessageBatch", &e.to_string()))
+                        .map_err(|e| {
+                            super::AwsError::unsupported("DeleteMessageBatch", &e.to_string())
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?;
             let out = self
@@ -149,7 +152,10 @@ impl QueueApi for SdkQueue {
                         .visibility_timeout(visibility.as_secs().clamp(1, 43_200) as i32)
                         .build()
                         .map_err(|e| {
-                            super::AwsError::unsupported("ChangeMessageVisibilityBatch", &e.to_string())
+                            super::AwsError::unsupported(
+                                "ChangeMessageVisibilityBatch",
+                                &e.to_string(),
+                            )
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -112,10 +112,13 @@ async fn once(
     run(ctx, &opts, settings, outs, &removals).await
 }
 
-/// Now, as RFC 3339 in UTC (for the reconcile lines).
+/// Now, as RFC 3339 in UTC to the millisecond (for the watch's lines).
 fn now() -> String {
+    let ms = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(&ms)
         .unwrap_or_default()
 }
 

@@ -647,11 +647,15 @@ async fn sync_queue_policy_grants_the_calls_the_queue_port_makes_on_that_queue_o
     let q = (doc["Statement"].as_array().unwrap().iter())
         .find(|s| s["Sid"] == "EventQueue")
         .expect("a statement for the queue");
-    assert_eq!(q["Resource"], "arn:aws:sqs:eu-west-1:123456789012:connect-sync");
+    assert_eq!(
+        q["Resource"],
+        "arn:aws:sqs:eu-west-1:123456789012:connect-sync"
+    );
     let granted: BTreeSet<String> = (q["Action"].as_array().unwrap().iter())
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws/queue.rs")).unwrap();
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws/queue.rs")).unwrap();
     let call = regex::Regex::new(r"\.client\s*\.([a-z_]+)\(").unwrap();
     let called: BTreeSet<String> = (call.captures_iter(&src))
         .map(|c| {
@@ -661,15 +665,28 @@ async fn sync_queue_policy_grants_the_calls_the_queue_port_makes_on_that_queue_o
             format!("sqs:{camel}")
         })
         .collect();
-    assert_eq!(granted, called, "the policy grants what src/aws/queue.rs calls");
+    assert_eq!(
+        granted, called,
+        "the policy grants what src/aws/queue.rs calls"
+    );
     assert_eq!(called.len(), 3, "{called:?}");
     // Without --queue, no queue statement.
-    let doc: Value = run_ok(&env, &["iam-policy", "--for", "sync"], 0).await.json();
+    let doc: Value = run_ok(&env, &["iam-policy", "--for", "sync"], 0)
+        .await
+        .json();
     assert!(!doc.to_string().contains("sqs:"), "{doc}");
-    let out = env.run(&["iam-policy", "--for", "batch", "--queue", url]).await;
+    let out = env
+        .run(&["iam-policy", "--for", "batch", "--queue", url])
+        .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("only `sync --watch` reads an event queue"), "{out:?}");
-    let out = env.run(&["iam-policy", "--for", "sync", "--queue", "connect-sync"]).await;
+    assert!(
+        out.stderr
+            .contains("only `sync --watch` reads an event queue"),
+        "{out:?}"
+    );
+    let out = env
+        .run(&["iam-policy", "--for", "sync", "--queue", "connect-sync"])
+        .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("not an SQS queue URL"), "{out:?}");
 }

@@ -38,7 +38,11 @@ async fn queue(moto: &Moto, name: &str) -> (aws_sdk_sqs::Client, String) {
 
 /// Sends a body; its message id.
 async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str) -> String {
-    (sqs.send_message().queue_url(url).message_body(body).send().await)
+    (sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await)
         .unwrap()
         .message_id
         .unwrap()
@@ -56,10 +60,18 @@ async fn in_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .await
         .unwrap();
     let attrs = out.attributes.unwrap_or_default();
-    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
-        .iter()
-        .map(|a| attrs.get(a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-        .sum()
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|a| {
+        attrs
+            .get(a)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
 }
 
 /// EventBridge's event of a CloudTrail-recorded CreateGroupMembership.
@@ -148,13 +160,28 @@ async fn with_queue() -> Option<(World, Moto, aws_sdk_sqs::Client, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_and_a_malformed_one_reconciles_all() {
+async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_and_a_malformed_one_reconciles_all(
+) {
     let Some((mut world, _moto, sqs, url)) = with_queue().await else {
         return;
     };
+    // A queue that does not exist: exit 2 before the first reconcile writes anything.
+    let missing = url.replace("connect-sync", "no-such-queue");
+    let out = world
+        .env
+        .run(&["sync", "--watch", "--queue", &missing])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("NonExistentQueue"), "{out:?}");
+    assert_eq!(writes(&world.env), 0);
+
     let mut watch = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
     let first = watch.next("reconcile").await;
-    assert_eq!((first["why"].as_str(), first["outcomes"]["created"].as_u64()), (Some("start"), Some(3)), "{first}");
+    assert_eq!(
+        (first["why"].as_str(), first["outcomes"]["created"].as_u64()),
+        (Some("start"), Some(3)),
+        "{first}"
+    );
 
     // Dee joins with an event; Eve joins too, but her event is lost.
     let t = world.tier1.clone();
@@ -166,28 +193,56 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
     let id = send(&sqs, &url, &event).await;
     let r = watch.next("reconcile").await;
     assert_eq!(r["why"], "events", "{r}");
-    assert_eq!(r["outcomes"]["created"], 1, "only the user the event names: {r}");
+    assert_eq!(
+        r["outcomes"]["created"], 1,
+        "only the user the event names: {r}"
+    );
     assert_eq!(r["agents"], 1, "{r}");
     let e = watch.next("queue_event").await;
-    assert_eq!((e["message_id"].as_str(), e["status"].as_str()), (Some(id.as_str()), Some("handled")), "{e}");
-    assert_eq!(e["hints"][0], format!("user {}", world.users["dee@example.com"]), "{e}");
+    assert_eq!(
+        (e["message_id"].as_str(), e["status"].as_str()),
+        (Some(id.as_str()), Some("handled")),
+        "{e}"
+    );
+    assert_eq!(
+        e["hints"][0],
+        format!("user {}", world.users["dee@example.com"]),
+        "{e}"
+    );
     assert!(connect_user(&world.env, "dee@example.com").is_some());
-    assert!(connect_user(&world.env, "eve@example.com").is_none(), "not named by an event");
+    assert!(
+        connect_user(&world.env, "eve@example.com").is_none(),
+        "not named by an event"
+    );
 
     // The same event again (a duplicate delivery, or a replay): read again, nothing to do.
     send(&sqs, &url, &event).await;
     let r = watch.next("reconcile").await;
-    assert_eq!((r["applied"].as_u64(), r["planned"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!(
+        (r["applied"].as_u64(), r["planned"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
     assert_eq!(watch.next("queue_event").await["status"], "handled");
     assert_eq!(world.env.applied("connect:CreateUser"), 4, "no duplicate");
 
     // An event that cannot be read: a full reconcile, which finds Eve.
     send(&sqs, &url, "{\"this is\": \"not an event\"").await;
     let r = watch.next("reconcile").await;
-    assert_eq!((r["why"].as_str(), r["agents"].as_u64()), (Some("events"), Some(5)), "{r}");
+    assert_eq!(
+        (r["why"].as_str(), r["agents"].as_u64()),
+        (Some("events"), Some(5)),
+        "{r}"
+    );
     assert_eq!(r["outcomes"]["created"], 1, "{r}");
     let e = watch.next("queue_event").await;
-    assert!(e["hints"][0].as_str().unwrap().starts_with("full reconcile: the message is not JSON"), "{e}");
+    assert!(
+        e["hints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("full reconcile: the message is not JSON"),
+        "{e}"
+    );
     assert!(connect_user(&world.env, "eve@example.com").is_some());
 
     // An event that changes nothing (a read) is deleted without a reconcile.
@@ -197,7 +252,10 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
     assert_eq!(e["status"], "ignored", "{e}");
 
     // Every event was deleted once handled; SIGTERM during a long poll exits 0.
-    wait_for_async("the queue to be empty", || async { in_queue(&sqs, &url).await == 0 }).await;
+    wait_for_async("the queue to be empty", || async {
+        in_queue(&sqs, &url).await == 0
+    })
+    .await;
     watch.stop().await;
 }
 
@@ -205,7 +263,10 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
 async fn wait_for_async<F: std::future::Future<Output = bool>>(what: &str, cond: impl Fn() -> F) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -226,10 +287,17 @@ async fn a_watch_killed_mid_event_gets_it_again_and_completes_the_agent_without_
     world.join(&t, "dee@example.com");
     let id = send(&sqs, &url, &joined(&t, &world.users["dee@example.com"])).await;
     let env = &world.env;
-    wait_for("dee's Connect user", || env.applied("connect:CreateUser") == 4).await;
+    wait_for("dee's Connect user", || {
+        env.applied("connect:CreateUser") == 4
+    })
+    .await;
     a.signal(libc::SIGKILL);
     a.child.wait().await.unwrap();
-    assert_eq!(in_queue(&sqs, &url).await, 1, "not deleted: its agent was not done");
+    assert_eq!(
+        in_queue(&sqs, &url).await,
+        1,
+        "not deleted: its agent was not done"
+    );
     world.env.faults(json!({}));
 
     let mut b = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
@@ -237,15 +305,26 @@ async fn a_watch_killed_mid_event_gets_it_again_and_completes_the_agent_without_
     let first = b.next("reconcile").await;
     assert_eq!(first["why"], "start", "{first}");
     let e = b.next("queue_event").await;
-    assert_eq!((e["message_id"].as_str(), e["status"].as_str()), (Some(id.as_str()), Some("handled")), "{e}");
-    assert_eq!(world.env.applied("connect:CreateUser"), 4, "dee's Connect user once");
+    assert_eq!(
+        (e["message_id"].as_str(), e["status"].as_str()),
+        (Some(id.as_str()), Some("handled")),
+        "{e}"
+    );
+    assert_eq!(
+        world.env.applied("connect:CreateUser"),
+        4,
+        "dee's Connect user once"
+    );
     let st = world.env.status_json().await;
     let dee: Vec<&Value> = (st["runs"].as_array().unwrap().iter())
         .flat_map(|r| r["agents"].as_array().unwrap().iter())
         .filter(|a| a["email"] == "dee@example.com")
         .collect();
     assert!(dee.iter().all(|a| a["state"] == "done"), "{dee:?}");
-    wait_for_async("the queue to be empty", || async { in_queue(&sqs, &url).await == 0 }).await;
+    wait_for_async("the queue to be empty", || async {
+        in_queue(&sqs, &url).await == 0
+    })
+    .await;
     b.stop().await;
 }
 
@@ -270,7 +349,13 @@ async fn one_watch_leads_a_shared_store_a_second_stands_by_and_takes_over_when_i
     assert_eq!(a.next("reconcile").await["why"], "start");
     let mut b = Watch::start_in(&env, Some(b_dir.path()), &args);
     let s = b.next("standby").await;
-    assert!(s["leader"].as_str().unwrap().contains(&format!("pid {}", a.child.id().unwrap())), "{s}");
+    assert!(
+        s["leader"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {}", a.child.id().unwrap())),
+        "{s}"
+    );
 
     // A paused past its lease (alive, not renewing): B takes over; A, woken, stands by.
     a.signal(libc::SIGSTOP);
@@ -278,13 +363,23 @@ async fn one_watch_leads_a_shared_store_a_second_stands_by_and_takes_over_when_i
     assert_eq!(r["why"], "start", "{r}");
     a.signal(libc::SIGCONT);
     let s = a.next("standby").await;
-    assert!(s["leader"].as_str().unwrap().contains(&format!("pid {}", b.child.id().unwrap())), "{s}");
+    assert!(
+        s["leader"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {}", b.child.id().unwrap())),
+        "{s}"
+    );
 
     // B dies: A takes over.
     b.signal(libc::SIGKILL);
     b.child.wait().await.unwrap();
     let r = a.next("reconcile").await;
     assert_eq!(r["why"], "start", "{r}");
-    assert_eq!(env.applied("connect:CreateUser"), 3, "each agent once across the three leads");
+    assert_eq!(
+        env.applied("connect:CreateUser"),
+        3,
+        "each agent once across the three leads"
+    );
     a.stop().await;
 }

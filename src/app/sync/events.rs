@@ -72,11 +72,18 @@ pub fn hints(body: &str, store: &str) -> Vec<Hint> {
             v["detail-type"].as_str().unwrap_or("no detail-type")
         ))];
     };
-    if !SOURCES.iter().any(|s| source.starts_with(s.trim_end_matches(".amazonaws.com"))) {
-        return vec![Hint::Nothing(format!("{source} {name}: not an identity store event"))];
+    if !SOURCES
+        .iter()
+        .any(|s| source.starts_with(s.trim_end_matches(".amazonaws.com")))
+    {
+        return vec![Hint::Nothing(format!(
+            "{source} {name}: not an identity store event"
+        ))];
     }
     if let Some(code) = detail["errorCode"].as_str() {
-        return vec![Hint::Nothing(format!("{name} failed ({code}): nothing changed"))];
+        return vec![Hint::Nothing(format!(
+            "{name} failed ({code}): nothing changed"
+        ))];
     }
     if ["List", "Get", "Describe", "IsMemberIn", "Search"]
         .iter()
@@ -128,7 +135,9 @@ pub fn hints(body: &str, store: &str) -> Vec<Hint> {
 
 /// A non-empty string value.
 fn text(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string)
+    v.as_str()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
 }
 
 /// Every non-empty string under `key`, at any depth, in order, once each.
@@ -196,17 +205,69 @@ mod tests {
     #[test]
     fn user_and_group_changes_of_the_api_and_of_scim_name_them() {
         let cases = [
-            (API, "CreateUser", serde_json::json!({"identityStoreId": STORE, "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}), serde_json::json!({"identityStoreId": STORE, "userId": "u-2"}), Hint::User("u-2".into())),
-            (API, "UpdateUser", serde_json::json!({"identityStoreId": STORE, "userId": "u-3", "operations": "HIDDEN_DUE_TO_SECURITY_REASONS"}), Value::Null, Hint::User("u-3".into())),
-            (API, "DeleteUser", serde_json::json!({"identityStoreId": STORE, "userId": "u-4"}), Value::Null, Hint::User("u-4".into())),
-            (API, "UpdateGroup", serde_json::json!({"identityStoreId": STORE, "groupId": "g-2"}), Value::Null, Hint::Group("g-2".into())),
-            (SCIM, "CreateUser", serde_json::json!({"httpBody": {"userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}, "tenantId": "t"}), serde_json::json!({"id": "u-5", "meta": {"resourceType": "User"}}), Hint::User("u-5".into())),
-            (SCIM, "PatchUser", serde_json::json!({"userId": "u-6", "httpBody": {}, "tenantId": "t"}), Value::Null, Hint::User("u-6".into())),
-            (SCIM, "PatchGroup", serde_json::json!({"groupId": "g-3", "httpBody": {}, "tenantId": "t"}), Value::Null, Hint::Group("g-3".into())),
-            (SCIM, "CreateGroup", Value::Null, serde_json::json!({"id": "g-4", "meta": {"resourceType": "Group"}}), Hint::Group("g-4".into())),
+            (
+                API,
+                "CreateUser",
+                serde_json::json!({"identityStoreId": STORE, "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
+                serde_json::json!({"identityStoreId": STORE, "userId": "u-2"}),
+                Hint::User("u-2".into()),
+            ),
+            (
+                API,
+                "UpdateUser",
+                serde_json::json!({"identityStoreId": STORE, "userId": "u-3", "operations": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
+                Value::Null,
+                Hint::User("u-3".into()),
+            ),
+            (
+                API,
+                "DeleteUser",
+                serde_json::json!({"identityStoreId": STORE, "userId": "u-4"}),
+                Value::Null,
+                Hint::User("u-4".into()),
+            ),
+            (
+                API,
+                "UpdateGroup",
+                serde_json::json!({"identityStoreId": STORE, "groupId": "g-2"}),
+                Value::Null,
+                Hint::Group("g-2".into()),
+            ),
+            (
+                SCIM,
+                "CreateUser",
+                serde_json::json!({"httpBody": {"userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}, "tenantId": "t"}),
+                serde_json::json!({"id": "u-5", "meta": {"resourceType": "User"}}),
+                Hint::User("u-5".into()),
+            ),
+            (
+                SCIM,
+                "PatchUser",
+                serde_json::json!({"userId": "u-6", "httpBody": {}, "tenantId": "t"}),
+                Value::Null,
+                Hint::User("u-6".into()),
+            ),
+            (
+                SCIM,
+                "PatchGroup",
+                serde_json::json!({"groupId": "g-3", "httpBody": {}, "tenantId": "t"}),
+                Value::Null,
+                Hint::Group("g-3".into()),
+            ),
+            (
+                SCIM,
+                "CreateGroup",
+                Value::Null,
+                serde_json::json!({"id": "g-4", "meta": {"resourceType": "Group"}}),
+                Hint::Group("g-4".into()),
+            ),
         ];
         for (source, name, req, resp, want) in cases {
-            assert_eq!(hints(&event(source, name, req, resp), STORE), vec![want], "{source} {name}");
+            assert_eq!(
+                hints(&event(source, name, req, resp), STORE),
+                vec![want],
+                "{source} {name}"
+            );
         }
     }
 
@@ -216,11 +277,37 @@ mod tests {
             let h = hints(&e, STORE);
             assert!(matches!(h.as_slice(), [Hint::Nothing(_)]), "{e}: {h:?}");
         };
-        nothing(event(API, "ListUsers", serde_json::json!({"identityStoreId": STORE}), Value::Null));
-        nothing(event(API, "DescribeUser", serde_json::json!({"identityStoreId": STORE, "userId": "u"}), Value::Null));
-        nothing(event(API, "CreateGroupMembership", serde_json::json!({"identityStoreId": "d-9999999999", "groupId": "g", "memberId": {"userId": "u"}}), Value::Null));
-        nothing(event("s3.amazonaws.com", "PutObject", Value::Null, Value::Null));
-        let mut failed: Value = serde_json::from_str(&event(API, "DeleteUser", serde_json::json!({"identityStoreId": STORE, "userId": "u"}), Value::Null)).unwrap();
+        nothing(event(
+            API,
+            "ListUsers",
+            serde_json::json!({"identityStoreId": STORE}),
+            Value::Null,
+        ));
+        nothing(event(
+            API,
+            "DescribeUser",
+            serde_json::json!({"identityStoreId": STORE, "userId": "u"}),
+            Value::Null,
+        ));
+        nothing(event(
+            API,
+            "CreateGroupMembership",
+            serde_json::json!({"identityStoreId": "d-9999999999", "groupId": "g", "memberId": {"userId": "u"}}),
+            Value::Null,
+        ));
+        nothing(event(
+            "s3.amazonaws.com",
+            "PutObject",
+            Value::Null,
+            Value::Null,
+        ));
+        let mut failed: Value = serde_json::from_str(&event(
+            API,
+            "DeleteUser",
+            serde_json::json!({"identityStoreId": STORE, "userId": "u"}),
+            Value::Null,
+        ))
+        .unwrap();
         failed["detail"]["errorCode"] = "AccessDenied".into();
         nothing(failed.to_string());
     }
@@ -229,19 +316,40 @@ mod tests {
     fn what_cannot_be_read_asks_for_a_full_reconcile() {
         let everything = |body: &str| {
             let h = hints(body, STORE);
-            assert!(matches!(h.as_slice(), [Hint::Everything(_)]), "{body}: {h:?}");
+            assert!(
+                matches!(h.as_slice(), [Hint::Everything(_)]),
+                "{body}: {h:?}"
+            );
         };
         everything("not json at all");
         everything("{\"hello\": 1}");
-        everything(r#"{"source": "aws.identitystore", "detail-type": "Scheduled Event", "detail": {}}"#);
-        everything(&event(API, "DeleteGroupMembership", serde_json::json!({"identityStoreId": STORE, "membershipId": "m-1"}), Value::Null));
-        everything(&event(SCIM, "PatchGroup", serde_json::json!({"tenantId": "t"}), Value::Null));
+        everything(
+            r#"{"source": "aws.identitystore", "detail-type": "Scheduled Event", "detail": {}}"#,
+        );
+        everything(&event(
+            API,
+            "DeleteGroupMembership",
+            serde_json::json!({"identityStoreId": STORE, "membershipId": "m-1"}),
+            Value::Null,
+        ));
+        everything(&event(
+            SCIM,
+            "PatchGroup",
+            serde_json::json!({"tenantId": "t"}),
+            Value::Null,
+        ));
     }
 
     #[test]
     fn an_sns_notification_is_unwrapped() {
-        let inner = event(API, "DeleteUser", serde_json::json!({"identityStoreId": STORE, "userId": "u-7"}), Value::Null);
-        let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": inner}).to_string();
+        let inner = event(
+            API,
+            "DeleteUser",
+            serde_json::json!({"identityStoreId": STORE, "userId": "u-7"}),
+            Value::Null,
+        );
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": inner})
+            .to_string();
         assert_eq!(hints(&sns, STORE), vec![Hint::User("u-7".into())]);
     }
 }

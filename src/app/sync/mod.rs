@@ -143,13 +143,14 @@ pub(super) async fn desired(
         let in_groups = &of_user[&user_id];
         let names: Vec<&str> = in_groups.iter().map(|&i| mapped[i].name.as_str()).collect();
         let in_scope = scope.is_none_or(|s| {
-            s.users.contains(&user_id) || in_groups.iter().any(|&i| s.groups.contains(&mapped[i].id))
+            s.users.contains(&user_id)
+                || in_groups.iter().any(|&i| s.groups.contains(&mapped[i].id))
         });
         if !in_scope {
             // Out of this reconcile's scope: kept as it is (never pruned by it).
             out.kept.insert(fold(&user_id));
             if let Some(u) = users.get(user_id.as_str()) {
-                out.kept.extend(names_of(u).map(|n| fold(n)));
+                out.kept.extend(names_of(u).map(fold));
             }
             continue;
         }

@@ -140,6 +140,15 @@ impl Watcher {
             Some(url) => Some(ctx.queue(url).await?),
             None => None,
         };
+        if let Some(q) = &queue {
+            // Before the first reconcile writes anything: the queue exists and may be read
+            // (a message seen by this probe stays visible: visibility 0).
+            if let Err(e) = q.receive(1, Duration::ZERO, Duration::ZERO).await {
+                if !(e.is_throttling() || e.is_server_or_transport()) {
+                    return Err(queue_error(&opts, &e));
+                }
+            }
+        }
         let store = ctx.open_store().await?;
         Ok(Watcher {
             queue,
@@ -193,8 +202,12 @@ impl Watcher {
             }
             let messages = match received {
                 Ok(m) => m,
+                // No such queue, no access: said, and the watch ends (exit 2).
+                Err(e) if !(e.is_throttling() || e.is_server_or_transport()) => {
+                    return Err(queue_error(&self.opts, &e));
+                }
                 Err(e) => {
-                    // The queue is unreachable: the interval's reconciles go on.
+                    // The queue is unreachable for now: the interval's reconciles go on.
                     tracing::warn!(error = %e, "receiving from the event queue failed");
                     sleep_until(Instant::now() + Duration::from_secs(5), stop).await;
                     continue;
@@ -250,10 +263,20 @@ impl Watcher {
             self.why_full = Why::Events;
             self.pending.extend(scoped);
             let (messages, events) = self.pending.drain(..).unzip();
-            return Some(Next::Reconcile(self.work(Why::Events, None, messages, events)));
+            return Some(Next::Reconcile(self.work(
+                Why::Events,
+                None,
+                messages,
+                events,
+            )));
         }
         let (messages, events) = scoped.into_iter().unzip();
-        Some(Next::Reconcile(self.work(Why::Events, Some(scope), messages, events)))
+        Some(Next::Reconcile(self.work(
+            Why::Events,
+            Some(scope),
+            messages,
+            events,
+        )))
     }
 
     fn work(
@@ -328,6 +351,14 @@ impl Watcher {
     }
 }
 
+/// A queue that cannot be read (no such queue, no access): an input error, exit 2.
+fn queue_error(opts: &WatchOptions, e: &crate::aws::AwsError) -> Error {
+    Error::Input(format!(
+        "--queue {}: receiving from the queue failed: {e} (is the URL the one SQS shows for the queue, in its region, and may this identity call sqs:ReceiveMessage on it? see `connect-onboard iam-policy --for sync --queue URL`)",
+        opts.queue.as_deref().unwrap_or_default()
+    ))
+}
+
 /// Returns once `stop` is set.
 async fn stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
@@ -352,6 +383,8 @@ struct Leader {
     /// Set by the renewal task when the lease was lost (another watcher holds it).
     lost: Arc<AtomicBool>,
     renewal: Option<tokio::task::JoinHandle<()>>,
+    /// The last look found another leader (the next one waits a third of a lease first).
+    standing_by: bool,
 }
 
 impl Leader {
@@ -362,11 +395,13 @@ impl Leader {
             ttl,
             lost: Arc::new(AtomicBool::new(false)),
             renewal: None,
+            standing_by: false,
         }
     }
 
-    /// `None` while this watcher leads (taking the lease if it is free); else who leads, after
-    /// waiting a third of a lease period (or until `stop`).
+    /// `None` while this watcher leads (taking the lease if it is free); else who leads. A
+    /// look after one that found another leader waits a third of a lease period first (or
+    /// until `stop`).
     async fn standby(&mut self, stop: &AtomicBool) -> Result<Option<(String, String)>, Error> {
         if self.renewal.is_some() && !self.lost.load(Ordering::SeqCst) {
             return Ok(None);
@@ -374,15 +409,19 @@ impl Leader {
         if let Some(r) = self.renewal.take() {
             r.abort();
         }
+        if self.standing_by {
+            sleep_until(Instant::now() + self.ttl / 3, stop).await;
+        }
         let l = self.store.lead(ROLE, &self.holder, self.ttl).await?;
         match &l {
             crate::store::Leadership::Lead { .. } => {
+                self.standing_by = false;
                 self.lost.store(false, Ordering::SeqCst);
                 self.renewal = Some(self.renew());
                 Ok(None)
             }
             crate::store::Leadership::Standby { holder, .. } => {
-                sleep_until(Instant::now() + self.ttl / 3, stop).await;
+                self.standing_by = true;
                 Ok(Some((shown_holder(holder), l.until())))
             }
         }
