@@ -57,10 +57,9 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
         };
         standing_by = false;
         let result = once(&ctx, g, &a, &settings, waits.clone(), work.scope.clone()).await;
-        let store = (result.as_ref().ok()).map(|r| r.saved.target.identity_store_id.clone());
         let events = work.events.clone();
         let why = work.why.clone();
-        let undeleted = watcher.done(work, result.is_ok(), store.as_deref()).await;
+        let undeleted = watcher.done(work, result.as_ref().ok()).await;
         let ok = result.is_ok();
         match result {
             Ok(report) => print_reconcile(&report, &why, events.len(), g.json),

@@ -16,6 +16,10 @@ use crate::harness::*;
 use crate::moto::{start_moto, Moto};
 use crate::sync::{connect_user, idp, World, MAPPING};
 
+const BO: &str = "bo@example.com";
+const CY: &str = "cy@example.com";
+const ANA: &str = "Ana.Silva@Example.com";
+
 /// An SQS client on moto, and a new queue's URL.
 async fn queue(moto: &Moto, name: &str) -> (aws_sdk_sqs::Client, String) {
     let conf = aws_sdk_sqs::Config::builder()
@@ -88,6 +92,24 @@ fn joined(group: &str, user: &str) -> String {
             "eventName": "CreateGroupMembership",
             "requestParameters": {"identityStoreId": STORE, "groupId": group, "memberId": {"userId": user}},
             "responseElements": {"identityStoreId": STORE, "membershipId": uuid()},
+        }
+    })
+    .to_string()
+}
+
+/// A SCIM PatchGroup (the identity provider changed a group's members; CloudTrail hides
+/// who): names the group only.
+fn patched(group: &str) -> String {
+    json!({
+        "version": "0",
+        "id": uuid(),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.identitystore-scim",
+        "detail": {
+            "eventSource": "identitystore-scim.amazonaws.com",
+            "eventName": "PatchGroup",
+            "requestParameters": {"groupId": group, "httpBody": {"operations": "HIDDEN_DUE_TO_SECURITY_REASONS"}, "tenantId": "t-1"},
+            "responseElements": null,
         }
     })
     .to_string()
@@ -382,4 +404,70 @@ async fn one_watch_leads_a_shared_store_a_second_stands_by_and_takes_over_when_i
         "each agent once across the three leads"
     );
     a.stop().await;
+}
+
+/// A group's event reconciles that group's members (a move out of it is an update; a member
+/// who left every mapped group, with --prune, a removal of the Connect user alone) and no
+/// one outside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_event_reconciles_its_members_and_its_leavers_and_no_one_else() {
+    let Some((w, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut watch = Watch::start(
+        &w.env,
+        &["--interval", "1h", "--queue", &url, "--prune", "--yes"],
+    );
+    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
+    let identity_users = w.env.world().identity_users.len();
+    // Supervisors loses Bo (still in Tier1) and Cy (in no mapped group now); Ana, in Tier1
+    // only, is renamed without an event.
+    let s = w.sups.clone();
+    w.leave(&s, BO);
+    w.leave(&s, CY);
+    let ana = w.users[ANA].clone();
+    w.env.sb.seed_world(|world| {
+        let u = (world
+            .identity_stores
+            .get_mut(STORE)
+            .unwrap()
+            .users
+            .get_mut(&ana))
+        .unwrap();
+        u.name = json!({"GivenName": "Anna", "FamilyName": "Silva"});
+    });
+    send(&sqs, &url, &patched(&s)).await;
+    let r = watch.next("reconcile").await;
+    assert_eq!(r["why"], "events", "{r}");
+    assert_eq!(
+        r["counts"],
+        json!({"remove": 1, "update": 1}),
+        "Bo updated, Cy removed, Ana not planned: {r}"
+    );
+    assert_eq!(r["outcomes"], json!({"removed": 1, "updated": 1}), "{r}");
+    assert_eq!(watch.next("queue_event").await["status"], "handled");
+    assert!(
+        connect_user(&w.env, CY).is_none(),
+        "Cy's Connect user is deleted"
+    );
+    assert_eq!(
+        w.env.world().identity_users.len(),
+        identity_users,
+        "no Identity Center user touched"
+    );
+    let ids = w.env.sb.ids();
+    assert_eq!(
+        connect_user(&w.env, BO).unwrap().security_profile_ids,
+        vec![ids.security_profiles["Agent"].clone()]
+    );
+    assert_eq!(
+        connect_user(&w.env, ANA)
+            .unwrap()
+            .identity_info
+            .first_name
+            .as_deref(),
+        Some("Ana"),
+        "outside the event's group: left for the next full reconcile"
+    );
+    watch.stop().await;
 }

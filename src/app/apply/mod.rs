@@ -103,6 +103,9 @@ pub struct ApplyReport {
     pub calls: Vec<CallStats>,
     /// Wall time, in milliseconds.
     pub elapsed_ms: u64,
+    /// `sync`: each mapped group's direct members as read (group id → user ids).
+    #[serde(skip)]
+    pub group_members: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// The caller's say on the removals (non-empty) before the first write: `Ok` goes ahead.
@@ -144,12 +147,14 @@ pub async fn apply(
     };
     let snapshot = Arc::new(bulk_read(&new.clients, &new.target, listing).await?);
     let mut planning = Planning::default();
+    let mut group_members = BTreeMap::new();
     if sync {
         let scope = match &opts.source {
             ApplySource::Groups(scope) => scope.as_ref(),
             _ => None,
         };
         let members = super::sync::desired(config, &new, &snapshot, scope).await?;
+        group_members = members.groups.clone();
         desired.members(members, &mut planning);
     }
     let planner = plan::Planner::new(
@@ -191,6 +196,7 @@ pub async fn apply(
         agents: Vec::new(),
         calls: Vec::new(),
         elapsed_ms: 0,
+        group_members,
     };
     if !opts.run.dry_run {
         if !removals.is_empty() {

@@ -46,6 +46,9 @@ pub(crate) struct Members {
     pub kept: HashSet<String>,
     /// A scoped reconcile: only these Connect usernames (folded) may be removed.
     pub remove_only: Option<HashSet<String>>,
+    /// Each mapped group's direct members (group id → user ids), as read: the watch keeps
+    /// them, so that a group's event also reaches who has left it since.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What a reconcile plans: the agents of these Identity Store users and groups only (an
@@ -54,8 +57,9 @@ pub(crate) struct Members {
 pub struct Scope {
     /// User ids: each one's agent is planned (created, updated, or removed with `--prune`).
     pub users: BTreeSet<String>,
-    /// Group ids: the agents of a mapped group's members are planned, and every removal
-    /// (who left the group is not in it any more; an unmapped group plans nothing).
+    /// Group ids: the agents of a mapped group's members are planned, and every removal;
+    /// an unmapped group plans nothing. (Who has left the group is not in it any more: the
+    /// watch adds the group's former members to `users`.)
     pub groups: BTreeSet<String>,
 }
 
@@ -109,6 +113,7 @@ pub(super) async fn desired(
     // Each user's groups, in precedence order; users in order of first appearance.
     let mut order: Vec<String> = Vec::new();
     let mut of_user: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut groups_read: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (i, g) in mapped.iter().enumerate() {
         let members = crate::aws::retry::for_caller(
             std::sync::Arc::from("sync"),
@@ -122,7 +127,9 @@ pub(super) async fn desired(
             ),
             source,
         })?;
+        let ids = groups_read.entry(g.id.clone()).or_default();
         for (_, user) in members {
+            ids.insert(user.clone());
             let seen = of_user.entry(user.clone()).or_default();
             if seen.is_empty() {
                 order.push(user);
@@ -138,6 +145,7 @@ pub(super) async fn desired(
         skipped: Vec::new(),
         kept: HashSet::new(),
         remove_only: scope.and_then(|s| removable(s, &mapped, &users, mode)),
+        groups: groups_read,
     };
     for user_id in order {
         let in_groups = &of_user[&user_id];

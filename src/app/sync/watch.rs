@@ -17,6 +17,7 @@
 //! The caller (the CLI) runs each reconcile (apply's machinery) and prints; this file
 //! decides what comes next and settles the queue.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::aws::queue::{Message, QueueApi};
 
 use super::events::{hints, Hint};
 use super::Scope;
-use crate::app::{Context, Error, StateStore};
+use crate::app::{ApplyReport, Context, Error, StateStore};
 
 /// The role the leading watcher holds in the state store.
 pub const ROLE: &str = "sync-watch";
@@ -131,6 +132,8 @@ pub struct Watcher {
     leader: Leader,
     /// How long a received message stays invisible (`env::queue_visibility`).
     visibility: Duration,
+    /// Each mapped group's members at the last reconcile (group id → user ids).
+    members: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Watcher {
@@ -160,6 +163,7 @@ impl Watcher {
             next_full: Instant::now(),
             pending: Vec::new(),
             visibility: crate::app::env::queue_visibility(),
+            members: BTreeMap::new(),
         })
     }
 
@@ -235,7 +239,13 @@ impl Watcher {
             for h in &seen.hints {
                 match h {
                     Hint::User(id) => _ = scope.users.insert(id.clone()),
-                    Hint::Group(id) => _ = scope.groups.insert(id.clone()),
+                    Hint::Group(id) => {
+                        // Its members now are read again; who left it since, from the last read.
+                        scope.groups.insert(id.clone());
+                        scope
+                            .users
+                            .extend(self.members.get(id).into_iter().flatten().cloned());
+                    }
                     Hint::Everything(_) => self.full_due = true,
                     Hint::Nothing(_) => continue,
                 }
@@ -309,21 +319,18 @@ impl Watcher {
         }
     }
 
-    /// After a reconcile: on success its events are deleted (their agents' checkpoints are
-    /// durable) and the next full reconcile is planned; on failure they are left to come
-    /// back. `identity_store`: the store the reconcile read. The ids of events whose
-    /// deletion failed (they come back, and change nothing then).
-    pub async fn done(
-        &mut self,
-        mut work: Work,
-        ok: bool,
-        identity_store: Option<&str>,
-    ) -> Vec<String> {
+    /// After a reconcile (`done`: its report, if it returned): on success its events are
+    /// deleted (their agents' checkpoints are durable) and what it read is kept (the
+    /// identity store, the mapped groups' members); on failure they are left to come back.
+    /// The ids of events whose deletion failed (they come back, and change nothing then).
+    pub async fn done(&mut self, mut work: Work, done: Option<&ApplyReport>) -> Vec<String> {
         if let Some(h) = work.heartbeat.take() {
             h.abort();
         }
-        if let Some(s) = identity_store {
-            self.store_id = Some(s.to_string());
+        let ok = done.is_some();
+        if let Some(r) = done {
+            self.store_id = Some(r.saved.target.identity_store_id.clone());
+            self.members = r.group_members.clone();
         }
         if work.scope.is_none() {
             // A failed full reconcile is tried again at the next interval.
