@@ -583,7 +583,11 @@ async fn drive_rows(
     };
     let stopped = drive(&drivers, work, async |d: Driven| {
         let wf = engines[&d.work.run].workflow();
-        let mut a = result_of(&*store, &d.work.run, &d.work.key, phase.target, wf).await?;
+        let record = match &d.result {
+            Some(Ok(o)) => o.record.as_ref(),
+            _ => None,
+        };
+        let mut a = result_of(&*store, &d.work, phase.target, wf, record).await?;
         if let Some(Err(e)) = d.result {
             a.error.get_or_insert(e.to_string());
         }
@@ -720,15 +724,30 @@ pub(super) async fn bulk_read(
     Ok(snapshot)
 }
 
+/// An agent's result: from what its pass wrote (`record`), else read from the store.
 async fn result_of(
     store: &dyn RunStore,
-    run: &RunId,
-    key: &AgentKey,
+    work: &super::drive::Work,
     target: &Target,
     wf: &Workflow,
+    record: Option<&crate::engine::AgentRecord>,
 ) -> Result<AgentResult, Error> {
-    let row = store.agent(run, key).await?;
-    let steps = store.steps(run, key).await?;
+    let (run, key) = (&work.run, &work.key);
+    let (state, last_error, steps): (
+        AgentState,
+        Option<String>,
+        Vec<(crate::engine::StepId, StepState, crate::engine::Outputs)>,
+    ) = match record {
+        Some(r) => (r.state, r.last_error.clone(), r.steps.clone()),
+        None => {
+            let row = store.agent(run, key).await?;
+            let steps = store.steps(run, key).await?;
+            let steps = (steps.into_iter())
+                .map(|s| (s.step_id, s.state, s.outputs))
+                .collect();
+            (row.state, row.last_error, steps)
+        }
+    };
     // The user ids of the steps whose actions make users, whatever the workflow names them.
     let id_of = |actions: &[&str]| {
         let ids: Vec<&str> = (wf.steps.iter())
@@ -738,14 +757,14 @@ async fn result_of(
         // A step that was rolled back names a user that no longer exists.
         steps
             .iter()
-            .find(|s| ids.contains(&s.step_id.as_str()))
-            .filter(|s| s.state != StepState::RolledBack)
-            .and_then(|s| s.outputs.get("user_id").cloned())
+            .find(|(id, _, _)| ids.contains(&id.as_str()))
+            .filter(|(_, state, _)| *state != StepState::RolledBack)
+            .and_then(|(_, _, outputs)| outputs.get("user_id").cloned())
     };
     Ok(AgentResult {
         changes: None,
         email: key.to_string(),
-        outcome: Outcome::of_state(row.state),
+        outcome: Outcome::of_state(state),
         run_id: Some(run.to_string()),
         connect_user_id: id_of(&[
             steps::CONNECT_USER_ACTIONS[0],
@@ -757,8 +776,8 @@ async fn result_of(
             steps::IDENTITY_USER_ADOPTION,
             steps::IDENTITY_USER_REMOVAL,
         ]),
-        error: row.last_error,
-        portal_url: (row.state == AgentState::Done && wf.irreversible_steps().is_empty())
+        error: last_error,
+        portal_url: (state == AgentState::Done && wf.irreversible_steps().is_empty())
             .then(|| target.portal_url.clone()),
         plan: BTreeMap::new(),
     })

@@ -62,6 +62,7 @@ where
         Ok(AgentOutcome {
             state,
             error: cause,
+            record: None,
         })
     }
 
@@ -249,6 +250,7 @@ where
         Ok(AgentOutcome {
             state: AgentState::NeedsAttention,
             error: Some(msg),
+            record: None,
         })
     }
 }

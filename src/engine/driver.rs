@@ -84,6 +84,20 @@ pub struct AgentOutcome {
     pub state: AgentState,
     /// The error that stopped it, if any.
     pub error: Option<String>,
+    /// What the pass left in the journal, as it wrote it (a pass that ended with its lease
+    /// released); the caller need not read it back.
+    pub record: Option<AgentRecord>,
+}
+
+/// An agent as its pass left it in the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    /// The agent's state.
+    pub state: AgentState,
+    /// The agent's last error.
+    pub last_error: Option<String>,
+    /// Each step: id, state, recorded outputs.
+    pub steps: Vec<(StepId, StepState, Outputs)>,
 }
 
 /// What a dry run found a step would need.
@@ -175,6 +189,10 @@ pub(super) struct Driver<'a, S> {
     pub(super) renewer: tokio::task::JoinHandle<()>,
     /// Checkpoints that precede no write, committed with the next durable record.
     pub(super) deferred: Vec<Change>,
+    /// The agent's state and last error as last committed.
+    pub(super) committed: (AgentState, Option<String>),
+    /// Every change was committed, the lease's release included.
+    pub(super) released: bool,
 }
 
 pub(super) enum Stop {
@@ -286,8 +304,9 @@ where
         let mut d = self.driver(run, agent, secrets).await?;
         let res = d.forward().await;
         let finished = d.finish().await;
-        let outcome = res?;
+        let mut outcome = res?;
         finished?;
+        outcome.record = d.record();
         Ok(outcome)
     }
 
@@ -514,6 +533,8 @@ where
             lost,
             renewer,
             deferred: Vec::new(),
+            committed: (row.state, row.last_error.clone()),
+            released: false,
         })
     }
 }

@@ -44,7 +44,11 @@ where
             | AgentState::RolledBack
             | AgentState::Failed
             | AgentState::Released => {
-                return Ok(AgentOutcome { state, error: None });
+                return Ok(AgentOutcome {
+                    state,
+                    error: None,
+                    record: None,
+                });
             }
             AgentState::RollingBack => return self.compensate(None).await,
             AgentState::NeedsAttention => {
@@ -54,6 +58,7 @@ where
                         "compensation failed earlier: `rollback` retries it, `release` closes it"
                             .into(),
                     ),
+                    record: None,
                 })
             }
             _ => {}
@@ -101,6 +106,7 @@ where
         Ok(AgentOutcome {
             state: AgentState::Done,
             error: None,
+            record: None,
         })
     }
 
@@ -371,6 +377,7 @@ where
                 Ok(AgentOutcome {
                     state: AgentState::Interrupted,
                     error: Some(msg),
+                    record: None,
                 })
             }
             Stop::Permanent(msg) => {
@@ -381,6 +388,7 @@ where
                     return Ok(AgentOutcome {
                         state: AgentState::Failed,
                         error: Some(msg),
+                        record: None,
                     });
                 }
                 self.compensate(Some(msg)).await

@@ -55,7 +55,9 @@ mod write;
 pub use action::{Action, ErrorKind, Found, Outputs, Registry, Secrets, StepContext, StepError};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use definition::{Step, Workflow, WorkflowError};
-pub use driver::{AgentOutcome, Engine, EngineOptions, Error, PlanDecision, PlannedStep};
+pub use driver::{
+    AgentOutcome, AgentRecord, Engine, EngineOptions, Error, PlanDecision, PlannedStep,
+};
 pub use hooks::{CrashPoint, Progress, ProgressFn};
 pub use ids::{AgentKey, RunId, StepId};
 pub use journal::{AgentRow, Journal, JournalError, StepRow, StepUpdate};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::action::{Found, Outputs, StepContext, StepError};
 use super::definition::Workflow;
-use super::driver::{bind, fmt_outputs, Driver, Error, Lookup, Stop};
+use super::driver::{bind, fmt_outputs, AgentRecord, Driver, Error, Lookup, Stop};
 use super::hooks::{CrashPoint, Progress};
 use super::ids::StepId;
 use super::journal::{Change, Journal, JournalError, StepUpdate};
@@ -96,9 +96,31 @@ where
     async fn commit(&mut self, last: Option<Change>) -> Result<(), JournalError> {
         let mut changes = std::mem::take(&mut self.deferred);
         changes.extend(last);
+        let agent = changes.iter().rev().find_map(|c| match c {
+            Change::Agent { state, last_error } => Some((*state, last_error.clone())),
+            _ => None,
+        });
+        let release = matches!(changes.last(), Some(Change::ReleaseLease));
         self.journal()
             .apply(&self.run, &self.agent, &self.token, changes)
-            .await
+            .await?;
+        if let Some(a) = agent {
+            self.committed = a;
+        }
+        self.released = release;
+        Ok(())
+    }
+
+    /// The agent as this pass left it, once every change is committed and the lease
+    /// released (else `None`: the caller reads the journal).
+    pub(super) fn record(&self) -> Option<AgentRecord> {
+        (self.released && self.deferred.is_empty()).then(|| AgentRecord {
+            state: self.committed.0,
+            last_error: self.committed.1.clone(),
+            steps: (self.wf().steps.iter().zip(&self.steps))
+                .map(|(s, rt)| (StepId::from(&s.id), rt.state, rt.outputs.clone()))
+                .collect(),
+        })
     }
 
     /// Records `up` in memory and defers its checkpoint to the next durable record. Only for

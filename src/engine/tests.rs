@@ -265,11 +265,21 @@ fn creates(s: &Setup, name: &str) -> u32 {
         .unwrap_or(&0)
 }
 
+/// One pass; what it says it left (its record) is checked against the journal each time.
 async fn run(s: &Setup) -> AgentOutcome {
-    s.engine
+    let out = s
+        .engine
         .run_agent("r", "ag", &Secrets::default())
         .await
-        .unwrap()
+        .unwrap();
+    let rec = (out.record.as_ref()).expect("a pass that released its lease returns its record");
+    let row = s.store.agent("r", "ag").unwrap();
+    assert_eq!((rec.state, &rec.last_error), (row.state, &row.last_error));
+    let journal: Vec<_> = (steps(s).into_iter())
+        .map(|r| (r.step_id, r.state, r.outputs))
+        .collect();
+    assert_eq!(rec.steps, journal, "the record is the journal's");
+    out
 }
 
 fn present(s: &Setup, name: &str) -> bool {
