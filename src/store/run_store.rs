@@ -942,6 +942,54 @@ mod semantics {
         }
     }
 
+    /// Two processes' budgets on one table (each remembering the item as it last wrote it
+    /// and drawing from that copy): the copy of one goes stale as the other draws, and a
+    /// draw from a stale copy is refused and read again, so together they still never get
+    /// more than the burst plus the rate times the time.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_processes_budgets_drawing_from_their_own_copies_stay_within_the_bound() {
+        let Some((_moto, url)) = start_moto() else {
+            return;
+        };
+        let mut budgets = Vec::new();
+        for _ in 0..2 {
+            let store = crate::store::DynamoStore::on_emulator(&url, "budget-two")
+                .await
+                .unwrap();
+            budgets.push(store.rate_budget().unwrap());
+        }
+        let (rate, burst) = (20.0, 5.0);
+        let started = std::time::Instant::now();
+        let until = started + std::time::Duration::from_millis(1500);
+        let drawers = (0..4).map(|i| {
+            let budget = budgets[i % 2].clone();
+            tokio::spawn(async move {
+                let mut got = 0u32;
+                while std::time::Instant::now() < until {
+                    got += budget
+                        .draw("connect:CreateUser", 2, rate, burst)
+                        .await
+                        .unwrap();
+                }
+                got
+            })
+        });
+        let mut granted = 0u32;
+        for d in drawers.collect::<Vec<_>>() {
+            granted += d.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let bound = burst + rate * elapsed;
+        assert!(
+            f64::from(granted) <= bound + 1.0,
+            "{granted} tokens granted in {elapsed:.2} s, more than {bound:.1}"
+        );
+        assert!(
+            f64::from(granted) >= rate * 1.5 * 0.5,
+            "only {granted} tokens in {elapsed:.2} s"
+        );
+    }
+
     /// Two processes creating an exclusive run for one agent at the same instant: both
     /// look before either writes; the first claim wins, the second is refused, looks again
     /// and refuses the run (the check and the insert are one change). Interleaved step by

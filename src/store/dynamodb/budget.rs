@@ -6,8 +6,13 @@
 //! lost the race reads again. So however many processes draw, the tokens granted never
 //! exceed the burst plus the rate times the time elapsed. Clocks: a machine whose clock is
 //! behind the item's never counts negative time (it refills nothing).
+//!
+//! Each process remembers the item as it last wrote it: its next draw starts from that copy
+//! and is one conditional write; only when another process wrote in between (the condition
+//! fails) does it read the item. A process drawing alone costs one request per draw.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
@@ -24,6 +29,8 @@ pub(super) struct Budget {
     client: Client,
     table: String,
     url: String,
+    /// Each bucket's item as this process last wrote it: (tokens, counted at, version).
+    last: Mutex<HashMap<String, (i64, i64, i64)>>,
 }
 
 impl DynamoStore {
@@ -33,6 +40,7 @@ impl DynamoStore {
             client: self.client.clone(),
             table: self.table.clone(),
             url: self.url.clone(),
+            last: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -65,14 +73,22 @@ impl Budget {
         ])
     }
 
-    /// One attempt: `Some(granted)`, or `None` when another process wrote in between.
-    async fn try_draw(
-        &self,
-        bucket: &str,
-        want: u32,
-        rate: f64,
-        burst: f64,
-    ) -> Result<Option<u32>> {
+    /// The bucket's item as this process last wrote it.
+    fn remembered(&self, bucket: &str) -> Option<(i64, i64, i64)> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.get(bucket).copied()
+    }
+
+    fn remember(&self, bucket: &str, item: Option<(i64, i64, i64)>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match item {
+            Some(it) => last.insert(bucket.to_string(), it),
+            None => last.remove(bucket),
+        };
+    }
+
+    /// The bucket's item read from the table: (tokens, counted at, version).
+    async fn read(&self, bucket: &str, burst: f64, now: i64) -> Result<(i64, i64, Option<i64>)> {
         let got = (self.client.get_item())
             .table_name(&self.table)
             .set_key(Some(Self::key(bucket)))
@@ -85,8 +101,7 @@ impl Budget {
                     aws_sdk_dynamodb::error::DisplayErrorContext(e),
                 )
             })?;
-        let now = now_ms();
-        let (t, at, v) = match got.item() {
+        Ok(match got.item() {
             Some(it) => (
                 get_n(it, "t").unwrap_or(0),
                 get_n(it, "at").unwrap_or(now),
@@ -94,6 +109,21 @@ impl Budget {
             ),
             // A bucket nobody drew from yet is full.
             None => ((burst * 1000.0) as i64, now, None),
+        })
+    }
+
+    /// One attempt: `Some(granted)`, or `None` when another process wrote in between.
+    async fn try_draw(
+        &self,
+        bucket: &str,
+        want: u32,
+        rate: f64,
+        burst: f64,
+    ) -> Result<Option<u32>> {
+        let now = now_ms();
+        let (t, at, v) = match self.remembered(bucket) {
+            Some((t, at, v)) => (t, at, Some(v)),
+            None => self.read(bucket, burst, now).await?,
         };
         let have = refilled(t, at, now, rate, burst);
         let granted = (have / 1000).clamp(0, i64::from(want));
@@ -110,13 +140,25 @@ impl Budget {
                 .expression_attribute_values(":v", n(v)),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
+        let written = (have - granted * 1000, now.max(at), v.unwrap_or(0) + 1);
         match put.send().await {
-            Ok(_) => Ok(Some(granted as u32)),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failed) => Ok(None),
-            Err(e) => Err(self.remote(
-                "PutItem budget",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
+            Ok(_) => {
+                self.remember(bucket, Some(written));
+                Ok(Some(granted as u32))
+            }
+            Err(e) if e.as_service_error().is_some_and(is_condition_failed) => {
+                // Another process drew meanwhile: read the item next time.
+                self.remember(bucket, None);
+                Ok(None)
+            }
+            Err(e) => {
+                // It may have landed: read the item next time.
+                self.remember(bucket, None);
+                Err(self.remote(
+                    "PutItem budget",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                ))
+            }
         }
     }
 }
