@@ -180,6 +180,9 @@ impl Watcher {
                 self.why_full = Why::Start;
                 return Ok(Next::Standby { holder, until });
             }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(Next::Stop);
+            }
             if self.full_due || Instant::now() >= self.next_full {
                 let why = match self.full_due {
                     true => self.why_full.clone(),
@@ -419,7 +422,19 @@ impl Leader {
         if self.standing_by {
             sleep_until(Instant::now() + self.ttl / 3, stop).await;
         }
-        let l = self.store.lead(ROLE, &self.holder, self.ttl).await?;
+        let l = loop {
+            match self.store.lead(ROLE, &self.holder, self.ttl).await {
+                Ok(l) => break l,
+                // The store does not answer: nobody is known to lead; ask again (or stop).
+                Err(e) => {
+                    tracing::warn!(error = %e, "the state store did not answer whether this watch leads");
+                    sleep_until(Instant::now() + self.ttl / 3, stop).await;
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                }
+            }
+        };
         match &l {
             crate::store::Leadership::Lead { .. } => {
                 self.standing_by = false;
@@ -443,16 +458,24 @@ impl Leader {
             self.lost.clone(),
         );
         tokio::spawn(async move {
+            let mut until = Instant::now() + ttl;
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 match store.lead(ROLE, &holder, ttl).await {
-                    Ok(crate::store::Leadership::Lead { .. }) => {}
+                    Ok(crate::store::Leadership::Lead { .. }) => until = Instant::now() + ttl,
                     Ok(crate::store::Leadership::Standby { .. }) => {
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    // Unreachable store: try again; the lease lapses if it stays so.
-                    Err(e) => tracing::warn!(error = %e, "renewing the watch lease failed"),
+                    // Unreachable store: try again; once the lease may have lapsed, another
+                    // watch may lead: this one stops leading.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing the watch lease failed");
+                        if Instant::now() >= until {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
                 }
             }
         })
