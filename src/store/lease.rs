@@ -34,6 +34,17 @@ pub(super) fn start_ticks(pid: &str) -> Option<u64> {
 impl Holder {
     /// The current process.
     pub fn current() -> Holder {
+        // Read once per process (every lease taken names it: a batch takes one per agent).
+        static CURRENT: std::sync::Mutex<Option<Holder>> = std::sync::Mutex::new(None);
+        let mut me = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        match &*me {
+            Some(h) if h.pid == std::process::id() => h.clone(),
+            _ => me.insert(Holder::read()).clone(),
+        }
+    }
+
+    /// The current process, read from the system.
+    fn read() -> Holder {
         Holder {
             host: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
