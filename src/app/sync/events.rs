@@ -46,8 +46,9 @@ const SOURCES: &[&str] = &[
     "sso-directory.amazonaws.com",
 ];
 
-/// Reads a queue message's body; `store` is the identity store sync reads.
-pub fn hints(body: &str, store: &str) -> Vec<Hint> {
+/// Reads a queue message's body; `store` is the identity store sync reads (unknown before
+/// the first reconcile: then no event is told apart by its store).
+pub fn hints(body: &str, store: Option<&str>) -> Vec<Hint> {
     let v: Value = match serde_json::from_str(body) {
         Ok(v) => v,
         Err(e) => return vec![Hint::Everything(format!("the message is not JSON ({e})"))],
@@ -92,10 +93,12 @@ pub fn hints(body: &str, store: &str) -> Vec<Hint> {
         return vec![Hint::Nothing(format!("{name} is a read"))];
     }
     let (req, resp) = (&detail["requestParameters"], &detail["responseElements"]);
-    if let Some(other) = req["identityStoreId"].as_str().filter(|s| *s != store) {
-        return vec![Hint::Nothing(format!(
-            "{name} in identity store {other}, not {store}"
-        ))];
+    if let (Some(other), Some(store)) = (req["identityStoreId"].as_str(), store) {
+        if other != store {
+            return vec![Hint::Nothing(format!(
+                "{name} in identity store {other}, not {store}"
+            ))];
+        }
     }
     let scim = source.starts_with("identitystore-scim");
     let mut out = Vec::new();
@@ -163,7 +166,8 @@ fn find(v: &Value, key: &str, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    const STORE: &str = "d-1234567890";
+    const STORE: Option<&str> = Some("d-1234567890");
+    const STORE_ID: &str = "d-1234567890";
 
     /// An EventBridge "AWS API Call via CloudTrail" event.
     fn event(source: &str, name: &str, req: Value, resp: Value) -> String {
@@ -196,8 +200,8 @@ mod tests {
         let e = event(
             API,
             "CreateGroupMembership",
-            serde_json::json!({"identityStoreId": STORE, "groupId": "g-1", "memberId": {"userId": "u-1"}}),
-            serde_json::json!({"identityStoreId": STORE, "membershipId": "m-1"}),
+            serde_json::json!({"identityStoreId": STORE_ID, "groupId": "g-1", "memberId": {"userId": "u-1"}}),
+            serde_json::json!({"identityStoreId": STORE_ID, "membershipId": "m-1"}),
         );
         assert_eq!(hints(&e, STORE), vec![Hint::User("u-1".into())]);
     }
@@ -208,28 +212,28 @@ mod tests {
             (
                 API,
                 "CreateUser",
-                serde_json::json!({"identityStoreId": STORE, "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
-                serde_json::json!({"identityStoreId": STORE, "userId": "u-2"}),
+                serde_json::json!({"identityStoreId": STORE_ID, "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
+                serde_json::json!({"identityStoreId": STORE_ID, "userId": "u-2"}),
                 Hint::User("u-2".into()),
             ),
             (
                 API,
                 "UpdateUser",
-                serde_json::json!({"identityStoreId": STORE, "userId": "u-3", "operations": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
+                serde_json::json!({"identityStoreId": STORE_ID, "userId": "u-3", "operations": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
                 Value::Null,
                 Hint::User("u-3".into()),
             ),
             (
                 API,
                 "DeleteUser",
-                serde_json::json!({"identityStoreId": STORE, "userId": "u-4"}),
+                serde_json::json!({"identityStoreId": STORE_ID, "userId": "u-4"}),
                 Value::Null,
                 Hint::User("u-4".into()),
             ),
             (
                 API,
                 "UpdateGroup",
-                serde_json::json!({"identityStoreId": STORE, "groupId": "g-2"}),
+                serde_json::json!({"identityStoreId": STORE_ID, "groupId": "g-2"}),
                 Value::Null,
                 Hint::Group("g-2".into()),
             ),
@@ -280,13 +284,13 @@ mod tests {
         nothing(event(
             API,
             "ListUsers",
-            serde_json::json!({"identityStoreId": STORE}),
+            serde_json::json!({"identityStoreId": STORE_ID}),
             Value::Null,
         ));
         nothing(event(
             API,
             "DescribeUser",
-            serde_json::json!({"identityStoreId": STORE, "userId": "u"}),
+            serde_json::json!({"identityStoreId": STORE_ID, "userId": "u"}),
             Value::Null,
         ));
         nothing(event(
@@ -304,7 +308,7 @@ mod tests {
         let mut failed: Value = serde_json::from_str(&event(
             API,
             "DeleteUser",
-            serde_json::json!({"identityStoreId": STORE, "userId": "u"}),
+            serde_json::json!({"identityStoreId": STORE_ID, "userId": "u"}),
             Value::Null,
         ))
         .unwrap();
@@ -329,7 +333,7 @@ mod tests {
         everything(&event(
             API,
             "DeleteGroupMembership",
-            serde_json::json!({"identityStoreId": STORE, "membershipId": "m-1"}),
+            serde_json::json!({"identityStoreId": STORE_ID, "membershipId": "m-1"}),
             Value::Null,
         ));
         everything(&event(
@@ -345,11 +349,30 @@ mod tests {
         let inner = event(
             API,
             "DeleteUser",
-            serde_json::json!({"identityStoreId": STORE, "userId": "u-7"}),
+            serde_json::json!({"identityStoreId": STORE_ID, "userId": "u-7"}),
             Value::Null,
         );
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": inner})
             .to_string();
         assert_eq!(hints(&sns, STORE), vec![Hint::User("u-7".into())]);
+    }
+}
+
+#[cfg(test)]
+mod before_the_first_reconcile {
+    use super::*;
+
+    /// Before any reconcile has said which identity store sync reads, an event is never
+    /// dismissed as another store's.
+    #[test]
+    fn an_unknown_store_dismisses_no_event() {
+        let e = serde_json::json!({"detail": {"eventSource": "identitystore.amazonaws.com", "eventName": "CreateGroupMembership",
+            "requestParameters": {"identityStoreId": "d-1234567890", "groupId": "g", "memberId": {"userId": "u"}}}})
+        .to_string();
+        assert_eq!(hints(&e, None), vec![Hint::User("u".into())]);
+        assert!(matches!(
+            hints(&e, Some("d-9999999999")).as_slice(),
+            [Hint::Nothing(_)]
+        ));
     }
 }

@@ -229,13 +229,13 @@ impl Watcher {
     /// The received messages sorted by what they ask: nothing (deleted now), a scope, or a
     /// full reconcile (kept for it).
     async fn read(&mut self, queue: &dyn QueueApi, messages: Vec<Message>) -> Option<Next> {
-        let store = self.store_id.clone().unwrap_or_default();
+        let store = self.store_id.clone();
         let (mut ignored, mut scoped) = (Vec::new(), Vec::new());
         let mut scope = Scope::default();
         for m in messages {
             let seen = Seen {
                 message_id: m.id.clone(),
-                hints: hints(&m.body, &store),
+                hints: hints(&m.body, store.as_deref()),
                 received: Instant::now(),
             };
             let mut nothing = true;
