@@ -56,6 +56,7 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
             app::WatchNext::Reconcile(work) => work,
         };
         standing_by = false;
+        print_events(&work.ignored, "ignored", g.json);
         let result = once(&ctx, g, &a, &settings, waits.clone(), work.scope.clone()).await;
         let events = work.events.clone();
         let why = work.why.clone();
