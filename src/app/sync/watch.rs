@@ -100,6 +100,8 @@ pub struct Work {
     pub scope: Option<Scope>,
     /// The events it answers.
     pub events: Vec<Seen>,
+    /// Events received with them that changed nothing (deleted already).
+    pub ignored: Vec<Seen>,
     messages: Vec<Message>,
     /// Keeps the messages invisible while the reconcile runs.
     heartbeat: Option<tokio::task::JoinHandle<()>>,
@@ -259,37 +261,28 @@ impl Watcher {
                 false => scoped.push((m, seen)),
             }
         }
+        let mut nothing = Vec::new();
         if !ignored.is_empty() {
-            let (messages, seen): (Vec<Message>, Vec<Seen>) = ignored.into_iter().unzip();
+            let messages: Vec<Message>;
+            (messages, nothing) = ignored.into_iter().unzip();
             if let Err(e) = queue.delete(&messages).await {
                 tracing::warn!(error = %e, "deleting events that changed nothing failed: they come back");
             }
-            if scoped.is_empty() {
-                return Some(Next::Ignored(seen));
-            }
-            tracing::info!(events = seen.len(), "events that change nothing, deleted");
         }
         if scoped.is_empty() {
-            return None;
+            return (!nothing.is_empty()).then_some(Next::Ignored(nothing));
         }
-        if self.full_due {
+        let mut work = if self.full_due {
             self.why_full = Why::Events;
             self.pending.extend(scoped);
             let (messages, events) = self.pending.drain(..).unzip();
-            return Some(Next::Reconcile(self.work(
-                Why::Events,
-                None,
-                messages,
-                events,
-            )));
-        }
-        let (messages, events) = scoped.into_iter().unzip();
-        Some(Next::Reconcile(self.work(
-            Why::Events,
-            Some(scope),
-            messages,
-            events,
-        )))
+            self.work(Why::Events, None, messages, events)
+        } else {
+            let (messages, events) = scoped.into_iter().unzip();
+            self.work(Why::Events, Some(scope), messages, events)
+        };
+        work.ignored = nothing;
+        Some(Next::Reconcile(work))
     }
 
     fn work(
@@ -317,6 +310,7 @@ impl Watcher {
             why,
             scope,
             events,
+            ignored: Vec::new(),
             messages,
             heartbeat,
         }
