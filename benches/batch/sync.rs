@@ -320,6 +320,7 @@ async fn events(
         first["elapsed_ms"]
     );
     let (mut latencies, mut own, mut agents) = (vec![], vec![], vec![]);
+    let calls_before = sb.calls();
     for i in 0..count {
         let email = format!("{tag}ev{i}@example.com");
         let user = sb.seed_world(|w| {
@@ -362,6 +363,13 @@ async fn events(
         );
         own.push(e["ms_since_received"].as_f64().unwrap_or(f64::NAN));
     }
+    // What the event reconciles called, by API (the sandbox's count), per event.
+    let per_event: Vec<String> = (sb.calls().into_iter())
+        .filter_map(|(api, c)| {
+            let d = c.calls - calls_before.get(&api).map_or(0, |b| b.calls);
+            (d > 0).then(|| format!("{api} {:.2}", d as f64 / count as f64))
+        })
+        .collect();
     // SIGTERM: exit 0.
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
@@ -382,6 +390,7 @@ async fn events(
     );
     let shown: Vec<String> = latencies.iter().map(|l| format!("{l:.0}")).collect();
     println!("  latencies (ms, in order): {}", shown.join(" "));
+    println!("  calls per event (sandbox): {}", per_event.join(", "));
     (p50, p95, max, own50, own95)
 }
 
