@@ -38,9 +38,9 @@
 //!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
 //!
 //! 10. **sync-first**, **sync-second**, **sync-events** (issue 19) — `sync` of an Identity
-//!    Store group of `N` members at the same ×`SCALE` quotas: the first run, a second with
-//!    nothing changed, and `sync --watch --queue` on moto's SQS (`EVENTS` additions, default
-//!    50, each sent as its event: send → Connect user p50/p95). See `batch/sync.rs`.
+//!     Store group of `N` members at the same ×`SCALE` quotas: the first run, a second with
+//!     nothing changed, and `sync --watch --queue` on moto's SQS (`EVENTS` additions, default
+//!     50, each sent as its event: send → Connect user p50/p95). See `batch/sync.rs`.
 //!
 //! The three DynamoDB scenarios and `sync-events` need `moto_server` (`pip install
 //! 'moto[server]'`); they and the sync ones run only when `ONLY` names them. `REPS` repeats

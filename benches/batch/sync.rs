@@ -118,7 +118,10 @@ async fn one(
             let mut first = None;
             loop {
                 let now = start.elapsed();
-                let count = sb.calls().get("connect:CreateUser").map_or(0, |c| c.applied);
+                let count = sb
+                    .calls()
+                    .get("connect:CreateUser")
+                    .map_or(0, |c| c.applied);
                 if count > 0 && first.is_none() {
                     first = Some(now);
                 }
@@ -198,8 +201,7 @@ async fn one(
 
     // (c) Events through the queue.
     if let Some(moto) = moto.filter(|_| wanted("sync-events")) {
-        let (p50, p95, max, own50, own95) =
-            events(&sb, &config, moto, &group, &tag, rep, n).await;
+        let (p50, p95, max, own50, own95) = events(&sb, &config, moto, &group, &tag, rep, n).await;
         (f.p50, f.p95, f.max, f.own_p50, f.own_p95) = (p50, p95, max, own50, own95);
     }
     sb.shutdown().await;
@@ -282,7 +284,10 @@ async fn events(
         .unwrap()
         .queue_url
         .unwrap();
-    let created_before = sb.calls().get("connect:CreateUser").map_or(0, |c| c.applied);
+    let created_before = sb
+        .calls()
+        .get("connect:CreateUser")
+        .map_or(0, |c| c.applied);
     let mut child = sync_command(
         sb,
         config,
@@ -332,16 +337,18 @@ async fn events(
         });
         let body = joined(&store, group, &user);
         let sent = Instant::now();
-        let id = (sqs.send_message().queue_url(&url).message_body(body).send().await)
+        let id = (sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await)
             .unwrap()
             .message_id
             .unwrap();
         loop {
-            let exists = sb.seed_world(|w| {
-                w.connect_instances[INSTANCE]
-                    .user_named(&email)
-                    .is_some()
-            });
+            let exists =
+                sb.seed_world(|w| w.connect_instances[INSTANCE].user_named(&email).is_some());
             if exists {
                 break;
             }
@@ -377,7 +384,11 @@ async fn events(
         .await
         .expect("the watch stops on SIGTERM")
         .unwrap();
-    let created = sb.calls().get("connect:CreateUser").map_or(0, |c| c.applied) - created_before;
+    let created = sb
+        .calls()
+        .get("connect:CreateUser")
+        .map_or(0, |c| c.applied)
+        - created_before;
     let q = |v: &[f64], p: f64| quantile(v, p);
     let (p50, p95, max) = (q(&latencies, 0.5), q(&latencies, 0.95), q(&latencies, 1.0));
     let (own50, own95) = (q(&own, 0.5), q(&own, 0.95));
