@@ -61,20 +61,30 @@ pub(super) async fn scenarios(dir: &Path, limits: &str, n: usize, scale: f64) {
     if reps > 1 {
         let m = |f: fn(&Figures) -> f64| median(all.iter().map(f).collect());
         println!(
-            "sync medians of {reps}: first wall/bound {:.3} (wall {:.2} s), throttled {:.2} %, CreateUser applied {} (min) / {} (max); second: writes {} (max), reads {:.2} per 100 agents; events: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; the watch's own ms_since_received p50 {:.0} ms, p95 {:.0} ms",
+            "sync-first medians of {reps}: wall/bound {:.3} (wall {:.2} s), throttled {:.2} %, CreateUser applied {} (min) / {} (max)",
             m(|f| f.ratio),
             m(|f| f.wall),
             m(|f| f.throttled),
             all.iter().map(|f| f.created).min().unwrap_or(0),
             all.iter().map(|f| f.created).max().unwrap_or(0),
-            all.iter().map(|f| f.second_writes).max().unwrap_or(0),
-            m(|f| f.second_reads_per_100),
-            m(|f| f.p50),
-            m(|f| f.p95),
-            m(|f| f.max),
-            m(|f| f.own_p50),
-            m(|f| f.own_p95),
         );
+        if wanted("sync-second") {
+            println!(
+                "sync-second medians of {reps}: writes {} (max), reads {:.2} per 100 agents",
+                all.iter().map(|f| f.second_writes).max().unwrap_or(0),
+                m(|f| f.second_reads_per_100),
+            );
+        }
+        if moto.is_some() {
+            println!(
+                "sync-events medians of {reps}: send → Connect user p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; the watch's own ms_since_received p50 {:.0} ms, p95 {:.0} ms",
+                m(|f| f.p50),
+                m(|f| f.p95),
+                m(|f| f.max),
+                m(|f| f.own_p50),
+                m(|f| f.own_p95),
+            );
+        }
     }
     if let Some(m) = moto {
         m.stop();
