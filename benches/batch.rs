@@ -37,11 +37,18 @@
 //!    answering each call after `LATENCY` ms (default `5,50`), on SQLite and on the table:
 //!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
 //!
-//! The three DynamoDB scenarios need `moto_server` (`pip install 'moto[server]'`) and run
-//! only when `ONLY` names them. `REPS` repeats `apply` and them, and prints medians.
+//! 10. **sync-first**, **sync-second**, **sync-events** (issue 19) — `sync` of an Identity
+//!     Store group of `N` members at the same ×`SCALE` quotas: the first run, a second with
+//!     nothing changed, and `sync --watch --queue` on moto's SQS (`EVENTS` additions, default
+//!     50, each sent as its event: send → Connect user p50/p95). See `batch/sync.rs`.
+//!
+//! The three DynamoDB scenarios and `sync-events` need `moto_server` (`pip install
+//! 'moto[server]'`); they and the sync ones run only when `ONLY` names them. `REPS` repeats
+//! `apply`, them and the sync ones, and prints medians.
 //!
 //! Run: `cargo bench --bench batch` (`ONLY=quota,contended,storm,overhead,aws-cli,apply` to
-//! choose; `ONLY=ddb-shared,ddb-quota,ddb-latency` for the table's).
+//! choose; `ONLY=ddb-shared,ddb-quota,ddb-latency` for the table's;
+//! `ONLY=sync-first,sync-second,sync-events` for sync's).
 
 // Test and bench code: unwrap is how a check fails, and printing is its report.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -52,6 +59,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxHandle, SandboxOptions, Seed};
+
+#[path = "batch/sync.rs"]
+mod sync;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-onboard");
 const INSTANCE: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
@@ -1141,6 +1151,11 @@ async fn main() {
             }
             table.stop();
         }
+    }
+    if (sync::SCENARIOS.iter())
+        .any(|s| std::env::var("ONLY").is_ok_and(|v| v.split(',').any(|o| o == *s)))
+    {
+        sync::scenarios(dir.path(), &limits, n, scale).await;
     }
     if wanted("aws-cli") {
         let cli_n: usize = var("CLI", 200);
