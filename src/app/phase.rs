@@ -699,6 +699,27 @@ pub(super) async fn bulk_read(
     target: &Target,
     listing: Listing,
 ) -> Result<Snapshot, Error> {
+    bulk_read_of(clients, target, listing, None).await
+}
+
+/// [`bulk_read`] of a few agents only: their Connect users by exact username and the given
+/// Identity Store users (`Snapshot::take_for`).
+pub(super) async fn bulk_read_for(
+    clients: &Clients,
+    target: &Target,
+    listing: Listing,
+    usernames: &[String],
+    users: Vec<crate::aws::IdentityUser>,
+) -> Result<Snapshot, Error> {
+    bulk_read_of(clients, target, listing, Some((usernames, users))).await
+}
+
+async fn bulk_read_of(
+    clients: &Clients,
+    target: &Target,
+    listing: Listing,
+    few: Option<(&[String], Vec<crate::aws::IdentityUser>)>,
+) -> Result<Snapshot, Error> {
     let scope = Scope {
         instance_id: &target.instance_id,
         identity_store_id: &target.identity_store_id,
@@ -707,20 +728,25 @@ pub(super) async fn bulk_read(
             .then_some(target.application_arn.as_str()),
         details: listing.details,
     };
-    let snapshot = crate::aws::retry::for_caller(
-        Arc::from("bulk read"),
-        Snapshot::take(
-            &clients.connect,
-            &clients.identity_store,
-            &clients.sso_admin,
-            &scope,
-        ),
-    )
-    .await
-    .map_err(|source| preflight::Error::Aws {
-        context: listing.what.into(),
-        source,
-    })?;
+    let (connect, ids, sso) = (
+        &clients.connect,
+        &clients.identity_store,
+        &clients.sso_admin,
+    );
+    let read = async {
+        match few {
+            None => Snapshot::take(connect, ids, sso, &scope).await,
+            Some((usernames, users)) => {
+                Snapshot::take_for(connect, ids, sso, &scope, usernames, users).await
+            }
+        }
+    };
+    let snapshot = crate::aws::retry::for_caller(Arc::from("bulk read"), read)
+        .await
+        .map_err(|source| preflight::Error::Aws {
+            context: listing.what.into(),
+            source,
+        })?;
     Ok(snapshot)
 }
 

@@ -78,8 +78,12 @@ fn search_hit(u: &ct::UserSearchSummary) -> ConnectUser {
 }
 
 impl SdkConnect {
-    /// SearchUsers with `Username` EXACT, every page.
-    async fn search_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
+    /// SearchUsers with `Username` EXACT, every page: the user of exactly that name.
+    async fn search_exact(
+        &self,
+        instance: &str,
+        username: &str,
+    ) -> Result<Option<ct::UserSearchSummary>> {
         let criteria = ct::UserSearchCriteria::builder()
             .string_condition(
                 ct::StringCondition::builder()
@@ -104,18 +108,24 @@ impl SdkConnect {
             )?;
             // EXACT matching is what we asked for; compare again, as Connect usernames are
             // case-sensitive and an emulator or a future API may match more loosely.
-            if let Some(u) = page
-                .users()
-                .iter()
-                .find_map(|u| user_hit(u.username(), u.id(), u.arn(), username))
+            if let Some(u) = (page.users().iter())
+                .find(|u| user_hit(u.username(), u.id(), u.arn(), username).is_some())
             {
-                return Ok(Some(u));
+                return Ok(Some(u.clone()));
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(None),
             }
         }
+    }
+
+    /// SearchUsers with `Username` EXACT: the user's id and ARN.
+    async fn search_user(&self, instance: &str, username: &str) -> Result<Option<ConnectUser>> {
+        Ok(self
+            .search_exact(instance, username)
+            .await?
+            .and_then(|u| user_hit(u.username(), u.id(), u.arn(), username)))
     }
 
     /// ListUsers, every page, compared by username.
@@ -351,6 +361,17 @@ impl ConnectApi for SdkConnect {
             no_reason
         )?;
         Ok(())
+    }
+
+    async fn search_user_details(
+        &self,
+        instance: &str,
+        username: &str,
+    ) -> Result<Option<ConnectUser>> {
+        Ok(self
+            .search_exact(instance, username)
+            .await?
+            .map(|u| search_hit(&u)))
     }
 
     async fn search_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {

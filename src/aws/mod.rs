@@ -191,6 +191,18 @@ pub trait ConnectApi: Send + Sync {
     async fn search_users(&self, instance: &str) -> Result<Vec<ConnectUser>> {
         Err(AwsError::unsupported("connect:SearchUsers", instance))
     }
+    /// SearchUsers with Username EXACT, with what [`ConnectApi::search_users`] gives of a
+    /// user (`detail` set), for `sync`'s reads of the users an event names.
+    async fn search_user_details(
+        &self,
+        instance: &str,
+        username: &str,
+    ) -> Result<Option<ConnectUser>> {
+        Err(AwsError::unsupported(
+            "connect:SearchUsers",
+            &format!("{instance}/{username}"),
+        ))
+    }
     /// UpdateUserRoutingProfile.
     async fn update_routing_profile(&self, instance: &str, user_id: &str, id: &str) -> Result<()> {
         let _ = (user_id, id);

@@ -85,35 +85,101 @@ impl Snapshot {
         for u in users {
             s.connect_users.insert(u.username.clone(), u);
         }
-        for u in ids.list_users(scope.identity_store_id).await? {
-            s.ids_by_name.insert(fold(&u.user_name), u.id.clone());
+        s.index(ids.list_users(scope.identity_store_id).await?);
+        s.read_group(ids, sso, scope, None).await?;
+        Ok(s)
+    }
+
+    /// The same, of a few agents only (the users an event of `sync --watch` names): each
+    /// Connect user by its exact username (SearchUsers EXACT, with its fields; one that is
+    /// absent lists them all, to see a twin in other case), the given Identity Store users
+    /// (read by their ids), and their memberships in the group (GetGroupMembershipId): a
+    /// few reads per agent, whatever the size of the Identity Store.
+    pub async fn take_for(
+        connect: &dyn ConnectApi,
+        ids: &dyn IdentityStoreApi,
+        sso: &dyn SsoAdminApi,
+        scope: &Scope<'_>,
+        usernames: &[String],
+        users: Vec<IdentityUser>,
+    ) -> Result<Snapshot> {
+        let mut s = Snapshot::default();
+        for name in usernames {
+            match connect.search_user_details(scope.instance_id, name).await? {
+                Some(u) => _ = s.connect_users.insert(u.username.clone(), u),
+                // Absent by its exact name: a user of the same name in other case (which
+                // SearchUsers EXACT may not match) would make creating it a conflict, so
+                // every Connect user is listed, as `take` does.
+                None => {
+                    for u in connect.search_users(scope.instance_id).await? {
+                        s.connect_users.insert(u.username.clone(), u);
+                    }
+                    break;
+                }
+            }
+        }
+        let of: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        s.index(users);
+        s.read_group(ids, sso, scope, Some(&of)).await?;
+        Ok(s)
+    }
+
+    /// The Identity Store users, indexed by name and email without case.
+    fn index(&mut self, users: Vec<IdentityUser>) {
+        for u in users {
+            self.ids_by_name.insert(fold(&u.user_name), u.id.clone());
             for e in &u.emails {
-                s.ids_by_email
+                self.ids_by_email
                     .entry(fold(e))
                     .or_insert_with(|| u.id.clone());
             }
-            s.ids_users.insert(u.id.clone(), u);
+            self.ids_users.insert(u.id.clone(), u);
         }
-        let group = ids.group_id(scope.identity_store_id, scope.group).await?;
+    }
+
+    /// The agents' group, its members (every one, or the memberships of `of` only), and
+    /// (group mode) its assignment.
+    async fn read_group(
+        &mut self,
+        ids: &dyn IdentityStoreApi,
+        sso: &dyn SsoAdminApi,
+        scope: &Scope<'_>,
+        of: Option<&[String]>,
+    ) -> Result<()> {
+        let store = scope.identity_store_id;
+        let group = ids.group_id(store, scope.group).await?;
         if group.is_none() && scope.application_arn.is_some() {
             // A group that does not exist yet is not assigned yet.
-            *s.group_assigned
+            *self
+                .group_assigned
                 .get_mut()
                 .unwrap_or_else(|p| p.into_inner()) = Some(false);
         }
         if let Some(g) = &group {
-            for (membership, user) in ids.list_memberships(scope.identity_store_id, g).await? {
-                s.memberships.insert(user, membership);
+            match of {
+                None => {
+                    for (membership, user) in ids.list_memberships(store, g).await? {
+                        self.memberships.insert(user, membership);
+                    }
+                }
+                Some(users) => {
+                    for user in users {
+                        if let Some(m) = ids.membership_id(store, g, user).await? {
+                            self.memberships.insert(user.clone(), m);
+                        }
+                    }
+                }
             }
             if let Some(app) = scope.application_arn {
-                *s.group_assigned
+                *self
+                    .group_assigned
                     .get_mut()
                     .unwrap_or_else(|p| p.into_inner()) =
                     Some(sso.is_assigned(app, Principal::Group, g).await?);
             }
         }
-        *s.group_id.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(group);
-        Ok(s)
+        *self.group_id.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(group);
+        Ok(())
     }
 
     /// True the first time `lookup` is asked for `key`: answer from the listing. Later

@@ -212,8 +212,21 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
     world.join(&t, "dee@example.com");
     world.join(&t, "eve@example.com");
     let event = joined(&t, &world.users["dee@example.com"]);
+    let listings = |env: &Env| {
+        [
+            "identitystore:ListUsers",
+            "identitystore:ListGroupMemberships",
+        ]
+        .map(|op| env.calls(op))
+    };
+    let before = listings(&world.env);
     let id = send(&sqs, &url, &event).await;
     let r = watch.next("reconcile").await;
+    assert_eq!(
+        listings(&world.env),
+        before,
+        "an event naming a user reads that user, not the directory"
+    );
     assert_eq!(r["why"], "events", "{r}");
     assert_eq!(
         r["outcomes"]["created"], 1,
@@ -468,6 +481,58 @@ async fn a_group_event_reconciles_its_members_and_its_leavers_and_no_one_else() 
             .as_deref(),
         Some("Ana"),
         "outside the event's group: left for the next full reconcile"
+    );
+    watch.stop().await;
+}
+
+/// Events naming users who moved or left (read by their ids, not the directory): one who
+/// moved to another mapped group is updated, one who left every mapped group loses the
+/// Connect user (--prune), and nothing else is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_events_update_a_mover_and_prune_a_leaver_reading_only_them() {
+    let Some((w, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut watch = Watch::start(
+        &w.env,
+        &["--interval", "1h", "--queue", &url, "--prune", "--yes"],
+    );
+    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
+    let s = w.sups.clone();
+    w.leave(&s, BO);
+    w.leave(&s, CY);
+    let listed = w.env.calls("identitystore:ListUsers");
+    let patched_user = |user: &str| {
+        json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.identitystore-scim", "detail": {
+            "eventSource": "identitystore-scim.amazonaws.com", "eventName": "PatchUser",
+            "requestParameters": {"userId": user, "httpBody": {}, "tenantId": "t-1"}}})
+        .to_string()
+    };
+    send(&sqs, &url, &patched_user(&w.users[BO])).await;
+    send(&sqs, &url, &patched_user(&w.users[CY])).await;
+    let mut outcomes = std::collections::BTreeMap::new();
+    while outcomes.values().sum::<u64>() < 2 {
+        let r = watch.next("reconcile").await;
+        assert_eq!(r["why"], "events", "{r}");
+        for (k, v) in r["outcomes"].as_object().unwrap() {
+            *outcomes.entry(k.clone()).or_insert(0) += v.as_u64().unwrap();
+        }
+    }
+    assert_eq!(
+        outcomes,
+        [("removed".to_string(), 1), ("updated".to_string(), 1)].into()
+    );
+    assert!(connect_user(&w.env, CY).is_none());
+    let ids = w.env.sb.ids();
+    assert_eq!(
+        connect_user(&w.env, BO).unwrap().security_profile_ids,
+        vec![ids.security_profiles["Agent"].clone()]
+    );
+    assert!(connect_user(&w.env, ANA).is_some());
+    assert_eq!(
+        w.env.calls("identitystore:ListUsers"),
+        listed,
+        "the users were read by id"
     );
     watch.stop().await;
 }

@@ -106,6 +106,9 @@ pub struct ApplyReport {
     /// `sync`: each mapped group's direct members as read (group id → user ids).
     #[serde(skip)]
     pub group_members: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// `sync` of a scope of users: `group_members` holds these users' memberships only.
+    #[serde(skip)]
+    pub group_members_of: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The caller's say on the removals (non-empty) before the first write: `Ok` goes ahead.
@@ -145,9 +148,17 @@ pub async fn apply(
         assignment: true,
         what: "listing users for apply's plan",
     };
-    let snapshot = Arc::new(bulk_read(&new.clients, &new.target, listing).await?);
+    let few = match &opts.source {
+        ApplySource::Groups(scope) => super::sync::narrow(scope.as_ref()),
+        _ => None,
+    };
+    let snapshot = Arc::new(match few {
+        Some(scope) => super::sync::snapshot_for(config, &new, scope, listing).await?,
+        None => bulk_read(&new.clients, &new.target, listing).await?,
+    });
     let mut planning = Planning::default();
     let mut group_members = BTreeMap::new();
+    let mut group_members_of = None;
     if sync {
         let scope = match &opts.source {
             ApplySource::Groups(scope) => scope.as_ref(),
@@ -155,6 +166,7 @@ pub async fn apply(
         };
         let members = super::sync::desired(config, &new, &snapshot, scope).await?;
         group_members = members.groups.clone();
+        group_members_of = members.groups_of.clone();
         desired.members(members, &mut planning);
     }
     let planner = plan::Planner::new(
@@ -197,6 +209,7 @@ pub async fn apply(
         calls: Vec::new(),
         elapsed_ms: 0,
         group_members,
+        group_members_of,
     };
     if !opts.run.dry_run {
         if !removals.is_empty() {

@@ -49,6 +49,42 @@ pub(crate) struct Members {
     /// Each mapped group's direct members (group id → user ids), as read: the watch keeps
     /// them, so that a group's event also reaches who has left it since.
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// `groups` holds these users' memberships only (a scope of users), not every member.
+    pub groups_of: Option<BTreeSet<String>>,
+}
+
+/// A scope that names users only: sync reads those users, not the directories.
+pub(super) fn narrow(scope: Option<&Scope>) -> Option<&Scope> {
+    scope.filter(|s| s.groups.is_empty() && !s.users.is_empty())
+}
+
+/// The snapshot of a scope of users: each one (DescribeUser) and its Connect user by the
+/// username sync gives it, a few reads per user (`phase::bulk_read_for`).
+pub(super) async fn snapshot_for(
+    config: &Config,
+    new: &NewRun,
+    scope: &Scope,
+    listing: super::phase::Listing,
+) -> Result<Snapshot, Error> {
+    let (store, ids) = (&new.target.identity_store_id, &new.clients.identity_store);
+    let mode = config.identity_center.role_session_name;
+    let (mut users, mut usernames) = (Vec::new(), Vec::new());
+    for id in &scope.users {
+        let read = ids.describe_user(store, id);
+        let user = crate::aws::retry::for_caller(std::sync::Arc::from("sync"), read)
+            .await
+            .map_err(|source| preflight::Error::Aws {
+                context: format!("reading the Identity Center user {id} an event names"),
+                source,
+            })?;
+        // Gone from the identity store: nothing of it to plan (as in a full reconcile).
+        let Some(u) = user else { continue };
+        if let Ok((_, username)) = exact_names(&u, mode) {
+            usernames.push(username);
+        }
+        users.push(u);
+    }
+    super::phase::bulk_read_for(&new.clients, &new.target, listing, &usernames, users).await
 }
 
 /// What a reconcile plans: the agents of these Identity Store users and groups only (an
@@ -114,19 +150,33 @@ pub(super) async fn desired(
     let mut order: Vec<String> = Vec::new();
     let mut of_user: HashMap<String, Vec<usize>> = HashMap::new();
     let mut groups_read: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // A scope of users only: their memberships, not every member (the snapshot holds them).
+    let few: Option<Vec<String>> =
+        narrow(scope).map(|_| snapshot.identity_users().map(|u| u.id.clone()).collect());
     for (i, g) in mapped.iter().enumerate() {
-        let members = crate::aws::retry::for_caller(
-            std::sync::Arc::from("sync"),
-            ids.list_memberships(store, &g.id),
-        )
-        .await
-        .map_err(|source| preflight::Error::Aws {
-            context: format!(
-                "listing the members of the Identity Center group {:?}",
-                g.name
-            ),
-            source,
-        })?;
+        let read = async {
+            match &few {
+                None => ids.list_memberships(store, &g.id).await,
+                Some(users) => {
+                    let mut out = Vec::new();
+                    for u in users {
+                        if let Some(m) = ids.membership_id(store, &g.id, u).await? {
+                            out.push((m, u.clone()));
+                        }
+                    }
+                    Ok(out)
+                }
+            }
+        };
+        let members = crate::aws::retry::for_caller(std::sync::Arc::from("sync"), read)
+            .await
+            .map_err(|source| preflight::Error::Aws {
+                context: format!(
+                    "listing the members of the Identity Center group {:?}",
+                    g.name
+                ),
+                source,
+            })?;
         let ids = groups_read.entry(g.id.clone()).or_default();
         for (_, user) in members {
             ids.insert(user.clone());
@@ -146,6 +196,7 @@ pub(super) async fn desired(
         kept: HashSet::new(),
         remove_only: scope.and_then(|s| removable(s, &mapped, &users, mode)),
         groups: groups_read,
+        groups_of: few.map(|f| f.into_iter().collect()),
     };
     for user_id in order {
         let in_groups = &of_user[&user_id];

@@ -327,7 +327,16 @@ impl Watcher {
         let ok = done.is_some();
         if let Some(r) = done {
             self.store_id = Some(r.saved.target.identity_store_id.clone());
-            self.members = r.group_members.clone();
+            match &r.group_members_of {
+                None => self.members = r.group_members.clone(),
+                // Only these users were read: their memberships change, nobody else's.
+                Some(users) => {
+                    for (group, members) in &mut self.members {
+                        members.retain(|u| !users.contains(u));
+                        members.extend(r.group_members.get(group).into_iter().flatten().cloned());
+                    }
+                }
+            }
         }
         if work.scope.is_none() {
             // A failed full reconcile is tried again at the next interval.
