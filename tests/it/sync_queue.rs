@@ -427,17 +427,10 @@ async fn a_group_event_reconciles_its_members_and_its_leavers_and_no_one_else() 
     let Some((w, _moto, sqs, url)) = with_queue().await else {
         return;
     };
-    let mut watch = Watch::start(
-        &w.env,
-        &["--interval", "1h", "--queue", &url, "--prune", "--yes"],
-    );
-    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
+    let mut watch = bo_and_cy_leave_supervisors(&w, &url).await;
     let identity_users = w.env.world().identity_users.len();
-    // Supervisors loses Bo (still in Tier1) and Cy (in no mapped group now); Ana, in Tier1
-    // only, is renamed without an event.
+    // Ana, in Tier1 only, is renamed without an event.
     let s = w.sups.clone();
-    w.leave(&s, BO);
-    w.leave(&s, CY);
     let ana = w.users[ANA].clone();
     w.env.sb.seed_world(|world| {
         let u = (world
@@ -459,19 +452,11 @@ async fn a_group_event_reconciles_its_members_and_its_leavers_and_no_one_else() 
     );
     assert_eq!(r["outcomes"], json!({"removed": 1, "updated": 1}), "{r}");
     assert_eq!(watch.next("queue_event").await["status"], "handled");
-    assert!(
-        connect_user(&w.env, CY).is_none(),
-        "Cy's Connect user is deleted"
-    );
+    cy_pruned_and_bo_moved(&w);
     assert_eq!(
         w.env.world().identity_users.len(),
         identity_users,
         "no Identity Center user touched"
-    );
-    let ids = w.env.sb.ids();
-    assert_eq!(
-        connect_user(&w.env, BO).unwrap().security_profile_ids,
-        vec![ids.security_profiles["Agent"].clone()]
     );
     assert_eq!(
         connect_user(&w.env, ANA)
@@ -493,14 +478,7 @@ async fn user_events_update_a_mover_and_prune_a_leaver_reading_only_them() {
     let Some((w, _moto, sqs, url)) = with_queue().await else {
         return;
     };
-    let mut watch = Watch::start(
-        &w.env,
-        &["--interval", "1h", "--queue", &url, "--prune", "--yes"],
-    );
-    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
-    let s = w.sups.clone();
-    w.leave(&s, BO);
-    w.leave(&s, CY);
+    let mut watch = bo_and_cy_leave_supervisors(&w, &url).await;
     let listed = w.env.calls("identitystore:ListUsers");
     let patched_user = |user: &str| {
         json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.identitystore-scim", "detail": {
@@ -522,12 +500,7 @@ async fn user_events_update_a_mover_and_prune_a_leaver_reading_only_them() {
         outcomes,
         [("removed".to_string(), 1), ("updated".to_string(), 1)].into()
     );
-    assert!(connect_user(&w.env, CY).is_none());
-    let ids = w.env.sb.ids();
-    assert_eq!(
-        connect_user(&w.env, BO).unwrap().security_profile_ids,
-        vec![ids.security_profiles["Agent"].clone()]
-    );
+    cy_pruned_and_bo_moved(&w);
     assert!(connect_user(&w.env, ANA).is_some());
     assert_eq!(
         w.env.calls("identitystore:ListUsers"),
@@ -535,4 +508,31 @@ async fn user_events_update_a_mover_and_prune_a_leaver_reading_only_them() {
         "the users were read by id"
     );
     watch.stop().await;
+}
+
+/// A watch with --prune over the three agents, created; then Bo (still in Tier1) and Cy (in
+/// no mapped group now) leave Supervisors, with no event yet.
+async fn bo_and_cy_leave_supervisors(w: &World, url: &str) -> Watch {
+    let mut watch = Watch::start(
+        &w.env,
+        &["--interval", "1h", "--queue", url, "--prune", "--yes"],
+    );
+    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
+    let s = w.sups.clone();
+    w.leave(&s, BO);
+    w.leave(&s, CY);
+    watch
+}
+
+/// Cy's Connect user is deleted; Bo has Tier1's security profile only.
+fn cy_pruned_and_bo_moved(w: &World) {
+    assert!(
+        connect_user(&w.env, CY).is_none(),
+        "Cy's Connect user is deleted"
+    );
+    let ids = w.env.sb.ids();
+    assert_eq!(
+        connect_user(&w.env, BO).unwrap().security_profile_ids,
+        vec![ids.security_profiles["Agent"].clone()]
+    );
 }
