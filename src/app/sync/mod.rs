@@ -14,8 +14,9 @@
 //! it, `--prune` of the Connect users of members who left every mapped group) is apply's.
 //!
 //! A [`Scope`] (events of `sync --watch --queue`, read by `events`) narrows what is planned
-//! to the agents of some users and groups; the rest are kept as they are. `watch` owns the
-//! unattended loop: the queue, the interval, the standby.
+//! to the agents of some users and groups; the rest are kept as they are. A scope of users
+//! only is also read narrowly (`snapshot_for`: those users, not the directories). `watch`
+//! owns the unattended loop: the queue, the interval, the standby.
 
 pub mod events;
 pub mod watch;
@@ -97,13 +98,6 @@ pub struct Scope {
     /// an unmapped group plans nothing. (Who has left the group is not in it any more: the
     /// watch adds the group's former members to `users`.)
     pub groups: BTreeSet<String>,
-}
-
-impl Scope {
-    /// Nothing in it.
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
-    }
 }
 
 /// A mapped group resolved: its id, and its mapping.
