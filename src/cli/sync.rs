@@ -60,8 +60,11 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
         let result = once(&ctx, g, &a, &settings, waits.clone(), work.scope.clone()).await;
         let events = work.events.clone();
         let why = work.why.clone();
-        let undeleted = watcher.done(work, result.as_ref().ok()).await;
-        let ok = result.is_ok();
+        // Stopped meanwhile: agents of these events may not have started; their events stay
+        // (they come back after their visibility timeout, to this watch or the next).
+        let finished = result.as_ref().ok().filter(|_| !stop.load(Ordering::SeqCst));
+        let ok = finished.is_some();
+        let undeleted = watcher.done(work, finished).await;
         match result {
             Ok(report) => print_reconcile(&report, &why, events.len(), g.json),
             // A mapping or configuration error does not heal by waiting.

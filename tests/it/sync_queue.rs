@@ -536,3 +536,51 @@ fn cy_pruned_and_bo_moved(w: &World) {
         vec![ids.security_profiles["Agent"].clone()]
     );
 }
+
+/// SIGTERM while an event's reconcile runs: the agent in flight finishes, the watch exits
+/// 0, and the event is not deleted (its reconcile was cut short): the next watch gets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_mid_event_exits_0_and_leaves_the_event_for_the_next_watch() {
+    let Some((mut world, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    let mut a = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    a.next("reconcile").await;
+    world.env.faults(json!({"rules": [
+        {"op": "identitystore:CreateGroupMembership", "action": "latency", "latency_ms": 1500}
+    ]}));
+    let t = world.tier1.clone();
+    world.add_user("dee", "dee@example.com", "Dee", "Moss");
+    world.join(&t, "dee@example.com");
+    let id = send(&sqs, &url, &joined(&t, &world.users["dee@example.com"])).await;
+    let env = &world.env;
+    wait_for("dee's Connect user", || {
+        env.applied("connect:CreateUser") == 4
+    })
+    .await;
+    let e = {
+        a.signal(libc::SIGTERM);
+        a.next("queue_event").await
+    };
+    assert_eq!(
+        (e["message_id"].as_str(), e["status"].as_str()),
+        (Some(id.as_str()), Some("kept")),
+        "{e}"
+    );
+    a.stop().await;
+    assert_eq!(in_queue(&sqs, &url).await, 1, "the event stays");
+    world.env.faults(json!({}));
+    let mut b = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    let e = b.next("queue_event").await;
+    assert_eq!(
+        (e["message_id"].as_str(), e["status"].as_str()),
+        (Some(id.as_str()), Some("handled")),
+        "{e}"
+    );
+    assert_eq!(
+        world.env.applied("connect:CreateUser"),
+        4,
+        "dee's Connect user once"
+    );
+    b.stop().await;
+}
