@@ -62,7 +62,10 @@ pub(super) async fn sync(g: &GlobalArgs, a: SyncArgs) -> Result<u8, app::Error> 
         let why = work.why.clone();
         // Stopped meanwhile: agents of these events may not have started; their events stay
         // (they come back after their visibility timeout, to this watch or the next).
-        let finished = result.as_ref().ok().filter(|_| !stop.load(Ordering::SeqCst));
+        let finished = result
+            .as_ref()
+            .ok()
+            .filter(|_| !stop.load(Ordering::SeqCst));
         let ok = finished.is_some();
         let undeleted = watcher.done(work, finished).await;
         match result {

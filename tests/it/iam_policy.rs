@@ -623,6 +623,22 @@ async fn sync_policy_equals_the_calls_sync_makes() {
         .await;
     assert_ne!(out.code, 0, "{out:?}");
     run_ok(&env, &["resume"], 0).await;
+    // A group mapped by its id (GetGroupId looks names up): every group is listed.
+    let tier1 = env.sb.seed_world(|w| {
+        (w.identity_stores[STORE].groups.values())
+            .find(|g| g.display_name == "Tier1-Agents")
+            .map(|g| g.group_id.clone())
+            .unwrap()
+    });
+    let by_id = (std::fs::read_to_string(&env.config).unwrap()).replacen(
+        "group = \"Tier1-Agents\"",
+        &format!("group = \"{tier1}\""),
+        1,
+    );
+    let config = env.dir.path().join("by-id.toml");
+    std::fs::write(&config, by_id).unwrap();
+    let args = ["--config", config.to_str().unwrap(), "sync", "--dry-run"];
+    run_ok(&env, &args, 0).await;
     seen.extend(called(&env));
     for never in [
         "identitystore:CreateUser",

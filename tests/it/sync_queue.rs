@@ -216,6 +216,7 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
         [
             "identitystore:ListUsers",
             "identitystore:ListGroupMemberships",
+            "identitystore:ListGroups",
         ]
         .map(|op| env.calls(op))
     };

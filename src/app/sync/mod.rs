@@ -128,13 +128,24 @@ pub(super) async fn desired(
     }
     let store = &new.target.identity_store_id;
     let ids = &new.clients.identity_store;
-    let groups =
-        crate::aws::retry::for_caller(std::sync::Arc::from("sync"), ids.list_groups(store))
-            .await
-            .map_err(|source| preflight::Error::Aws {
-                context: "listing the Identity Center groups for sync".into(),
-                source,
-            })?;
+    let groups = crate::aws::retry::for_caller(std::sync::Arc::from("sync"), async {
+        // One GetGroupId per mapped group by its display name; any not found so (an id, a
+        // name in other case, a missing group): every group listed (ListGroups, ⌈G/100⌉
+        // pages), which resolves ids and names without case and names what exists.
+        let mut found = Vec::new();
+        for g in mapping {
+            match ids.group_id(store, g.group.trim()).await? {
+                Some(id) => found.push((id, g.group.trim().to_string())),
+                None => return ids.list_groups(store).await,
+            }
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|source| preflight::Error::Aws {
+        context: "reading the Identity Center groups for sync".into(),
+        source,
+    })?;
     let mapped = resolve(mapping, &groups, &new.catalog)?;
     let users: HashMap<&str, &IdentityUser> = snapshot
         .identity_users()
