@@ -28,7 +28,8 @@
 //!    writes and reads per 100 agents. `REPS` (default 1) repeats it and prints medians.
 //! 7. **ddb-quota** (issue 18) — the quota batch (`N` agents at ×`SCALE`) on SQLite, then on
 //!    a DynamoDB table (moto's server behind a counting proxy, see `Table`): wall ÷ bound,
-//!    DynamoDB requests per agent by operation, throttled share, CPU per agent of each.
+//!    DynamoDB requests per agent by operation, throttled share, CPU per agent of each
+//!    (`SHARED=false`: the table's runs with `[rate_limits] shared = false`).
 //! 8. **ddb-shared** (issue 18) — `PROCS` processes (default 3) of `PER` agents (default 300)
 //!    each, disjoint files, one table, started together at the ×`SCALE` quotas; with the
 //!    shared rate budget, then with `[rate_limits] shared = false`: wall ÷ the bound of all
@@ -811,6 +812,11 @@ fn per_agent(counts: &BTreeMap<String, u64>, n: usize) -> String {
 /// (a) and (c): the quota batch on SQLite, then on the table; `REPS` times, alternated.
 async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64) {
     let reps: usize = var("REPS", 1);
+    // `SHARED=false`: the table's runs without the shared budget (to see what it costs).
+    let ddb_limits = match std::env::var("SHARED") {
+        Ok(v) => format!("{limits}\nshared = {v}"),
+        Err(_) => limits.to_string(),
+    };
     let (mut ratios, mut sqlite_cpu, mut ddb_cpu, mut throttled) = (vec![], vec![], vec![], vec![]);
     for rep in 0..reps {
         for backend in ["sqlite", "dynamodb"] {
@@ -823,7 +829,7 @@ async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64
             } else {
                 let name = format!("quota{rep}");
                 let state = format!("url = \"dynamodb://{name}\"");
-                let (config, csv) = files_on(dir, &state, limits, n, &tag);
+                let (config, csv) = files_on(dir, &state, &ddb_limits, n, &tag);
                 table.init(&sb, &config, &name).await;
                 let m0 = table.moto_cpu();
                 let run = tool_with(&sb, &table.env(), &config, "batch", &csv, 64).await;
