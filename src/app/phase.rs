@@ -378,47 +378,67 @@ async fn sort_rows(
     let mut chunk: Vec<(AgentKey, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
     let direction = Direction::of(wf);
     let mut directions = Directions::default();
-    for v in (phase.rows)()? {
-        let key = AgentKey::from(v.subject.agent.email.as_str());
-        let rule = rerun_rule(&*store, &mut directions, direction, &key, phase.target).await?;
-        let rule = match rule {
-            Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => Rerun::New,
-            Rerun::InRun(_, Drive::Retry) if phase.redo_done => Rerun::New,
-            other => other,
-        };
-        match rule {
-            Rerun::Report(a) => {
-                out.record(a);
-                continue;
-            }
-            Rerun::InRun(run, Drive::Resume) => sorted
-                .earlier
-                .entry(run)
-                .or_default()
-                .push((key.clone(), Drive::Resume)),
-            Rerun::InRun(run, _) => {
-                // This file's row when the run has the same workflow; else the run's own.
-                let how = if store.run(&run).await?.workflow_name == wf.name {
-                    Drive::RetryWith(subject_json(&v.subject)?)
-                } else {
-                    Drive::Retry
-                };
-                sorted
+    let mut rows = (phase.rows)()?;
+    loop {
+        // The next rows' latest runs, asked of the store together (a shared store answers
+        // each over the network); the rules are then applied row by row, in order.
+        let ahead: Vec<Valid> = rows.by_ref().take(LOOKUP_AHEAD).collect();
+        if ahead.is_empty() {
+            break;
+        }
+        let latest = latest_runs(&*store, &ahead).await?;
+        for (v, latest) in ahead.into_iter().zip(latest) {
+            let key = AgentKey::from(v.subject.agent.email.as_str());
+            let rule = rerun_rule(
+                &*store,
+                &mut directions,
+                direction,
+                &key,
+                latest,
+                phase.target,
+            )
+            .await?;
+            let rule = match rule {
+                Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => {
+                    Rerun::New
+                }
+                Rerun::InRun(_, Drive::Retry) if phase.redo_done => Rerun::New,
+                other => other,
+            };
+            match rule {
+                Rerun::Report(a) => {
+                    out.record(a);
+                    continue;
+                }
+                Rerun::InRun(run, Drive::Resume) => sorted
                     .earlier
                     .entry(run)
                     .or_default()
-                    .push((key.clone(), how));
-            }
-            Rerun::New => {
-                sorted.fresh += 1;
-                chunk.push((key.clone(), subject_json(&v.subject)?));
-                if chunk.len() == INSERT_CHUNK {
-                    flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
+                    .push((key.clone(), Drive::Resume)),
+                Rerun::InRun(run, _) => {
+                    // This file's row when the run has the same workflow; else the run's own.
+                    let how = if store.run(&run).await?.workflow_name == wf.name {
+                        Drive::RetryWith(subject_json(&v.subject)?)
+                    } else {
+                        Drive::Retry
+                    };
+                    sorted
+                        .earlier
+                        .entry(run)
+                        .or_default()
+                        .push((key.clone(), how));
+                }
+                Rerun::New => {
+                    sorted.fresh += 1;
+                    chunk.push((key.clone(), subject_json(&v.subject)?));
+                    if chunk.len() == INSERT_CHUNK {
+                        flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
+                    }
                 }
             }
-        }
-        if let Some(p) = v.password {
-            sorted.passwords.insert(key.into_string(), p);
+            if let Some(p) = v.password {
+                sorted.passwords.insert(key.into_string(), p);
+            }
         }
     }
     flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
@@ -457,6 +477,29 @@ async fn flush(
     Ok(())
 }
 
+/// Rows whose latest runs are asked of the store at once.
+const LOOKUP_AHEAD: usize = 64;
+/// Of those, asked concurrently.
+const LOOKUPS_IN_FLIGHT: usize = 16;
+
+/// Each row's latest run (`RunStore::latest_by_key`), in the rows' order, up to
+/// [`LOOKUPS_IN_FLIGHT`] at a time.
+async fn latest_runs(
+    store: &dyn RunStore,
+    rows: &[Valid],
+) -> Result<Vec<Option<(RunId, AgentState)>>, Error> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(
+        rows.iter()
+            .map(|v| AgentKey::from(v.subject.agent.email.as_str())),
+    )
+    .map(|key| async move { store.latest_by_key(&key).await })
+    .buffered(LOOKUPS_IN_FLIGHT)
+    .try_collect()
+    .await
+    .map_err(Error::from)
+}
+
 /// What an agent's latest run says about a new pass at it.
 enum Rerun {
     /// Decided without driving it: reported as it is.
@@ -473,9 +516,10 @@ async fn rerun_rule(
     directions: &mut Directions,
     direction: Direction,
     key: &AgentKey,
+    latest: Option<(RunId, AgentState)>,
     target: &Target,
 ) -> Result<Rerun, Error> {
-    let Some((run, state)) = store.latest_by_key(key).await? else {
+    let Some((run, state)) = latest else {
         return Ok(Rerun::New);
     };
     let skip = |outcome: Outcome, error: Option<String>, portal: bool| AgentResult {
@@ -710,15 +754,24 @@ pub(super) async fn bulk_read_for(
     listing: Listing,
     usernames: &[String],
     users: Vec<crate::aws::IdentityUser>,
+    known: Option<&HashMap<String, String>>,
 ) -> Result<Snapshot, Error> {
-    bulk_read_of(clients, target, listing, Some((usernames, users))).await
+    bulk_read_of(clients, target, listing, Some((usernames, users, known))).await
 }
+
+/// A few agents' reads: their usernames, their Identity Store users, the Connect usernames
+/// known from the last full read.
+type Few<'a> = (
+    &'a [String],
+    Vec<crate::aws::IdentityUser>,
+    Option<&'a HashMap<String, String>>,
+);
 
 async fn bulk_read_of(
     clients: &Clients,
     target: &Target,
     listing: Listing,
-    few: Option<(&[String], Vec<crate::aws::IdentityUser>)>,
+    few: Option<Few<'_>>,
 ) -> Result<Snapshot, Error> {
     let scope = Scope {
         instance_id: &target.instance_id,
@@ -736,8 +789,8 @@ async fn bulk_read_of(
     let read = async {
         match few {
             None => Snapshot::take(connect, ids, sso, &scope).await,
-            Some((usernames, users)) => {
-                Snapshot::take_for(connect, ids, sso, &scope, usernames, users).await
+            Some((usernames, users, known)) => {
+                Snapshot::take_for(connect, ids, sso, &scope, usernames, users, known).await
             }
         }
     };

@@ -102,14 +102,28 @@ impl Snapshot {
         scope: &Scope<'_>,
         usernames: &[String],
         users: Vec<IdentityUser>,
+        known: Option<&HashMap<String, String>>,
     ) -> Result<Snapshot> {
         let mut s = Snapshot::default();
         for name in usernames {
-            match connect.search_user_details(scope.instance_id, name).await? {
-                Some(u) => _ = s.connect_users.insert(u.username.clone(), u),
-                // Absent by its exact name: a user of the same name in other case (which
-                // SearchUsers EXACT may not match) would make creating it a conflict, so
-                // every Connect user is listed, as `take` does.
+            if let Some(u) = connect.search_user_details(scope.instance_id, name).await? {
+                s.connect_users.insert(u.username.clone(), u);
+                continue;
+            }
+            // Absent by its exact name: a user of the same name in other case (which
+            // SearchUsers EXACT may not match) would make creating it a conflict. Told by
+            // the usernames known from the last full read (the twin, by name only), else
+            // by listing every Connect user, as `take` does.
+            match known {
+                Some(known) => {
+                    if let Some(twin) = known.get(&fold(name)).filter(|t| *t != name) {
+                        let twin = ConnectUser {
+                            username: twin.clone(),
+                            ..ConnectUser::default()
+                        };
+                        s.connect_users.insert(twin.username.clone(), twin);
+                    }
+                }
                 None => {
                     for u in connect.search_users(scope.instance_id).await? {
                         s.connect_users.insert(u.username.clone(), u);

@@ -585,3 +585,41 @@ async fn a_sigterm_mid_event_exits_0_and_leaves_the_event_for_the_next_watch() {
     );
     b.stop().await;
 }
+
+/// An event for a user whose Connect username has a twin in other case (made by hand
+/// before the watch started): the narrow read, which finds no user by the exact name, sees
+/// the twin among the usernames of the last full read and plans a conflict, as a full
+/// reconcile does; it neither creates the user nor lists every Connect user again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_for_a_user_with_a_twin_in_other_case_is_a_conflict_without_a_full_listing() {
+    let Some((mut world, _moto, sqs, url)) = with_queue().await else {
+        return;
+    };
+    world.env.sb.seed_world(|w| {
+        w.add_connect_user(INSTANCE, "dee@example.com", "Dee", "Moss")
+            .unwrap();
+    });
+    let mut watch = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
+    assert_eq!(watch.next("reconcile").await["outcomes"]["created"], 3);
+    let t = world.tier1.clone();
+    world.add_user("dee", "Dee@Example.com", "Dee", "Moss");
+    world.join(&t, "Dee@Example.com");
+    let (created, searched) = (
+        world.env.applied("connect:CreateUser"),
+        world.env.calls("connect:SearchUsers"),
+    );
+    send(&sqs, &url, &joined(&t, &world.users["Dee@Example.com"])).await;
+    let r = watch.next("reconcile").await;
+    assert_eq!(r["counts"], json!({"conflict": 1}), "{r}");
+    assert_eq!(
+        world.env.applied("connect:CreateUser"),
+        created,
+        "no twin created"
+    );
+    assert_eq!(
+        world.env.calls("connect:SearchUsers"),
+        searched + 1,
+        "one SearchUsers by the exact name, no listing"
+    );
+    watch.stop().await;
+}

@@ -109,6 +109,9 @@ pub struct ApplyReport {
     /// `sync` of a scope of users: `group_members` holds these users' memberships only.
     #[serde(skip)]
     pub group_members_of: Option<std::collections::BTreeSet<String>>,
+    /// `sync` that listed Connect's users: their usernames (folded → exact).
+    #[serde(skip)]
+    pub connect_usernames: Option<Arc<HashMap<String, String>>>,
 }
 
 /// The caller's say on the removals (non-empty) before the first write: `Ok` goes ahead.
@@ -155,6 +158,14 @@ pub async fn apply(
     let snapshot = Arc::new(match few {
         Some(scope) => super::sync::snapshot_for(config, &new, scope, listing).await?,
         None => bulk_read(&new.clients, &new.target, listing).await?,
+    });
+    // `sync` that listed Connect's users: their names, for the watch's next narrow reads.
+    let connect_usernames = (sync && few.is_none()).then(|| {
+        Arc::new(
+            (snapshot.connect_users())
+                .map(|u| (crate::agent::fold::fold(&u.username), u.username.clone()))
+                .collect::<HashMap<_, _>>(),
+        )
     });
     let mut planning = Planning::default();
     let mut group_members = BTreeMap::new();
@@ -210,6 +221,7 @@ pub async fn apply(
         elapsed_ms: 0,
         group_members,
         group_members_of,
+        connect_usernames,
     };
     if !opts.run.dry_run {
         if !removals.is_empty() {

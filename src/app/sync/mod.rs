@@ -85,12 +85,13 @@ pub(super) async fn snapshot_for(
         }
         users.push(u);
     }
-    super::phase::bulk_read_for(&new.clients, &new.target, listing, &usernames, users).await
+    let known = scope.connect_usernames.as_deref();
+    super::phase::bulk_read_for(&new.clients, &new.target, listing, &usernames, users, known).await
 }
 
 /// What a reconcile plans: the agents of these Identity Store users and groups only (an
 /// event's hint), instead of every member of every mapped group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Scope {
     /// User ids: each one's agent is planned (created, updated, or removed with `--prune`).
     pub users: BTreeSet<String>,
@@ -98,6 +99,10 @@ pub struct Scope {
     /// an unmapped group plans nothing. (Who has left the group is not in it any more: the
     /// watch adds the group's former members to `users`.)
     pub groups: BTreeSet<String>,
+    /// Connect's usernames at the last full read (folded → exact), if known: a user absent
+    /// by its exact name is checked against them for a twin in other case, instead of
+    /// listing every Connect user again.
+    pub connect_usernames: Option<std::sync::Arc<HashMap<String, String>>>,
 }
 
 /// A mapped group resolved: its id, and its mapping.

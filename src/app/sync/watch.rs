@@ -136,6 +136,8 @@ pub struct Watcher {
     visibility: Duration,
     /// Each mapped group's members at the last reconcile (group id → user ids).
     members: BTreeMap<String, BTreeSet<String>>,
+    /// Connect's usernames at the last full read (folded → exact).
+    connect_usernames: Option<Arc<std::collections::HashMap<String, String>>>,
 }
 
 impl Watcher {
@@ -166,6 +168,7 @@ impl Watcher {
             pending: Vec::new(),
             visibility: crate::app::env::queue_visibility(),
             members: BTreeMap::new(),
+            connect_usernames: None,
         })
     }
 
@@ -233,7 +236,10 @@ impl Watcher {
     async fn read(&mut self, queue: &dyn QueueApi, messages: Vec<Message>) -> Option<Next> {
         let store = self.store_id.clone();
         let (mut ignored, mut scoped) = (Vec::new(), Vec::new());
-        let mut scope = Scope::default();
+        let mut scope = Scope {
+            connect_usernames: self.connect_usernames.clone(),
+            ..Scope::default()
+        };
         for m in messages {
             let seen = Seen {
                 message_id: m.id.clone(),
@@ -327,6 +333,9 @@ impl Watcher {
         let ok = done.is_some();
         if let Some(r) = done {
             self.store_id = Some(r.saved.target.identity_store_id.clone());
+            if r.connect_usernames.is_some() {
+                self.connect_usernames = r.connect_usernames.clone();
+            }
             match &r.group_members_of {
                 None => self.members = r.group_members.clone(),
                 // Only these users were read: their memberships change, nobody else's.

@@ -8,8 +8,10 @@
 //! behind the item's never counts negative time (it refills nothing).
 //!
 //! Each process remembers the item as it last wrote it: its next draw starts from that copy
-//! and is one conditional write; only when another process wrote in between (the condition
-//! fails) does it read the item. A process drawing alone costs one request per draw.
+//! and is one conditional write. When another process wrote in between, the refused write
+//! returns the item as it is now (`ReturnValuesOnConditionCheckFailure`), the next try
+//! starts from that, and the item is read only when the refusal does not carry it. A
+//! process drawing alone costs one request per draw; a lost race, one more write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,7 +135,10 @@ impl Budget {
         item.insert("v".into(), n(v.unwrap_or(0) + 1));
         let put = (self.client.put_item())
             .table_name(&self.table)
-            .set_item(Some(item));
+            .set_item(Some(item))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            );
         let put = match v {
             Some(v) => put
                 .condition_expression("v = :v")
@@ -147,8 +152,16 @@ impl Budget {
                 Ok(Some(granted as u32))
             }
             Err(e) if e.as_service_error().is_some_and(is_condition_failed) => {
-                // Another process drew meanwhile: read the item next time.
-                self.remember(bucket, None);
+                // Another process drew meanwhile: the refusal carries the item as it is now
+                // (ReturnValuesOnConditionCheckFailure), else it is read next time.
+                use aws_sdk_dynamodb::operation::put_item::PutItemError;
+                let now_is = match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item(),
+                    _ => None,
+                };
+                let current = now_is
+                    .and_then(|it| Some((get_n(it, "t")?, get_n(it, "at")?, get_n(it, "v")?)));
+                self.remember(bucket, current);
                 Ok(None)
             }
             Err(e) => {
