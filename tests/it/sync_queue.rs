@@ -312,21 +312,7 @@ async fn a_watch_killed_mid_event_gets_it_again_and_completes_the_agent_without_
     let Some((mut world, _moto, sqs, url)) = with_queue().await else {
         return;
     };
-    let mut a = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
-    a.next("reconcile").await;
-    // The membership step is slow: the Connect user exists, the agent is not done.
-    world.env.faults(json!({"rules": [
-        {"op": "identitystore:CreateGroupMembership", "action": "latency", "latency_ms": 20000}
-    ]}));
-    let t = world.tier1.clone();
-    world.add_user("dee", "dee@example.com", "Dee", "Moss");
-    world.join(&t, "dee@example.com");
-    let id = send(&sqs, &url, &joined(&t, &world.users["dee@example.com"])).await;
-    let env = &world.env;
-    wait_for("dee's Connect user", || {
-        env.applied("connect:CreateUser") == 4
-    })
-    .await;
+    let (mut a, id) = dee_in_flight(&mut world, &sqs, &url, 20000).await;
     a.signal(libc::SIGKILL);
     a.child.wait().await.unwrap();
     assert_eq!(
@@ -545,20 +531,7 @@ async fn a_sigterm_mid_event_exits_0_and_leaves_the_event_for_the_next_watch() {
     let Some((mut world, _moto, sqs, url)) = with_queue().await else {
         return;
     };
-    let mut a = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
-    a.next("reconcile").await;
-    world.env.faults(json!({"rules": [
-        {"op": "identitystore:CreateGroupMembership", "action": "latency", "latency_ms": 1500}
-    ]}));
-    let t = world.tier1.clone();
-    world.add_user("dee", "dee@example.com", "Dee", "Moss");
-    world.join(&t, "dee@example.com");
-    let id = send(&sqs, &url, &joined(&t, &world.users["dee@example.com"])).await;
-    let env = &world.env;
-    wait_for("dee's Connect user", || {
-        env.applied("connect:CreateUser") == 4
-    })
-    .await;
+    let (mut a, id) = dee_in_flight(&mut world, &sqs, &url, 1500).await;
     let e = {
         a.signal(libc::SIGTERM);
         a.next("queue_event").await
@@ -622,4 +595,30 @@ async fn an_event_for_a_user_with_a_twin_in_other_case_is_a_conflict_without_a_f
         "one SearchUsers by the exact name, no listing"
     );
     watch.stop().await;
+}
+
+/// A watch past its start reconcile; then Dee joins Tier1 with an event, and the membership
+/// step answers after `slow_ms`: returned once Dee's Connect user exists (the agent in
+/// flight), with the event's message id.
+async fn dee_in_flight(
+    world: &mut World,
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    slow_ms: u64,
+) -> (Watch, String) {
+    let mut a = Watch::start(&world.env, &["--interval", "1h", "--queue", url]);
+    a.next("reconcile").await;
+    world.env.faults(json!({"rules": [
+        {"op": "identitystore:CreateGroupMembership", "action": "latency", "latency_ms": slow_ms}
+    ]}));
+    let t = world.tier1.clone();
+    world.add_user("dee", "dee@example.com", "Dee", "Moss");
+    world.join(&t, "dee@example.com");
+    let id = send(sqs, url, &joined(&t, &world.users["dee@example.com"])).await;
+    let env = &world.env;
+    wait_for("dee's Connect user", || {
+        env.applied("connect:CreateUser") == 4
+    })
+    .await;
+    (a, id)
 }
