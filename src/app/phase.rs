@@ -366,18 +366,19 @@ async fn sort_rows(
     out: &mut Recorder<'_>,
 ) -> Result<Sorted, Error> {
     let store = ctx.open_store().await?;
-    let wf = &phase.wf;
-    let run_id = RunId::from(new_run_id());
-    let mut sorted = Sorted {
-        store: store.clone(),
-        new_run: None,
-        fresh: 0,
-        earlier: BTreeMap::new(),
-        passwords: HashMap::new(),
+    let mut s = Sorting {
+        sorted: Sorted {
+            store: store.clone(),
+            new_run: None,
+            fresh: 0,
+            earlier: BTreeMap::new(),
+            passwords: HashMap::new(),
+        },
+        chunk: Vec::with_capacity(INSERT_CHUNK),
+        run_id: RunId::from(new_run_id()),
+        direction: Direction::of(&phase.wf),
+        directions: Directions::default(),
     };
-    let mut chunk: Vec<(AgentKey, serde_json::Value)> = Vec::with_capacity(INSERT_CHUNK);
-    let direction = Direction::of(wf);
-    let mut directions = Directions::default();
     let mut rows = (phase.rows)()?;
     loop {
         // The next rows' latest runs, asked of the store together (a shared store answers
@@ -388,61 +389,89 @@ async fn sort_rows(
         }
         let latest = latest_runs(&*store, &ahead).await?;
         for (v, latest) in ahead.into_iter().zip(latest) {
-            let key = AgentKey::from(v.subject.agent.email.as_str());
-            let rule = rerun_rule(
-                &*store,
-                &mut directions,
-                direction,
-                &key,
-                latest,
-                phase.target,
-            )
-            .await?;
-            let rule = match rule {
-                Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => {
-                    Rerun::New
-                }
-                Rerun::InRun(_, Drive::Retry) if phase.redo_done => Rerun::New,
-                other => other,
-            };
-            match rule {
-                Rerun::Report(a) => {
-                    out.record(a);
-                    continue;
-                }
-                Rerun::InRun(run, Drive::Resume) => sorted
-                    .earlier
-                    .entry(run)
-                    .or_default()
-                    .push((key.clone(), Drive::Resume)),
-                Rerun::InRun(run, _) => {
-                    // This file's row when the run has the same workflow; else the run's own.
-                    let how = if store.run(&run).await?.workflow_name == wf.name {
-                        Drive::RetryWith(subject_json(&v.subject)?)
-                    } else {
-                        Drive::Retry
-                    };
-                    sorted
-                        .earlier
-                        .entry(run)
-                        .or_default()
-                        .push((key.clone(), how));
-                }
-                Rerun::New => {
-                    sorted.fresh += 1;
-                    chunk.push((key.clone(), subject_json(&v.subject)?));
-                    if chunk.len() == INSERT_CHUNK {
-                        flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
-                    }
-                }
-            }
-            if let Some(p) = v.password {
-                sorted.passwords.insert(key.into_string(), p);
-            }
+            s.sort(phase, out, v, latest).await?;
         }
     }
+    let Sorting {
+        mut sorted,
+        mut chunk,
+        run_id,
+        ..
+    } = s;
     flush(&*store, phase, &run_id, &mut chunk, &mut sorted.new_run).await?;
     Ok(sorted)
+}
+
+/// Pass 2's state: the rows sorted so far, and the new run's agents not inserted yet.
+struct Sorting {
+    sorted: Sorted,
+    chunk: Vec<(AgentKey, serde_json::Value)>,
+    run_id: RunId,
+    direction: Direction,
+    directions: Directions,
+}
+
+impl Sorting {
+    /// One row, by what its latest run (`latest`) says.
+    async fn sort(
+        &mut self,
+        phase: &Phase<'_>,
+        out: &mut Recorder<'_>,
+        v: Valid,
+        latest: Option<(RunId, AgentState)>,
+    ) -> Result<(), Error> {
+        let store = self.sorted.store.clone();
+        let key = AgentKey::from(v.subject.agent.email.as_str());
+        let rule = rerun_rule(
+            &*store,
+            &mut self.directions,
+            self.direction,
+            &key,
+            latest,
+            phase.target,
+        )
+        .await?;
+        let rule = match rule {
+            Rerun::Report(a) if phase.redo_done && a.outcome == Outcome::AlreadyDone => Rerun::New,
+            Rerun::InRun(_, Drive::Retry) if phase.redo_done => Rerun::New,
+            other => other,
+        };
+        let earlier = |run: RunId, how: Drive, sorted: &mut Sorted| {
+            sorted
+                .earlier
+                .entry(run)
+                .or_default()
+                .push((key.clone(), how));
+        };
+        match rule {
+            Rerun::Report(a) => {
+                out.record(a);
+                return Ok(());
+            }
+            Rerun::InRun(run, Drive::Resume) => earlier(run, Drive::Resume, &mut self.sorted),
+            Rerun::InRun(run, _) => {
+                // This file's row when the run has the same workflow; else the run's own.
+                let how = if store.run(&run).await?.workflow_name == phase.wf.name {
+                    Drive::RetryWith(subject_json(&v.subject)?)
+                } else {
+                    Drive::Retry
+                };
+                earlier(run, how, &mut self.sorted);
+            }
+            Rerun::New => {
+                self.sorted.fresh += 1;
+                self.chunk.push((key.clone(), subject_json(&v.subject)?));
+                if self.chunk.len() == INSERT_CHUNK {
+                    let (chunk, new_run) = (&mut self.chunk, &mut self.sorted.new_run);
+                    flush(&*store, phase, &self.run_id, chunk, new_run).await?;
+                }
+            }
+        }
+        if let Some(p) = v.password {
+            self.sorted.passwords.insert(key.into_string(), p);
+        }
+        Ok(())
+    }
 }
 
 /// Inserts a chunk of new agents in one transaction, creating the run with the first.
