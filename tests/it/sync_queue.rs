@@ -287,6 +287,22 @@ async fn an_event_reconciles_only_the_user_it_names_a_duplicate_changes_nothing_
     let e = watch.next("queue_event").await;
     assert_eq!(e["status"], "ignored", "{e}");
 
+    // Idle, the watch long-polls rather than spins: over 3 s it uses a small part of a
+    // second of CPU (a receive loop without the long poll used 1.4 s here).
+    let cpu = || {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", watch.child.id().unwrap())).unwrap();
+        let f: Vec<u64> = (stat[stat.rfind(')').unwrap() + 2..].split_whitespace())
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    let (before, ticks) = (cpu(), unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = (cpu() - before) as f64 / ticks as f64;
+    assert!(used < 0.5, "{used:.2} s of CPU in 3 s idle");
     // Every event was deleted once handled; SIGTERM during a long poll exits 0.
     wait_for_async("the queue to be empty", || async {
         in_queue(&sqs, &url).await == 0
@@ -379,10 +395,18 @@ async fn one_watch_leads_a_shared_store_a_second_stands_by_and_takes_over_when_i
         "{s}"
     );
 
-    // A paused past its lease (alive, not renewing): B takes over; A, woken, stands by.
+    // A paused past its lease (alive, not renewing): B takes over within about a lease
+    // (3 s, looked at every second; bounded at 5 leases for a loaded machine); A, woken,
+    // stands by.
     a.signal(libc::SIGSTOP);
+    let paused = std::time::Instant::now();
     let r = b.next("reconcile").await;
     assert_eq!(r["why"], "start", "{r}");
+    assert!(
+        paused.elapsed() < Duration::from_secs(15),
+        "taken over after {:?}",
+        paused.elapsed()
+    );
     a.signal(libc::SIGCONT);
     let s = a.next("standby").await;
     assert!(
@@ -415,6 +439,16 @@ async fn a_group_event_reconciles_its_members_and_its_leavers_and_no_one_else() 
         return;
     };
     let mut watch = bo_and_cy_leave_supervisors(&w, &url).await;
+    // A group that is not mapped: nothing to do, and no listing read for it.
+    let unmapped = w
+        .env
+        .sb
+        .seed_world(|world| world.add_group("Sales-Floor").unwrap());
+    let listed = w.env.calls("identitystore:ListGroupMemberships");
+    send(&sqs, &url, &patched(&unmapped)).await;
+    let e = watch.next("queue_event").await;
+    assert_eq!(e["status"], "ignored", "{e}");
+    assert_eq!(w.env.calls("identitystore:ListGroupMemberships"), listed);
     let identity_users = w.env.world().identity_users.len();
     // Ana, in Tier1 only, is renamed without an event.
     let s = w.sups.clone();

@@ -243,7 +243,9 @@ impl Watcher {
         for m in messages {
             let seen = Seen {
                 message_id: m.id.clone(),
-                hints: hints(&m.body, store.as_deref()),
+                hints: (hints(&m.body, store.as_deref()).into_iter())
+                    .map(|h| self.unless_unmapped(h))
+                    .collect(),
                 received: Instant::now(),
             };
             let mut nothing = true;
@@ -289,6 +291,18 @@ impl Watcher {
         };
         work.ignored = nothing;
         Some(Next::Reconcile(work))
+    }
+
+    /// A group that is not one of the mapped groups (known once a reconcile has read them:
+    /// a mapping error ends the watch, so every mapped group is among them) changes no
+    /// agent: its event asks for nothing, rather than for the listings of a group's event.
+    fn unless_unmapped(&self, hint: Hint) -> Hint {
+        match hint {
+            Hint::Group(id) if !self.members.is_empty() && !self.members.contains_key(&id) => {
+                Hint::Nothing(format!("group {id} is not a mapped group"))
+            }
+            other => other,
+        }
     }
 
     fn work(
