@@ -2,7 +2,16 @@
 
 use clap::Parser;
 
-#[tokio::main]
+/// mimalloc: a tenth to a fifth less CPU per agent than glibc's allocator, whose
+/// consolidations showed in the profiles (BENCHMARKS.md, issue 18 (d)).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// One thread runs every task: the tool waits on the network (AWS's quotas set its pace), and
+/// its CPU per agent fell by a quarter against the multi-thread runtime (no cross-thread
+/// wakeups or work stealing; BENCHMARKS.md, issue 18 (d)). The state file's group committer
+/// keeps its own thread, so a commit's fsync never stalls the tasks.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     ignore_file_size_signal();
     let code = match connect_onboard::cli::Cli::try_parse() {
