@@ -4,7 +4,7 @@
 //! resume or retry in its own run, or new), the new agents inserted a chunk at a time, then
 //! every agent driven by the run driver (`drive`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -379,6 +379,9 @@ async fn sort_rows(
         direction: Direction::of(&phase.wf),
         directions: Directions::default(),
     };
+    // A shared store lists the keys it has runs of when that costs fewer requests than a
+    // lookup per row; only the rows it lists are then looked up.
+    let known = store.known_keys(phase.valid / ROWS_PER_LISTING).await?;
     let mut rows = (phase.rows)()?;
     loop {
         // The next rows' latest runs, asked of the store together (a shared store answers
@@ -387,7 +390,7 @@ async fn sort_rows(
         if ahead.is_empty() {
             break;
         }
-        let latest = latest_runs(&*store, &ahead).await?;
+        let latest = latest_runs(&*store, &ahead, known.as_ref()).await?;
         for (v, latest) in ahead.into_iter().zip(latest) {
             s.sort(phase, out, v, latest).await?;
         }
@@ -511,18 +514,29 @@ const LOOKUP_AHEAD: usize = 64;
 /// Of those, asked concurrently.
 const LOOKUPS_IN_FLIGHT: usize = 16;
 
+/// The store's key listing is asked for when it takes at most one request per this many
+/// rows (a listing page holds thousands of keys; a lookup answers one row).
+const ROWS_PER_LISTING: usize = 50;
+
 /// Each row's latest run (`RunStore::latest_by_key`), in the rows' order, up to
-/// [`LOOKUPS_IN_FLIGHT`] at a time.
+/// [`LOOKUPS_IN_FLIGHT`] at a time; none asked for a key missing from `known` (the store's
+/// listing of the keys that have runs, when it gave one).
 async fn latest_runs(
     store: &dyn RunStore,
     rows: &[Valid],
+    known: Option<&HashSet<AgentKey>>,
 ) -> Result<Vec<Option<(RunId, AgentState)>>, Error> {
     use futures::{StreamExt, TryStreamExt};
     futures::stream::iter(
         rows.iter()
             .map(|v| AgentKey::from(v.subject.agent.email.as_str())),
     )
-    .map(|key| async move { store.latest_by_key(&key).await })
+    .map(|key| async move {
+        match known {
+            Some(known) if !known.contains(&key) => Ok(None),
+            _ => store.latest_by_key(&key).await,
+        }
+    })
     .buffered(LOOKUPS_IN_FLIGHT)
     .try_collect()
     .await

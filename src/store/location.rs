@@ -101,6 +101,8 @@ impl Location {
         let mut actions = vec!["dynamodb:GetItem", "dynamodb:Query"];
         if write {
             actions.extend([
+                // A batch lists the keys of the `by_key` index instead of one Query per row.
+                "dynamodb:Scan",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:BatchWriteItem",

@@ -7,6 +7,7 @@
 //! lock with an expiry, so that one process at a time plays a role on a store (e.g. one
 //! `sync --watch` per table) and a standby takes over when the holder stops renewing.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,16 @@ pub trait RunStore: Journal {
     ) -> Result<()>;
     /// The latest run of the agent with this key, and its state there.
     async fn latest_by_key(&self, key: &AgentKey) -> Result<Option<(RunId, AgentState)>>;
+    /// Every agent key that has a run, when the store can list them all in at most
+    /// `requests` requests: a roster's lookups then ask [`RunStore::latest_by_key`] only of
+    /// the keys listed (a key not listed has no run). `None` when the listing would take
+    /// more, or when a lookup per key costs nothing worth saving (the state file). A shared
+    /// store's listing is as consistent as its `latest_by_key` (DynamoDB: both read the
+    /// same eventually consistent index).
+    async fn known_keys(&self, requests: usize) -> Result<Option<HashSet<AgentKey>>> {
+        let _ = requests;
+        Ok(None)
+    }
     /// Every run that holds the agent with this key, oldest first.
     async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>>;
     /// Up to `limit` of a run's agent keys after position `after` (0 first), in insertion
@@ -485,6 +496,34 @@ mod semantics {
                 .is_err(),
                 "{name}: agents of an unknown run are refused"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_listing_names_exactly_the_keys_that_have_a_run() {
+        let backends = stores().await;
+        for (name, s) in backends.list.iter().cloned() {
+            assert_eq!(
+                s.known_keys(1).await.unwrap().map(|k| k.len()),
+                (name == "dynamodb").then_some(0),
+                "{name}: an empty store lists no key (or lists none at all)"
+            );
+            seed(&*s, "r1", T1, &["a@x", "b@x"]).await;
+            seed(&*s, "r2", T2, &["b@x", "c@x"]).await;
+            // Past its request budget a store gives no listing (never a partial one).
+            assert_eq!(s.known_keys(0).await.unwrap(), None, "{name}");
+            let Some(known) = s.known_keys(1).await.unwrap() else {
+                assert_ne!(name, "dynamodb", "the shared store lists its keys");
+                continue;
+            };
+            let mut listed: Vec<&str> = known.iter().map(AgentKey::as_str).collect();
+            listed.sort_unstable();
+            assert_eq!(listed, ["a@x", "b@x", "c@x"], "{name}");
+            // The listing agrees with the per-key lookup it stands in for.
+            for k in ["a@x", "b@x", "c@x", "z@x"] {
+                let has_run = s.latest_by_key(&key(k)).await.unwrap().is_some();
+                assert_eq!(known.contains(&key(k)), has_run, "{name}: {k}");
+            }
         }
     }
 

@@ -212,6 +212,71 @@ async fn onboard_batch_resume_status_and_rollback_work_on_the_shared_table() {
     assert_eq!(rolled, 6, "{st:#}");
 }
 
+/// A roster of 50 rows or more is sorted by the table's key listing (one Scan of `by_key`)
+/// instead of a Query per row: the rows with earlier runs must still be found there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_roster_finds_its_earlier_runs_through_the_key_listing() {
+    let Some((env, _moto)) = shared_env().await else {
+        return;
+    };
+    assert_eq!(env.run(&["init", "--state", TABLE]).await.code, 0);
+    let done = emails("k", 20);
+    let failed = emails("f", 10);
+    let new = emails("n", 30);
+    let out = env
+        .run(&[
+            "batch",
+            &agents_file(&env, "a.csv", &done),
+            "--state",
+            TABLE,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    env.faults(serde_json::json!({"rules": [
+        {"op": "identitystore:CreateUser", "action": "error", "code": "AccessDeniedException", "status": 400}
+    ]}));
+    let out = env
+        .run(&[
+            "batch",
+            &agents_file(&env, "b.csv", &failed),
+            "--state",
+            TABLE,
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    env.faults(serde_json::json!({}));
+    let all: Vec<String> = [&done[..], &failed[..], &new[..]].concat();
+    let out = env
+        .run(&[
+            "batch",
+            &agents_file(&env, "all.csv", &all),
+            "--json",
+            "--state",
+            TABLE,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let j = out.json();
+    assert_eq!(j["counts"]["already_done"], 20, "{j}");
+    assert_eq!(j["counts"]["done"], 40, "{j}");
+    // The failed ones were retried in their own run; only the new ones make a new run.
+    let st = status_in(&env, machine_b().path()).await;
+    let runs = st["runs"].as_array().unwrap();
+    let sizes: Vec<usize> = (runs.iter())
+        .map(|r| r["agents"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [20, 10, 30], "{st:#}");
+    assert!(agent_states(&st).iter().all(|(_, s)| s == "done"), "{st:#}");
+    let ids = env.ids();
+    for e in &all {
+        assert_eq!(ids.connect.get(e).map(Vec::len), Some(1), "{e}: {ids:?}");
+        assert_eq!(ids.identity.get(e).map(Vec::len), Some(1), "{e}: {ids:?}");
+    }
+    // Nothing done again: the failed ten's Connect users, rolled back, made once more.
+    assert_eq!(env.applied("connect:CreateUser"), 70);
+    assert_eq!(env.applied("identitystore:CreateUser"), 60);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_killed_on_machine_a_is_resumed_from_machine_b_without_a_duplicate() {
     let Some((env, _moto)) = shared_env().await else {

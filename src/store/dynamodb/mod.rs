@@ -28,7 +28,7 @@ mod budget;
 mod journal;
 mod roles;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -972,6 +972,31 @@ impl RunStore for DynamoStore {
         };
         let it = self.load(&run, key).await?;
         Ok(Some((RunId::from(run), it.state)))
+    }
+
+    /// The `by_key` index scanned (its keys only), page by page, while it fits in
+    /// `requests` pages of up to 1 MB (≈ 10,000 keys each).
+    async fn known_keys(&self, requests: usize) -> Result<Option<HashSet<AgentKey>>> {
+        let mut keys = HashSet::new();
+        let mut start: Option<Item> = None;
+        for _ in 0..requests {
+            let page = (self.client.scan())
+                .table_name(&self.table)
+                .index_name(BY_KEY)
+                .projection_expression("a_key")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.remote("Scan by_key", e))?;
+            keys.extend(
+                (page.items().iter()).filter_map(|it| get_s(it, "a_key").map(AgentKey::from)),
+            );
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(Some(keys)),
+            }
+        }
+        Ok(None)
     }
 
     async fn runs_of_agent(&self, key: &AgentKey) -> Result<Vec<RunId>> {
