@@ -8,10 +8,11 @@
 //! behind the item's never counts negative time (it refills nothing).
 //!
 //! Each process remembers the item as it last wrote it: its next draw starts from that copy
-//! and is one conditional write. When another process wrote in between, the refused write
-//! returns the item as it is now (`ReturnValuesOnConditionCheckFailure`), the next try
-//! starts from that, and the item is read only when the refusal does not carry it. A
-//! process drawing alone costs one request per draw; a lost race, one more write.
+//! and is one conditional write (its first, from a full bucket on the condition that there
+//! is no item). When another process wrote in between, the refused write returns the item
+//! as it is now (`ReturnValuesOnConditionCheckFailure`), the next try starts from that, and
+//! the item is read only when the refusal does not carry it. A process drawing alone
+//! costs one request per draw; a lost race, one more write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -115,16 +116,21 @@ impl Budget {
     }
 
     /// One attempt: `Some(granted)`, or `None` when another process wrote in between.
+    /// Knowing nothing of the item, a `blind` attempt writes as if nobody had drawn yet
+    /// (a full bucket, on the condition that there is no item): when there is one, the
+    /// refusal returns it, so a process's first draw costs no read.
     async fn try_draw(
         &self,
         bucket: &str,
         want: u32,
         rate: f64,
         burst: f64,
+        blind: bool,
     ) -> Result<Option<u32>> {
         let now = now_ms();
         let (t, at, v) = match self.remembered(bucket) {
             Some((t, at, v)) => (t, at, Some(v)),
+            None if blind => ((burst * 1000.0) as i64, now, None),
             None => self.read(bucket, burst, now).await?,
         };
         let have = refilled(t, at, now, rate, burst);
@@ -179,8 +185,9 @@ impl Budget {
 #[async_trait::async_trait]
 impl RateBudget for Budget {
     async fn draw(&self, bucket: &str, want: u32, rate: f64, burst: f64) -> Result<u32> {
-        for _ in 0..RACES {
-            if let Some(granted) = self.try_draw(bucket, want, rate, burst).await? {
+        for race in 0..RACES {
+            let blind = race == 0;
+            if let Some(granted) = self.try_draw(bucket, want, rate, burst, blind).await? {
                 return Ok(granted);
             }
         }
