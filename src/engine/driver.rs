@@ -155,7 +155,16 @@ pub struct Engine<S> {
     pub(super) registry: Registry<S>,
     pub(super) journal: Arc<dyn Journal>,
     pub(super) opts: EngineOptions,
+    /// Agents taking their lease at once (see [`LEASES_IN_FLIGHT`]).
+    leasing: Arc<tokio::sync::Semaphore>,
 }
+
+/// At most this many agents of one engine take their lease at the same moment. A batch
+/// starts `--concurrency` agents together: on a store that answers over the network in
+/// order (one table server), every lease would be queued before the first agent's next
+/// write, and the first AWS write would wait for all of them; so the first agents' writes
+/// go ahead while the others are admitted. Once agents finish one at a time, it never binds.
+pub const LEASES_IN_FLIGHT: usize = 8;
 
 pub(super) struct StepRt {
     pub(super) state: StepState,
@@ -216,7 +225,17 @@ where
             registry,
             journal,
             opts,
+            leasing: Arc::new(tokio::sync::Semaphore::new(LEASES_IN_FLIGHT)),
         }
+    }
+
+    /// Takes `agent`'s lease under `token` (at most [`LEASES_IN_FLIGHT`] at once).
+    async fn take_lease(&self, run: &RunId, agent: &AgentKey, token: &str) -> Result<(), Error> {
+        let _turn = self.leasing.acquire().await;
+        self.journal
+            .acquire_lease(run, agent, token, self.opts.lease_ttl_ms)
+            .await?;
+        Ok(())
     }
 
     /// The workflow.
@@ -323,9 +342,7 @@ where
     ) -> Result<AgentOutcome, Error> {
         let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
-        self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
-            .await?;
+        self.take_lease(run, agent, &token).await?;
         let reset = async {
             let row = self.journal.agent(run, agent).await?;
             if !matches!(row.state, AgentState::Failed | AgentState::RolledBack) {
@@ -427,9 +444,7 @@ where
     pub async fn release_agent(&self, run: &str, agent: &str) -> Result<(), Error> {
         let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
-        self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
-            .await?;
+        self.take_lease(run, agent, &token).await?;
         for step in &self.workflow.steps {
             self.journal
                 .update_step(
@@ -467,9 +482,7 @@ where
     ) -> Result<Driver<'a, S>, Error> {
         let (run, agent) = (&RunId::from(run), &AgentKey::from(agent));
         let token = uuid::Uuid::new_v4().to_string();
-        self.journal
-            .acquire_lease(run, agent, &token, self.opts.lease_ttl_ms)
-            .await?;
+        self.take_lease(run, agent, &token).await?;
         let row = self.journal.agent(run, agent).await?;
         let subject: S =
             serde_json::from_value(row.subject.clone()).map_err(|source| Error::Subject {

@@ -1230,3 +1230,127 @@ async fn an_input_not_visible_after_its_settle_window_stops_at_the_budget() {
     let left = s.world.lock().unwrap().script[&("b".to_string(), "create")].len();
     assert!(left > 0, "stopped, not retried for ever");
 }
+
+/// The in-memory journal, counting the leases being taken at once (each take yields a few
+/// times first, as a store answering over the network would).
+struct LeaseCounting {
+    inner: Arc<MemoryJournal>,
+    taking: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Journal for LeaseCounting {
+    async fn acquire_lease(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.taking.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        self.taking.fetch_sub(1, SeqCst);
+        Journal::acquire_lease(&*self.inner, run, agent, token, ttl_ms).await
+    }
+    async fn renew_lease(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        Journal::renew_lease(&*self.inner, run, agent, token, ttl_ms).await
+    }
+    async fn release_lease(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+    ) -> Result<(), JournalError> {
+        Journal::release_lease(&*self.inner, run, agent, token).await
+    }
+    async fn update_step(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        step: &StepId,
+        up: &StepUpdate,
+        kind: crate::engine::journal::EventKind,
+    ) -> Result<(), JournalError> {
+        Journal::update_step(&*self.inner, run, agent, token, step, up, kind).await
+    }
+    async fn set_agent_state(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        state: AgentState,
+        last_error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        Journal::set_agent_state(&*self.inner, run, agent, token, state, last_error).await
+    }
+    async fn set_subject(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        subject: &serde_json::Value,
+    ) -> Result<(), JournalError> {
+        Journal::set_subject(&*self.inner, run, agent, token, subject).await
+    }
+    async fn apply(
+        &self,
+        run: &RunId,
+        agent: &AgentKey,
+        token: &str,
+        changes: Vec<crate::engine::journal::Change>,
+    ) -> Result<(), JournalError> {
+        Journal::apply(&*self.inner, run, agent, token, changes).await
+    }
+    async fn agent(&self, run: &RunId, agent: &AgentKey) -> Result<AgentRow, JournalError> {
+        Journal::agent(&*self.inner, run, agent).await
+    }
+    async fn steps(&self, run: &RunId, agent: &AgentKey) -> Result<Vec<StepRow>, JournalError> {
+        Journal::steps(&*self.inner, run, agent).await
+    }
+}
+
+#[tokio::test]
+async fn agents_started_together_take_their_leases_a_few_at_a_time_and_all_finish() {
+    let world: W = Arc::default();
+    let store = Arc::new(MemoryJournal::default());
+    let workflow = Workflow::parse(WF, "test", &registry(&world)).unwrap();
+    let keys: Vec<String> = (0..64).map(|i| format!("ag{i}")).collect();
+    let rows: Vec<(AgentKey, serde_json::Value)> = (keys.iter())
+        .map(|k| (AgentKey::from(k.as_str()), serde_json::json!(k)))
+        .collect();
+    store.create_run("r", &rows, &workflow.step_ids(), OnFailure::Rollback);
+    let counting = Arc::new(LeaseCounting {
+        inner: store.clone(),
+        taking: Default::default(),
+        most: Default::default(),
+    });
+    let engine = Engine::new(
+        workflow,
+        registry(&world),
+        counting.clone(),
+        EngineOptions::default(),
+    );
+    let secrets = Secrets::default();
+    let runs = keys.iter().map(|k| engine.run_agent("r", k, &secrets));
+    for outcome in futures::future::join_all(runs).await {
+        assert_eq!(outcome.unwrap().state, AgentState::Done);
+    }
+    let most = counting.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=super::driver::LEASES_IN_FLIGHT).contains(&most),
+        "{most} leases taken at once (at most {}, and more than one)",
+        super::driver::LEASES_IN_FLIGHT
+    );
+}
