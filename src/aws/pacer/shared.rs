@@ -67,21 +67,23 @@ impl Shared {
 
     /// Takes one token of `bucket` from the shared budget, drawing a slice when the
     /// process has none left and waiting while the budget is empty. Callers queue in
-    /// order (one drawer per bucket at a time). The call that takes the last token sets
-    /// off the next slice's draw in the background, so the next call finds it drawn
-    /// rather than waiting for the store's answer (still at most one slice held).
+    /// order (one drawer per bucket at a time).
     pub(super) async fn take(&self, bucket: &str, rate: f64, burst: f64) {
         let pool = self.pool(bucket);
         let mut tokens = pool.lock().await;
         loop {
             if *tokens > 0 {
                 *tokens -= 1;
-                if *tokens == 0 {
-                    self.draw_ahead(pool.clone(), bucket, rate, burst);
-                }
                 return;
             }
-            match (self.draw)(Draw::slice(bucket, rate, burst)).await {
+            let want = slice(rate, burst);
+            let draw = Draw {
+                bucket: bucket.to_string(),
+                want,
+                rate,
+                burst,
+            };
+            match (self.draw)(draw).await {
                 Ok(0) => tokio::time::sleep(Duration::from_secs_f64(1.0 / rate.max(0.01))).await,
                 Ok(granted) => *tokens += granted,
                 Err(why) => {
@@ -89,32 +91,6 @@ impl Shared {
                     return;
                 }
             }
-        }
-    }
-
-    /// Draws the next slice of `bucket` into `pool` in a background task, unless a caller
-    /// refilled it first; an empty or unreachable budget leaves it to the next call.
-    fn draw_ahead(&self, pool: Arc<tokio::sync::Mutex<u32>>, bucket: &str, rate: f64, burst: f64) {
-        let (draw, next) = (self.draw.clone(), Draw::slice(bucket, rate, burst));
-        tokio::spawn(async move {
-            let mut tokens = pool.lock().await;
-            if *tokens == 0 {
-                if let Ok(granted) = draw(next).await {
-                    *tokens += granted;
-                }
-            }
-        });
-    }
-}
-
-impl Draw {
-    /// One slice ([`slice`]) of `bucket`.
-    fn slice(bucket: &str, rate: f64, burst: f64) -> Draw {
-        Draw {
-            bucket: bucket.to_string(),
-            want: slice(rate, burst),
-            rate,
-            burst,
         }
     }
 }
@@ -154,13 +130,11 @@ mod tests {
         let shared = Shared::new(budget(left.clone(), draws.clone()));
         for _ in 0..6 {
             shared.take("connect:CreateUser", 20.0, 5.0).await;
-            // Calls spaced as at the quota: a draw set off in the background lands first.
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             draws.load(Ordering::SeqCst),
-            4,
-            "slices of 2: three draws for six calls, each set off as the last token went, and a fourth that found the budget empty"
+            3,
+            "slices of 2: three draws for six calls"
         );
         assert_eq!(left.load(Ordering::SeqCst), 0);
         // Empty: the seventh call waits until the budget has a token again.
@@ -177,30 +151,6 @@ mod tests {
             .await
             .expect("served once the budget refills")
             .unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_next_slice_is_drawn_between_calls_not_on_their_path() {
-        // A budget that answers after 40 ms, granting what is asked.
-        let draw: DrawFn = Arc::new(|d: Draw| {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                Ok(d.want)
-            })
-        });
-        let shared = Shared::new(draw);
-        shared.take("connect:CreateUser", 20.0, 5.0).await;
-        let mut waited = Vec::new();
-        for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let asked = tokio::time::Instant::now();
-            shared.take("connect:CreateUser", 20.0, 5.0).await;
-            waited.push(asked.elapsed());
-        }
-        assert!(
-            waited.iter().all(Duration::is_zero),
-            "every call after the first found its token drawn: {waited:?}"
-        );
     }
 
     #[tokio::test(start_paused = true)]
