@@ -12,7 +12,8 @@
 //! is no item). When another process wrote in between, the refused write returns the item
 //! as it is now (`ReturnValuesOnConditionCheckFailure`), the next try starts from that, and
 //! the item is read only when the refusal does not carry it. A process drawing alone
-//! costs one request per draw; a lost race, one more write.
+//! costs one request per draw; a lost race, one more write. A copy that holds less than a
+//! token (others' draws since only lower it) answers "empty" without a request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -134,6 +135,11 @@ impl Budget {
             None => self.read(bucket, burst, now).await?,
         };
         let have = refilled(t, at, now, rate, burst);
+        if v.is_some() && have < 1000 {
+            // Less than a token even by this copy, and other processes' draws since it was
+            // taken only lower the count: empty for now, known without a write.
+            return Ok(Some(0));
+        }
         let granted = (have / 1000).clamp(0, i64::from(want));
         let mut item = Self::key(bucket);
         item.insert("t".into(), n(have - granted * 1000));
