@@ -64,7 +64,11 @@ use connect_onboard_sandbox::{FaultConfig, Sandbox, SandboxHandle, SandboxOption
 #[path = "batch/sync.rs"]
 mod sync;
 
-const BIN: &str = env!("CARGO_BIN_EXE_connect-onboard");
+/// The binary under test: `BIN=PATH` runs another build of it (to compare two builds in one
+/// bench session), else the one cargo built with this bench.
+fn bin() -> String {
+    std::env::var("BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_connect-onboard").to_string())
+}
 const INSTANCE: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -203,7 +207,7 @@ fn command_for(
     file: &Path,
     concurrency: usize,
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(bin());
     cmd.args([
         "--config",
         config.to_str().unwrap(),
@@ -434,28 +438,7 @@ async fn apply_scenario(
     // 1. Every agent changes; a watcher notes when the sandbox saw the first and the last
     // UpdateUserRoutingProfile (the bound's API), to split the wall time.
     let start = Instant::now();
-    let watcher = {
-        let sb = sb.clone();
-        tokio::spawn(async move {
-            let seen = |sb: &SandboxHandle| {
-                sb.calls()
-                    .get("connect:UpdateUserRoutingProfile")
-                    .map_or(0, |c| c.applied)
-            };
-            let mut first = None;
-            loop {
-                let now = start.elapsed();
-                let count = seen(&sb);
-                if count > 0 && first.is_none() {
-                    first = Some(now);
-                }
-                if count as usize >= n {
-                    return (first.unwrap_or(now), now);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let watcher = timeline(&sb, "connect:UpdateUserRoutingProfile", n, start);
     let run = tool(&sb, &config, "apply", &roster, concurrency).await;
     watcher.abort();
     let (first, last) = watcher.await.unwrap_or_default();
@@ -658,7 +641,7 @@ impl Table {
 
     /// `connect-onboard --config CONFIG init --state dynamodb://NAME`.
     async fn init(&self, sb: &SandboxHandle, config: &Path, name: &str) {
-        let mut cmd = tokio::process::Command::new(BIN);
+        let mut cmd = tokio::process::Command::new(bin());
         cmd.args(["--config", config.to_str().unwrap(), "init", "--state"])
             .arg(format!("dynamodb://{name}"))
             .env_remove("AWS_PROFILE")
@@ -810,6 +793,32 @@ fn per_agent(counts: &BTreeMap<String, u64>, n: usize) -> String {
 }
 
 /// (a) and (c): the quota batch on SQLite, then on the table; `REPS` times, alternated.
+/// Notes (polling every 2 ms) when the sandbox applied the first and the `n`-th call of
+/// `api`, counted from `start`: splits a run's wall into start-up, the paced span and the tail.
+fn timeline(
+    sb: &SandboxHandle,
+    api: &'static str,
+    n: usize,
+    start: Instant,
+) -> tokio::task::JoinHandle<(Duration, Duration)> {
+    let sb = sb.clone();
+    tokio::spawn(async move {
+        let seen = |sb: &SandboxHandle| sb.calls().get(api).map_or(0, |c| c.applied);
+        let mut first = None;
+        loop {
+            let now = start.elapsed();
+            let count = seen(&sb);
+            if count > 0 && first.is_none() {
+                first = Some(now);
+            }
+            if count as usize >= n {
+                return (first.unwrap_or(now), now);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
 async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64) {
     let reps: usize = var("REPS", 1);
     // `SHARED=false`: the table's runs without the shared budget (to see what it costs).
@@ -832,10 +841,17 @@ async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64
                 let (config, csv) = files_on(dir, &state, &ddb_limits, n, &tag);
                 table.init(&sb, &config, &name).await;
                 let m0 = table.moto_cpu();
+                let start = Instant::now();
+                let watcher = timeline(&sb, "connect:CreateUser", n, start);
                 let run = tool_with(&sb, &table.env(), &config, "batch", &csv, 64).await;
+                watcher.abort();
+                let (first, last) = watcher.await.unwrap_or_default();
                 println!(
-                    "  moto CPU {:.1} s during the run",
-                    (table.moto_cpu() - m0).as_secs_f64()
+                    "  moto CPU {:.1} s during the run; timeline: first CreateUser at {:.3} s, last at {:.3} s, exit {:.3} s",
+                    (table.moto_cpu() - m0).as_secs_f64(),
+                    first.as_secs_f64(),
+                    last.as_secs_f64(),
+                    run.wall.as_secs_f64()
                 );
                 run
             };

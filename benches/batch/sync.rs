@@ -236,7 +236,7 @@ fn sync_command(
     args: &[&str],
     sqs: Option<&str>,
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(bin());
     cmd.args(["--config", config.to_str().unwrap(), "sync"])
         .args(["--json", "--concurrency", "16"])
         .args(args)
