@@ -911,6 +911,7 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
         let (user0, sys0, _) = children_usage();
         let m0 = table.moto_cpu();
         let start = Instant::now();
+        let watcher = timeline(&sb, "connect:CreateUser", procs * per, start);
         let children: Vec<_> = jobs
             .iter()
             .map(|(config, csv)| {
@@ -927,6 +928,8 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
         }))
         .await;
         let wall = start.elapsed();
+        watcher.abort();
+        let (first, last) = watcher.await.unwrap_or_default();
         let (user1, sys1, _) = children_usage();
         let counts = table.take_counts();
         let mut all: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -961,9 +964,11 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
             ((user1 - user0) + (sys1 - sys0)).as_secs_f64() * 1000.0 / n as f64,
         );
         println!(
-            "  DynamoDB requests per agent: {}; moto CPU {:.1} s",
+            "  DynamoDB requests per agent: {}; moto CPU {:.1} s; timeline: first CreateUser applied at {:.3} s, the {n}th at {:.3} s",
             per_agent(&counts, n),
-            (table.moto_cpu() - m0).as_secs_f64()
+            (table.moto_cpu() - m0).as_secs_f64(),
+            first.as_secs_f64(),
+            last.as_secs_f64()
         );
         out.push((shared, ratio, share));
         sb.shutdown().await;

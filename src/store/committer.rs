@@ -2,7 +2,8 @@
 //! concurrent agent is queued to one thread, which runs all the changes queued meanwhile in
 //! one transaction (each in its own savepoint) and answers each caller once the group's
 //! COMMIT is durable. One fsync per group instead of one per checkpoint, and still every
-//! write's intent on disk before the write is sent.
+//! write's intent on disk before the write is sent. A group that would be small waits up
+//! to 2 ms for more.
 
 use crate::engine::journal::EventKind;
 use std::sync::Mutex;
@@ -146,6 +147,14 @@ pub(super) struct Job {
 
 /// Most changes committed together (bounds the time the connection is held).
 const MAX_GROUP: usize = 256;
+/// A group smaller than this waits up to [`GATHER`] for more changes before committing:
+/// when AWS answers in tens of milliseconds the agents' checkpoints arrive spread out, and
+/// each would otherwise be a transaction and an fsync of its own (CPU per agent at 50 ms
+/// sandbox latency 1.14 → 1.01 ms, BENCHMARKS.md issue 18 (d)); a checkpoint waits at most
+/// 2 ms more, against AWS calls of tens.
+const SMALL_GROUP: usize = 8;
+/// How long a small group waits for more.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Store {
     /// Hands `work` to the group committer (started on first use) and waits for its commit.
@@ -187,9 +196,19 @@ pub(super) fn commit_loop(
     path: &str,
 ) {
     while let Ok(first) = rx.recv() {
+        // A group that would be small waits a moment for more (answers that arrive spread
+        // out would otherwise each cost a transaction and an fsync).
+        let mut jobs = vec![first];
+        let until = std::time::Instant::now() + GATHER;
+        while jobs.len() < SMALL_GROUP {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
         // The connection first, then the queue: what arrived while waiting joins the group.
         let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
