@@ -120,8 +120,7 @@ pub trait RunStore: Journal {
     /// more, or when a lookup per key costs nothing worth saving (the state file). A shared
     /// store's listing is as consistent as its `latest_by_key` (DynamoDB: both read the
     /// same eventually consistent index).
-    async fn known_keys(&self, requests: usize) -> Result<Option<HashSet<AgentKey>>> {
-        let _ = requests;
+    async fn known_keys(&self, _requests: usize) -> Result<Option<HashSet<AgentKey>>> {
         Ok(None)
     }
     /// Every run that holds the agent with this key, oldest first.

@@ -342,17 +342,7 @@ async fn a_watch_killed_mid_event_gets_it_again_and_completes_the_agent_without_
     // B's first reconcile finishes dee (its run resumed); then the event comes back.
     let first = b.next("reconcile").await;
     assert_eq!(first["why"], "start", "{first}");
-    let e = b.next("queue_event").await;
-    assert_eq!(
-        (e["message_id"].as_str(), e["status"].as_str()),
-        (Some(id.as_str()), Some("handled")),
-        "{e}"
-    );
-    assert_eq!(
-        world.env.applied("connect:CreateUser"),
-        4,
-        "dee's Connect user once"
-    );
+    handles_dees_event_once(&mut b, &world, &id).await;
     let st = world.env.status_json().await;
     let dee: Vec<&Value> = (st["runs"].as_array().unwrap().iter())
         .flat_map(|r| r["agents"].as_array().unwrap().iter())
@@ -579,17 +569,7 @@ async fn a_sigterm_mid_event_exits_0_and_leaves_the_event_for_the_next_watch() {
     assert_eq!(in_queue(&sqs, &url).await, 1, "the event stays");
     world.env.faults(json!({}));
     let mut b = Watch::start(&world.env, &["--interval", "1h", "--queue", &url]);
-    let e = b.next("queue_event").await;
-    assert_eq!(
-        (e["message_id"].as_str(), e["status"].as_str()),
-        (Some(id.as_str()), Some("handled")),
-        "{e}"
-    );
-    assert_eq!(
-        world.env.applied("connect:CreateUser"),
-        4,
-        "dee's Connect user once"
-    );
+    handles_dees_event_once(&mut b, &world, &id).await;
     b.stop().await;
 }
 
@@ -629,6 +609,22 @@ async fn an_event_for_a_user_with_a_twin_in_other_case_is_a_conflict_without_a_f
         "one SearchUsers by the exact name, no listing"
     );
     watch.stop().await;
+}
+
+/// The next watch handles the event left in the queue (`id`), and dee's Connect user exists
+/// once (three seeded users and hers).
+async fn handles_dees_event_once(b: &mut Watch, world: &World, id: &str) {
+    let e = b.next("queue_event").await;
+    assert_eq!(
+        (e["message_id"].as_str(), e["status"].as_str()),
+        (Some(id), Some("handled")),
+        "{e}"
+    );
+    assert_eq!(
+        world.env.applied("connect:CreateUser"),
+        4,
+        "dee's Connect user once"
+    );
 }
 
 /// A watch past its start reconcile; then Dee joins Tier1 with an event, and the membership

@@ -137,7 +137,9 @@ impl Budget {
         let have = refilled(t, at, now, rate, burst);
         if v.is_some() && have < 1000 {
             // Less than a token even by this copy, and other processes' draws since it was
-            // taken only lower the count: empty for now, known without a write.
+            // taken only lower the count: empty for now, known without a write. (A machine
+            // whose clock runs ahead may have refilled the item further: then this only
+            // waits a little longer, never takes more.)
             return Ok(Some(0));
         }
         let granted = (have / 1000).clamp(0, i64::from(want));
