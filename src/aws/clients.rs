@@ -2,6 +2,7 @@
 //! settings) with per-attempt timeouts, and the three SDK clients, Identity Center in its
 //! own region and, when configured, with its own profile.
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use super::pacer::Pacer;
@@ -19,7 +20,13 @@ pub async fn load_sdk_config(
         .connect_timeout(std::time::Duration::from_secs(10))
         .operation_attempt_timeout(attempt_timeout)
         .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    // The SDK's stalled-stream protection is for streaming bodies: our requests and answers
+    // are small and the attempt timeout already ends a stall. Left on, it arms a 100 ms
+    // check timer per call in flight, which costs a wake-up (and CPU) whenever answers
+    // take longer than that.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if let Some(p) = profile {
         loader = loader.profile_name(p);
     }

@@ -40,9 +40,11 @@ pub type DrawFn = Arc<dyn Fn(Draw) -> BoxFuture<'static, Result<u32, String>> + 
 /// How much of a second's rate one draw asks for.
 pub const SLICE_SECS: f64 = 0.1;
 
-/// The tokens one draw asks for at `rate` with `burst`.
+/// The tokens one draw asks for at `rate` with `burst` (rounded: the rate with its 1 %
+/// headroom, 19.8/s, still draws 2, not 1, so each round trip to the store brings a tenth
+/// of a second's worth).
 pub fn slice(rate: f64, burst: f64) -> u32 {
-    let want = (rate * SLICE_SECS).floor().clamp(1.0, burst.max(1.0));
+    let want = (rate * SLICE_SECS).round().clamp(1.0, burst.max(1.0));
     want as u32
 }
 
@@ -118,6 +120,8 @@ mod tests {
     fn a_draw_asks_for_a_tenth_of_a_second_of_the_rate_at_least_one_at_most_the_burst() {
         assert_eq!(slice(2.0, 5.0), 1);
         assert_eq!(slice(20.0, 5.0), 2);
+        assert_eq!(slice(19.8, 4.0), 2, "the rate with its headroom");
+        assert_eq!(slice(1.98, 4.0), 1);
         assert_eq!(slice(200.0, 200.0), 20);
         assert_eq!(slice(200.0, 10.0), 10);
         assert_eq!(slice(0.5, 1.0), 1);

@@ -1,31 +1,36 @@
 //! The shared rate budget in the table: one item per quota bucket (`pk` = `#BUDGET`, `sk` =
-//! the bucket), holding its tokens (`t`, in thousandths), when they were counted (`at`,
-//! epoch ms) and a version (`v`). A draw reads the item (strongly consistent), refills it
-//! for the time since (`rate` per second, up to `burst`), takes up to what was asked and
-//! writes it back on the condition that the version is still the one read; a draw that
-//! lost the race reads again. So however many processes draw, the tokens granted never
-//! exceed the burst plus the rate times the time elapsed. Clocks: a machine whose clock is
-//! behind the item's never counts negative time (it refills nothing).
+//! the bucket) holding one number, `e`: the time (epoch µs) at which the bucket was, or will
+//! be, empty (the generic cell rate algorithm's form of a token bucket). At `now` the bucket
+//! holds `min(burst, (now - e) / T)` whole tokens, `T` = 1 s / rate. A draw of `k` tokens is
+//! one conditional `UpdateItem`:
+//! - the bucket is not full: `SET e = e + k·T` on the condition
+//!   `e BETWEEN now - burst·T AND now - k·T` (not full, and at least `k` tokens);
+//! - it is full (or new): `SET e = now - (burst - k)·T` on the condition
+//!   `attribute_not_exists(e) OR e < now - burst·T`.
 //!
-//! Each process remembers the item as it last wrote it: its next draw starts from that copy
-//! and is one conditional write (its first, from a full bucket on the condition that there
-//! is no item). When another process wrote in between, the refused write returns the item
-//! as it is now (`ReturnValuesOnConditionCheckFailure`), the next try starts from that, and
-//! the item is read only when the refusal does not carry it. A process drawing alone
-//! costs one request per draw; a lost race, one more write. A copy that holds less than a
-//! token (others' draws since only lower it) answers "empty" without a request.
+//! Draws by different processes commute (each adds its `k·T` to whatever `e` is), so a
+//! process does not lose a race because another drew since it last looked, and `e` only
+//! moves forward: however many processes draw, the tokens granted never exceed the burst
+//! plus the rate times the time elapsed. A process picks the case and the count from its
+//! copy of `e` (what its last write or refusal returned; none yet: full); a refusal returns
+//! the item (`ReturnValuesOnConditionCheckFailure`) and the next try starts from it. A copy
+//! that shows less than a token answers "empty" without a request (others' draws only
+//! move `e` forward). Clocks: each machine reads `now` on its own clock; one that runs
+//! ahead sees tokens as much earlier, one behind later (keep them in sync, NTP).
+//! (Items written by the earlier format — `t`, `at`, `v` — have no `e` and count as full.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
 use super::{get_n, is_condition_failed, n, s, DynamoStore, Item};
 use crate::store::run_store::RateBudget;
 use crate::store::{Error, Result};
 
-/// Draws that lost the race to another process, retried before giving up for now.
+/// Draws refused (the copy of `e` was out of date), retried before giving up for now.
 const RACES: usize = 20;
 
 /// The budget items of one table.
@@ -33,8 +38,8 @@ pub(super) struct Budget {
     client: Client,
     table: String,
     url: String,
-    /// Each bucket's item as this process last wrote it: (tokens, counted at, version).
-    last: Mutex<HashMap<String, (i64, i64, i64)>>,
+    /// Each bucket's `e` as this process last saw it (after its write, or in a refusal).
+    last: Mutex<HashMap<String, i64>>,
 }
 
 impl DynamoStore {
@@ -49,17 +54,75 @@ impl DynamoStore {
     }
 }
 
-fn now_ms() -> i64 {
+fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Tokens after refilling `t` (thousandths) counted at `at` until `now`.
-fn refilled(t: i64, at: i64, now: i64, rate: f64, burst: f64) -> i64 {
-    let elapsed = (now - at).max(0) as f64 / 1000.0;
-    let cap = (burst * 1000.0) as i64;
-    (t + (elapsed * rate * 1000.0) as i64).min(cap)
+/// A bucket refilled at `rate` tokens/s up to `burst`, in whole microseconds and tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shape {
+    /// Microseconds per token (rounded up: never faster than the rate).
+    interval: i64,
+    /// Whole tokens it holds when full (at least one).
+    cap: i64,
+}
+
+impl Shape {
+    fn new(rate: f64, burst: f64) -> Shape {
+        Shape {
+            interval: (1e6 / rate.max(1e-3)).ceil().max(1.0) as i64,
+            cap: (burst.floor() as i64).max(1),
+        }
+    }
+
+    /// The bucket was full before this time (at `now`).
+    fn full_before(&self, now: i64) -> i64 {
+        now - self.cap * self.interval
+    }
+
+    /// Whole tokens at `now` in a bucket empty at `e`.
+    fn tokens(&self, e: i64, now: i64) -> i64 {
+        ((now - e).max(0) / self.interval).min(self.cap)
+    }
+}
+
+/// One attempt's write: the update, its condition, their values and the tokens it takes.
+fn attempt(
+    shape: Shape,
+    copy: Option<i64>,
+    want: u32,
+    now: i64,
+) -> Option<(i64, &'static str, &'static str, Vec<(&'static str, i64)>)> {
+    let full = shape.full_before(now);
+    match copy {
+        Some(e) if e >= full => {
+            let k = shape.tokens(e, now).min(i64::from(want));
+            if k < 1 {
+                return None;
+            }
+            Some((
+                k,
+                "SET e = e + :k",
+                "e BETWEEN :full AND :limit",
+                vec![
+                    (":k", k * shape.interval),
+                    (":full", full),
+                    (":limit", now - k * shape.interval),
+                ],
+            ))
+        }
+        _ => {
+            let k = i64::from(want).min(shape.cap);
+            Some((
+                k,
+                "SET e = :e",
+                "attribute_not_exists(e) OR e < :full",
+                vec![(":e", full + k * shape.interval), (":full", full)],
+            ))
+        }
+    }
 }
 
 impl Budget {
@@ -70,119 +133,61 @@ impl Budget {
         }
     }
 
-    fn key(bucket: &str) -> Item {
-        Item::from([
-            ("pk".to_string(), s("#BUDGET")),
-            ("sk".to_string(), s(bucket)),
-        ])
-    }
-
-    /// The bucket's item as this process last wrote it.
-    fn remembered(&self, bucket: &str) -> Option<(i64, i64, i64)> {
+    /// The bucket's `e` as this process last saw it.
+    fn remembered(&self, bucket: &str) -> Option<i64> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.get(bucket).copied()
     }
 
-    fn remember(&self, bucket: &str, item: Option<(i64, i64, i64)>) {
+    fn remember(&self, bucket: &str, e: Option<i64>) {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        match item {
-            Some(it) => last.insert(bucket.to_string(), it),
+        match e {
+            Some(e) => last.insert(bucket.to_string(), e),
             None => last.remove(bucket),
         };
     }
 
-    /// The bucket's item read from the table: (tokens, counted at, version).
-    async fn read(&self, bucket: &str, burst: f64, now: i64) -> Result<(i64, i64, Option<i64>)> {
-        let got = (self.client.get_item())
-            .table_name(&self.table)
-            .set_key(Some(Self::key(bucket)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| {
-                self.remote(
-                    "GetItem budget",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(match got.item() {
-            Some(it) => (
-                get_n(it, "t").unwrap_or(0),
-                get_n(it, "at").unwrap_or(now),
-                get_n(it, "v"),
-            ),
-            // A bucket nobody drew from yet is full.
-            None => ((burst * 1000.0) as i64, now, None),
-        })
-    }
-
-    /// One attempt: `Some(granted)`, or `None` when another process wrote in between.
-    /// Knowing nothing of the item, a `blind` attempt writes as if nobody had drawn yet
-    /// (a full bucket, on the condition that there is no item): when there is one, the
-    /// refusal returns it, so a process's first draw costs no read.
-    async fn try_draw(
-        &self,
-        bucket: &str,
-        want: u32,
-        rate: f64,
-        burst: f64,
-        blind: bool,
-    ) -> Result<Option<u32>> {
-        let now = now_ms();
-        let (t, at, v) = match self.remembered(bucket) {
-            Some((t, at, v)) => (t, at, Some(v)),
-            None if blind => ((burst * 1000.0) as i64, now, None),
-            None => self.read(bucket, burst, now).await?,
-        };
-        let have = refilled(t, at, now, rate, burst);
-        if v.is_some() && have < 1000 {
-            // Less than a token even by this copy, and other processes' draws since it was
-            // taken only lower the count: empty for now, known without a write. (A machine
-            // whose clock runs ahead may have refilled the item further: then this only
-            // waits a little longer, never takes more.)
+    /// One attempt: `Some(granted)` (0: empty, by this process's copy), or `None` when
+    /// the copy was out of date (the refusal brought the item as it is now).
+    async fn try_draw(&self, bucket: &str, want: u32, shape: Shape) -> Result<Option<u32>> {
+        let now = now_us();
+        let Some((k, update, condition, values)) =
+            attempt(shape, self.remembered(bucket), want, now)
+        else {
             return Ok(Some(0));
-        }
-        let granted = (have / 1000).clamp(0, i64::from(want));
-        let mut item = Self::key(bucket);
-        item.insert("t".into(), n(have - granted * 1000));
-        item.insert("at".into(), n(now.max(at)));
-        item.insert("v".into(), n(v.unwrap_or(0) + 1));
-        let put = (self.client.put_item())
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            );
-        let put = match v {
-            Some(v) => put
-                .condition_expression("v = :v")
-                .expression_attribute_values(":v", n(v)),
-            None => put.condition_expression("attribute_not_exists(pk)"),
         };
-        let written = (have - granted * 1000, now.max(at), v.unwrap_or(0) + 1);
-        match put.send().await {
-            Ok(_) => {
-                self.remember(bucket, Some(written));
-                Ok(Some(granted as u32))
+        let mut u = (self.client.update_item())
+            .table_name(&self.table)
+            .set_key(Some(Item::from([
+                ("pk".to_string(), s("#BUDGET")),
+                ("sk".to_string(), s(bucket)),
+            ])))
+            .update_expression(update)
+            .condition_expression(condition)
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, v) in values {
+            u = u.expression_attribute_values(name, n(v));
+        }
+        match u.send().await {
+            Ok(out) => {
+                self.remember(bucket, out.attributes().and_then(|a| get_n(a, "e")));
+                Ok(Some(k as u32))
             }
             Err(e) if e.as_service_error().is_some_and(is_condition_failed) => {
-                // Another process drew meanwhile: the refusal carries the item as it is now
-                // (ReturnValuesOnConditionCheckFailure), else it is read next time.
-                use aws_sdk_dynamodb::operation::put_item::PutItemError;
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
                 let now_is = match e.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item(),
                     _ => None,
                 };
-                let current = now_is
-                    .and_then(|it| Some((get_n(it, "t")?, get_n(it, "at")?, get_n(it, "v")?)));
-                self.remember(bucket, current);
+                self.remember(bucket, now_is.and_then(|it| get_n(it, "e")));
                 Ok(None)
             }
             Err(e) => {
-                // It may have landed: read the item next time.
+                // It may have landed: start from "full" next time (a refusal corrects it).
                 self.remember(bucket, None);
                 Err(self.remote(
-                    "PutItem budget",
+                    "UpdateItem budget",
                     aws_sdk_dynamodb::error::DisplayErrorContext(e),
                 ))
             }
@@ -193,9 +198,9 @@ impl Budget {
 #[async_trait::async_trait]
 impl RateBudget for Budget {
     async fn draw(&self, bucket: &str, want: u32, rate: f64, burst: f64) -> Result<u32> {
-        for race in 0..RACES {
-            let blind = race == 0;
-            if let Some(granted) = self.try_draw(bucket, want, rate, burst, blind).await? {
+        let shape = Shape::new(rate, burst);
+        for _ in 0..RACES {
+            if let Some(granted) = self.try_draw(bucket, want, shape).await? {
                 return Ok(granted);
             }
         }
@@ -206,20 +211,60 @@ impl RateBudget for Budget {
 
 #[cfg(test)]
 mod tests {
-    use super::refilled;
+    use super::{attempt, Shape};
 
     #[test]
-    fn tokens_refill_at_the_rate_up_to_the_burst_and_never_for_a_clock_behind() {
+    fn a_bucket_holds_the_time_since_it_was_empty_in_tokens_up_to_its_burst() {
+        let b = Shape::new(20.0, 5.0);
         assert_eq!(
-            refilled(0, 1_000, 1_500, 20.0, 5.0),
-            5_000,
-            "0.5 s at 20/s, capped at 5"
+            b,
+            Shape {
+                interval: 50_000,
+                cap: 5
+            }
         );
-        assert_eq!(refilled(0, 1_000, 1_100, 20.0, 5.0), 2_000, "0.1 s at 20/s");
+        assert_eq!(b.tokens(1_000_000, 1_100_000), 2, "0.1 s at 20/s");
+        assert_eq!(b.tokens(0, 1_000_000), 5, "capped at the burst");
+        assert_eq!(b.tokens(2_000_000, 1_000_000), 0, "empty until e");
         assert_eq!(
-            refilled(1_500, 2_000, 1_000, 20.0, 5.0),
-            1_500,
-            "a clock behind refills nothing"
+            Shape::new(19.8, 4.0).interval,
+            50_506,
+            "rounded up: never faster"
         );
+        assert_eq!(Shape::new(20.0, 0.5).cap, 1, "at least one token");
+    }
+
+    #[test]
+    fn a_draw_adds_to_e_when_the_bucket_is_not_full_and_resets_it_when_it_is() {
+        let b = Shape::new(20.0, 5.0);
+        let now = 10_000_000;
+        // Not full: 3 tokens (e 0.15 s ago); asks 2, takes 2 by adding 0.1 s to e.
+        let (k, update, condition, values) = attempt(b, Some(now - 150_000), 2, now).unwrap();
+        assert_eq!((k, update), (2, "SET e = e + :k"));
+        assert_eq!(condition, "e BETWEEN :full AND :limit");
+        assert_eq!(
+            values,
+            vec![
+                (":k", 100_000),
+                (":full", now - 250_000),
+                (":limit", now - 100_000)
+            ]
+        );
+        // One token: asks 2, takes 1.
+        assert_eq!(attempt(b, Some(now - 60_000), 2, now).unwrap().0, 1);
+        // Less than a token: empty, no write.
+        assert!(attempt(b, Some(now - 40_000), 2, now).is_none());
+        assert!(attempt(b, Some(now + 500_000), 2, now).is_none());
+        // Full (or never seen): e set to leave burst - k tokens.
+        for copy in [Some(now - 900_000), None] {
+            let (k, update, condition, values) = attempt(b, copy, 2, now).unwrap();
+            assert_eq!((k, update), (2, "SET e = :e"));
+            assert_eq!(condition, "attribute_not_exists(e) OR e < :full");
+            assert_eq!(
+                values,
+                vec![(":e", now - 150_000), (":full", now - 250_000)]
+            );
+            assert_eq!(b.tokens(now - 150_000, now), 3, "5 - 2 left");
+        }
     }
 }
