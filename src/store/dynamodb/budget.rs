@@ -88,13 +88,20 @@ impl Shape {
     }
 }
 
-/// One attempt's write: the update, its condition, their values and the tokens it takes.
-fn attempt(
-    shape: Shape,
-    copy: Option<i64>,
-    want: u32,
-    now: i64,
-) -> Option<(i64, &'static str, &'static str, Vec<(&'static str, i64)>)> {
+/// One attempt's write.
+#[derive(Debug, PartialEq)]
+struct Attempt {
+    /// The tokens it takes.
+    take: i64,
+    update: &'static str,
+    condition: &'static str,
+    /// The expression's values.
+    values: Vec<(&'static str, i64)>,
+}
+
+/// The write that takes up to `want` tokens by `copy` of `e` (none: full) at `now`; `None`
+/// when the copy shows less than a token.
+fn attempt(shape: Shape, copy: Option<i64>, want: u32, now: i64) -> Option<Attempt> {
     let full = shape.full_before(now);
     match copy {
         Some(e) if e >= full => {
@@ -102,25 +109,25 @@ fn attempt(
             if k < 1 {
                 return None;
             }
-            Some((
-                k,
-                "SET e = e + :k",
-                "e BETWEEN :full AND :limit",
-                vec![
+            Some(Attempt {
+                take: k,
+                update: "SET e = e + :k",
+                condition: "e BETWEEN :full AND :limit",
+                values: vec![
                     (":k", k * shape.interval),
                     (":full", full),
                     (":limit", now - k * shape.interval),
                 ],
-            ))
+            })
         }
         _ => {
             let k = i64::from(want).min(shape.cap);
-            Some((
-                k,
-                "SET e = :e",
-                "attribute_not_exists(e) OR e < :full",
-                vec![(":e", full + k * shape.interval), (":full", full)],
-            ))
+            Some(Attempt {
+                take: k,
+                update: "SET e = :e",
+                condition: "attribute_not_exists(e) OR e < :full",
+                values: vec![(":e", full + k * shape.interval), (":full", full)],
+            })
         }
     }
 }
@@ -151,8 +158,12 @@ impl Budget {
     /// the copy was out of date (the refusal brought the item as it is now).
     async fn try_draw(&self, bucket: &str, want: u32, shape: Shape) -> Result<Option<u32>> {
         let now = now_us();
-        let Some((k, update, condition, values)) =
-            attempt(shape, self.remembered(bucket), want, now)
+        let Some(Attempt {
+            take,
+            update,
+            condition,
+            values,
+        }) = attempt(shape, self.remembered(bucket), want, now)
         else {
             return Ok(Some(0));
         };
@@ -172,7 +183,7 @@ impl Budget {
         match u.send().await {
             Ok(out) => {
                 self.remember(bucket, out.attributes().and_then(|a| get_n(a, "e")));
-                Ok(Some(k as u32))
+                Ok(Some(take as u32))
             }
             Err(e) if e.as_service_error().is_some_and(is_condition_failed) => {
                 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -211,7 +222,7 @@ impl RateBudget for Budget {
 
 #[cfg(test)]
 mod tests {
-    use super::{attempt, Shape};
+    use super::{attempt, Attempt, Shape};
 
     #[test]
     fn a_bucket_holds_the_time_since_it_was_empty_in_tokens_up_to_its_burst() {
@@ -239,30 +250,34 @@ mod tests {
         let b = Shape::new(20.0, 5.0);
         let now = 10_000_000;
         // Not full: 3 tokens (e 0.15 s ago); asks 2, takes 2 by adding 0.1 s to e.
-        let (k, update, condition, values) = attempt(b, Some(now - 150_000), 2, now).unwrap();
-        assert_eq!((k, update), (2, "SET e = e + :k"));
-        assert_eq!(condition, "e BETWEEN :full AND :limit");
         assert_eq!(
-            values,
-            vec![
-                (":k", 100_000),
-                (":full", now - 250_000),
-                (":limit", now - 100_000)
-            ]
+            attempt(b, Some(now - 150_000), 2, now),
+            Some(Attempt {
+                take: 2,
+                update: "SET e = e + :k",
+                condition: "e BETWEEN :full AND :limit",
+                values: vec![
+                    (":k", 100_000),
+                    (":full", now - 250_000),
+                    (":limit", now - 100_000)
+                ],
+            })
         );
         // One token: asks 2, takes 1.
-        assert_eq!(attempt(b, Some(now - 60_000), 2, now).unwrap().0, 1);
+        assert_eq!(attempt(b, Some(now - 60_000), 2, now).unwrap().take, 1);
         // Less than a token: empty, no write.
         assert!(attempt(b, Some(now - 40_000), 2, now).is_none());
         assert!(attempt(b, Some(now + 500_000), 2, now).is_none());
         // Full (or never seen): e set to leave burst - k tokens.
         for copy in [Some(now - 900_000), None] {
-            let (k, update, condition, values) = attempt(b, copy, 2, now).unwrap();
-            assert_eq!((k, update), (2, "SET e = :e"));
-            assert_eq!(condition, "attribute_not_exists(e) OR e < :full");
             assert_eq!(
-                values,
-                vec![(":e", now - 150_000), (":full", now - 250_000)]
+                attempt(b, copy, 2, now),
+                Some(Attempt {
+                    take: 2,
+                    update: "SET e = :e",
+                    condition: "attribute_not_exists(e) OR e < :full",
+                    values: vec![(":e", now - 150_000), (":full", now - 250_000)],
+                })
             );
             assert_eq!(b.tokens(now - 150_000, now), 3, "5 - 2 left");
         }

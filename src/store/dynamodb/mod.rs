@@ -91,8 +91,24 @@ async fn client(region: Option<&str>, access: &Access) -> Client {
     } else {
         access.attempt_timeout
     };
-    let region = region.or(access.region.as_deref());
-    let sdk = crate::aws::load_sdk_config(access.profile.as_deref(), region, attempt).await;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(attempt)
+        .build();
+    // No stalled-stream protection: it is for streaming bodies (it arms a 100 ms check
+    // timer per request in flight); the attempt timeout ends a stalled call.
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        );
+    if let Some(p) = &access.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region.or(access.region.as_deref()) {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    let sdk = loader.load().await;
     // Throttling, 5xx and dropped connections heal: retried per call (a conditional write
     // that landed and is re-sent is recognised by its version, see `journal`).
     let retry = aws_smithy_types::retry::RetryConfig::standard()
