@@ -352,17 +352,14 @@ mod semantics {
     }
 
     fn start_moto() -> Option<(Moto, String)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Port 0: moto binds a free port itself and names it (a port picked here and bound
+        // later could be taken by another test's moto meanwhile, and the two would share).
         let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn();
-        let child = match child {
+        let mut child = match child {
             Ok(c) => Moto(c),
             Err(e) if std::env::var("CI").is_ok() => {
                 panic!("moto_server is required in CI (pip install 'moto[server]'): {e}")
@@ -372,13 +369,27 @@ mod semantics {
                 return None;
             }
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some((child, format!("http://127.0.0.1:{port}")));
+        // Its "Running on" line names the port; the later lines (one per request) are
+        // read and dropped so it never blocks on a full pipe.
+        use std::io::BufRead;
+        let stderr = child.0.stderr.take().expect("moto's stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let port = (line.split("http://127.0.0.1:").nth(1))
+                    .and_then(|p| p.trim().parse::<u16>().ok());
+                if let (Some(p), Some(t)) = (port, &tx) {
+                    let _ = t.send(p);
+                    tx = None;
+                }
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("moto_server did not start on port {port}");
+        });
+        let port: u16 = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("moto_server did not say which port it bound");
+        Some((child, format!("http://127.0.0.1:{port}")))
     }
 
     /// Every backend, fresh: the DynamoDB one on a new table of its own moto server.

@@ -662,26 +662,18 @@ async fn retry_doctor_and_offboard_work_on_the_shared_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_table_is_exit_2_naming_the_permissions_before_any_write() {
     // moto with IAM enforced from the first call: the sandbox's keys are unknown to it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let Some(_moto) = start_moto() else {
         return; // (not installed: skipped, or failed in CI, by start_moto)
     };
     let mut denied = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let port = crate::moto::bound_port(&mut denied);
     let mut env = Env::new().await;
-    wait_for("moto", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
     env.extra_env.push((
         "AWS_ENDPOINT_URL_DYNAMODB".into(),
         format!("http://127.0.0.1:{port}"),

@@ -2,7 +2,6 @@
 //! (`pip install 'moto[server]'`), with Connect and SSO Admin still on the sandbox.
 //! In CI a missing moto fails the test; elsewhere it is skipped loudly.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,17 +24,14 @@ impl Drop for Moto {
 }
 
 pub fn start_moto() -> Option<Moto> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: moto binds a free port itself and names it (a port picked here and bound
+    // later could be taken by another test's moto meanwhile, and the two would share).
     let spawned = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn();
-    let child = match spawned {
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             if std::env::var("CI").is_ok() {
@@ -46,14 +42,33 @@ pub fn start_moto() -> Option<Moto> {
         }
     };
     check_moto_version();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Moto { child, url });
+    let port = bound_port(&mut child);
+    Some(Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// The port a `moto_server -p 0` bound, from its "Running on" line; its later log lines
+/// (one per request) are read and dropped so it never blocks on a full pipe.
+pub fn bound_port(child: &mut Child) -> u16 {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("moto's stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let port =
+                (line.split("http://127.0.0.1:").nth(1)).and_then(|p| p.trim().parse::<u16>().ok());
+            if let (Some(p), Some(t)) = (port, &tx) {
+                let _ = t.send(p);
+                tx = None;
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("moto_server did not start on port {port}");
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("moto_server did not say which port it bound")
 }
 
 /// The oldest moto these cross-checks were written against (`.ci/run` pins it): older ones

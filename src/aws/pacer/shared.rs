@@ -5,14 +5,12 @@
 //! of a second of the rate, at least one), so the store is not written per call and no
 //! process holds more than a slice: tokens drawn early and spent later are what can make
 //! the processes together exceed the quota for a moment (a quarter second's slices let 3 %
-//! of the calls of two machines be throttled; a tenth's, none). So tokens left unspent for
-//! longer than a slice's time are dropped, not spent late: the next call draws afresh. And the
-//! shared bucket keeps one more token of the burst in reserve than a process's own bucket
-//! (see `RateLimits::with_headroom`): calls granted in order by the budget reach AWS from
-//! several processes, each with its own scheduling delay, so they can arrive closer
-//! together than they were granted (at the quota, a tenth of a second's spread is two
-//! tokens; with one in reserve, 2 of 102 calls of two loaded processes were throttled). Where the budget lives (a table item per bucket) is the
-//! caller's: this module sees a [`DrawFn`].
+//! of the calls of two machines be throttled; a tenth's, none). The shared bucket keeps one
+//! more token of its burst in reserve than a process's own (`RateLimits::with_headroom`):
+//! calls granted in order by the budget reach AWS from several processes, each with its own
+//! scheduling delay, so they can arrive closer together than they were granted (two loaded
+//! processes at the quota without it: 2–3 of 102 CreateUser throttled). Where the budget
+//! lives (a table item per bucket) is the caller's: this module sees a [`DrawFn`].
 //!
 //! Adaptive pacing stays each process's own: a throttle lowers the local rate of the
 //! process that saw it, and the shared budget caps the sum of them all at the configured
@@ -54,27 +52,10 @@ pub fn slice(rate: f64, burst: f64) -> u32 {
     want as u32
 }
 
-/// The process's side of the shared budget: per bucket, the tokens drawn and not used yet,
-/// and when they were drawn.
+/// The process's side of the shared budget: per bucket, the tokens drawn and not used yet.
 pub(super) struct Shared {
     draw: DrawFn,
-    pools: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Pool>>>>,
-}
-
-/// Tokens drawn and not used yet.
-#[derive(Debug)]
-struct Pool {
-    tokens: u32,
-    drawn: tokio::time::Instant,
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool {
-            tokens: 0,
-            drawn: tokio::time::Instant::now(),
-        }
-    }
+    pools: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u32>>>>,
 }
 
 impl Shared {
@@ -85,7 +66,7 @@ impl Shared {
         }
     }
 
-    fn pool(&self, bucket: &str) -> Arc<tokio::sync::Mutex<Pool>> {
+    fn pool(&self, bucket: &str) -> Arc<tokio::sync::Mutex<u32>> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.entry(bucket.to_string()).or_default().clone()
     }
@@ -95,16 +76,11 @@ impl Shared {
     /// order (one drawer per bucket at a time).
     pub(super) async fn take(&self, bucket: &str, rate: f64, burst: f64) {
         let pool = self.pool(bucket);
-        let mut pool = pool.lock().await;
+        let mut tokens = pool.lock().await;
         let burst = (burst - 1.0).max(1.0);
         loop {
-            if pool.tokens > 0 && pool.drawn.elapsed() > Duration::from_secs_f64(SLICE_SECS) {
-                // Drawn a slice's time ago or more: spent now, they could add to others'
-                // calls of this moment beyond the quota's burst.
-                pool.tokens = 0;
-            }
-            if pool.tokens > 0 {
-                pool.tokens -= 1;
+            if *tokens > 0 {
+                *tokens -= 1;
                 return;
             }
             let want = slice(rate, burst);
@@ -116,10 +92,7 @@ impl Shared {
             };
             match (self.draw)(draw).await {
                 Ok(0) => tokio::time::sleep(Duration::from_secs_f64(1.0 / rate.max(0.01))).await,
-                Ok(granted) => {
-                    pool.tokens = granted;
-                    pool.drawn = tokio::time::Instant::now();
-                }
+                Ok(granted) => *tokens += granted,
                 Err(why) => {
                     tracing::warn!(bucket, %why, "shared rate budget unreachable: this call is paced locally only");
                     return;
@@ -187,30 +160,6 @@ mod tests {
             .await
             .expect("served once the budget refills")
             .unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn tokens_unspent_for_longer_than_a_slice_are_dropped_not_spent_late() {
-        let left = Arc::new(AtomicU32::new(10));
-        let draws = Arc::new(AtomicU32::new(0));
-        let shared = Shared::new(budget(left.clone(), draws.clone()));
-        shared.take("connect:CreateUser", 20.0, 5.0).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        shared.take("connect:CreateUser", 20.0, 5.0).await;
-        assert_eq!(
-            draws.load(Ordering::SeqCst),
-            1,
-            "the slice's second token, in time"
-        );
-        shared.take("connect:CreateUser", 20.0, 5.0).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        shared.take("connect:CreateUser", 20.0, 5.0).await;
-        assert_eq!(
-            draws.load(Ordering::SeqCst),
-            3,
-            "the token held 150 ms was dropped: the call drew afresh"
-        );
-        assert_eq!(left.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,10 @@
 //! process does not lose a race because another drew since it last looked, and `e` only
 //! moves forward: however many processes draw, the tokens granted never exceed the burst
 //! plus the rate times the time elapsed. A process picks the case and the count from its
-//! copy of `e` (what its last write or refusal returned; none yet: full); a refusal returns
+//! copy of `e` (what its last write or refusal returned; at first, what `SET e =
+//! if_not_exists(e, a full bucket)` returned: the item is created apart from any draw,
+//! granting nothing, so two first writes racing on a missing item cannot both grant a
+//! burst — moto does not serialise them as DynamoDB does); a refusal returns
 //! the item (`ReturnValuesOnConditionCheckFailure`) and the next try starts from it. A copy
 //! that shows less than a token answers "empty" without a request (others' draws only
 //! move `e` forward). Clocks: each machine reads `now` on its own clock; one that runs
@@ -154,9 +157,42 @@ impl Budget {
         };
     }
 
+    /// The bucket's `e`, creating the item as a full bucket (granting nothing) when there
+    /// is none. Creating it by a draw's own write would rely on two first writes to a
+    /// missing item being serialised, which DynamoDB does and moto does not.
+    async fn open(&self, bucket: &str, shape: Shape) -> Result<i64> {
+        let out = (self.client.update_item())
+            .table_name(&self.table)
+            .set_key(Some(Self::key(bucket)))
+            .update_expression("SET e = if_not_exists(e, :full)")
+            .expression_attribute_values(":full", n(shape.full_before(now_us())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| {
+                self.remote(
+                    "UpdateItem budget",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        (out.attributes().and_then(|a| get_n(a, "e")))
+            .ok_or_else(|| self.remote("UpdateItem budget", "no `e` in the answer"))
+    }
+
+    fn key(bucket: &str) -> Item {
+        Item::from([
+            ("pk".to_string(), s("#BUDGET")),
+            ("sk".to_string(), s(bucket)),
+        ])
+    }
+
     /// One attempt: `Some(granted)` (0: empty, by this process's copy), or `None` when
     /// the copy was out of date (the refusal brought the item as it is now).
     async fn try_draw(&self, bucket: &str, want: u32, shape: Shape) -> Result<Option<u32>> {
+        if self.remembered(bucket).is_none() {
+            let e = self.open(bucket, shape).await?;
+            self.remember(bucket, Some(e));
+        }
         let now = now_us();
         let Some(Attempt {
             take,
@@ -169,10 +205,7 @@ impl Budget {
         };
         let mut u = (self.client.update_item())
             .table_name(&self.table)
-            .set_key(Some(Item::from([
-                ("pk".to_string(), s("#BUDGET")),
-                ("sk".to_string(), s(bucket)),
-            ])))
+            .set_key(Some(Self::key(bucket)))
             .update_expression(update)
             .condition_expression(condition)
             .return_values(ReturnValue::UpdatedNew)
