@@ -792,7 +792,6 @@ fn per_agent(counts: &BTreeMap<String, u64>, n: usize) -> String {
     )
 }
 
-/// (a) and (c): the quota batch on SQLite, then on the table; `REPS` times, alternated.
 /// Notes (polling every 2 ms) when the sandbox applied the first and the `n`-th call of
 /// `api`, counted from `start`: splits a run's wall into start-up, the paced span and the tail.
 fn timeline(
@@ -819,6 +818,7 @@ fn timeline(
     })
 }
 
+/// (a) and (c): the quota batch on SQLite, then on the table; `REPS` times, alternated.
 async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64) {
     let reps: usize = var("REPS", 1);
     // `SHARED=false`: the table's runs without the shared budget (to see what it costs).

@@ -163,6 +163,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_shared_bucket_keeps_one_more_token_of_the_burst_in_reserve() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let draw: DrawFn = Arc::new(move |d: Draw| {
+            seen.lock().unwrap().push(d.clone());
+            Box::pin(async move { Ok(d.want) })
+        });
+        Shared::new(draw)
+            .take("connect:CreateUser", 19.8, 4.0)
+            .await;
+        let asked = asked.lock().unwrap();
+        assert_eq!(
+            (asked[0].burst, asked[0].want, asked[0].rate),
+            (3.0, 2, 19.8),
+            "{asked:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_unreachable_budget_leaves_the_call_to_local_pacing() {
         let draw: DrawFn = Arc::new(|_| Box::pin(async { Err("no table".to_string()) }));
         let shared = Shared::new(draw);

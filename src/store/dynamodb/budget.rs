@@ -5,8 +5,9 @@
 //! one conditional `UpdateItem`:
 //! - the bucket is not full: `SET e = e + k·T` on the condition
 //!   `e BETWEEN now - burst·T AND now - k·T` (not full, and at least `k` tokens);
-//! - it is full (or new): `SET e = now - (burst - k)·T` on the condition
-//!   `attribute_not_exists(e) OR e < now - burst·T`.
+//! - it is full: `SET e = now - (burst - k)·T` on the condition
+//!   `attribute_not_exists(e) OR e < now - burst·T` (no `e`: an item an older build
+//!   rewrote in its own form).
 //!
 //! Draws by different processes commute (each adds its `k·T` to whatever `e` is), so a
 //! process does not lose a race because another drew since it last looked, and `e` only
@@ -102,37 +103,34 @@ struct Attempt {
     values: Vec<(&'static str, i64)>,
 }
 
-/// The write that takes up to `want` tokens by `copy` of `e` (none: full) at `now`; `None`
+/// The write that takes up to `want` tokens by this process's copy `e` at `now`; `None`
 /// when the copy shows less than a token.
-fn attempt(shape: Shape, copy: Option<i64>, want: u32, now: i64) -> Option<Attempt> {
+fn attempt(shape: Shape, e: i64, want: u32, now: i64) -> Option<Attempt> {
     let full = shape.full_before(now);
-    match copy {
-        Some(e) if e >= full => {
-            let k = shape.tokens(e, now).min(i64::from(want));
-            if k < 1 {
-                return None;
-            }
-            Some(Attempt {
-                take: k,
-                update: "SET e = e + :k",
-                condition: "e BETWEEN :full AND :limit",
-                values: vec![
-                    (":k", k * shape.interval),
-                    (":full", full),
-                    (":limit", now - k * shape.interval),
-                ],
-            })
-        }
-        _ => {
-            let k = i64::from(want).min(shape.cap);
-            Some(Attempt {
-                take: k,
-                update: "SET e = :e",
-                condition: "attribute_not_exists(e) OR e < :full",
-                values: vec![(":e", full + k * shape.interval), (":full", full)],
-            })
-        }
+    if e < full {
+        // Full: reset `e` to leave `cap - k` tokens.
+        let k = i64::from(want).min(shape.cap);
+        return Some(Attempt {
+            take: k,
+            update: "SET e = :e",
+            condition: "attribute_not_exists(e) OR e < :full",
+            values: vec![(":e", full + k * shape.interval), (":full", full)],
+        });
     }
+    let k = shape.tokens(e, now).min(i64::from(want));
+    if k < 1 {
+        return None;
+    }
+    Some(Attempt {
+        take: k,
+        update: "SET e = e + :k",
+        condition: "e BETWEEN :full AND :limit",
+        values: vec![
+            (":k", k * shape.interval),
+            (":full", full),
+            (":limit", now - k * shape.interval),
+        ],
+    })
 }
 
 impl Budget {
@@ -189,17 +187,20 @@ impl Budget {
     /// One attempt: `Some(granted)` (0: empty, by this process's copy), or `None` when
     /// the copy was out of date (the refusal brought the item as it is now).
     async fn try_draw(&self, bucket: &str, want: u32, shape: Shape) -> Result<Option<u32>> {
-        if self.remembered(bucket).is_none() {
-            let e = self.open(bucket, shape).await?;
-            self.remember(bucket, Some(e));
-        }
-        let now = now_us();
+        let e = match self.remembered(bucket) {
+            Some(e) => e,
+            None => {
+                let e = self.open(bucket, shape).await?;
+                self.remember(bucket, Some(e));
+                e
+            }
+        };
         let Some(Attempt {
             take,
             update,
             condition,
             values,
-        }) = attempt(shape, self.remembered(bucket), want, now)
+        }) = attempt(shape, e, want, now_us())
         else {
             return Ok(Some(0));
         };
@@ -228,7 +229,7 @@ impl Budget {
                 Ok(None)
             }
             Err(e) => {
-                // It may have landed: start from "full" next time (a refusal corrects it).
+                // It may have landed: the next draw reads `e` again (`open`).
                 self.remember(bucket, None);
                 Err(self.remote(
                     "UpdateItem budget",
@@ -284,7 +285,7 @@ mod tests {
         let now = 10_000_000;
         // Not full: 3 tokens (e 0.15 s ago); asks 2, takes 2 by adding 0.1 s to e.
         assert_eq!(
-            attempt(b, Some(now - 150_000), 2, now),
+            attempt(b, now - 150_000, 2, now),
             Some(Attempt {
                 take: 2,
                 update: "SET e = e + :k",
@@ -297,12 +298,12 @@ mod tests {
             })
         );
         // One token: asks 2, takes 1.
-        assert_eq!(attempt(b, Some(now - 60_000), 2, now).unwrap().take, 1);
+        assert_eq!(attempt(b, now - 60_000, 2, now).unwrap().take, 1);
         // Less than a token: empty, no write.
-        assert!(attempt(b, Some(now - 40_000), 2, now).is_none());
-        assert!(attempt(b, Some(now + 500_000), 2, now).is_none());
-        // Full (or never seen): e set to leave burst - k tokens.
-        for copy in [Some(now - 900_000), None] {
+        assert!(attempt(b, now - 40_000, 2, now).is_none());
+        assert!(attempt(b, now + 500_000, 2, now).is_none());
+        // Full (e long past, or at the epoch): e set to leave burst - k tokens.
+        for copy in [now - 900_000, 0] {
             assert_eq!(
                 attempt(b, copy, 2, now),
                 Some(Attempt {
