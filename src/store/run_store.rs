@@ -894,6 +894,237 @@ mod semantics {
         );
     }
 
+    /// The intent of `agent`'s first step in run `r1`, under `token`.
+    async fn intent_on(
+        s: &crate::store::DynamoStore,
+        agent: &str,
+        token: &str,
+    ) -> std::result::Result<(), JournalError> {
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            unresolved: Some(true),
+            ..Default::default()
+        };
+        s.update_step(
+            &rid("r1"),
+            &key(agent),
+            token,
+            &"connect_user".into(),
+            &intent,
+            EventKind::StepIntent,
+        )
+        .await
+    }
+
+    /// The lease of an agent a process inserted is written by its first checkpoint (see
+    /// `dynamodb::journal`): until then the table shows no holder; a process that another
+    /// beat to the lease, or whose item changed meanwhile, is refused at that checkpoint.
+    #[tokio::test]
+    async fn a_fresh_agents_lease_is_taken_by_its_first_checkpoint_and_refused_if_another_came_first(
+    ) {
+        let Some((_moto, url)) = start_moto() else {
+            return;
+        };
+        let a = crate::store::DynamoStore::on_emulator(&url, "fresh")
+            .await
+            .unwrap();
+        let b = crate::store::DynamoStore::on_emulator(&url, "fresh")
+            .await
+            .unwrap();
+        seed(&a, "r1", T1, &["a@x", "b@x", "c@x"]).await;
+        // a@x: A's lease is pending, B takes it in the table and writes first.
+        a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
+            .await
+            .unwrap();
+        let it = b.load("r1", "a@x").await.unwrap();
+        assert_eq!((it.lease_token, it.ver), (None, 0), "no write at acquire");
+        b.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+            .await
+            .unwrap();
+        let refused = intent_on(&a, "a@x", "A").await;
+        assert!(
+            matches!(refused, Err(JournalError::Leased { .. })),
+            "the item is unchanged, but B holds it: {refused:?}"
+        );
+        intent_on(&b, "a@x", "B").await.unwrap();
+        let it = b.load("r1", "a@x").await.unwrap();
+        assert_eq!((it.lease_token.as_deref(), it.ver), (Some("B"), 1));
+
+        // b@x: B leased, wrote and released before A's first checkpoint: the lease is
+        // free, but the item is not as A inserted it.
+        a.acquire_lease(&rid("r1"), &key("b@x"), "A", 60_000)
+            .await
+            .unwrap();
+        b.acquire_lease(&rid("r1"), &key("b@x"), "B", 60_000)
+            .await
+            .unwrap();
+        b.apply(
+            &rid("r1"),
+            &key("b@x"),
+            "B",
+            vec![
+                Change::Agent {
+                    state: AgentState::Failed,
+                    last_error: None,
+                },
+                Change::ReleaseLease,
+            ],
+        )
+        .await
+        .unwrap();
+        let refused = intent_on(&a, "b@x", "A").await;
+        assert!(
+            matches!(refused, Err(JournalError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+        let it = b.load("r1", "b@x").await.unwrap();
+        assert_eq!(
+            (it.state, it.ver),
+            (AgentState::Failed, 1),
+            "B's write stays"
+        );
+        assert_eq!(it.steps[0].state, StepState::Pending);
+
+        // c@x: no one else: the first checkpoint writes the lease, which then fences B.
+        a.acquire_lease(&rid("r1"), &key("c@x"), "A", 60_000)
+            .await
+            .unwrap();
+        intent_on(&a, "c@x", "A").await.unwrap();
+        let it = b.load("r1", "c@x").await.unwrap();
+        assert_eq!((it.lease_token.as_deref(), it.ver), (Some("A"), 1));
+        assert!(it.lease_expires.unwrap() > crate::store::now_ms() + 50_000);
+        assert!(matches!(
+            b.acquire_lease(&rid("r1"), &key("c@x"), "B", 60_000).await,
+            Err(JournalError::Leased { .. })
+        ));
+        intent_on(&a, "c@x", "A").await.unwrap();
+        assert_eq!(b.load("r1", "c@x").await.unwrap().ver, 2);
+    }
+
+    /// A pending lease renewed is written (so a slow first step is fenced as any other);
+    /// released, it writes nothing; its process dying leaves no lease to wait out.
+    #[tokio::test]
+    async fn a_pending_lease_is_written_when_renewed_and_leaves_nothing_when_released_or_dropped() {
+        let Some((_moto, url)) = start_moto() else {
+            return;
+        };
+        let b = crate::store::DynamoStore::on_emulator(&url, "pending")
+            .await
+            .unwrap();
+        let keys = [
+            "a@x", "b@x", "c@x", "d@x", "e@x", "f@x", "g@x", "h@x", "i@x",
+        ];
+        {
+            let a = crate::store::DynamoStore::on_emulator(&url, "pending")
+                .await
+                .unwrap();
+            seed(&a, "r1", T1, &keys).await;
+            a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
+                .await
+                .unwrap();
+            // a dies here.
+        }
+        b.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to wait out: {e}"));
+
+        let a = crate::store::DynamoStore::on_emulator(&url, "pending")
+            .await
+            .unwrap();
+        seed(&a, "r2", T2, &keys).await;
+        a.acquire_lease(&rid("r2"), &key("b@x"), "A", 60_000)
+            .await
+            .unwrap();
+        a.release_lease(&rid("r2"), &key("b@x"), "A").await.unwrap();
+        let it = b.load("r2", "b@x").await.unwrap();
+        assert_eq!(
+            (it.lease_token, it.ver),
+            (None, 0),
+            "a release writes nothing"
+        );
+
+        a.acquire_lease(&rid("r2"), &key("c@x"), "A", 60_000)
+            .await
+            .unwrap();
+        a.renew_lease(&rid("r2"), &key("c@x"), "A", 60_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.load("r2", "c@x").await.unwrap().lease_token.as_deref(),
+            Some("A")
+        );
+        assert!(matches!(
+            b.acquire_lease(&rid("r2"), &key("c@x"), "B", 60_000).await,
+            Err(JournalError::Leased { .. })
+        ));
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            unresolved: Some(true),
+            ..Default::default()
+        };
+        a.update_step(
+            &rid("r2"),
+            &key("c@x"),
+            "A",
+            &"connect_user".into(),
+            &intent,
+            EventKind::StepIntent,
+        )
+        .await
+        .unwrap();
+
+        // A renewal racing the first checkpoint: both land, in either order, and the
+        // next checkpoint still finds the version it expects.
+        for (i, agent) in ["d@x", "e@x", "f@x", "g@x", "h@x", "i@x"]
+            .iter()
+            .enumerate()
+        {
+            a.acquire_lease(&rid("r2"), &key(agent), "A", 60_000)
+                .await
+                .unwrap();
+            let (r2, k, first) = (rid("r2"), key(agent), StepId::from("connect_user"));
+            let renew = a.renew_lease(&r2, &k, "A", 60_000);
+            let write = a.update_step(&r2, &k, "A", &first, &intent, EventKind::StepIntent);
+            // Both sent before either answers; the first polled is sent first.
+            let (renewed, written) = if i % 2 == 0 {
+                tokio::join!(renew, write)
+            } else {
+                let (w, r) = tokio::join!(write, renew);
+                (r, w)
+            };
+            renewed.unwrap();
+            written.unwrap();
+            a.update_step(
+                &rid("r2"),
+                &key(agent),
+                "A",
+                &"identity_user".into(),
+                &intent,
+                EventKind::StepIntent,
+            )
+            .await
+            .unwrap();
+            let it = b.load("r2", agent).await.unwrap();
+            assert_eq!(
+                (it.lease_token.as_deref(), it.ver),
+                (Some("A"), 2),
+                "{agent}"
+            );
+        }
+
+        // The same refused for a run the process did not insert: leased by a write.
+        let c = crate::store::DynamoStore::on_emulator(&url, "pending")
+            .await
+            .unwrap();
+        c.acquire_lease(&rid("r1"), &key("f@x"), "C", 60_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.load("r1", "f@x").await.unwrap().lease_token.as_deref(),
+            Some("C")
+        );
+    }
+
     #[tokio::test]
     async fn an_imported_run_comes_back_as_it_was() {
         // A run with progress, in one store...

@@ -5,6 +5,14 @@
 //!   (`l_expires < now`), or a holder known dead on this host (then by compare-and-swap
 //!   on its token); renewed only while `l_token` is the caller's. Expiry compares the
 //!   machines' clocks: keep them in sync (NTP), as the lease TTL is tens of seconds.
+//! - **Pending lease**: an agent this process inserted (and has not leased before) is
+//!   leased without a write: the lease is the cache's until the agent's first checkpoint,
+//!   which takes it in the same write, conditioned on the item being as inserted
+//!   (`a_ver`) with no live holder. Before that checkpoint the engine only reads (the
+//!   intent precedes every AWS write), so a process that another beat to the lease is
+//!   refused at its first write, having written nothing; a process that dies before it
+//!   leaves no lease behind. A renewal before the first checkpoint writes the lease; a
+//!   release of a pending lease writes nothing. One write per agent less.
 //! - **Checkpoint**: conditioned on `l_token = caller AND a_ver = the version the caller
 //!   last saw`, and sets `a_ver + 1`: a process that lost its lease (paused past it,
 //!   then woken) is refused (`LeaseLost`) and cannot overwrite the new holder's progress,
@@ -100,7 +108,37 @@ impl DynamoStore {
         }
     }
 
+    /// The item this process inserted, if no one leased it through this process yet.
+    fn take_fresh(&self, run: &str, agent: &str) -> Option<AgentItem> {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        fresh.remove(&(run.to_string(), agent.to_string()))
+    }
+
     async fn acquire(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> JResult<()> {
+        let now = now_ms();
+        // A lease of this process not in the table yet (pending) keeps another task of
+        // this process out as a written one would.
+        if let Some(it) = self.cached_any(run, agent) {
+            let other = it.lease_token.as_deref() != Some(token);
+            if it.pending_ttl.is_some() && other && it.lease_expires.unwrap_or(0) >= now {
+                return Err(JournalError::Leased {
+                    run: run.into(),
+                    agent: agent.into(),
+                    holder: "another task of this process".into(),
+                    expires: fmt_ms(it.lease_expires.unwrap_or_default()),
+                });
+            }
+        }
+        // Inserted by this process a moment ago: nothing to read, and the lease is taken
+        // by the first checkpoint (a write it needs anyway) instead of a write of its own.
+        if let Some(mut it) = self.take_fresh(run, agent) {
+            it.lease_token = Some(token.to_string());
+            it.lease_holder = Some(serde_json::to_string(&Holder::current()).unwrap_or_default());
+            it.lease_expires = Some(now + ttl_ms);
+            it.pending_ttl = Some(ttl_ms);
+            self.remember(it);
+            return Ok(());
+        }
         let free = "attribute_exists(pk) AND (attribute_not_exists(l_token) OR l_token = :t OR l_expires < :now)";
         if let Some(it) = self
             .take_lease(run, agent, token, ttl_ms, free, None)
@@ -134,6 +172,14 @@ impl DynamoStore {
     }
 
     async fn renew(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> JResult<()> {
+        if let Some(it) = self
+            .cached(run, agent, token)
+            .filter(|it| it.pending_ttl.is_some())
+        {
+            return self
+                .write_pending_lease(run, agent, token, ttl_ms, it.ver)
+                .await;
+        }
         let out = (self.client.update_item())
             .table_name(&self.table)
             .key("pk", s(run_pk(run)))
@@ -154,8 +200,68 @@ impl DynamoStore {
         }
     }
 
+    /// Writes a pending lease (a renewal before the first checkpoint): taken if the item
+    /// is still as inserted (version `ver`) with no live holder, or is this token's
+    /// already (the first checkpoint landed meanwhile).
+    async fn write_pending_lease(
+        &self,
+        run: &str,
+        agent: &str,
+        token: &str,
+        ttl_ms: i64,
+        ver: i64,
+    ) -> JResult<()> {
+        let cond =
+            "l_token = :t OR ((attribute_not_exists(l_token) OR l_expires < :now) AND a_ver = :v)";
+        let holder = serde_json::to_string(&Holder::current()).unwrap_or_default();
+        let now = now_ms();
+        let out = (self.client.update_item())
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run)))
+            .key("sk", s(agent_sk(agent)))
+            .update_expression("SET l_token = :t, l_holder = :h, l_expires = :x ADD a_events :one")
+            .condition_expression(cond)
+            .expression_attribute_values(":t", s(token))
+            .expression_attribute_values(":h", s(holder))
+            .expression_attribute_values(":x", n(now + ttl_ms))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":v", n(ver))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match out {
+            Ok(_) => {
+                // Unless a checkpoint replaced the cached item meanwhile (it took the
+                // lease itself), the cached lease is now the table's.
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(it) = cache.get_mut(&(run.to_string(), agent.to_string())) {
+                    if it.lease_token.as_deref() == Some(token) && it.ver == ver {
+                        it.pending_ttl = None;
+                        it.lease_expires = Some(now + ttl_ms);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if is_condition_failed(&e) => {
+                self.forget(run, agent);
+                Err(JournalError::LeaseLost {
+                    run: run.into(),
+                    agent: agent.into(),
+                })
+            }
+            Err(e) => Err(self.remote("UpdateItem", e).into()),
+        }
+    }
+
     async fn release(&self, run: &str, agent: &str, token: &str) -> JResult<()> {
+        let pending = self
+            .cached(run, agent, token)
+            .is_some_and(|it| it.pending_ttl.is_some());
         self.forget(run, agent);
+        if pending {
+            // Never written: nothing to release.
+            return Ok(());
+        }
         let out = (self.client.update_item())
             .table_name(&self.table)
             .key("pk", s(run_pk(run)))
@@ -194,6 +300,8 @@ impl DynamoStore {
             });
         }
         let seen = item.ver;
+        // A pending lease (see `acquire`) is taken by this write.
+        let pending = item.pending_ttl;
         let subject_before = item.subject.clone();
         change(&mut item)?;
         item.ver = seen + 1;
@@ -211,16 +319,29 @@ impl DynamoStore {
         if item.subject != subject_before {
             set.push("a_subject = :subj");
         }
+        let now = now_ms();
+        if let (Some(ttl), false) = (pending, release) {
+            set.extend(["l_token = :t", "l_holder = :h", "l_expires = :x"]);
+            item.lease_expires = Some(now + ttl);
+        }
+        item.pending_ttl = None;
         let mut expr = format!("SET {} ADD a_events :one", set.join(", "));
         if release {
             expr.push_str(" REMOVE l_token, l_holder, l_expires");
         }
+        let condition = match pending {
+            None => "l_token = :t AND a_ver = :v",
+            // Unchanged since inserted, and no live holder.
+            Some(_) => {
+                "a_ver = :v AND (attribute_not_exists(l_token) OR l_token = :t OR l_expires < :now)"
+            }
+        };
         let mut u = (self.client.update_item())
             .table_name(&self.table)
             .key("pk", s(run_pk(run)))
             .key("sk", s(agent_sk(agent)))
             .update_expression(expr)
-            .condition_expression("l_token = :t AND a_ver = :v")
+            .condition_expression(condition)
             .expression_attribute_values(":t", s(token))
             .expression_attribute_values(":v", n(seen))
             .expression_attribute_values(":nv", n(seen + 1))
@@ -232,21 +353,33 @@ impl DynamoStore {
         if item.subject != subject_before {
             u = u.expression_attribute_values(":subj", s(item.subject.to_string()));
         }
+        if pending.is_some() {
+            u = u.expression_attribute_values(":now", n(now));
+            if !release {
+                u = (u.expression_attribute_values(
+                    ":h",
+                    s(item.lease_holder.clone().unwrap_or_default()),
+                ))
+                .expression_attribute_values(":x", n(item.lease_expires.unwrap_or(now)));
+            }
+        }
         match u.send().await {
             Ok(_) => {}
             Err(e) if is_condition_failed(&e) => {
                 self.forget(run, agent);
                 let cur = self.load(run, agent).await?;
-                let ours = if release {
-                    cur.lease_token.is_none() && cur.ver == seen + 1
+                // Ours: the version after this write, with what this write set.
+                let lease_ok = if release {
+                    cur.lease_token.is_none()
                 } else {
-                    cur.lease_token.as_deref() == Some(token) && cur.ver == seen + 1
+                    cur.lease_token.as_deref() == Some(token)
                 };
+                let ours = lease_ok
+                    && cur.ver == seen + 1
+                    && cur.state == item.state
+                    && cur.steps_json() == item.steps_json();
                 if !ours {
-                    return Err(JournalError::LeaseLost {
-                        run: run.into(),
-                        agent: agent.into(),
-                    });
+                    return Err(lost(run, agent, pending.is_some(), &cur, token));
                 }
             }
             Err(e) => {
@@ -260,6 +393,31 @@ impl DynamoStore {
             self.remember(item);
         }
         Ok(())
+    }
+}
+
+/// Why a checkpoint under `token` was refused: another holder took the lease. For a
+/// pending lease (never written) the agent was leased by another process before this
+/// one's first checkpoint: [`JournalError::Leased`], as its acquisition would have been
+/// told, while that holder is alive.
+fn lost(run: &str, agent: &str, pending: bool, cur: &AgentItem, token: &str) -> JournalError {
+    match (&cur.lease_token, cur.lease_expires) {
+        (Some(other), Some(until)) if pending && other != token && until >= now_ms() => {
+            let holder: Option<Holder> =
+                (cur.lease_holder.as_deref()).and_then(|h| serde_json::from_str(h).ok());
+            JournalError::Leased {
+                run: run.into(),
+                agent: agent.into(),
+                holder: holder
+                    .map(|h| format!("pid {} on host {}", h.pid, h.host))
+                    .unwrap_or_else(|| "another process".into()),
+                expires: fmt_ms(until),
+            }
+        }
+        _ => JournalError::LeaseLost {
+            run: run.into(),
+            agent: agent.into(),
+        },
     }
 }
 

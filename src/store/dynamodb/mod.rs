@@ -70,7 +70,15 @@ pub struct DynamoStore {
     /// The agent items this process holds the lease of, as last written: a checkpoint
     /// is one conditional write without a read (see `journal`).
     cache: Mutex<HashMap<(String, String), AgentItem>>,
+    /// Agent items this process inserted and no one has leased through it yet, as
+    /// inserted (at most [`FRESH_MAX`]): their lease is taken by their first checkpoint
+    /// (see `journal`).
+    fresh: Mutex<HashMap<(String, String), AgentItem>>,
 }
+
+/// At most this many inserted items are kept for [`DynamoStore::fresh`] (the rest take
+/// their lease by a write of its own).
+const FRESH_MAX: usize = 10_000;
 
 impl std::fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,6 +202,9 @@ pub(super) struct AgentItem {
     pub(super) lease_token: Option<String>,
     pub(super) lease_holder: Option<String>,
     pub(super) lease_expires: Option<i64>,
+    /// Set (to the lease's time to live, ms) while the lease is this process's in its
+    /// cache only, not in the table yet: taken by the first checkpoint (see `journal`).
+    pub(super) pending_ttl: Option<i64>,
     pub(super) ver: i64,
 }
 
@@ -235,6 +246,7 @@ impl AgentItem {
             lease_token: None,
             lease_holder: None,
             lease_expires: None,
+            pending_ttl: None,
             ver: 0,
         }
     }
@@ -325,6 +337,7 @@ impl AgentItem {
             lease_token: get_s(it, "l_token").map(str::to_string),
             lease_holder: get_s(it, "l_holder").map(str::to_string),
             lease_expires: get_n(it, "l_expires"),
+            pending_ttl: None,
             ver: get_n(it, "a_ver").unwrap_or_default(),
         })
     }
@@ -385,6 +398,7 @@ impl DynamoStore {
             table: table.to_string(),
             url,
             cache: Mutex::default(),
+            fresh: Mutex::default(),
         }
     }
 
@@ -816,7 +830,7 @@ impl DynamoStore {
             return Ok(());
         }
         let first = self.take_seqs(agents.len()).await?;
-        let items: Vec<Item> = (agents.iter().enumerate())
+        let inserted: Vec<AgentItem> = (agents.iter().enumerate())
             .map(|(i, (key, subject))| {
                 AgentItem::new(
                     run,
@@ -826,10 +840,16 @@ impl DynamoStore {
                     steps,
                     on_failure,
                 )
-                .to_item()
             })
             .collect();
-        self.put_items(items).await
+        self.put_items(inserted.iter().map(AgentItem::to_item).collect())
+            .await?;
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let room = FRESH_MAX.saturating_sub(fresh.len());
+        for it in inserted.into_iter().take(room) {
+            fresh.insert((it.run.clone(), it.key.clone()), it);
+        }
+        Ok(())
     }
 
     /// `count` insertion numbers from the table's counter (one write); the first.
@@ -1131,6 +1151,7 @@ impl RunStore for DynamoStore {
                     lease_token: None,
                     lease_holder: None,
                     lease_expires: None,
+                    pending_ttl: None,
                     ver: 0,
                 }
                 .to_item()
