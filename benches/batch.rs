@@ -572,22 +572,8 @@ impl Table {
             .local_addr()
             .unwrap()
             .port();
-        // `MOTO_FRONT=waitress`: moto behind a server that keeps connections alive (see
-        // `moto_keepalive.py`); by default `moto_server` (a connection per request).
-        let mut command = match std::env::var("MOTO_FRONT").as_deref() {
-            Ok("waitress") => {
-                let mut c = std::process::Command::new("python3");
-                c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/moto_keepalive.py"))
-                    .arg(port.to_string());
-                c
-            }
-            _ => {
-                let mut c = std::process::Command::new("moto_server");
-                c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-                c
-            }
-        };
-        let moto = match command
+        let moto = match std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -679,10 +665,9 @@ impl Table {
     }
 }
 
-/// One client connection, kept alive as DynamoDB keeps its own (`moto_server` answers
+/// One client connection, kept alive as DynamoDB keeps its own (moto's server answers
 /// `Connection: close`, which would make the client open a connection per request): each
-/// request is counted, sent upstream (on the connection the last one used while moto keeps
-/// it open: with `MOTO_FRONT=waitress`; else on a new one), and its answer (the
+/// request is counted, sent upstream on a connection of its own, and its answer (the
 /// `Connection` header dropped) copied back; moto's time to answer is summed under
 /// `(moto µs)`.
 fn relay(client: std::net::TcpStream, port: u16, counts: &Mutex<BTreeMap<String, u64>>) {
@@ -692,9 +677,6 @@ fn relay(client: std::net::TcpStream, port: u16, counts: &Mutex<BTreeMap<String,
         return;
     };
     let mut reader = std::io::BufReader::new(client);
-    // The connection upstream, while moto keeps it open.
-    let mut upstream: Option<(std::net::TcpStream, std::io::BufReader<std::net::TcpStream>)> =
-        None;
     loop {
         let Some((head, body)) = read_message(&mut reader, false) else {
             return;
@@ -705,28 +687,17 @@ fn relay(client: std::net::TcpStream, port: u16, counts: &Mutex<BTreeMap<String,
         let budget = body.windows(7).any(|w| w == b"#BUDGET");
         let key = if budget { format!("{op} (budget)") } else { op };
         let sent = Instant::now();
-        if upstream.is_none() {
-            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                return;
-            };
-            let _ = up.set_nodelay(true);
-            let Ok(read_side) = up.try_clone() else {
-                return;
-            };
-            upstream = Some((up, std::io::BufReader::new(read_side)));
-        }
-        let Some((up, up_reader)) = upstream.as_mut() else {
+        let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
             return;
         };
+        let _ = up.set_nodelay(true);
         if up.write_all(&head).is_err() || up.write_all(&body).is_err() {
             return;
         }
-        let Some((answer, answer_body)) = read_message(up_reader, true) else {
+        let mut up_reader = std::io::BufReader::new(up);
+        let Some((answer, answer_body)) = read_message(&mut up_reader, true) else {
             return;
         };
-        if header(&answer, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
-            upstream = None;
-        }
         let took = sent.elapsed();
         {
             let mut c = counts.lock().unwrap();
