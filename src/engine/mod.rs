@@ -57,6 +57,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use definition::{Step, Workflow, WorkflowError};
 pub use driver::{
     AgentOutcome, AgentRecord, Engine, EngineOptions, Error, PlanDecision, PlannedStep,
+    LEASES_IN_FLIGHT,
 };
 pub use hooks::{CrashPoint, Progress, ProgressFn};
 pub use ids::{AgentKey, RunId, StepId};

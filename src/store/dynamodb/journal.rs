@@ -111,7 +111,9 @@ impl DynamoStore {
     /// The item this process inserted, if no one leased it through this process yet.
     fn take_fresh(&self, run: &str, agent: &str) -> Option<AgentItem> {
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
-        fresh.remove(&(run.to_string(), agent.to_string()))
+        fresh
+            .remove(&(run.to_string(), agent.to_string()))?
+            .item(run, agent)
     }
 
     async fn acquire(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> JResult<()> {
@@ -363,7 +365,13 @@ impl DynamoStore {
                 .expression_attribute_values(":x", n(item.lease_expires.unwrap_or(now)));
             }
         }
-        match u.send().await {
+        let turn = match pending {
+            Some(_) => self.first_writes.acquire().await.ok(),
+            None => None,
+        };
+        let sent = u.send().await;
+        drop(turn);
+        match sent {
             Ok(_) => {}
             Err(e) if is_condition_failed(&e) => {
                 self.forget(run, agent);

@@ -73,7 +73,36 @@ pub struct DynamoStore {
     /// Agent items this process inserted and no one has leased through it yet, as
     /// inserted (at most [`FRESH_MAX`]): their lease is taken by their first checkpoint
     /// (see `journal`).
-    fresh: Mutex<HashMap<(String, String), AgentItem>>,
+    fresh: Mutex<HashMap<(String, String), Fresh>>,
+    /// First checkpoints of pending leases in flight: at most as many as the engine lets
+    /// agents take their lease at once, for the same reason (see `LEASES_IN_FLIGHT`).
+    first_writes: tokio::sync::Semaphore,
+}
+
+/// An agent item as this process inserted it, kept compact for [`DynamoStore::fresh`]
+/// (the subject as its JSON text; what the insert's agents share, shared).
+struct Fresh {
+    seq: i64,
+    subject: Box<str>,
+    at: std::sync::Arc<str>,
+    steps: std::sync::Arc<[StepId]>,
+    on_failure: OnFailure,
+}
+
+impl Fresh {
+    /// The item as inserted.
+    fn item(&self, run: &str, key: &str) -> Option<AgentItem> {
+        let subject = serde_json::from_str(&self.subject).ok()?;
+        Some(AgentItem::inserted(
+            run,
+            key,
+            self.seq,
+            &subject,
+            &self.steps,
+            self.on_failure,
+            &self.at,
+        ))
+    }
 }
 
 /// At most this many inserted items are kept for [`DynamoStore::fresh`] (the rest take
@@ -209,15 +238,17 @@ pub(super) struct AgentItem {
 }
 
 impl AgentItem {
-    fn new(
+    /// A new agent's item, inserted `at` (RFC 3339).
+    fn inserted(
         run: &str,
         key: &str,
         seq: i64,
         subject: &serde_json::Value,
         steps: &[StepId],
         on_failure: OnFailure,
+        at: &str,
     ) -> AgentItem {
-        let now = now_rfc3339();
+        let now = at.to_string();
         AgentItem {
             run: run.to_string(),
             key: key.to_string(),
@@ -399,6 +430,7 @@ impl DynamoStore {
             url,
             cache: Mutex::default(),
             fresh: Mutex::default(),
+            first_writes: tokio::sync::Semaphore::new(crate::engine::LEASES_IN_FLIGHT),
         }
     }
 
@@ -830,24 +862,27 @@ impl DynamoStore {
             return Ok(());
         }
         let first = self.take_seqs(agents.len()).await?;
-        let inserted: Vec<AgentItem> = (agents.iter().enumerate())
+        let at: std::sync::Arc<str> = now_rfc3339().into();
+        let items: Vec<Item> = (agents.iter().enumerate())
             .map(|(i, (key, subject))| {
-                AgentItem::new(
-                    run,
-                    key.as_ref(),
-                    first + i as i64,
-                    subject,
-                    steps,
-                    on_failure,
-                )
+                let seq = first + i as i64;
+                AgentItem::inserted(run, key.as_ref(), seq, subject, steps, on_failure, &at)
+                    .to_item()
             })
             .collect();
-        self.put_items(inserted.iter().map(AgentItem::to_item).collect())
-            .await?;
+        self.put_items(items).await?;
+        let shared: std::sync::Arc<[StepId]> = steps.into();
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
         let room = FRESH_MAX.saturating_sub(fresh.len());
-        for it in inserted.into_iter().take(room) {
-            fresh.insert((it.run.clone(), it.key.clone()), it);
+        for (i, (key, subject)) in agents.iter().enumerate().take(room) {
+            let it = Fresh {
+                seq: first + i as i64,
+                subject: subject.to_string().into(),
+                at: at.clone(),
+                steps: shared.clone(),
+                on_failure,
+            };
+            fresh.insert((run.to_string(), key.as_ref().to_string()), it);
         }
         Ok(())
     }
