@@ -32,8 +32,9 @@
 //!    (`SHARED=false`: the table's runs with `[rate_limits] shared = false`).
 //! 8. **ddb-shared** (issue 18) — `PROCS` processes (default 3) of `PER` agents (default 300)
 //!    each, disjoint files, one table, started together at the ×`SCALE` quotas; with the
-//!    shared rate budget, then with `[rate_limits] shared = false`: wall ÷ the bound of all
-//!    agents, throttled share, CreateUser the sandbox applied.
+//!    shared rate budget, then with `[rate_limits] shared = false` (`SHARES=true` for the
+//!    first only): wall ÷ the bound of all agents, throttled share, CreateUser the sandbox
+//!    applied.
 //! 9. **ddb-latency** (issue 18) — `OVERHEAD` agents (default 3000) unthrottled, the sandbox
 //!    answering each call after `LATENCY` ms (default `5,50`), on SQLite and on the table:
 //!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
@@ -890,13 +891,14 @@ async fn ddb_quota(table: &Table, dir: &Path, limits: &str, n: usize, scale: f64
 }
 
 /// (b): `PROCS` processes (default 3) of `PER` agents (default 300) each, disjoint files, one
-/// table, started together; with the shared budget, then with `shared = false`.
+/// table, started together; with the shared budget, then with `shared = false` (`SHARES`,
+/// default `true,false`).
 async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<(bool, f64, f64)> {
     let procs: usize = var("PROCS", 3);
     let per: usize = var("PER", 300);
     let rep = REP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = vec![];
-    for shared in [true, false] {
+    for shared in shares() {
         let sb =
             sandbox(serde_json::json!({"rate_limits": {"preset": "aws", "scale": scale}})).await;
         let name = format!("shared{shared}{rep}");
@@ -974,6 +976,14 @@ async fn ddb_shared(table: &Table, dir: &Path, limits: &str, scale: f64) -> Vec<
         sb.shutdown().await;
     }
     out
+}
+
+/// `ddb-shared`'s cases: `SHARES` (default `true,false`).
+fn shares() -> Vec<bool> {
+    (std::env::var("SHARES").unwrap_or_else(|_| "true,false".into()))
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 static REP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -1159,7 +1169,7 @@ async fn main() {
                 for _ in 0..var("REPS", 1) {
                     runs.extend(ddb_shared(&table, dir.path(), &limits, scale).await);
                 }
-                for shared in [true, false] {
+                for shared in shares() {
                     let of = |f: fn(&(bool, f64, f64)) -> f64| {
                         median(runs.iter().filter(|r| r.0 == shared).map(f).collect())
                     };
