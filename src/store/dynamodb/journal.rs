@@ -163,14 +163,7 @@ impl DynamoStore {
                 }
             }
         }
-        Err(JournalError::Leased {
-            run: run.into(),
-            agent: agent.into(),
-            holder: holder
-                .map(|h| format!("pid {} on host {}", h.pid, h.host))
-                .unwrap_or_else(|| "another process".into()),
-            expires: fmt_ms(cur.lease_expires.unwrap_or_default()),
-        })
+        Err(leased(run, agent, &cur))
     }
 
     async fn renew(&self, run: &str, agent: &str, token: &str, ttl_ms: i64) -> JResult<()> {
@@ -411,21 +404,26 @@ impl DynamoStore {
 fn lost(run: &str, agent: &str, pending: bool, cur: &AgentItem, token: &str) -> JournalError {
     match (&cur.lease_token, cur.lease_expires) {
         (Some(other), Some(until)) if pending && other != token && until >= now_ms() => {
-            let holder: Option<Holder> =
-                (cur.lease_holder.as_deref()).and_then(|h| serde_json::from_str(h).ok());
-            JournalError::Leased {
-                run: run.into(),
-                agent: agent.into(),
-                holder: holder
-                    .map(|h| format!("pid {} on host {}", h.pid, h.host))
-                    .unwrap_or_else(|| "another process".into()),
-                expires: fmt_ms(until),
-            }
+            leased(run, agent, cur)
         }
         _ => JournalError::LeaseLost {
             run: run.into(),
             agent: agent.into(),
         },
+    }
+}
+
+/// The agent is leased by the holder `cur` names.
+fn leased(run: &str, agent: &str, cur: &AgentItem) -> JournalError {
+    let holder: Option<Holder> =
+        (cur.lease_holder.as_deref()).and_then(|h| serde_json::from_str(h).ok());
+    JournalError::Leased {
+        run: run.into(),
+        agent: agent.into(),
+        holder: holder
+            .map(|h| format!("pid {} on host {}", h.pid, h.host))
+            .unwrap_or_else(|| "another process".into()),
+        expires: fmt_ms(cur.lease_expires.unwrap_or_default()),
     }
 }
 
