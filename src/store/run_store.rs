@@ -392,6 +392,26 @@ mod semantics {
         Some((child, format!("http://127.0.0.1:{port}")))
     }
 
+    /// A store (a process, with its own cache) on table `table` of the moto server at `url`.
+    async fn on_table(url: &str, table: &str) -> crate::store::DynamoStore {
+        crate::store::DynamoStore::on_emulator(url, table)
+            .await
+            .unwrap()
+    }
+
+    /// Two stores (two processes) on one table of a moto server of their own; `None`
+    /// without moto.
+    async fn two_processes(
+        table: &str,
+    ) -> Option<(Moto, crate::store::DynamoStore, crate::store::DynamoStore)> {
+        let (moto, url) = start_moto()?;
+        Some((
+            moto,
+            on_table(&url, table).await,
+            on_table(&url, table).await,
+        ))
+    }
+
     /// Every backend, fresh: the DynamoDB one on a new table of its own moto server.
     struct Backends {
         list: Vec<(&'static str, Arc<dyn RunStore>)>,
@@ -794,15 +814,9 @@ mod semantics {
     /// lease expired while it was paused cannot overwrite the new holder's checkpoints.
     #[tokio::test]
     async fn two_processes_on_one_table_one_paused_past_its_lease() {
-        let Some((_moto, url)) = start_moto() else {
+        let Some((_moto, a, b)) = two_processes("shared").await else {
             return;
         };
-        let a = crate::store::DynamoStore::on_emulator(&url, "shared")
-            .await
-            .unwrap();
-        let b = crate::store::DynamoStore::on_emulator(&url, "shared")
-            .await
-            .unwrap();
         seed(&a, "r1", T1, &["a@x"]).await;
         let intent = StepUpdate {
             state: Some(StepState::Running),
@@ -894,10 +908,12 @@ mod semantics {
         );
     }
 
-    /// The intent of `agent`'s first step in run `r1`, under `token`.
+    /// The intent of `agent`'s `step` in `run`, under `token`.
     async fn intent_on(
         s: &crate::store::DynamoStore,
+        run: &str,
         agent: &str,
+        step: &str,
         token: &str,
     ) -> std::result::Result<(), JournalError> {
         let intent = StepUpdate {
@@ -905,14 +921,14 @@ mod semantics {
             unresolved: Some(true),
             ..Default::default()
         };
-        s.update_step(
-            &rid("r1"),
+        (s.update_step(
+            &rid(run),
             &key(agent),
             token,
-            &"connect_user".into(),
+            &step.into(),
             &intent,
             EventKind::StepIntent,
-        )
+        ))
         .await
     }
 
@@ -922,15 +938,9 @@ mod semantics {
     #[tokio::test]
     async fn a_fresh_agents_lease_is_taken_by_its_first_checkpoint_and_refused_if_another_came_first(
     ) {
-        let Some((_moto, url)) = start_moto() else {
+        let Some((_moto, a, b)) = two_processes("fresh").await else {
             return;
         };
-        let a = crate::store::DynamoStore::on_emulator(&url, "fresh")
-            .await
-            .unwrap();
-        let b = crate::store::DynamoStore::on_emulator(&url, "fresh")
-            .await
-            .unwrap();
         seed(&a, "r1", T1, &["a@x", "b@x", "c@x"]).await;
         // a@x: A's lease is pending, B takes it in the table and writes first.
         a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
@@ -941,12 +951,14 @@ mod semantics {
         b.acquire_lease(&rid("r1"), &key("a@x"), "B", 60_000)
             .await
             .unwrap();
-        let refused = intent_on(&a, "a@x", "A").await;
+        let refused = intent_on(&a, "r1", "a@x", "connect_user", "A").await;
         assert!(
             matches!(refused, Err(JournalError::Leased { .. })),
             "the item is unchanged, but B holds it: {refused:?}"
         );
-        intent_on(&b, "a@x", "B").await.unwrap();
+        intent_on(&b, "r1", "a@x", "connect_user", "B")
+            .await
+            .unwrap();
         let it = b.load("r1", "a@x").await.unwrap();
         assert_eq!((it.lease_token.as_deref(), it.ver), (Some("B"), 1));
 
@@ -972,7 +984,7 @@ mod semantics {
         )
         .await
         .unwrap();
-        let refused = intent_on(&a, "b@x", "A").await;
+        let refused = intent_on(&a, "r1", "b@x", "connect_user", "A").await;
         assert!(
             matches!(refused, Err(JournalError::LeaseLost { .. })),
             "{refused:?}"
@@ -989,7 +1001,9 @@ mod semantics {
         a.acquire_lease(&rid("r1"), &key("c@x"), "A", 60_000)
             .await
             .unwrap();
-        intent_on(&a, "c@x", "A").await.unwrap();
+        intent_on(&a, "r1", "c@x", "connect_user", "A")
+            .await
+            .unwrap();
         let it = b.load("r1", "c@x").await.unwrap();
         assert_eq!((it.lease_token.as_deref(), it.ver), (Some("A"), 1));
         assert!(it.lease_expires.unwrap() > crate::store::now_ms() + 50_000);
@@ -997,7 +1011,9 @@ mod semantics {
             b.acquire_lease(&rid("r1"), &key("c@x"), "B", 60_000).await,
             Err(JournalError::Leased { .. })
         ));
-        intent_on(&a, "c@x", "A").await.unwrap();
+        intent_on(&a, "r1", "c@x", "connect_user", "A")
+            .await
+            .unwrap();
         assert_eq!(b.load("r1", "c@x").await.unwrap().ver, 2);
     }
 
@@ -1008,16 +1024,12 @@ mod semantics {
         let Some((_moto, url)) = start_moto() else {
             return;
         };
-        let b = crate::store::DynamoStore::on_emulator(&url, "pending")
-            .await
-            .unwrap();
+        let b = on_table(&url, "pending").await;
         let keys = [
             "a@x", "b@x", "c@x", "d@x", "e@x", "f@x", "g@x", "h@x", "i@x",
         ];
         {
-            let a = crate::store::DynamoStore::on_emulator(&url, "pending")
-                .await
-                .unwrap();
+            let a = on_table(&url, "pending").await;
             seed(&a, "r1", T1, &keys).await;
             a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
                 .await
@@ -1028,9 +1040,7 @@ mod semantics {
             .await
             .unwrap_or_else(|e| panic!("nothing to wait out: {e}"));
 
-        let a = crate::store::DynamoStore::on_emulator(&url, "pending")
-            .await
-            .unwrap();
+        let a = on_table(&url, "pending").await;
         seed(&a, "r2", T2, &keys).await;
         a.acquire_lease(&rid("r2"), &key("b@x"), "A", 60_000)
             .await
@@ -1057,21 +1067,7 @@ mod semantics {
             b.acquire_lease(&rid("r2"), &key("c@x"), "B", 60_000).await,
             Err(JournalError::Leased { .. })
         ));
-        let intent = StepUpdate {
-            state: Some(StepState::Running),
-            unresolved: Some(true),
-            ..Default::default()
-        };
-        a.update_step(
-            &rid("r2"),
-            &key("c@x"),
-            "A",
-            &"connect_user".into(),
-            &intent,
-            EventKind::StepIntent,
-        )
-        .await
-        .unwrap();
+        (intent_on(&a, "r2", "c@x", "connect_user", "A").await).unwrap();
 
         // A renewal racing the first checkpoint: both land, in either order, and the
         // next checkpoint still finds the version it expects.
@@ -1082,9 +1078,9 @@ mod semantics {
             a.acquire_lease(&rid("r2"), &key(agent), "A", 60_000)
                 .await
                 .unwrap();
-            let (r2, k, first) = (rid("r2"), key(agent), StepId::from("connect_user"));
+            let (r2, k) = (rid("r2"), key(agent));
             let renew = a.renew_lease(&r2, &k, "A", 60_000);
-            let write = a.update_step(&r2, &k, "A", &first, &intent, EventKind::StepIntent);
+            let write = intent_on(&a, "r2", agent, "connect_user", "A");
             // Both sent before either answers; the first polled is sent first.
             let (renewed, written) = if i % 2 == 0 {
                 tokio::join!(renew, write)
@@ -1094,16 +1090,7 @@ mod semantics {
             };
             renewed.unwrap();
             written.unwrap();
-            a.update_step(
-                &rid("r2"),
-                &key(agent),
-                "A",
-                &"identity_user".into(),
-                &intent,
-                EventKind::StepIntent,
-            )
-            .await
-            .unwrap();
+            (intent_on(&a, "r2", agent, "identity_user", "A").await).unwrap();
             let it = b.load("r2", agent).await.unwrap();
             assert_eq!(
                 (it.lease_token.as_deref(), it.ver),
@@ -1113,9 +1100,7 @@ mod semantics {
         }
 
         // The same refused for a run the process did not insert: leased by a write.
-        let c = crate::store::DynamoStore::on_emulator(&url, "pending")
-            .await
-            .unwrap();
+        let c = on_table(&url, "pending").await;
         c.acquire_lease(&rid("r1"), &key("f@x"), "C", 60_000)
             .await
             .unwrap();
@@ -1255,15 +1240,9 @@ mod semantics {
     /// write atomic, so racing real requests there would test moto, not the store.
     #[tokio::test]
     async fn two_processes_creating_an_exclusive_run_for_one_agent_at_once_one_is_refused() {
-        let Some((_moto, url)) = start_moto() else {
+        let Some((_moto, a, b)) = two_processes("exclusive").await else {
             return;
         };
-        let a = crate::store::DynamoStore::on_emulator(&url, "exclusive")
-            .await
-            .unwrap();
-        let b = crate::store::DynamoStore::on_emulator(&url, "exclusive")
-            .await
-            .unwrap();
         let open = [AgentState::Pending, AgentState::Running];
         let who: Vec<(AgentKey, serde_json::Value)> = agents(&["a@x"]);
         let (ca, cb) = (a.claim("a@x").await.unwrap(), b.claim("a@x").await.unwrap());

@@ -69,7 +69,8 @@ impl DynamoStore {
         cache.remove(&(run.to_string(), agent.to_string()));
     }
 
-    /// Sets the lease to `token`, under `condition`; the item as written.
+    /// Sets the lease to `token`, under `condition` (with `values` besides `:t` and
+    /// `:now`); the item as written, `None` if the condition failed.
     async fn take_lease(
         &self,
         run: &str,
@@ -77,7 +78,7 @@ impl DynamoStore {
         token: &str,
         ttl_ms: i64,
         condition: &str,
-        old: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
     ) -> Result<Option<AgentItem>, Error> {
         let holder = serde_json::to_string(&Holder::current()).unwrap_or_default();
         let now = now_ms();
@@ -95,8 +96,8 @@ impl DynamoStore {
         if condition.contains(":now") {
             u = u.expression_attribute_values(":now", n(now));
         }
-        if let Some(o) = old {
-            u = u.expression_attribute_values(":old", s(o));
+        for (k, v) in values {
+            u = u.expression_attribute_values(k, v);
         }
         match u.send().await {
             Ok(out) => match out.attributes() {
@@ -143,7 +144,7 @@ impl DynamoStore {
         }
         let free = "attribute_exists(pk) AND (attribute_not_exists(l_token) OR l_token = :t OR l_expires < :now)";
         if let Some(it) = self
-            .take_lease(run, agent, token, ttl_ms, free, None)
+            .take_lease(run, agent, token, ttl_ms, free, vec![])
             .await?
         {
             self.remember(it);
@@ -156,7 +157,8 @@ impl DynamoStore {
             if h.is_dead() {
                 let swap = "l_token = :old";
                 if let Some(it) =
-                    (self.take_lease(run, agent, token, ttl_ms, swap, Some(old))).await?
+                    (self.take_lease(run, agent, token, ttl_ms, swap, vec![(":old", s(old))]))
+                        .await?
                 {
                     self.remember(it);
                     return Ok(());
@@ -208,44 +210,25 @@ impl DynamoStore {
     ) -> JResult<()> {
         let cond =
             "l_token = :t OR ((attribute_not_exists(l_token) OR l_expires < :now) AND a_ver = :v)";
-        let holder = serde_json::to_string(&Holder::current()).unwrap_or_default();
-        let now = now_ms();
-        let out = (self.client.update_item())
-            .table_name(&self.table)
-            .key("pk", s(run_pk(run)))
-            .key("sk", s(agent_sk(agent)))
-            .update_expression("SET l_token = :t, l_holder = :h, l_expires = :x ADD a_events :one")
-            .condition_expression(cond)
-            .expression_attribute_values(":t", s(token))
-            .expression_attribute_values(":h", s(holder))
-            .expression_attribute_values(":x", n(now + ttl_ms))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":v", n(ver))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await;
-        match out {
-            Ok(_) => {
-                // Unless a checkpoint replaced the cached item meanwhile (it took the
-                // lease itself), the cached lease is now the table's.
-                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(it) = cache.get_mut(&(run.to_string(), agent.to_string())) {
-                    if it.lease_token.as_deref() == Some(token) && it.ver == ver {
-                        it.pending_ttl = None;
-                        it.lease_expires = Some(now + ttl_ms);
-                    }
-                }
-                Ok(())
+        let taken =
+            (self.take_lease(run, agent, token, ttl_ms, cond, vec![(":v", n(ver))])).await?;
+        let Some(written) = taken else {
+            self.forget(run, agent);
+            return Err(JournalError::LeaseLost {
+                run: run.into(),
+                agent: agent.into(),
+            });
+        };
+        // Unless a checkpoint replaced the cached item meanwhile (it took the lease
+        // itself), the cached lease is now the table's.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(it) = cache.get_mut(&(run.to_string(), agent.to_string())) {
+            if it.lease_token.as_deref() == Some(token) && it.ver == ver {
+                it.pending_ttl = None;
+                it.lease_expires = written.lease_expires;
             }
-            Err(e) if is_condition_failed(&e) => {
-                self.forget(run, agent);
-                Err(JournalError::LeaseLost {
-                    run: run.into(),
-                    agent: agent.into(),
-                })
-            }
-            Err(e) => Err(self.remote("UpdateItem", e).into()),
         }
+        Ok(())
     }
 
     async fn release(&self, run: &str, agent: &str, token: &str) -> JResult<()> {
