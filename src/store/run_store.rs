@@ -941,7 +941,7 @@ mod semantics {
         let Some((_moto, a, b)) = two_processes("fresh").await else {
             return;
         };
-        seed(&a, "r1", T1, &["a@x", "b@x", "c@x"]).await;
+        seed(&a, "r1", T1, &["a@x", "b@x", "c@x", "d@x"]).await;
         // a@x: A's lease is pending, B takes it in the table and writes first.
         a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
             .await
@@ -1015,6 +1015,36 @@ mod semantics {
             .await
             .unwrap();
         assert_eq!(b.load("r1", "c@x").await.unwrap().ver, 2);
+
+        // d@x: A's first checkpoint is its last (it releases), refused after B wrote one
+        // checkpoint that also released: the version is the one A's would have made and
+        // no one holds the lease, but the content is B's, so A is told, not "done".
+        a.acquire_lease(&rid("r1"), &key("d@x"), "A", 60_000)
+            .await
+            .unwrap();
+        b.acquire_lease(&rid("r1"), &key("d@x"), "B", 60_000)
+            .await
+            .unwrap();
+        let last = |state| {
+            vec![
+                Change::Agent {
+                    state,
+                    last_error: None,
+                },
+                Change::ReleaseLease,
+            ]
+        };
+        (b.apply(&rid("r1"), &key("d@x"), "B", last(AgentState::Failed))
+            .await)
+            .unwrap();
+        let refused = a
+            .apply(&rid("r1"), &key("d@x"), "A", last(AgentState::Done))
+            .await;
+        assert!(
+            matches!(refused, Err(JournalError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(b.load("r1", "d@x").await.unwrap().state, AgentState::Failed);
     }
 
     /// A pending lease renewed is written (so a slow first step is fenced as any other);
