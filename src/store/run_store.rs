@@ -942,6 +942,16 @@ mod semantics {
             return;
         };
         seed(&a, "r1", T1, &["a@x", "b@x", "c@x", "d@x"]).await;
+        // An agent's last checkpoint: its state, and the lease released.
+        let last = |state| {
+            vec![
+                Change::Agent {
+                    state,
+                    last_error: None,
+                },
+                Change::ReleaseLease,
+            ]
+        };
         // a@x: A's lease is pending, B takes it in the table and writes first.
         a.acquire_lease(&rid("r1"), &key("a@x"), "A", 60_000)
             .await
@@ -970,20 +980,9 @@ mod semantics {
         b.acquire_lease(&rid("r1"), &key("b@x"), "B", 60_000)
             .await
             .unwrap();
-        b.apply(
-            &rid("r1"),
-            &key("b@x"),
-            "B",
-            vec![
-                Change::Agent {
-                    state: AgentState::Failed,
-                    last_error: None,
-                },
-                Change::ReleaseLease,
-            ],
-        )
-        .await
-        .unwrap();
+        (b.apply(&rid("r1"), &key("b@x"), "B", last(AgentState::Failed))
+            .await)
+            .unwrap();
         let refused = intent_on(&a, "r1", "b@x", "connect_user", "A").await;
         assert!(
             matches!(refused, Err(JournalError::LeaseLost { .. })),
@@ -1025,15 +1024,6 @@ mod semantics {
         b.acquire_lease(&rid("r1"), &key("d@x"), "B", 60_000)
             .await
             .unwrap();
-        let last = |state| {
-            vec![
-                Change::Agent {
-                    state,
-                    last_error: None,
-                },
-                Change::ReleaseLease,
-            ]
-        };
         (b.apply(&rid("r1"), &key("d@x"), "B", last(AgentState::Failed))
             .await)
             .unwrap();

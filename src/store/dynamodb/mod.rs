@@ -105,8 +105,8 @@ impl Fresh {
     }
 }
 
-/// At most this many inserted items are kept for [`DynamoStore::fresh`] (the rest take
-/// their lease by a write of its own).
+/// At most this many inserted items are kept for [`DynamoStore::fresh`] (the others take
+/// their lease by a write of its own, as agents this process did not insert).
 const FRESH_MAX: usize = 10_000;
 
 impl std::fmt::Debug for DynamoStore {
