@@ -202,6 +202,10 @@ pub(super) struct Driver<'a, S> {
     pub(super) committed: (AgentState, Option<String>),
     /// Every change was committed, the lease's release included.
     pub(super) released: bool,
+    /// The step whose intent was declared in the checkpoint of the step before it (both
+    /// looked up absent by the plan), and when: its create then sends without a
+    /// checkpoint of its own (see `Driver::take_declared`).
+    pub(super) declared: Option<(usize, i64)>,
 }
 
 pub(super) enum Stop {
@@ -548,6 +552,7 @@ where
             deferred: Vec::new(),
             committed: (row.state, row.last_error.clone()),
             released: false,
+            declared: None,
         })
     }
 }

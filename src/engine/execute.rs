@@ -88,9 +88,28 @@ where
             }
         }
 
-        for (idx, looked_up) in planned.into_iter().enumerate() {
+        let mut planned = planned;
+        for idx in 0..planned.len() {
+            let looked_up = planned[idx].take();
             if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
                 continue;
+            }
+            // The next step, also looked up absent and independent of this one's outcome,
+            // declares its intent with this one's: one checkpoint less (see `Declared`).
+            if matches!(looked_up, Some(Lookup::Absent))
+                && matches!(planned.get(idx + 1), Some(Some(Lookup::Absent)))
+                && !self.wf().steps[idx].irreversible
+                && !self.wf().steps[idx + 1].irreversible
+            {
+                let intent = StepUpdate {
+                    state: Some(StepState::Running),
+                    unresolved: Some(true),
+                    bump_attempts: true,
+                    mark_write: Some(self.engine.opts.clock.now_ms()),
+                    ..Default::default()
+                };
+                self.defer(idx + 1, intent, EventKind::StepIntent)?;
+                self.declared = Some((idx + 1, self.engine.opts.clock.now_ms()));
             }
             let done = if self.wf().steps[idx].irreversible {
                 self.remove(idx, looked_up).await?
@@ -251,7 +270,8 @@ where
         tries: &mut Tries,
     ) -> Result<Option<Result<(), Stop>>, Error> {
         tries.attempt += 1;
-        let was_unresolved = self.steps[idx].unresolved;
+        let declared = self.take_declared(idx);
+        let was_unresolved = self.steps[idx].unresolved && declared.is_none();
         let intent = StepUpdate {
             state: Some(StepState::Running),
             unresolved: Some(true),
@@ -259,15 +279,18 @@ where
             mark_write: Some(self.engine.opts.clock.now_ms()),
             ..Default::default()
         };
-        let result = self
-            .send(
+        let result = if declared == Some(true) {
+            self.send_declared(idx, tries.attempt).await?
+        } else {
+            self.send(
                 idx,
                 tries.attempt,
                 (intent, EventKind::StepIntent),
                 Call::Create,
                 Crashes::AROUND_WRITE,
             )
-            .await?;
+            .await?
+        };
         match result {
             Ok(outputs) => {
                 let detail = fmt_outputs(&outputs);
@@ -371,6 +394,7 @@ where
     }
 
     pub(super) async fn stop(&mut self, stop: Stop) -> Result<AgentOutcome, Error> {
+        self.undeclare()?;
         match stop {
             Stop::Interrupted(msg) => {
                 self.set_agent(AgentState::Interrupted, Some(&msg)).await?;

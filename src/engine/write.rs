@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::action::{ErrorKind, Outputs, StepContext, StepError};
 use super::driver::{bind, Driver, Error};
 use super::hooks::CrashPoint;
-use super::journal::{EventKind, StepUpdate};
+use super::journal::{Change, EventKind, StepUpdate};
+use super::state::StepState;
 
 /// Which call a write is.
 pub(super) enum Call<'o> {
@@ -79,6 +80,66 @@ where
         Ok(result)
     }
 }
+
+impl<S> Driver<'_, S>
+where
+    S: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A create whose intent is durable already (declared with the step before it): the
+    /// same call and crash points as [`Driver::send`], without the checkpoint.
+    pub(super) async fn send_declared(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+    ) -> Result<Result<Outputs, StepError>, Error> {
+        self.fenced()?;
+        let step = self.wf().steps[idx].clone();
+        let action = self.engine.registry[&step.action].clone();
+        self.crash(CrashPoint::BeforeWrite, &step.id);
+        let inputs = bind(&step, &self.known()).unwrap_or_default();
+        let cx = StepContext {
+            subject: &self.subject,
+            inputs: &inputs,
+            secrets: self.secrets,
+            attempt,
+        };
+        let result = action.create(&cx).await;
+        self.crash(CrashPoint::AfterWrite, &step.id);
+        Ok(result)
+    }
+
+    /// Whether step `idx`'s intent was declared ahead: `Some(true)` when that declaration
+    /// is durable and recent (at most [`DECLARED_FOR_MS`] old: its settle window starts
+    /// then), `Some(false)` when it must be written again, `None` when there was none.
+    pub(super) fn take_declared(&mut self, idx: usize) -> Option<bool> {
+        let (step, at) = self.declared.filter(|(s, _)| *s == idx)?;
+        self.declared = None;
+        let id = &self.wf().steps[step].id;
+        let pending = self.deferred.iter().any(|c| {
+            matches!(c, Change::Step { step, kind: EventKind::StepIntent, .. } if step.as_str() == id)
+        });
+        let fresh = self.engine.opts.clock.now_ms() - at <= DECLARED_FOR_MS;
+        Some(!pending && fresh)
+    }
+
+    /// A declared intent whose step is not sent in this pass (the agent stops first) is
+    /// taken back: the step is pending again, not unresolved (no write of it was sent).
+    pub(super) fn undeclare(&mut self) -> Result<(), Error> {
+        let Some((idx, _)) = self.declared.take() else {
+            return Ok(());
+        };
+        let back = StepUpdate {
+            state: Some(StepState::Pending),
+            unresolved: Some(false),
+            ..Default::default()
+        };
+        self.defer(idx, back, EventKind::StepError)
+    }
+}
+
+/// How long a declared intent stands for its step's write: past it, the intent is written
+/// again (its settle window counts from the write it announces).
+const DECLARED_FOR_MS: i64 = 1_000;
 
 /// A delete answered "not found": done — nothing is left to delete — except while the
 /// resource is within the settle window of a write of ours (`within_settle`), where "not
