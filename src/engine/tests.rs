@@ -1354,3 +1354,58 @@ async fn agents_started_together_take_their_leases_a_few_at_a_time_and_all_finis
         super::driver::LEASES_IN_FLIGHT
     );
 }
+
+/// Two steps that do not depend on each other, the second declaring its intent in the
+/// first's checkpoint (see `Driver::take_declared`).
+const INDEPENDENT: &str = r#"
+    version = 1
+    name = "t"
+    retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+    [[steps]]
+    id = "one"
+    action = "a"
+    [[steps]]
+    id = "two"
+    action = "c"
+"#;
+
+#[tokio::test]
+async fn a_declared_step_is_created_once_and_owned() {
+    let s = setup_with(INDEPENDENT, OnFailure::Rollback);
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    let st = steps(&s);
+    assert!(st
+        .iter()
+        .all(|r| r.state == StepState::Done && r.owned && !r.unresolved));
+    assert_eq!((creates(&s, "a"), creates(&s, "c")), (1, 1));
+}
+
+/// The first step fails for good before the declared second one is sent: the second is
+/// pending again (no write of it was sent), so the agent holds nothing and fails without
+/// a compensation that would wait out the second's settle window.
+#[tokio::test]
+async fn a_declared_step_never_sent_is_pending_again_when_the_agent_stops() {
+    let s = setup_with(INDEPENDENT, OnFailure::Rollback);
+    script(&s, "a", "create", &[Script::Fail(ErrorKind::Permanent)]);
+    assert_eq!(run(&s).await.state, AgentState::Failed);
+    let st = steps(&s);
+    assert_eq!((st[1].state, st[1].unresolved), (StepState::Pending, false));
+    assert_eq!(creates(&s, "c"), 0);
+}
+
+/// A declared step whose write lands and answers an error is owned when found later, as
+/// with a written intent.
+#[tokio::test]
+async fn a_declared_step_whose_write_landed_then_failed_is_owned() {
+    let s = setup_with(INDEPENDENT, OnFailure::Rollback);
+    script(
+        &s,
+        "c",
+        "create",
+        &[Script::ApplyThenFail(ErrorKind::Ambiguous)],
+    );
+    assert_eq!(run(&s).await.state, AgentState::Done);
+    let st = steps(&s);
+    assert!(st[1].owned && !st[1].unresolved, "{st:?}");
+    assert_eq!(creates(&s, "c"), 1);
+}
