@@ -88,7 +88,6 @@ where
             }
         }
 
-        let mut planned = planned;
         for idx in 0..planned.len() {
             let looked_up = planned[idx].take();
             if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
