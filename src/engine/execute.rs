@@ -93,22 +93,14 @@ where
             if matches!(self.steps[idx].state, StepState::Done | StepState::Adopted) {
                 continue;
             }
-            // The next step, also looked up absent and independent of this one's outcome,
-            // declares its intent with this one's: one checkpoint less (see `Declared`).
+            // The next step, also looked up absent in the plan (so its inputs do not come
+            // from this one), declares its intent with this one's: one checkpoint less.
             if matches!(looked_up, Some(Lookup::Absent))
                 && matches!(planned.get(idx + 1), Some(Some(Lookup::Absent)))
                 && !self.wf().steps[idx].irreversible
                 && !self.wf().steps[idx + 1].irreversible
             {
-                let intent = StepUpdate {
-                    state: Some(StepState::Running),
-                    unresolved: Some(true),
-                    bump_attempts: true,
-                    mark_write: Some(self.engine.opts.clock.now_ms()),
-                    ..Default::default()
-                };
-                self.defer(idx + 1, intent, EventKind::StepIntent)?;
-                self.declared = Some((idx + 1, self.engine.opts.clock.now_ms()));
+                self.declare(idx + 1)?;
             }
             let done = if self.wf().steps[idx].irreversible {
                 self.remove(idx, looked_up).await?

@@ -31,6 +31,11 @@ struct World {
     /// When set, each delete records the journal's step rows as they were when it was sent.
     journal_at_delete: Option<Arc<MemoryJournal>>,
     seen_at_delete: Vec<Vec<StepRow>>,
+    /// The test's clock: a create of an action in `slow_creates` advances it that much, and
+    /// each create records when it was sent in `sent_at`.
+    clock: Option<Arc<VirtualClock>>,
+    slow_creates: BTreeMap<String, Duration>,
+    sent_at: BTreeMap<String, i64>,
 }
 
 type W = Arc<Mutex<World>>;
@@ -105,6 +110,12 @@ impl Action<String> for Fake {
     async fn create(&self, cx: &StepContext<'_, String>) -> Result<Outputs, StepError> {
         let script = self.next("create");
         let mut w = self.world.lock().unwrap();
+        if let Some(clock) = w.clock.clone() {
+            w.sent_at.insert(self.name.clone(), clock.now_ms());
+            if let Some(d) = w.slow_creates.get(&self.name) {
+                clock.advance(*d);
+            }
+        }
         if let Some((store, run)) = w.steal_lease_on_create.take() {
             // The driver's lease has expired (ttl < 0): another process takes over.
             store
@@ -221,6 +232,7 @@ fn setup_with(wf: &str, on_failure: OnFailure) -> Setup {
         on_failure,
     );
     let clock = Arc::new(VirtualClock::new());
+    world.lock().unwrap().clock = Some(clock.clone());
     let engine = Engine::new(
         workflow,
         registry(&world),
@@ -1408,4 +1420,51 @@ async fn a_declared_step_whose_write_landed_then_failed_is_owned() {
     let st = steps(&s);
     assert!(st[1].owned && !st[1].unresolved, "{st:?}");
     assert_eq!(creates(&s, "c"), 1);
+}
+
+/// One checkpoint less: the second step's intent rides in the first's, and the first's result
+/// in the second's (the run's checkpoints: 2 where the dependent pair takes 3).
+#[tokio::test]
+async fn a_declared_step_saves_its_own_checkpoint() {
+    let dependent = r#"
+        version = 1
+        name = "t"
+        retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+        [[steps]]
+        id = "one"
+        action = "a"
+        [[steps]]
+        id = "two"
+        action = "b"
+        inputs = { x = "one.id" }
+    "#;
+    let mut checkpoints = Vec::new();
+    for wf in [INDEPENDENT, dependent] {
+        let s = setup_with(wf, OnFailure::Rollback);
+        let before = s.store.event_count();
+        assert_eq!(run(&s).await.state, AgentState::Done);
+        checkpoints.push(s.store.event_count() - before);
+    }
+    assert_eq!(checkpoints, [2, 3]);
+}
+
+/// A settle window counts from the write time an intent records, so a declared intent must
+/// never record one earlier than its write is sent: while the step before it is quick (within
+/// the bound) the declaration stands and records the bound's end; when it is slow the intent
+/// is written again at the send.
+#[tokio::test]
+async fn a_declared_intent_never_records_its_write_earlier_than_the_send() {
+    for (slow_ms, checkpoints) in [(0, 2), (600, 2), (5_000, 3)] {
+        let s = setup_with(INDEPENDENT, OnFailure::Rollback);
+        (s.world.lock().unwrap().slow_creates).insert("a".into(), Duration::from_millis(slow_ms));
+        let before = s.store.event_count();
+        assert_eq!(run(&s).await.state, AgentState::Done);
+        assert_eq!(s.store.event_count() - before, checkpoints, "{slow_ms} ms");
+        let sent = s.world.lock().unwrap().sent_at["c"];
+        let recorded = steps(&s)[1].last_write_ms.unwrap();
+        assert!(
+            (0..=1_000).contains(&(recorded - sent)),
+            "{slow_ms} ms: the write was sent at {sent}, its intent says {recorded}"
+        );
+    }
 }

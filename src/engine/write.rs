@@ -108,9 +108,28 @@ where
         Ok(result)
     }
 
+    /// Declares step `idx`'s intent in the next checkpoint (that of the step before it), so
+    /// that its create is sent without a checkpoint of its own if it comes within
+    /// [`DECLARED_FOR_MS`]. The write time it records is the end of that bound, never earlier
+    /// than the send: a settle window counts from it.
+    pub(super) fn declare(&mut self, idx: usize) -> Result<(), Error> {
+        let now = self.engine.opts.clock.now_ms();
+        let intent = StepUpdate {
+            state: Some(StepState::Running),
+            unresolved: Some(true),
+            bump_attempts: true,
+            mark_write: Some(now + DECLARED_FOR_MS),
+            ..Default::default()
+        };
+        self.defer(idx, intent, EventKind::StepIntent)?;
+        self.declared = Some((idx, now));
+        Ok(())
+    }
+
     /// Whether step `idx`'s intent was declared ahead: `Some(true)` when that declaration
-    /// is durable and recent (at most [`DECLARED_FOR_MS`] old: its settle window starts
-    /// then), `Some(false)` when it must be written again, `None` when there was none.
+    /// is durable and recent (at most [`DECLARED_FOR_MS`] old: the write time it recorded
+    /// is not earlier than now), `Some(false)` when it must be written again, `None` when
+    /// there was none.
     pub(super) fn take_declared(&mut self, idx: usize) -> Option<bool> {
         let (step, at) = self.declared.filter(|(s, _)| *s == idx)?;
         self.declared = None;
@@ -138,7 +157,7 @@ where
 }
 
 /// How long a declared intent stands for its step's write: past it, the intent is written
-/// again (its settle window counts from the write it announces).
+/// again (the write time it recorded would be earlier than the send).
 const DECLARED_FOR_MS: i64 = 1_000;
 
 /// A delete answered "not found": done — nothing is left to delete — except while the
