@@ -157,8 +157,11 @@ where
 }
 
 /// How long a declared intent stands for its step's write: past it, the intent is written
-/// again (the write time it recorded would be earlier than the send).
-const DECLARED_FOR_MS: i64 = 1_000;
+/// again (the write time it recorded would be earlier than the send). Long enough for the
+/// checkpoint carrying it and the step before it to go through a busy table (on a saturated
+/// emulator 1 s was often not); short against the settle windows it may lengthen (30–60 s),
+/// and only when a write's outcome is unknown.
+pub(super) const DECLARED_FOR_MS: i64 = 5_000;
 
 /// A delete answered "not found": done — nothing is left to delete — except while the
 /// resource is within the settle window of a write of ours (`within_settle`), where "not
