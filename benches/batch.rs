@@ -37,7 +37,10 @@
 //!    applied.
 //! 9. **ddb-latency** (issue 18) — `OVERHEAD` agents (default 3000) unthrottled, the sandbox
 //!    answering each call after `LATENCY` ms (default `5,50`), on SQLite and on the table:
-//!    CPU per agent (`BACKENDS=sqlite` for SQLite alone).
+//!    CPU per agent (`BACKENDS=sqlite` for SQLite alone). `PIN=true` runs the tool on CPU 0
+//!    and this process (the sandbox) and moto on CPU 1 (`taskset`): AWS is not on the
+//!    caller's cores, and on a 2-core VM a saturated moto beside the tool inflated its CPU
+//!    time by a third (the same build 2.0–3.2 ms per agent, tracking moto's answer time).
 //!
 //! 10. **sync-first**, **sync-second**, **sync-events** (issue 19) — `sync` of an Identity
 //!     Store group of `N` members at the same ×`SCALE` quotas: the first run, a second with
@@ -69,6 +72,23 @@ mod sync;
 /// bench session), else the one cargo built with this bench.
 fn bin() -> String {
     std::env::var("BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_connect-onboard").to_string())
+}
+
+/// `PIN=true`: the tool on CPU 0, the bench (the sandbox, moto) on CPU 1.
+fn pinned() -> bool {
+    std::env::var("PIN").is_ok_and(|v| v == "true")
+}
+
+/// A command running the binary under test (on CPU 0 when [`pinned`]; `taskset` execs it,
+/// so the child's pid and its CPU time are the tool's).
+fn tool() -> tokio::process::Command {
+    if pinned() {
+        let mut cmd = tokio::process::Command::new("taskset");
+        cmd.args(["-c", "0", &bin()]);
+        cmd
+    } else {
+        tokio::process::Command::new(bin())
+    }
 }
 const INSTANCE: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 
@@ -208,7 +228,7 @@ fn command_for(
     file: &Path,
     concurrency: usize,
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(bin());
+    let mut cmd = tool();
     cmd.args([
         "--config",
         config.to_str().unwrap(),
@@ -642,7 +662,7 @@ impl Table {
 
     /// `connect-onboard --config CONFIG init --state dynamodb://NAME`.
     async fn init(&self, sb: &SandboxHandle, config: &Path, name: &str) {
-        let mut cmd = tokio::process::Command::new(bin());
+        let mut cmd = tool();
         cmd.args(["--config", config.to_str().unwrap(), "init", "--state"])
             .arg(format!("dynamodb://{name}"))
             .env_remove("AWS_PROFILE")
@@ -1060,6 +1080,16 @@ async fn ddb_latency(table: &Table, dir: &Path, unlimited: &str) {
 
 #[tokio::main]
 async fn main() {
+    if pinned() {
+        // Every thread of this process (and so moto, started later) to CPU 1.
+        let pid = std::process::id().to_string();
+        let ok = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "PIN=true needs taskset (util-linux) and two CPUs");
+    }
     let dir = tempfile::tempdir().unwrap();
     let n: usize = var("N", 500);
     let scale: f64 = var("SCALE", 10.0);
