@@ -81,7 +81,7 @@ fn pinned() -> bool {
 
 /// A command running the binary under test (on CPU 0 when [`pinned`]; `taskset` execs it,
 /// so the child's pid and its CPU time are the tool's).
-fn tool() -> tokio::process::Command {
+fn tool_command() -> tokio::process::Command {
     if pinned() {
         let mut cmd = tokio::process::Command::new("taskset");
         cmd.args(["-c", "0", &bin()]);
@@ -228,7 +228,7 @@ fn command_for(
     file: &Path,
     concurrency: usize,
 ) -> tokio::process::Command {
-    let mut cmd = tool();
+    let mut cmd = tool_command();
     cmd.args([
         "--config",
         config.to_str().unwrap(),
@@ -662,7 +662,7 @@ impl Table {
 
     /// `connect-onboard --config CONFIG init --state dynamodb://NAME`.
     async fn init(&self, sb: &SandboxHandle, config: &Path, name: &str) {
-        let mut cmd = tool();
+        let mut cmd = tool_command();
         cmd.args(["--config", config.to_str().unwrap(), "init", "--state"])
             .arg(format!("dynamodb://{name}"))
             .env_remove("AWS_PROFILE")
