@@ -129,7 +129,7 @@ where
             .send(
                 idx,
                 attempt,
-                (intent, EventKind::UndoIntent),
+                Some((intent, EventKind::UndoIntent)),
                 Call::Delete(&outputs),
                 Crashes::AFTER_DELETE,
             )

@@ -270,18 +270,17 @@ where
             mark_write: Some(self.engine.opts.clock.now_ms()),
             ..Default::default()
         };
-        let result = if declared == Some(true) {
-            self.send_declared(idx, tries.attempt).await?
-        } else {
-            self.send(
+        // A fresh declaration is the durable intent already.
+        let intent = (declared != Some(true)).then_some((intent, EventKind::StepIntent));
+        let result = self
+            .send(
                 idx,
                 tries.attempt,
-                (intent, EventKind::StepIntent),
+                intent,
                 Call::Create,
                 Crashes::AROUND_WRITE,
             )
-            .await?
-        };
+            .await?;
         match result {
             Ok(outputs) => {
                 let detail = fmt_outputs(&outputs);

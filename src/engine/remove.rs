@@ -85,7 +85,7 @@ where
             .send(
                 idx,
                 attempt,
-                (intent, EventKind::DeleteIntent),
+                Some((intent, EventKind::DeleteIntent)),
                 Call::Delete(&outputs),
                 Crashes::AROUND_WRITE,
             )

@@ -49,19 +49,22 @@ where
     /// Records `intent` (with the journal event `kind`) durably, then sends `call` with the
     /// step's inputs bound from the earlier steps' outputs, the crash hooks around it. The
     /// outer error is the journal's; the inner result is the call's (a delete's `Ok` holds
-    /// no outputs).
+    /// no outputs). No `intent`: it is durable already (declared with the step before, see
+    /// [`Driver::declare`]); the lease is still checked.
     pub(super) async fn send(
         &mut self,
         idx: usize,
         attempt: u32,
-        intent: (StepUpdate, EventKind),
+        intent: Option<(StepUpdate, EventKind)>,
         call: Call<'_>,
         crashes: Crashes,
     ) -> Result<Result<Outputs, StepError>, Error> {
         let step = self.wf().steps[idx].clone();
         let action = self.engine.registry[&step.action].clone();
-        let (update, kind) = intent;
-        self.update(idx, update, kind).await?;
+        match intent {
+            Some((update, kind)) => self.update(idx, update, kind).await?,
+            None => self.fenced()?,
+        }
         if let Some(point) = crashes.before {
             self.crash(point, &step.id);
         }
@@ -85,29 +88,6 @@ impl<S> Driver<'_, S>
 where
     S: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    /// A create whose intent is durable already (declared with the step before it): the
-    /// same call and crash points as [`Driver::send`], without the checkpoint.
-    pub(super) async fn send_declared(
-        &mut self,
-        idx: usize,
-        attempt: u32,
-    ) -> Result<Result<Outputs, StepError>, Error> {
-        self.fenced()?;
-        let step = self.wf().steps[idx].clone();
-        let action = self.engine.registry[&step.action].clone();
-        self.crash(CrashPoint::BeforeWrite, &step.id);
-        let inputs = bind(&step, &self.known()).unwrap_or_default();
-        let cx = StepContext {
-            subject: &self.subject,
-            inputs: &inputs,
-            secrets: self.secrets,
-            attempt,
-        };
-        let result = action.create(&cx).await;
-        self.crash(CrashPoint::AfterWrite, &step.id);
-        Ok(result)
-    }
-
     /// Declares step `idx`'s intent in the next checkpoint (that of the step before it), so
     /// that its create is sent without a checkpoint of its own if it comes within
     /// [`DECLARED_FOR_MS`]. The write time it records is the end of that bound, never earlier
