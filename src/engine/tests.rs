@@ -172,6 +172,20 @@ impl Action<String> for Fake {
     }
 }
 
+/// Two steps, the second taking the first's id.
+const DEPENDENT: &str = r#"
+    version = 1
+    name = "t"
+    retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
+    [[steps]]
+    id = "one"
+    action = "a"
+    [[steps]]
+    id = "two"
+    action = "b"
+    inputs = { x = "one.id" }
+"#;
+
 const WF: &str = r#"
     version = 1
     name = "t"
@@ -356,19 +370,7 @@ async fn conflict_in_the_plan_writes_nothing() {
 #[tokio::test]
 async fn conflict_found_later_in_the_plan_still_writes_nothing() {
     // Steps without data dependencies are all looked up before the first write.
-    let wf = r#"
-        version = 1
-        name = "t"
-        retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
-        [[steps]]
-        id = "one"
-        action = "a"
-        [[steps]]
-        id = "two"
-        action = "b"
-        inputs = { x = "one.id" }
-    "#;
-    let s = setup_with(wf, OnFailure::Rollback);
+    let s = setup_with(DEPENDENT, OnFailure::Rollback);
     let mut o = Outputs::new();
     o.insert("id".into(), "a-id".into());
     s.world.lock().unwrap().present.insert("a".into(), o);
@@ -1426,20 +1428,8 @@ async fn a_declared_step_whose_write_landed_then_failed_is_owned() {
 /// in the second's (the run's checkpoints: 2 where the dependent pair takes 3).
 #[tokio::test]
 async fn a_declared_step_saves_its_own_checkpoint() {
-    let dependent = r#"
-        version = 1
-        name = "t"
-        retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
-        [[steps]]
-        id = "one"
-        action = "a"
-        [[steps]]
-        id = "two"
-        action = "b"
-        inputs = { x = "one.id" }
-    "#;
     let mut checkpoints = Vec::new();
-    for wf in [INDEPENDENT, dependent] {
+    for wf in [INDEPENDENT, DEPENDENT] {
         let s = setup_with(wf, OnFailure::Rollback);
         let before = s.store.event_count();
         assert_eq!(run(&s).await.state, AgentState::Done);
