@@ -172,8 +172,10 @@ impl Action<String> for Fake {
     }
 }
 
-/// Two steps, the second taking the first's id.
-const DEPENDENT: &str = r#"
+/// Two steps, the second taking the first's id: [`DEPENDENT`], and the start of [`WF`].
+macro_rules! two_dependent_steps {
+    () => {
+        r#"
     version = 1
     name = "t"
     retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
@@ -184,24 +186,20 @@ const DEPENDENT: &str = r#"
     id = "two"
     action = "b"
     inputs = { x = "one.id" }
-"#;
+"#
+    };
+}
 
-const WF: &str = r#"
-    version = 1
-    name = "t"
-    retry = { max_attempts = 3, initial_backoff_ms = 1, max_backoff_ms = 2 }
-    [[steps]]
-    id = "one"
-    action = "a"
-    [[steps]]
-    id = "two"
-    action = "b"
-    inputs = { x = "one.id" }
-    [[steps]]
+const DEPENDENT: &str = two_dependent_steps!();
+
+const WF: &str = concat!(
+    two_dependent_steps!(),
+    r#"    [[steps]]
     id = "three"
     action = "shared"
     inputs = { x = "two.id" }
-"#;
+"#
+);
 
 fn registry(world: &W) -> Registry<String> {
     let mut r: Registry<String> = BTreeMap::new();
@@ -1458,5 +1456,34 @@ async fn a_declared_intent_never_records_its_write_earlier_than_the_send() {
             (0..=bound).contains(&(recorded - sent)),
             "{slow_ms} ms: the write was sent at {sent}, its intent says {recorded}"
         );
+    }
+}
+
+/// The lease is lost while the first step is sent (it shows at the next checkpoint, not
+/// before the declared step's create): whatever landed is covered by a durable intent, so
+/// the next holder finds both steps unresolved and owns what it finds.
+#[tokio::test]
+async fn a_declared_step_sent_after_the_lease_was_lost_is_covered_by_its_intent() {
+    let mut s = setup_with(INDEPENDENT, OnFailure::Rollback);
+    s.engine.opts.lease_ttl_ms = -1;
+    s.world.lock().unwrap().steal_lease_on_create = Some((s.store.clone(), "r".into()));
+    let err = s
+        .engine
+        .run_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Journal(JournalError::LeaseLost { .. })),
+        "{err}"
+    );
+    let st = steps(&s);
+    assert_eq!(creates(&s, "a"), 1);
+    for (row, action) in st.iter().zip(["a", "c"]) {
+        if creates(&s, action) > 0 {
+            assert!(
+                row.unresolved && row.state == StepState::Running,
+                "{action} landed: {row:?}"
+            );
+        }
     }
 }
