@@ -306,6 +306,22 @@ async fn run(s: &Setup) -> AgentOutcome {
     out
 }
 
+/// One pass whose lease another process takes while its first create is sent (the lease
+/// expires at once): the pass ends with `LeaseLost`.
+async fn run_losing_the_lease_at_the_first_create(s: &mut Setup) {
+    s.engine.opts.lease_ttl_ms = -1;
+    s.world.lock().unwrap().steal_lease_on_create = Some((s.store.clone(), "r".into()));
+    let err = s
+        .engine
+        .run_agent("r", "ag", &Secrets::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Journal(JournalError::LeaseLost { .. })),
+        "{err}"
+    );
+}
+
 fn present(s: &Setup, name: &str) -> bool {
     s.world.lock().unwrap().present.contains_key(name)
 }
@@ -676,17 +692,7 @@ async fn second_driver_is_refused_while_the_first_holds_the_lease() {
 #[tokio::test]
 async fn a_driver_that_lost_its_lease_stops_writing() {
     let mut s = setup();
-    s.engine.opts.lease_ttl_ms = -1;
-    s.world.lock().unwrap().steal_lease_on_create = Some((s.store.clone(), "r".into()));
-    let err = s
-        .engine
-        .run_agent("r", "ag", &Secrets::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Journal(JournalError::LeaseLost { .. })),
-        "{err}"
-    );
+    run_losing_the_lease_at_the_first_create(&mut s).await;
     // Its create landed, but it could not checkpoint over the new holder's lease:
     // the step still shows the intent (unresolved), so the new holder will own it.
     let st = &steps(&s)[0];
@@ -1465,17 +1471,7 @@ async fn a_declared_intent_never_records_its_write_earlier_than_the_send() {
 #[tokio::test]
 async fn a_declared_step_sent_after_the_lease_was_lost_is_covered_by_its_intent() {
     let mut s = setup_with(INDEPENDENT, OnFailure::Rollback);
-    s.engine.opts.lease_ttl_ms = -1;
-    s.world.lock().unwrap().steal_lease_on_create = Some((s.store.clone(), "r".into()));
-    let err = s
-        .engine
-        .run_agent("r", "ag", &Secrets::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Journal(JournalError::LeaseLost { .. })),
-        "{err}"
-    );
+    run_losing_the_lease_at_the_first_create(&mut s).await;
     let st = steps(&s);
     assert_eq!(creates(&s, "a"), 1);
     for (row, action) in st.iter().zip(["a", "c"]) {
